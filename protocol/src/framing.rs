@@ -1,0 +1,261 @@
+//! Splitting a byte stream into lines, with a hard bound on line length.
+
+use std::collections::VecDeque;
+use std::fmt;
+
+/// Longest accepted line in bytes, not counting the `\r\n` / `\n` that ends it.
+pub const MAX_LINE_LEN: usize = 4096;
+
+/// A line could not be taken from the stream. The reader has already dropped it and carries on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    /// The line was longer than the limit; it was discarded up to its end.
+    TooLong,
+    /// The line was not valid UTF-8; it was discarded.
+    InvalidUtf8,
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::TooLong => write!(f, "line too long"),
+            FrameError::InvalidUtf8 => write!(f, "line is not valid UTF-8"),
+        }
+    }
+}
+
+impl std::error::Error for FrameError {}
+
+/// Accumulates bytes and yields complete lines.
+///
+/// Memory is bounded: at most `max_len` bytes of an unfinished line are kept; the rest of an
+/// overlong line is skipped as it arrives and reported once as [`FrameError::TooLong`].
+#[derive(Debug)]
+pub struct LineReader {
+    buf: Vec<u8>,
+    /// Bytes of `buf` already searched for a newline.
+    scanned: usize,
+    /// Start of the unfinished line in `buf` (just after the last newline).
+    partial_start: usize,
+    max_len: usize,
+    /// Inside an overlong line: drop bytes until the next newline.
+    discarding: bool,
+    /// Offsets in `buf` (always at line starts) where an overlong line was dropped, not yet
+    /// reported, so errors come out in stream order.
+    dropped_at: VecDeque<usize>,
+}
+
+impl Default for LineReader {
+    fn default() -> Self {
+        LineReader::new(MAX_LINE_LEN)
+    }
+}
+
+impl LineReader {
+    pub fn new(max_len: usize) -> LineReader {
+        LineReader {
+            buf: Vec::new(),
+            scanned: 0,
+            partial_start: 0,
+            max_len,
+            discarding: false,
+            dropped_at: VecDeque::new(),
+        }
+    }
+
+    /// Bytes held for an unfinished line.
+    pub fn buffered(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True when a partial line is buffered (the peer stopped mid-line).
+    pub fn has_partial_line(&self) -> bool {
+        !self.buf.is_empty() || self.discarding
+    }
+
+    /// Adds received bytes. Complete lines are then taken with [`LineReader::next_line`].
+    pub fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            if self.discarding {
+                match data.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        self.discarding = false;
+                        data = &data[i + 1..];
+                    }
+                    None => return,
+                }
+                continue;
+            }
+            // Room for the line itself plus "\r\n".
+            let partial = self.buf.len() - self.partial_start;
+            let room = (self.max_len + 2).saturating_sub(partial);
+            let take = data.len().min(room);
+            let chunk = &data[..take];
+            if let Some(i) = chunk.iter().position(|&b| b == b'\n') {
+                self.buf.extend_from_slice(&chunk[..=i]);
+                self.partial_start = self.buf.len();
+                data = &data[i + 1..];
+                continue;
+            }
+            self.buf.extend_from_slice(chunk);
+            data = &data[take..];
+            if self.buf.len() - self.partial_start >= self.max_len + 2 {
+                self.overflow();
+            }
+        }
+    }
+
+    fn overflow(&mut self) {
+        // Keep complete lines that are already buffered; drop the unfinished tail.
+        self.buf.truncate(self.partial_start);
+        self.scanned = self.scanned.min(self.partial_start);
+        self.discarding = true;
+        self.dropped_at.push_back(self.partial_start);
+    }
+
+    /// The next complete line without its ending, or an error for a line that was dropped.
+    /// Empty lines are skipped.
+    pub fn next_line(&mut self) -> Option<Result<String, FrameError>> {
+        loop {
+            if self.dropped_at.front() == Some(&0) {
+                self.dropped_at.pop_front();
+                return Some(Err(FrameError::TooLong));
+            }
+            let found = self.buf[self.scanned..].iter().position(|&b| b == b'\n');
+            let Some(rel) = found else {
+                self.scanned = self.buf.len();
+                return None;
+            };
+            let end = self.scanned + rel;
+            let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+            self.scanned = 0;
+            self.partial_start -= end + 1;
+            for at in self.dropped_at.iter_mut() {
+                *at -= end + 1;
+            }
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.is_empty() {
+                continue;
+            }
+            if line.len() > self.max_len {
+                return Some(Err(FrameError::TooLong));
+            }
+            return Some(String::from_utf8(line).map_err(|_| FrameError::InvalidUtf8));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn drain(r: &mut LineReader) -> Vec<Result<String, FrameError>> {
+        std::iter::from_fn(|| r.next_line()).collect()
+    }
+
+    #[test]
+    fn splits_crlf_and_lf_and_skips_empty() {
+        let mut r = LineReader::default();
+        r.feed(b"A\r\nB\n\r\n\nC");
+        assert_eq!(drain(&mut r), vec![Ok("A".into()), Ok("B".into())]);
+        assert!(r.has_partial_line());
+        r.feed(b"D\r\n");
+        assert_eq!(drain(&mut r), vec![Ok("CD".into())]);
+        assert!(!r.has_partial_line());
+    }
+
+    #[test]
+    fn byte_at_a_time() {
+        let mut r = LineReader::default();
+        for b in b"PING :x\r\nPONG\n" {
+            r.feed(&[*b]);
+        }
+        assert_eq!(drain(&mut r), vec![Ok("PING :x".into()), Ok("PONG".into())]);
+    }
+
+    #[test]
+    fn exact_limit_is_accepted() {
+        let mut r = LineReader::new(10);
+        r.feed(b"0123456789\r\n");
+        assert_eq!(drain(&mut r), vec![Ok("0123456789".into())]);
+        r.feed(b"0123456789\n");
+        assert_eq!(drain(&mut r), vec![Ok("0123456789".into())]);
+    }
+
+    #[test]
+    fn overlong_line_is_dropped_and_reader_recovers() {
+        let mut r = LineReader::new(10);
+        r.feed(b"OK\r\n");
+        r.feed(&[b'x'; 25]);
+        assert!(r.buffered() <= 12);
+        r.feed(&[b'x'; 1000]);
+        assert!(r.buffered() <= 12);
+        r.feed(b"xx\r\nNEXT\r\n");
+        assert_eq!(
+            drain(&mut r),
+            vec![Ok("OK".into()), Err(FrameError::TooLong), Ok("NEXT".into())]
+        );
+    }
+
+    #[test]
+    fn eleven_bytes_in_one_chunk_is_too_long() {
+        let mut r = LineReader::new(10);
+        r.feed(b"01234567890\r\nOK\r\n");
+        assert_eq!(
+            drain(&mut r),
+            vec![Err(FrameError::TooLong), Ok("OK".into())]
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_is_reported_and_skipped() {
+        let mut r = LineReader::default();
+        r.feed(b"\xff\xfe\r\nOK\r\n");
+        assert_eq!(
+            drain(&mut r),
+            vec![Err(FrameError::InvalidUtf8), Ok("OK".into())]
+        );
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn bounded_and_never_panics(chunks in proptest::collection::vec(
+                proptest::collection::vec(any::<u8>(), 0..300), 0..20)) {
+                let mut r = LineReader::new(64);
+                for c in &chunks {
+                    r.feed(c);
+                    prop_assert!(r.buffered() <= 64 + 2 + c.len());
+                    while let Some(line) = r.next_line() {
+                        if let Ok(l) = line {
+                            prop_assert!(l.len() <= 64);
+                            prop_assert!(!l.contains('\n'));
+                        }
+                    }
+                    prop_assert!(r.buffered() <= 66);
+                }
+            }
+
+            #[test]
+            fn lines_survive_any_chunking(lines in proptest::collection::vec("[a-zA-Z :#]{1,50}", 1..10),
+                                          cut in 1usize..17) {
+                let text: String = lines.iter().map(|l| format!("{l}\r\n")).collect();
+                let mut r = LineReader::new(64);
+                let mut got = Vec::new();
+                for c in text.as_bytes().chunks(cut) {
+                    r.feed(c);
+                    while let Some(l) = r.next_line() {
+                        got.push(l.unwrap());
+                    }
+                }
+                prop_assert_eq!(got, lines);
+            }
+        }
+    }
+}

@@ -1,0 +1,460 @@
+//! One IRC message: `[@tags] [:source] COMMAND [params...] [:trailing]`.
+
+use std::fmt::{self, Write as _};
+
+/// One IRCv3 message tag. `value` is stored unescaped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tag {
+    pub key: String,
+    pub value: Option<String>,
+}
+
+/// A parsed IRC message.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Message {
+    pub tags: Vec<Tag>,
+    pub source: Option<String>,
+    pub command: String,
+    pub params: Vec<String>,
+}
+
+/// Why a line is not a valid IRC message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParseError {
+    /// Nothing but whitespace (or tags/source without a command).
+    Empty,
+    MissingCommand,
+    /// The command is neither letters nor a three-digit numeric.
+    BadCommand(String),
+    /// CR, LF or NUL inside the line.
+    ForbiddenCharacter,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ParseError::Empty => write!(f, "empty line"),
+            ParseError::MissingCommand => write!(f, "missing command"),
+            ParseError::BadCommand(c) => write!(f, "malformed command {c:?}"),
+            ParseError::ForbiddenCharacter => write!(f, "line contains CR, LF or NUL"),
+        }
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+impl Message {
+    /// A message with no tags and no source.
+    pub fn new<C, I, P>(command: C, params: I) -> Message
+    where
+        C: Into<String>,
+        I: IntoIterator<Item = P>,
+        P: Into<String>,
+    {
+        Message {
+            tags: Vec::new(),
+            source: None,
+            command: command.into(),
+            params: params.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// Sets the source (prefix) and returns the message.
+    pub fn with_source(mut self, source: impl Into<String>) -> Message {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// Adds a tag and returns the message.
+    pub fn with_tag(mut self, key: impl Into<String>, value: Option<String>) -> Message {
+        self.tags.push(Tag {
+            key: key.into(),
+            value,
+        });
+        self
+    }
+
+    /// The command, compared case-insensitively.
+    pub fn is(&self, command: &str) -> bool {
+        self.command.eq_ignore_ascii_case(command)
+    }
+
+    /// Parameter `i`, if present.
+    pub fn param(&self, i: usize) -> Option<&str> {
+        self.params.get(i).map(String::as_str)
+    }
+
+    /// The value of tag `key` (`Some("")` for a tag without value).
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags
+            .iter()
+            .find(|t| t.key == key)
+            .map(|t| t.value.as_deref().unwrap_or(""))
+    }
+
+    /// Parses one line. A single trailing `\r\n` or `\n` is accepted and ignored.
+    pub fn parse(line: &str) -> Result<Message, ParseError> {
+        let line = line
+            .strip_suffix('\n')
+            .map(|l| l.strip_suffix('\r').unwrap_or(l))
+            .unwrap_or(line);
+        if line.contains(['\r', '\n', '\0']) {
+            return Err(ParseError::ForbiddenCharacter);
+        }
+        let mut rest = line.trim_start_matches(' ');
+        if rest.is_empty() {
+            return Err(ParseError::Empty);
+        }
+        let mut msg = Message::default();
+        if let Some(after) = rest.strip_prefix('@') {
+            let (tags, tail) = split_word(after);
+            msg.tags = parse_tags(tags);
+            rest = tail;
+        }
+        if let Some(after) = rest.strip_prefix(':') {
+            let (source, tail) = split_word(after);
+            if !source.is_empty() {
+                msg.source = Some(source.to_string());
+            }
+            rest = tail;
+        }
+        let (command, mut rest) = split_word(rest);
+        if command.is_empty() {
+            return Err(ParseError::MissingCommand);
+        }
+        if !valid_command(command) {
+            return Err(ParseError::BadCommand(command.to_string()));
+        }
+        msg.command = command.to_string();
+        while !rest.is_empty() {
+            if let Some(trailing) = rest.strip_prefix(':') {
+                msg.params.push(trailing.to_string());
+                break;
+            }
+            let (word, tail) = split_word(rest);
+            msg.params.push(word.to_string());
+            rest = tail;
+        }
+        Ok(msg)
+    }
+
+    /// Serialises with the closing `\r\n` into `out`.
+    ///
+    /// Output is always exactly one line: CR, LF and NUL anywhere are replaced by spaces, and
+    /// a middle parameter that cannot be sent as such (empty, containing a space, starting
+    /// with `:`) is made safe, so no value can forge a second line or shift parameters.
+    pub fn write_to(&self, out: &mut String) {
+        if !self.tags.is_empty() {
+            out.push('@');
+            for (i, tag) in self.tags.iter().enumerate() {
+                if i > 0 {
+                    out.push(';');
+                }
+                push_clean(out, &tag.key, true);
+                if let Some(value) = &tag.value {
+                    if !value.is_empty() {
+                        out.push('=');
+                        escape_tag_value(out, value);
+                    }
+                }
+            }
+            out.push(' ');
+        }
+        if let Some(source) = &self.source {
+            out.push(':');
+            push_clean(out, source, true);
+            out.push(' ');
+        }
+        push_clean(out, &self.command, true);
+        let last = self.params.len().saturating_sub(1);
+        for (i, param) in self.params.iter().enumerate() {
+            out.push(' ');
+            if i == last {
+                if param.is_empty() || param.contains(' ') || param.starts_with(':') {
+                    out.push(':');
+                }
+                push_clean(out, param, false);
+            } else if param.is_empty() {
+                out.push('*');
+            } else {
+                if param.starts_with(':') {
+                    out.push('_');
+                    push_clean(out, &param[1..], true);
+                } else {
+                    push_clean(out, param, true);
+                }
+            }
+        }
+        out.push_str("\r\n");
+    }
+
+    /// The serialised line, including `\r\n`.
+    pub fn to_line(&self) -> String {
+        let mut s = String::with_capacity(64);
+        self.write_to(&mut s);
+        s
+    }
+}
+
+impl fmt::Display for Message {
+    /// The serialised line without the closing `\r\n`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let line = self.to_line();
+        f.write_str(line.trim_end_matches("\r\n"))
+    }
+}
+
+/// Splits off the next space-delimited word, skipping the run of spaces after it.
+fn split_word(s: &str) -> (&str, &str) {
+    match s.find(' ') {
+        Some(i) => (&s[..i], s[i..].trim_start_matches(' ')),
+        None => (s, ""),
+    }
+}
+
+fn valid_command(c: &str) -> bool {
+    c.bytes().all(|b| b.is_ascii_alphabetic())
+        || (c.len() == 3 && c.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn parse_tags(s: &str) -> Vec<Tag> {
+    s.split(';')
+        .filter(|t| !t.is_empty())
+        .map(|t| match t.split_once('=') {
+            Some((k, v)) => Tag {
+                key: k.to_string(),
+                value: Some(unescape_tag_value(v)),
+            },
+            None => Tag {
+                key: t.to_string(),
+                value: None,
+            },
+        })
+        .collect()
+}
+
+/// IRCv3 tag value unescaping: `\:` `;`, `\s` space, `\\` `\`, `\r`, `\n`; other `\x` is `x`;
+/// a lone trailing backslash is dropped.
+pub fn unescape_tag_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some(':') => out.push(';'),
+            Some('s') => out.push(' '),
+            Some('r') => out.push('\r'),
+            Some('n') => out.push('\n'),
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// IRCv3 tag value escaping (the inverse of [`unescape_tag_value`]).
+pub fn escape_tag_value(out: &mut String, v: &str) {
+    for c in v.chars() {
+        match c {
+            ';' => out.push_str("\\:"),
+            ' ' => out.push_str("\\s"),
+            '\\' => out.push_str("\\\\"),
+            '\r' => out.push_str("\\r"),
+            '\n' => out.push_str("\\n"),
+            '\0' => {}
+            c => out.push(c),
+        }
+    }
+}
+
+/// Appends `s` with CR, LF and NUL replaced by spaces (and, for words, spaces by `_`).
+fn push_clean(out: &mut String, s: &str, word: bool) {
+    if !s.contains(['\r', '\n', '\0', ' ']) {
+        out.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        let c = match c {
+            '\r' | '\n' | '\0' => ' ',
+            c => c,
+        };
+        if word && c == ' ' {
+            out.push('_');
+        } else {
+            let _ = out.write_char(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_full_message() {
+        let m = Message::parse("@time=2024;msgid=a\\sb :nick!u@h PRIVMSG #room :hello there\r\n")
+            .unwrap();
+        assert_eq!(m.tag("time"), Some("2024"));
+        assert_eq!(m.tag("msgid"), Some("a b"));
+        assert_eq!(m.source.as_deref(), Some("nick!u@h"));
+        assert_eq!(m.command, "PRIVMSG");
+        assert_eq!(m.params, vec!["#room", "hello there"]);
+    }
+
+    #[test]
+    fn parses_without_trailing_and_with_extra_spaces() {
+        let m = Message::parse("JOIN   #a   key").unwrap();
+        assert_eq!(m.params, vec!["#a", "key"]);
+        let m = Message::parse("PING").unwrap();
+        assert!(m.params.is_empty());
+        let m = Message::parse("PRIVMSG #a :").unwrap();
+        assert_eq!(m.params, vec!["#a", ""]);
+        let m = Message::parse("PRIVMSG #a ::-)").unwrap();
+        assert_eq!(m.params, vec!["#a", ":-)"]);
+    }
+
+    #[test]
+    fn numeric_and_bad_commands() {
+        assert_eq!(
+            Message::parse(":srv 001 me :Welcome").unwrap().command,
+            "001"
+        );
+        assert!(matches!(
+            Message::parse("12 x"),
+            Err(ParseError::BadCommand(_))
+        ));
+        assert!(matches!(
+            Message::parse("PR1VMSG x"),
+            Err(ParseError::BadCommand(_))
+        ));
+        assert_eq!(Message::parse("   "), Err(ParseError::Empty));
+        assert_eq!(Message::parse(":src"), Err(ParseError::MissingCommand));
+        assert_eq!(Message::parse("@a=b"), Err(ParseError::MissingCommand));
+        assert_eq!(
+            Message::parse("PRIVMSG a\0b"),
+            Err(ParseError::ForbiddenCharacter)
+        );
+    }
+
+    #[test]
+    fn tag_without_value_and_escapes() {
+        let m = Message::parse("@a;b=;c=x\\:y\\\\z\\ CMD").unwrap();
+        assert_eq!(
+            m.tags[0],
+            Tag {
+                key: "a".into(),
+                value: None
+            }
+        );
+        assert_eq!(m.tag("b"), Some(""));
+        assert_eq!(m.tag("c"), Some("x;y\\z"));
+    }
+
+    #[test]
+    fn serialises_trailing_only_when_needed() {
+        assert_eq!(Message::new("NICK", ["bob"]).to_line(), "NICK bob\r\n");
+        assert_eq!(
+            Message::new("PRIVMSG", ["#a", "hi there"]).to_line(),
+            "PRIVMSG #a :hi there\r\n"
+        );
+        assert_eq!(
+            Message::new("TOPIC", ["#a", ""]).to_line(),
+            "TOPIC #a :\r\n"
+        );
+        assert_eq!(
+            Message::new("X", [":a"]).with_source("srv").to_line(),
+            ":srv X ::a\r\n"
+        );
+    }
+
+    #[test]
+    fn serialising_never_forges_a_line() {
+        let m = Message::new("PRIVMSG", ["#a\r\nQUIT", "hi\r\nQUIT :x"])
+            .with_source("e\nvil")
+            .with_tag("k", Some("v\r\nX".into()));
+        let line = m.to_line();
+        assert_eq!(line.matches("\r\n").count(), 1);
+        assert!(line.ends_with("\r\n"));
+        assert!(!line[..line.len() - 2].contains(['\r', '\n']));
+        let back = Message::parse(&line).unwrap();
+        assert_eq!(back.command, "PRIVMSG");
+        assert_eq!(back.params.len(), 2);
+        assert_eq!(back.tag("k"), Some("v\r\nX"));
+    }
+
+    #[test]
+    fn unsafe_middle_params_are_made_safe() {
+        let line = Message::new("X", ["a b", "", ":c", "last"]).to_line();
+        assert_eq!(line, "X a_b * _c last\r\n");
+    }
+
+    #[test]
+    fn display_has_no_line_ending() {
+        assert_eq!(Message::new("PING", ["x"]).to_string(), "PING x");
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn word() -> impl Strategy<Value = String> {
+            "[A-Za-z0-9#&!@.*_\\-\\[\\]{}|^`]{1,12}"
+        }
+
+        fn message() -> impl Strategy<Value = Message> {
+            (
+                proptest::collection::vec(
+                    ("[a-z0-9/+.\\-]{1,8}", proptest::option::of("[ -~]{0,10}")),
+                    0..3,
+                ),
+                proptest::option::of(word()),
+                prop_oneof!["[A-Za-z]{1,10}", "[0-9]{3}"],
+                proptest::collection::vec(word(), 0..5),
+                proptest::option::of("[^\r\n\0]{0,40}"),
+            )
+                .prop_map(|(tags, source, command, mut params, trailing)| {
+                    if let Some(t) = trailing {
+                        params.push(t);
+                    }
+                    Message {
+                        tags: tags
+                            .into_iter()
+                            .map(|(key, value)| Tag {
+                                key,
+                                // An empty value serialises as a bare key.
+                                value: value.filter(|v| !v.is_empty()),
+                            })
+                            .collect(),
+                        source,
+                        command,
+                        params,
+                    }
+                })
+        }
+
+        proptest! {
+            #[test]
+            fn round_trip(m in message()) {
+                let line = m.to_line();
+                prop_assert_eq!(Message::parse(&line).unwrap(), m);
+            }
+
+            #[test]
+            fn parse_never_panics(s in "\\PC{0,200}") {
+                let _ = Message::parse(&s);
+            }
+
+            #[test]
+            fn any_parsed_message_reserialises_to_one_line(s in "[ -~]{0,200}") {
+                if let Ok(m) = Message::parse(&s) {
+                    let line = m.to_line();
+                    prop_assert_eq!(line.matches('\n').count(), 1);
+                    prop_assert_eq!(Message::parse(&line).unwrap().command, m.command);
+                }
+            }
+        }
+    }
+}
