@@ -1,0 +1,496 @@
+//! Worker pool for blocking account work (argon2, sled writes and flushes).
+//!
+//! The event loop submits [`Job`]s without blocking; each worker sends a [`Completion`] on a
+//! channel and then wakes the loop through its `mio::Waker`.
+
+use std::fmt;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::accounts::{AccountStore, LoginError, RegisterError};
+
+/// Which connection asked: slab slot plus a generation, since slots are reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub slot: usize,
+    pub generation: u64,
+}
+
+/// Work for the pool.
+pub enum Job {
+    Register {
+        origin: Origin,
+        account: String,
+        password: String,
+    },
+    Login {
+        origin: Origin,
+        account: String,
+        password: String,
+    },
+}
+
+impl fmt::Debug for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, origin, account) = match self {
+            Job::Register {
+                origin, account, ..
+            } => ("Register", origin, account),
+            Job::Login {
+                origin, account, ..
+            } => ("Login", origin, account),
+        };
+        f.debug_struct(kind)
+            .field("origin", origin)
+            .field("account", account)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+impl Job {
+    /// The connection that submitted this job.
+    pub fn origin(&self) -> Origin {
+        match self {
+            Job::Register { origin, .. } | Job::Login { origin, .. } => *origin,
+        }
+    }
+
+    /// The completion to send when the job could not run at all.
+    fn failed(&self, why: &str) -> Completion {
+        match self {
+            Job::Register {
+                origin, account, ..
+            } => Completion::Registered {
+                origin: *origin,
+                account: account.clone(),
+                result: Err(RegisterError::Unavailable(why.to_string())),
+            },
+            Job::Login {
+                origin, account, ..
+            } => Completion::LoggedIn {
+                origin: *origin,
+                account: account.clone(),
+                result: Err(LoginError::Unavailable(why.to_string())),
+            },
+        }
+    }
+}
+
+/// Result of a [`Job`]; `account` is the name as the client sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Completion {
+    Registered {
+        origin: Origin,
+        account: String,
+        result: Result<String, RegisterError>,
+    },
+    LoggedIn {
+        origin: Origin,
+        account: String,
+        result: Result<String, LoginError>,
+    },
+}
+
+impl Completion {
+    /// The connection the result belongs to.
+    pub fn origin(&self) -> Origin {
+        match self {
+            Completion::Registered { origin, .. } | Completion::LoggedIn { origin, .. } => *origin,
+        }
+    }
+}
+
+type Handler = Arc<dyn Fn(Job) -> Completion + Send + Sync>;
+
+/// Fixed set of threads fed by a bounded queue.
+pub struct WorkerPool {
+    jobs: Option<Sender<Job>>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("threads", &self.threads.len())
+            .field("queued", &self.jobs.as_ref().map_or(0, Sender::len))
+            .finish()
+    }
+}
+
+impl WorkerPool {
+    /// Starts `workers` threads (at least one) with room for `queue_capacity` waiting jobs
+    /// (at least one).
+    pub fn start(
+        workers: usize,
+        queue_capacity: usize,
+        store: Arc<AccountStore>,
+        completions: Sender<Completion>,
+        waker: Arc<mio::Waker>,
+    ) -> std::io::Result<WorkerPool> {
+        let handler: Handler = Arc::new(move |job| run_job(&store, job));
+        Self::start_with(workers, queue_capacity, handler, completions, waker)
+    }
+
+    fn start_with(
+        workers: usize,
+        queue_capacity: usize,
+        handler: Handler,
+        completions: Sender<Completion>,
+        waker: Arc<mio::Waker>,
+    ) -> std::io::Result<WorkerPool> {
+        let (tx, rx) = crossbeam_channel::bounded(queue_capacity.max(1));
+        let mut pool = WorkerPool {
+            jobs: Some(tx),
+            threads: Vec::new(),
+        };
+        for n in 0..workers.max(1) {
+            let rx = rx.clone();
+            let handler = Arc::clone(&handler);
+            let completions = completions.clone();
+            let waker = Arc::clone(&waker);
+            let spawned = std::thread::Builder::new()
+                .name(format!("huddle-worker-{n}"))
+                .spawn(move || worker_loop(rx, handler, completions, waker));
+            match spawned {
+                Ok(handle) => pool.threads.push(handle),
+                Err(e) => {
+                    pool.close_and_join();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(pool)
+    }
+
+    /// Queues a job without blocking; gives it back when the queue is full.
+    pub fn submit(&self, job: Job) -> Result<(), Job> {
+        let Some(tx) = &self.jobs else {
+            return Err(job);
+        };
+        tx.try_send(job).map_err(|e| match e {
+            TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+        })
+    }
+
+    /// Number of jobs waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.jobs.as_ref().map_or(0, Sender::len)
+    }
+
+    /// Closes the queue, lets the workers finish what is queued, and joins them.
+    pub fn shutdown(mut self) {
+        self.close_and_join();
+    }
+
+    fn close_and_join(&mut self) {
+        self.jobs = None;
+        for handle in self.threads.drain(..) {
+            let name = handle.thread().name().unwrap_or("worker").to_string();
+            if handle.join().is_err() {
+                log::error!("{name} ended with a panic");
+            }
+        }
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        self.close_and_join();
+    }
+}
+
+fn worker_loop(
+    jobs: Receiver<Job>,
+    handler: Handler,
+    completions: Sender<Completion>,
+    waker: Arc<mio::Waker>,
+) {
+    for job in jobs.iter() {
+        let fallback = job.failed("internal error");
+        let completion = match panic::catch_unwind(AssertUnwindSafe(|| handler(job))) {
+            Ok(done) => done,
+            Err(_) => {
+                log::error!("a worker job panicked; answering it as unavailable");
+                fallback
+            }
+        };
+        if completions.send(completion).is_err() {
+            log::debug!("completion dropped: the event loop is gone");
+            continue;
+        }
+        if let Err(e) = waker.wake() {
+            log::warn!("cannot wake the event loop: {e}");
+        }
+    }
+}
+
+fn run_job(store: &AccountStore, job: Job) -> Completion {
+    match job {
+        Job::Register {
+            origin,
+            account,
+            password,
+        } => {
+            let result = store.register(&account, &password);
+            Completion::Registered {
+                origin,
+                account,
+                result,
+            }
+        }
+        Job::Login {
+            origin,
+            account,
+            password,
+        } => {
+            let result = store.verify(&account, &password);
+            Completion::LoggedIn {
+                origin,
+                account,
+                result,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll, Token, Waker};
+    use std::time::{Duration, Instant};
+
+    const WAKE: Token = Token(7);
+
+    struct Harness {
+        poll: Poll,
+        events: Events,
+        waker: Arc<Waker>,
+        tx: Sender<Completion>,
+        rx: Receiver<Completion>,
+    }
+
+    impl Harness {
+        fn new() -> Harness {
+            let poll = Poll::new().unwrap();
+            let waker = Arc::new(Waker::new(poll.registry(), WAKE).unwrap());
+            let (tx, rx) = crossbeam_channel::unbounded();
+            Harness {
+                poll,
+                events: Events::with_capacity(8),
+                waker,
+                tx,
+                rx,
+            }
+        }
+
+        /// Waits on the Poll (as the event loop does) until `n` completions have arrived.
+        fn collect(&mut self, n: usize) -> Vec<Completion> {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut got = Vec::new();
+            while got.len() < n {
+                let left = deadline.saturating_duration_since(Instant::now());
+                assert!(!left.is_zero(), "timed out with {} of {n}", got.len());
+                self.poll.poll(&mut self.events, Some(left)).unwrap();
+                for ev in self.events.iter() {
+                    assert_eq!(ev.token(), WAKE);
+                }
+                got.extend(self.rx.try_iter());
+            }
+            got
+        }
+    }
+
+    fn origin(slot: usize) -> Origin {
+        Origin {
+            slot,
+            generation: slot as u64 + 100,
+        }
+    }
+
+    fn login(slot: usize, account: &str, password: &str) -> Job {
+        Job::Login {
+            origin: origin(slot),
+            account: account.into(),
+            password: password.into(),
+        }
+    }
+
+    fn register(slot: usize, account: &str, password: &str) -> Job {
+        Job::Register {
+            origin: origin(slot),
+            account: account.into(),
+            password: password.into(),
+        }
+    }
+
+    #[test]
+    fn jobs_complete_and_wake_the_loop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(AccountStore::open(&dir.path().join("db")).unwrap());
+        let mut h = Harness::new();
+        let pool = WorkerPool::start(2, 8, store, h.tx.clone(), Arc::clone(&h.waker)).unwrap();
+
+        pool.submit(register(1, "Alice", "password1")).unwrap();
+        let got = h.collect(1);
+        assert_eq!(
+            got,
+            vec![Completion::Registered {
+                origin: origin(1),
+                account: "Alice".into(),
+                result: Ok("Alice".into()),
+            }]
+        );
+
+        pool.submit(login(2, "alice", "password1")).unwrap();
+        pool.submit(login(3, "alice", "wrong-password")).unwrap();
+        pool.submit(login(4, "nobody", "password1")).unwrap();
+        pool.submit(register(5, "ALICE", "password2")).unwrap();
+        let mut got = h.collect(4);
+        got.sort_by_key(|c| c.origin().slot);
+        assert_eq!(
+            got,
+            vec![
+                Completion::LoggedIn {
+                    origin: origin(2),
+                    account: "alice".into(),
+                    result: Ok("Alice".into()),
+                },
+                Completion::LoggedIn {
+                    origin: origin(3),
+                    account: "alice".into(),
+                    result: Err(LoginError::Invalid),
+                },
+                Completion::LoggedIn {
+                    origin: origin(4),
+                    account: "nobody".into(),
+                    result: Err(LoginError::Invalid),
+                },
+                Completion::Registered {
+                    origin: origin(5),
+                    account: "ALICE".into(),
+                    result: Err(RegisterError::Exists),
+                },
+            ]
+        );
+        pool.shutdown();
+    }
+
+    #[test]
+    fn full_queue_gives_the_job_back() {
+        let mut h = Harness::new();
+        let (release_tx, release_rx) = crossbeam_channel::unbounded::<()>();
+        let (started_tx, started_rx) = crossbeam_channel::unbounded::<()>();
+        let handler: Handler = Arc::new(move |job: Job| {
+            started_tx.send(()).unwrap();
+            release_rx.recv().unwrap();
+            Completion::LoggedIn {
+                origin: job.origin(),
+                account: "x".into(),
+                result: Err(LoginError::Invalid),
+            }
+        });
+        let pool =
+            WorkerPool::start_with(1, 2, handler, h.tx.clone(), Arc::clone(&h.waker)).unwrap();
+
+        // The worker takes one job and blocks; two more fill the queue.
+        pool.submit(login(1, "a", "password1")).unwrap();
+        started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        pool.submit(login(2, "a", "password1")).unwrap();
+        pool.submit(login(3, "a", "password1")).unwrap();
+        assert_eq!(pool.queued(), 2);
+        match pool.submit(login(4, "a", "password1")) {
+            Err(job) => assert_eq!(job.origin(), origin(4)),
+            Ok(()) => panic!("queue should be full"),
+        }
+
+        for _ in 0..3 {
+            release_tx.send(()).unwrap();
+        }
+        let mut slots: Vec<_> = h.collect(3).iter().map(|c| c.origin().slot).collect();
+        slots.sort();
+        assert_eq!(slots, vec![1, 2, 3]);
+        pool.shutdown();
+    }
+
+    #[test]
+    fn panicking_job_is_answered_and_pool_carries_on() {
+        let mut h = Harness::new();
+        let handler: Handler = Arc::new(|job: Job| {
+            if let Job::Register { account, .. } = &job {
+                if account == "boom" {
+                    panic!("test panic");
+                }
+            }
+            Completion::LoggedIn {
+                origin: job.origin(),
+                account: "ok".into(),
+                result: Ok("ok".into()),
+            }
+        });
+        let pool =
+            WorkerPool::start_with(1, 4, handler, h.tx.clone(), Arc::clone(&h.waker)).unwrap();
+        pool.submit(register(1, "boom", "password1")).unwrap();
+        pool.submit(login(2, "boom", "password1")).unwrap();
+        let mut got = h.collect(2);
+        got.sort_by_key(|c| c.origin().slot);
+        assert_eq!(
+            got[0],
+            Completion::Registered {
+                origin: origin(1),
+                account: "boom".into(),
+                result: Err(RegisterError::Unavailable("internal error".into())),
+            }
+        );
+        assert_eq!(got[1].origin(), origin(2));
+        pool.shutdown();
+    }
+
+    #[test]
+    fn shutdown_finishes_queued_jobs_and_joins() {
+        let h = Harness::new();
+        let handler: Handler = Arc::new(|job: Job| Completion::LoggedIn {
+            origin: job.origin(),
+            account: String::new(),
+            result: Err(LoginError::Invalid),
+        });
+        let pool =
+            WorkerPool::start_with(3, 16, handler, h.tx.clone(), Arc::clone(&h.waker)).unwrap();
+        for slot in 0..10 {
+            pool.submit(login(slot, "a", "password1")).unwrap();
+        }
+        pool.shutdown();
+        assert_eq!(h.rx.try_iter().count(), 10);
+        // Every worker dropped its sender: only the harness' own remains.
+        drop(h.tx);
+        assert!(h.rx.recv().is_err());
+    }
+
+    #[test]
+    fn threads_are_named() {
+        let h = Harness::new();
+        let handler: Handler = Arc::new(|job: Job| Completion::LoggedIn {
+            origin: job.origin(),
+            account: std::thread::current().name().unwrap_or("").to_string(),
+            result: Err(LoginError::Invalid),
+        });
+        let pool =
+            WorkerPool::start_with(1, 1, handler, h.tx.clone(), Arc::clone(&h.waker)).unwrap();
+        pool.submit(login(0, "a", "password1")).unwrap();
+        pool.shutdown();
+        match h.rx.try_recv().unwrap() {
+            Completion::LoggedIn { account, .. } => assert_eq!(account, "huddle-worker-0"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn job_debug_hides_the_password() {
+        let text = format!("{:?}", register(1, "alice", "sekrit-pass"));
+        assert!(text.contains("alice"));
+        assert!(!text.contains("sekrit-pass"));
+    }
+}
