@@ -176,13 +176,11 @@ impl Message {
                 push_clean(out, param, false);
             } else if param.is_empty() {
                 out.push('*');
+            } else if let Some(rest) = param.strip_prefix(':') {
+                out.push('_');
+                push_clean(out, rest, true);
             } else {
-                if param.starts_with(':') {
-                    out.push('_');
-                    push_clean(out, &param[1..], true);
-                } else {
-                    push_clean(out, param, true);
-                }
+                push_clean(out, param, true);
             }
         }
         out.push_str("\r\n");

@@ -1,1 +1,20 @@
+//! Huddle chat server: one mio event loop owning every TLS connection, accounts in sled,
+//! slow work (argon2, flushes) on a crossbeam worker pool.
+//!
+//! The library form exists so the server can be started in-process (benches, tests); the
+//! `huddle-server` binary is a thin wrapper around [`Server`].
 
+pub mod accounts;
+pub mod chat;
+pub mod commands;
+pub mod config;
+pub mod connection;
+pub mod event_loop;
+pub mod limits;
+pub mod outbox;
+pub mod session;
+pub mod tls;
+pub mod workers;
+
+pub use config::Config;
+pub use event_loop::{Server, ServerError};

@@ -1,1 +1,60 @@
-fn main() {}
+//! `huddle-server`: parse flags, set up logging and signals, run the event loop.
+
+use clap::Parser;
+use huddle_server::config::{Args, Config};
+use huddle_server::Server;
+use std::io::Write;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let args = Args::parse();
+    let config = match Config::from_args(args) {
+        Ok(c) => c,
+        Err(e) => return fail(&e),
+    };
+    let server = match Server::bind(config) {
+        Ok(s) => s,
+        Err(e) => return fail(&e.to_string()),
+    };
+    if let Err(e) = install_signal_handlers(&server) {
+        return fail(&format!("cannot install signal handlers: {e}"));
+    }
+    log::info!("listening on {} (TLS)", server.local_addr());
+    log::info!("certificate SHA-256 fingerprint {}", server.fingerprint());
+    // Machine-readable start-up lines: scripts and tests wait for these.
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "huddle-server listening on {}", server.local_addr());
+    let _ = writeln!(
+        stdout,
+        "certificate SHA-256 fingerprint: {}",
+        server.fingerprint()
+    );
+    let _ = stdout.flush();
+    drop(stdout);
+    match server.run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// SIGINT and SIGTERM ask the event loop to shut down gracefully.
+fn install_signal_handlers(server: &Server) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let handle = server.shutdown_handle();
+    std::thread::Builder::new()
+        .name("huddle-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log::info!("signal {sig} received");
+                handle.shutdown();
+            }
+        })?;
+    Ok(())
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("huddle-server: error: {message}");
+    ExitCode::FAILURE
+}

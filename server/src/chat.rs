@@ -1,0 +1,239 @@
+//! Who is online and which rooms exist: pure state, no I/O.
+//!
+//! Names compare case-insensitively (ASCII casemapping): the map keys are lowercase and the
+//! values keep the spelling the user chose.
+
+use crate::limits::MAX_ROOM_NAME;
+use std::collections::HashMap;
+
+/// Index of a client in the server's connection slab.
+pub type ClientId = usize;
+
+/// A chat room. Members are kept in join order.
+#[derive(Debug)]
+pub struct Room {
+    pub name: String,
+    pub members: Vec<ClientId>,
+}
+
+/// An online user: the nick as spelled and the (folded) rooms it is in.
+#[derive(Debug)]
+pub struct User {
+    pub nick: String,
+    pub rooms: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+pub struct Chat {
+    /// lowercase nick -> client
+    by_nick: HashMap<String, ClientId>,
+    /// client -> user
+    users: HashMap<ClientId, User>,
+    /// lowercase room name -> room
+    rooms: HashMap<String, Room>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartError {
+    NoSuchRoom,
+    NotMember,
+}
+
+/// ASCII case folding used for nick and room keys.
+pub fn fold(name: &str) -> String {
+    name.to_ascii_lowercase()
+}
+
+/// `#` followed by 1-49 characters, none of them space, comma, BEL or a control character.
+pub fn valid_room_name(name: &str) -> bool {
+    name.len() >= 2
+        && name.len() <= MAX_ROOM_NAME
+        && name.starts_with('#')
+        && !name.chars().any(|c| c == ' ' || c == ',' || c.is_control())
+}
+
+impl Chat {
+    pub fn new() -> Chat {
+        Chat::default()
+    }
+
+    /// Users online (registered connections).
+    pub fn online(&self) -> usize {
+        self.users.len()
+    }
+
+    pub fn nick_of(&self, id: ClientId) -> Option<&str> {
+        self.users.get(&id).map(|u| u.nick.as_str())
+    }
+
+    pub fn user(&self, id: ClientId) -> Option<&User> {
+        self.users.get(&id)
+    }
+
+    pub fn find_nick(&self, nick: &str) -> Option<ClientId> {
+        self.by_nick.get(&fold(nick)).copied()
+    }
+
+    /// Puts `id` online as `nick`. Fails with the current holder if the nick is taken.
+    pub fn add_user(&mut self, id: ClientId, nick: &str) -> Result<(), ClientId> {
+        let key = fold(nick);
+        if let Some(&holder) = self.by_nick.get(&key) {
+            return Err(holder);
+        }
+        self.by_nick.insert(key, id);
+        self.users.insert(
+            id,
+            User {
+                nick: nick.to_string(),
+                rooms: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Takes `id` offline and out of its rooms. Returns its nick and the other clients that
+    /// shared a room with it (each once), who should hear that it left; `None` if it was not
+    /// online.
+    pub fn remove_user(&mut self, id: ClientId) -> Option<(String, Vec<ClientId>)> {
+        let user = self.users.remove(&id)?;
+        self.by_nick.remove(&fold(&user.nick));
+        let mut peers = Vec::new();
+        for key in &user.rooms {
+            if let Some(room) = self.rooms.get_mut(key) {
+                room.members.retain(|&m| m != id);
+                peers.extend(room.members.iter().copied());
+                if room.members.is_empty() {
+                    self.rooms.remove(key);
+                }
+            }
+        }
+        peers.sort_unstable();
+        peers.dedup();
+        Some((user.nick, peers))
+    }
+
+    pub fn room(&self, name: &str) -> Option<&Room> {
+        self.rooms.get(&fold(name))
+    }
+
+    /// Adds online user `id` to the room, creating it. Returns false if it was already a
+    /// member or is not online.
+    pub fn join(&mut self, name: &str, id: ClientId) -> bool {
+        let key = fold(name);
+        let Some(user) = self.users.get_mut(&id) else {
+            return false;
+        };
+        if user.rooms.contains(&key) {
+            return false;
+        }
+        user.rooms.push(key.clone());
+        let room = self.rooms.entry(key).or_insert_with(|| Room {
+            name: name.to_string(),
+            members: Vec::new(),
+        });
+        room.members.push(id);
+        true
+    }
+
+    /// Removes `id` from the room; an empty room disappears. Returns the room's spelling.
+    pub fn part(&mut self, name: &str, id: ClientId) -> Result<String, PartError> {
+        let key = fold(name);
+        let room = self.rooms.get_mut(&key).ok_or(PartError::NoSuchRoom)?;
+        let before = room.members.len();
+        room.members.retain(|&m| m != id);
+        if room.members.len() == before {
+            return Err(PartError::NotMember);
+        }
+        let spelled = room.name.clone();
+        if room.members.is_empty() {
+            self.rooms.remove(&key);
+        }
+        if let Some(user) = self.users.get_mut(&id) {
+            user.rooms.retain(|r| *r != key);
+        }
+        Ok(spelled)
+    }
+
+    /// Nicks of a room's members, in join order.
+    pub fn member_nicks(&self, room: &Room) -> Vec<&str> {
+        room.members
+            .iter()
+            .filter_map(|id| self.nick_of(*id))
+            .collect()
+    }
+
+    /// All online nicks, sorted case-insensitively.
+    pub fn all_nicks(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.users.values().map(|u| u.nick.as_str()).collect();
+        v.sort_by_key(|n| fold(n));
+        v
+    }
+
+    pub fn rooms(&self) -> impl Iterator<Item = &Room> {
+        self.rooms.values()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nicks_are_case_insensitive() {
+        let mut c = Chat::new();
+        c.add_user(1, "Alice").unwrap();
+        assert_eq!(c.add_user(2, "alice"), Err(1));
+        assert_eq!(c.find_nick("ALICE"), Some(1));
+        assert_eq!(c.nick_of(1), Some("Alice"));
+        assert_eq!(c.online(), 1);
+    }
+
+    #[test]
+    fn join_part_and_empty_rooms_vanish() {
+        let mut c = Chat::new();
+        c.add_user(1, "a").unwrap();
+        c.add_user(2, "b").unwrap();
+        assert!(c.join("#Lobby", 1));
+        assert!(!c.join("#lobby", 1));
+        assert!(c.join("#lobby", 2));
+        let room = c.room("#LOBBY").unwrap();
+        assert_eq!(room.name, "#Lobby");
+        assert_eq!(c.member_nicks(room), vec!["a", "b"]);
+        assert_eq!(c.part("#lobby", 3), Err(PartError::NotMember));
+        assert_eq!(c.part("#nope", 1), Err(PartError::NoSuchRoom));
+        assert_eq!(c.user(1).unwrap().rooms, vec!["#lobby".to_string()]);
+        assert_eq!(c.part("#lobby", 1).unwrap(), "#Lobby");
+        assert!(c.user(1).unwrap().rooms.is_empty());
+        assert_eq!(c.part("#lobby", 2).unwrap(), "#Lobby");
+        assert!(c.room("#lobby").is_none());
+    }
+
+    #[test]
+    fn remove_user_reports_peers_once() {
+        let mut c = Chat::new();
+        for (id, n) in [(1, "a"), (2, "b"), (3, "c")] {
+            c.add_user(id, n).unwrap();
+        }
+        c.join("#x", 1);
+        c.join("#y", 1);
+        c.join("#x", 2);
+        c.join("#y", 2);
+        c.join("#z", 3);
+        assert_eq!(c.remove_user(1), Some(("a".to_string(), vec![2])));
+        assert_eq!(c.remove_user(1), None);
+        assert!(c.room("#x").is_some());
+        assert_eq!(c.find_nick("a"), None);
+        assert_eq!(c.all_nicks(), vec!["b", "c"]);
+    }
+
+    #[test]
+    fn room_names() {
+        assert!(valid_room_name("#lobby"));
+        assert!(!valid_room_name("#"));
+        assert!(!valid_room_name("lobby"));
+        assert!(!valid_room_name("#a b"));
+        assert!(!valid_room_name("#a,b"));
+        assert!(!valid_room_name("#a\x07"));
+        assert!(!valid_room_name(&format!("#{}", "x".repeat(60))));
+    }
+}

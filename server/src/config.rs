@@ -1,0 +1,165 @@
+//! Command-line flags and the validated configuration built from them.
+
+use clap::Parser;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Huddle chat server: TLS-only IRC-style group chat with accounts.
+#[derive(Debug, Parser)]
+#[command(name = "huddle-server", version, about, long_about = None)]
+pub struct Args {
+    /// TCP port to listen on (0 picks a free one).
+    #[arg(default_value_t = 6697)]
+    pub port: u16,
+
+    /// Address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    /// Directory for the account database and the generated certificate.
+    #[arg(long, default_value = "./huddle-data")]
+    pub data_dir: PathBuf,
+
+    /// Most clients connected at once; the next one is told the server is full.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_clients: u32,
+
+    /// PEM certificate chain (needs --key). Without both, a self-signed one is generated.
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+
+    /// PEM private key for --cert.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
+
+    /// Threads for password hashing and database writes (default: number of CPUs).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub workers: Option<u16>,
+
+    /// Server name used as the source of replies.
+    #[arg(long, default_value = "huddle.local")]
+    pub name: String,
+
+    /// Seconds a client may take to finish the TLS handshake.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub handshake_timeout: u64,
+
+    /// Seconds a connection may stay without logging in.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub login_timeout: u64,
+
+    /// Seconds of silence before the server PINGs a client; as long again without PONG drops it.
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=86400))]
+    pub ping_interval: u64,
+
+    /// Bytes of unsent output allowed per connection before it is dropped as too slow.
+    #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(4096..=1 << 30))]
+    pub sendq: u64,
+}
+
+/// Everything the server needs to start, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub max_clients: usize,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub workers: usize,
+    pub name: String,
+    pub handshake_timeout: Duration,
+    pub login_timeout: Duration,
+    pub ping_interval: Duration,
+    pub sendq: usize,
+}
+
+impl Config {
+    /// Builds the configuration from parsed flags.
+    pub fn from_args(args: Args) -> Result<Config, String> {
+        if !valid_server_name(&args.name) {
+            return Err(format!(
+                "invalid --name {:?}: use letters, digits, '.', '-' and '_' (1-63 chars)",
+                args.name
+            ));
+        }
+        let workers = match args.workers {
+            Some(n) => n as usize,
+            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+        };
+        Ok(Config {
+            listen: SocketAddr::new(args.bind, args.port),
+            data_dir: args.data_dir,
+            max_clients: args.max_clients as usize,
+            cert: args.cert,
+            key: args.key,
+            workers,
+            name: args.name,
+            handshake_timeout: Duration::from_secs(args.handshake_timeout),
+            login_timeout: Duration::from_secs(args.login_timeout),
+            ping_interval: Duration::from_secs(args.ping_interval),
+            sendq: args.sendq as usize,
+        })
+    }
+
+    /// Defaults for an in-process server on `listen` with data in `data_dir`.
+    pub fn for_dir(listen: SocketAddr, data_dir: PathBuf) -> Config {
+        let args = Args::parse_from(["huddle-server"]);
+        let mut config = Config::from_args(args).unwrap_or_else(|_| unreachable!());
+        config.listen = listen;
+        config.data_dir = data_dir;
+        config
+    }
+}
+
+fn valid_server_name(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, String> {
+        let all = std::iter::once("huddle-server").chain(args.iter().copied());
+        let args = Args::try_parse_from(all).map_err(|e| e.to_string())?;
+        Config::from_args(args)
+    }
+
+    #[test]
+    fn defaults() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.listen.port(), 6697);
+        assert_eq!(c.max_clients, 20);
+        assert_eq!(c.name, "huddle.local");
+        assert_eq!(c.data_dir, PathBuf::from("./huddle-data"));
+    }
+
+    #[test]
+    fn port_and_flags() {
+        let c = parse(&[
+            "7000",
+            "--bind",
+            "127.0.0.1",
+            "--max-clients",
+            "3",
+            "--workers",
+            "2",
+        ])
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:7000");
+        assert_eq!(c.max_clients, 3);
+        assert_eq!(c.workers, 2);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        assert!(parse(&["--max-clients", "0"]).is_err());
+        assert!(parse(&["--cert", "a.pem"]).is_err());
+        assert!(parse(&["--name", "bad name"]).is_err());
+        assert!(parse(&["99999"]).is_err());
+    }
+}

@@ -1,0 +1,221 @@
+//! One client socket: the TCP stream, its rustls session, the line reader and a bounded queue
+//! of output, plus the readiness interest registered for it.
+
+use crate::limits::{READ_CHUNK, TLS_BUFFER_LIMIT};
+use huddle_protocol::{FrameError, LineReader};
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+
+/// Why a connection cannot go on.
+#[derive(Debug)]
+pub enum ConnError {
+    /// The peer closed the stream (FIN or TLS close_notify).
+    Closed,
+    /// The peer spoke something other than acceptable TLS.
+    Tls(rustls::Error),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ConnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnError::Closed => write!(f, "connection closed by peer"),
+            ConnError::Tls(e) => write!(f, "TLS error: {e}"),
+            ConnError::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+/// Output would exceed the send queue limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendQExceeded;
+
+pub struct Connection {
+    socket: TcpStream,
+    tls: rustls::ServerConnection,
+    reader: LineReader,
+    /// Plaintext not yet handed to rustls; `out[out_pos..]` is pending.
+    out: Vec<u8>,
+    out_pos: usize,
+    sendq_limit: usize,
+    interest: Interest,
+    pub peer: SocketAddr,
+}
+
+impl Connection {
+    pub fn new(
+        socket: TcpStream,
+        peer: SocketAddr,
+        config: Arc<rustls::ServerConfig>,
+        sendq_limit: usize,
+    ) -> Result<Connection, rustls::Error> {
+        let mut tls = rustls::ServerConnection::new(config)?;
+        tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        Ok(Connection {
+            socket,
+            tls,
+            reader: LineReader::default(),
+            out: Vec::new(),
+            out_pos: 0,
+            sendq_limit,
+            interest: Interest::READABLE,
+            peer,
+        })
+    }
+
+    pub fn register(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        self.interest = Interest::READABLE;
+        registry.register(&mut self.socket, token, self.interest)
+    }
+
+    pub fn deregister(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.socket);
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        self.tls.is_handshaking()
+    }
+
+    /// Reads everything the socket has, decrypts it and appends the complete lines to `lines`.
+    /// `Err` means the connection is over; lines read before that are still in `lines`.
+    pub fn read_lines(
+        &mut self,
+        lines: &mut Vec<Result<String, FrameError>>,
+    ) -> Result<(), ConnError> {
+        let mut peer_closed = false;
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            let mut dry = false;
+            match self.tls.read_tls(&mut self.socket) {
+                Ok(0) => peer_closed = true,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => dry = true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ConnError::Io(e)),
+            }
+            let state = match self.tls.process_new_packets() {
+                Ok(state) => state,
+                Err(e) => {
+                    // Send the alert rustls queued, then give up on this peer.
+                    let _ = self.tls.write_tls(&mut self.socket);
+                    return Err(ConnError::Tls(e));
+                }
+            };
+            let mut plaintext = state.plaintext_bytes_to_read() > 0;
+            if state.peer_has_closed() {
+                peer_closed = true;
+            }
+            while plaintext {
+                match self.tls.reader().read(&mut buf) {
+                    Ok(0) => {
+                        peer_closed = true;
+                        plaintext = false;
+                    }
+                    Ok(n) => {
+                        self.reader.feed(&buf[..n]);
+                        lines.extend(std::iter::from_fn(|| self.reader.next_line()));
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => plaintext = false,
+                    Err(e) => return Err(ConnError::Io(e)),
+                }
+            }
+            if peer_closed {
+                return Err(ConnError::Closed);
+            }
+            if dry {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Queues output; fails (queuing nothing) when the send queue limit would be passed.
+    pub fn queue(&mut self, bytes: &[u8]) -> Result<(), SendQExceeded> {
+        if self.out.len() - self.out_pos + bytes.len() > self.sendq_limit {
+            return Err(SendQExceeded);
+        }
+        self.out.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// Queues output past the limit (a final `ERROR` line).
+    pub fn queue_anyway(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    /// Drops queued output that rustls has not taken yet.
+    pub fn discard_queued(&mut self) {
+        self.out.clear();
+        self.out_pos = 0;
+    }
+
+    pub fn has_pending_output(&self) -> bool {
+        self.out_pos < self.out.len() || self.tls.wants_write()
+    }
+
+    /// Moves queued plaintext through rustls onto the socket until done or `WouldBlock`.
+    pub fn flush(&mut self) -> Result<(), ConnError> {
+        loop {
+            if self.out_pos < self.out.len() && !self.tls.is_handshaking() {
+                match self.tls.writer().write(&self.out[self.out_pos..]) {
+                    Ok(n) => self.out_pos += n,
+                    Err(e) => return Err(ConnError::Io(e)),
+                }
+            }
+            let mut blocked = false;
+            while self.tls.wants_write() {
+                match self.tls.write_tls(&mut self.socket) {
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        blocked = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(ConnError::Io(e)),
+                }
+            }
+            if self.out_pos == self.out.len() {
+                self.out.clear();
+                self.out_pos = 0;
+                return Ok(());
+            }
+            if blocked || self.tls.is_handshaking() {
+                if self.out_pos > self.out.len() / 2 {
+                    self.out.drain(..self.out_pos);
+                    self.out_pos = 0;
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// Registers write interest exactly while output is pending.
+    pub fn update_interest(&mut self, registry: &Registry, token: Token) -> io::Result<()> {
+        let wanted = if self.has_pending_output() {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        if wanted != self.interest {
+            registry.reregister(&mut self.socket, token, wanted)?;
+            self.interest = wanted;
+        }
+        Ok(())
+    }
+
+    /// Queues a TLS close_notify after whatever output is pending.
+    pub fn send_close_notify(&mut self) {
+        // Hand all queued plaintext to rustls first so the alert goes after it.
+        let _ = self.flush();
+        if self.out_pos == self.out.len() {
+            self.tls.send_close_notify();
+        }
+    }
+
+    /// Closes the TCP stream in both directions.
+    pub fn shutdown(&mut self) {
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+}

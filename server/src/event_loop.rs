@@ -1,0 +1,719 @@
+//! The single-threaded event loop: accepts connections, drives each client's TLS session and
+//! state machine, fans messages out, enforces deadlines and capacity, and applies worker
+//! completions delivered through a `mio::Waker`.
+
+use crate::accounts::{AccountStore, StoreError};
+use crate::chat::{Chat, ClientId};
+use crate::config::Config;
+use crate::connection::{ConnError, Connection};
+use crate::limits::{CLOSE_LINGER_SECS, JOBS_PER_WORKER, REJECT_SLOTS};
+use crate::outbox::{Effect, Outbox};
+use crate::session::{self, Ctx, JobSink, ServerInfo, Session};
+use crate::tls::{self, TlsError};
+use crate::workers::{Completion, Job, WorkerPool};
+use crossbeam_channel::Receiver;
+use huddle_protocol::Message;
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll, Token, Waker};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+const LISTENER: Token = Token(usize::MAX - 1);
+const WAKER: Token = Token(usize::MAX - 2);
+
+/// Why the server could not start or had to stop.
+#[derive(Debug)]
+pub enum ServerError {
+    DataDir(PathBuf, io::Error),
+    Store(StoreError),
+    Tls(TlsError),
+    Bind(SocketAddr, io::Error),
+    Io(io::Error),
+}
+
+impl fmt::Display for ServerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServerError::DataDir(p, e) => {
+                write!(f, "cannot use data directory {}: {e}", p.display())
+            }
+            ServerError::Store(e) => write!(f, "{e}"),
+            ServerError::Tls(e) => write!(f, "{e}"),
+            ServerError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
+            ServerError::Io(e) => write!(f, "event loop failed: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+impl JobSink for WorkerPool {
+    fn submit(&self, job: Job) -> Result<(), Job> {
+        WorkerPool::submit(self, job)
+    }
+}
+
+/// Asks a running server to shut down gracefully, from any thread.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    flag: Arc<AtomicBool>,
+    waker: Arc<Waker>,
+}
+
+impl ShutdownHandle {
+    pub fn shutdown(&self) {
+        self.flag.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake the event loop for shutdown: {e}");
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// Last output is draining; removed when done or at the deadline.
+    Closing(Instant),
+}
+
+struct Client {
+    conn: Connection,
+    session: Session,
+    phase: Phase,
+    accepted: Instant,
+    last_seen: Instant,
+    ping_sent: Option<Instant>,
+    /// Over capacity: told so right after the handshake, then closed.
+    reject: bool,
+}
+
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    waker: Arc<Waker>,
+    shutdown: Arc<AtomicBool>,
+    clients: slab::Slab<Client>,
+    next_generation: u64,
+    /// Open clients within --max-clients (not rejects, not closing).
+    admitted: usize,
+    chat: Chat,
+    out: Outbox,
+    /// Clients with new output since the last flush.
+    dirty: Vec<ClientId>,
+    workers: Option<WorkerPool>,
+    completions: Receiver<Completion>,
+    store: Arc<AccountStore>,
+    tls_config: Arc<rustls::ServerConfig>,
+    fingerprint: String,
+    config: Config,
+    info: ServerInfo,
+    accept_paused_until: Option<Instant>,
+    accept_blocked: bool,
+}
+
+impl Server {
+    /// Opens the data directory, certificate and database, and binds the listener.
+    pub fn bind(config: Config) -> Result<Server, ServerError> {
+        create_private_dir(&config.data_dir)
+            .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
+        let identity = tls::load_or_generate(
+            &config.data_dir,
+            config.cert.as_deref(),
+            config.key.as_deref(),
+        )
+        .map_err(ServerError::Tls)?;
+        let tls_config = tls::server_config(&identity).map_err(ServerError::Tls)?;
+        let store = Arc::new(
+            AccountStore::open(&config.data_dir.join("accounts")).map_err(ServerError::Store)?,
+        );
+        let poll = Poll::new().map_err(ServerError::Io)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServerError::Io)?);
+        let mut listener =
+            TcpListener::bind(config.listen).map_err(|e| ServerError::Bind(config.listen, e))?;
+        let local_addr = listener.local_addr().map_err(ServerError::Io)?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)
+            .map_err(ServerError::Io)?;
+        let (done_tx, completions) = crossbeam_channel::unbounded();
+        let workers = WorkerPool::start(
+            config.workers,
+            config.workers * JOBS_PER_WORKER,
+            Arc::clone(&store),
+            done_tx,
+            Arc::clone(&waker),
+        )
+        .map_err(ServerError::Io)?;
+        let info = ServerInfo {
+            name: config.name.clone(),
+            network: "Huddle".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            created: http_date(SystemTime::now()),
+        };
+        Ok(Server {
+            poll,
+            listener,
+            local_addr,
+            waker,
+            shutdown: Arc::new(AtomicBool::new(false)),
+            clients: slab::Slab::with_capacity(config.max_clients.min(1024)),
+            next_generation: 1,
+            admitted: 0,
+            chat: Chat::new(),
+            out: Outbox::new(),
+            dirty: Vec::new(),
+            workers: Some(workers),
+            completions,
+            store,
+            tls_config,
+            fingerprint: identity.fingerprint,
+            config,
+            info,
+            accept_paused_until: None,
+            accept_blocked: false,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// SHA-256 of the server certificate, 64 lowercase hex digits.
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            flag: Arc::clone(&self.shutdown),
+            waker: Arc::clone(&self.waker),
+        }
+    }
+
+    /// Runs until a shutdown is requested; then says goodbye to every client, waits for the
+    /// workers and flushes the database.
+    pub fn run(mut self) -> Result<(), ServerError> {
+        let mut events = Events::with_capacity(1024);
+        let tick = self.tick();
+        let mut next_sweep = Instant::now() + tick;
+        loop {
+            let timeout = next_sweep.saturating_duration_since(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(ServerError::Io(e));
+            }
+            let mut accept_ready = false;
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => accept_ready = true,
+                    WAKER => {}
+                    Token(id) => {
+                        let readable =
+                            event.is_readable() || event.is_read_closed() || event.is_error();
+                        self.client_event(id, readable, event.is_writable());
+                    }
+                }
+            }
+            self.drain_completions();
+            if self.shutdown.load(Ordering::SeqCst) {
+                break;
+            }
+            let now = Instant::now();
+            if now >= next_sweep {
+                self.sweep(now);
+                next_sweep = now + tick;
+            }
+            self.apply_effects();
+            self.flush_dirty();
+            if accept_ready || self.accept_blocked || self.accept_paused_until.is_some() {
+                self.accept();
+                self.flush_dirty();
+            }
+        }
+        self.graceful_shutdown();
+        Ok(())
+    }
+
+    /// How often deadlines are checked: a fraction of the shortest one.
+    fn tick(&self) -> Duration {
+        let shortest = self
+            .config
+            .handshake_timeout
+            .min(self.config.login_timeout)
+            .min(self.config.ping_interval);
+        (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+
+    fn accept(&mut self) {
+        if let Some(until) = self.accept_paused_until {
+            if Instant::now() < until {
+                return;
+            }
+            self.accept_paused_until = None;
+        }
+        self.accept_blocked = false;
+        loop {
+            if self.clients.len() >= self.config.max_clients + REJECT_SLOTS {
+                // Leave further connections in the backlog until a slot frees.
+                self.accept_blocked = true;
+                return;
+            }
+            match self.listener.accept() {
+                Ok((socket, peer)) => self.admit(socket, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if is_fd_exhaustion(&e) => {
+                    log::warn!("accept paused: out of file descriptors ({e})");
+                    self.accept_paused_until = Some(Instant::now() + Duration::from_millis(100));
+                    return;
+                }
+                Err(e) => {
+                    log::warn!("accept failed: {e}");
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, socket: mio::net::TcpStream, peer: SocketAddr) {
+        let _ = socket.set_nodelay(true);
+        let conn = match Connection::new(
+            socket,
+            peer,
+            Arc::clone(&self.tls_config),
+            self.config.sendq,
+        ) {
+            Ok(c) => c,
+            Err(e) => {
+                log::error!("cannot create a TLS session for {peer}: {e}");
+                return;
+            }
+        };
+        let reject = self.admitted >= self.config.max_clients;
+        let generation = self.next_generation;
+        self.next_generation += 1;
+        let now = Instant::now();
+        let entry = self.clients.vacant_entry();
+        let id = entry.key();
+        let client = entry.insert(Client {
+            conn,
+            session: Session::new(id, generation),
+            phase: Phase::Open,
+            accepted: now,
+            last_seen: now,
+            ping_sent: None,
+            reject,
+        });
+        if let Err(e) = client.conn.register(self.poll.registry(), Token(id)) {
+            log::error!("cannot register connection from {peer}: {e}");
+            self.clients.remove(id);
+            return;
+        }
+        if !reject {
+            self.admitted += 1;
+        }
+        log::debug!(
+            "connection {id} from {peer}{}",
+            if reject { " (server full)" } else { "" }
+        );
+    }
+
+    fn client_event(&mut self, id: ClientId, readable: bool, writable: bool) {
+        let Some(client) = self.clients.get_mut(id) else {
+            return; // closed earlier in this batch
+        };
+        if let Phase::Closing(_) = client.phase {
+            match client.conn.flush() {
+                Ok(()) if !client.conn.has_pending_output() => self.remove(id),
+                Ok(()) => self.dirty.push(id),
+                Err(_) => self.remove(id),
+            }
+            return;
+        }
+        if writable {
+            self.dirty.push(id);
+        }
+        if !readable {
+            return;
+        }
+        let mut lines = Vec::new();
+        let result = client.conn.read_lines(&mut lines);
+        if client.reject && !client.conn.is_handshaking() {
+            let text = format!(
+                "Server full ({} clients), try again later",
+                self.config.max_clients
+            );
+            self.out.close(id, text, "");
+            self.apply_effects();
+            return;
+        }
+        self.dirty.push(id); // handshake records or replies to send
+        if !lines.is_empty() {
+            client.last_seen = Instant::now();
+            client.ping_sent = None;
+        }
+        for line in lines {
+            let Some(client) = self.clients.get_mut(id) else {
+                return;
+            };
+            if client.phase != Phase::Open {
+                return;
+            }
+            let mut ctx = Ctx {
+                chat: &mut self.chat,
+                out: &mut self.out,
+                jobs: self
+                    .workers
+                    .as_ref()
+                    .map_or(&NO_WORKERS as &dyn JobSink, |w| w),
+                info: &self.info,
+            };
+            match line {
+                Ok(line) => session::handle_line(&mut client.session, &line, &mut ctx),
+                Err(e) => session::handle_frame_error(&mut client.session, e, &mut ctx),
+            }
+            self.apply_effects();
+        }
+        if let Err(e) = result {
+            let quit = match &e {
+                ConnError::Closed => "Connection closed".to_string(),
+                ConnError::Tls(_) => "TLS error".to_string(),
+                ConnError::Io(_) => "Connection reset".to_string(),
+            };
+            log::debug!("connection {id}: {e}");
+            self.close(id, None, &quit);
+            self.apply_effects();
+        }
+    }
+
+    fn drain_completions(&mut self) {
+        while let Ok(done) = self.completions.try_recv() {
+            let origin = done.origin();
+            let Some(client) = self.clients.get_mut(origin.slot) else {
+                continue;
+            };
+            if client.session.generation != origin.generation || client.phase != Phase::Open {
+                continue; // that client is gone; the result (if a registration) is on disk anyway
+            }
+            let mut ctx = Ctx {
+                chat: &mut self.chat,
+                out: &mut self.out,
+                jobs: self
+                    .workers
+                    .as_ref()
+                    .map_or(&NO_WORKERS as &dyn JobSink, |w| w),
+                info: &self.info,
+            };
+            session::handle_completion(&mut client.session, done, &mut ctx);
+            self.apply_effects();
+        }
+    }
+
+    /// Applies queued effects until none are left (closing a client can queue more).
+    fn apply_effects(&mut self) {
+        while !self.out.is_empty() {
+            let effects: Vec<Effect> = self.out.drain().collect();
+            for effect in effects {
+                match effect {
+                    Effect::Send { to, line } => {
+                        let Some(client) = self.clients.get_mut(to) else {
+                            continue;
+                        };
+                        if client.phase != Phase::Open {
+                            continue;
+                        }
+                        if client.conn.queue(line.as_bytes()).is_err() {
+                            client.conn.discard_queued();
+                            log::info!("connection {to}: send queue exceeded, disconnecting");
+                            self.close(to, Some("SendQ exceeded"), "SendQ exceeded");
+                        } else {
+                            self.dirty.push(to);
+                        }
+                    }
+                    Effect::Close { id, error, quit } => self.close(id, Some(&error), &quit),
+                }
+            }
+        }
+    }
+
+    /// Starts closing a client: its room mates hear `quit`, it gets `ERROR :<error>` and a
+    /// TLS close_notify, and it is removed once that is sent (or after a short linger).
+    fn close(&mut self, id: ClientId, error: Option<&str>, quit: &str) {
+        let Some(client) = self.clients.get_mut(id) else {
+            return;
+        };
+        if client.phase != Phase::Open {
+            return;
+        }
+        let mut ctx = Ctx {
+            chat: &mut self.chat,
+            out: &mut self.out,
+            jobs: &NO_WORKERS,
+            info: &self.info,
+        };
+        session::disconnect(&mut client.session, quit, &mut ctx);
+        if let Some(error) = error {
+            let line = Message::new("ERROR", [error]).to_line();
+            client.conn.queue_anyway(line.as_bytes());
+        }
+        client.conn.send_close_notify();
+        client.phase = Phase::Closing(Instant::now() + Duration::from_secs(CLOSE_LINGER_SECS));
+        if !client.reject {
+            self.admitted -= 1;
+        }
+        let flushed = client.conn.flush().is_ok();
+        if !flushed || !client.conn.has_pending_output() {
+            self.remove(id);
+        } else {
+            self.dirty.push(id);
+        }
+    }
+
+    /// Drops a client for good.
+    fn remove(&mut self, id: ClientId) {
+        if !self.clients.contains(id) {
+            return;
+        }
+        let mut client = self.clients.remove(id);
+        if client.phase == Phase::Open {
+            let mut ctx = Ctx {
+                chat: &mut self.chat,
+                out: &mut self.out,
+                jobs: &NO_WORKERS,
+                info: &self.info,
+            };
+            session::disconnect(&mut client.session, "Connection closed", &mut ctx);
+            if !client.reject {
+                self.admitted -= 1;
+            }
+        }
+        client.conn.deregister(self.poll.registry());
+        client.conn.shutdown();
+        if self.accept_blocked {
+            // A slot is free again: take the next connection from the backlog.
+            self.accept_paused_until = None;
+        }
+    }
+
+    /// Writes pending output of every client that got some since the last flush.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        for &id in &dirty {
+            let Some(client) = self.clients.get_mut(id) else {
+                continue;
+            };
+            let result = client.conn.flush();
+            let closing = matches!(client.phase, Phase::Closing(_));
+            match result {
+                Err(e) => {
+                    log::debug!("connection {id}: write failed: {e}");
+                    if closing {
+                        self.remove(id);
+                    } else {
+                        self.close(id, None, "Connection reset");
+                    }
+                }
+                Ok(()) if closing && !client.conn.has_pending_output() => self.remove(id),
+                Ok(()) => {
+                    if let Err(e) = client.conn.update_interest(self.poll.registry(), Token(id)) {
+                        log::warn!("connection {id}: cannot update interest: {e}");
+                    }
+                }
+            }
+        }
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        } else {
+            // Closing clients above queued QUIT lines for others: flush those too.
+            self.apply_effects();
+            self.flush_dirty();
+        }
+    }
+
+    /// Enforces handshake, login and ping deadlines and ends lingering closes.
+    fn sweep(&mut self, now: Instant) {
+        let mut to_remove = Vec::new();
+        let mut to_close = Vec::new();
+        for (id, client) in self.clients.iter_mut() {
+            if let Phase::Closing(deadline) = client.phase {
+                if now >= deadline {
+                    to_remove.push(id);
+                }
+                continue;
+            }
+            let age = now.duration_since(client.accepted);
+            if client.conn.is_handshaking() {
+                if age >= self.config.handshake_timeout {
+                    to_remove.push(id);
+                }
+                continue;
+            }
+            if !client.session.is_registered() {
+                if age >= self.config.login_timeout {
+                    to_close.push((id, "Closing link: login timeout", "Login timeout"));
+                }
+                continue;
+            }
+            match client.ping_sent {
+                Some(sent) if now.duration_since(sent) >= self.config.ping_interval => {
+                    to_close.push((id, "Closing link: Ping timeout", "Ping timeout"));
+                }
+                None if now.duration_since(client.last_seen) >= self.config.ping_interval => {
+                    client.ping_sent = Some(now);
+                    let ping = Message::new("PING", [self.info.name.as_str()]).to_line();
+                    if client.conn.queue(ping.as_bytes()).is_ok() {
+                        self.dirty.push(id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for id in to_remove {
+            log::debug!("connection {id}: deadline passed");
+            if self.clients.get(id).is_some_and(|c| c.phase == Phase::Open) {
+                self.close(id, None, "Handshake timeout");
+            }
+            self.remove(id);
+        }
+        for (id, error, quit) in to_close {
+            self.close(id, Some(error), quit);
+        }
+    }
+
+    fn graceful_shutdown(&mut self) {
+        log::info!("shutting down");
+        let ids: Vec<ClientId> = self.clients.iter().map(|(id, _)| id).collect();
+        for &id in &ids {
+            if let Some(client) = self.clients.get_mut(id) {
+                if client.phase == Phase::Open && !client.conn.is_handshaking() {
+                    let line = Message::new("ERROR", ["Server shutting down"]).to_line();
+                    client.conn.queue_anyway(line.as_bytes());
+                }
+                client.conn.send_close_notify();
+                client.phase = Phase::Closing(Instant::now());
+                let _ = client.conn.flush();
+                let _ = client.conn.update_interest(self.poll.registry(), Token(id));
+            }
+        }
+        self.drain_closing(Duration::from_secs(CLOSE_LINGER_SECS));
+        if let Some(workers) = self.workers.take() {
+            workers.shutdown();
+        }
+        if let Err(e) = self.store.flush() {
+            log::error!("final database flush failed: {e}");
+        }
+        log::info!("stopped");
+    }
+
+    /// Lets closing clients drain their output for up to `limit`.
+    fn drain_closing(&mut self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut events = Events::with_capacity(256);
+        loop {
+            let pending: Vec<ClientId> = self
+                .clients
+                .iter()
+                .filter(|(_, c)| c.conn.has_pending_output())
+                .map(|(id, _)| id)
+                .collect();
+            for (_, c) in self.clients.iter_mut() {
+                if !c.conn.has_pending_output() {
+                    c.conn.shutdown();
+                }
+            }
+            if pending.is_empty() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            if self.poll.poll(&mut events, Some(deadline - now)).is_err() {
+                break;
+            }
+            for event in events.iter() {
+                if let Some(c) = self.clients.get_mut(event.token().0) {
+                    let _ = c.conn.flush();
+                }
+            }
+        }
+        let ids: Vec<ClientId> = self.clients.iter().map(|(id, _)| id).collect();
+        for id in ids {
+            let mut c = self.clients.remove(id);
+            c.conn.deregister(self.poll.registry());
+            c.conn.shutdown();
+        }
+    }
+}
+
+/// Used where no worker pool is needed (closing) or left (shutting down).
+struct NoWorkers;
+
+impl JobSink for NoWorkers {
+    fn submit(&self, job: Job) -> Result<(), Job> {
+        Err(job)
+    }
+}
+
+static NO_WORKERS: NoWorkers = NoWorkers;
+
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+fn create_private_dir(dir: &std::path::Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// `Wed, 25 Nov 2026 13:00:00 UTC`-style date for RPL_CREATED, without a date crate.
+fn http_date(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates() {
+        assert_eq!(http_date(SystemTime::UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_597_200);
+        assert_eq!(http_date(t), "2026-11-25 09:00:00 UTC");
+    }
+}

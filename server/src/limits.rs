@@ -1,0 +1,20 @@
+//! Fixed bounds that are not worth a flag.
+
+/// Longest SASL payload (base64) accepted across all `AUTHENTICATE` chunks.
+pub const MAX_SASL_PAYLOAD: usize = 4096;
+/// Rooms one user may be in at once.
+pub const MAX_ROOMS_PER_USER: usize = 50;
+/// Longest room name, `#` included.
+pub const MAX_ROOM_NAME: usize = 50;
+/// Targets in one `JOIN a,b,c` or `PRIVMSG a,b`.
+pub const MAX_TARGETS: usize = 10;
+/// Plaintext rustls may hold per connection before we stop feeding it (our queue holds the rest).
+pub const TLS_BUFFER_LIMIT: usize = 16 * 1024;
+/// Bytes read from a socket per read call.
+pub const READ_CHUNK: usize = 16 * 1024;
+/// Worker queue slots per worker thread (pending registrations and logins are bounded by this).
+pub const JOBS_PER_WORKER: usize = 64;
+/// Extra connection slots beyond --max-clients, used only to tell late comers the server is full.
+pub const REJECT_SLOTS: usize = 8;
+/// How long a closing connection may take to deliver its last lines.
+pub const CLOSE_LINGER_SECS: u64 = 2;
