@@ -61,6 +61,11 @@ impl Outbox {
         self.effects.drain(..)
     }
 
+    /// Effects queued so far, in order.
+    pub fn effects(&self) -> &[Effect] {
+        &self.effects
+    }
+
     /// Lines queued for `to` so far (for tests).
     pub fn lines_for(&self, to: ClientId) -> Vec<String> {
         self.effects

@@ -578,3 +578,353 @@ pub fn disconnect(s: &mut Session, quit_reason: &str, ctx: &mut Ctx) {
     }
     s.registered = false;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::outbox::Effect;
+    use std::cell::RefCell;
+
+    /// Records submitted jobs; refuses them when `full`.
+    #[derive(Default)]
+    struct Jobs {
+        taken: RefCell<Vec<Job>>,
+        full: bool,
+    }
+
+    impl JobSink for Jobs {
+        fn submit(&self, job: Job) -> Result<(), Job> {
+            if self.full {
+                return Err(job);
+            }
+            self.taken.borrow_mut().push(job);
+            Ok(())
+        }
+    }
+
+    struct World {
+        chat: Chat,
+        out: Outbox,
+        jobs: Jobs,
+        info: ServerInfo,
+    }
+
+    impl World {
+        fn new() -> World {
+            World {
+                chat: Chat::new(),
+                out: Outbox::new(),
+                jobs: Jobs::default(),
+                info: ServerInfo {
+                    name: "srv".into(),
+                    network: "Huddle".into(),
+                    version: "0".into(),
+                    created: "today".into(),
+                },
+            }
+        }
+
+        fn line(&mut self, s: &mut Session, line: &str) {
+            let mut ctx = Ctx {
+                chat: &mut self.chat,
+                out: &mut self.out,
+                jobs: &self.jobs,
+                info: &self.info,
+            };
+            handle_line(s, line, &mut ctx);
+        }
+
+        fn complete(&mut self, s: &mut Session, done: Completion) {
+            let mut ctx = Ctx {
+                chat: &mut self.chat,
+                out: &mut self.out,
+                jobs: &self.jobs,
+                info: &self.info,
+            };
+            handle_completion(s, done, &mut ctx);
+        }
+
+        /// Lines sent to `id` since the last call.
+        fn take(&mut self, id: ClientId) -> Vec<String> {
+            let lines = self.out.lines_for(id);
+            self.out.drain().for_each(drop);
+            lines
+        }
+
+        fn closes(&self) -> Vec<ClientId> {
+            (0..8).filter(|&id| self.out_has_close(id)).collect()
+        }
+
+        fn out_has_close(&self, id: ClientId) -> bool {
+            self.out
+                .effects()
+                .iter()
+                .any(|e| matches!(e, Effect::Close { id: i, .. } if *i == id))
+        }
+
+        /// Logs `s` in as `name` through SASL PLAIN and NICK/USER.
+        fn log_in(&mut self, s: &mut Session, name: &str) {
+            self.line(s, "AUTHENTICATE PLAIN");
+            let payload = sasl::encode_plain(name, "password123");
+            self.line(s, &format!("AUTHENTICATE {payload}"));
+            let job = self.jobs.taken.borrow_mut().pop().expect("login job");
+            let Job::Login {
+                origin, account, ..
+            } = job
+            else {
+                panic!("expected a login job");
+            };
+            self.complete(
+                s,
+                Completion::LoggedIn {
+                    origin,
+                    account: account.clone(),
+                    result: Ok(account),
+                },
+            );
+            self.line(s, &format!("NICK {name}"));
+            self.line(s, "USER u 0 * :U");
+        }
+    }
+
+    #[test]
+    fn commands_before_login_get_451() {
+        let mut w = World::new();
+        let mut s = Session::new(1, 1);
+        w.line(&mut s, "PRIVMSG #lobby :hi");
+        assert_eq!(
+            w.take(1),
+            vec![":srv 451 * :You have not registered (log in with SASL PLAIN first)"]
+        );
+    }
+
+    #[test]
+    fn nick_user_without_login_is_refused_and_closed() {
+        let mut w = World::new();
+        let mut s = Session::new(1, 1);
+        w.line(&mut s, "NICK bob");
+        w.line(&mut s, "USER b 0 * :B");
+        assert!(w.out_has_close(1));
+        let lines = w.take(1);
+        assert!(lines[0].starts_with(":srv FAIL * ACCOUNT_REQUIRED"));
+        assert!(!s.is_registered());
+    }
+
+    #[test]
+    fn cap_negotiation_holds_registration_until_end() {
+        let mut w = World::new();
+        let mut s = Session::new(1, 1);
+        w.line(&mut s, "CAP LS 302");
+        assert_eq!(
+            w.take(1),
+            vec![":srv CAP * LS :sasl=PLAIN draft/account-registration"]
+        );
+        w.line(&mut s, "NICK bob");
+        w.line(&mut s, "USER b 0 * :B");
+        assert!(w.take(1).is_empty());
+        assert!(w.closes().is_empty());
+        w.line(&mut s, "CAP REQ :sasl unknown-cap");
+        assert_eq!(w.take(1), vec![":srv CAP * NAK :sasl unknown-cap"]);
+        w.line(&mut s, "CAP REQ :sasl");
+        assert_eq!(w.take(1), vec![":srv CAP * ACK sasl"]);
+        w.line(&mut s, "CAP END");
+        assert!(w.out_has_close(1), "no login: refused at CAP END");
+    }
+
+    #[test]
+    fn sasl_login_then_registration_welcomes() {
+        let mut w = World::new();
+        let mut s = Session::new(3, 7);
+        w.line(&mut s, "AUTHENTICATE PLAIN");
+        assert_eq!(w.take(3), vec![":srv AUTHENTICATE +"]);
+        w.line(
+            &mut s,
+            &format!("AUTHENTICATE {}", sasl::encode_plain("Alice", "pw")),
+        );
+        let job = w.jobs.taken.borrow_mut().pop().unwrap();
+        assert!(matches!(&job, Job::Login { origin, account, password }
+            if origin.slot == 3 && origin.generation == 7 && account == "Alice" && password == "pw"));
+        let origin = s.origin();
+        w.complete(
+            &mut s,
+            Completion::LoggedIn {
+                origin,
+                account: "Alice".into(),
+                result: Ok("alice".into()),
+            },
+        );
+        let lines = w.take(3);
+        assert_eq!(
+            lines[0],
+            ":srv 900 * *!alice@huddle alice :You are now logged in as alice"
+        );
+        assert_eq!(lines[1], ":srv 903 * :SASL authentication successful");
+        w.line(&mut s, "NICK whatever");
+        w.line(&mut s, "USER u 0 * :U");
+        let lines = w.take(3);
+        let codes: Vec<&str> = lines.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
+        assert_eq!(codes, ["001", "002", "003", "004", "005", "422"]);
+        assert!(lines[0].starts_with(":srv 001 alice :Welcome"));
+        assert!(s.is_registered());
+        assert_eq!(w.chat.find_nick("ALICE"), Some(3));
+    }
+
+    #[test]
+    fn failed_login_and_unknown_mechanism() {
+        let mut w = World::new();
+        let mut s = Session::new(1, 1);
+        w.line(&mut s, "AUTHENTICATE EXTERNAL");
+        assert_eq!(
+            w.take(1),
+            vec![
+                ":srv 908 * PLAIN :are available SASL mechanisms",
+                ":srv 904 * :SASL authentication failed"
+            ]
+        );
+        w.line(&mut s, "AUTHENTICATE PLAIN");
+        w.line(&mut s, "AUTHENTICATE not-base64!");
+        assert_eq!(
+            w.take(1),
+            vec![
+                ":srv AUTHENTICATE +",
+                ":srv 904 * :SASL authentication failed"
+            ]
+        );
+        w.line(&mut s, "AUTHENTICATE PLAIN");
+        w.line(
+            &mut s,
+            &format!("AUTHENTICATE {}", sasl::encode_plain("bob", "bad")),
+        );
+        let origin = s.origin();
+        w.complete(
+            &mut s,
+            Completion::LoggedIn {
+                origin,
+                account: "bob".into(),
+                result: Err(LoginError::Invalid),
+            },
+        );
+        assert_eq!(
+            w.take(1).last().unwrap(),
+            ":srv 904 * :SASL authentication failed"
+        );
+        assert_eq!(s.account(), None);
+    }
+
+    #[test]
+    fn sasl_payload_of_exactly_400_bytes_waits_for_plus() {
+        let mut w = World::new();
+        let mut s = Session::new(1, 1);
+        w.line(&mut s, "AUTHENTICATE PLAIN");
+        // A password that makes the base64 exactly 400 bytes: 300 raw bytes.
+        let password = "p".repeat(300 - 2 - 5);
+        let b64 = sasl::encode_plain("alice", &password);
+        assert_eq!(b64.len(), 400);
+        for chunk in sasl::chunks(&b64) {
+            assert!(w.jobs.taken.borrow().is_empty());
+            w.line(&mut s, &format!("AUTHENTICATE {chunk}"));
+        }
+        assert_eq!(w.jobs.taken.borrow().len(), 1);
+    }
+
+    #[test]
+    fn register_validates_before_queueing_and_reports_busy() {
+        let mut w = World::new();
+        let mut s = Session::new(1, 1);
+        w.line(&mut s, "REGISTER bad!name * password123");
+        assert_eq!(
+            w.take(1)[0].split(' ').take(4).collect::<Vec<_>>(),
+            [":srv", "FAIL", "REGISTER", "BAD_ACCOUNT_NAME"]
+        );
+        w.line(&mut s, "REGISTER alice * short");
+        assert!(w.take(1)[0].contains("WEAK_PASSWORD"));
+        w.line(&mut s, "REGISTER alice");
+        assert!(w.take(1)[0].contains("NEED_MORE_PARAMS"));
+        assert!(w.jobs.taken.borrow().is_empty());
+        w.jobs.full = true;
+        w.line(&mut s, "REGISTER alice * password123");
+        assert!(w.take(1)[0].starts_with(":srv FAIL REGISTER TEMPORARILY_UNAVAILABLE alice"));
+        w.jobs.full = false;
+        w.line(&mut s, "REGISTER alice * password123");
+        let origin = s.origin();
+        w.complete(
+            &mut s,
+            Completion::Registered {
+                origin,
+                account: "alice".into(),
+                result: Ok("alice".into()),
+            },
+        );
+        assert_eq!(
+            w.take(1),
+            vec![":srv REGISTER SUCCESS alice :Account created"]
+        );
+        w.line(&mut s, "REGISTER alice * password123");
+        w.complete(
+            &mut s,
+            Completion::Registered {
+                origin,
+                account: "alice".into(),
+                result: Err(RegisterError::Exists),
+            },
+        );
+        assert_eq!(
+            w.take(1),
+            vec![":srv FAIL REGISTER ACCOUNT_EXISTS alice :Account name already taken"]
+        );
+    }
+
+    #[test]
+    fn second_login_takes_over() {
+        let mut w = World::new();
+        let mut a = Session::new(1, 1);
+        let mut b = Session::new(2, 2);
+        let mut old = Session::new(3, 3);
+        w.log_in(&mut a, "ann");
+        w.log_in(&mut old, "bob");
+        w.line(&mut a, "JOIN #x");
+        w.line(&mut old, "JOIN #x");
+        w.take(1);
+        w.log_in(&mut b, "bob");
+        assert!(w.out_has_close(3));
+        assert!(w
+            .take(1)
+            .contains(&":bob!bob@huddle QUIT :Logged in from another connection".to_string()));
+        assert_eq!(w.chat.find_nick("bob"), Some(2));
+    }
+
+    #[test]
+    fn quit_closes_with_reason() {
+        let mut w = World::new();
+        let mut s = Session::new(1, 1);
+        w.line(&mut s, "QUIT :bye now");
+        assert!(matches!(&w.out.effects()[0],
+            Effect::Close { id: 1, error, quit } if error == "Closing link (Quit: bye now)" && quit == "Quit: bye now"));
+    }
+
+    #[test]
+    fn frame_errors_and_bad_lines_are_answered() {
+        let mut w = World::new();
+        let mut s = Session::new(1, 1);
+        let mut ctx = Ctx {
+            chat: &mut w.chat,
+            out: &mut w.out,
+            jobs: &w.jobs,
+            info: &w.info,
+        };
+        handle_frame_error(&mut s, FrameError::TooLong, &mut ctx);
+        handle_frame_error(&mut s, FrameError::InvalidUtf8, &mut ctx);
+        handle_line(&mut s, "12AB x", &mut ctx);
+        handle_line(&mut s, "   ", &mut ctx);
+        handle_line(&mut s, "PING :tok en", &mut ctx);
+        assert_eq!(
+            w.take(1),
+            vec![
+                ":srv 417 * :Input line was too long",
+                ":srv FAIL * INVALID_UTF8 :Message rejected: it is not valid UTF-8",
+                ":srv 421 * 12AB :Unknown command",
+                ":srv PONG srv :tok en",
+            ]
+        );
+    }
+}
