@@ -16,11 +16,22 @@ pub struct Room {
     pub members: Vec<ClientId>,
 }
 
-/// An online user: the nick as spelled and the (folded) rooms it is in.
+/// An online user: the nick as spelled, the (folded) rooms it is in, and the endpoint it
+/// announced for direct peer-to-peer messages, if any.
 #[derive(Debug)]
 pub struct User {
     pub nick: String,
     pub rooms: Vec<String>,
+    pub endpoint: Option<Endpoint>,
+}
+
+/// Where a user's client accepts direct TLS connections, and the certificate it will show.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub ip: std::net::IpAddr,
+    pub port: u16,
+    /// SHA-256 of the peer certificate, 64 lowercase hex digits.
+    pub fingerprint: String,
 }
 
 #[derive(Debug, Default)]
@@ -70,6 +81,17 @@ impl Chat {
         self.users.get(&id)
     }
 
+    /// Records (or replaces) the endpoint of online user `id`. False if it is not online.
+    pub fn set_endpoint(&mut self, id: ClientId, endpoint: Endpoint) -> bool {
+        match self.users.get_mut(&id) {
+            Some(user) => {
+                user.endpoint = Some(endpoint);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn find_nick(&self, nick: &str) -> Option<ClientId> {
         self.by_nick.get(&fold(nick)).copied()
     }
@@ -86,6 +108,7 @@ impl Chat {
             User {
                 nick: nick.to_string(),
                 rooms: Vec::new(),
+                endpoint: None,
             },
         );
         Ok(())

@@ -19,6 +19,7 @@ pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
         format!("NICKLEN={NICK_LEN}"),
         format!("LINELEN={MAX_LINE_LEN}"),
         format!("NETWORK={}", info.network),
+        "PEERADDR".to_string(),
         "PREFIX=".to_string(),
         format!("TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},NAMES:{MAX_TARGETS}"),
     ]
@@ -33,6 +34,8 @@ pub fn dispatch(s: &mut Session, command: &str, msg: &Message, ctx: &mut Ctx) {
         "NOTICE" => message(s, msg, ctx, false),
         "NAMES" => names(s, msg, ctx),
         "HELLO" => hello(s, ctx),
+        "PEERADDR" => crate::peer::peeraddr(s, msg, ctx),
+        "PEER" => crate::peer::peer(s, msg, ctx),
         "NICK" => nick(s, msg, ctx),
         "USER" => reply(s, ctx, ERR_ALREADYREGISTERED, ["You may not reregister"]),
         _ => reply(

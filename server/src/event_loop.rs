@@ -303,7 +303,7 @@ impl Server {
         let id = entry.key();
         let client = entry.insert(Client {
             conn,
-            session: Session::new(id, generation),
+            session: Session::new(id, generation, peer.ip()),
             phase: Phase::Open,
             accepted: now,
             last_seen: now,

@@ -12,6 +12,7 @@ pub mod connection;
 pub mod event_loop;
 pub mod limits;
 pub mod outbox;
+pub mod peer;
 pub mod session;
 pub mod tls;
 pub mod workers;

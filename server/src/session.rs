@@ -12,6 +12,7 @@ use crate::outbox::Outbox;
 use crate::workers::{Completion, Job, Origin};
 use huddle_protocol::numeric::*;
 use huddle_protocol::{caps, sasl, FrameError, Message, ParseError};
+use std::net::IpAddr;
 
 /// Host part shown in every user's `nick!user@host` (client addresses are not disclosed).
 pub const HOST_CLOAK: &str = "huddle";
@@ -57,6 +58,8 @@ enum Sasl {
 pub struct Session {
     pub id: ClientId,
     pub generation: u64,
+    /// The client's address as this server sees it (announced for direct messages).
+    pub peer_ip: IpAddr,
     registered: bool,
     cap_negotiating: bool,
     enabled_caps: Vec<&'static str>,
@@ -68,10 +71,11 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(id: ClientId, generation: u64) -> Session {
+    pub fn new(id: ClientId, generation: u64, peer_ip: IpAddr) -> Session {
         Session {
             id,
             generation,
+            peer_ip,
             registered: false,
             cap_negotiating: false,
             enabled_caps: Vec::new(),
@@ -584,6 +588,9 @@ mod tests {
     use super::*;
     use crate::outbox::Effect;
     use std::cell::RefCell;
+    use std::net::Ipv4Addr;
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     /// Records submitted jobs; refuses them when `full`.
     #[derive(Default)]
@@ -690,7 +697,7 @@ mod tests {
     #[test]
     fn commands_before_login_get_451() {
         let mut w = World::new();
-        let mut s = Session::new(1, 1);
+        let mut s = Session::new(1, 1, LOCAL);
         w.line(&mut s, "PRIVMSG #lobby :hi");
         assert_eq!(
             w.take(1),
@@ -701,7 +708,7 @@ mod tests {
     #[test]
     fn nick_user_without_login_is_refused_and_closed() {
         let mut w = World::new();
-        let mut s = Session::new(1, 1);
+        let mut s = Session::new(1, 1, LOCAL);
         w.line(&mut s, "NICK bob");
         w.line(&mut s, "USER b 0 * :B");
         assert!(w.out_has_close(1));
@@ -713,7 +720,7 @@ mod tests {
     #[test]
     fn cap_negotiation_holds_registration_until_end() {
         let mut w = World::new();
-        let mut s = Session::new(1, 1);
+        let mut s = Session::new(1, 1, LOCAL);
         w.line(&mut s, "CAP LS 302");
         assert_eq!(
             w.take(1),
@@ -734,7 +741,7 @@ mod tests {
     #[test]
     fn sasl_login_then_registration_welcomes() {
         let mut w = World::new();
-        let mut s = Session::new(3, 7);
+        let mut s = Session::new(3, 7, LOCAL);
         w.line(&mut s, "AUTHENTICATE PLAIN");
         assert_eq!(w.take(3), vec![":srv AUTHENTICATE +"]);
         w.line(
@@ -772,7 +779,7 @@ mod tests {
     #[test]
     fn failed_login_and_unknown_mechanism() {
         let mut w = World::new();
-        let mut s = Session::new(1, 1);
+        let mut s = Session::new(1, 1, LOCAL);
         w.line(&mut s, "AUTHENTICATE EXTERNAL");
         assert_eq!(
             w.take(1),
@@ -814,7 +821,7 @@ mod tests {
     #[test]
     fn sasl_payload_of_exactly_400_bytes_waits_for_plus() {
         let mut w = World::new();
-        let mut s = Session::new(1, 1);
+        let mut s = Session::new(1, 1, LOCAL);
         w.line(&mut s, "AUTHENTICATE PLAIN");
         // A password that makes the base64 exactly 400 bytes: 300 raw bytes.
         let password = "p".repeat(300 - 2 - 5);
@@ -830,7 +837,7 @@ mod tests {
     #[test]
     fn register_validates_before_queueing_and_reports_busy() {
         let mut w = World::new();
-        let mut s = Session::new(1, 1);
+        let mut s = Session::new(1, 1, LOCAL);
         w.line(&mut s, "REGISTER bad!name * password123");
         assert_eq!(
             w.take(1)[0].split(' ').take(4).collect::<Vec<_>>(),
@@ -877,9 +884,9 @@ mod tests {
     #[test]
     fn second_login_takes_over() {
         let mut w = World::new();
-        let mut a = Session::new(1, 1);
-        let mut b = Session::new(2, 2);
-        let mut old = Session::new(3, 3);
+        let mut a = Session::new(1, 1, LOCAL);
+        let mut b = Session::new(2, 2, LOCAL);
+        let mut old = Session::new(3, 3, LOCAL);
         w.log_in(&mut a, "ann");
         w.log_in(&mut old, "bob");
         w.line(&mut a, "JOIN #x");
@@ -896,7 +903,7 @@ mod tests {
     #[test]
     fn quit_closes_with_reason() {
         let mut w = World::new();
-        let mut s = Session::new(1, 1);
+        let mut s = Session::new(1, 1, LOCAL);
         w.line(&mut s, "QUIT :bye now");
         assert!(matches!(&w.out.effects()[0],
             Effect::Close { id: 1, error, quit } if error == "Closing link (Quit: bye now)" && quit == "Quit: bye now"));
@@ -905,7 +912,7 @@ mod tests {
     #[test]
     fn frame_errors_and_bad_lines_are_answered() {
         let mut w = World::new();
-        let mut s = Session::new(1, 1);
+        let mut s = Session::new(1, 1, LOCAL);
         let mut ctx = Ctx {
             chat: &mut w.chat,
             out: &mut w.out,
@@ -925,6 +932,47 @@ mod tests {
                 ":srv 421 * 12AB :Unknown command",
                 ":srv PONG srv :tok en",
             ]
+        );
+    }
+
+    #[test]
+    fn peer_endpoints_live_and_die_with_the_session() {
+        let mut w = World::new();
+        let mut a = Session::new(1, 1, LOCAL);
+        let mut b = Session::new(2, 2, "::1".parse().unwrap());
+        let fp = "ab".repeat(32);
+        w.line(&mut a, &format!("PEERADDR 4000 {fp}"));
+        assert!(w.take(1)[0].starts_with(":srv 451 "), "not before login");
+        w.log_in(&mut a, "ann");
+        w.log_in(&mut b, "bob");
+        w.take(1);
+        w.line(&mut a, "PEER bob");
+        assert_eq!(
+            w.take(1),
+            vec![":srv FAIL PEER NO_ENDPOINT bob :That user has not announced a direct-message endpoint"]
+        );
+        w.line(&mut b, &format!("PEERADDR 4000 {fp}"));
+        assert_eq!(w.take(2), vec![format!(":srv PEER bob [::1] 4000 {fp}")]);
+        w.line(&mut a, "PEER BOB");
+        assert_eq!(w.take(1), vec![format!(":srv PEER bob [::1] 4000 {fp}")]);
+        w.line(&mut a, "PEERADDR 0 abc");
+        assert!(w.take(1)[0].starts_with(":srv FAIL PEERADDR INVALID_PORT 0 "));
+        w.line(&mut a, "PEERADDR 4000 ABC");
+        assert!(w.take(1)[0].starts_with(":srv FAIL PEERADDR INVALID_FINGERPRINT ABC "));
+        w.line(&mut a, "PEERADDR 4000");
+        assert!(w.take(1)[0].starts_with(":srv 461 ann PEERADDR "));
+        let mut ctx = Ctx {
+            chat: &mut w.chat,
+            out: &mut w.out,
+            jobs: &w.jobs,
+            info: &w.info,
+        };
+        disconnect(&mut b, "Quit", &mut ctx);
+        w.take(1);
+        w.line(&mut a, "PEER bob");
+        assert_eq!(
+            w.take(1),
+            vec![":srv FAIL PEER NO_SUCH_NICK bob :No such user online"]
         );
     }
 }
