@@ -1,1 +1,97 @@
-fn main() {}
+//! `huddle`: the Huddle command-line chat client.
+//!
+//! `main` reads the arguments, sets up certificate trust, picks interactive (line editor) or
+//! plain (stdin is not a terminal) mode, and runs the application loop in [`app`].
+
+mod app;
+mod commands;
+mod session;
+mod trust;
+mod ui;
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::trust::Trust;
+
+/// Huddle chat client: secure group chat over TLS.
+///
+/// Type `help` at the prompt for the commands. When standard input is not a terminal, one
+/// command is read per line and every event is printed on its own line.
+#[derive(Debug, Parser)]
+#[command(name = "huddle", version)]
+struct Args {
+    /// Server host name or IP address.
+    #[arg(value_name = "SERVER-HOST", default_value = "localhost")]
+    host: String,
+
+    /// Server port.
+    #[arg(value_name = "SERVER-PORT", default_value_t = 6697,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    port: u16,
+
+    /// Trust the server certificate(s) in this PEM file (for example the server's
+    /// cert.pem) instead of trusting on first use.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+
+    /// Where trust-on-first-use fingerprints are kept [default: known_servers in the user's
+    /// config directory, e.g. ~/.config/huddle/known_servers].
+    #[arg(long, value_name = "FILE", env = "HUDDLE_KNOWN_SERVERS")]
+    known_servers: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("error"))
+        .target(env_logger::Target::Stderr)
+        .init();
+
+    let trust = match &args.ca {
+        Some(ca) => Trust::from_ca_file(ca),
+        None => Trust::tofu(args.known_servers.clone()),
+    };
+    let trust = match trust {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("huddle: error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+
+    let interactive = std::io::stdin().is_terminal();
+    let app = app::App::new(args.host, args.port, trust, interactive);
+    if interactive {
+        forward_ctrl_c(app.sender());
+    }
+    app.run();
+    ExitCode::SUCCESS
+}
+
+/// Outside the line editor (which reads Ctrl-C as a key), Ctrl-C cancels the command that is
+/// waiting for the server instead of killing the program, and the password prompt gets the
+/// chance to restore the terminal.
+fn forward_ctrl_c(events: std::sync::mpsc::Sender<app::Event>) {
+    use signal_hook::consts::SIGINT;
+    use signal_hook::iterator::Signals;
+    match Signals::new([SIGINT]) {
+        Ok(mut signals) => {
+            let spawned = std::thread::Builder::new()
+                .name("huddle-signals".into())
+                .spawn(move || {
+                    for _ in signals.forever() {
+                        if events.send(app::Event::Interrupt).is_err() {
+                            break;
+                        }
+                    }
+                });
+            if let Err(e) = spawned {
+                log::debug!("no Ctrl-C handler: {e}");
+            }
+        }
+        Err(e) => log::debug!("no Ctrl-C handler: {e}"),
+    }
+}

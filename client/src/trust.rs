@@ -1,0 +1,763 @@
+//! Which server certificates the client accepts.
+//!
+//! Two policies:
+//! - `--ca FILE`: the PEM certificates in FILE are trust anchors for the usual webpki checks
+//!   (chain, validity, server name). A certificate presented by the server that is
+//!   byte-for-byte one of them is accepted as an explicit pin as well; that covers CA-flagged
+//!   self-signed certificates (`openssl req -x509`) which webpki refuses as end entities.
+//! - Trust on first use: the SHA-256 fingerprint of the server's certificate is remembered per
+//!   `host:port` in a known-servers file; a later connection presenting another certificate is
+//!   refused.
+//!
+//! Both verifiers check the handshake signatures with the ring provider's algorithms, so a
+//! peer that merely replays a certificate it has seen cannot pass as the server.
+//!
+//! Known-servers file format: one entry per line, `host:port <64 lowercase hex digits>`; blank
+//! lines and lines starting with `#` are ignored. IPv6 hosts are written `[::1]:6697`.
+
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+
+/// SHA-256 of a certificate's DER encoding.
+pub type Fingerprint = [u8; 32];
+
+/// The fingerprint of a DER certificate.
+pub fn fingerprint(der: &[u8]) -> Fingerprint {
+    let digest = ring::digest::digest(&ring::digest::SHA256, der);
+    let mut fp = [0u8; 32];
+    fp.copy_from_slice(digest.as_ref());
+    fp
+}
+
+/// 64 lowercase hex digits, no separators.
+pub fn to_hex(fp: &Fingerprint) -> String {
+    fp.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parses exactly 64 lowercase hex digits.
+pub fn parse_hex(s: &str) -> Option<Fingerprint> {
+    if s.len() != 64
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return None;
+    }
+    let mut fp = [0u8; 32];
+    for (i, byte) in fp.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(fp)
+}
+
+/// The key of a server in the known-servers file: `host:port`, host lowercased, IPv6 in
+/// brackets.
+pub fn server_key(host: &str, port: u16) -> String {
+    let host = host.to_ascii_lowercase();
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+/// Everything that can go wrong while deciding whom to trust.
+#[derive(Debug)]
+pub enum TrustError {
+    CaRead {
+        path: PathBuf,
+        err: String,
+    },
+    CaEmpty {
+        path: PathBuf,
+    },
+    KnownServersRead {
+        path: PathBuf,
+        err: io::Error,
+    },
+    KnownServersWrite {
+        path: PathBuf,
+        err: io::Error,
+    },
+    NoConfigDir,
+    /// The server presented a certificate other than the remembered one.
+    Changed {
+        server: String,
+        expected: Fingerprint,
+        seen: Fingerprint,
+        file: PathBuf,
+    },
+}
+
+impl fmt::Display for TrustError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrustError::CaRead { path, err } => {
+                write!(f, "cannot read CA certificate {}: {err}", path.display())
+            }
+            TrustError::CaEmpty { path } => write!(
+                f,
+                "no PEM certificate (-----BEGIN CERTIFICATE-----) found in {}",
+                path.display()
+            ),
+            TrustError::KnownServersRead { path, err } => {
+                write!(f, "cannot read known-servers file {}: {err}", path.display())
+            }
+            TrustError::KnownServersWrite { path, err } => write!(
+                f,
+                "cannot write known-servers file {}: {err}",
+                path.display()
+            ),
+            TrustError::NoConfigDir => write!(
+                f,
+                "cannot find a configuration directory for the known-servers file; \
+                 use --known-servers FILE or --ca FILE"
+            ),
+            TrustError::Changed {
+                server,
+                expected,
+                seen,
+                file,
+            } => write!(
+                f,
+                "SERVER CERTIFICATE CHANGED for {server}: expected SHA-256 fingerprint {}, \
+                 the server presented {}. Someone may be intercepting the connection, or the \
+                 server got a new certificate. Connection refused. If you trust the new \
+                 certificate, remove the line starting with \"{server} \" from {} and connect again.",
+                to_hex(expected),
+                to_hex(seen),
+                file.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TrustError {}
+
+/// The known-servers file: `host:port fingerprint` lines.
+#[derive(Debug)]
+pub struct KnownServers {
+    path: PathBuf,
+    entries: Vec<(String, Fingerprint)>,
+}
+
+impl KnownServers {
+    /// Reads the file; a missing file is an empty list.
+    pub fn load(path: &Path) -> Result<KnownServers, TrustError> {
+        let text = match fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(err) => {
+                return Err(TrustError::KnownServersRead {
+                    path: path.to_owned(),
+                    err,
+                })
+            }
+        };
+        Ok(KnownServers {
+            path: path.to_owned(),
+            entries: parse_known_servers(&text),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The remembered fingerprint of `key` (`host:port`). The first entry wins.
+    pub fn lookup(&self, key: &str) -> Option<Fingerprint> {
+        self.entries
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, fp)| *fp)
+    }
+
+    /// Appends an entry to the file (creating it and its directory if needed).
+    pub fn remember(&mut self, key: &str, fp: &Fingerprint) -> Result<(), TrustError> {
+        let werr = |err| TrustError::KnownServersWrite {
+            path: self.path.clone(),
+            err,
+        };
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            fs::create_dir_all(dir).map_err(werr)?;
+        }
+        let existing = match fs::read(&self.path) {
+            Ok(b) => Some(b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+            Err(e) => return Err(werr(e)),
+        };
+        let mut text = String::new();
+        match &existing {
+            None => text.push_str("# huddle known servers: host:port SHA-256-fingerprint\n"),
+            Some(b) if !b.is_empty() && !b.ends_with(b"\n") => text.push('\n'),
+            Some(_) => {}
+        }
+        text.push_str(&format!("{key} {}\n", to_hex(fp)));
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(werr)?;
+        self.entries.push((key.to_string(), *fp));
+        Ok(())
+    }
+}
+
+/// Parses the known-servers text; malformed lines are skipped (and logged).
+pub fn parse_known_servers(text: &str) -> Vec<(String, Fingerprint)> {
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next().and_then(parse_hex), words.next()) {
+            (Some(key), Some(fp), None) => out.push((key.to_ascii_lowercase(), fp)),
+            _ => log::warn!("known-servers line {} ignored: {line:?}", n + 1),
+        }
+    }
+    out
+}
+
+/// Reads every certificate from a PEM file.
+pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
+    let read_err = |err: String| TrustError::CaRead {
+        path: path.to_owned(),
+        err,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|e| read_err(pem_error_text(&e)))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| read_err(pem_error_text(&e)))?;
+    if certs.is_empty() {
+        return Err(TrustError::CaEmpty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(certs)
+}
+
+fn pem_error_text(e: &rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+        other => format!("not a valid PEM file ({other:?})"),
+    }
+}
+
+/// The signature algorithms of the ring provider.
+fn algorithms() -> WebPkiSupportedAlgorithms {
+    rustls::crypto::ring::default_provider().signature_verification_algorithms
+}
+
+/// `--ca`: webpki with the given roots, or an exact match with one of them.
+#[derive(Debug)]
+pub struct CaVerifier {
+    pinned: Vec<CertificateDer<'static>>,
+    webpki: Option<Arc<WebPkiServerVerifier>>,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl CaVerifier {
+    pub fn new(certs: Vec<CertificateDer<'static>>) -> CaVerifier {
+        let mut roots = RootCertStore::empty();
+        for cert in &certs {
+            if let Err(e) = roots.add(cert.clone()) {
+                log::debug!("CA certificate not usable as a trust anchor ({e}); pinned only");
+            }
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let webpki = if roots.is_empty() {
+            None
+        } else {
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .ok()
+        };
+        CaVerifier {
+            pinned: certs,
+            webpki,
+            algs: algorithms(),
+        }
+    }
+}
+
+impl ServerCertVerifier for CaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|c| c.as_ref() == end_entity.as_ref())
+        {
+            return Ok(ServerCertVerified::assertion());
+        }
+        match &self.webpki {
+            Some(v) => {
+                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            None => Err(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// How a presented fingerprint compares with the remembered one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PinVerdict {
+    /// Nothing remembered yet for this server.
+    FirstContact(Fingerprint),
+    Matches,
+    Changed {
+        expected: Fingerprint,
+        seen: Fingerprint,
+    },
+}
+
+pub fn check_pin(expected: Option<Fingerprint>, seen: Fingerprint) -> PinVerdict {
+    match expected {
+        None => PinVerdict::FirstContact(seen),
+        Some(e) if e == seen => PinVerdict::Matches,
+        Some(expected) => PinVerdict::Changed { expected, seen },
+    }
+}
+
+/// Trust on first use for one connection attempt: accepts the remembered certificate, or any
+/// certificate when none is remembered, and records what it saw.
+#[derive(Debug)]
+pub struct TofuVerifier {
+    expected: Option<Fingerprint>,
+    verdict: Mutex<Option<PinVerdict>>,
+    algs: WebPkiSupportedAlgorithms,
+}
+
+impl TofuVerifier {
+    pub fn new(expected: Option<Fingerprint>) -> TofuVerifier {
+        TofuVerifier {
+            expected,
+            verdict: Mutex::new(None),
+            algs: algorithms(),
+        }
+    }
+
+    /// What the certificate check decided, once the server's certificate arrived.
+    pub fn verdict(&self) -> Option<PinVerdict> {
+        *self.verdict.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl ServerCertVerifier for TofuVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verdict = check_pin(self.expected, fingerprint(end_entity.as_ref()));
+        *self.verdict.lock().unwrap_or_else(PoisonError::into_inner) = Some(verdict);
+        match verdict {
+            PinVerdict::Changed { .. } => Err(rustls::Error::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            )),
+            _ => Ok(ServerCertVerified::assertion()),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// The trust policy chosen on the command line.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    Ca(Arc<CaVerifier>),
+    Tofu { file: PathBuf },
+}
+
+impl Trust {
+    /// `--ca FILE`.
+    pub fn from_ca_file(path: &Path) -> Result<Trust, TrustError> {
+        Ok(Trust::Ca(Arc::new(CaVerifier::new(load_ca_file(path)?))))
+    }
+
+    /// Trust on first use with `file`, or the default file in the user's config dir.
+    pub fn tofu(file: Option<PathBuf>) -> Result<Trust, TrustError> {
+        let file = match file {
+            Some(f) => f,
+            None => directories::ProjectDirs::from("", "", "huddle")
+                .map(|d| d.config_dir().join("known_servers"))
+                .ok_or(TrustError::NoConfigDir)?,
+        };
+        Ok(Trust::Tofu { file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FP_A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    const FP_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+
+    #[test]
+    fn hex_round_trip_and_strictness() {
+        let fp = parse_hex(FP_A).unwrap();
+        assert_eq!(to_hex(&fp), FP_A);
+        assert_eq!(parse_hex(&FP_A.to_uppercase()), None);
+        assert_eq!(parse_hex(&FP_A[1..]), None);
+        assert_eq!(parse_hex(&format!("{}g", &FP_A[1..])), None);
+        assert_eq!(parse_hex("+1"), None);
+    }
+
+    #[test]
+    fn fingerprint_is_sha256() {
+        assert_eq!(
+            to_hex(&fingerprint(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn keys() {
+        assert_eq!(server_key("LocalHost", 6697), "localhost:6697");
+        assert_eq!(server_key("::1", 7), "[::1]:7");
+        assert_eq!(server_key("[::1]", 7), "[::1]:7");
+    }
+
+    #[test]
+    fn parsing_skips_comments_and_junk() {
+        let text = format!(
+            "# comment\n\nlocalhost:6697 {FP_A}\nbroken line\nx:1 {FP_A} extra\n  \
+             Example.org:7 {FP_B}  \r\ny:2 not-hex\n"
+        );
+        let e = parse_known_servers(&text);
+        assert_eq!(e.len(), 2);
+        assert_eq!(e[0].0, "localhost:6697");
+        assert_eq!(
+            e[1],
+            ("example.org:7".to_string(), parse_hex(FP_B).unwrap())
+        );
+    }
+
+    #[test]
+    fn remember_appends_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/known");
+        let mut ks = KnownServers::load(&path).unwrap();
+        assert_eq!(ks.lookup("a:1"), None);
+        let a = parse_hex(FP_A).unwrap();
+        let b = parse_hex(FP_B).unwrap();
+        ks.remember("a:1", &a).unwrap();
+        assert_eq!(ks.lookup("a:1"), Some(a));
+        // A file without a final newline gets one before the new entry.
+        let mut text = fs::read_to_string(&path).unwrap();
+        text.push_str("# no newline");
+        fs::write(&path, &text).unwrap();
+        let mut ks = KnownServers::load(&path).unwrap();
+        ks.remember("b:2", &b).unwrap();
+        let ks = KnownServers::load(&path).unwrap();
+        assert_eq!(ks.lookup("a:1"), Some(a));
+        assert_eq!(ks.lookup("b:2"), Some(b));
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# huddle known servers"));
+        assert!(text.ends_with(&format!("# no newline\nb:2 {FP_B}\n")));
+    }
+
+    #[test]
+    fn pin_logic() {
+        let a = parse_hex(FP_A).unwrap();
+        let b = parse_hex(FP_B).unwrap();
+        assert_eq!(check_pin(None, a), PinVerdict::FirstContact(a));
+        assert_eq!(check_pin(Some(a), a), PinVerdict::Matches);
+        assert_eq!(
+            check_pin(Some(a), b),
+            PinVerdict::Changed {
+                expected: a,
+                seen: b
+            }
+        );
+    }
+
+    #[test]
+    fn tofu_verifier_records_and_refuses() {
+        let cert = CertificateDer::from(b"not really a certificate".to_vec());
+        let name = ServerName::try_from("localhost").unwrap();
+        let fp = fingerprint(cert.as_ref());
+
+        let v = TofuVerifier::new(None);
+        assert!(v
+            .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+            .is_ok());
+        assert_eq!(v.verdict(), Some(PinVerdict::FirstContact(fp)));
+
+        let v = TofuVerifier::new(Some(fp));
+        assert!(v
+            .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+            .is_ok());
+        assert_eq!(v.verdict(), Some(PinVerdict::Matches));
+
+        let other = parse_hex(FP_A).unwrap();
+        let v = TofuVerifier::new(Some(other));
+        assert!(v
+            .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
+            .is_err());
+        assert_eq!(
+            v.verdict(),
+            Some(PinVerdict::Changed {
+                expected: other,
+                seen: fp
+            })
+        );
+    }
+
+    #[test]
+    fn changed_message_says_how_to_fix() {
+        let e = TrustError::Changed {
+            server: "h:1".into(),
+            expected: parse_hex(FP_A).unwrap(),
+            seen: parse_hex(FP_B).unwrap(),
+            file: PathBuf::from("/x/known"),
+        };
+        let s = e.to_string();
+        assert!(s.contains(FP_A) && s.contains(FP_B));
+        assert!(s.contains("remove the line starting with \"h:1 \" from /x/known"));
+    }
+
+    #[test]
+    fn ca_file_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
+        fs::write(&empty, "hello\n").unwrap();
+        assert!(matches!(
+            load_ca_file(&empty),
+            Err(TrustError::CaEmpty { .. })
+        ));
+        assert!(matches!(
+            load_ca_file(&dir.path().join("missing.pem")),
+            Err(TrustError::CaRead { .. })
+        ));
+    }
+
+    /// In-memory TLS handshakes against a real rustls server.
+    mod handshake {
+        use super::*;
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use rustls::server::{ClientHello, ResolvesServerCert};
+        use rustls::sign::CertifiedKey;
+        use rustls::{ClientConfig, ClientConnection, ServerConfig, ServerConnection};
+
+        struct Generated {
+            cert: CertificateDer<'static>,
+            key: Vec<u8>,
+        }
+
+        fn generate(ca: bool) -> Generated {
+            let mut params = rcgen::CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+            if ca {
+                params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            }
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            Generated {
+                cert: cert.der().clone(),
+                key: key.serialize_der(),
+            }
+        }
+
+        /// Presents `cert` but signs with `key` (which may belong to another certificate).
+        #[derive(Debug)]
+        struct Presents(Arc<CertifiedKey>);
+
+        impl ResolvesServerCert for Presents {
+            fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+                Some(self.0.clone())
+            }
+        }
+
+        fn server(cert: &Generated, key_of: &Generated, tls12: bool) -> ServerConnection {
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_of.key.clone()));
+            let signer = provider.key_provider.load_private_key(key).unwrap();
+            let certified = Arc::new(CertifiedKey::new(vec![cert.cert.clone()], signer));
+            let versions: &[&rustls::SupportedProtocolVersion] = if tls12 {
+                &[&rustls::version::TLS12]
+            } else {
+                &[&rustls::version::TLS13]
+            };
+            let config = ServerConfig::builder_with_provider(provider)
+                .with_protocol_versions(versions)
+                .unwrap()
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(Presents(certified)));
+            ServerConnection::new(Arc::new(config)).unwrap()
+        }
+
+        fn client(verifier: Arc<dyn ServerCertVerifier>) -> ClientConnection {
+            let config = ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
+            let name = ServerName::try_from("localhost").unwrap();
+            ClientConnection::new(Arc::new(config), name).unwrap()
+        }
+
+        /// Runs the handshake to completion; the client's error if it fails.
+        fn run(mut c: ClientConnection, mut s: ServerConnection) -> Result<(), rustls::Error> {
+            for _ in 0..20 {
+                let mut buf = Vec::new();
+                while c.wants_write() {
+                    c.write_tls(&mut buf).unwrap();
+                }
+                if !buf.is_empty() {
+                    s.read_tls(&mut buf.as_slice()).unwrap();
+                    if s.process_new_packets().is_err() {
+                        // Deliver the server's alert, then report the client's view.
+                        let mut alert = Vec::new();
+                        while s.wants_write() {
+                            s.write_tls(&mut alert).unwrap();
+                        }
+                        c.read_tls(&mut alert.as_slice()).unwrap();
+                        return c.process_new_packets().map(|_| ());
+                    }
+                }
+                let mut buf = Vec::new();
+                while s.wants_write() {
+                    s.write_tls(&mut buf).unwrap();
+                }
+                if !buf.is_empty() {
+                    c.read_tls(&mut buf.as_slice()).unwrap();
+                    c.process_new_packets()?;
+                }
+                if !c.is_handshaking() && !s.is_handshaking() {
+                    return Ok(());
+                }
+            }
+            panic!("handshake did not finish");
+        }
+
+        #[test]
+        fn tofu_accepts_first_and_remembered_and_refuses_other() {
+            let a = generate(false);
+            let b = generate(false);
+            for tls12 in [false, true] {
+                let v = Arc::new(TofuVerifier::new(None));
+                assert!(run(client(v.clone()), server(&a, &a, tls12)).is_ok());
+                let fp = fingerprint(a.cert.as_ref());
+                assert_eq!(v.verdict(), Some(PinVerdict::FirstContact(fp)));
+
+                let v = Arc::new(TofuVerifier::new(Some(fp)));
+                assert!(run(client(v.clone()), server(&a, &a, tls12)).is_ok());
+                assert_eq!(v.verdict(), Some(PinVerdict::Matches));
+
+                let v = Arc::new(TofuVerifier::new(Some(fp)));
+                let err = run(client(v.clone()), server(&b, &b, tls12)).unwrap_err();
+                assert!(
+                    matches!(err, rustls::Error::InvalidCertificate(_)),
+                    "{err:?}"
+                );
+                assert!(matches!(v.verdict(), Some(PinVerdict::Changed { .. })));
+            }
+        }
+
+        #[test]
+        fn pinned_certificate_without_its_key_is_refused() {
+            // An attacker replays the remembered certificate but cannot sign with its key.
+            let real = generate(false);
+            let attacker = generate(false);
+            for tls12 in [false, true] {
+                let fp = fingerprint(real.cert.as_ref());
+                let v = Arc::new(TofuVerifier::new(Some(fp)));
+                let err = run(client(v.clone()), server(&real, &attacker, tls12)).unwrap_err();
+                assert_eq!(v.verdict(), Some(PinVerdict::Matches));
+                assert_eq!(
+                    err,
+                    rustls::Error::InvalidCertificate(CertificateError::BadSignature)
+                );
+
+                let ca = Arc::new(CaVerifier::new(vec![real.cert.clone()]));
+                assert!(run(client(ca), server(&real, &attacker, tls12)).is_err());
+            }
+        }
+
+        #[test]
+        fn ca_file_trusts_self_signed_and_pinned_ca_certs_only() {
+            let ee = generate(false);
+            let ca_flagged = generate(true);
+            let other = generate(false);
+
+            let v = Arc::new(CaVerifier::new(vec![ee.cert.clone()]));
+            assert!(run(client(v.clone()), server(&ee, &ee, false)).is_ok());
+            assert!(run(client(v), server(&other, &other, false)).is_err());
+
+            // A CA-flagged self-signed cert is refused by webpki as an end entity but
+            // accepted as an exact pin.
+            let v = Arc::new(CaVerifier::new(vec![ca_flagged.cert.clone()]));
+            assert!(run(client(v), server(&ca_flagged, &ca_flagged, false)).is_ok());
+        }
+    }
+}
