@@ -421,6 +421,8 @@ impl State {
                     fx.push(error(last));
                 }
             }
+            // No message of the day: nothing to show.
+            numeric::ERR_NOMOTD => {}
             c if c.len() == 3 && (c.starts_with('4') || c.starts_with('5')) => {
                 self.on_error_numeric(c, msg, &mut fx);
             }
@@ -536,17 +538,26 @@ impl State {
             numeric::ERR_NOTONCHANNEL => format!("you are not in {arg}"),
             numeric::ERR_INPUTTOOLONG => "message too long: the server dropped it".to_string(),
             numeric::ERR_NOTREGISTERED => NOT_LOGGED_IN.to_string(),
-            _ => match &self.op {
-                Some(op @ (Op::Login { .. } | Op::Register { .. })) => {
-                    format!("{} failed: {last}", op.what())
-                }
-                _ if arg.is_empty() => last.to_string(),
-                _ => format!("{arg}: {last}"),
+            _ if self.op_fails_on_error() => match &self.op {
+                Some(op) => format!("{} failed: {last}", op.what()),
+                None => last.to_string(),
             },
+            _ if arg.is_empty() => last.to_string(),
+            _ => format!("{arg}: {last}"),
         };
         fx.push(error(text));
-        if joining || matches!(self.op, Some(Op::Login { .. } | Op::Register { .. })) {
+        if joining || self.op_fails_on_error() {
             self.op = None;
+        }
+    }
+
+    /// Whether an error reply ends the pending op: registration, and login until the
+    /// server has welcomed us.
+    fn op_fails_on_error(&self) -> bool {
+        match &self.op {
+            Some(Op::Register { .. }) => true,
+            Some(Op::Login { stage, .. }) => *stage != LoginStage::Lobby,
+            _ => false,
         }
     }
 
@@ -872,7 +883,7 @@ impl App {
             if let Some(mut link) = self.link.take() {
                 link.close();
             }
-            let fx = self.st.on_closed(Some(&e.to_string()));
+            let fx = self.st.on_closed(Some(&crate::session::io_text(&e)));
             self.apply(fx);
         }
     }
@@ -973,6 +984,11 @@ mod tests {
         let fx = st.on_message(&m(":huddle.local 001 alice :Welcome"));
         assert_eq!(sends(&fx), ["JOIN #lobby"]);
         assert_eq!(shows(&fx), ["-- logged in as alice"]);
+        assert!(st
+            .on_message(&m(":huddle.local 422 alice :MOTD File is missing"))
+            .is_empty());
+        let fx = st.on_message(&m(":huddle.local 421 alice FOO :Unknown command"));
+        assert_eq!(shows(&fx), ["!! FOO: Unknown command"]);
         assert!(st.op.is_some(), "waits for the lobby");
         let fx = st.on_message(&m(":alice!alice@127.0.0.1 JOIN #lobby"));
         assert_eq!(shows(&fx), ["-- joined #lobby"]);
@@ -1212,6 +1228,17 @@ mod tests {
         assert!(split_text(&long, MAX_TEXT)
             .iter()
             .all(|p| p.len() <= MAX_TEXT));
+    }
+
+    #[test]
+    fn io_errors_read_well() {
+        let e = std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        );
+        assert_eq!(crate::session::io_text(&e), "connection refused");
+        let e = std::io::Error::other("TLS said X");
+        assert_eq!(crate::session::io_text(&e), "TLS said X");
     }
 
     #[test]

@@ -49,13 +49,15 @@ impl fmt::Display for ConnectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConnectError::BadHost(h) => write!(f, "invalid server host name {h:?}"),
-            ConnectError::Resolve { host, err } => write!(f, "cannot find server {host}: {err}"),
+            ConnectError::Resolve { host, err } => {
+                write!(f, "cannot find server {host}: {}", io_text(err))
+            }
             ConnectError::Connect { addr, err } => {
                 let hint = match err.kind() {
                     io::ErrorKind::ConnectionRefused => " (is huddle-server running there?)",
                     _ => "",
                 };
-                write!(f, "cannot connect to {addr}: {err}{hint}")
+                write!(f, "cannot connect to {addr}: {}{hint}", io_text(err))
             }
             ConnectError::Tls { addr, err } => {
                 write!(f, "secure connection to {addr} failed: {err}")
@@ -66,6 +68,22 @@ impl fmt::Display for ConnectError {
 }
 
 impl std::error::Error for ConnectError {}
+
+/// An I/O error as a short lowercase phrase, without the "(os error N)" suffix.
+pub fn io_text(e: &io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.rfind(" (os error ") {
+        Some(i) if text.ends_with(')') => text[..i].to_string(),
+        _ => text,
+    };
+    let mut chars = text.chars();
+    match (chars.next(), chars.next()) {
+        (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => {
+            first.to_lowercase().chain(text.chars().skip(1)).collect()
+        }
+        _ => text,
+    }
+}
 
 impl From<TrustError> for ConnectError {
     fn from(e: TrustError) -> Self {
@@ -164,7 +182,7 @@ impl Link {
                             {
                                 format!("the server's certificate is not trusted by the --ca file ({c:?})")
                             }
-                            _ => e.to_string(),
+                            _ => io_text(&e),
                         }
                     }
                 };
@@ -315,7 +333,7 @@ fn read_loop(id: u64, mut sock: TcpStream, tls: &Mutex<ClientConnection>, events
             Ok(0) => break None,
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => break Some(e.to_string()),
+            Err(e) => break Some(io_text(&e)),
         };
         let mut closed = false;
         let mut failed = None;
