@@ -69,12 +69,17 @@ impl Server {
 
     /// Starts a server with its data in `dir` on `port` (0: any free port).
     fn start_in(dir: &Path, port: u16) -> Server {
+        Server::start_with(dir, port, &[])
+    }
+
+    fn start_with(dir: &Path, port: u16, extra: &[&str]) -> Server {
         fs::create_dir_all(dir).unwrap();
         let log = fs::File::create(dir.with_extension("log")).unwrap();
         let mut child = Command::new(server_binary())
             .arg(port.to_string())
             .args(["--bind", "127.0.0.1", "--data-dir"])
             .arg(dir)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -455,6 +460,21 @@ fn server_going_away_leaves_the_client_at_its_prompt() {
     alice.expect_prefix(&format!("!! cannot connect to 127.0.0.1:{}", server.port));
     let (status, _) = alice.finish();
     assert!(status.success());
+}
+
+#[test]
+fn idle_client_answers_pings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_with(&tmp.path().join("data"), 0, &["--ping-interval", "1"]);
+    let mut alice = server.logged_in("alice");
+    // The point of this test is idle time: the server pings after 1 s of silence and drops
+    // a client that has not answered 1 s later. Three seconds cover that twice over.
+    std::thread::sleep(Duration::from_secs(3));
+    alice.send("who");
+    alice.expect("-- online (1): alice");
+    let (status, lines) = alice.finish();
+    assert!(status.success());
+    assert!(!lines.iter().any(|l| l.starts_with("!!")), "{lines:?}");
 }
 
 #[test]
