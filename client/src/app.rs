@@ -28,6 +28,11 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// 4096 bytes including its prefix, so this leaves room for it.
 const MAX_TEXT: usize = 3000;
 
+/// Bounds on `353` replies collected before their `366`, so a misbehaving server cannot
+/// grow the client's memory without limit.
+const MAX_NAMES: usize = 100_000;
+const MAX_NAME_LISTS: usize = 64;
+
 pub const NOT_LOGGED_IN: &str = "not logged in: use login or register";
 
 /// Everything the application thread waits for.
@@ -370,7 +375,14 @@ impl State {
             "PRIVMSG" | "NOTICE" => self.on_text(msg, &mut fx),
             numeric::RPL_NAMREPLY => {
                 if let (Some(chan), Some(names)) = (msg.param(2), msg.param(3)) {
-                    let list = self.names.entry(chan.to_ascii_lowercase()).or_default();
+                    let key = chan.to_ascii_lowercase();
+                    if self.names.len() >= MAX_NAME_LISTS && !self.names.contains_key(&key) {
+                        return fx;
+                    }
+                    let list = self.names.entry(key).or_default();
+                    if list.len() >= MAX_NAMES {
+                        return fx;
+                    }
                     list.extend(
                         names
                             .split_whitespace()

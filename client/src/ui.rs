@@ -246,7 +246,7 @@ impl Ui {
         }
         std::thread::Builder::new()
             .name("huddle-input".into())
-            .spawn(move || plain_input(&req_rx, &events))
+            .spawn(move || plain_input(&req_rx, &events, interactive))
             .ok();
         Ui {
             out: Out::Plain,
@@ -352,12 +352,31 @@ fn readline_error(e: ReadlineError) -> InputReply {
     }
 }
 
-fn plain_input(requests: &Receiver<InputRequest>, events: &Sender<Event>) {
+/// Plain line reads. `tty`: a terminal without line editing support, so prompts are shown and
+/// passwords still read without echo.
+fn plain_input(requests: &Receiver<InputRequest>, events: &Sender<Event>, tty: bool) {
     let stdin = io::stdin();
     let mut stdin = stdin.lock();
     let mut at_eof = false;
     let mut buf = Vec::new();
-    for _req in requests {
+    for req in requests {
+        if tty {
+            let prompt = match req {
+                InputRequest::Secret(prompt) => {
+                    let reply = match rpassword::prompt_password(prompt) {
+                        Ok(p) => InputReply::Line(p),
+                        Err(_) => InputReply::Interrupted,
+                    };
+                    if events.send(Event::Input(reply)).is_err() {
+                        return;
+                    }
+                    continue;
+                }
+                InputRequest::Command(prompt) | InputRequest::Text(prompt) => prompt,
+            };
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(prompt.as_bytes()).and_then(|()| out.flush());
+        }
         let reply = if at_eof {
             InputReply::Eof
         } else {
