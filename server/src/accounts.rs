@@ -214,6 +214,20 @@ impl AccountStore {
     }
 
     /// Writes everything pending to disk.
+    /// Whether an account with this name (any case) exists.
+    pub fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        self.tree
+            .contains_key(name.to_ascii_lowercase())
+            .map_err(|e| StoreError::Io(e.to_string()))
+    }
+
+    /// Another tree in the same database (room history lives beside the accounts).
+    pub fn open_tree(&self, name: &str) -> Result<sled::Tree, StoreError> {
+        self.db
+            .open_tree(name)
+            .map_err(|e| StoreError::Io(e.to_string()))
+    }
+
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db
             .flush()

@@ -3,8 +3,10 @@
 //! Names compare case-insensitively (ASCII casemapping): the map keys are lowercase and the
 //! values keep the spelling the user chose.
 
+use crate::capabilities::CapSet;
 use crate::limits::MAX_ROOM_NAME;
 use std::collections::HashMap;
+use std::time::SystemTime;
 
 /// Index of a client in the server's connection slab.
 pub type ClientId = usize;
@@ -14,6 +16,15 @@ pub type ClientId = usize;
 pub struct Room {
     pub name: String,
     pub members: Vec<ClientId>,
+    pub topic: Option<Topic>,
+    pub created: SystemTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topic {
+    pub text: String,
+    pub set_by: String,
+    pub set_at: SystemTime,
 }
 
 /// An online user: the nick as spelled, the (folded) rooms it is in, and the endpoint it
@@ -23,6 +34,20 @@ pub struct User {
     pub nick: String,
     pub rooms: Vec<String>,
     pub endpoint: Option<Endpoint>,
+    /// The account logged in as; `None` for a guest.
+    pub account: Option<String>,
+    pub realname: String,
+    pub away: Option<String>,
+    pub caps: CapSet,
+    pub signon: SystemTime,
+}
+
+/// What a new user brings along when it goes online.
+#[derive(Debug, Clone, Default)]
+pub struct NewUser {
+    pub account: Option<String>,
+    pub realname: String,
+    pub caps: CapSet,
 }
 
 /// Where a user's client accepts direct TLS connections, and the certificate it will show.
@@ -42,6 +67,9 @@ pub struct Chat {
     users: HashMap<ClientId, User>,
     /// lowercase room name -> room
     rooms: HashMap<String, Room>,
+    /// Message ids: a per-start prefix and a counter.
+    msgid_prefix: String,
+    msgid_counter: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +93,35 @@ pub fn valid_room_name(name: &str) -> bool {
 
 impl Chat {
     pub fn new() -> Chat {
-        Chat::default()
+        let start = crate::clock::unix_millis(SystemTime::now());
+        Chat {
+            msgid_prefix: format!("{start:x}"),
+            ..Chat::default()
+        }
+    }
+
+    /// A message id unique across restarts (start time in ms, then a counter).
+    pub fn next_msgid(&mut self) -> String {
+        self.msgid_counter += 1;
+        format!("{}-{:x}", self.msgid_prefix, self.msgid_counter)
+    }
+
+    pub fn user_mut(&mut self, id: ClientId) -> Option<&mut User> {
+        self.users.get_mut(&id)
+    }
+
+    /// The capabilities of online user `id` (none if offline).
+    pub fn caps_of(&self, id: ClientId) -> CapSet {
+        self.users.get(&id).map_or(CapSet::default(), |u| u.caps)
+    }
+
+    pub fn room_mut(&mut self, name: &str) -> Option<&mut Room> {
+        self.rooms.get_mut(&fold(name))
+    }
+
+    /// Online users, in no particular order.
+    pub fn users(&self) -> impl Iterator<Item = (ClientId, &User)> {
+        self.users.iter().map(|(id, u)| (*id, u))
     }
 
     /// Users online (registered connections).
@@ -97,7 +153,7 @@ impl Chat {
     }
 
     /// Puts `id` online as `nick`. Fails with the current holder if the nick is taken.
-    pub fn add_user(&mut self, id: ClientId, nick: &str) -> Result<(), ClientId> {
+    pub fn add_user(&mut self, id: ClientId, nick: &str, new: NewUser) -> Result<(), ClientId> {
         let key = fold(nick);
         if let Some(&holder) = self.by_nick.get(&key) {
             return Err(holder);
@@ -109,6 +165,11 @@ impl Chat {
                 nick: nick.to_string(),
                 rooms: Vec::new(),
                 endpoint: None,
+                account: new.account,
+                realname: new.realname,
+                away: None,
+                caps: new.caps,
+                signon: SystemTime::now(),
             },
         );
         Ok(())
@@ -153,6 +214,8 @@ impl Chat {
         let room = self.rooms.entry(key).or_insert_with(|| Room {
             name: name.to_string(),
             members: Vec::new(),
+            topic: None,
+            created: SystemTime::now(),
         });
         room.members.push(id);
         true
@@ -204,8 +267,8 @@ mod tests {
     #[test]
     fn nicks_are_case_insensitive() {
         let mut c = Chat::new();
-        c.add_user(1, "Alice").unwrap();
-        assert_eq!(c.add_user(2, "alice"), Err(1));
+        c.add_user(1, "Alice", NewUser::default()).unwrap();
+        assert_eq!(c.add_user(2, "alice", NewUser::default()), Err(1));
         assert_eq!(c.find_nick("ALICE"), Some(1));
         assert_eq!(c.nick_of(1), Some("Alice"));
         assert_eq!(c.online(), 1);
@@ -214,8 +277,8 @@ mod tests {
     #[test]
     fn join_part_and_empty_rooms_vanish() {
         let mut c = Chat::new();
-        c.add_user(1, "a").unwrap();
-        c.add_user(2, "b").unwrap();
+        c.add_user(1, "a", NewUser::default()).unwrap();
+        c.add_user(2, "b", NewUser::default()).unwrap();
         assert!(c.join("#Lobby", 1));
         assert!(!c.join("#lobby", 1));
         assert!(c.join("#lobby", 2));
@@ -235,7 +298,7 @@ mod tests {
     fn remove_user_reports_peers_once() {
         let mut c = Chat::new();
         for (id, n) in [(1, "a"), (2, "b"), (3, "c")] {
-            c.add_user(id, n).unwrap();
+            c.add_user(id, n, NewUser::default()).unwrap();
         }
         c.join("#x", 1);
         c.join("#y", 1);

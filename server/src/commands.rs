@@ -1,10 +1,13 @@
-//! Commands of a registered user: rooms, messages, names, HELLO.
+//! Commands of a registered user: rooms, messages, topics, away, names, HELLO.
 
-use crate::chat::{valid_room_name, PartError};
-use crate::limits::{MAX_ROOMS_PER_USER, MAX_TARGETS};
+use crate::capabilities::{Cap, CapSet};
+use crate::chat::{fold, valid_room_name, ClientId, PartError, Topic};
+use crate::limits::{MAX_AWAY_LEN, MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
+use crate::outbox::Stamp;
 use crate::session::{prefix, reply, Ctx, ServerInfo, Session};
 use huddle_protocol::numeric::*;
 use huddle_protocol::{Message, MAX_LINE_LEN};
+use std::time::SystemTime;
 
 /// Longest account name, which is also the nick.
 pub const NICK_LEN: usize = 32;
@@ -19,8 +22,11 @@ pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
         format!("NICKLEN={NICK_LEN}"),
         format!("LINELEN={MAX_LINE_LEN}"),
         format!("NETWORK={}", info.network),
+        format!("AWAYLEN={MAX_AWAY_LEN}"),
+        format!("CHATHISTORY={}", crate::limits::CHATHISTORY_MAX),
         "PEERADDR".to_string(),
         "PREFIX=".to_string(),
+        format!("TOPICLEN={MAX_TOPIC_LEN}"),
         format!("TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},NAMES:{MAX_TARGETS}"),
     ]
 }
@@ -34,6 +40,16 @@ pub fn dispatch(s: &mut Session, command: &str, msg: &Message, ctx: &mut Ctx) {
         "NOTICE" => message(s, msg, ctx, false),
         "NAMES" => names(s, msg, ctx),
         "HELLO" => hello(s, ctx),
+        "TOPIC" => topic(s, msg, ctx),
+        "AWAY" => away(s, msg, ctx),
+        "MOTD" => crate::session::send_motd(s, ctx),
+        "CHATHISTORY" => crate::replay::chathistory(s, msg, ctx),
+        "WHO" => crate::queries::who(s, msg, ctx),
+        "WHOIS" => crate::queries::whois(s, msg, ctx),
+        "USERHOST" => crate::queries::userhost(s, msg, ctx),
+        "ISON" => crate::queries::ison(s, msg, ctx),
+        "LIST" => crate::queries::list(s, msg, ctx),
+        "MODE" => crate::queries::mode(s, msg, ctx),
         "PEERADDR" => crate::peer::peeraddr(s, msg, ctx),
         "PEER" => crate::peer::peer(s, msg, ctx),
         "NICK" => nick(s, msg, ctx),
@@ -59,6 +75,20 @@ fn need_params(s: &Session, msg: &Message, n: usize, ctx: &mut Ctx) -> bool {
         return false;
     }
     true
+}
+
+/// Tags for something user `s` does now.
+pub fn stamp(s: &Session, ctx: &mut Ctx, with_msgid: bool) -> Stamp {
+    Stamp {
+        time: SystemTime::now(),
+        msgid: with_msgid.then(|| ctx.chat.next_msgid()),
+        account: s.account().map(str::to_string),
+    }
+}
+
+/// `ids` paired with their capabilities, for [`crate::outbox::Outbox::deliver`].
+pub fn with_caps(ctx: &Ctx, ids: &[ClientId]) -> Vec<(ClientId, CapSet)> {
+    ids.iter().map(|&id| (id, ctx.chat.caps_of(id))).collect()
 }
 
 fn targets(list: &str) -> impl Iterator<Item = &str> {
@@ -94,12 +124,16 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         let spelled = room.name.clone();
         let members = room.members.clone();
         let join = Message::new("JOIN", [spelled.as_str()]).with_source(prefix(&nick));
-        ctx.out.broadcast(members, &join);
+        let stamp = stamp(s, ctx, false);
+        let to = with_caps(ctx, &members);
+        ctx.out.deliver(to, &join, &stamp);
+        send_topic(s, &spelled, false, ctx);
         send_names(s, &spelled, ctx);
+        crate::replay::on_join(s, &spelled, ctx);
     }
 }
 
-fn send_names(s: &Session, room_name: &str, ctx: &mut Ctx) {
+pub fn send_names(s: &Session, room_name: &str, ctx: &mut Ctx) {
     let Some(room) = ctx.chat.room(room_name) else {
         reply(s, ctx, RPL_ENDOFNAMES, [room_name, "End of /NAMES list"]);
         return;
@@ -154,7 +188,9 @@ fn part(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
                 let mut params = vec![spelled];
                 params.extend(reason.map(str::to_string));
                 let part = Message::new("PART", params).with_source(prefix(&nick));
-                ctx.out.broadcast(members.unwrap_or_default(), &part);
+                let stamp = stamp(s, ctx, false);
+                let to = with_caps(ctx, &members.unwrap_or_default());
+                ctx.out.deliver(to, &part, &stamp);
             }
             Err(PartError::NoSuchRoom) => reply(s, ctx, ERR_NOSUCHCHANNEL, [name, "No such room"]),
             Err(PartError::NotMember) => {
@@ -205,14 +241,28 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
                 continue;
             }
             let spelled = room.name.clone();
-            let others: Vec<_> = room
+            let echo = s.caps().has(Cap::EchoMessage);
+            let to: Vec<ClientId> = room
                 .members
                 .iter()
                 .copied()
-                .filter(|&m| m != s.id)
+                .filter(|&m| m != s.id || echo)
                 .collect();
-            let line = Message::new(cmd, [spelled.as_str(), text]).with_source(prefix(&nick));
-            ctx.out.broadcast(others, &line);
+            let source = prefix(&nick);
+            let line = Message::new(cmd, [spelled.as_str(), text]).with_source(source.as_str());
+            let stamp = stamp(s, ctx, true);
+            let to = with_caps(ctx, &to);
+            ctx.out.deliver(to, &line, &stamp);
+            ctx.history.append(
+                &fold(&spelled),
+                crate::clock::unix_millis(stamp.time),
+                stamp.msgid.as_deref().unwrap_or(""),
+                &source,
+                s.account(),
+                cmd,
+                &spelled,
+                text,
+            );
         } else {
             let Some(peer) = ctx.chat.find_nick(target) else {
                 if privmsg {
@@ -222,7 +272,17 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
             };
             let spelled = ctx.chat.nick_of(peer).unwrap_or(target).to_string();
             let line = Message::new(cmd, [spelled.as_str(), text]).with_source(prefix(&nick));
-            ctx.out.send(peer, &line);
+            let stamp = stamp(s, ctx, true);
+            let mut to = vec![peer];
+            if s.caps().has(Cap::EchoMessage) && peer != s.id {
+                to.push(s.id);
+            }
+            let to = with_caps(ctx, &to);
+            ctx.out.deliver(to, &line, &stamp);
+            let away = ctx.chat.user(peer).and_then(|u| u.away.clone());
+            if let (true, Some(away)) = (privmsg, away) {
+                reply(s, ctx, RPL_AWAY, [spelled.as_str(), away.as_str()]);
+            }
         }
     }
 }
@@ -250,6 +310,86 @@ fn names(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     }
 }
 
+/// `332`/`333` for a room's topic; `331` only when asked explicitly.
+fn send_topic(s: &Session, room_name: &str, explicit: bool, ctx: &mut Ctx) {
+    let topic = ctx.chat.room(room_name).and_then(|r| r.topic.clone());
+    match topic {
+        Some(t) => {
+            reply(s, ctx, RPL_TOPIC, [room_name, t.text.as_str()]);
+            let at = (crate::clock::unix_millis(t.set_at) / 1000).to_string();
+            reply(s, ctx, "333", [room_name, t.set_by.as_str(), at.as_str()]);
+        }
+        None if explicit => reply(s, ctx, RPL_NOTOPIC, [room_name, "No topic is set"]),
+        None => {}
+    }
+}
+
+/// `TOPIC #room` shows it; `TOPIC #room :text` sets it (any member may; no operators here).
+fn topic(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
+    if !need_params(s, msg, 1, ctx) {
+        return;
+    }
+    let name = msg.params[0].as_str();
+    let Some(room) = ctx.chat.room(name) else {
+        reply(s, ctx, ERR_NOSUCHCHANNEL, [name, "No such room"]);
+        return;
+    };
+    let spelled = room.name.clone();
+    let member = room.members.contains(&s.id);
+    let Some(text) = msg.param(1) else {
+        send_topic(s, &spelled, true, ctx);
+        return;
+    };
+    if !member {
+        reply(
+            s,
+            ctx,
+            ERR_NOTONCHANNEL,
+            [spelled.as_str(), "You're not in that room"],
+        );
+        return;
+    }
+    let text: String = text.chars().take(MAX_TOPIC_LEN).collect();
+    let nick = s.target().to_string();
+    let stamp = stamp(s, ctx, false);
+    let members = match ctx.chat.room_mut(&spelled) {
+        Some(room) => {
+            room.topic = (!text.is_empty()).then(|| Topic {
+                text: text.clone(),
+                set_by: nick.clone(),
+                set_at: stamp.time,
+            });
+            room.members.clone()
+        }
+        None => return,
+    };
+    let line = Message::new("TOPIC", [spelled.as_str(), text.as_str()]).with_source(prefix(&nick));
+    let to = with_caps(ctx, &members);
+    ctx.out.deliver(to, &line, &stamp);
+}
+
+/// `AWAY :text` marks the user away (`306`); `AWAY` alone returns (`305`).
+fn away(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
+    let text = msg
+        .param(0)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.chars().take(MAX_AWAY_LEN).collect::<String>());
+    let back = text.is_none();
+    if let Some(user) = ctx.chat.user_mut(s.id) {
+        user.away = text;
+    }
+    if back {
+        reply(
+            s,
+            ctx,
+            RPL_UNAWAY,
+            ["You are no longer marked as being away"],
+        );
+    } else {
+        reply(s, ctx, RPL_NOWAWAY, ["You have been marked as being away"]);
+    }
+}
+
 fn hello(s: &mut Session, ctx: &mut Ctx) {
     let nick = s.target().to_string();
     let n = ctx.chat.online();
@@ -268,15 +408,12 @@ fn nick(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         return;
     };
     if !wanted.eq_ignore_ascii_case(s.target()) {
-        reply(
-            s,
-            ctx,
-            ERR_ERRONEUSNICKNAME,
-            [
-                wanted,
-                "Your nick is your account name and cannot be changed",
-            ],
-        );
+        let why = if s.is_guest() {
+            "Guests keep the nick they connected with"
+        } else {
+            "Your nick is your account name and cannot be changed"
+        };
+        reply(s, ctx, ERR_ERRONEUSNICKNAME, [wanted, why]);
     }
 }
 

@@ -56,6 +56,27 @@ pub struct Args {
     /// Bytes of unsent output allowed per connection before it is dropped as too slow.
     #[arg(long, default_value_t = 1 << 20, value_parser = clap::value_parser!(u64).range(4096..=1 << 30))]
     pub sendq: u64,
+
+    /// Message of the day: a text file sent after login (otherwise 422).
+    #[arg(long, value_name = "FILE")]
+    pub motd: Option<PathBuf>,
+
+    /// Let clients connect as guests without logging in (they can't use registered names).
+    #[arg(long)]
+    pub allow_guests: bool,
+
+    /// Messages kept per room and replayed on JOIN (0 disables history).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=100_000))]
+    pub history: u64,
+
+    /// Also listen WITHOUT TLS on [ADDR:]PORT (address defaults to 127.0.0.1), for local tools.
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub plain_listener: Option<String>,
+
+    /// Allow --plain-listener on a non-loopback address (passwords would cross the network
+    /// unencrypted).
+    #[arg(long)]
+    pub force_plaintext: bool,
 }
 
 /// Everything the server needs to start, validated.
@@ -72,6 +93,10 @@ pub struct Config {
     pub login_timeout: Duration,
     pub ping_interval: Duration,
     pub sendq: usize,
+    pub motd: Option<PathBuf>,
+    pub allow_guests: bool,
+    pub history: usize,
+    pub plain_listener: Option<SocketAddr>,
 }
 
 impl Config {
@@ -87,6 +112,10 @@ impl Config {
             Some(n) => n as usize,
             None => std::thread::available_parallelism().map_or(2, |n| n.get()),
         };
+        let plain_listener = match &args.plain_listener {
+            Some(spec) => Some(parse_plain_listener(spec, args.force_plaintext)?),
+            None => None,
+        };
         Ok(Config {
             listen: SocketAddr::new(args.bind, args.port),
             data_dir: args.data_dir,
@@ -99,6 +128,10 @@ impl Config {
             login_timeout: Duration::from_secs(args.login_timeout),
             ping_interval: Duration::from_secs(args.ping_interval),
             sendq: args.sendq as usize,
+            motd: args.motd,
+            allow_guests: args.allow_guests,
+            history: args.history as usize,
+            plain_listener,
         })
     }
 
@@ -110,6 +143,25 @@ impl Config {
         config.data_dir = data_dir;
         config
     }
+}
+
+/// `PORT` (on 127.0.0.1) or `ADDR:PORT`; non-loopback only with `force`.
+fn parse_plain_listener(spec: &str, force: bool) -> Result<SocketAddr, String> {
+    let addr = match spec.parse::<u16>() {
+        Ok(port) => SocketAddr::new(IpAddr::from([127, 0, 0, 1]), port),
+        Err(_) => spec.parse::<SocketAddr>().map_err(|_| {
+            format!(
+                "invalid --plain-listener {spec:?}: use PORT or ADDR:PORT (e.g. 127.0.0.1:6667)"
+            )
+        })?,
+    };
+    if !addr.ip().is_loopback() && !force {
+        return Err(format!(
+            "refusing --plain-listener on non-loopback address {addr}: plaintext would expose \
+             passwords and messages; add --force-plaintext if you really mean it"
+        ));
+    }
+    Ok(addr)
 }
 
 fn valid_server_name(name: &str) -> bool {
@@ -161,5 +213,19 @@ mod tests {
         assert!(parse(&["--cert", "a.pem"]).is_err());
         assert!(parse(&["--name", "bad name"]).is_err());
         assert!(parse(&["99999"]).is_err());
+        assert!(parse(&["--plain-listener", "0.0.0.0:6667"]).is_err());
+        assert!(parse(&["--plain-listener", "nope"]).is_err());
+    }
+
+    #[test]
+    fn plain_listener() {
+        let c = parse(&["--plain-listener", "6667"]).unwrap();
+        assert_eq!(c.plain_listener, Some("127.0.0.1:6667".parse().unwrap()));
+        let c = parse(&["--plain-listener", "[::1]:0"]).unwrap();
+        assert_eq!(c.plain_listener, Some("[::1]:0".parse().unwrap()));
+        let c = parse(&["--plain-listener", "0.0.0.0:6667", "--force-plaintext"]).unwrap();
+        assert!(c.plain_listener.is_some());
+        assert!(!parse(&[]).unwrap().allow_guests);
+        assert_eq!(parse(&[]).unwrap().history, 200);
     }
 }

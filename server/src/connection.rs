@@ -35,7 +35,8 @@ pub struct SendQExceeded;
 
 pub struct Connection {
     socket: TcpStream,
-    tls: rustls::ServerConnection,
+    /// `None` on the plaintext listener.
+    tls: Option<rustls::ServerConnection>,
     reader: LineReader,
     /// Plaintext not yet handed to rustls; `out[out_pos..]` is pending.
     out: Vec<u8>,
@@ -46,14 +47,21 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// A connection that speaks TLS (`config`) or, with `None`, plaintext.
     pub fn new(
         socket: TcpStream,
         peer: SocketAddr,
-        config: Arc<rustls::ServerConfig>,
+        config: Option<Arc<rustls::ServerConfig>>,
         sendq_limit: usize,
     ) -> Result<Connection, rustls::Error> {
-        let mut tls = rustls::ServerConnection::new(config)?;
-        tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+        let tls = match config {
+            Some(config) => {
+                let mut tls = rustls::ServerConnection::new(config)?;
+                tls.set_buffer_limit(Some(TLS_BUFFER_LIMIT));
+                Some(tls)
+            }
+            None => None,
+        };
         Ok(Connection {
             socket,
             tls,
@@ -76,7 +84,11 @@ impl Connection {
     }
 
     pub fn is_handshaking(&self) -> bool {
-        self.tls.is_handshaking()
+        self.tls.as_ref().is_some_and(|t| t.is_handshaking())
+    }
+
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Reads everything the socket has, decrypts it and appends the complete lines to `lines`.
@@ -85,22 +97,25 @@ impl Connection {
         &mut self,
         lines: &mut Vec<Result<String, FrameError>>,
     ) -> Result<(), ConnError> {
+        let Some(tls) = self.tls.as_mut() else {
+            return self.read_plain_lines(lines);
+        };
         let mut peer_closed = false;
         let mut buf = [0u8; READ_CHUNK];
         loop {
             let mut dry = false;
-            match self.tls.read_tls(&mut self.socket) {
+            match tls.read_tls(&mut self.socket) {
                 Ok(0) => peer_closed = true,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => dry = true,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(ConnError::Io(e)),
             }
-            let state = match self.tls.process_new_packets() {
+            let state = match tls.process_new_packets() {
                 Ok(state) => state,
                 Err(e) => {
                     // Send the alert rustls queued, then give up on this peer.
-                    let _ = self.tls.write_tls(&mut self.socket);
+                    let _ = tls.write_tls(&mut self.socket);
                     return Err(ConnError::Tls(e));
                 }
             };
@@ -109,7 +124,7 @@ impl Connection {
                 peer_closed = true;
             }
             while plaintext {
-                match self.tls.reader().read(&mut buf) {
+                match tls.reader().read(&mut buf) {
                     Ok(0) => {
                         peer_closed = true;
                         plaintext = false;
@@ -127,6 +142,25 @@ impl Connection {
             }
             if dry {
                 return Ok(());
+            }
+        }
+    }
+
+    fn read_plain_lines(
+        &mut self,
+        lines: &mut Vec<Result<String, FrameError>>,
+    ) -> Result<(), ConnError> {
+        let mut buf = [0u8; READ_CHUNK];
+        loop {
+            match self.socket.read(&mut buf) {
+                Ok(0) => return Err(ConnError::Closed),
+                Ok(n) => {
+                    self.reader.feed(&buf[..n]);
+                    lines.extend(std::iter::from_fn(|| self.reader.next_line()));
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ConnError::Io(e)),
             }
         }
     }
@@ -152,21 +186,24 @@ impl Connection {
     }
 
     pub fn has_pending_output(&self) -> bool {
-        self.out_pos < self.out.len() || self.tls.wants_write()
+        self.out_pos < self.out.len() || self.tls.as_ref().is_some_and(|t| t.wants_write())
     }
 
     /// Moves queued plaintext through rustls onto the socket until done or `WouldBlock`.
     pub fn flush(&mut self) -> Result<(), ConnError> {
+        let Some(tls) = self.tls.as_mut() else {
+            return self.flush_plain();
+        };
         loop {
-            if self.out_pos < self.out.len() && !self.tls.is_handshaking() {
-                match self.tls.writer().write(&self.out[self.out_pos..]) {
+            if self.out_pos < self.out.len() && !tls.is_handshaking() {
+                match tls.writer().write(&self.out[self.out_pos..]) {
                     Ok(n) => self.out_pos += n,
                     Err(e) => return Err(ConnError::Io(e)),
                 }
             }
             let mut blocked = false;
-            while self.tls.wants_write() {
-                match self.tls.write_tls(&mut self.socket) {
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.socket) {
                     Ok(_) => {}
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         blocked = true;
@@ -181,13 +218,36 @@ impl Connection {
                 self.out_pos = 0;
                 return Ok(());
             }
-            if blocked || self.tls.is_handshaking() {
-                if self.out_pos > self.out.len() / 2 {
-                    self.out.drain(..self.out_pos);
-                    self.out_pos = 0;
-                }
+            if blocked || tls.is_handshaking() {
+                self.compact();
                 return Ok(());
             }
+        }
+    }
+
+    fn flush_plain(&mut self) -> Result<(), ConnError> {
+        while self.out_pos < self.out.len() {
+            match self.socket.write(&self.out[self.out_pos..]) {
+                Ok(0) => return Err(ConnError::Closed),
+                Ok(n) => self.out_pos += n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.compact();
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ConnError::Io(e)),
+            }
+        }
+        self.out.clear();
+        self.out_pos = 0;
+        Ok(())
+    }
+
+    /// Drops the already-sent front of the queue once it is the larger part.
+    fn compact(&mut self) {
+        if self.out_pos > self.out.len() / 2 {
+            self.out.drain(..self.out_pos);
+            self.out_pos = 0;
         }
     }
 
@@ -210,7 +270,9 @@ impl Connection {
         // Hand all queued plaintext to rustls first so the alert goes after it.
         let _ = self.flush();
         if self.out_pos == self.out.len() {
-            self.tls.send_close_notify();
+            if let Some(tls) = self.tls.as_mut() {
+                tls.send_close_notify();
+            }
         }
     }
 

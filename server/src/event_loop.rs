@@ -6,6 +6,7 @@ use crate::accounts::{AccountStore, StoreError};
 use crate::chat::{Chat, ClientId};
 use crate::config::Config;
 use crate::connection::{ConnError, Connection};
+use crate::history::History;
 use crate::limits::{CLOSE_LINGER_SECS, JOBS_PER_WORKER, REJECT_SLOTS};
 use crate::outbox::{Effect, Outbox};
 use crate::session::{self, Ctx, JobSink, ServerInfo, Session};
@@ -25,11 +26,18 @@ use std::time::{Duration, Instant, SystemTime};
 
 const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
+const PLAIN_LISTENER: Token = Token(usize::MAX - 3);
+
+/// Longest MOTD accepted, in lines and bytes per line.
+const MOTD_MAX_LINES: usize = 200;
+const MOTD_MAX_LINE: usize = 400;
 
 /// Why the server could not start or had to stop.
 #[derive(Debug)]
 pub enum ServerError {
     DataDir(PathBuf, io::Error),
+    Motd(PathBuf, io::Error),
+    History(String),
     Store(StoreError),
     Tls(TlsError),
     Bind(SocketAddr, io::Error),
@@ -42,6 +50,8 @@ impl fmt::Display for ServerError {
             ServerError::DataDir(p, e) => {
                 write!(f, "cannot use data directory {}: {e}", p.display())
             }
+            ServerError::Motd(p, e) => write!(f, "cannot read MOTD file {}: {e}", p.display()),
+            ServerError::History(e) => write!(f, "{e}"),
             ServerError::Store(e) => write!(f, "{e}"),
             ServerError::Tls(e) => write!(f, "{e}"),
             ServerError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
@@ -96,6 +106,9 @@ pub struct Server {
     poll: Poll,
     listener: TcpListener,
     local_addr: SocketAddr,
+    plain_listener: Option<TcpListener>,
+    plain_addr: Option<SocketAddr>,
+    history: History,
     waker: Arc<Waker>,
     shutdown: Arc<AtomicBool>,
     clients: slab::Slab<Client>,
@@ -140,6 +153,26 @@ impl Server {
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)
             .map_err(ServerError::Io)?;
+        let mut plain_listener = match config.plain_listener {
+            Some(addr) => {
+                let mut l = TcpListener::bind(addr).map_err(|e| ServerError::Bind(addr, e))?;
+                poll.registry()
+                    .register(&mut l, PLAIN_LISTENER, Interest::READABLE)
+                    .map_err(ServerError::Io)?;
+                Some(l)
+            }
+            None => None,
+        };
+        let plain_addr = match plain_listener.as_mut() {
+            Some(l) => Some(l.local_addr().map_err(ServerError::Io)?),
+            None => None,
+        };
+        let motd = match &config.motd {
+            Some(path) => Some(read_motd(path).map_err(|e| ServerError::Motd(path.clone(), e))?),
+            None => None,
+        };
+        let history_tree = store.open_tree("history").map_err(ServerError::Store)?;
+        let history = History::open(history_tree, config.history).map_err(ServerError::History)?;
         let (done_tx, completions) = crossbeam_channel::unbounded();
         let workers = WorkerPool::start(
             config.workers,
@@ -153,12 +186,17 @@ impl Server {
             name: config.name.clone(),
             network: "Huddle".to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            created: http_date(SystemTime::now()),
+            created: crate::clock::human_utc(SystemTime::now()),
+            allow_guests: config.allow_guests,
+            motd,
         };
         Ok(Server {
             poll,
             listener,
             local_addr,
+            plain_listener,
+            plain_addr,
+            history,
             waker,
             shutdown: Arc::new(AtomicBool::new(false)),
             clients: slab::Slab::with_capacity(config.max_clients.min(1024)),
@@ -181,6 +219,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The plaintext listener's address, if `--plain-listener` was given.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.plain_addr
     }
 
     /// SHA-256 of the server certificate, 64 lowercase hex digits.
@@ -212,7 +255,7 @@ impl Server {
             let mut accept_ready = false;
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => accept_ready = true,
+                    LISTENER | PLAIN_LISTENER => accept_ready = true,
                     WAKER => {}
                     Token(id) => {
                         let readable =
@@ -259,14 +302,26 @@ impl Server {
             self.accept_paused_until = None;
         }
         self.accept_blocked = false;
+        self.accept_from(false);
+        if self.plain_listener.is_some() {
+            self.accept_from(true);
+        }
+    }
+
+    fn accept_from(&mut self, plain: bool) {
         loop {
             if self.clients.len() >= self.config.max_clients + REJECT_SLOTS {
                 // Leave further connections in the backlog until a slot frees.
                 self.accept_blocked = true;
                 return;
             }
-            match self.listener.accept() {
-                Ok((socket, peer)) => self.admit(socket, peer),
+            let listener = match (plain, self.plain_listener.as_ref()) {
+                (false, _) => &self.listener,
+                (true, Some(l)) => l,
+                (true, None) => return,
+            };
+            match listener.accept() {
+                Ok((socket, peer)) => self.admit(socket, peer, plain),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if is_fd_exhaustion(&e) => {
@@ -281,14 +336,10 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, socket: mio::net::TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, socket: mio::net::TcpStream, peer: SocketAddr, plain: bool) {
         let _ = socket.set_nodelay(true);
-        let conn = match Connection::new(
-            socket,
-            peer,
-            Arc::clone(&self.tls_config),
-            self.config.sendq,
-        ) {
+        let tls = (!plain).then(|| Arc::clone(&self.tls_config));
+        let conn = match Connection::new(socket, peer, tls, self.config.sendq) {
             Ok(c) => c,
             Err(e) => {
                 log::error!("cannot create a TLS session for {peer}: {e}");
@@ -373,6 +424,7 @@ impl Server {
                     .as_ref()
                     .map_or(&NO_WORKERS as &dyn JobSink, |w| w),
                 info: &self.info,
+                history: &mut self.history,
             };
             match line {
                 Ok(line) => session::handle_line(&mut client.session, &line, &mut ctx),
@@ -409,6 +461,7 @@ impl Server {
                     .as_ref()
                     .map_or(&NO_WORKERS as &dyn JobSink, |w| w),
                 info: &self.info,
+                history: &mut self.history,
             };
             session::handle_completion(&mut client.session, done, &mut ctx);
             self.apply_effects();
@@ -456,6 +509,7 @@ impl Server {
             out: &mut self.out,
             jobs: &NO_WORKERS,
             info: &self.info,
+            history: &mut self.history,
         };
         session::disconnect(&mut client.session, quit, &mut ctx);
         if let Some(error) = error {
@@ -487,6 +541,7 @@ impl Server {
                 out: &mut self.out,
                 jobs: &NO_WORKERS,
                 info: &self.info,
+                history: &mut self.history,
             };
             session::disconnect(&mut client.session, "Connection closed", &mut ctx);
             if !client.reject {
@@ -608,6 +663,7 @@ impl Server {
         if let Some(workers) = self.workers.take() {
             workers.shutdown();
         }
+        self.history.shutdown();
         if let Err(e) = self.store.flush() {
             log::error!("final database flush failed: {e}");
         }
@@ -666,6 +722,22 @@ impl JobSink for NoWorkers {
 
 static NO_WORKERS: NoWorkers = NoWorkers;
 
+/// Reads the MOTD file: at most `MOTD_MAX_LINES` lines of at most `MOTD_MAX_LINE` bytes.
+fn read_motd(path: &std::path::Path) -> io::Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)?;
+    Ok(text
+        .lines()
+        .take(MOTD_MAX_LINES)
+        .map(|l| {
+            let mut end = l.len().min(MOTD_MAX_LINE);
+            while !l.is_char_boundary(end) {
+                end -= 1;
+            }
+            l[..end].chars().filter(|c| !c.is_control()).collect()
+        })
+        .collect())
+}
+
 fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
 }
@@ -679,41 +751,4 @@ fn create_private_dir(dir: &std::path::Path) -> io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)
-}
-
-/// `Wed, 25 Nov 2026 13:00:00 UTC`-style date for RPL_CREATED, without a date crate.
-fn http_date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    // Civil-from-days (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates() {
-        assert_eq!(http_date(SystemTime::UNIX_EPOCH), "1970-01-01 00:00:00 UTC");
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_597_200);
-        assert_eq!(http_date(t), "2026-11-25 09:00:00 UTC");
-    }
 }

@@ -5,14 +5,19 @@
 //! `huddle-server` binary is a thin wrapper around [`Server`].
 
 pub mod accounts;
+pub mod capabilities;
 pub mod chat;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod event_loop;
+pub mod history;
 pub mod limits;
 pub mod outbox;
 pub mod peer;
+pub mod queries;
+pub mod replay;
 pub mod session;
 pub mod tls;
 pub mod workers;

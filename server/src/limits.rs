@@ -18,3 +18,11 @@ pub const JOBS_PER_WORKER: usize = 64;
 pub const REJECT_SLOTS: usize = 8;
 /// How long a closing connection may take to deliver its last lines.
 pub const CLOSE_LINGER_SECS: u64 = 2;
+/// Longest room topic, in characters.
+pub const MAX_TOPIC_LEN: usize = 390;
+/// Longest away message, in characters.
+pub const MAX_AWAY_LEN: usize = 200;
+/// History lines replayed to a user joining a room.
+pub const JOIN_REPLAY: usize = 50;
+/// Most messages one CHATHISTORY request returns.
+pub const CHATHISTORY_MAX: usize = 100;

@@ -30,6 +30,10 @@ fn main() -> ExitCode {
         "certificate SHA-256 fingerprint: {}",
         server.fingerprint()
     );
+    if let Some(plain) = server.plain_addr() {
+        log::warn!("plaintext (no TLS) listener on {plain}");
+        let _ = writeln!(stdout, "huddle-server plaintext listener on {plain}");
+    }
     let _ = stdout.flush();
     drop(stdout);
     match server.run() {

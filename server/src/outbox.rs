@@ -3,9 +3,50 @@
 //! Handlers push effects; the event loop applies them to connections afterwards. A message
 //! fanned out to many clients is serialised once and shared.
 
+use crate::capabilities::CapSet;
 use crate::chat::ClientId;
 use huddle_protocol::Message;
 use std::rc::Rc;
+use std::time::SystemTime;
+
+/// Tags that a user-originated line may carry; each recipient gets those its capabilities
+/// ask for (`server-time`, `message-tags`, `account-tag`).
+#[derive(Debug, Clone)]
+pub struct Stamp {
+    pub time: SystemTime,
+    pub msgid: Option<String>,
+    pub account: Option<String>,
+}
+
+impl Stamp {
+    /// `msg` with the tags of variant `v` (see [`CapSet::tag_variant`]).
+    pub fn apply(&self, msg: &Message, v: usize) -> Message {
+        let mut m = msg.clone();
+        if v & 1 != 0 {
+            m.tags.push(huddle_protocol::Tag {
+                key: "time".into(),
+                value: Some(crate::clock::iso8601(self.time)),
+            });
+        }
+        if v & 2 != 0 {
+            if let Some(id) = &self.msgid {
+                m.tags.push(huddle_protocol::Tag {
+                    key: "msgid".into(),
+                    value: Some(id.clone()),
+                });
+            }
+        }
+        if v & 4 != 0 {
+            if let Some(account) = &self.account {
+                m.tags.push(huddle_protocol::Tag {
+                    key: "account".into(),
+                    value: Some(account.clone()),
+                });
+            }
+        }
+        m
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -43,6 +84,25 @@ impl Outbox {
             to,
             line: Rc::clone(&line),
         }));
+    }
+
+    /// Sends one message to every `(client, caps)` with the tags each one asked for; every
+    /// distinct variant is serialised once.
+    pub fn deliver(
+        &mut self,
+        to: impl IntoIterator<Item = (ClientId, CapSet)>,
+        msg: &Message,
+        stamp: &Stamp,
+    ) {
+        let mut variants: [Option<Rc<str>>; 8] = Default::default();
+        for (id, caps) in to {
+            let v = caps.tag_variant();
+            let line = variants[v].get_or_insert_with(|| stamp.apply(msg, v).to_line().into());
+            self.effects.push(Effect::Send {
+                to: id,
+                line: Rc::clone(line),
+            });
+        }
     }
 
     pub fn close(&mut self, id: ClientId, error: impl Into<String>, quit: impl Into<String>) {

@@ -12,6 +12,19 @@ use std::net::IpAddr;
 
 /// `PEERADDR <port> <fingerprint>`
 pub fn peeraddr(s: &Session, msg: &Message, ctx: &mut Ctx) {
+    if s.is_guest() {
+        send_raw(
+            s,
+            ctx,
+            "FAIL",
+            [
+                "PEERADDR",
+                "ACCOUNT_REQUIRED",
+                "Guests cannot announce a direct-message endpoint",
+            ],
+        );
+        return;
+    }
     let (Some(port), Some(fingerprint)) = (msg.param(0), msg.param(1)) else {
         reply(
             s,

@@ -5,8 +5,10 @@
 //! be sent into an [`Outbox`]. Slow work (hashing) is handed to a [`JobSink`].
 
 use crate::accounts::{validate_name, validate_password, LoginError, RegisterError};
-use crate::chat::{Chat, ClientId};
+use crate::capabilities::{self, Cap, CapSet};
+use crate::chat::{Chat, ClientId, NewUser};
 use crate::commands;
+use crate::history::History;
 use crate::limits::MAX_SASL_PAYLOAD;
 use crate::outbox::Outbox;
 use crate::workers::{Completion, Job, Origin};
@@ -16,12 +18,6 @@ use std::net::IpAddr;
 
 /// Host part shown in every user's `nick!user@host` (client addresses are not disclosed).
 pub const HOST_CLOAK: &str = "huddle";
-
-/// Capabilities this server offers, as listed by `CAP LS 302`.
-const OFFERED_CAPS: &[(&str, Option<&str>)] = &[
-    (caps::SASL, Some("PLAIN")),
-    (caps::ACCOUNT_REGISTRATION, None),
-];
 
 /// Where jobs for the worker pool go. `Err` gives the job back when the queue is full.
 pub trait JobSink {
@@ -35,6 +31,10 @@ pub struct ServerInfo {
     pub network: String,
     pub version: String,
     pub created: String,
+    /// Let connections complete registration without logging in.
+    pub allow_guests: bool,
+    /// Message of the day, one entry per line; `None` answers `422`.
+    pub motd: Option<Vec<String>>,
 }
 
 /// What a handler may touch.
@@ -43,6 +43,7 @@ pub struct Ctx<'a> {
     pub out: &'a mut Outbox,
     pub jobs: &'a dyn JobSink,
     pub info: &'a ServerInfo,
+    pub history: &'a mut History,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,11 +63,15 @@ pub struct Session {
     pub peer_ip: IpAddr,
     registered: bool,
     cap_negotiating: bool,
-    enabled_caps: Vec<&'static str>,
+    caps: CapSet,
     sasl: Sasl,
     account: Option<String>,
     nick_given: Option<String>,
-    user_given: bool,
+    /// The nick once registered (the account name, or the guest's chosen nick).
+    nick: Option<String>,
+    realname: Option<String>,
+    /// A guest's nick is being checked against registered accounts.
+    nick_check_in_flight: bool,
     register_in_flight: bool,
 }
 
@@ -78,11 +83,13 @@ impl Session {
             peer_ip,
             registered: false,
             cap_negotiating: false,
-            enabled_caps: Vec::new(),
+            caps: CapSet::default(),
             sasl: Sasl::Idle,
             account: None,
             nick_given: None,
-            user_given: false,
+            nick: None,
+            realname: None,
+            nick_check_in_flight: false,
             register_in_flight: false,
         }
     }
@@ -105,10 +112,19 @@ impl Session {
 
     /// The target for numerics: the nick once registered, `*` before.
     pub fn target(&self) -> &str {
-        match (&self.account, self.registered) {
-            (Some(a), true) => a,
+        match (&self.nick, self.registered) {
+            (Some(n), true) => n,
             _ => "*",
         }
+    }
+
+    pub fn caps(&self) -> CapSet {
+        self.caps
+    }
+
+    /// Registered without an account.
+    pub fn is_guest(&self) -> bool {
+        self.registered && self.account.is_none()
     }
 }
 
@@ -218,7 +234,7 @@ pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
                     ["USER", "Not enough parameters"],
                 );
             } else {
-                s.user_given = true;
+                s.realname = Some(msg.params[3].chars().take(64).collect());
                 try_complete(s, ctx);
             }
         }
@@ -244,17 +260,15 @@ fn cap(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
                 .param(1)
                 .and_then(|v| v.parse::<u32>().ok())
                 .is_some_and(|v| v >= 302);
-            let list: Vec<String> = OFFERED_CAPS
-                .iter()
-                .map(|(name, value)| match value {
-                    Some(v) if v302 => format!("{name}={v}"),
-                    _ => name.to_string(),
-                })
-                .collect();
-            send_raw(s, ctx, "CAP", [target.as_str(), "LS", &list.join(" ")]);
+            if v302 {
+                s.caps.set(Cap::CapNotify, true); // implied by CAP LS 302
+                sync_caps(s, ctx);
+            }
+            let list = capabilities::ls_list(v302);
+            send_raw(s, ctx, "CAP", [target.as_str(), "LS", &list]);
         }
         "LIST" => {
-            let list = s.enabled_caps.join(" ");
+            let list = s.caps.names();
             send_raw(s, ctx, "CAP", [target.as_str(), "LIST", &list]);
         }
         "REQ" => {
@@ -262,28 +276,19 @@ fn cap(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
                 s.cap_negotiating = true;
             }
             let requested = msg.param(1).unwrap_or("");
-            let known = |entry: &str| {
-                let name = caps::name(entry);
-                OFFERED_CAPS
-                    .iter()
-                    .find(|(n, _)| *n == name)
-                    .map(|(n, _)| *n)
-            };
-            let all_known = caps::split_list(requested).all(|e| known(e).is_some());
-            if !all_known || caps::split_list(requested).next().is_none() {
-                send_raw(s, ctx, "CAP", [target.as_str(), "NAK", requested]);
-                return;
-            }
-            for entry in caps::split_list(requested) {
-                if let Some(name) = known(entry) {
-                    let disable = entry.starts_with('-');
-                    s.enabled_caps.retain(|c| *c != name);
-                    if !disable {
-                        s.enabled_caps.push(name);
+            let parsed: Option<Vec<(Cap, bool)>> = caps::split_list(requested)
+                .map(|e| Cap::from_name(caps::name(e)).map(|c| (c, !e.starts_with('-'))))
+                .collect();
+            match parsed {
+                Some(changes) if !changes.is_empty() => {
+                    for (cap, on) in changes {
+                        s.caps.set(cap, on);
                     }
+                    sync_caps(s, ctx);
+                    send_raw(s, ctx, "CAP", [target.as_str(), "ACK", requested.trim()]);
                 }
+                _ => send_raw(s, ctx, "CAP", [target.as_str(), "NAK", requested.trim()]),
             }
-            send_raw(s, ctx, "CAP", [target.as_str(), "ACK", requested.trim()]);
         }
         "END" => {
             if !s.registered {
@@ -312,6 +317,15 @@ fn authenticate(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     };
     if s.account.is_some() {
         reply(s, ctx, ERR_SASLALREADY, ["You have already authenticated"]);
+        return;
+    }
+    if s.registered {
+        reply(
+            s,
+            ctx,
+            ERR_SASLALREADY,
+            ["You are connected as a guest; reconnect to log in"],
+        );
         return;
     }
     if arg == "*" {
@@ -465,6 +479,16 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
                 }
             }
         }
+        Completion::NickChecked {
+            nick, registered, ..
+        } => match registered {
+            Ok(registered) => finish_guest(s, &nick, registered, ctx),
+            Err(_) => {
+                s.nick_check_in_flight = false;
+                ctx.out
+                    .close(s.id, "Server busy, try again shortly", "Server busy");
+            }
+        },
         Completion::LoggedIn { result, .. } => {
             if s.sasl != Sasl::Verifying {
                 return;
@@ -497,14 +521,29 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
     }
 }
 
-/// Completes registration once everything is in: login, NICK, USER, end of CAP negotiation.
+/// Keeps the chat state's copy of this user's capabilities current.
+fn sync_caps(s: &Session, ctx: &mut Ctx) {
+    if let Some(user) = ctx.chat.user_mut(s.id) {
+        user.caps = s.caps;
+    }
+}
+
+/// Completes registration once everything is in: login (or guest nick), NICK, USER, end of
+/// CAP negotiation.
 fn try_complete(s: &mut Session, ctx: &mut Ctx) {
-    if s.registered || s.cap_negotiating || s.nick_given.is_none() || !s.user_given {
+    if s.registered || s.cap_negotiating || s.realname.is_none() || s.nick_check_in_flight {
         return;
     }
+    let Some(nick_given) = s.nick_given.clone() else {
+        return;
+    };
     let Some(account) = s.account.clone() else {
         if s.sasl == Sasl::Verifying {
             return; // the login result decides
+        }
+        if ctx.info.allow_guests {
+            check_guest_nick(s, &nick_given, ctx);
+            return;
         }
         send_raw(
             s,
@@ -523,8 +562,14 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
         );
         return;
     };
-    if let Err(holder) = ctx.chat.add_user(s.id, &account) {
-        // The account is already online: the newest login takes over.
+    let new_user = NewUser {
+        account: Some(account.clone()),
+        realname: s.realname.clone().unwrap_or_default(),
+        caps: s.caps,
+    };
+    if let Err(holder) = ctx.chat.add_user(s.id, &account, new_user.clone()) {
+        // The nick is online already (the same account elsewhere, or a guest that took the
+        // name meanwhile): the account's newest login takes over.
         if let Some((nick, peers)) = ctx.chat.remove_user(holder) {
             let quit = Message::new("QUIT", ["Logged in from another connection"])
                 .with_source(prefix(&nick));
@@ -535,11 +580,86 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
             "Logged in from another connection",
             "Logged in from another connection",
         );
-        if ctx.chat.add_user(s.id, &account).is_err() {
+        if ctx.chat.add_user(s.id, &account, new_user).is_err() {
             ctx.out.close(s.id, "Internal error", "Internal error");
             return;
         }
     }
+    s.nick = Some(account);
+    s.registered = true;
+    welcome(s, ctx);
+}
+
+/// A guest nick must be a valid name, not online, and not a registered account (asked of
+/// the account store on a worker).
+fn check_guest_nick(s: &mut Session, nick: &str, ctx: &mut Ctx) {
+    if validate_name(nick).is_err() {
+        reply(
+            s,
+            ctx,
+            ERR_ERRONEUSNICKNAME,
+            [nick, "Nicks are 1-32 characters of A-Z a-z 0-9 _ -"],
+        );
+        s.nick_given = None;
+        return;
+    }
+    if ctx.chat.find_nick(nick).is_some() {
+        reply(
+            s,
+            ctx,
+            ERR_NICKNAMEINUSE,
+            [nick, "Nickname is already in use"],
+        );
+        s.nick_given = None;
+        return;
+    }
+    let job = Job::CheckNick {
+        origin: s.origin(),
+        nick: nick.to_string(),
+    };
+    if ctx.jobs.submit(job).is_err() {
+        ctx.out
+            .close(s.id, "Server busy, try again shortly", "Server busy");
+        return;
+    }
+    s.nick_check_in_flight = true;
+}
+
+fn finish_guest(s: &mut Session, nick: &str, registered: bool, ctx: &mut Ctx) {
+    s.nick_check_in_flight = false;
+    if s.nick_given.as_deref() != Some(nick) {
+        try_complete(s, ctx); // the client changed its mind meanwhile
+        return;
+    }
+    if registered {
+        reply(
+            s,
+            ctx,
+            ERR_NICKNAMEINUSE,
+            [
+                nick,
+                "Nickname is reserved by a registered account; log in to use it",
+            ],
+        );
+        s.nick_given = None;
+        return;
+    }
+    let new_user = NewUser {
+        account: None,
+        realname: s.realname.clone().unwrap_or_default(),
+        caps: s.caps,
+    };
+    if ctx.chat.add_user(s.id, nick, new_user).is_err() {
+        reply(
+            s,
+            ctx,
+            ERR_NICKNAMEINUSE,
+            [nick, "Nickname is already in use"],
+        );
+        s.nick_given = None;
+        return;
+    }
+    s.nick = Some(nick.to_string());
     s.registered = true;
     welcome(s, ctx);
 }
@@ -571,7 +691,21 @@ fn welcome(s: &Session, ctx: &mut Ctx) {
     let mut params: Vec<&str> = tokens.iter().map(String::as_str).collect();
     params.push("are supported by this server");
     reply(s, ctx, RPL_ISUPPORT, params);
-    reply(s, ctx, ERR_NOMOTD, ["MOTD File is missing"]);
+    send_motd(s, ctx);
+}
+
+/// `375`/`372`/`376` from the MOTD file, or `422`.
+pub fn send_motd(s: &Session, ctx: &mut Ctx) {
+    let Some(lines) = ctx.info.motd.clone() else {
+        reply(s, ctx, ERR_NOMOTD, ["MOTD File is missing"]);
+        return;
+    };
+    let start = format!("- {} Message of the day -", ctx.info.name);
+    reply(s, ctx, RPL_MOTDSTART, [start.as_str()]);
+    for line in &lines {
+        reply(s, ctx, RPL_MOTD, [format!("- {line}").as_str()]);
+    }
+    reply(s, ctx, RPL_ENDOFMOTD, ["End of /MOTD command"]);
 }
 
 /// The connection is gone (or going): take the user offline and tell its room mates.
@@ -614,6 +748,7 @@ mod tests {
         out: Outbox,
         jobs: Jobs,
         info: ServerInfo,
+        history: History,
     }
 
     impl World {
@@ -627,7 +762,10 @@ mod tests {
                     network: "Huddle".into(),
                     version: "0".into(),
                     created: "today".into(),
+                    allow_guests: false,
+                    motd: None,
                 },
+                history: History::in_memory(10),
             }
         }
 
@@ -637,6 +775,7 @@ mod tests {
                 out: &mut self.out,
                 jobs: &self.jobs,
                 info: &self.info,
+                history: &mut self.history,
             };
             handle_line(s, line, &mut ctx);
         }
@@ -647,6 +786,7 @@ mod tests {
                 out: &mut self.out,
                 jobs: &self.jobs,
                 info: &self.info,
+                history: &mut self.history,
             };
             handle_completion(s, done, &mut ctx);
         }
@@ -724,7 +864,7 @@ mod tests {
         w.line(&mut s, "CAP LS 302");
         assert_eq!(
             w.take(1),
-            vec![":srv CAP * LS :sasl=PLAIN draft/account-registration"]
+            vec![format!(":srv CAP * LS :{}", capabilities::ls_list(true))]
         );
         w.line(&mut s, "NICK bob");
         w.line(&mut s, "USER b 0 * :B");
@@ -918,6 +1058,7 @@ mod tests {
             out: &mut w.out,
             jobs: &w.jobs,
             info: &w.info,
+            history: &mut w.history,
         };
         handle_frame_error(&mut s, FrameError::TooLong, &mut ctx);
         handle_frame_error(&mut s, FrameError::InvalidUtf8, &mut ctx);
@@ -966,6 +1107,7 @@ mod tests {
             out: &mut w.out,
             jobs: &w.jobs,
             info: &w.info,
+            history: &mut w.history,
         };
         disconnect(&mut b, "Quit", &mut ctx);
         w.take(1);

@@ -31,6 +31,8 @@ pub enum Job {
         account: String,
         password: String,
     },
+    /// Is `nick` a registered account name? (guests may not take those)
+    CheckNick { origin: Origin, nick: String },
 }
 
 impl fmt::Debug for Job {
@@ -42,6 +44,7 @@ impl fmt::Debug for Job {
             Job::Login {
                 origin, account, ..
             } => ("Login", origin, account),
+            Job::CheckNick { origin, nick } => ("CheckNick", origin, nick),
         };
         f.debug_struct(kind)
             .field("origin", origin)
@@ -55,7 +58,9 @@ impl Job {
     /// The connection that submitted this job.
     pub fn origin(&self) -> Origin {
         match self {
-            Job::Register { origin, .. } | Job::Login { origin, .. } => *origin,
+            Job::Register { origin, .. }
+            | Job::Login { origin, .. }
+            | Job::CheckNick { origin, .. } => *origin,
         }
     }
 
@@ -76,6 +81,11 @@ impl Job {
                 account: account.clone(),
                 result: Err(LoginError::Unavailable(why.to_string())),
             },
+            Job::CheckNick { origin, nick } => Completion::NickChecked {
+                origin: *origin,
+                nick: nick.clone(),
+                registered: Err(why.to_string()),
+            },
         }
     }
 }
@@ -93,13 +103,20 @@ pub enum Completion {
         account: String,
         result: Result<String, LoginError>,
     },
+    NickChecked {
+        origin: Origin,
+        nick: String,
+        registered: Result<bool, String>,
+    },
 }
 
 impl Completion {
     /// The connection the result belongs to.
     pub fn origin(&self) -> Origin {
         match self {
-            Completion::Registered { origin, .. } | Completion::LoggedIn { origin, .. } => *origin,
+            Completion::Registered { origin, .. }
+            | Completion::LoggedIn { origin, .. }
+            | Completion::NickChecked { origin, .. } => *origin,
         }
     }
 }
@@ -254,6 +271,11 @@ fn run_job(store: &AccountStore, job: Job) -> Completion {
                 result,
             }
         }
+        Job::CheckNick { origin, nick } => Completion::NickChecked {
+            origin,
+            registered: store.exists(&nick).map_err(|e| e.to_string()),
+            nick,
+        },
     }
 }
 

@@ -117,7 +117,8 @@ fn stock_client_flow_with_cap_negotiation() {
     assert!(c.authenticate("alice", PW));
     // Registration waits for CAP END: the reply to CAP LIST comes before any 001.
     c.send("CAP LIST");
-    assert_reply(&c.recv(), N, "CAP", &["*", "LIST", "sasl"]);
+    // cap-notify is implicitly enabled by `CAP LS 302` (IRCv3 cap-notify spec).
+    assert_reply(&c.recv(), N, "CAP", &["*", "LIST", "sasl cap-notify"]);
     c.send("CAP END");
     let welcome = c.expect_command("001");
     assert_eq!(welcome.param(0), Some("alice"), "{welcome}");

@@ -1,0 +1,301 @@
+//! Read-only queries stock IRC clients send: WHO, WHOIS, USERHOST, ISON, LIST, MODE.
+//!
+//! Huddle has no operators and no settable modes; MODE queries get a sensible answer and
+//! attempts to change modes a clear refusal.
+
+use crate::chat::{ClientId, User};
+use crate::session::{reply, Ctx, Session, HOST_CLOAK};
+use huddle_protocol::numeric::*;
+use huddle_protocol::Message;
+
+fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &(String, String, bool, bool)) {
+    let (nick, realname, away, _guest) = user;
+    let flags = if *away { "G" } else { "H" };
+    let server = ctx.info.name.clone();
+    let real = format!("0 {realname}");
+    reply(
+        s,
+        ctx,
+        RPL_WHOREPLY,
+        [
+            room,
+            nick.as_str(),
+            HOST_CLOAK,
+            server.as_str(),
+            nick.as_str(),
+            flags,
+            real.as_str(),
+        ],
+    );
+}
+
+fn summary(u: &User) -> (String, String, bool, bool) {
+    (
+        u.nick.clone(),
+        u.realname.clone(),
+        u.away.is_some(),
+        u.account.is_none(),
+    )
+}
+
+/// `WHO #room` lists its members; `WHO nick` that user; `WHO` / `WHO *` everyone online.
+pub fn who(s: &Session, msg: &Message, ctx: &mut Ctx) {
+    let mask = msg.param(0).filter(|m| !m.is_empty()).unwrap_or("*");
+    let mut rows: Vec<(String, (String, String, bool, bool))> = Vec::new();
+    if mask.starts_with('#') {
+        if let Some(room) = ctx.chat.room(mask) {
+            let spelled = room.name.clone();
+            for id in room.members.clone() {
+                if let Some(u) = ctx.chat.user(id) {
+                    rows.push((spelled.clone(), summary(u)));
+                }
+            }
+        }
+    } else if mask == "*" || mask == "0" {
+        let mut all: Vec<_> = ctx.chat.users().map(|(_, u)| summary(u)).collect();
+        all.sort_by_key(|r| r.0.to_ascii_lowercase());
+        rows.extend(all.into_iter().map(|r| ("*".to_string(), r)));
+    } else if let Some(u) = ctx.chat.find_nick(mask).and_then(|id| ctx.chat.user(id)) {
+        rows.push(("*".to_string(), summary(u)));
+    }
+    for (room, row) in &rows {
+        who_line(s, ctx, room, row);
+    }
+    reply(s, ctx, RPL_ENDOFWHO, [mask, "End of WHO list"]);
+}
+
+/// `WHOIS nick` (a leading server argument is ignored).
+pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
+    let Some(nick) = msg.params.last().filter(|n| !n.is_empty()).cloned() else {
+        reply(s, ctx, ERR_NONICKNAMEGIVEN, ["No nickname given"]);
+        return;
+    };
+    let Some(id) = ctx.chat.find_nick(&nick) else {
+        reply(s, ctx, ERR_NOSUCHNICK, [nick.as_str(), "No such nick"]);
+        reply(
+            s,
+            ctx,
+            RPL_ENDOFWHOIS,
+            [nick.as_str(), "End of /WHOIS list"],
+        );
+        return;
+    };
+    let Some(u) = ctx.chat.user(id) else {
+        return;
+    };
+    let (spelled, realname, away, account) = (
+        u.nick.clone(),
+        u.realname.clone(),
+        u.away.clone(),
+        u.account.clone(),
+    );
+    let rooms: Vec<String> = u
+        .rooms
+        .iter()
+        .filter_map(|r| ctx.chat.room(r).map(|room| room.name.clone()))
+        .collect();
+    let signon = crate::clock::unix_millis(u.signon) / 1000;
+    let server = ctx.info.name.clone();
+    let nick = spelled.as_str();
+    reply(
+        s,
+        ctx,
+        RPL_WHOISUSER,
+        [nick, nick, HOST_CLOAK, "*", realname.as_str()],
+    );
+    if !rooms.is_empty() {
+        reply(s, ctx, RPL_WHOISCHANNELS, [nick, rooms.join(" ").as_str()]);
+    }
+    reply(
+        s,
+        ctx,
+        RPL_WHOISSERVER,
+        [nick, server.as_str(), "Huddle chat server"],
+    );
+    match &account {
+        Some(a) => reply(
+            s,
+            ctx,
+            RPL_WHOISACCOUNT,
+            [nick, a.as_str(), "is logged in as"],
+        ),
+        None => reply(s, ctx, "320", [nick, "is a guest (not logged in)"]),
+    }
+    if let Some(text) = &away {
+        reply(s, ctx, RPL_AWAY, [nick, text.as_str()]);
+    }
+    let signon = signon.to_string();
+    reply(
+        s,
+        ctx,
+        RPL_WHOISIDLE,
+        [nick, "0", signon.as_str(), "seconds idle, signon time"],
+    );
+    reply(s, ctx, RPL_ENDOFWHOIS, [nick, "End of /WHOIS list"]);
+}
+
+fn online_users<'a>(ctx: &'a Ctx, nicks: &'a [String]) -> impl Iterator<Item = &'a User> + 'a {
+    nicks
+        .iter()
+        .filter_map(|n| ctx.chat.find_nick(n))
+        .filter_map(|id: ClientId| ctx.chat.user(id))
+}
+
+/// `USERHOST nick [nick...]` (at most 5).
+pub fn userhost(s: &Session, msg: &Message, ctx: &mut Ctx) {
+    if msg.params.is_empty() {
+        reply(
+            s,
+            ctx,
+            ERR_NEEDMOREPARAMS,
+            ["USERHOST", "Not enough parameters"],
+        );
+        return;
+    }
+    let nicks: Vec<String> = msg.params.iter().take(5).cloned().collect();
+    let parts: Vec<String> = online_users(ctx, &nicks)
+        .map(|u| {
+            let away = if u.away.is_some() { '-' } else { '+' };
+            format!("{}={away}{}@{HOST_CLOAK}", u.nick, u.nick)
+        })
+        .collect();
+    reply(s, ctx, RPL_USERHOST, [parts.join(" ").as_str()]);
+}
+
+/// `ISON nick [nick...]`
+pub fn ison(s: &Session, msg: &Message, ctx: &mut Ctx) {
+    if msg.params.is_empty() {
+        reply(
+            s,
+            ctx,
+            ERR_NEEDMOREPARAMS,
+            ["ISON", "Not enough parameters"],
+        );
+        return;
+    }
+    let nicks: Vec<String> = msg
+        .params
+        .iter()
+        .flat_map(|p| p.split(' '))
+        .filter(|n| !n.is_empty())
+        .take(64)
+        .map(str::to_string)
+        .collect();
+    let online: Vec<String> = online_users(ctx, &nicks).map(|u| u.nick.clone()).collect();
+    reply(s, ctx, RPL_ISON, [online.join(" ").as_str()]);
+}
+
+/// `LIST` every room (or the comma-separated ones asked for).
+pub fn list(s: &Session, msg: &Message, ctx: &mut Ctx) {
+    let wanted: Option<Vec<String>> = msg
+        .param(0)
+        .filter(|p| p.starts_with('#'))
+        .map(|p| p.split(',').map(crate::chat::fold).collect());
+    let mut rows: Vec<(String, usize, String)> = ctx
+        .chat
+        .rooms()
+        .filter(|r| {
+            wanted
+                .as_ref()
+                .is_none_or(|w| w.contains(&crate::chat::fold(&r.name)))
+        })
+        .map(|r| {
+            let topic = r.topic.as_ref().map_or(String::new(), |t| t.text.clone());
+            (r.name.clone(), r.members.len(), topic)
+        })
+        .collect();
+    rows.sort_by_key(|r| r.0.to_ascii_lowercase());
+    reply(s, ctx, RPL_LISTSTART, ["Channel", "Users  Name"]);
+    for (name, n, topic) in rows {
+        let n = n.to_string();
+        reply(
+            s,
+            ctx,
+            RPL_LIST,
+            [name.as_str(), n.as_str(), topic.as_str()],
+        );
+    }
+    reply(s, ctx, RPL_LISTEND, ["End of /LIST"]);
+}
+
+/// `MODE #room` -> `324 +n`; `MODE #room b` -> empty ban list; `MODE me` -> `221 +i`; changing
+/// modes is refused clearly.
+pub fn mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
+    let Some(target) = msg.param(0).filter(|t| !t.is_empty()) else {
+        reply(
+            s,
+            ctx,
+            ERR_NEEDMOREPARAMS,
+            ["MODE", "Not enough parameters"],
+        );
+        return;
+    };
+    let change = msg.param(1);
+    if target.starts_with('#') {
+        let Some(room) = ctx.chat.room(target) else {
+            reply(s, ctx, ERR_NOSUCHCHANNEL, [target, "No such room"]);
+            return;
+        };
+        let spelled = room.name.clone();
+        let created = (crate::clock::unix_millis(room.created) / 1000).to_string();
+        match change {
+            None => {
+                reply(s, ctx, RPL_CHANNELMODEIS, [spelled.as_str(), "+n"]);
+                reply(s, ctx, "329", [spelled.as_str(), created.as_str()]);
+            }
+            Some(m) if m.trim_start_matches('+') == "b" => {
+                reply(s, ctx, "368", [spelled.as_str(), "End of channel ban list"]);
+            }
+            Some(m) if m.trim_start_matches('+') == "e" => {
+                reply(
+                    s,
+                    ctx,
+                    "349",
+                    [spelled.as_str(), "End of channel exception list"],
+                );
+            }
+            Some(m) if m.trim_start_matches('+') == "I" => {
+                reply(
+                    s,
+                    ctx,
+                    "347",
+                    [spelled.as_str(), "End of channel invite list"],
+                );
+            }
+            Some(_) => reply(
+                s,
+                ctx,
+                "482",
+                [
+                    spelled.as_str(),
+                    "Huddle rooms have no operators or settable modes",
+                ],
+            ),
+        }
+        return;
+    }
+    if !target.eq_ignore_ascii_case(s.target()) {
+        let text = if ctx.chat.find_nick(target).is_some() {
+            "Can't view or change modes for other users"
+        } else {
+            "No such nick"
+        };
+        let code = if ctx.chat.find_nick(target).is_some() {
+            ERR_USERSDONTMATCH
+        } else {
+            ERR_NOSUCHNICK
+        };
+        if code == ERR_NOSUCHNICK {
+            reply(s, ctx, code, [target, text]);
+        } else {
+            reply(s, ctx, code, [text]);
+        }
+        return;
+    }
+    match change {
+        None => reply(s, ctx, RPL_UMODEIS, ["+i"]),
+        // Clients set +i on connect; it is already the case.
+        Some(m) if m.chars().all(|c| matches!(c, '+' | '-' | 'i')) => {}
+        Some(_) => reply(s, ctx, ERR_UMODEUNKNOWNFLAG, ["Unknown MODE flag"]),
+    }
+}

@@ -1,0 +1,147 @@
+//! Sending room history to clients: the replay on JOIN and the `CHATHISTORY` command
+//! (IRCv3 draft/chathistory, subcommands LATEST and BEFORE).
+//!
+//! Replayed lines carry the tags the client negotiated (`server-time`, `message-tags`,
+//! `account-tag`) and, with `batch`, come inside a `chathistory` batch.
+
+use crate::capabilities::Cap;
+use crate::chat::fold;
+use crate::history::{Bound, Entry};
+use crate::limits::{CHATHISTORY_MAX, JOIN_REPLAY};
+use crate::session::{send_raw, Ctx, Session};
+use huddle_protocol::{Message, Tag};
+
+/// Replays the recent history of `room` (as spelled) to a user who just joined it.
+pub fn on_join(s: &Session, room: &str, ctx: &mut Ctx) {
+    let entries: Vec<Entry> = ctx
+        .history
+        .latest(&fold(room), JOIN_REPLAY)
+        .into_iter()
+        .cloned()
+        .collect();
+    send_entries(s, room, &entries, ctx);
+}
+
+fn send_entries(s: &Session, room: &str, entries: &[Entry], ctx: &mut Ctx) {
+    let caps = s.caps();
+    let batch = caps.has(Cap::Batch).then(|| ctx.chat.next_msgid());
+    if entries.is_empty() && batch.is_none() {
+        return;
+    }
+    if let Some(id) = &batch {
+        send_raw(
+            s,
+            ctx,
+            "BATCH",
+            [format!("+{id}").as_str(), "chathistory", room],
+        );
+    }
+    for entry in entries {
+        let mut msg: Message = entry.stamp().apply(&entry.message(), caps.tag_variant());
+        if let Some(id) = &batch {
+            msg.tags.insert(
+                0,
+                Tag {
+                    key: "batch".into(),
+                    value: Some(id.clone()),
+                },
+            );
+        }
+        ctx.out.send(s.id, &msg);
+    }
+    if let Some(id) = &batch {
+        send_raw(s, ctx, "BATCH", [format!("-{id}").as_str()]);
+    }
+}
+
+fn fail(s: &Session, ctx: &mut Ctx, code: &str, context: &[&str], text: &str) {
+    let mut params = vec!["CHATHISTORY", code];
+    params.extend_from_slice(context);
+    params.push(text);
+    send_raw(s, ctx, "FAIL", params);
+}
+
+/// `timestamp=...` or `msgid=...`
+fn parse_bound(reference: &str) -> Option<Bound<'_>> {
+    if let Some(ts) = reference.strip_prefix("timestamp=") {
+        let t = crate::clock::parse_iso8601(ts)?;
+        return Some(Bound::Time(crate::clock::unix_millis(t)));
+    }
+    reference.strip_prefix("msgid=").map(Bound::MsgId)
+}
+
+/// `CHATHISTORY LATEST <room> <*|timestamp=..|msgid=..> <limit>` and
+/// `CHATHISTORY BEFORE <room> <timestamp=..|msgid=..> <limit>`.
+pub fn chathistory(s: &Session, msg: &Message, ctx: &mut Ctx) {
+    let (Some(sub), Some(target), Some(reference), Some(limit)) =
+        (msg.param(0), msg.param(1), msg.param(2), msg.param(3))
+    else {
+        fail(
+            s,
+            ctx,
+            "NEED_MORE_PARAMS",
+            &[],
+            "Usage: CHATHISTORY LATEST|BEFORE <room> <reference> <limit>",
+        );
+        return;
+    };
+    let sub = sub.to_ascii_uppercase();
+    if sub != "LATEST" && sub != "BEFORE" {
+        fail(
+            s,
+            ctx,
+            "INVALID_PARAMS",
+            &[sub.as_str()],
+            "Only LATEST and BEFORE are supported",
+        );
+        return;
+    }
+    let Ok(limit) = limit.parse::<usize>() else {
+        fail(
+            s,
+            ctx,
+            "INVALID_PARAMS",
+            &[sub.as_str(), limit],
+            "The limit must be a number",
+        );
+        return;
+    };
+    let limit = limit.min(CHATHISTORY_MAX);
+    let member = ctx.chat.room(target).filter(|r| r.members.contains(&s.id));
+    let Some(room) = member else {
+        fail(
+            s,
+            ctx,
+            "INVALID_TARGET",
+            &[sub.as_str(), target],
+            "You are not in that room",
+        );
+        return;
+    };
+    let spelled = room.name.clone();
+    let key = fold(&spelled);
+    let entries: Vec<Entry> = match (sub.as_str(), reference) {
+        ("LATEST", "*") => ctx.history.latest(&key, limit),
+        (sub, reference) => {
+            let Some(bound) = parse_bound(reference) else {
+                fail(
+                    s,
+                    ctx,
+                    "INVALID_PARAMS",
+                    &[sub, reference],
+                    "Use *, timestamp=... or msgid=...",
+                );
+                return;
+            };
+            if sub == "LATEST" {
+                ctx.history.latest_after(&key, bound, limit)
+            } else {
+                ctx.history.before(&key, bound, limit)
+            }
+        }
+    }
+    .into_iter()
+    .cloned()
+    .collect();
+    send_entries(s, &spelled, &entries, ctx);
+}
