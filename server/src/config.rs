@@ -1,5 +1,7 @@
 //! Command-line flags and the validated configuration built from them.
 
+use crate::flood::FloodPolicy;
+use crate::ip_limits::{IpPolicy, Net};
 use clap::Parser;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -77,6 +79,39 @@ pub struct Args {
     /// unencrypted).
     #[arg(long)]
     pub force_plaintext: bool,
+
+    /// Connections at once from one address (0: unlimited).
+    #[arg(long, default_value_t = 5)]
+    pub max_per_ip: u32,
+
+    /// Connection attempts per minute from one address (0: unlimited).
+    #[arg(long, default_value_t = 30)]
+    pub connects_per_minute: u32,
+
+    /// Accounts created per hour from one address (0: unlimited).
+    #[arg(long, default_value_t = 10)]
+    pub registrations_per_hour: u32,
+
+    /// Failed logins (per account name; twice as many per address) within 10 minutes before
+    /// further attempts are refused; from the third failure each attempt waits longer (0: off).
+    #[arg(long, default_value_t = 10)]
+    pub login_failures: u32,
+
+    /// Networks exempt from the per-address limits, comma separated CIDRs, or "none".
+    #[arg(long, default_value = "127.0.0.0/8,::1/128", value_name = "CIDR,...")]
+    pub exempt_net: String,
+
+    /// Lines a client may send at once before flood control paces it.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub flood_burst: u32,
+
+    /// Lines per second a client may send after its burst (0 turns flood control off).
+    #[arg(long, default_value_t = 5)]
+    pub flood_rate: u32,
+
+    /// Lines that may wait for flood control before the client is cut off ("Excess flood").
+    #[arg(long, default_value_t = 100)]
+    pub flood_queue: u32,
 }
 
 /// Everything the server needs to start, validated.
@@ -97,6 +132,9 @@ pub struct Config {
     pub allow_guests: bool,
     pub history: usize,
     pub plain_listener: Option<SocketAddr>,
+    pub ip_policy: IpPolicy,
+    pub flood: FloodPolicy,
+    pub login_failures: usize,
 }
 
 impl Config {
@@ -116,6 +154,20 @@ impl Config {
             Some(spec) => Some(parse_plain_listener(spec, args.force_plaintext)?),
             None => None,
         };
+        let exempt = parse_exempt(&args.exempt_net)?;
+        let login_failures = args.login_failures as usize;
+        let ip_policy = IpPolicy {
+            max_connections: args.max_per_ip as usize,
+            connects_per_minute: args.connects_per_minute as usize,
+            registrations_per_hour: args.registrations_per_hour as usize,
+            login_failures: login_failures * 2,
+            exempt,
+        };
+        let flood = FloodPolicy {
+            burst: args.flood_burst,
+            rate: args.flood_rate,
+            max_queued: args.flood_queue as usize,
+        };
         Ok(Config {
             listen: SocketAddr::new(args.bind, args.port),
             data_dir: args.data_dir,
@@ -132,6 +184,9 @@ impl Config {
             allow_guests: args.allow_guests,
             history: args.history as usize,
             plain_listener,
+            ip_policy,
+            flood,
+            login_failures,
         })
     }
 
@@ -143,6 +198,15 @@ impl Config {
         config.data_dir = data_dir;
         config
     }
+}
+
+fn parse_exempt(list: &str) -> Result<Vec<Net>, String> {
+    if list.trim().eq_ignore_ascii_case("none") || list.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    list.split(',')
+        .map(|n| Net::parse(n.trim()).map_err(|e| format!("invalid --exempt-net: {e}")))
+        .collect()
 }
 
 /// `PORT` (on 127.0.0.1) or `ADDR:PORT`; non-loopback only with `force`.
@@ -226,6 +290,11 @@ mod tests {
         let c = parse(&["--plain-listener", "0.0.0.0:6667", "--force-plaintext"]).unwrap();
         assert!(c.plain_listener.is_some());
         assert!(!parse(&[]).unwrap().allow_guests);
+        let c = parse(&["--exempt-net", "none", "--flood-rate", "0"]).unwrap();
+        assert!(c.ip_policy.exempt.is_empty());
+        assert_eq!(c.flood.rate, 0);
+        assert_eq!(parse(&[]).unwrap().ip_policy.exempt.len(), 2);
+        assert!(parse(&["--exempt-net", "10.0.0.0/99"]).is_err());
         assert_eq!(parse(&[]).unwrap().history, 200);
     }
 }

@@ -6,8 +6,11 @@ use crate::accounts::{AccountStore, StoreError};
 use crate::chat::{Chat, ClientId};
 use crate::config::Config;
 use crate::connection::{ConnError, Connection};
+use crate::flood::Bucket;
 use crate::history::History;
+use crate::ip_limits::IpLimits;
 use crate::limits::{CLOSE_LINGER_SECS, JOBS_PER_WORKER, REJECT_SLOTS};
+use crate::logins::{Guards, LoginGuard};
 use crate::outbox::{Effect, Outbox};
 use crate::session::{self, Ctx, JobSink, ServerInfo, Session};
 use crate::tls::{self, TlsError};
@@ -28,6 +31,11 @@ const LISTENER: Token = Token(usize::MAX - 1);
 const WAKER: Token = Token(usize::MAX - 2);
 const PLAIN_LISTENER: Token = Token(usize::MAX - 3);
 
+/// How often lines held back by flood control are looked at, in milliseconds.
+const PACE_MS: u64 = 50;
+/// Storage failures in a row after which the server stops rather than go on failing.
+const MAX_STORAGE_ERRORS: u32 = 5;
+
 /// Longest MOTD accepted, in lines and bytes per line.
 const MOTD_MAX_LINES: usize = 200;
 const MOTD_MAX_LINE: usize = 400;
@@ -42,6 +50,8 @@ pub enum ServerError {
     Tls(TlsError),
     Bind(SocketAddr, io::Error),
     Io(io::Error),
+    /// The server stopped itself (e.g. storage keeps failing).
+    Fatal(String),
 }
 
 impl fmt::Display for ServerError {
@@ -56,6 +66,7 @@ impl fmt::Display for ServerError {
             ServerError::Tls(e) => write!(f, "{e}"),
             ServerError::Bind(a, e) => write!(f, "cannot listen on {a}: {e}"),
             ServerError::Io(e) => write!(f, "event loop failed: {e}"),
+            ServerError::Fatal(why) => write!(f, "stopped: {why}"),
         }
     }
 }
@@ -72,10 +83,19 @@ impl JobSink for WorkerPool {
 #[derive(Clone)]
 pub struct ShutdownHandle {
     flag: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
     waker: Arc<Waker>,
 }
 
 impl ShutdownHandle {
+    /// Asks the server to reload its certificate, key and MOTD (SIGHUP).
+    pub fn reload(&self) {
+        self.reload.store(true, Ordering::SeqCst);
+        if let Err(e) = self.waker.wake() {
+            log::error!("cannot wake the event loop for reload: {e}");
+        }
+    }
+
     pub fn shutdown(&self) {
         self.flag.store(true, Ordering::SeqCst);
         if let Err(e) = self.waker.wake() {
@@ -100,6 +120,9 @@ struct Client {
     ping_sent: Option<Instant>,
     /// Over capacity: told so right after the handshake, then closed.
     reject: bool,
+    /// Counted in the per-address limits (not exempt).
+    counted_ip: bool,
+    bucket: Bucket,
 }
 
 pub struct Server {
@@ -128,6 +151,14 @@ pub struct Server {
     info: ServerInfo,
     accept_paused_until: Option<Instant>,
     accept_blocked: bool,
+    guards: Guards,
+    /// Storage failures in a row; past a limit the server stops (fail-stop).
+    storage_errors: u32,
+    /// Why the server must stop with an error.
+    fatal: Option<String>,
+    reload: Arc<AtomicBool>,
+    /// Clients with lines held back by flood control.
+    paced: Vec<ClientId>,
 }
 
 impl Server {
@@ -173,6 +204,10 @@ impl Server {
         };
         let history_tree = store.open_tree("history").map_err(ServerError::Store)?;
         let history = History::open(history_tree, config.history).map_err(ServerError::History)?;
+        let guards = Guards {
+            ip: IpLimits::new(config.ip_policy.clone()),
+            logins: LoginGuard::new(config.login_failures),
+        };
         let (done_tx, completions) = crossbeam_channel::unbounded();
         let workers = WorkerPool::start(
             config.workers,
@@ -214,6 +249,11 @@ impl Server {
             info,
             accept_paused_until: None,
             accept_blocked: false,
+            guards,
+            storage_errors: 0,
+            fatal: None,
+            reload: Arc::new(AtomicBool::new(false)),
+            paced: Vec::new(),
         })
     }
 
@@ -234,6 +274,7 @@ impl Server {
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle {
             flag: Arc::clone(&self.shutdown),
+            reload: Arc::clone(&self.reload),
             waker: Arc::clone(&self.waker),
         }
     }
@@ -245,7 +286,10 @@ impl Server {
         let tick = self.tick();
         let mut next_sweep = Instant::now() + tick;
         loop {
-            let timeout = next_sweep.saturating_duration_since(Instant::now());
+            let mut timeout = next_sweep.saturating_duration_since(Instant::now());
+            if !self.paced.is_empty() {
+                timeout = timeout.min(Duration::from_millis(PACE_MS));
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -265,12 +309,18 @@ impl Server {
                 }
             }
             self.drain_completions();
-            if self.shutdown.load(Ordering::SeqCst) {
+            if self.shutdown.load(Ordering::SeqCst) || self.fatal.is_some() {
                 break;
             }
+            if self.reload.swap(false, Ordering::SeqCst) {
+                self.reload_tls();
+            }
+            self.process_paced();
             let now = Instant::now();
             if now >= next_sweep {
                 self.sweep(now);
+                self.guards.ip.prune(now);
+                self.guards.logins.prune(now);
                 next_sweep = now + tick;
             }
             self.apply_effects();
@@ -281,7 +331,50 @@ impl Server {
             }
         }
         self.graceful_shutdown();
-        Ok(())
+        match self.fatal.take() {
+            Some(why) => Err(ServerError::Fatal(why)),
+            None => Ok(()),
+        }
+    }
+
+    /// Lines held back by flood control whose turn has come.
+    fn process_paced(&mut self) {
+        if self.paced.is_empty() {
+            return;
+        }
+        let paced = std::mem::take(&mut self.paced);
+        for id in paced {
+            self.process_ready_lines(id);
+            if self.clients.get(id).is_some_and(|c| c.bucket.has_held()) {
+                self.paced.push(id);
+            }
+        }
+        self.paced.dedup();
+    }
+
+    /// SIGHUP: load the certificate and key again; new connections use them, existing ones
+    /// keep theirs. A bad new pair is reported and the old one stays.
+    fn reload_tls(&mut self) {
+        let loaded = tls::load_or_generate(
+            &self.config.data_dir,
+            self.config.cert.as_deref(),
+            self.config.key.as_deref(),
+        )
+        .and_then(|id| tls::server_config(&id).map(|c| (c, id.fingerprint)));
+        match loaded {
+            Ok((config, fingerprint)) => {
+                self.tls_config = config;
+                log::info!("reloaded certificate, SHA-256 fingerprint {fingerprint}");
+                self.fingerprint = fingerprint;
+            }
+            Err(e) => log::error!("certificate reload failed, keeping the old one: {e}"),
+        }
+        if let Some(path) = &self.config.motd {
+            match read_motd(path) {
+                Ok(lines) => self.info.motd = Some(lines),
+                Err(e) => log::error!("MOTD reload failed, keeping the old one: {e}"),
+            }
+        }
     }
 
     /// How often deadlines are checked: a fraction of the shortest one.
@@ -337,19 +430,32 @@ impl Server {
     }
 
     fn admit(&mut self, socket: mio::net::TcpStream, peer: SocketAddr, plain: bool) {
+        let now = Instant::now();
+        let counted_ip = !self.guards.ip.is_exempt(peer.ip());
+        if let Err(refusal) = self.guards.ip.connect(peer.ip(), now) {
+            // Refused before any TLS work: a plaintext ERROR line, best effort, then close.
+            log::info!("refusing {peer}: {}", refusal.message());
+            let line = Message::new("ERROR", [refusal.message()]).to_line();
+            let mut socket = socket;
+            let _ = std::io::Write::write(&mut socket, line.as_bytes());
+            let _ = socket.shutdown(std::net::Shutdown::Both);
+            return;
+        }
         let _ = socket.set_nodelay(true);
         let tls = (!plain).then(|| Arc::clone(&self.tls_config));
         let conn = match Connection::new(socket, peer, tls, self.config.sendq) {
             Ok(c) => c,
             Err(e) => {
                 log::error!("cannot create a TLS session for {peer}: {e}");
+                if counted_ip {
+                    self.guards.ip.disconnect(peer.ip());
+                }
                 return;
             }
         };
         let reject = self.admitted >= self.config.max_clients;
         let generation = self.next_generation;
         self.next_generation += 1;
-        let now = Instant::now();
         let entry = self.clients.vacant_entry();
         let id = entry.key();
         let client = entry.insert(Client {
@@ -360,10 +466,15 @@ impl Server {
             last_seen: now,
             ping_sent: None,
             reject,
+            counted_ip,
+            bucket: Bucket::new(&self.config.flood, now),
         });
         if let Err(e) = client.conn.register(self.poll.registry(), Token(id)) {
             log::error!("cannot register connection from {peer}: {e}");
             self.clients.remove(id);
+            if counted_ip {
+                self.guards.ip.disconnect(peer.ip());
+            }
             return;
         }
         if !reject {
@@ -408,7 +519,35 @@ impl Server {
         if !lines.is_empty() {
             client.last_seen = Instant::now();
             client.ping_sent = None;
+            if client.bucket.push(&self.config.flood, lines).is_err() {
+                log::info!("connection {id}: excess flood, disconnecting");
+                self.close(id, Some("Excess flood"), "Excess flood");
+                self.apply_effects();
+                return;
+            }
+            self.process_ready_lines(id);
+            if self.clients.get(id).is_some_and(|c| c.bucket.has_held()) {
+                self.paced.push(id);
+            }
         }
+        if let Err(e) = result {
+            let quit = match &e {
+                ConnError::Closed => "Connection closed".to_string(),
+                ConnError::Tls(_) => "TLS error".to_string(),
+                ConnError::Io(_) => "Connection reset".to_string(),
+            };
+            log::debug!("connection {id}: {e}");
+            self.close(id, None, &quit);
+            self.apply_effects();
+        }
+    }
+
+    /// Handles the lines flood control lets through now.
+    fn process_ready_lines(&mut self, id: ClientId) {
+        let Some(client) = self.clients.get_mut(id) else {
+            return;
+        };
+        let lines = client.bucket.take_ready(&self.config.flood, Instant::now());
         for line in lines {
             let Some(client) = self.clients.get_mut(id) else {
                 return;
@@ -425,6 +564,7 @@ impl Server {
                     .map_or(&NO_WORKERS as &dyn JobSink, |w| w),
                 info: &self.info,
                 history: &mut self.history,
+                guards: &mut self.guards,
             };
             match line {
                 Ok(line) => session::handle_line(&mut client.session, &line, &mut ctx),
@@ -432,20 +572,11 @@ impl Server {
             }
             self.apply_effects();
         }
-        if let Err(e) = result {
-            let quit = match &e {
-                ConnError::Closed => "Connection closed".to_string(),
-                ConnError::Tls(_) => "TLS error".to_string(),
-                ConnError::Io(_) => "Connection reset".to_string(),
-            };
-            log::debug!("connection {id}: {e}");
-            self.close(id, None, &quit);
-            self.apply_effects();
-        }
     }
 
     fn drain_completions(&mut self) {
         while let Ok(done) = self.completions.try_recv() {
+            self.count_storage_result(&done);
             let origin = done.origin();
             let Some(client) = self.clients.get_mut(origin.slot) else {
                 continue;
@@ -462,9 +593,36 @@ impl Server {
                     .map_or(&NO_WORKERS as &dyn JobSink, |w| w),
                 info: &self.info,
                 history: &mut self.history,
+                guards: &mut self.guards,
             };
             session::handle_completion(&mut client.session, done, &mut ctx);
             self.apply_effects();
+        }
+    }
+
+    /// Fail-stop: repeated storage errors stop the server instead of failing every request.
+    fn count_storage_result(&mut self, done: &Completion) {
+        let failed = match done {
+            Completion::Registered { result, .. } => {
+                matches!(result, Err(crate::accounts::RegisterError::Unavailable(_)))
+            }
+            Completion::LoggedIn { result, .. } => {
+                matches!(result, Err(crate::accounts::LoginError::Unavailable(_)))
+            }
+            Completion::NickChecked { registered, .. } => registered.is_err(),
+        };
+        if !failed {
+            self.storage_errors = 0;
+            return;
+        }
+        self.storage_errors += 1;
+        log::error!(
+            "storage request failed ({} in a row): {done:?}",
+            self.storage_errors
+        );
+        if self.storage_errors >= MAX_STORAGE_ERRORS {
+            log::error!("storage keeps failing; stopping the server rather than go on");
+            self.fatal = Some("the account database keeps failing".to_string());
         }
     }
 
@@ -510,6 +668,7 @@ impl Server {
             jobs: &NO_WORKERS,
             info: &self.info,
             history: &mut self.history,
+            guards: &mut self.guards,
         };
         session::disconnect(&mut client.session, quit, &mut ctx);
         if let Some(error) = error {
@@ -542,6 +701,7 @@ impl Server {
                 jobs: &NO_WORKERS,
                 info: &self.info,
                 history: &mut self.history,
+                guards: &mut self.guards,
             };
             session::disconnect(&mut client.session, "Connection closed", &mut ctx);
             if !client.reject {
@@ -550,6 +710,9 @@ impl Server {
         }
         client.conn.deregister(self.poll.registry());
         client.conn.shutdown();
+        if client.counted_ip {
+            self.guards.ip.disconnect(client.conn.peer.ip());
+        }
         if self.accept_blocked {
             // A slot is free again: take the next connection from the backlog.
             self.accept_paused_until = None;

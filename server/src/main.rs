@@ -42,17 +42,23 @@ fn main() -> ExitCode {
     }
 }
 
-/// SIGINT and SIGTERM ask the event loop to shut down gracefully.
+/// SIGINT and SIGTERM ask the event loop to shut down gracefully; SIGHUP reloads TLS files.
 fn install_signal_handlers(server: &Server) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     let handle = server.shutdown_handle();
     std::thread::Builder::new()
         .name("huddle-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                log::info!("signal {sig} received");
-                handle.shutdown();
+            for sig in signals.forever() {
+                if sig == SIGHUP {
+                    log::info!("SIGHUP: reloading certificate, key and MOTD");
+                    handle.reload();
+                } else {
+                    log::info!("signal {sig} received");
+                    handle.shutdown();
+                    break;
+                }
             }
         })?;
     Ok(())

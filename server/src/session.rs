@@ -10,11 +10,13 @@ use crate::chat::{Chat, ClientId, NewUser};
 use crate::commands;
 use crate::history::History;
 use crate::limits::MAX_SASL_PAYLOAD;
+use crate::logins::{Guards, Refused};
 use crate::outbox::Outbox;
 use crate::workers::{Completion, Job, Origin};
 use huddle_protocol::numeric::*;
 use huddle_protocol::{caps, sasl, FrameError, Message, ParseError};
 use std::net::IpAddr;
+use std::time::Instant;
 
 /// Host part shown in every user's `nick!user@host` (client addresses are not disclosed).
 pub const HOST_CLOAK: &str = "huddle";
@@ -44,6 +46,7 @@ pub struct Ctx<'a> {
     pub jobs: &'a dyn JobSink,
     pub info: &'a ServerInfo,
     pub history: &'a mut History,
+    pub guards: &'a mut Guards,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -369,6 +372,26 @@ fn authenticate(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
                     return;
                 }
             };
+            let now = Instant::now();
+            let refused = match ctx.guards.logins.check(&creds.authcid, now) {
+                Err(r) => Some(r),
+                Ok(()) if ctx.guards.ip.login_locked(s.peer_ip, now) => Some(Refused::LockedOut),
+                Ok(()) => None,
+            };
+            if let Some(refused) = refused {
+                let text = match refused {
+                    Refused::Backoff(wait) => format!(
+                        "SASL authentication failed: too many failed attempts, wait {} s",
+                        wait.as_secs().max(1)
+                    ),
+                    Refused::LockedOut => {
+                        "SASL authentication failed: too many failed attempts, try again later"
+                            .to_string()
+                    }
+                };
+                reply(s, ctx, ERR_SASLFAIL, [text.as_str()]);
+                return;
+            }
             let job = Job::Login {
                 origin: s.origin(),
                 account: creds.authcid,
@@ -422,6 +445,16 @@ fn register(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     if let Err(e) = checked {
         let (code, text) = register_error(&e);
         fail_register(s, ctx, code, &account, &text);
+        return;
+    }
+    if let Err(refusal) = ctx.guards.ip.register(s.peer_ip, Instant::now()) {
+        fail_register(
+            s,
+            ctx,
+            "TEMPORARILY_UNAVAILABLE",
+            &account,
+            refusal.message(),
+        );
         return;
     }
     if s.register_in_flight {
@@ -489,11 +522,22 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
                     .close(s.id, "Server busy, try again shortly", "Server busy");
             }
         },
-        Completion::LoggedIn { result, .. } => {
+        Completion::LoggedIn {
+            result, account, ..
+        } => {
             if s.sasl != Sasl::Verifying {
                 return;
             }
             s.sasl = Sasl::Idle;
+            match &result {
+                Ok(_) => ctx.guards.logins.succeeded(&account),
+                Err(LoginError::Invalid) => {
+                    let now = Instant::now();
+                    ctx.guards.logins.failed(&account, now);
+                    ctx.guards.ip.login_failed(s.peer_ip, now);
+                }
+                Err(LoginError::Unavailable(_)) => {}
+            }
             match result {
                 Ok(name) => {
                     let mask = format!(
@@ -749,6 +793,7 @@ mod tests {
         jobs: Jobs,
         info: ServerInfo,
         history: History,
+        guards: Guards,
     }
 
     impl World {
@@ -766,6 +811,7 @@ mod tests {
                     motd: None,
                 },
                 history: History::in_memory(10),
+                guards: Guards::permissive(),
             }
         }
 
@@ -776,6 +822,7 @@ mod tests {
                 jobs: &self.jobs,
                 info: &self.info,
                 history: &mut self.history,
+                guards: &mut self.guards,
             };
             handle_line(s, line, &mut ctx);
         }
@@ -787,6 +834,7 @@ mod tests {
                 jobs: &self.jobs,
                 info: &self.info,
                 history: &mut self.history,
+                guards: &mut self.guards,
             };
             handle_completion(s, done, &mut ctx);
         }
@@ -1059,6 +1107,7 @@ mod tests {
             jobs: &w.jobs,
             info: &w.info,
             history: &mut w.history,
+            guards: &mut w.guards,
         };
         handle_frame_error(&mut s, FrameError::TooLong, &mut ctx);
         handle_frame_error(&mut s, FrameError::InvalidUtf8, &mut ctx);
@@ -1108,6 +1157,7 @@ mod tests {
             jobs: &w.jobs,
             info: &w.info,
             history: &mut w.history,
+            guards: &mut w.guards,
         };
         disconnect(&mut b, "Quit", &mut ctx);
         w.take(1);

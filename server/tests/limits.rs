@@ -207,7 +207,8 @@ fn peer_vanishing_mid_line_ends_only_that_connection() {
 
 #[test]
 fn slow_reader_is_disconnected_while_others_chat_on() {
-    let s = TestServer::start(&["--sendq", "65536"]);
+    // Flood control off: the flooder must outrun the slow reader, not be paced itself.
+    let s = TestServer::start(&["--sendq", "65536", "--flood-rate", "0"]);
     let mut slow = s.registered_user("slow");
     slow.join("#flood");
     let mut flooder = s.registered_user("flooder");
