@@ -8,6 +8,7 @@ pub mod framing;
 pub mod message;
 pub mod numeric;
 pub mod sasl;
+pub mod userhost;
 
 pub use framing::{FrameError, LineReader, MAX_LINE_LEN};
 pub use message::{Message, ParseError, Tag};

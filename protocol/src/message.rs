@@ -84,10 +84,12 @@ impl Message {
         self.params.get(i).map(String::as_str)
     }
 
-    /// The value of tag `key` (`Some("")` for a tag without value).
+    /// The value of tag `key` (`Some("")` for a tag without value). When the tag is repeated,
+    /// the last one counts (IRCv3: "disregard all but the final occurrence").
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags
             .iter()
+            .rev()
             .find(|t| t.key == key)
             .map(|t| t.value.as_deref().unwrap_or(""))
     }
@@ -349,6 +351,16 @@ mod tests {
         );
         assert_eq!(m.tag("b"), Some(""));
         assert_eq!(m.tag("c"), Some("x;y\\z"));
+    }
+
+    #[test]
+    fn repeated_tag_last_one_counts() {
+        let m = Message::parse("@a=1;b=2;a=3;vendor/b=4 CMD").unwrap();
+        assert_eq!(m.tag("a"), Some("3"));
+        assert_eq!(m.tag("b"), Some("2"));
+        assert_eq!(m.tag("vendor/b"), Some("4"));
+        let m = Message::parse("@a=1;a CMD").unwrap();
+        assert_eq!(m.tag("a"), Some(""));
     }
 
     #[test]
