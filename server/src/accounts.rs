@@ -173,7 +173,14 @@ impl AccountStore {
             Ok(Err(_)) => return Err(RegisterError::Exists),
             Err(e) => return Err(unavailable(e)),
         }
-        if let Err(e) = self.db.flush() {
+        let flushed = if crate::faults::get().storage_fails_on(name) {
+            Err(sled::Error::Io(std::io::Error::other(
+                "injected storage fault",
+            )))
+        } else {
+            self.db.flush().map(|_| ())
+        };
+        if let Err(e) = flushed {
             log::error!("flushing new account {name:?} failed: {e}");
             // Best effort: don't leave an account that was never acknowledged.
             let _ = self.tree.remove(&key);

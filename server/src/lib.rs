@@ -12,6 +12,7 @@ pub mod commands;
 pub mod config;
 pub mod connection;
 pub mod event_loop;
+pub mod faults;
 pub mod flood;
 pub mod history;
 pub mod ip_limits;

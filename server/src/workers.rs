@@ -246,6 +246,11 @@ fn worker_loop(
 }
 
 fn run_job(store: &AccountStore, job: Job) -> Completion {
+    if let Job::Register { account, .. } | Job::Login { account, .. } = &job {
+        if crate::faults::get().panics_on(account) {
+            panic!("injected fault: worker panic for account {account}");
+        }
+    }
     match job {
         Job::Register {
             origin,
