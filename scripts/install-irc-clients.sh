@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install the IRC clients that server/tests/interop.rs drives, if they are missing:
+#   WeeChat headless (Debian `weechat-headless`, plus `weechat-plugins` for its fifo plugin),
+#   irssi, and `script` (util-linux, runs irssi on a pseudo-terminal).
+#
+# Quiet and quick when everything is there. Otherwise it runs `apt-get update` once and
+# `apt-get install --no-install-recommends` (as root, or through sudo when that is available).
+set -euo pipefail
+
+missing=()
+command -v weechat-headless >/dev/null || missing+=(weechat-headless)
+# The fifo plugin is how the test sends commands to a running WeeChat.
+compgen -G "/usr/lib/*/weechat/plugins/fifo.so" >/dev/null ||
+  compgen -G "/usr/lib/weechat/plugins/fifo.so" >/dev/null || missing+=(weechat-plugins)
+command -v irssi >/dev/null || missing+=(irssi)
+command -v script >/dev/null || missing+=(bsdutils)
+((${#missing[@]} == 0)) && exit 0
+
+die() {
+  echo "install-irc-clients: error: $*" >&2
+  exit 1
+}
+
+command -v apt-get >/dev/null || die "missing ${missing[*]} and there is no apt-get to install them"
+sudo=()
+if [[ $(id -u) != 0 ]]; then
+  command -v sudo >/dev/null || die "missing ${missing[*]}: run as root (or install them by hand)"
+  sudo=(sudo -n)
+fi
+
+echo "install-irc-clients: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+apt=("${sudo[@]}" apt-get -q -o DPkg::Lock::Timeout=120)
+if ! "${apt[@]}" update >"$log" 2>&1; then
+  cat "$log" >&2
+  die "apt-get update failed"
+fi
+if ! "${apt[@]}" install -y --no-install-recommends "${missing[@]}" >"$log" 2>&1; then
+  cat "$log" >&2
+  die "apt-get install ${missing[*]} failed"
+fi
+command -v weechat-headless >/dev/null && command -v irssi >/dev/null &&
+  command -v script >/dev/null || die "installed ${missing[*]}, but a client is still missing"
