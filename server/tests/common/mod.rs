@@ -65,6 +65,8 @@ pub struct TestServer {
     logs: TempDir,
     args: Vec<String>,
     tls: Option<Arc<ClientConfig>>,
+    /// The `--plain-listener` address from the optional third start-up line.
+    plain_addr: Option<SocketAddr>,
 }
 
 /// The server exited (or closed stdout) before printing its start-up lines.
@@ -79,6 +81,7 @@ struct Running {
     child: Child,
     addr: SocketAddr,
     fingerprint: String,
+    plain_addr: Option<SocketAddr>,
 }
 
 impl TestServer {
@@ -119,6 +122,7 @@ impl TestServer {
             logs,
             args,
             tls: None,
+            plain_addr: run.plain_addr,
         };
         s.tls = Some(s.load_tls_config());
         Ok(s)
@@ -242,6 +246,7 @@ impl TestServer {
         self.child = Some(run.child);
         self.addr = run.addr;
         self.fingerprint = run.fingerprint;
+        self.plain_addr = run.plain_addr;
         self.tls = Some(self.load_tls_config());
     }
 
@@ -438,11 +443,17 @@ fn spawn(dir: &Path, args: &[String], logs: &Path) -> Result<Running, StartFailu
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
         "fingerprint must be 64 lowercase hex chars: {second:?}"
     );
+    // Only with --plain-listener: a third line names the plaintext listener.
+    let plain_addr = args
+        .iter()
+        .any(|a| a == "--plain-listener")
+        .then(|| read_plain_listener_line(next(), &stderr_text));
     let child = guard.0.take().unwrap();
     Ok(Running {
         child,
         addr,
         fingerprint,
+        plain_addr,
     })
 }
 
@@ -1105,4 +1116,430 @@ pub fn users_in_room(server: &TestServer, names: &[&str], room: &str) -> Vec<Cli
         clients.push(c);
     }
     clients
+}
+
+// =============================================================================================
+// Helpers for server/tests/irc_features.rs (issue 5: IRC client features, history, guests,
+// plaintext listener). Additions only; nothing above depends on them.
+// =============================================================================================
+
+/// Parses `huddle-server plaintext listener on ADDR` (the optional third start-up line).
+fn read_plain_listener_line(line: Option<String>, stderr_text: &dyn Fn() -> String) -> SocketAddr {
+    let Some(line) = line else {
+        panic!(
+            "--plain-listener given but no `huddle-server plaintext listener on ADDR` line \
+             within {START_DEADLINE:?}\nstderr:\n{}",
+            stderr_text()
+        );
+    };
+    let text = line
+        .strip_prefix("huddle-server plaintext listener on ")
+        .unwrap_or_else(|| {
+            panic!("third stdout line is not `huddle-server plaintext listener on ADDR`: {line:?}")
+        });
+    let addr: SocketAddr = text
+        .parse()
+        .unwrap_or_else(|e| panic!("bad address in {line:?}: {e}"));
+    assert_ne!(addr.port(), 0, "plaintext listener line: {line:?}");
+    addr
+}
+
+impl TestServer {
+    /// The plaintext listener's address (the server must have been started with
+    /// `--plain-listener`).
+    pub fn plain_addr(&self) -> SocketAddr {
+        self.plain_addr
+            .expect("server was not started with --plain-listener")
+    }
+
+    /// A plain TCP IRC connection to the `--plain-listener` port.
+    pub fn plain_connect(&self, label: &str) -> PlainClient {
+        PlainClient::connect(self.plain_addr(), label)
+    }
+
+    /// Registers `name` (password [`PW`]) with `caps` negotiated (`CAP LS 302`, `CAP REQ`)
+    /// before logging in; returns the registered connection with nothing pending.
+    pub fn user_with_caps(&self, name: &str, caps: &str) -> Client {
+        let mut c = self.connect(name);
+        c.cap_ls_302();
+        c.cap_req(caps);
+        let r = c.register(name, PW);
+        assert!(
+            r.is("REGISTER") && r.param(0) == Some("SUCCESS"),
+            "[{name}] REGISTER failed: {r}"
+        );
+        assert!(c.authenticate(name, PW), "[{name}] SASL login failed");
+        c.send("CAP END");
+        let welcome = c.finish_registration(name);
+        assert_eq!(welcome.param(0), Some(name), "[{name}] 001: {welcome}");
+        c
+    }
+
+    /// Logs in an existing account (password [`PW`]) with `caps` negotiated first.
+    pub fn logged_in_with_caps(&self, name: &str, caps: &str) -> Client {
+        let mut c = self.connect(name);
+        c.cap_ls_302();
+        c.cap_req(caps);
+        assert!(c.authenticate(name, PW), "[{name}] SASL login failed");
+        c.send("CAP END");
+        let welcome = c.finish_registration(name);
+        assert_eq!(welcome.param(0), Some(name), "[{name}] 001: {welcome}");
+        c
+    }
+
+    /// A guest (server started with `--allow-guests`): NICK/USER without logging in.
+    pub fn guest(&self, nick: &str) -> Client {
+        let mut c = self.connect(nick);
+        let welcome = c.finish_registration(nick);
+        assert_eq!(
+            welcome.param(0),
+            Some(nick),
+            "[{nick}] guest 001: {welcome}"
+        );
+        c
+    }
+}
+
+impl Client {
+    /// `CAP LS 302`; returns the offered capabilities (with their values).
+    pub fn cap_ls_302(&mut self) -> Vec<String> {
+        self.send("CAP LS 302");
+        let m = self.expect("CAP LS", |m| m.is("CAP") && m.param(1) == Some("LS"));
+        m.params
+            .last()
+            .map(|l| {
+                l.split(' ')
+                    .filter(|c| !c.is_empty())
+                    .map(String::from)
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// `CAP REQ :<caps>`; the server must ACK exactly that list.
+    pub fn cap_req(&mut self, caps: &str) {
+        self.send(&format!("CAP REQ :{caps}"));
+        let m = self.expect("CAP ACK/NAK", |m| {
+            m.is("CAP") && matches!(m.param(1), Some("ACK" | "NAK"))
+        });
+        assert!(
+            m.param(1) == Some("ACK") && m.param(2) == Some(caps),
+            "[{}] CAP REQ :{caps} not acknowledged: {m}",
+            self.label()
+        );
+    }
+
+    /// Every message up to and including the next one with command `cmd`.
+    pub fn until(&mut self, cmd: &str) -> Vec<Message> {
+        let mut got = Vec::new();
+        loop {
+            let m = self.recv();
+            let done = m.is(cmd);
+            got.push(m);
+            if done {
+                return got;
+            }
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock before 1970")
+        .as_millis() as u64
+}
+
+/// Parses an IRCv3 `server-time` value, exactly `YYYY-MM-DDThh:mm:ss.sssZ`, to Unix
+/// milliseconds. `None` if it is not in that form or not a real date and time.
+pub fn parse_server_time(v: &str) -> Option<u64> {
+    let b = v.as_bytes();
+    let shape = b.len() == 24
+        && b.iter().enumerate().all(|(i, &c)| match i {
+            4 | 7 => c == b'-',
+            10 => c == b'T',
+            13 | 16 => c == b':',
+            19 => c == b'.',
+            23 => c == b'Z',
+            _ => c.is_ascii_digit(),
+        });
+    if !shape {
+        return None;
+    }
+    let n = |r: std::ops::Range<usize>| v[r].parse::<i64>().unwrap();
+    let (y, mo, d) = (n(0..4), n(5..7), n(8..10));
+    let (h, mi, s, ms) = (n(11..13), n(14..16), n(17..19), n(20..23));
+    let month_days = [
+        31,
+        28 + i64::from(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)),
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo)
+        || d < 1
+        || d > month_days[(mo - 1) as usize]
+        || h > 23
+        || mi > 59
+        || s > 59
+    {
+        return None;
+    }
+    // Days from civil (H. Hinnant), independent of the server's implementation.
+    let (yy, mm) = if mo <= 2 {
+        (y - 1, mo + 9)
+    } else {
+        (y, mo - 3)
+    };
+    let era = yy.div_euclid(400);
+    let yoe = yy - era * 400;
+    let doy = (153 * mm + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(((days * 24 + h) * 60 + mi) * 60 + s)
+        .ok()
+        .map(|secs| secs * 1000 + ms as u64)
+}
+
+/// A raw-protocol IRC client over plain TCP, for the `--plain-listener` port. Same waiting
+/// rules as [`Client`]: every read has a deadline, [`PlainClient::sync`] proves absence.
+pub struct PlainClient {
+    label: String,
+    sock: TcpStream,
+    buf: Vec<u8>,
+    seen: VecDeque<String>,
+    closed: bool,
+    pub nick: Option<String>,
+}
+
+impl PlainClient {
+    pub fn connect(addr: SocketAddr, label: &str) -> PlainClient {
+        let sock =
+            TcpStream::connect(addr).unwrap_or_else(|e| panic!("[{label}] connect {addr}: {e}"));
+        sock.set_read_timeout(Some(POLL)).unwrap();
+        sock.set_write_timeout(Some(REPLY_DEADLINE)).unwrap();
+        sock.set_nodelay(true).unwrap();
+        PlainClient {
+            label: label.to_string(),
+            sock,
+            buf: Vec::new(),
+            seen: VecDeque::new(),
+            closed: false,
+            nick: None,
+        }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        let mut bytes = line.as_bytes().to_vec();
+        if !line.ends_with('\n') {
+            bytes.extend_from_slice(b"\r\n");
+        }
+        if let Err(e) = self.sock.write_all(&bytes) {
+            panic!(
+                "[{}] send failed: {e}; last lines: {:#?}",
+                self.label, self.seen
+            );
+        }
+    }
+
+    fn poll(&mut self, timeout: Duration) -> Event {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                let line = String::from_utf8_lossy(&line).into_owned();
+                if self.seen.len() == 40 {
+                    self.seen.pop_front();
+                }
+                self.seen.push_back(shorten(&line));
+                return Event::Line(line);
+            }
+            if self.closed {
+                return Event::Closed;
+            }
+            let mut tmp = [0u8; 16 * 1024];
+            match self.sock.read(&mut tmp) {
+                Ok(0) => self.closed = true,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if is_timeout(&e) => {
+                    if Instant::now() >= deadline {
+                        return Event::Nothing;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_closed(&e) => self.closed = true,
+                Err(e) => panic!(
+                    "[{}] read error: {e}; last lines: {:#?}",
+                    self.label, self.seen
+                ),
+            }
+        }
+    }
+
+    fn parse(&self, line: &str) -> Message {
+        Message::parse(line)
+            .unwrap_or_else(|e| panic!("[{}] unparsable line {line:?}: {e}", self.label))
+    }
+
+    /// Skips lines until one matches `pred` (bounded by [`REPLY_DEADLINE`]).
+    pub fn expect(&mut self, what: &str, pred: impl Fn(&Message) -> bool) -> Message {
+        let deadline = Instant::now() + REPLY_DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.poll(left) {
+                Event::Line(l) => {
+                    let m = self.parse(&l);
+                    if pred(&m) {
+                        return m;
+                    }
+                }
+                Event::Closed => panic!(
+                    "[{}] connection closed while waiting for {what}; last lines: {:#?}",
+                    self.label, self.seen
+                ),
+                Event::Nothing => panic!(
+                    "[{}] no {what} within {REPLY_DEADLINE:?}; last lines: {:#?}",
+                    self.label, self.seen
+                ),
+            }
+        }
+    }
+
+    pub fn expect_command(&mut self, cmd: &str) -> Message {
+        self.expect(cmd, |m| m.is(cmd))
+    }
+
+    /// PING with a unique token; returns everything received before its PONG.
+    pub fn sync(&mut self) -> Vec<Message> {
+        let token = format!("plain-sync-{}", TOKENS.fetch_add(1, Ordering::Relaxed));
+        self.send(&format!("PING {token}"));
+        let mut before = Vec::new();
+        let deadline = Instant::now() + REPLY_DEADLINE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.poll(left) {
+                Event::Line(l) => {
+                    let m = self.parse(&l);
+                    if m.is("PONG") && m.params.last().map(String::as_str) == Some(&token) {
+                        return before;
+                    }
+                    before.push(m);
+                }
+                Event::Closed => panic!(
+                    "[{}] closed while waiting for PONG {token}; last lines: {:#?}",
+                    self.label, self.seen
+                ),
+                Event::Nothing => panic!(
+                    "[{}] no PONG {token} within {REPLY_DEADLINE:?}; last lines: {:#?}",
+                    self.label, self.seen
+                ),
+            }
+        }
+    }
+
+    pub fn assert_quiet(&mut self) {
+        let got = self.sync();
+        assert!(
+            got.is_empty(),
+            "[{}] expected nothing, got: {:#?}",
+            self.label,
+            got.iter().map(|m| m.to_string()).collect::<Vec<_>>()
+        );
+    }
+
+    /// `REGISTER <name> * :<pw>`; returns the reply.
+    pub fn register(&mut self, name: &str, pw: &str) -> Message {
+        self.send(&Message::new("REGISTER", [name, "*", pw]).to_line());
+        self.expect("REGISTER reply", |m| {
+            m.is("REGISTER") || (m.is("FAIL") && m.param(0) == Some("REGISTER"))
+        })
+    }
+
+    /// SASL PLAIN, then NICK/USER and the welcome burst. True when logged in.
+    pub fn login(&mut self, name: &str, pw: &str) -> bool {
+        self.send("AUTHENTICATE PLAIN");
+        let m = self.expect("AUTHENTICATE +", |m| m.is("AUTHENTICATE") || m.is("904"));
+        assert_eq!(m.params, ["+"], "[{}] bad SASL challenge: {m}", self.label);
+        for chunk in sasl::chunks(&sasl::encode_plain(name, pw)) {
+            self.send(&format!("AUTHENTICATE {chunk}"));
+        }
+        let m = self.expect("900/904", |m| m.is("900") || m.is("904"));
+        if m.is("904") {
+            return false;
+        }
+        self.expect_command("903");
+        self.send(&format!("NICK {name}"));
+        self.send(&format!("USER {name} 0 * :{name}"));
+        let welcome = self.expect_command("001");
+        assert_eq!(
+            welcome.param(0),
+            Some(name),
+            "[{}] 001: {welcome}",
+            self.label
+        );
+        self.expect("end of MOTD (422/376)", |m| m.is("422") || m.is("376"));
+        self.nick = Some(name.to_string());
+        true
+    }
+
+    /// `JOIN <room>`: our own JOIN echo, then the names up to `366`; returns the names.
+    pub fn join(&mut self, room: &str) -> Vec<String> {
+        self.send(&format!("JOIN {room}"));
+        let nick = self.nick.clone().expect("join before login");
+        let j = self.expect("own JOIN", |m| m.is("JOIN"));
+        assert!(
+            source_nick(&j) == Some(nick.as_str()) && j.param(0) == Some(room),
+            "[{}] bad JOIN echo: {j}",
+            self.label
+        );
+        let mut names = Vec::new();
+        loop {
+            let m = self.expect("353/366", |m| m.is("353") || m.is("366"));
+            if m.is("366") {
+                break;
+            }
+            names.extend(
+                m.params[3]
+                    .split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
+        }
+        names.sort();
+        names
+    }
+
+    /// Reads until the server closes the connection; returns the ERROR, if any.
+    pub fn expect_closed(&mut self) -> Option<Message> {
+        let deadline = Instant::now() + REPLY_DEADLINE;
+        let mut error = None;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.poll(left) {
+                Event::Line(l) => {
+                    let m = self.parse(&l);
+                    if m.is("ERROR") {
+                        error = Some(m);
+                    }
+                }
+                Event::Closed => return error,
+                Event::Nothing => panic!(
+                    "[{}] connection not closed within {REPLY_DEADLINE:?}; last lines: {:#?}",
+                    self.label, self.seen
+                ),
+            }
+        }
+    }
 }
