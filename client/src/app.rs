@@ -5,17 +5,27 @@
 //! [`App`] carries out (connect, send, print). That keeps the protocol logic unit-testable.
 //! Commands that wait for the server (register, login, join, logout, exit) leave an
 //! [`Op`] pending; no new input is read until it completes or times out, so a script's next
-//! command runs only after the previous one is done.
+//! command runs only after the previous one is done. `msg` waits the same way, for the
+//! peer's acknowledgement or a clear failure.
+//!
+//! Direct messages ([`crate::peer`]) run through the same loop: [`State`] holds their
+//! protocol state ([`Peers`]), the peer threads report through the same channel, and
+//! [`App`] owns the listener and the connections' writers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use huddle_protocol::{numeric, sasl, Message};
 
 use crate::commands::{self, Command};
+use crate::peer::net::{self as peer_net, Listener, PeerEvent, PeerWriter};
+use crate::peer::proto::{Announce, DialFailure, Peers};
+use crate::peer::tls::Identity;
 use crate::session::{Link, NetEvent, TrustNote};
-use crate::trust::{self, Trust};
+use crate::trust::{self, Fingerprint, Trust};
 use crate::ui::{Display, InputReply, InputRequest, Ui};
 
 /// The room joined at login.
@@ -43,6 +53,8 @@ pub enum Event {
         link: u64,
         event: NetEvent,
     },
+    /// From the direct-message listener and connection threads.
+    Peer(PeerEvent),
     /// Ctrl-C outside the line editor.
     Interrupt,
 }
@@ -78,6 +90,10 @@ pub enum Op {
     Logout {
         exit: bool,
     },
+    /// `msg`: waiting for the peer's acknowledgement or a failure.
+    Direct {
+        to: String,
+    },
 }
 
 impl Op {
@@ -88,6 +104,7 @@ impl Op {
             Op::Join { .. } => "join",
             Op::Logout { exit: false } => "logout",
             Op::Logout { exit: true } => "exit",
+            Op::Direct { .. } => "direct message",
         }
     }
 }
@@ -104,6 +121,28 @@ pub enum Effect {
     Close,
     /// Leave the program.
     Exit,
+    /// Start the direct-message listener with a fresh certificate; the outcome goes to
+    /// [`State::on_listening`] (which announces it with `PEERADDR`).
+    PeerListen,
+    /// Stop accepting direct connections (the announcement failed).
+    PeerStopListening,
+    /// Close the listener and every direct connection.
+    PeerStop,
+    /// Connect to a peer, pinning its certificate to `fingerprint`.
+    PeerDial {
+        conn: u64,
+        addr: SocketAddr,
+        fingerprint: Fingerprint,
+    },
+    /// Send a line on a direct connection.
+    PeerSend {
+        conn: u64,
+        msg: Message,
+    },
+    /// Close a direct connection.
+    PeerClose {
+        conn: u64,
+    },
 }
 
 fn info(s: impl Into<String>) -> Effect {
@@ -178,9 +217,24 @@ pub struct State {
     pub op: Option<Op>,
     /// The server's `ERROR` was shown for this connection.
     error_shown: bool,
+    /// Direct messages of this session.
+    pub peers: Peers,
 }
 
 impl State {
+    /// A state for direct messages bounded by `timeout` per step.
+    pub fn new(peer_timeout: Duration) -> State {
+        State {
+            peers: Peers::new(peer_timeout),
+            ..State::default()
+        }
+    }
+
+    /// Back to the start, keeping the configuration.
+    fn reset(&mut self) {
+        *self = State::new(self.peers.timeout());
+    }
+
     fn require_login(&self) -> Result<&str, Effect> {
         self.nick.as_deref().ok_or_else(|| error(NOT_LOGGED_IN))
     }
@@ -191,7 +245,7 @@ impl State {
             connected: true,
             op: self.op.take(),
             account: self.account.take(),
-            ..State::default()
+            ..State::new(self.peers.timeout())
         };
     }
 
@@ -233,6 +287,7 @@ impl State {
             }
             Command::Logout => {
                 if self.nick.is_some() {
+                    fx.extend(self.peers.stop());
                     fx.push(Effect::Send(Message::new("QUIT", ["logout"])));
                     self.op = Some(Op::Logout { exit: false });
                 } else if self.connected {
@@ -244,6 +299,7 @@ impl State {
             }
             Command::Exit => {
                 if self.nick.is_some() {
+                    fx.extend(self.peers.stop());
                     fx.push(Effect::Send(Message::new("QUIT", ["leaving"])));
                     self.op = Some(Op::Logout { exit: true });
                 } else {
@@ -293,7 +349,7 @@ impl State {
                     }));
                 }
             }
-            Command::Message { to, text } => fx.push(direct_message(to.as_deref(), &text)),
+            Command::Message { to, text } => fx = self.direct_message(to.as_deref(), &text),
         }
         fx
     }
@@ -354,6 +410,10 @@ impl State {
             numeric::RPL_WELCOME => {
                 let nick = msg.param(0).unwrap_or("").to_string();
                 fx.push(info(format!("logged in as {nick}")));
+                // The listener first, so that PEERADDR goes out before JOIN and the login
+                // ends with both answered.
+                self.peers.login(&nick);
+                fx.push(Effect::PeerListen);
                 fx.push(Effect::Send(Message::new("JOIN", [LOBBY])));
                 self.nick = Some(nick);
                 if let Some(Op::Login { stage, .. }) = &mut self.op {
@@ -419,6 +479,26 @@ impl State {
                     self.op = None;
                 }
             }
+            "PEER" => {
+                fx = self.peers.on_peer_reply(msg);
+                self.settle();
+            }
+            "FAIL"
+                if msg.param(0).is_some_and(|c| {
+                    c.eq_ignore_ascii_case("PEER") || c.eq_ignore_ascii_case("PEERADDR")
+                }) =>
+            {
+                fx = self.peers.on_fail(msg);
+                self.settle();
+            }
+            numeric::ERR_UNKNOWNCOMMAND
+                if msg.param(1).is_some_and(|c| {
+                    c.eq_ignore_ascii_case("PEER") || c.eq_ignore_ascii_case("PEERADDR")
+                }) =>
+            {
+                fx = self.peers.on_unsupported();
+                self.settle();
+            }
             "FAIL" => {
                 let code = msg.param(1).unwrap_or("");
                 if msg
@@ -467,7 +547,26 @@ impl State {
         fx.push(info(format!("joined {room}")));
         let done = match &self.op {
             Some(Op::Join { room: r }) => r.eq_ignore_ascii_case(room),
-            Some(Op::Login { stage, .. }) => *stage == LoginStage::Lobby,
+            _ => false,
+        };
+        if done {
+            self.op = None;
+        }
+        self.settle();
+    }
+
+    /// Ends ops whose conditions are met: a login once it is in the lobby and the server
+    /// confirmed (or refused) our direct-message endpoint; a `msg` once it has an outcome.
+    fn settle(&mut self) {
+        let done = match &self.op {
+            Some(Op::Login {
+                stage: LoginStage::Lobby,
+                ..
+            }) => {
+                self.rooms.iter().any(|r| r.eq_ignore_ascii_case(LOBBY))
+                    && *self.peers.announce() != Announce::Pending
+            }
+            Some(Op::Direct { .. }) => !self.peers.busy(),
             _ => false,
         };
         if done {
@@ -575,7 +674,7 @@ impl State {
 
     /// The connection is gone.
     pub fn on_closed(&mut self, reason: Option<&str>) -> Vec<Effect> {
-        let mut fx = Vec::new();
+        let mut fx = self.peers.stop();
         let op = self.op.take();
         match op {
             Some(Op::Logout { exit: true }) => fx.push(Effect::Exit),
@@ -591,7 +690,7 @@ impl State {
                 None => "the server closed the connection".to_string(),
             })),
         }
-        *self = State::default();
+        self.reset();
         fx
     }
 
@@ -599,8 +698,9 @@ impl State {
     pub fn on_timeout(&mut self) -> Vec<Effect> {
         match self.op.take() {
             Some(Op::Logout { exit }) => {
-                *self = State::default();
+                self.reset();
                 vec![
+                    Effect::PeerStop,
                     Effect::Close,
                     if exit {
                         Effect::Exit
@@ -608,6 +708,12 @@ impl State {
                         info("logged out")
                     },
                 ]
+            }
+            Some(Op::Direct { to }) => {
+                self.peers.cancel();
+                vec![error(format!(
+                    "direct message to {to}: no outcome in time; it may not have arrived"
+                ))]
             }
             Some(op) => vec![error(format!(
                 "{} failed: no answer from the server within {} s",
@@ -625,6 +731,7 @@ impl State {
             Some(op) => {
                 let what = op.what();
                 self.op = None;
+                self.peers.cancel();
                 vec![info(format!("{what} cancelled"))]
             }
             None => Vec::new(),
@@ -641,10 +748,110 @@ impl State {
     }
 }
 
-/// `message`/`msg`: direct messages travel peer to peer and arrive with the next release.
-/// This is the one place to connect them.
-fn direct_message(_to: Option<&str>, _text: &str) -> Effect {
-    info("direct messages come with the next release; for now, talk in a room with say")
+impl State {
+    /// `message`/`msg`: straight to the other user's client over mutually authenticated
+    /// TLS, never through the server. The command waits until the peer acknowledges the
+    /// message or it fails.
+    fn direct_message(&mut self, to: Option<&str>, text: &str) -> Vec<Effect> {
+        let me = match self.require_login() {
+            Ok(n) => n.to_string(),
+            Err(e) => return vec![e],
+        };
+        let (Some(to), false) = (to, text.trim().is_empty()) else {
+            return vec![error("usage: msg NAME TEXT")];
+        };
+        if to.eq_ignore_ascii_case(&me) {
+            return vec![error("that is you: direct messages go to other users")];
+        }
+        if !crate::peer::proto::valid_nick(to) {
+            return vec![error(format!("no such user: {to}"))];
+        }
+        match self.peers.announce() {
+            Announce::Confirmed => {}
+            Announce::Unavailable(why) => {
+                return vec![error(format!("direct messages are unavailable: {why}"))]
+            }
+            Announce::Off | Announce::Pending => {
+                return vec![error("direct messages are not set up yet")]
+            }
+        }
+        let fx = self.peers.send(to, text);
+        if self.peers.busy() {
+            self.op = Some(Op::Direct { to: to.to_string() });
+        }
+        fx
+    }
+
+    /// The direct-message listener started (our port and certificate) or failed.
+    pub fn on_listening(&mut self, result: Result<(u16, Fingerprint), String>) -> Vec<Effect> {
+        let fx = self.peers.listening(result);
+        self.settle();
+        fx
+    }
+
+    pub fn on_peer_connected(&mut self, conn: u64) -> Vec<Effect> {
+        let fx = self.peers.on_connected(conn);
+        self.settle();
+        fx
+    }
+
+    pub fn on_peer_dial_failed(&mut self, conn: u64, failure: &DialFailure) -> Vec<Effect> {
+        let fx = self.peers.on_dial_failed(conn, failure);
+        self.settle();
+        fx
+    }
+
+    pub fn on_peer_accepted(
+        &mut self,
+        conn: u64,
+        addr: SocketAddr,
+        cert: Fingerprint,
+    ) -> Vec<Effect> {
+        if self.nick.is_none() {
+            return vec![Effect::PeerClose { conn }];
+        }
+        self.peers.on_accepted(conn, addr, cert)
+    }
+
+    pub fn on_peer_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+        let fx = self.peers.on_line(conn, msg);
+        self.settle();
+        fx
+    }
+
+    pub fn on_peer_closed(&mut self, conn: u64, reason: Option<&str>) -> Vec<Effect> {
+        let fx = self.peers.on_closed(conn, reason);
+        self.settle();
+        fx
+    }
+
+    /// Direct-message deadlines that passed by `now`.
+    pub fn on_peer_tick(&mut self, now: Instant) -> Vec<Effect> {
+        let fx = self.peers.tick(now);
+        self.settle();
+        fx
+    }
+}
+
+/// Where and how the client accepts direct connections.
+#[derive(Debug, Clone)]
+pub struct PeerOptions {
+    /// Address to listen on; `None`: the local address of the server connection.
+    pub host: Option<IpAddr>,
+    /// 0: any free port.
+    pub port: u16,
+    /// Bound on each step: lookup, connect, handshake, greeting, acknowledgement.
+    pub timeout: Duration,
+}
+
+impl Default for PeerOptions {
+    fn default() -> Self {
+        PeerOptions {
+            host: None,
+            port: 0,
+            timeout: crate::peer::proto::DEFAULT_TIMEOUT,
+        }
+    }
 }
 
 /// Missing credentials being asked for.
@@ -670,10 +877,14 @@ pub struct App {
     ask: Option<Ask>,
     awaiting_input: bool,
     exit: bool,
+    peer: PeerOptions,
+    listener: Option<Listener>,
+    identity: Option<Arc<Identity>>,
+    peer_writers: HashMap<u64, PeerWriter>,
 }
 
 impl App {
-    pub fn new(host: String, port: u16, trust: Trust, interactive: bool) -> App {
+    pub fn new(host: String, port: u16, trust: Trust, interactive: bool, peer: PeerOptions) -> App {
         let (tx, rx) = mpsc::channel();
         let ui = Ui::start(interactive, tx.clone());
         App {
@@ -685,11 +896,15 @@ impl App {
             rx,
             link: None,
             next_link: 1,
-            st: State::default(),
+            st: State::new(peer.timeout),
             deadline: None,
             ask: None,
             awaiting_input: false,
             exit: false,
+            peer,
+            listener: None,
+            identity: None,
+            peer_writers: HashMap::new(),
         }
     }
 
@@ -712,7 +927,12 @@ impl App {
                 self.ui.request(self.next_request());
                 self.awaiting_input = true;
             }
-            let event = match self.deadline {
+            let wake = self
+                .deadline
+                .into_iter()
+                .chain(self.st.peers.next_deadline())
+                .min();
+            let event = match wake {
                 Some(d) => self
                     .rx
                     .recv_timeout(d.saturating_duration_since(Instant::now())),
@@ -728,21 +948,101 @@ impl App {
                         self.on_net(event);
                     }
                 }
+                Ok(Event::Peer(event)) => self.on_peer(event),
                 Ok(Event::Interrupt) => {
                     let fx = self.st.on_interrupt();
                     self.apply(fx);
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    let fx = self.st.on_timeout();
-                    self.apply(fx);
+                    let now = Instant::now();
+                    if self.deadline.is_some_and(|d| d <= now) {
+                        let fx = self.st.on_timeout();
+                        self.apply(fx);
+                    }
+                    if self.st.peers.next_deadline().is_some_and(|d| d <= now) {
+                        let fx = self.st.on_peer_tick(now);
+                        self.apply(fx);
+                    }
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.stop_peers();
         if let Some(mut link) = self.link.take() {
             link.close();
         }
         self.ui.finish();
+    }
+
+    fn on_peer(&mut self, event: PeerEvent) {
+        let fx = match event {
+            PeerEvent::Connected { conn, writer } => {
+                self.peer_writers.insert(conn, writer);
+                self.st.on_peer_connected(conn)
+            }
+            PeerEvent::DialFailed { conn, failure } => self.st.on_peer_dial_failed(conn, &failure),
+            PeerEvent::Accepted {
+                listener,
+                conn,
+                writer,
+                addr,
+                cert,
+            } => {
+                if self.listener.as_ref().map(Listener::id) != Some(listener) {
+                    // From a listener of an earlier session.
+                    writer.close();
+                    return;
+                }
+                self.peer_writers.insert(conn, writer);
+                self.st.on_peer_accepted(conn, addr, cert)
+            }
+            PeerEvent::Line { conn, msg } => self.st.on_peer_line(conn, &msg),
+            PeerEvent::Closed { conn, reason } => {
+                if let Some(w) = self.peer_writers.remove(&conn) {
+                    w.close();
+                }
+                self.st.on_peer_closed(conn, reason.as_deref())
+            }
+        };
+        self.apply(fx);
+    }
+
+    /// Starts the listener with a fresh certificate: our port and fingerprint.
+    fn start_listener(&mut self) -> Result<(u16, Fingerprint), String> {
+        self.stop_peers();
+        let identity = Arc::new(Identity::generate()?);
+        let ip = self
+            .peer
+            .host
+            .or_else(|| {
+                self.link
+                    .as_ref()
+                    .and_then(|l| l.local_addr().ok())
+                    .map(|a| a.ip())
+            })
+            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        let listener = Listener::start(
+            SocketAddr::new(ip, self.peer.port),
+            &identity,
+            self.peer.timeout,
+            self.tx.clone(),
+        )?;
+        let port = listener.local_addr().port();
+        let fp = identity.fingerprint();
+        self.listener = Some(listener);
+        self.identity = Some(identity);
+        Ok((port, fp))
+    }
+
+    /// Closes the listener and every direct connection.
+    fn stop_peers(&mut self) {
+        if let Some(mut l) = self.listener.take() {
+            l.close();
+        }
+        for (_, w) in self.peer_writers.drain() {
+            w.close();
+        }
+        self.identity = None;
     }
 
     fn next_request(&self) -> InputRequest {
@@ -853,26 +1153,96 @@ impl App {
         self.apply(fx);
     }
 
-    /// Carries out effects in order, then updates the deadline of the pending op.
+    /// Carries out effects in order, then updates the deadline of the pending op. Effects
+    /// that report back (listener start, failed sends) run their follow-ups at once.
     fn apply(&mut self, effects: Vec<Effect>) {
         let had_op = self.st.op.clone();
-        for effect in effects {
-            match effect {
+        let mut queue = VecDeque::from(effects);
+        while let Some(effect) = queue.pop_front() {
+            let follow = match effect {
                 Effect::Connect => {
                     if self.link.is_none() && !self.connect() {
                         self.st.op = None;
                         break;
                     }
+                    Vec::new()
                 }
-                Effect::Send(msg) => self.send(&msg),
-                Effect::Show(d) => self.ui.show(&d),
+                Effect::Send(msg) => {
+                    self.send(&msg);
+                    Vec::new()
+                }
+                Effect::Show(d) => {
+                    self.ui.show(&d);
+                    Vec::new()
+                }
                 Effect::Close => {
                     if let Some(mut link) = self.link.take() {
                         link.close();
                     }
                     self.st.connected = false;
+                    Vec::new()
                 }
-                Effect::Exit => self.exit = true,
+                Effect::Exit => {
+                    self.exit = true;
+                    Vec::new()
+                }
+                Effect::PeerListen => {
+                    let result = self.start_listener();
+                    self.st.on_listening(result)
+                }
+                Effect::PeerStopListening => {
+                    if let Some(mut l) = self.listener.take() {
+                        l.close();
+                    }
+                    Vec::new()
+                }
+                Effect::PeerStop => {
+                    self.stop_peers();
+                    Vec::new()
+                }
+                Effect::PeerDial {
+                    conn,
+                    addr,
+                    fingerprint,
+                } => match &self.identity {
+                    Some(id) => {
+                        peer_net::dial(
+                            conn,
+                            addr,
+                            fingerprint,
+                            id,
+                            self.peer.timeout,
+                            self.tx.clone(),
+                        );
+                        Vec::new()
+                    }
+                    None => {
+                        let failure = DialFailure::Tls("no session certificate".into());
+                        self.st.on_peer_dial_failed(conn, &failure)
+                    }
+                },
+                Effect::PeerSend { conn, msg } => match self.peer_writers.get(&conn) {
+                    Some(w) => match w.send(&msg) {
+                        Ok(()) => Vec::new(),
+                        Err(e) => {
+                            if let Some(w) = self.peer_writers.remove(&conn) {
+                                w.close();
+                            }
+                            let reason = crate::session::io_text(&e);
+                            self.st.on_peer_closed(conn, Some(&reason))
+                        }
+                    },
+                    None => self.st.on_peer_closed(conn, Some("not connected")),
+                },
+                Effect::PeerClose { conn } => {
+                    if let Some(w) = self.peer_writers.remove(&conn) {
+                        w.close();
+                    }
+                    Vec::new()
+                }
+            };
+            for fx in follow.into_iter().rev() {
+                queue.push_front(fx);
             }
         }
         if self.st.op.is_none() {
@@ -880,6 +1250,8 @@ impl App {
         } else if self.st.op != had_op || self.deadline.is_none() {
             let wait = match self.st.op {
                 Some(Op::Logout { .. }) => QUIT_TIMEOUT,
+                // A backstop: every step of a direct message has its own deadline.
+                Some(Op::Direct { .. }) => self.peer.timeout * 16 + REPLY_TIMEOUT,
                 _ => REPLY_TIMEOUT,
             };
             self.deadline = Some(Instant::now() + wait);
@@ -1177,7 +1549,7 @@ mod tests {
 
         let mut st = logged_in();
         st.on_command(Command::Exit);
-        assert_eq!(st.on_closed(None), [Effect::Exit]);
+        assert_eq!(st.on_closed(None), [Effect::PeerStop, Effect::Exit]);
 
         let mut st = State::default();
         assert_eq!(st.on_command(Command::Exit), [Effect::Exit]);
@@ -1185,7 +1557,7 @@ mod tests {
         let mut st = logged_in();
         st.on_command(Command::Logout);
         let fx = st.on_timeout();
-        assert_eq!(fx[0], Effect::Close);
+        assert_eq!(fx[..2], [Effect::PeerStop, Effect::Close]);
         assert_eq!(shows(&fx), ["-- logged out"]);
     }
 
@@ -1218,15 +1590,155 @@ mod tests {
         );
     }
 
+    const FP: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+
+    fn msg(st: &mut State, to: &str, text: &str) -> Vec<Effect> {
+        st.on_command(Command::Message {
+            to: Some(to.into()),
+            text: text.into(),
+        })
+    }
+
     #[test]
-    fn direct_messages_are_announced() {
-        let mut st = logged_in();
-        let fx = st.on_command(Command::Message {
-            to: Some("bob".into()),
-            text: "hi".into(),
+    fn login_announces_the_endpoint_and_waits_for_it() {
+        let mut st = State::default();
+        st.on_command(Command::Login {
+            name: Some("alice".into()),
+            password: Some("pw".into()),
         });
-        assert!(shows(&fx)[0].contains("next release"));
-        assert!(sends(&fx).is_empty());
+        st.on_connected();
+        st.on_message(&m(":s AUTHENTICATE +"));
+        st.on_message(&m(":s 903 * :ok"));
+        let fx = st.on_message(&m(":s 001 alice :Welcome"));
+        // The listener starts before JOIN goes out, so PEERADDR precedes it.
+        assert_eq!(fx[1], Effect::PeerListen);
+        assert_eq!(sends(&fx), ["JOIN #lobby"]);
+        let fx = st.on_listening(Ok((4000, trust::parse_hex(FP).unwrap())));
+        assert_eq!(sends(&fx), [format!("PEERADDR 4000 {FP}")]);
+        // Joined, but the endpoint is not confirmed yet: the login still waits.
+        st.on_message(&m(":alice!alice@h JOIN #lobby"));
+        assert!(st.op.is_some());
+        let fx = st.on_message(&m(&format!(":s PEER alice 127.0.0.1 4000 {FP}")));
+        assert_eq!(
+            shows(&fx),
+            [format!(
+                "-- direct messages: listening on port 4000, certificate SHA-256 {FP}"
+            )]
+        );
+        assert_eq!(st.op, None);
+
+        // A server without the extension: the login completes, msg explains.
+        let mut st = State::default();
+        st.on_command(Command::Login {
+            name: Some("alice".into()),
+            password: Some("pw".into()),
+        });
+        st.on_connected();
+        st.on_message(&m(":s 903 * :ok"));
+        st.on_message(&m(":s 001 alice :Welcome"));
+        st.on_listening(Ok((4000, trust::parse_hex(FP).unwrap())));
+        let fx = st.on_message(&m(":s 421 alice PEERADDR :Unknown command"));
+        assert_eq!(
+            shows(&fx),
+            ["!! direct messages are unavailable: the server does not support them"]
+        );
+        st.on_message(&m(":alice!alice@h JOIN #lobby"));
+        assert_eq!(st.op, None);
+        let fx = msg(&mut st, "bob", "hi");
+        assert_eq!(
+            shows(&fx),
+            ["!! direct messages are unavailable: the server does not support them"]
+        );
+    }
+
+    /// Logged in as alice with a confirmed endpoint.
+    fn announced() -> State {
+        let mut st = logged_in();
+        st.peers.login("alice");
+        st.on_listening(Ok((4000, trust::parse_hex(FP).unwrap())));
+        st.on_message(&m(&format!(":s PEER alice 127.0.0.1 4000 {FP}")));
+        st
+    }
+
+    #[test]
+    fn msg_waits_for_the_outcome() {
+        let mut st = announced();
+        let fx = msg(&mut st, "bob", "hi there");
+        assert_eq!(sends(&fx), ["PEER bob"]);
+        assert_eq!(st.op, Some(Op::Direct { to: "bob".into() }));
+        let fx = st.on_message(&m(&format!(":s PEER bob 127.0.0.1 5000 {FP}")));
+        let conn = match fx[..] {
+            [Effect::PeerDial { conn, .. }] => conn,
+            _ => panic!("{fx:?}"),
+        };
+        let fx = st.on_peer_connected(conn);
+        assert!(
+            matches!(&fx[..], [Effect::PeerSend { msg, .. }] if msg.to_string() == "PEERHELLO alice bob")
+        );
+        st.on_peer_line(conn, &m("PEERWELCOME bob alice"));
+        assert!(st.op.is_some());
+        let fx = st.on_peer_line(conn, &m("ACK 1"));
+        assert_eq!(shows(&fx), ["-- delivered to bob (direct)"]);
+        assert_eq!(st.op, None);
+
+        // Incoming, while nothing is pending.
+        let fx = st.on_peer_line(conn, &m("DM 5 :yo"));
+        assert_eq!(shows(&fx), ["[direct] <bob> yo"]);
+
+        // A failure ends the wait too.
+        msg(&mut st, "zed", "x");
+        let fx = st.on_message(&m(":s FAIL PEER NO_SUCH_NICK zed :No such user online"));
+        assert_eq!(
+            shows(&fx),
+            ["!! zed is not online (the message was not sent)"]
+        );
+        assert_eq!(st.op, None);
+
+        // Ctrl-C gives up waiting.
+        msg(&mut st, "zed", "x");
+        assert_eq!(shows(&st.on_interrupt()), ["-- direct message cancelled"]);
+        assert!(!st.peers.busy());
+    }
+
+    #[test]
+    fn msg_usage_and_refusals() {
+        let mut st = State::default();
+        assert_eq!(
+            shows(&msg(&mut st, "bob", "hi")),
+            [format!("!! {NOT_LOGGED_IN}")]
+        );
+        let mut st = announced();
+        assert_eq!(
+            shows(&msg(&mut st, "bob", " ")),
+            ["!! usage: msg NAME TEXT"]
+        );
+        let fx = st.on_command(Command::Message {
+            to: None,
+            text: String::new(),
+        });
+        assert_eq!(shows(&fx), ["!! usage: msg NAME TEXT"]);
+        assert_eq!(
+            shows(&msg(&mut st, "ALICE", "me")),
+            ["!! that is you: direct messages go to other users"]
+        );
+        assert_eq!(shows(&msg(&mut st, "b@d", "x")), ["!! no such user: b@d"]);
+        assert_eq!(st.op, None);
+    }
+
+    #[test]
+    fn session_end_closes_every_peer_link() {
+        let mut st = announced();
+        let fx = st.on_command(Command::Logout);
+        assert_eq!(fx[0], Effect::PeerStop);
+        assert_eq!(sends(&fx), ["QUIT logout"]);
+        let mut st = announced();
+        assert_eq!(st.on_command(Command::Exit)[0], Effect::PeerStop);
+        let mut st = announced();
+        assert!(st.on_closed(Some("reset")).contains(&Effect::PeerStop));
+        assert_eq!(st.peers.announce(), &Announce::Off);
+        // An incoming connection after logout is closed at once.
+        let fx = st.on_peer_accepted(9, "127.0.0.1:1".parse().unwrap(), [0; 32]);
+        assert_eq!(fx, [Effect::PeerClose { conn: 9 }]);
     }
 
     #[test]

@@ -25,8 +25,7 @@ pub enum Command {
     /// Always starts with `#`.
     Join(String),
     Who,
-    /// Direct message to one user (not available yet: direct messages come with the
-    /// peer-to-peer release).
+    /// Direct message to one user, peer to peer (never through the server).
     Message {
         to: Option<String>,
         text: String,
@@ -65,7 +64,7 @@ commands:
   join #ROOM                  join (or create) a room and make it the current room
   who                         list the users online
   hello, hi                   ask the server for a greeting
-  message, msg NAME TEXT      direct messages (coming with the next release)
+  message, msg NAME TEXT      direct message, client to client (never through the server)
   help                        this list
   exit, quit                  leave huddle (Ctrl-D too)";
 

@@ -5,13 +5,16 @@
 
 mod app;
 mod commands;
+mod peer;
 mod session;
 mod trust;
 mod ui;
 
 use std::io::IsTerminal;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -42,6 +45,21 @@ struct Args {
     /// config directory, e.g. ~/.config/huddle/known_servers].
     #[arg(long, value_name = "FILE", env = "HUDDLE_KNOWN_SERVERS")]
     known_servers: Option<PathBuf>,
+
+    /// Address to accept direct (peer-to-peer) connections on [default: the local address
+    /// of the connection to the server; 0.0.0.0 for every interface].
+    #[arg(long, value_name = "ADDR")]
+    peer_host: Option<IpAddr>,
+
+    /// Port to accept direct connections on (0: any free port).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    peer_port: u16,
+
+    /// Seconds each step of a direct message may take (server lookup, connect, TLS
+    /// handshake, greeting, acknowledgement).
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    peer_timeout: u64,
 }
 
 fn main() -> ExitCode {
@@ -63,7 +81,12 @@ fn main() -> ExitCode {
     };
 
     let interactive = std::io::stdin().is_terminal();
-    let app = app::App::new(args.host, args.port, trust, interactive);
+    let peer = app::PeerOptions {
+        host: args.peer_host,
+        port: args.peer_port,
+        timeout: Duration::from_secs(args.peer_timeout),
+    };
+    let app = app::App::new(args.host, args.port, trust, interactive, peer);
     if interactive {
         forward_ctrl_c(app.sender());
     }

@@ -233,6 +233,11 @@ impl Link {
         self.id
     }
 
+    /// Our end of the connection: the default address for the direct-message listener.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.sock.local_addr()
+    }
+
     /// Sends one message.
     pub fn send(&self, msg: &Message) -> io::Result<()> {
         log_line(">>", msg);

@@ -11,6 +11,8 @@
 //! | action (`/me`) in a room           | `[#lobby] * alice waves`               |
 //! | notice from a user in a room       | `[#lobby] -alice- text`                |
 //! | private message (PRIVMSG to a nick)| `[private] <alice> text`               |
+//! | direct message (peer to peer)      | `[direct] <alice> text`                |
+//! | direct message acknowledged        | `-- delivered to bob (direct)`         |
 //! | notice from the server             | `-- <text>`                            |
 //! | information                        | `-- registered alice`, `-- logged in as alice`, `-- joined #lobby`, `-- logged out` |
 //! | someone joins / leaves / quits     | `* bob joined #lobby`, `* bob left #lobby`, `* bob left #lobby (reason)`, `* bob quit (reason)` |
@@ -50,6 +52,11 @@ pub enum Display {
         from: String,
         text: String,
         notice: bool,
+    },
+    /// A direct message that came peer to peer, not through the server.
+    Direct {
+        from: String,
+        text: String,
     },
     /// A message sent to us by nick.
     Private {
@@ -151,6 +158,7 @@ pub fn format(d: &Display) -> String {
             text,
             notice,
         } => format!("[{}] {}", clean(room), message_body(from, text, *notice)),
+        Display::Direct { from, text } => format!("[direct] <{}> {}", clean(from), clean(text)),
         Display::Private { from, text, notice } => {
             format!("[private] {}", message_body(from, text, *notice))
         }
@@ -437,6 +445,11 @@ mod tests {
             notice: false,
         };
         assert_eq!(format(&private), "[private] <alice> hi bob");
+        let direct = Display::Direct {
+            from: s("alice"),
+            text: s("hi \x1b[2Jbob"),
+        };
+        assert_eq!(format(&direct), "[direct] <alice> hi \u{fffd}[2Jbob");
         assert_eq!(
             format(&Display::Info(s("logged in as alice"))),
             "-- logged in as alice"

@@ -1,0 +1,658 @@
+//! The I/O of direct messages, in blocking style: a listener thread, one thread per peer
+//! connection, and a [`PeerWriter`] the application thread sends through.
+//!
+//! Each connection thread first connects (dialer) or accepts (listener), completes the TLS
+//! handshake under a timeout, reports the connection to the application with its writer,
+//! and then reads lines until the connection ends. As in the server link (`session.rs`),
+//! the rustls connection sits behind a mutex that is never held during a blocking read:
+//! writers encrypt and write under the lock, the reader locks only to feed rustls what it
+//! read. Closing shuts the socket down, which wakes the reader.
+//!
+//! All protocol decisions are made by the application thread ([`super::proto`]); this
+//! module only moves lines.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use huddle_protocol::{LineReader, Message};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConnection, Connection, ServerConnection};
+
+use super::proto::DialFailure;
+use super::tls::{self, Identity, PinCheck, PinnedPeer, PEER_NAME};
+use crate::app::Event;
+use crate::session::io_text;
+use crate::trust::Fingerprint;
+
+/// Connections the listener keeps at once (handshaking or open); more are dropped at once.
+pub const MAX_INCOMING: usize = 64;
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+static NEXT_LISTENER: AtomicU64 = AtomicU64::new(1);
+
+/// A process-wide unique id for a peer connection, dialled or accepted.
+pub fn new_conn_id() -> u64 {
+    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
+}
+
+/// What the peer threads report to the application thread.
+#[derive(Debug)]
+pub enum PeerEvent {
+    /// A dial reached the peer and the TLS handshake (with the pinned certificate) is done.
+    Connected { conn: u64, writer: PeerWriter },
+    /// A dial failed; nothing was sent.
+    DialFailed { conn: u64, failure: DialFailure },
+    /// The listener `listener` accepted a connection and completed the TLS handshake; the
+    /// client presented the certificate with fingerprint `cert`.
+    Accepted {
+        listener: u64,
+        conn: u64,
+        writer: PeerWriter,
+        addr: SocketAddr,
+        cert: Fingerprint,
+    },
+    /// One line from an open connection.
+    Line { conn: u64, msg: Message },
+    /// The connection ended (`None`: closed cleanly by the peer).
+    Closed { conn: u64, reason: Option<String> },
+}
+
+/// The sending half of a peer connection.
+pub struct PeerWriter {
+    tls: Arc<Mutex<Connection>>,
+    sock: TcpStream,
+}
+
+impl fmt::Debug for PeerWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PeerWriter")
+            .field("peer", &self.sock.peer_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(tls: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    tls.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn flush_tls(tls: &mut Connection, mut sock: &TcpStream) -> io::Result<()> {
+    while tls.wants_write() {
+        tls.write_tls(&mut sock)?;
+    }
+    Ok(())
+}
+
+impl PeerWriter {
+    /// Sends one line. The socket's write timeout bounds how long this can block.
+    pub fn send(&self, msg: &Message) -> io::Result<()> {
+        log::debug!("peer >> {}", msg.command);
+        let mut tls = lock(&self.tls);
+        tls.writer().write_all(msg.to_line().as_bytes())?;
+        flush_tls(&mut tls, &self.sock)
+    }
+
+    /// Says goodbye at the TLS level and shuts the socket down; the reader thread ends.
+    pub fn close(&self) {
+        {
+            let mut tls = lock(&self.tls);
+            tls.send_close_notify();
+            let _ = flush_tls(&mut tls, &self.sock);
+        }
+        let _ = self.sock.shutdown(Shutdown::Both);
+    }
+}
+
+/// Completes the TLS handshake within `timeout` in all (a peer that trickles bytes does not
+/// extend it), and sends what it leaves to send.
+fn handshake(conn: &mut Connection, sock: &mut TcpStream, timeout: Duration) -> io::Result<()> {
+    let deadline = Instant::now() + timeout;
+    while conn.is_handshaking() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the TLS handshake took too long",
+            ));
+        }
+        sock.set_read_timeout(Some(left))?;
+        conn.complete_io(sock)?;
+    }
+    while conn.wants_write() {
+        conn.write_tls(sock)?;
+    }
+    Ok(())
+}
+
+fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
+    e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>())
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}
+
+/// Dials `addr` on a new thread, pinning the certificate to `expected`; reports
+/// `Connected` or `DialFailed`, then the connection's lines.
+pub fn dial(
+    conn: u64,
+    addr: SocketAddr,
+    expected: Fingerprint,
+    identity: &Identity,
+    timeout: Duration,
+    events: Sender<Event>,
+) {
+    let pin = Arc::new(PinnedPeer::new(expected));
+    let config = tls::client_config(identity, pin.clone());
+    let report = events.clone();
+    let spawned = std::thread::Builder::new()
+        .name("huddle-peer".into())
+        .spawn(move || {
+            let config = match config {
+                Ok(c) => c,
+                Err(e) => {
+                    let failure = DialFailure::Tls(e.to_string());
+                    let _ = events.send(Event::Peer(PeerEvent::DialFailed { conn, failure }));
+                    return;
+                }
+            };
+            match dial_blocking(addr, config, &pin, timeout) {
+                Ok((tls, sock)) => run_connection(conn, tls, sock, &events, |writer| {
+                    PeerEvent::Connected { conn, writer }
+                }),
+                Err(failure) => {
+                    let _ = events.send(Event::Peer(PeerEvent::DialFailed { conn, failure }));
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        let failure = DialFailure::Unreachable(format!("cannot start a thread: {e}"));
+        let _ = report.send(Event::Peer(PeerEvent::DialFailed { conn, failure }));
+    }
+}
+
+fn dial_blocking(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    pin: &PinnedPeer,
+    timeout: Duration,
+) -> Result<(Connection, TcpStream), DialFailure> {
+    let mut sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
+        if is_timeout(&e) {
+            DialFailure::TimedOut
+        } else {
+            DialFailure::Unreachable(io_text(&e))
+        }
+    })?;
+    let setup = |sock: &TcpStream| -> io::Result<()> {
+        sock.set_nodelay(true)?;
+        sock.set_read_timeout(Some(timeout))?;
+        sock.set_write_timeout(Some(timeout))
+    };
+    setup(&sock).map_err(|e| DialFailure::Unreachable(io_text(&e)))?;
+    let name = ServerName::try_from(PEER_NAME).map_err(|e| DialFailure::Tls(e.to_string()))?;
+    let client =
+        ClientConnection::new(config, name).map_err(|e| DialFailure::Tls(e.to_string()))?;
+    let mut tls = Connection::Client(client);
+    if let Err(e) = handshake(&mut tls, &mut sock, timeout) {
+        let _ = sock.shutdown(Shutdown::Both);
+        return Err(match (pin.check(), rustls_error(&e)) {
+            (Some(PinCheck::Mismatch { seen }), _) => DialFailure::WrongCertificate { seen },
+            (
+                Some(PinCheck::Matches),
+                Some(rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature)),
+            ) => DialFailure::BadSignature,
+            _ if is_timeout(&e) => DialFailure::TimedOut,
+            (_, Some(t)) => DialFailure::Tls(t.to_string()),
+            _ if e.kind() == io::ErrorKind::UnexpectedEof => {
+                DialFailure::Tls("the peer closed the connection during the TLS handshake".into())
+            }
+            _ => DialFailure::Tls(io_text(&e)),
+        });
+    }
+    Ok((tls, sock))
+}
+
+/// Reports the open connection (`opened` builds the event around its writer), then reads
+/// lines until it ends.
+fn run_connection(
+    conn: u64,
+    tls: Connection,
+    sock: TcpStream,
+    events: &Sender<Event>,
+    opened: impl FnOnce(PeerWriter) -> PeerEvent,
+) {
+    // Idle links stay open: no read timeout from here on. Writes stay bounded.
+    let read_sock = match sock.set_read_timeout(None).and_then(|()| sock.try_clone()) {
+        Ok(s) => s,
+        Err(e) => {
+            log::debug!("peer connection {conn}: {e}");
+            let _ = sock.shutdown(Shutdown::Both);
+            return;
+        }
+    };
+    let tls = Arc::new(Mutex::new(tls));
+    let writer = PeerWriter {
+        tls: tls.clone(),
+        sock,
+    };
+    if events.send(Event::Peer(opened(writer))).is_err() {
+        let _ = read_sock.shutdown(Shutdown::Both);
+        return;
+    }
+    read_loop(conn, read_sock, &tls, events);
+}
+
+fn read_loop(conn: u64, mut sock: TcpStream, tls: &Mutex<Connection>, events: &Sender<Event>) {
+    let send = |event| events.send(Event::Peer(event)).is_ok();
+    let mut lines = LineReader::default();
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut plain = vec![0u8; 16 * 1024];
+    // The handshake may have read application data along with its last records: take what
+    // rustls already holds before blocking on the socket.
+    let mut n = 0;
+    let reason = loop {
+        let mut closed = false;
+        let mut failed = None;
+        {
+            let mut tls = lock(tls);
+            let mut input = &buf[..n];
+            loop {
+                if !input.is_empty() {
+                    if let Err(e) = tls.read_tls(&mut input) {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                    if let Err(e) = tls.process_new_packets() {
+                        let _ = flush_tls(&mut tls, &sock);
+                        failed = Some(format!("TLS error: {e}"));
+                        break;
+                    }
+                }
+                loop {
+                    match tls.reader().read(&mut plain) {
+                        Ok(0) => {
+                            closed = true;
+                            break;
+                        }
+                        Ok(k) => lines.feed(&plain[..k]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => {
+                            failed = Some(io_text(&e));
+                            break;
+                        }
+                    }
+                }
+                if input.is_empty() || failed.is_some() || closed {
+                    break;
+                }
+            }
+            if failed.is_none() {
+                if let Err(e) = flush_tls(&mut tls, &sock) {
+                    failed = Some(io_text(&e));
+                }
+            }
+        }
+        while let Some(line) = lines.next_line() {
+            let parsed = line
+                .map_err(|e| e.to_string())
+                .and_then(|l| Message::parse(&l).map_err(|e| format!("{e}: {l:?}")));
+            match parsed {
+                Ok(msg) => {
+                    log::debug!("peer << {}", msg.command);
+                    if !send(PeerEvent::Line { conn, msg }) {
+                        return;
+                    }
+                }
+                Err(e) => log::warn!("ignoring a line from a peer: {e}"),
+            }
+        }
+        if failed.is_some() {
+            break failed;
+        }
+        if closed {
+            break None;
+        }
+        n = match sock.read(&mut buf) {
+            Ok(0) => break None,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
+            Err(e) => break Some(io_text(&e)),
+        };
+    };
+    let _ = sock.shutdown(Shutdown::Both);
+    send(PeerEvent::Closed { conn, reason });
+}
+
+/// The TLS listener for direct connections.
+pub struct Listener {
+    id: u64,
+    local: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Listener {
+    /// Listens on `bind` with `identity`'s certificate; accepted connections are reported
+    /// as `PeerEvent::Accepted` once their handshake is done.
+    pub fn start(
+        bind: SocketAddr,
+        identity: &Identity,
+        timeout: Duration,
+        events: Sender<Event>,
+    ) -> Result<Listener, String> {
+        let config = tls::server_config(identity).map_err(|e| e.to_string())?;
+        let sock = TcpListener::bind(bind)
+            .map_err(|e| format!("cannot listen on {bind}: {}", io_text(&e)))?;
+        let local = sock.local_addr().map_err(|e| io_text(&e))?;
+        let id = NEXT_LISTENER.fetch_add(1, Ordering::Relaxed);
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("huddle-peer-listener".into())
+                .spawn(move || accept_loop(id, &sock, &config, timeout, &stop, &events))
+                .map_err(|e| format!("cannot start the listener thread: {e}"))?
+        };
+        Ok(Listener {
+            id,
+            local,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Stops accepting: the thread is woken by a connection to itself and joined.
+    pub fn close(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        self.stop.store(true, Ordering::SeqCst);
+        let wake = match self.local.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => {
+                SocketAddr::new(Ipv4Addr::LOCALHOST.into(), self.local.port())
+            }
+            IpAddr::V6(ip) if ip.is_unspecified() => {
+                SocketAddr::new(Ipv6Addr::LOCALHOST.into(), self.local.port())
+            }
+            _ => self.local,
+        };
+        match TcpStream::connect_timeout(&wake, Duration::from_secs(2)) {
+            Ok(_) => {
+                let _ = thread.join();
+            }
+            // The thread notices the flag on its next connection; it holds no state.
+            Err(e) => log::debug!("could not wake the peer listener: {e}"),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+/// Decrements the count of incoming connections when a connection thread ends.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn accept_loop(
+    listener: u64,
+    sock: &TcpListener,
+    config: &Arc<rustls::ServerConfig>,
+    timeout: Duration,
+    stop: &AtomicBool,
+    events: &Sender<Event>,
+) {
+    let active = Arc::new(AtomicUsize::new(0));
+    let mut errors = 0;
+    for stream in sock.incoming() {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        let stream = match stream {
+            Ok(s) => {
+                errors = 0;
+                s
+            }
+            Err(e) => {
+                log::warn!("peer listener: {e}");
+                errors += 1;
+                if errors > 100 {
+                    log::error!("peer listener gives up after repeated errors");
+                    break;
+                }
+                continue;
+            }
+        };
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_INCOMING {
+            active.fetch_sub(1, Ordering::SeqCst);
+            log::warn!("too many direct connections; dropping one");
+            continue;
+        }
+        let slot = Slot(active.clone());
+        let config = config.clone();
+        let events = events.clone();
+        let spawned = std::thread::Builder::new()
+            .name("huddle-peer".into())
+            .spawn(move || {
+                let _slot = slot;
+                accept_one(listener, stream, config, timeout, &events);
+            });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a thread for a direct connection: {e}");
+        }
+    }
+}
+
+fn accept_one(
+    listener: u64,
+    mut sock: TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    timeout: Duration,
+    events: &Sender<Event>,
+) {
+    let addr = match sock.peer_addr() {
+        Ok(a) => a,
+        Err(_) => return,
+    };
+    let setup = sock
+        .set_nodelay(true)
+        .and_then(|()| sock.set_read_timeout(Some(timeout)))
+        .and_then(|()| sock.set_write_timeout(Some(timeout)));
+    let server = match setup
+        .map_err(|e| e.to_string())
+        .and_then(|()| ServerConnection::new(config).map_err(|e| e.to_string()))
+    {
+        Ok(s) => s,
+        Err(e) => {
+            log::debug!("direct connection from {addr}: {e}");
+            return;
+        }
+    };
+    let mut tls = Connection::Server(server);
+    if let Err(e) = handshake(&mut tls, &mut sock, timeout) {
+        log::info!("direct connection from {addr} failed in the TLS handshake: {e}");
+        let _ = sock.shutdown(Shutdown::Both);
+        return;
+    }
+    let Some(cert) = tls::peer_fingerprint(&tls) else {
+        log::info!("direct connection from {addr} presented no certificate");
+        let _ = sock.shutdown(Shutdown::Both);
+        return;
+    };
+    let conn = new_conn_id();
+    run_connection(conn, tls, sock, events, |writer| PeerEvent::Accepted {
+        listener,
+        conn,
+        writer,
+        addr,
+        cert,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc::{self, Receiver};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn next(rx: &Receiver<Event>) -> PeerEvent {
+        match rx.recv_timeout(WAIT) {
+            Ok(Event::Peer(e)) => e,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => panic!("no peer event: {e}"),
+        }
+    }
+
+    fn listen(id: &Identity) -> (Listener, Receiver<Event>) {
+        let (tx, rx) = mpsc::channel();
+        let l = Listener::start("127.0.0.1:0".parse().unwrap(), id, WAIT, tx).unwrap();
+        (l, rx)
+    }
+
+    #[test]
+    fn dial_and_accept_exchange_lines_both_ways() {
+        let (alice, bob) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+        let (mut listener, bob_rx) = listen(&bob);
+        let (tx, alice_rx) = mpsc::channel();
+        dial(
+            7,
+            listener.local_addr(),
+            bob.fingerprint(),
+            &alice,
+            WAIT,
+            tx,
+        );
+        let PeerEvent::Connected { conn: 7, writer } = next(&alice_rx) else {
+            panic!("not connected")
+        };
+        writer
+            .send(&Message::new("PEERHELLO", ["alice", "bob"]))
+            .unwrap();
+        let PeerEvent::Accepted {
+            listener: lid,
+            conn,
+            writer: bob_writer,
+            cert,
+            ..
+        } = next(&bob_rx)
+        else {
+            panic!("not accepted")
+        };
+        assert_eq!(lid, listener.id());
+        assert_eq!(cert, alice.fingerprint());
+        assert!(
+            matches!(next(&bob_rx), PeerEvent::Line { conn: c, msg } if c == conn && msg.is("PEERHELLO"))
+        );
+        bob_writer
+            .send(&Message::new("PEERWELCOME", ["bob", "alice"]))
+            .unwrap();
+        assert!(
+            matches!(next(&alice_rx), PeerEvent::Line { conn: 7, msg } if msg.is("PEERWELCOME"))
+        );
+        // Closing one end ends the other's reader.
+        writer.close();
+        assert!(matches!(next(&bob_rx), PeerEvent::Closed { conn: c, .. } if c == conn));
+        assert!(matches!(next(&alice_rx), PeerEvent::Closed { conn: 7, .. }));
+        listener.close();
+    }
+
+    #[test]
+    fn data_sent_with_the_last_handshake_flight_is_not_held_back() {
+        let (alice, bob) = (Identity::generate().unwrap(), Identity::generate().unwrap());
+        let (_listener, bob_rx) = listen(&bob);
+        let config =
+            tls::client_config(&alice, Arc::new(PinnedPeer::new(bob.fingerprint()))).unwrap();
+        let mut c =
+            ClientConnection::new(config, ServerName::try_from(PEER_NAME).unwrap()).unwrap();
+        let mut sock = TcpStream::connect(_listener.local_addr()).unwrap();
+        sock.set_read_timeout(Some(WAIT)).unwrap();
+        while c.wants_write() {
+            c.write_tls(&mut sock).unwrap();
+        }
+        while c.is_handshaking() {
+            c.read_tls(&mut sock).unwrap();
+            c.process_new_packets().unwrap();
+        }
+        // The client's certificate, Finished and the first line in one write.
+        c.writer().write_all(b"PEERHELLO alice bob\r\n").unwrap();
+        let mut out = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut out).unwrap();
+        }
+        sock.write_all(&out).unwrap();
+        assert!(matches!(next(&bob_rx), PeerEvent::Accepted { .. }));
+        // Arrives while the connection stays open.
+        assert!(matches!(next(&bob_rx), PeerEvent::Line { msg, .. } if msg.is("PEERHELLO")));
+        drop(sock);
+    }
+
+    #[test]
+    fn dial_failures_are_classified() {
+        let (alice, bob, mallory) = (
+            Identity::generate().unwrap(),
+            Identity::generate().unwrap(),
+            Identity::generate().unwrap(),
+        );
+        let (listener, _rx) = listen(&mallory);
+        let (tx, rx) = mpsc::channel();
+        dial(
+            1,
+            listener.local_addr(),
+            bob.fingerprint(),
+            &alice,
+            WAIT,
+            tx.clone(),
+        );
+        assert!(matches!(
+            next(&rx),
+            PeerEvent::DialFailed { conn: 1, failure: DialFailure::WrongCertificate { seen } }
+                if seen == mallory.fingerprint()
+        ));
+
+        let free = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        dial(2, free, bob.fingerprint(), &alice, WAIT, tx);
+        assert!(matches!(
+            next(&rx),
+            PeerEvent::DialFailed { conn: 2, failure: DialFailure::Unreachable(why) }
+                if why == "connection refused"
+        ));
+    }
+
+    #[test]
+    fn closed_listener_refuses_connections() {
+        let bob = Identity::generate().unwrap();
+        let (mut listener, _rx) = listen(&bob);
+        let addr = listener.local_addr();
+        listener.close();
+        let err = TcpStream::connect(addr).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+    }
+}
