@@ -19,7 +19,9 @@ pub fn on_join(s: &Session, room: &str, ctx: &mut Ctx) {
         .into_iter()
         .cloned()
         .collect();
-    send_entries(s, room, &entries, ctx);
+    if !entries.is_empty() {
+        send_entries(s, room, &entries, ctx);
+    }
 }
 
 fn send_entries(s: &Session, room: &str, entries: &[Entry], ctx: &mut Ctx) {

@@ -614,16 +614,15 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
     if let Err(holder) = ctx.chat.add_user(s.id, &account, new_user.clone()) {
         // The nick is online already (the same account elsewhere, or a guest that took the
         // name meanwhile): the account's newest login takes over.
+        let reason = match ctx.chat.user(holder).map(|u| u.account.is_none()) {
+            Some(true) => "Nick reclaimed by its registered account",
+            _ => "Logged in from another connection",
+        };
         if let Some((nick, peers)) = ctx.chat.remove_user(holder) {
-            let quit = Message::new("QUIT", ["Logged in from another connection"])
-                .with_source(prefix(&nick));
+            let quit = Message::new("QUIT", [reason]).with_source(prefix(&nick));
             ctx.out.broadcast(peers, &quit);
         }
-        ctx.out.close(
-            holder,
-            "Logged in from another connection",
-            "Logged in from another connection",
-        );
+        ctx.out.close(holder, reason, reason);
         if ctx.chat.add_user(s.id, &account, new_user).is_err() {
             ctx.out.close(s.id, "Internal error", "Internal error");
             return;
@@ -731,10 +730,14 @@ fn welcome(s: &Session, ctx: &mut Ctx) {
         [format!("This server was created {}", info.created).as_str()],
     );
     reply(s, ctx, RPL_MYINFO, [info.name.as_str(), &version, "i", "n"]);
+    // At most 13 tokens per 005 line: with the nick and the text that is exactly the
+    // 15-parameter limit of RFC 1459/2812.
     let tokens = commands::isupport_tokens(&info);
-    let mut params: Vec<&str> = tokens.iter().map(String::as_str).collect();
-    params.push("are supported by this server");
-    reply(s, ctx, RPL_ISUPPORT, params);
+    for chunk in tokens.chunks(13) {
+        let mut params: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        params.push("are supported by this server");
+        reply(s, ctx, RPL_ISUPPORT, params);
+    }
     send_motd(s, ctx);
 }
 

@@ -194,21 +194,35 @@ fn welcome_burst_is_001_to_005_with_isupport_then_422() {
         m.params.len() == 5 && m.params[..2] == ["alice", N] && m.params[2].starts_with("huddle-"),
         "{m}"
     );
-    let isupport = c.next_is("005");
-    assert_eq!(isupport.source.as_deref(), Some(N));
-    assert!(
-        isupport.params.len() <= 15,
-        "005 has more than the 15 parameters RFC 1459/2812 allow: {isupport}"
-    );
-    assert_eq!(isupport.param(0), Some("alice"));
-    assert_eq!(
-        isupport.params.last().map(String::as_str),
-        Some("are supported by this server")
-    );
-    let tokens: Vec<&str> = isupport.params[1..isupport.params.len() - 1]
-        .iter()
-        .map(String::as_str)
-        .collect();
+    // ISUPPORT may take several 005 lines; each stays within the 15-parameter limit.
+    let mut lines = vec![c.next_is("005")];
+    let after = loop {
+        let m = c.recv();
+        if m.is("005") {
+            lines.push(m);
+        } else {
+            break m;
+        }
+    };
+    let mut tokens: Vec<&str> = Vec::new();
+    for isupport in &lines {
+        assert_eq!(isupport.source.as_deref(), Some(N));
+        assert!(
+            isupport.params.len() <= 15,
+            "005 has more than the 15 parameters RFC 1459/2812 allow: {isupport}"
+        );
+        assert_eq!(isupport.param(0), Some("alice"));
+        assert_eq!(
+            isupport.params.last().map(String::as_str),
+            Some("are supported by this server")
+        );
+        tokens.extend(
+            isupport.params[1..isupport.params.len() - 1]
+                .iter()
+                .map(String::as_str),
+        );
+    }
+    let isupport = tokens.join(" ");
     for want in [
         "CHANTYPES=#",
         "NICKLEN=32",
@@ -228,12 +242,7 @@ fn welcome_burst_is_001_to_005_with_isupport_then_422() {
         chathistory.parse::<u32>().is_ok_and(|n| n > 0),
         "{isupport}"
     );
-    assert_reply(
-        &c.next_is("422"),
-        N,
-        "422",
-        &["alice", "MOTD File is missing"],
-    );
+    assert_reply(&after, N, "422", &["alice", "MOTD File is missing"]);
     c.assert_quiet();
     c.nick = Some("alice".into());
 
@@ -1544,10 +1553,10 @@ fn an_account_registered_later_reclaims_its_nick_from_a_guest() {
         &["SUCCESS", "gina", "Account created"],
     );
     assert!(owner.login("gina", PW));
-    gina.expect_error_and_close("Logged in from another connection");
+    gina.expect_error_and_close("Nick reclaimed by its registered account");
     let q = alice.recv();
     assert!(from_user(&q, "gina"), "{q}");
-    assert_msg(&q, "QUIT", &["Logged in from another connection"]);
+    assert_msg(&q, "QUIT", &["Nick reclaimed by its registered account"]);
     alice.send("WHOIS gina");
     let whois = alice.until("318");
     assert!(whois.iter().any(|m| m.is("330")), "the account now");
