@@ -413,3 +413,26 @@ fn logout_closes_the_endpoint_and_login_makes_a_new_one() {
     let (status, _) = alice.finish();
     assert!(status.success());
 }
+
+#[test]
+fn fixed_peer_port_is_used_and_a_busy_one_is_reported() {
+    let server = Server::start();
+    let port = free_port();
+    let mut alice = server.logged_in_with("alice", &["--peer-port", &port.to_string()]);
+    let mut watcher = RawClient::logged_in(&server, "watcher");
+    assert_eq!(endpoint_of(&mut watcher, "alice").0, port);
+
+    // The port is taken now: bob logs in all the same, without direct messages.
+    let mut bob = server.client_with("bob", &["--peer-port", &port.to_string()]);
+    bob.send(&format!("register bob {}", common::PW));
+    bob.expect("-- registered bob");
+    bob.send(&format!("login bob {}", common::PW));
+    bob.expect(&format!(
+        "!! direct messages are unavailable: cannot listen on 127.0.0.1:{port}: address already in use"
+    ));
+    bob.expect("-- joined #lobby");
+    bob.send("msg alice hi");
+    bob.expect_prefix("!! direct messages are unavailable: cannot listen on");
+    alice.send("msg bob hi");
+    alice.expect("!! bob has no direct-message endpoint (the message was not sent)");
+}
