@@ -1,1 +1,16 @@
 //! Benchmarks and load tools for Huddle.
+//!
+//! `huddle-load` (src/bin) is a load generator for any IRC server over TLS or plain TCP; the
+//! modules here are its parts, shared with the smoke test and the criterion benches.
+
+pub mod engine;
+pub mod error;
+pub mod inproc;
+pub mod irc;
+pub mod net;
+pub mod procstat;
+pub mod report;
+pub mod scenarios;
+pub mod track;
+
+pub use error::LoadError;

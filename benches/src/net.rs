@@ -1,0 +1,334 @@
+//! One non-blocking client connection (plain TCP or rustls) with line framing, for mio loops.
+
+use crate::error::LoadError;
+use mio::net::TcpStream;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+
+/// Longest line accepted from a server before the connection is treated as broken.
+pub const MAX_LINE: usize = 64 * 1024;
+/// Bytes read from one socket before other connections get a turn.
+pub const READ_BUDGET: usize = 256 * 1024;
+
+/// How to reach the server.
+#[derive(Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// `None`: plain TCP.
+    pub tls: Option<TlsSetup>,
+}
+
+#[derive(Clone)]
+pub struct TlsSetup {
+    pub config: Arc<ClientConfig>,
+    pub server_name: ServerName<'static>,
+}
+
+impl Target {
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}",
+            self.addr,
+            if self.tls.is_some() { "tls" } else { "plain" }
+        )
+    }
+}
+
+/// Accepts any certificate but still checks the handshake signatures, so the session keys are
+/// real. For benchmarking servers on loopback only.
+#[derive(Debug)]
+struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// A rustls client configuration: trust `ca` (PEM) if given, otherwise any certificate.
+/// Session resumption is off so every connection pays for a full handshake.
+pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, LoadError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| LoadError::Setup(format!("TLS configuration: {e}")))?;
+    let mut config = match ca {
+        Some(path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| LoadError::Setup(format!("cannot read {}: {e}", path.display())))?;
+            for cert in certs {
+                let cert = cert
+                    .map_err(|e| LoadError::Setup(format!("bad PEM in {}: {e}", path.display())))?;
+                roots.add(cert).map_err(|e| {
+                    LoadError::Setup(format!("unusable CA in {}: {e}", path.display()))
+                })?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        None => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+            .with_no_client_auth(),
+    };
+    config.resumption = rustls::client::Resumption::disabled();
+    Ok(Arc::new(config))
+}
+
+/// What a read pass found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadState {
+    /// Drained to `WouldBlock`.
+    Drained,
+    /// Stopped at the read budget; more may be waiting.
+    More,
+    /// The server closed the connection.
+    Eof,
+}
+
+pub struct Conn {
+    pub sock: TcpStream,
+    tls: Option<Box<ClientConnection>>,
+    /// Received plaintext not yet split into lines.
+    inbuf: Vec<u8>,
+    /// Plaintext queued for sending.
+    out: Vec<u8>,
+    /// Last write did not hit `WouldBlock` (edge-triggered readiness).
+    pub writable: bool,
+}
+
+impl Conn {
+    /// Starts a non-blocking connect (and TLS handshake, once writable).
+    pub fn connect(target: &Target) -> Result<Conn, LoadError> {
+        let sock = TcpStream::connect(target.addr)
+            .map_err(|e| LoadError::Io(format!("connect to {}", target.addr), e))?;
+        let _ = sock.set_nodelay(true);
+        let tls = match &target.tls {
+            Some(t) => Some(Box::new(
+                ClientConnection::new(Arc::clone(&t.config), t.server_name.clone())
+                    .map_err(|e| LoadError::Setup(format!("TLS client session: {e}")))?,
+            )),
+            None => None,
+        };
+        let mut conn = Conn {
+            sock,
+            tls,
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            writable: false,
+        };
+        if let Some(tls) = conn.tls.as_mut() {
+            tls.set_buffer_limit(None);
+        }
+        Ok(conn)
+    }
+
+    pub fn is_handshaking(&self) -> bool {
+        self.tls.as_ref().is_some_and(|t| t.is_handshaking())
+    }
+
+    /// The negotiated TLS version and cipher suite, once known.
+    pub fn tls_summary(&self) -> Option<String> {
+        let tls = self.tls.as_ref()?;
+        let suite = tls.negotiated_cipher_suite()?;
+        Some(format!("{:?}", suite.suite()))
+    }
+
+    /// Queues plaintext; [`Conn::flush`] sends it.
+    pub fn queue(&mut self, data: &[u8]) {
+        self.out.extend_from_slice(data);
+    }
+
+    /// The queue, to format into directly.
+    pub fn out_buf(&mut self) -> &mut Vec<u8> {
+        &mut self.out
+    }
+
+    pub fn has_pending_output(&self) -> bool {
+        !self.out.is_empty() || self.tls.as_ref().is_some_and(|t| t.wants_write())
+    }
+
+    /// Bytes queued but not yet accepted by the kernel.
+    pub fn pending_bytes(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Writes as much as the socket takes.
+    pub fn flush(&mut self) -> Result<(), LoadError> {
+        match self.tls.as_mut() {
+            None => {
+                let mut written = 0;
+                while written < self.out.len() {
+                    match self.sock.write(&self.out[written..]) {
+                        Ok(0) => return Err(LoadError::Closed("write returned 0".into())),
+                        Ok(n) => written += n,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.writable = false;
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(LoadError::Io("write".into(), e)),
+                    }
+                }
+                self.out.drain(..written);
+            }
+            Some(tls) => {
+                if !tls.is_handshaking() && !self.out.is_empty() {
+                    tls.writer()
+                        .write_all(&self.out)
+                        .map_err(|e| LoadError::Io("TLS write".into(), e))?;
+                    self.out.clear();
+                }
+                while tls.wants_write() {
+                    match tls.write_tls(&mut self.sock) {
+                        Ok(0) => return Err(LoadError::Closed("write returned 0".into())),
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            self.writable = false;
+                            break;
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(LoadError::Io("write".into(), e)),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads (up to the budget) into the line buffer.
+    pub fn read(&mut self, scratch: &mut [u8]) -> Result<ReadState, LoadError> {
+        let mut total = 0;
+        loop {
+            if total >= READ_BUDGET {
+                return Ok(ReadState::More);
+            }
+            let n = match self.sock.read(scratch) {
+                Ok(0) => return Ok(ReadState::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::Drained),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(LoadError::Io("read".into(), e)),
+            };
+            total += n;
+            match self.tls.as_mut() {
+                None => self.inbuf.extend_from_slice(&scratch[..n]),
+                Some(tls) => {
+                    let mut rd = &scratch[..n];
+                    while !rd.is_empty() {
+                        tls.read_tls(&mut rd)
+                            .map_err(|e| LoadError::Io("TLS read".into(), e))?;
+                        let state = tls.process_new_packets().map_err(LoadError::Tls)?;
+                        let avail = state.plaintext_bytes_to_read();
+                        if avail > 0 {
+                            let old = self.inbuf.len();
+                            self.inbuf.resize(old + avail, 0);
+                            tls.reader()
+                                .read_exact(&mut self.inbuf[old..])
+                                .map_err(|e| LoadError::Io("TLS plaintext".into(), e))?;
+                        }
+                        if state.peer_has_closed() {
+                            return Ok(ReadState::Eof);
+                        }
+                    }
+                }
+            }
+            if self.inbuf.len() > MAX_LINE && memchr::memchr(b'\n', &self.inbuf).is_none() {
+                return Err(LoadError::Protocol(format!(
+                    "server sent a line longer than {MAX_LINE} bytes"
+                )));
+            }
+        }
+    }
+
+    /// Calls `f` with each complete line (without CR LF) and the output queue.
+    pub fn lines<F>(&mut self, mut f: F) -> Result<(), LoadError>
+    where
+        F: FnMut(&[u8], &mut Vec<u8>) -> Result<(), LoadError>,
+    {
+        let Conn { inbuf, out, .. } = self;
+        let mut start = 0;
+        let mut result = Ok(());
+        while let Some(pos) = memchr::memchr(b'\n', &inbuf[start..]) {
+            let mut line = &inbuf[start..start + pos];
+            start += pos + 1;
+            if let [rest @ .., b'\r'] = line {
+                line = rest;
+            }
+            if line.is_empty() {
+                continue;
+            }
+            if let Err(e) = f(line, out) {
+                result = Err(e);
+                break;
+            }
+        }
+        inbuf.drain(..start);
+        result
+    }
+
+    /// Closes with RST (SO_LINGER 0) so thousands of benchmark connections leave no TIME_WAIT
+    /// entries behind to exhaust the loopback port range.
+    pub fn abort(self) {
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: valid socket fd, pointer and length of a properly initialised `linger`.
+        unsafe {
+            libc::setsockopt(
+                self.sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&linger as *const libc::linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            );
+        }
+    }
+}
