@@ -219,7 +219,12 @@ pub struct State {
     error_shown: bool,
     /// Direct messages of this session.
     pub peers: Peers,
+    /// Open `chathistory` batches: lines tagged with one of these are room history.
+    history_batches: Vec<String>,
 }
+
+/// Open history batches remembered at once (the server opens one per JOIN or request).
+const MAX_HISTORY_BATCHES: usize = 16;
 
 impl State {
     /// A state for direct messages bounded by `timeout` per step.
@@ -365,6 +370,19 @@ impl State {
                 if !matches!(self.op, Some(Op::Logout { .. })) {
                     fx.push(error(format!("disconnected: {last}")));
                     self.error_shown = true;
+                }
+            }
+            "BATCH" => {
+                let reference = msg.param(0).unwrap_or("");
+                if let Some(id) = reference.strip_prefix('+') {
+                    if msg.param(1) == Some("chathistory") {
+                        if self.history_batches.len() >= MAX_HISTORY_BATCHES {
+                            self.history_batches.remove(0);
+                        }
+                        self.history_batches.push(id.to_string());
+                    }
+                } else if let Some(id) = reference.strip_prefix('-') {
+                    self.history_batches.retain(|b| b != id);
                 }
             }
             "CAP" if msg.param(1).is_some_and(|s| s.eq_ignore_ascii_case("NAK")) => {
@@ -607,7 +625,18 @@ impl State {
             fx.push(info(text));
             return;
         };
-        let display = if target.starts_with(['#', '&']) {
+        let history = msg
+            .tag("batch")
+            .is_some_and(|b| self.history_batches.iter().any(|h| h == b));
+        let display = if history && target.starts_with(['#', '&']) {
+            Display::History {
+                room: target.to_string(),
+                from: from.to_string(),
+                text: text.to_string(),
+                notice,
+                time: msg.tag("time").and_then(clock_of).unwrap_or_default(),
+            }
+        } else if target.starts_with(['#', '&']) {
             Display::Room {
                 room: target.to_string(),
                 from: from.to_string(),
@@ -1295,7 +1324,7 @@ impl App {
                 self.send(&Message::new("CAP", ["LS", "302"]));
                 self.send(&Message::new(
                     "CAP",
-                    ["REQ", "sasl draft/account-registration"],
+                    ["REQ", "sasl draft/account-registration batch server-time"],
                 ));
                 self.link.is_some()
             }
@@ -1305,6 +1334,13 @@ impl App {
             }
         }
     }
+}
+
+/// `HH:MM` (UTC) from a `server-time` tag like `2026-11-25T13:05:09.123Z`.
+fn clock_of(time: &str) -> Option<String> {
+    let hm = time.get(11..16)?;
+    let ok = hm.as_bytes()[2] == b':' && hm.bytes().filter(u8::is_ascii_digit).count() == 4;
+    ok.then(|| hm.to_string())
 }
 
 #[cfg(test)]
@@ -1379,6 +1415,28 @@ mod tests {
         assert_eq!(st.op, None);
         assert_eq!(st.current.as_deref(), Some(LOBBY));
         assert_eq!(st.prompt(), "alice #lobby> ");
+    }
+
+    #[test]
+    fn history_batches_are_shown_as_history() {
+        let mut st = State::default();
+        assert!(st
+            .on_message(&m(":srv BATCH +h1 chathistory #lobby"))
+            .is_empty());
+        let fx = st.on_message(&m(
+            "@batch=h1;time=2026-11-25T13:05:09.123Z :bob!bob@huddle PRIVMSG #lobby :earlier",
+        ));
+        assert_eq!(shows(&fx), ["[#lobby] [history 13:05] <bob> earlier"]);
+        st.on_message(&m(":srv BATCH -h1"));
+        let fx = st.on_message(&m(
+            "@batch=h1;time=2026-11-25T13:06:00.000Z :bob!bob@huddle PRIVMSG #lobby :live",
+        ));
+        assert_eq!(shows(&fx), ["[#lobby] <bob> live"], "batch closed");
+        let fx = st.on_message(&m(
+            "@time=2026-11-25T13:06:00.000Z :bob!bob@huddle PRIVMSG #lobby :now",
+        ));
+        assert_eq!(shows(&fx), ["[#lobby] <bob> now"]);
+        assert_eq!(clock_of("garbage"), None);
     }
 
     #[test]

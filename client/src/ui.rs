@@ -8,6 +8,7 @@
 //! | event                              | line                                   |
 //! |------------------------------------|----------------------------------------|
 //! | message in a room                  | `[#lobby] <alice> hello there`         |
+//! | room history replayed on join      | `[#lobby] [history 13:05] <alice> hi`  |
 //! | action (`/me`) in a room           | `[#lobby] * alice waves`               |
 //! | notice from a user in a room       | `[#lobby] -alice- text`                |
 //! | private message (PRIVMSG to a nick)| `[private] <alice> text`               |
@@ -52,6 +53,14 @@ pub enum Display {
         from: String,
         text: String,
         notice: bool,
+    },
+    /// A room message from before we joined, replayed by the server (time `HH:MM` UTC).
+    History {
+        room: String,
+        from: String,
+        text: String,
+        notice: bool,
+        time: String,
     },
     /// A direct message that came peer to peer, not through the server.
     Direct {
@@ -158,6 +167,18 @@ pub fn format(d: &Display) -> String {
             text,
             notice,
         } => format!("[{}] {}", clean(room), message_body(from, text, *notice)),
+        Display::History {
+            room,
+            from,
+            text,
+            notice,
+            time,
+        } => format!(
+            "[{}] [history {}] {}",
+            clean(room),
+            clean(time),
+            message_body(from, text, *notice)
+        ),
         Display::Direct { from, text } => format!("[direct] <{}> {}", clean(from), clean(text)),
         Display::Private { from, text, notice } => {
             format!("[private] {}", message_body(from, text, *notice))

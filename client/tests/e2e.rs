@@ -48,6 +48,9 @@ fn two_users_chat_in_the_lobby() {
     alice.expect_prefix("-- online (2)");
     bob.send("join rust");
     bob.expect("-- joined #rust");
+    // What was said before bob joined is replayed to him, marked as history.
+    let replayed = bob.expect_prefix("[#rust] [history ");
+    assert!(replayed.ends_with("] <alice> rust only"), "{replayed}");
     alice.expect("* bob joined #rust");
     bob.send("say now I am here");
     alice.expect("[#rust] <bob> now I am here");
