@@ -1,0 +1,282 @@
+#!/usr/bin/env bash
+# Huddle side by side with ngIRCd and InspIRCd: the same huddle-load scenarios against all three
+# servers in one run, each server restarted per scenario, on loopback only.
+#
+#   scripts/compare-peers.sh            # full run (about 10 minutes on 2 cores)
+#   QUICK=1 scripts/compare-peers.sh    # tiny sizes, to check the plumbing
+#
+# Writes benches/results/{results.jsonl,results.md,fanout.svg,machine.txt}.
+# Sizes can be overridden: FANOUT_MESSAGES, FANOUT_REPEAT, LIGHT_MESSAGES, CROWD_CLIENTS,
+# IDLE_CONNECTIONS, CONNECT_CONNECTIONS, LOGINS, SERVERS="huddle ngircd inspircd".
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+OUT="$ROOT/benches/results"
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+WORK=$(mktemp -d /tmp/huddle-compare.XXXXXX)
+SERVERS=${SERVERS:-"huddle ngircd inspircd"}
+
+if [[ -n "${QUICK:-}" ]]; then
+    : "${FANOUT_MESSAGES:=200}" "${FANOUT_REPEAT:=1}" "${LIGHT_MESSAGES:=200}"
+    : "${CROWD_CLIENTS:=100}" "${IDLE_CONNECTIONS:=500}" "${CONNECT_CONNECTIONS:=200}"
+    : "${LOGINS:=20}"
+fi
+FANOUT_MESSAGES=${FANOUT_MESSAGES:-5000}
+FANOUT_REPEAT=${FANOUT_REPEAT:-3}
+LIGHT_MESSAGES=${LIGHT_MESSAGES:-1000}
+CROWD_CLIENTS=${CROWD_CLIENTS:-1000}
+IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
+CONNECT_CONNECTIONS=${CONNECT_CONNECTIONS:-1000}
+LOGINS=${LOGINS:-200}
+
+# Ports (loopback only).
+HUDDLE_TLS=17697
+NGIRCD_TLS=17698 NGIRCD_PLAIN=17668
+INSP_TLS=17699 INSP_PLAIN=17669
+
+SERVER_PID=""
+cleanup() {
+    stop_server
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# --- packages -------------------------------------------------------------------------------
+install_peers() {
+    local missing=()
+    command -v ngircd >/dev/null || missing+=(ngircd)
+    command -v inspircd >/dev/null || [[ -x /usr/sbin/inspircd ]] || missing+=(inspircd)
+    command -v openssl >/dev/null || missing+=(openssl)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]} from Debian packages"
+        apt-get update -qq
+        apt-cache policy ngircd inspircd | sed 's/^/  /' >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+    fi
+    # The packages may start their services; the benchmark runs its own instances.
+    for svc in ngircd inspircd; do
+        if [[ -x /etc/init.d/$svc ]]; then /etc/init.d/$svc stop >/dev/null 2>&1 || true; fi
+    done
+}
+
+# --- builds ---------------------------------------------------------------------------------
+build() {
+    log "building huddle-server and huddle-load (release)"
+    (cd "$ROOT" && cargo build --release -q -p huddle-server -p huddle-benches --bin huddle-server --bin huddle-load)
+    HUDDLE_SERVER="$TARGET_DIR/release/huddle-server"
+    LOAD="$TARGET_DIR/release/huddle-load"
+}
+
+# --- configurations -------------------------------------------------------------------------
+configure() {
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+        -keyout "$WORK/key.pem" -out "$WORK/cert.pem" -days 30 -subj /CN=localhost \
+        -addext subjectAltName=DNS:localhost,IP:127.0.0.1 2>/dev/null
+    openssl dhparam -dsaparam -out "$WORK/dh.pem" 2048 2>/dev/null
+    chmod 644 "$WORK/key.pem" # ngIRCd drops to "nobody" after reading it; a throw-away key
+    chmod 755 "$WORK"
+    cat >"$WORK/ngircd.conf" <<EOF
+[Global]
+	Name = ngircd.bench
+	Info = huddle bench peer
+	AdminInfo1 = bench
+	AdminInfo2 = bench
+	AdminEMail = bench@localhost
+	Listen = 127.0.0.1
+	Ports = $NGIRCD_PLAIN
+	MotdPhrase = bench
+[Limits]
+	MaxConnections = 0
+	MaxConnectionsIP = 0
+	MaxJoins = 0
+	MaxNickLength = 30
+	# Flood protection off (penalty time per command).
+	MaxPenaltyTime = 0
+	PingTimeout = 600
+	PongTimeout = 120
+[Options]
+	DNS = no
+	Ident = no
+	PAM = no
+[SSL]
+	CertFile = $WORK/cert.pem
+	KeyFile = $WORK/key.pem
+	DHFile = $WORK/dh.pem
+	Ports = $NGIRCD_TLS
+EOF
+    cat >"$WORK/inspircd.conf" <<EOF
+<config format="xml">
+<server name="inspircd.bench" description="huddle bench peer" network="Bench">
+<admin name="bench" nick="bench" email="bench@localhost">
+<bind address="127.0.0.1" port="$INSP_PLAIN" type="clients">
+<bind address="127.0.0.1" port="$INSP_TLS" type="clients" sslprofile="bench">
+<module name="ssl_gnutls">
+<module name="cap">
+<sslprofile name="bench" provider="gnutls" certfile="$WORK/cert.pem" keyfile="$WORK/key.pem"
+            dhfile="$WORK/dh.pem" hash="sha256" requestclientcert="no">
+<connect name="bench" allow="127.0.0.0/8" maxchans="100" timeout="60" pingfreq="600"
+         hardsendq="67108864" softsendq="8388608" recvq="8388608"
+         threshold="1000000000" commandrate="1000000000" fakelag="no"
+         localmax="100000" globalmax="100000" maxconnwarn="no" limit="100000"
+         useident="no" resolvehostnames="no" uniqueusername="no">
+<performance softlimit="19000" somaxconn="1024" clonesonconnect="no" netbuffersize="65536"
+             timeskipwarn="0" quietbursts="yes">
+<limits maxnick="30" maxchan="64" maxuser="30" maxquit="255" maxtopic="307" maxkick="255"
+        maxreal="128" maxgecos="128" maxaway="200" maxhost="64" maxident="11" maxkey="30">
+<pid file="$WORK/inspircd.pid">
+<log method="file" type="* -USERINPUT -USEROUTPUT" level="default" target="$WORK/inspircd.log">
+<files motd="$WORK/motd.txt">
+<dns timeout="1">
+<options prefixquit="Quit: " fixedquit="" hostintopic="yes" syntaxhints="no"
+         announcets="no" hideulines="no">
+<security hidesplits="no" hideulinekills="no" announceinvites="dynamic" maxtargets="20"
+          runasuser="" runasgroup="">
+EOF
+    echo "bench" >"$WORK/motd.txt"
+}
+
+# --- server control -------------------------------------------------------------------------
+wait_port() {
+    local port=$1 i
+    for i in $(seq 1 100); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    log "server did not open port $port"
+    return 1
+}
+
+HUDDLE_EXTRA=()
+huddle_flags() {
+    local help
+    help=$("$HUDDLE_SERVER" --help)
+    HUDDLE_EXTRA=()
+    # Flood control and per-address limits (if this version has them) off for the bench.
+    if grep -q -- '--flood-rate' <<<"$help"; then HUDDLE_EXTRA+=(--flood-rate 0); fi
+    if grep -q -- '--max-per-ip' <<<"$help"; then HUDDLE_EXTRA+=(--max-per-ip 0); fi
+    if grep -q -- '--connects-per-minute' <<<"$help"; then HUDDLE_EXTRA+=(--connects-per-minute 0); fi
+}
+
+start_server() {
+    local name=$1
+    case $name in
+    huddle)
+        "$HUDDLE_SERVER" "$HUDDLE_TLS" --bind 127.0.0.1 --data-dir "$WORK/huddle-data" \
+            --max-clients 12000 --allow-guests \
+            "${HUDDLE_EXTRA[@]}" >>"$WORK/huddle.out" 2>>"$WORK/huddle.err" &
+        SERVER_PID=$!
+        wait_port "$HUDDLE_TLS"
+        ;;
+    ngircd)
+        ngircd -n -f "$WORK/ngircd.conf" >>"$WORK/ngircd.log" 2>&1 &
+        SERVER_PID=$!
+        wait_port "$NGIRCD_TLS"
+        ;;
+    inspircd)
+        local bin
+        bin=$(command -v inspircd || echo /usr/sbin/inspircd)
+        local asroot=()
+        if [[ $(id -u) == 0 ]]; then asroot=(--runasroot); fi
+        "$bin" --config "$WORK/inspircd.conf" --nofork "${asroot[@]}" >>"$WORK/inspircd.out" 2>&1 &
+        SERVER_PID=$!
+        wait_port "$INSP_TLS"
+        ;;
+    esac
+}
+
+stop_server() {
+    [[ -n "$SERVER_PID" ]] || return 0
+    local pid=$SERVER_PID i
+    SERVER_PID=""
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 1 50); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+        sleep 0.1
+    done
+    log "server $pid did not stop in 5 s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+tls_port() {
+    case $1 in huddle) echo $HUDDLE_TLS ;; ngircd) echo $NGIRCD_TLS ;; inspircd) echo $INSP_TLS ;; esac
+}
+
+# run NAME SCENARIO [huddle-load flags...]: fresh server, one scenario, JSON appended.
+run() {
+    local name=$1 scenario=$2
+    shift 2
+    local auth=()
+    start_server "$name"
+    if [[ $name == huddle ]]; then
+        case $scenario in
+        fanout | light | login) auth=(--sasl) ;; # accounts; crowd/idle/connect as guests
+        esac
+        if [[ $scenario == login ]]; then auth+=(--register); fi
+    fi
+    log "$name: $scenario $*"
+    local status=0
+    timeout 300 "$LOAD" --port "$(tls_port "$name")" --server-pid "$SERVER_PID" --label "$name" \
+        --json --time-limit 180 "${auth[@]}" "$scenario" "$@" \
+        >>"$OUT/results.jsonl" 2>>"$WORK/load.log" || status=$?
+    if ((status != 0 && status != 2)); then
+        log "$name $scenario: huddle-load failed (exit $status): $(tail -1 "$WORK/load.log")"
+        printf '{"scenario":"%s","server":"%s","ok":false,"problems":["huddle-load exit %s: %s"]}\n' \
+            "$scenario" "$name" "$status" "$(tail -1 "$WORK/load.log" | tr -d '"\\')" >>"$OUT/results.jsonl"
+    fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        log "$name died during $scenario"
+        printf '{"scenario":"%s","server":"%s","ok":false,"problems":["server process died during the run"]}\n' \
+            "$scenario" "$name" >>"$OUT/results.jsonl"
+    fi
+    stop_server
+    tail -n +1 "$WORK/load.log" | grep -E 'PROBLEM|note:' | grep -v 'PROBLEM: sender' | tail -3 >&2 || true
+    : >"$WORK/load.log"
+}
+
+machine() {
+    {
+        echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "cpu: $(lscpu | sed -n 's/^Model name: *//p')"
+        echo "cores: $(nproc)"
+        echo "kernel: $(uname -r)"
+        echo "memory: $(free -m | awk '/^Mem:/{print $2}') MiB"
+        echo "huddle: $(cd "$ROOT" && git rev-parse --short HEAD)$(cd "$ROOT" && git diff --quiet HEAD -- server protocol || echo ' (with uncommitted changes)')"
+        echo "huddle flags: --max-clients 12000 --allow-guests ${HUDDLE_EXTRA[*]}"
+        echo "ngircd: $(ngircd --version 2>/dev/null | head -1)"
+        echo "inspircd: $(dpkg-query -W -f='${Version}' inspircd 2>/dev/null)"
+        echo "rustc: $(rustc --version)"
+        echo "load before the run: $(cut -d' ' -f1-3 /proc/loadavg)"
+    } >"$OUT/machine.txt"
+}
+
+main() {
+    install_peers
+    build
+    configure
+    huddle_flags
+    ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    mkdir -p "$OUT"
+    : >"$OUT/results.jsonl"
+    machine
+    local s rep
+    for s in $SERVERS; do
+        # Login first for Huddle: it registers the benchmark accounts the other scenarios use.
+        run "$s" login --clients 20 --logins "$LOGINS"
+        for rep in $(seq 1 "$FANOUT_REPEAT"); do
+            run "$s" fanout --clients 20 --messages "$FANOUT_MESSAGES"
+        done
+        run "$s" light --clients 20 --rate 200 --messages "$LIGHT_MESSAGES"
+        run "$s" crowd --clients "$CROWD_CLIENTS" --senders 10 --messages 100 \
+            --prefix c --setup-in-flight 100
+        run "$s" connect --connections "$CONNECT_CONNECTIONS" --in-flight 100 --prefix k
+        run "$s" idle --connections "$IDLE_CONNECTIONS" --in-flight 100 --hold 3 --prefix i
+    done
+    echo "load after the run: $(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/machine.txt"
+    python3 "$ROOT/benches/report.py" "$OUT/results.jsonl" "$OUT/machine.txt" "$OUT"
+    log "results in $OUT"
+}
+
+main "$@"
