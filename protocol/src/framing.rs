@@ -33,6 +33,9 @@ impl std::error::Error for FrameError {}
 #[derive(Debug)]
 pub struct LineReader {
     buf: Vec<u8>,
+    /// Start of the bytes not yet taken as lines; `buf[..head]` is consumed and is dropped
+    /// at the next `feed`, so taking a line never moves the rest of the buffer.
+    head: usize,
     /// Bytes of `buf` already searched for a newline.
     scanned: usize,
     /// Start of the unfinished line in `buf` (just after the last newline).
@@ -55,6 +58,7 @@ impl LineReader {
     pub fn new(max_len: usize) -> LineReader {
         LineReader {
             buf: Vec::new(),
+            head: 0,
             scanned: 0,
             partial_start: 0,
             max_len,
@@ -65,16 +69,36 @@ impl LineReader {
 
     /// Bytes held for an unfinished line.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.head
     }
 
     /// True when a partial line is buffered (the peer stopped mid-line).
     pub fn has_partial_line(&self) -> bool {
-        !self.buf.is_empty() || self.discarding
+        self.buf.len() > self.head || self.discarding
+    }
+
+    /// Drops the consumed front of the buffer (once per `feed`, not per line).
+    fn compact(&mut self) {
+        if self.head == 0 {
+            return;
+        }
+        let head = self.head;
+        if head == self.buf.len() {
+            self.buf.clear();
+        } else {
+            self.buf.drain(..head);
+        }
+        self.head = 0;
+        self.scanned = self.scanned.saturating_sub(head);
+        self.partial_start -= head;
+        for at in self.dropped_at.iter_mut() {
+            *at -= head;
+        }
     }
 
     /// Adds received bytes. Complete lines are then taken with [`LineReader::next_line`].
     pub fn feed(&mut self, mut data: &[u8]) {
+        self.compact();
         while !data.is_empty() {
             if self.discarding {
                 match data.iter().position(|&b| b == b'\n') {
@@ -117,25 +141,22 @@ impl LineReader {
     /// Empty lines are skipped.
     pub fn next_line(&mut self) -> Option<Result<String, FrameError>> {
         loop {
-            if self.dropped_at.front() == Some(&0) {
+            if self.dropped_at.front() == Some(&self.head) {
                 self.dropped_at.pop_front();
                 return Some(Err(FrameError::TooLong));
             }
-            let found = self.buf[self.scanned..].iter().position(|&b| b == b'\n');
+            let from = self.scanned.max(self.head);
+            let found = self.buf[from..].iter().position(|&b| b == b'\n');
             let Some(rel) = found else {
                 self.scanned = self.buf.len();
                 return None;
             };
-            let end = self.scanned + rel;
-            let mut line: Vec<u8> = self.buf.drain(..=end).collect();
-            self.scanned = 0;
-            self.partial_start -= end + 1;
-            for at in self.dropped_at.iter_mut() {
-                *at -= end + 1;
-            }
-            line.pop();
+            let end = from + rel;
+            let mut line = &self.buf[self.head..end];
+            self.head = end + 1;
+            self.scanned = self.head;
             if line.last() == Some(&b'\r') {
-                line.pop();
+                line = &line[..line.len() - 1];
             }
             if line.is_empty() {
                 continue;
@@ -143,7 +164,11 @@ impl LineReader {
             if line.len() > self.max_len {
                 return Some(Err(FrameError::TooLong));
             }
-            return Some(String::from_utf8(line).map_err(|_| FrameError::InvalidUtf8));
+            return Some(
+                std::str::from_utf8(line)
+                    .map(str::to_string)
+                    .map_err(|_| FrameError::InvalidUtf8),
+            );
         }
     }
 }

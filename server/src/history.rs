@@ -278,30 +278,63 @@ impl Drop for History {
     }
 }
 
+/// Writes queued entries in batches (one sled batch per wake-up) and trims each room's
+/// entries beyond the limit in steps of [`TRIM_EVERY`], so a busy room costs one range scan
+/// per that many messages rather than per message. On disk a room holds at most
+/// `limit + TRIM_EVERY` entries.
 fn write_loop(tree: sled::Tree, rx: Receiver<WriteOp>, limit: usize) {
-    for op in rx.iter() {
-        if let Err(e) = tree.insert(key(&op.room, op.seq), op.value) {
-            log::error!("cannot store history for {}: {e}", op.room);
-            continue;
-        }
-        let keep_from = (op.seq + 1).saturating_sub(limit as u64);
-        if keep_from == 0 {
-            continue;
-        }
-        let old: Vec<sled::IVec> = tree
-            .range(key(&op.room, 0)..key(&op.room, keep_from))
-            .keys()
-            .filter_map(Result::ok)
-            .collect();
-        for k in old {
-            if let Err(e) = tree.remove(k) {
-                log::error!("cannot trim history for {}: {e}", op.room);
-                break;
+    let mut last_trim: HashMap<String, u64> = HashMap::new();
+    while let Ok(first) = rx.recv() {
+        let mut ops = vec![first];
+        while ops.len() < 1024 {
+            match rx.try_recv() {
+                Ok(op) => ops.push(op),
+                Err(_) => break,
             }
+        }
+        let mut batch = sled::Batch::default();
+        let mut newest: HashMap<String, u64> = HashMap::new();
+        for op in ops {
+            batch.insert(key(&op.room, op.seq), op.value);
+            let seq = newest.entry(op.room).or_insert(op.seq);
+            *seq = (*seq).max(op.seq);
+        }
+        if let Err(e) = tree.apply_batch(batch) {
+            log::error!("cannot store room history: {e}");
+            continue;
+        }
+        for (room, seq) in newest {
+            let trimmed = last_trim.get(&room).copied().unwrap_or(0);
+            if seq + 1 < trimmed + limit as u64 + TRIM_EVERY {
+                continue;
+            }
+            trim(&tree, &room, (seq + 1).saturating_sub(limit as u64));
+            last_trim.insert(room, seq + 1);
         }
     }
     if let Err(e) = tree.flush() {
         log::error!("cannot flush room history: {e}");
+    }
+}
+
+/// Entries trimmed at once (see [`write_loop`]).
+const TRIM_EVERY: u64 = 64;
+
+/// Removes a room's entries with sequence numbers below `keep_from`.
+fn trim(tree: &sled::Tree, room: &str, keep_from: u64) {
+    if keep_from == 0 {
+        return;
+    }
+    let old: Vec<sled::IVec> = tree
+        .range(key(room, 0)..key(room, keep_from))
+        .keys()
+        .filter_map(Result::ok)
+        .collect();
+    for k in old {
+        if let Err(e) = tree.remove(k) {
+            log::error!("cannot trim history for {room}: {e}");
+            return;
+        }
     }
 }
 
@@ -377,7 +410,11 @@ mod tests {
             add(&mut h, "#b", 0);
             h.shutdown();
         }
-        assert_eq!(tree.len(), 5, "4 for #room, 1 for #b");
+        assert_eq!(
+            tree.len(),
+            11,
+            "all 10 for #room (below the trim step), 1 for #b"
+        );
         let h = History::open(tree, 4).unwrap();
         let ids: Vec<_> = h
             .latest("#room", 10)
