@@ -8,6 +8,7 @@
 # Writes benches/results/{results.jsonl,results.md,fanout.svg,machine.txt}.
 # Sizes can be overridden: FANOUT_MESSAGES, FANOUT_REPEAT, LIGHT_MESSAGES, CROWD_CLIENTS,
 # IDLE_CONNECTIONS, CONNECT_CONNECTIONS, LOGINS, SERVERS="huddle ngircd inspircd".
+# KEEP_OTHERS=1 replaces only the rows of $SERVERS in an existing results.jsonl.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -122,7 +123,7 @@ EOF
          localmax="100000" globalmax="100000" maxconnwarn="no" limit="100000"
          useident="no" resolvehostnames="no" uniqueusername="no">
 <performance softlimit="19000" somaxconn="1024" clonesonconnect="no" netbuffersize="65536"
-             timeskipwarn="0" quietbursts="yes">
+             timeskipwarn="0" quietbursts="yes" nouserdns="yes">
 <limits maxnick="30" maxchan="64" maxuser="30" maxquit="255" maxtopic="307" maxkick="255"
         maxreal="128" maxgecos="128" maxaway="200" maxhost="64" maxident="11" maxkey="30">
 <pid file="$WORK/inspircd.pid">
@@ -258,8 +259,21 @@ main() {
     configure
     huddle_flags
     ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+    ulimit -c 0 # InspIRCd 3.15 segfaults on SIGTERM here; no core files
+    cd "$WORK"
     mkdir -p "$OUT"
-    : >"$OUT/results.jsonl"
+    if [[ -n "${KEEP_OTHERS:-}" && -f "$OUT/results.jsonl" ]]; then
+        local keep
+        keep=$(SERVERS="$SERVERS" python3 -c 'import json,os,sys
+drop=set(os.environ["SERVERS"].split())
+for l in sys.stdin:
+    try:
+        if json.loads(l).get("server") not in drop: sys.stdout.write(l)
+    except ValueError: pass' <"$OUT/results.jsonl")
+        printf '%s\n' "$keep" | sed '/^$/d' >"$OUT/results.jsonl"
+    else
+        : >"$OUT/results.jsonl"
+    fi
     machine
     local s rep
     for s in $SERVERS; do

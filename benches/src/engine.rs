@@ -287,7 +287,8 @@ pub struct ChatPlan {
     pub threads: usize,
     /// Hard end of the phase.
     pub deadline: Instant,
-    /// After the last message is sent, how long to wait for missing deliveries.
+    /// After the last message is sent, how long without any delivery before missing ones
+    /// count as lost.
     pub drain: Duration,
     /// Senders stop when this is set.
     pub stop: Option<Arc<AtomicBool>>,
@@ -322,6 +323,8 @@ struct Shared {
     start_ns: AtomicU64,
     last_send_ns: AtomicU64,
     all_sent_ns: AtomicU64,
+    /// Last time any thread counted a delivery.
+    progress_ns: AtomicU64,
     abort: AtomicBool,
 }
 
@@ -388,6 +391,7 @@ pub fn run_chat(conns: Vec<Ready>, plan: &ChatPlan) -> Result<ChatOutcome, LoadE
         start_ns: AtomicU64::new(u64::MAX),
         last_send_ns: AtomicU64::new(0),
         all_sent_ns: AtomicU64::new(0),
+        progress_ns: AtomicU64::new(0),
         abort: AtomicBool::new(false),
     });
     let mut parts: Vec<Vec<RunConn>> = (0..threads).map(|_| Vec::new()).collect();
@@ -696,6 +700,7 @@ fn chat_thread(
             }
         }
         if got_local > 0 {
+            shared.progress_ns.fetch_max(now_nanos(), Ordering::Relaxed);
             shared.received.fetch_add(got_local, Ordering::Relaxed);
             for (s, d) in local_delivered.iter_mut().enumerate() {
                 if *d > 0 {

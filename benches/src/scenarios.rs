@@ -36,7 +36,8 @@ pub struct Common {
     pub setup_in_flight: usize,
     /// Hard bound on one scenario's duration.
     pub time_limit: Duration,
-    /// How long to wait for missing deliveries after the last message was sent.
+    /// Once every message is sent: how long without any delivery before missing ones count
+    /// as lost.
     pub drain: Duration,
 }
 

@@ -71,7 +71,8 @@ struct CommonArgs {
     /// Hard bound on each scenario, in seconds.
     #[arg(long, global = true, default_value_t = 120)]
     time_limit: u64,
-    /// Seconds to wait for missing deliveries after the last message was sent.
+    /// Seconds without any delivery, once every message is sent, before missing deliveries
+    /// count as lost.
     #[arg(long, global = true, default_value_t = 3)]
     drain: u64,
     /// Name of the server in the report.
