@@ -84,7 +84,12 @@ impl LineReader {
         }
         let head = self.head;
         if head == self.buf.len() {
-            self.buf.clear();
+            // Give back what a burst made the buffer grow to.
+            if self.buf.capacity() > 2 * self.max_len + 4 {
+                self.buf = Vec::new();
+            } else {
+                self.buf.clear();
+            }
         } else {
             self.buf.drain(..head);
         }
@@ -264,6 +269,30 @@ mod tests {
                         }
                     }
                     prop_assert!(r.buffered() <= 66);
+                }
+            }
+
+            #[test]
+            fn memory_is_bounded_by_the_limit_and_the_read_size(
+                chunks in proptest::collection::vec(
+                    proptest::collection::vec(
+                        prop_oneof![Just(b'x'), Just(b'\n'), Just(b'\r'), any::<u8>()],
+                        0..300,
+                    ),
+                    0..60,
+                ),
+            ) {
+                // Read as the server reads (drain after every read of at most 300 bytes):
+                // whatever arrives, and however much of it, the reader never holds or
+                // allocates more than a fixed multiple of line limit plus read size.
+                let mut r = LineReader::new(64);
+                for c in &chunks {
+                    r.feed(c);
+                    prop_assert!(r.buf.capacity() <= 2 * (64 + 2 + 300));
+                    while r.next_line().is_some() {}
+                    prop_assert!(r.buffered() <= 64 + 1);
+                    prop_assert!(r.dropped_at.is_empty());
+                    prop_assert!(r.buf.capacity() <= 2 * (64 + 2 + 300));
                 }
             }
 

@@ -2,6 +2,9 @@
 //! of output, plus the readiness interest registered for it.
 
 use crate::limits::{READ_CHUNK, TLS_BUFFER_LIMIT};
+
+/// Output queue capacity kept between bursts.
+const KEEP_OUTPUT_CAPACITY: usize = 16 * 1024;
 use huddle_protocol::{FrameError, LineReader};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
@@ -214,8 +217,7 @@ impl Connection {
                 }
             }
             if self.out_pos == self.out.len() {
-                self.out.clear();
-                self.out_pos = 0;
+                self.release_output_buffer();
                 return Ok(());
             }
             if blocked || tls.is_handshaking() {
@@ -238,9 +240,19 @@ impl Connection {
                 Err(e) => return Err(ConnError::Io(e)),
             }
         }
-        self.out.clear();
-        self.out_pos = 0;
+        self.release_output_buffer();
         Ok(())
+    }
+
+    /// Empties the (fully sent) output queue; a queue that grew during a burst gives its
+    /// memory back instead of keeping its peak size for the life of an idle connection.
+    fn release_output_buffer(&mut self) {
+        if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
+            self.out = Vec::new();
+        } else {
+            self.out.clear();
+        }
+        self.out_pos = 0;
     }
 
     /// Drops the already-sent front of the queue once it is the larger part.
