@@ -172,7 +172,11 @@ impl Message {
         for (i, param) in self.params.iter().enumerate() {
             out.push(' ');
             if i == last {
-                if param.is_empty() || param.contains(' ') || param.starts_with(':') {
+                // CR, LF and NUL are sent as spaces, so they need the `:` form as well.
+                if param.is_empty()
+                    || param.contains([' ', '\r', '\n', '\0'])
+                    || param.starts_with(':')
+                {
                     out.push(':');
                 }
                 push_clean(out, param, false);
@@ -217,9 +221,11 @@ fn valid_command(c: &str) -> bool {
         || (c.len() == 3 && c.bytes().all(|b| b.is_ascii_digit()))
 }
 
+/// The tags of `@a=1;b` (without the `@`). Empty items and items without a key (`=x`) are
+/// skipped: a tag key is never empty, so every tag survives being serialised and parsed.
 fn parse_tags(s: &str) -> Vec<Tag> {
     s.split(';')
-        .filter(|t| !t.is_empty())
+        .filter(|t| !t.is_empty() && !t.starts_with('='))
         .map(|t| match t.split_once('=') {
             Some((k, v)) => Tag {
                 key: k.to_string(),
@@ -354,6 +360,27 @@ mod tests {
     }
 
     #[test]
+    fn tags_without_a_key_are_skipped() {
+        // Found by the parse_message fuzz target: `=x` was a tag with an empty key, which
+        // serialised as `@;=x`-style text that parsed back differently.
+        let m = Message::parse("@=;=v;a=1;=;b CMD").unwrap();
+        assert_eq!(
+            m.tags,
+            vec![
+                Tag {
+                    key: "a".into(),
+                    value: Some("1".into())
+                },
+                Tag {
+                    key: "b".into(),
+                    value: None
+                }
+            ]
+        );
+        assert_eq!(Message::parse(&m.to_line()).unwrap(), m);
+    }
+
+    #[test]
     fn repeated_tag_last_one_counts() {
         let m = Message::parse("@a=1;b=2;a=3;vendor/b=4 CMD").unwrap();
         assert_eq!(m.tag("a"), Some("3"));
@@ -393,6 +420,22 @@ mod tests {
         assert_eq!(back.command, "PRIVMSG");
         assert_eq!(back.params.len(), 2);
         assert_eq!(back.tag("k"), Some("v\r\nX"));
+    }
+
+    #[test]
+    fn sanitised_last_param_keeps_its_place() {
+        // Found by the parse_message fuzz target: a last parameter whose CR/LF/NUL became a
+        // space was sent without `:`, so it split into two parameters or lost the space.
+        for (param, sent) in [
+            ("a\rb", "X :a b\r\n"),
+            ("\nY", "X : Y\r\n"),
+            ("a\0", "X :a \r\n"),
+        ] {
+            let m = Message::new("X", [param]);
+            assert_eq!(m.to_line(), sent);
+            let back = Message::parse(&m.to_line()).unwrap();
+            assert_eq!(back.params, [param.replace(['\r', '\n', '\0'], " ")]);
+        }
     }
 
     #[test]
@@ -455,6 +498,41 @@ mod tests {
             #[test]
             fn parse_never_panics(s in "\\PC{0,200}") {
                 let _ = Message::parse(&s);
+            }
+
+            #[test]
+            fn parsed_fields_are_never_larger_than_the_line(
+                s in "(@[a-z=;\\\\:s ]{0,30} )?(:[!-~]{0,10} )?[A-Za-z0-9]{0,8}( [ -~]{0,40}){0,4}",
+            ) {
+                // The parser allocates no more than the line it was given (tag unescaping
+                // only shrinks), so the line limit bounds what one message costs.
+                if let Ok(m) = Message::parse(&s) {
+                    let held = m.tags.iter()
+                        .map(|t| t.key.len() + t.value.as_ref().map_or(0, String::len))
+                        .sum::<usize>()
+                        + m.source.as_ref().map_or(0, String::len)
+                        + m.command.len()
+                        + m.params.iter().map(String::len).sum::<usize>();
+                    prop_assert!(held <= s.len(), "{} bytes from {:?}", held, s);
+                }
+            }
+
+            #[test]
+            fn built_messages_are_one_line_with_their_params_in_place(
+                command in "[A-Za-z]{1,8}",
+                source in proptest::option::of("[^ ]{0,12}"),
+                params in proptest::collection::vec("(?s).{0,12}", 0..6),
+            ) {
+                // Any text, CR/LF/NUL and spaces included: exactly one line comes out, and
+                // it has the same command and number of parameters.
+                let mut m = Message::new(command, params);
+                m.source = source;
+                let line = m.to_line();
+                prop_assert!(line.ends_with("\r\n"));
+                prop_assert!(!line[..line.len() - 2].contains(['\r', '\n', '\0']));
+                let back = Message::parse(&line).unwrap();
+                prop_assert_eq!(&back.command, &m.command);
+                prop_assert_eq!(back.params.len(), m.params.len());
             }
 
             #[test]
