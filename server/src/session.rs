@@ -538,6 +538,17 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
                 }
                 Err(LoginError::Unavailable(_)) => {}
             }
+            if s.registered {
+                // A guest registration finished while the login was being checked: the
+                // same rule as AUTHENTICATE after registering (found by the fuzzer).
+                reply(
+                    s,
+                    ctx,
+                    ERR_SASLALREADY,
+                    ["You are connected as a guest; reconnect to log in"],
+                );
+                return;
+            }
             match result {
                 Ok(name) => {
                     let mask = format!(
@@ -1070,6 +1081,45 @@ mod tests {
             w.take(1),
             vec![":srv FAIL REGISTER ACCOUNT_EXISTS alice :Account name already taken"]
         );
+    }
+
+    #[test]
+    fn login_finishing_after_guest_registration_is_refused() {
+        let mut w = World::new();
+        w.info.allow_guests = true;
+        let mut s = Session::new(1, 1, LOCAL);
+        w.line(&mut s, "NICK guest1");
+        w.line(&mut s, "USER g 0 * :G");
+        w.line(&mut s, "AUTHENTICATE PLAIN");
+        w.line(
+            &mut s,
+            &format!("AUTHENTICATE {}", sasl::encode_plain("alice", "pw")),
+        );
+        let origin = s.origin();
+        w.complete(
+            &mut s,
+            Completion::NickChecked {
+                origin,
+                nick: "guest1".into(),
+                registered: Ok(false),
+            },
+        );
+        assert!(s.is_guest());
+        w.take(1);
+        w.complete(
+            &mut s,
+            Completion::LoggedIn {
+                origin,
+                account: "alice".into(),
+                result: Ok("alice".into()),
+            },
+        );
+        assert_eq!(
+            w.take(1),
+            vec![":srv 907 guest1 :You are connected as a guest; reconnect to log in"]
+        );
+        assert_eq!(s.account(), None);
+        assert!(s.is_guest());
     }
 
     #[test]
