@@ -1543,3 +1543,516 @@ impl PlainClient {
         }
     }
 }
+
+// =============================================================================================
+// Helpers for server/tests/security.rs (issue 6: abuse limits, faults, hostile input).
+// Additions only; nothing above depends on them, and they use only what is above.
+// =============================================================================================
+
+/// What [`ProcServer`] can do that [`TestServer`] cannot.
+#[derive(Debug, Default, Clone)]
+pub struct ProcOpts {
+    /// Extra environment for the child (e.g. `HUDDLE_FAULTS`).
+    pub env: Vec<(String, String)>,
+    /// RLIMIT_NOFILE (soft and hard) for the child, set between fork and exec.
+    pub nofile: Option<u64>,
+    /// Port to listen on (0: a free one).
+    pub port: u16,
+}
+
+impl ProcOpts {
+    pub fn env(key: &str, value: &str) -> ProcOpts {
+        ProcOpts {
+            env: vec![(key.to_string(), value.to_string())],
+            ..ProcOpts::default()
+        }
+    }
+}
+
+/// A `huddle-server` child started with [`ProcOpts`] (environment, rlimit, fixed port). Same
+/// rules as [`TestServer`]: port on 127.0.0.1, temporary data dir, dropping it kills the child
+/// (only that child).
+pub struct ProcServer {
+    child: Option<Child>,
+    addr: SocketAddr,
+    fingerprint: String,
+    data_dir: PathBuf,
+    _tmp: Option<TempDir>,
+    logs: TempDir,
+    args: Vec<String>,
+    tls: Arc<ClientConfig>,
+}
+
+impl ProcServer {
+    pub fn start(args: &[&str], opts: ProcOpts) -> ProcServer {
+        let tmp = tempfile::Builder::new()
+            .prefix("huddle-data-")
+            .tempdir()
+            .expect("create temp data dir");
+        let mut s = ProcServer::try_start_in(tmp.path(), args, opts)
+            .unwrap_or_else(|f| panic!("huddle-server failed to start: {f:#?}"));
+        s._tmp = Some(tmp);
+        s
+    }
+
+    pub fn try_start_in(
+        dir: &Path,
+        args: &[&str],
+        opts: ProcOpts,
+    ) -> Result<ProcServer, StartFailure> {
+        let logs = tempfile::Builder::new()
+            .prefix("huddle-logs-")
+            .tempdir()
+            .expect("create temp log dir");
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let (child, addr, fingerprint) = spawn_proc(dir, &args, logs.path(), &opts)?;
+        let tls = client_config_trusting(&dir.join("cert.pem"));
+        Ok(ProcServer {
+            child: Some(child),
+            addr,
+            fingerprint,
+            data_dir: dir.to_path_buf(),
+            _tmp: None,
+            logs,
+            args,
+            tls,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is not running").id()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        match &mut self.child {
+            Some(c) => c.try_wait().expect("try_wait").is_none(),
+            None => false,
+        }
+    }
+
+    pub fn connect(&self, label: &str) -> Client {
+        Client::connect_to(self.addr, Arc::clone(&self.tls), label)
+    }
+
+    pub fn raw(&self) -> RawClient {
+        RawClient::connect(self.addr)
+    }
+
+    /// A connection that registered `name` (password [`PW`]) and logged in.
+    pub fn registered_user(&self, name: &str) -> Client {
+        let mut c = self.connect(name);
+        let r = c.register(name, PW);
+        assert!(
+            r.is("REGISTER") && r.param(0) == Some("SUCCESS"),
+            "[{name}] REGISTER failed: {r}"
+        );
+        assert!(
+            c.login(name, PW),
+            "[{name}] login failed right after REGISTER"
+        );
+        c
+    }
+
+    pub fn logged_in(&self, name: &str) -> Client {
+        let mut c = self.connect(name);
+        assert!(c.login(name, PW), "[{name}] login failed");
+        c
+    }
+
+    pub fn signal(&self, sig: libc::c_int) {
+        let pid = self.pid() as libc::pid_t;
+        // SAFETY: kill(2) on the pid of a child we spawned and have not yet reaped.
+        let rc = unsafe { libc::kill(pid, sig) };
+        assert_eq!(rc, 0, "kill({pid}, {sig}): {}", io::Error::last_os_error());
+    }
+
+    /// Waits (bounded) for the child to exit on its own and reaps it.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let child = self.child.as_mut().expect("server is not running");
+        let deadline = Instant::now() + EXIT_DEADLINE;
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                self.child = None;
+                panic!(
+                    "huddle-server did not exit within {EXIT_DEADLINE:?}\n{}",
+                    self.stderr_log()
+                );
+            }
+            // Polling a child's exit status: there is no reply to wait for here.
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("server is not running");
+        child.kill().expect("kill huddle-server");
+        child.wait().expect("wait huddle-server");
+    }
+
+    /// Starts again on the same data dir and flags, with new options.
+    pub fn start_again_with(&mut self, opts: ProcOpts) {
+        assert!(self.child.is_none(), "server is still running");
+        let (child, addr, fingerprint) =
+            spawn_proc(&self.data_dir, &self.args, self.logs.path(), &opts)
+                .unwrap_or_else(|f| panic!("huddle-server failed to restart: {f:#?}"));
+        self.child = Some(child);
+        self.addr = addr;
+        self.fingerprint = fingerprint;
+        self.tls = client_config_trusting(&self.data_dir.join("cert.pem"));
+    }
+
+    /// Everything the server processes of this value wrote to stderr (all of it).
+    pub fn stderr_log(&self) -> String {
+        read_logs(self.logs.path())
+    }
+
+    /// Waits (bounded) until the stderr log contains `needle`.
+    pub fn wait_for_log(&self, needle: &str) {
+        wait_for_log_in(self.logs.path(), needle)
+    }
+}
+
+impl Drop for ProcServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if thread::panicking() {
+            let log = self.stderr_log();
+            let lines: Vec<&str> = log.lines().collect();
+            let skip = lines.len().saturating_sub(200);
+            eprintln!(
+                "huddle-server stderr (last 200 lines):\n{}",
+                lines[skip..].join("\n")
+            );
+        }
+    }
+}
+
+impl TestServer {
+    /// The whole stderr log (not cut to the last lines like [`TestServer::stderr_log`]).
+    pub fn full_stderr_log(&self) -> String {
+        read_logs(self.logs.path())
+    }
+
+    /// Waits (bounded by [`REPLY_DEADLINE`]) until the stderr log contains `needle`: for events
+    /// that have no reply on the wire (SIGHUP reload, accept paused).
+    pub fn wait_for_log(&self, needle: &str) {
+        wait_for_log_in(self.logs.path(), needle)
+    }
+}
+
+fn read_logs(dir: &Path) -> String {
+    let mut files: Vec<_> = fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+        .iter()
+        .map(|f| fs::read_to_string(f).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("")
+}
+
+fn wait_for_log_in(dir: &Path, needle: &str) {
+    let deadline = Instant::now() + REPLY_DEADLINE;
+    while !read_logs(dir).contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in the server log within {REPLY_DEADLINE:?}\n{}",
+            read_logs(dir)
+        );
+        // Polling a log file: the event has no reply on the wire.
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Like the harness's `spawn`, plus environment, RLIMIT_NOFILE and a chosen port.
+fn spawn_proc(
+    dir: &Path,
+    args: &[String],
+    logs: &Path,
+    opts: &ProcOpts,
+) -> Result<(Child, SocketAddr, String), StartFailure> {
+    use std::os::unix::process::CommandExt;
+    let n = SPAWNS.fetch_add(1, Ordering::Relaxed);
+    let stderr_path = logs.join(format!("stderr-{n:03}.log"));
+    let stderr = fs::File::create(&stderr_path).expect("create stderr log");
+    let mut cmd = Command::new(server_binary());
+    cmd.arg("--bind")
+        .arg("127.0.0.1")
+        .arg("--data-dir")
+        .arg(dir)
+        .arg(opts.port.to_string())
+        .args(args)
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .envs(opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(stderr));
+    if let Some(limit) = opts.nofile {
+        let lim = libc::rlimit {
+            rlim_cur: limit as libc::rlim_t,
+            rlim_max: limit as libc::rlim_t,
+        };
+        // SAFETY: runs in the forked child before exec; setrlimit is async-signal-safe and
+        // `lim` is a plain value copied into the closure.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", server_binary()));
+    let mut guard = KillOnDrop(Some(child));
+    let child = guard.0.as_mut().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let out = child.stdout.take().expect("stdout");
+    thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + START_DEADLINE;
+    let mut seen = Vec::new();
+    let mut next = || -> Option<String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).ok()?;
+        seen.push(line.clone());
+        Some(line)
+    };
+    let stderr_text = || fs::read_to_string(&stderr_path).unwrap_or_default();
+    let Some(first) = next() else {
+        assert!(
+            Instant::now() < deadline,
+            "huddle-server printed no start-up line within {START_DEADLINE:?}\nstderr:\n{}",
+            stderr_text()
+        );
+        let exit_deadline = Instant::now() + EXIT_DEADLINE;
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("try_wait") {
+                break s;
+            }
+            assert!(
+                Instant::now() < exit_deadline,
+                "huddle-server closed stdout but did not exit\nstderr:\n{}",
+                stderr_text()
+            );
+            // Polling an exit status: there is no reply to wait for.
+            thread::sleep(Duration::from_millis(10));
+        };
+        guard.0 = None;
+        return Err(StartFailure {
+            status,
+            stdout: seen,
+            stderr: stderr_text(),
+        });
+    };
+    let addr: SocketAddr = first
+        .strip_prefix("huddle-server listening on ")
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("bad first stdout line {first:?}\n{}", stderr_text()));
+    let second = next().unwrap_or_else(|| panic!("no fingerprint line\n{}", stderr_text()));
+    let fingerprint = second
+        .strip_prefix("certificate SHA-256 fingerprint: ")
+        .unwrap_or_else(|| panic!("second stdout line is not the fingerprint line: {second:?}"))
+        .to_string();
+    let child = guard.0.take().unwrap();
+    Ok((child, addr, fingerprint))
+}
+
+/// A client TLS configuration (TLS 1.2 and 1.3) that trusts exactly the certificates in the
+/// PEM file at `path`.
+pub fn client_config_trusting(path: &Path) -> Arc<ClientConfig> {
+    client_config_for(&pem_certs(path), None)
+}
+
+/// A client TLS configuration trusting `certs`; `version` pins one protocol version.
+pub fn client_config_for(
+    certs: &[CertificateDer<'static>],
+    version: Option<&'static rustls::SupportedProtocolVersion>,
+) -> Arc<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    for cert in certs {
+        roots.add(cert.clone()).expect("trust certificate");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider);
+    let builder = match version {
+        Some(v) => builder.with_protocol_versions(&[v]),
+        None => builder.with_safe_default_protocol_versions(),
+    }
+    .expect("protocol versions");
+    Arc::new(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+impl Client {
+    /// A TLS connection to `addr` with the given client configuration (server name
+    /// `localhost`).
+    pub fn connect_to(addr: SocketAddr, cfg: Arc<ClientConfig>, label: &str) -> Client {
+        let sock =
+            TcpStream::connect(addr).unwrap_or_else(|e| panic!("[{label}] connect {addr}: {e}"));
+        Client::over(sock, cfg, label)
+    }
+
+    /// A TLS client over an already connected socket.
+    pub fn over(sock: TcpStream, cfg: Arc<ClientConfig>, label: &str) -> Client {
+        sock.set_read_timeout(Some(POLL)).unwrap();
+        sock.set_write_timeout(Some(REPLY_DEADLINE)).unwrap();
+        sock.set_nodelay(true).unwrap();
+        let name = ServerName::try_from("localhost").unwrap();
+        let conn = ClientConnection::new(cfg, name).expect("ClientConnection");
+        Client {
+            label: label.to_string(),
+            stream: StreamOwned::new(conn, sock),
+            buf: Vec::new(),
+            seen: VecDeque::new(),
+            closed: false,
+            nick: None,
+        }
+    }
+
+    /// SHA-256 (hex) of the certificate the server presented (after the handshake).
+    pub fn server_fingerprint(&mut self) -> String {
+        self.handshake();
+        let certs = self.tls().peer_certificates().expect("peer certificate");
+        sha256_hex(certs[0].as_ref())
+    }
+
+    /// Reads until the server ends the connection (bounded). Returns the raw lines received
+    /// and whether the end was a TLS close_notify (rather than a bare TCP FIN or reset).
+    pub fn read_to_close(&mut self) -> (Vec<String>, bool) {
+        let deadline = Instant::now() + REPLY_DEADLINE;
+        let mut lines = Vec::new();
+        let mut tmp = [0u8; 16 * 1024];
+        loop {
+            while let Some(i) = self.buf.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+                line.pop();
+                if line.last() == Some(&b'\r') {
+                    line.pop();
+                }
+                lines.push(String::from_utf8_lossy(&line).into_owned());
+            }
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return (lines, true),
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if is_timeout(&e) => assert!(
+                    Instant::now() < deadline,
+                    "[{}] connection not closed within {REPLY_DEADLINE:?}; got {lines:?}",
+                    self.label
+                ),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_closed(&e) => return (lines, false),
+                Err(e) => panic!("[{}] read error: {e}; got {lines:?}", self.label),
+            }
+        }
+    }
+}
+
+/// A TCP connection whose receive buffer is set to `rcvbuf` bytes before connecting (so the
+/// TCP window stays small and a non-reading client backs up quickly).
+pub fn tcp_with_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(v4) = addr else {
+        panic!("IPv4 only: {addr}")
+    };
+    // SAFETY: plain socket calls on a descriptor we own; the sockaddr is fully initialised.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        let size = rcvbuf as libc::c_int;
+        let rc = libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            &size as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
+        let sin = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: v4.port().to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(*v4.ip()).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let rc = libc::connect(
+            fd,
+            &sin as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        assert_eq!(rc, 0, "connect {addr}: {}", io::Error::last_os_error());
+        stream
+    }
+}
+
+/// Open file descriptors of process `pid` (Linux /proc).
+pub fn proc_fd_count(pid: u32) -> usize {
+    fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read /proc/PID/fd")
+        .count()
+}
+
+/// Resident set size of process `pid` in KiB (VmRSS from /proc/PID/status).
+pub fn proc_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc/PID/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status")
+}
+
+/// CPU time (user + system) process `pid` has used so far.
+pub fn proc_cpu_time(pid: u32) -> Duration {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc/PID/stat");
+    // The command name may contain spaces: fields are counted after its closing ')'.
+    let rest = &stat[stat.rfind(')').expect("comm in /proc/PID/stat") + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // Fields 14 (utime) and 15 (stime) of stat(5); `rest` starts at field 3.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Polls `cond` every 10 ms until it holds; panics with `what` after `limit`. For server state
+/// that shows only outside the protocol (/proc), never instead of waiting for a reply.
+pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        thread::sleep(Duration::from_millis(10));
+    }
+}
