@@ -602,14 +602,19 @@ impl Server {
 
     /// Fail-stop: repeated storage errors stop the server instead of failing every request.
     fn count_storage_result(&mut self, done: &Completion) {
+        use crate::accounts::{LoginError, RegisterError};
+        // A panicked job is answered as unavailable too, but it is not the disk failing.
+        let storage = |why: &str| why != crate::workers::PANICKED;
         let failed = match done {
             Completion::Registered { result, .. } => {
-                matches!(result, Err(crate::accounts::RegisterError::Unavailable(_)))
+                matches!(result, Err(RegisterError::Unavailable(why)) if storage(why))
             }
             Completion::LoggedIn { result, .. } => {
-                matches!(result, Err(crate::accounts::LoginError::Unavailable(_)))
+                matches!(result, Err(LoginError::Unavailable(why)) if storage(why))
             }
-            Completion::NickChecked { registered, .. } => registered.is_err(),
+            Completion::NickChecked { registered, .. } => {
+                matches!(registered, Err(why) if storage(why))
+            }
         };
         if !failed {
             self.storage_errors = 0;

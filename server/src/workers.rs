@@ -121,6 +121,9 @@ impl Completion {
     }
 }
 
+/// The error text of a request whose worker panicked (not a storage failure).
+pub const PANICKED: &str = "internal error";
+
 type Handler = Arc<dyn Fn(Job) -> Completion + Send + Sync>;
 
 /// Fixed set of threads fed by a bounded queue.
@@ -227,7 +230,7 @@ fn worker_loop(
     waker: Arc<mio::Waker>,
 ) {
     for job in jobs.iter() {
-        let fallback = job.failed("internal error");
+        let fallback = job.failed(PANICKED);
         let completion = match panic::catch_unwind(AssertUnwindSafe(|| handler(job))) {
             Ok(done) => done,
             Err(_) => {

@@ -903,8 +903,10 @@ fn hash_worker_panic() {
         other.send("HELLO");
         other.expect_command("NOTICE");
     }
-    // Panics only: more of them in a row than there are workers, then normal service.
-    for _ in 0..3 {
+    // Panics only: more of them in a row than there are workers, and more than the five
+    // storage failures in a row that stop the server (a panic is not a storage failure),
+    // then normal service.
+    for _ in 0..6 {
         let m = sasl_attempt(&mut c, "boom", PW);
         assert!(m.is("904"), "{m}");
     }
