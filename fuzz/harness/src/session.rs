@@ -1,0 +1,494 @@
+//! The `session_input` target: the server's per-connection input handling without sockets.
+//!
+//! A [`World`] holds what the event loop would hand the handlers (chat state, outbox, a job
+//! sink, server info, in-memory history, permissive guards) and a few connections, each with
+//! its own [`LineReader`]. The input is split on `\n`; every piece is fed to the selected
+//! connection's reader and the lines that come out go to
+//! [`session::handle_line`] / [`session::handle_frame_error`], and effects are then applied
+//! the way the event loop applies them. Pieces starting with `!` that name a directive
+//! drive the world instead (see [`World::directive`]); anything else starting with `!` is an
+//! ordinary line.
+//!
+//! Submitted jobs wait in a queue until a directive completes them against a small
+//! in-memory account store that behaves like the real one (same name and password rules,
+//! case-insensitive names), so logins and registrations can succeed or fail. Completions
+//! for a connection that has gone (or whose slot was reused) are dropped, as the event loop
+//! drops them.
+//!
+//! Checked after every step: each line sent is one valid IRC line in canonical form (see
+//! [`check_server_line`]); no line goes to a connection already closed; the chat state
+//! agrees with the sessions (every registered session is online under its nick, every
+//! online user is a registered session, room membership is consistent both ways). At the
+//! end every connection drops and nobody may be left online and no room left over.
+
+use crate::lines::check_server_line;
+use huddle_protocol::{LineReader, Message};
+use huddle_server::accounts::{validate_name, validate_password, LoginError, RegisterError};
+use huddle_server::chat::{fold, Chat, ClientId};
+use huddle_server::history::History;
+use huddle_server::logins::Guards;
+use huddle_server::outbox::{Effect, Outbox};
+use huddle_server::session::{self, Ctx, JobSink, ServerInfo, Session};
+use huddle_server::workers::{Completion, Job};
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+/// Connections in the world (slots `0..SLOTS`).
+pub const SLOTS: usize = 4;
+
+/// Accounts that exist from the start: (name, password).
+pub const SEEDED_ACCOUNTS: &[(&str, &str)] = &[("alice", "password123"), ("Bob", "hunter2hunter2")];
+
+/// Runs one input through a fresh [`World`] (see the module documentation).
+pub fn session_input(data: &[u8]) {
+    let mut world = World::new();
+    for piece in data.split(|&b| b == b'\n') {
+        world.step(piece);
+        world.check_consistency();
+    }
+    world.finish();
+}
+
+/// Like [`session_input`], and tells `show` what happens as it happens (so the story is
+/// there even when a check fails): `N> line` for every line connection `N` sent (`N! word`
+/// for a directive), `N< line` for every line it received, `N: closed (...)` / `N: gone`.
+pub fn session_transcript(data: &[u8], show: &mut dyn FnMut(String)) {
+    let mut world = World::new();
+    world.transcript = Some(show);
+    for piece in data.split(|&b| b == b'\n') {
+        world.step(piece);
+        world.check_consistency();
+    }
+    world.finish();
+}
+
+/// Records submitted jobs; refuses them while `full`.
+#[derive(Default)]
+struct Jobs {
+    queue: RefCell<VecDeque<Job>>,
+    full: Cell<bool>,
+}
+
+impl JobSink for Jobs {
+    fn submit(&self, job: Job) -> Result<(), Job> {
+        if self.full.get() {
+            return Err(job);
+        }
+        self.queue.borrow_mut().push_back(job);
+        Ok(())
+    }
+}
+
+/// Stands in for `AccountStore`: folded name -> (name as registered, password).
+struct Store {
+    accounts: HashMap<String, (String, String)>,
+}
+
+impl Store {
+    fn seeded() -> Store {
+        let accounts = SEEDED_ACCOUNTS
+            .iter()
+            .map(|(n, p)| (fold(n), (n.to_string(), p.to_string())))
+            .collect();
+        Store { accounts }
+    }
+
+    /// What a worker would answer, with the real store's rules.
+    fn run(&mut self, job: Job) -> Completion {
+        match job {
+            Job::Register {
+                origin,
+                account,
+                password,
+            } => {
+                let result = validate_name(&account)
+                    .and_then(|()| validate_password(&password))
+                    .and_then(|()| {
+                        let key = fold(&account);
+                        if self.accounts.contains_key(&key) {
+                            return Err(RegisterError::Exists);
+                        }
+                        self.accounts.insert(key, (account.clone(), password));
+                        Ok(account.clone())
+                    });
+                Completion::Registered {
+                    origin,
+                    account,
+                    result,
+                }
+            }
+            Job::Login {
+                origin,
+                account,
+                password,
+            } => {
+                let found = validate_name(&account)
+                    .ok()
+                    .and_then(|()| self.accounts.get(&fold(&account)));
+                let result = match found {
+                    Some((name, pw)) if *pw == password => Ok(name.clone()),
+                    _ => Err(LoginError::Invalid),
+                };
+                Completion::LoggedIn {
+                    origin,
+                    account,
+                    result,
+                }
+            }
+            Job::CheckNick { origin, nick } => Completion::NickChecked {
+                origin,
+                registered: Ok(self.accounts.contains_key(&fold(&nick))),
+                nick,
+            },
+        }
+    }
+}
+
+/// What a worker answers when storage fails.
+fn storage_failure(job: Job) -> Completion {
+    let why = "injected storage failure".to_string();
+    match job {
+        Job::Register {
+            origin, account, ..
+        } => Completion::Registered {
+            origin,
+            account,
+            result: Err(RegisterError::Unavailable(why)),
+        },
+        Job::Login {
+            origin, account, ..
+        } => Completion::LoggedIn {
+            origin,
+            account,
+            result: Err(LoginError::Unavailable(why)),
+        },
+        Job::CheckNick { origin, nick } => Completion::NickChecked {
+            origin,
+            nick,
+            registered: Err(why),
+        },
+    }
+}
+
+struct Conn {
+    session: Session,
+    reader: LineReader,
+    open: bool,
+}
+
+/// Everything the handlers touch, plus the connections.
+pub struct World<'t> {
+    chat: Chat,
+    out: Outbox,
+    jobs: Jobs,
+    info: ServerInfo,
+    history: History,
+    guards: Guards,
+    store: Store,
+    conns: Vec<Conn>,
+    next_generation: u64,
+    current: ClientId,
+    /// Lines checked so far.
+    pub lines_sent: usize,
+    transcript: Option<&'t mut dyn FnMut(String)>,
+}
+
+fn ip_of(slot: ClientId) -> IpAddr {
+    match slot % 3 {
+        0 => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        1 => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        _ => IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+    }
+}
+
+impl Default for World<'_> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl World<'_> {
+    pub fn new() -> Self {
+        let conns = (0..SLOTS)
+            .map(|id| Conn {
+                session: Session::new(id, id as u64 + 1, ip_of(id)),
+                reader: LineReader::default(),
+                open: true,
+            })
+            .collect();
+        World {
+            chat: Chat::new(),
+            out: Outbox::new(),
+            jobs: Jobs::default(),
+            info: ServerInfo {
+                name: "irc.huddle.test".into(),
+                network: "Huddle".into(),
+                version: "0.1.0".into(),
+                created: "today".into(),
+                allow_guests: false,
+                motd: None,
+            },
+            history: History::in_memory(8),
+            guards: Guards::permissive(),
+            store: Store::seeded(),
+            conns,
+            next_generation: SLOTS as u64 + 1,
+            current: 0,
+            lines_sent: 0,
+            transcript: None,
+        }
+    }
+
+    /// One `\n`-separated piece of the input: a directive, or bytes for the current
+    /// connection.
+    pub fn step(&mut self, piece: &[u8]) {
+        if let Some(d) = piece.strip_prefix(b"!") {
+            let d = d.strip_suffix(b"\r").unwrap_or(d);
+            let current = self.current;
+            self.note(|| format!("{current}! {}", String::from_utf8_lossy(d)));
+            if self.directive(d) {
+                return;
+            }
+        }
+        let current = self.current;
+        self.note(|| format!("{current}> {}", String::from_utf8_lossy(piece)));
+        let mut bytes = piece.to_vec();
+        bytes.push(b'\n');
+        self.feed(self.current, &bytes);
+    }
+
+    fn note(&mut self, what: impl FnOnce() -> String) {
+        if let Some(show) = &mut self.transcript {
+            show(what());
+        }
+    }
+
+    /// Directives, each a whole piece after `!`:
+    ///
+    /// | `!0` .. `!3` | later lines go to connection 0..3 (a closed one reconnects) |
+    /// | `!ok` | the oldest pending job completes, as the account store answers it |
+    /// | `!all` | every pending job completes that way |
+    /// | `!fail` | the oldest pending job fails with a storage error |
+    /// | `!full` | the job queue refuses new jobs / accepts them again |
+    /// | `!close` | the current connection drops (as a reset would) |
+    /// | `!guests` | guests allowed / not allowed |
+    /// | `!motd` | a message of the day / none |
+    /// | `!long` | an over-long line arrives on the current connection |
+    /// | `!cut` | the current connection gets half a line (completed by what follows) |
+    ///
+    /// Returns false for anything else, which is then an ordinary line.
+    pub fn directive(&mut self, d: &[u8]) -> bool {
+        match d {
+            [n @ b'0'..=b'9'] if usize::from(n - b'0') < SLOTS => {
+                self.current = usize::from(n - b'0');
+            }
+            b"ok" => {
+                let job = self.jobs.queue.borrow_mut().pop_front();
+                if let Some(job) = job {
+                    let done = self.store.run(job);
+                    self.complete(done);
+                }
+            }
+            b"all" => loop {
+                let job = self.jobs.queue.borrow_mut().pop_front();
+                let Some(job) = job else { break };
+                let done = self.store.run(job);
+                self.complete(done);
+            },
+            b"fail" => {
+                let job = self.jobs.queue.borrow_mut().pop_front();
+                if let Some(job) = job {
+                    self.complete(storage_failure(job));
+                }
+            }
+            b"full" => self.jobs.full.set(!self.jobs.full.get()),
+            b"close" => {
+                self.close(self.current, "Connection closed");
+                self.apply_effects();
+            }
+            b"guests" => self.info.allow_guests = !self.info.allow_guests,
+            b"motd" => {
+                self.info.motd = match self.info.motd {
+                    Some(_) => None,
+                    None => Some(vec!["Welcome to Huddle".into(), String::new(), "x".into()]),
+                }
+            }
+            b"long" => {
+                let mut line = vec![b'x'; huddle_protocol::MAX_LINE_LEN + 10];
+                line.push(b'\n');
+                self.feed(self.current, &line);
+            }
+            b"cut" => self.feed(self.current, b"PRIVMSG #huddle :half a li"),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Gives bytes to connection `id` (reconnecting it first if it was closed) and handles
+    /// every complete line, as the event loop does.
+    fn feed(&mut self, id: ClientId, bytes: &[u8]) {
+        if !self.conns[id].open {
+            let generation = self.next_generation;
+            self.next_generation += 1;
+            self.conns[id] = Conn {
+                session: Session::new(id, generation, ip_of(id)),
+                reader: LineReader::default(),
+                open: true,
+            };
+        }
+        self.conns[id].reader.feed(bytes);
+        while self.conns[id].open {
+            let Some(line) = self.conns[id].reader.next_line() else {
+                break;
+            };
+            let conn = &mut self.conns[id];
+            let mut ctx = Ctx {
+                chat: &mut self.chat,
+                out: &mut self.out,
+                jobs: &self.jobs,
+                info: &self.info,
+                history: &mut self.history,
+                guards: &mut self.guards,
+            };
+            match line {
+                Ok(line) => session::handle_line(&mut conn.session, &line, &mut ctx),
+                Err(e) => session::handle_frame_error(&mut conn.session, e, &mut ctx),
+            }
+            self.apply_effects();
+        }
+    }
+
+    /// Delivers a worker's answer if its connection is still the one that asked.
+    fn complete(&mut self, done: Completion) {
+        let origin = done.origin();
+        let conn = &mut self.conns[origin.slot];
+        if !conn.open || conn.session.generation != origin.generation {
+            return;
+        }
+        let mut ctx = Ctx {
+            chat: &mut self.chat,
+            out: &mut self.out,
+            jobs: &self.jobs,
+            info: &self.info,
+            history: &mut self.history,
+            guards: &mut self.guards,
+        };
+        session::handle_completion(&mut conn.session, done, &mut ctx);
+        self.apply_effects();
+    }
+
+    /// The event loop's `close`: room mates hear `quit`, the session is gone.
+    fn close(&mut self, id: ClientId, quit: &str) {
+        let conn = &mut self.conns[id];
+        if !conn.open {
+            return;
+        }
+        let mut ctx = Ctx {
+            chat: &mut self.chat,
+            out: &mut self.out,
+            jobs: &self.jobs,
+            info: &self.info,
+            history: &mut self.history,
+            guards: &mut self.guards,
+        };
+        session::disconnect(&mut conn.session, quit, &mut ctx);
+        conn.open = false;
+        self.note(|| format!("{id}: gone ({quit})"));
+    }
+
+    /// The event loop's `apply_effects`, checking every line on the way.
+    fn apply_effects(&mut self) {
+        let mut closed_now = HashSet::new();
+        while !self.out.is_empty() {
+            let effects: Vec<Effect> = self.out.drain().collect();
+            for effect in effects {
+                match effect {
+                    Effect::Send { to, line } => {
+                        check_server_line(&line);
+                        self.lines_sent += 1;
+                        self.note(|| format!("{to}< {}", line.trim_end()));
+                        assert!(to < SLOTS, "line for unknown connection {to}: {line:?}");
+                        assert!(
+                            self.conns[to].open || closed_now.contains(&to),
+                            "line for connection {to}, closed before: {line:?}"
+                        );
+                    }
+                    Effect::Close { id, error, quit } => {
+                        assert!(id < SLOTS, "close of unknown connection {id}");
+                        check_server_line(&Message::new("ERROR", [error.as_str()]).to_line());
+                        if self.conns[id].open {
+                            self.note(|| format!("{id}: closed ({error})"));
+                            closed_now.insert(id);
+                            self.close(id, &quit);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The chat state agrees with the sessions.
+    pub fn check_consistency(&self) {
+        for (id, conn) in self.conns.iter().enumerate() {
+            if conn.open && conn.session.is_registered() {
+                let nick = conn.session.target();
+                assert_eq!(self.chat.find_nick(nick), Some(id), "{nick} not online");
+                assert_eq!(self.chat.nick_of(id), Some(nick));
+            }
+        }
+        for (id, user) in self.chat.users() {
+            let conn = &self.conns[id];
+            assert!(
+                conn.open && conn.session.is_registered(),
+                "{} is online on connection {id}, which is not a registered session",
+                user.nick
+            );
+            assert_eq!(
+                user.account.as_deref(),
+                conn.session.account(),
+                "{} is online with another account than its session's",
+                user.nick
+            );
+            for key in &user.rooms {
+                let room = self.chat.room(key);
+                assert!(
+                    room.is_some_and(|r| r.members.contains(&id)),
+                    "{} thinks it is in {key}",
+                    user.nick
+                );
+            }
+        }
+        for room in self.chat.rooms() {
+            assert!(!room.members.is_empty(), "empty room {} kept", room.name);
+            let unique: HashSet<_> = room.members.iter().collect();
+            assert_eq!(unique.len(), room.members.len(), "{:?}", room.members);
+            for &id in &room.members {
+                let user = self.chat.user(id);
+                assert!(
+                    user.is_some_and(|u| u.rooms.contains(&fold(&room.name))),
+                    "member {id} of {} is not online or does not know it",
+                    room.name
+                );
+            }
+        }
+    }
+
+    /// Completes what is pending, then every connection drops: nothing may be left.
+    pub fn finish(&mut self) {
+        self.jobs.full.set(false);
+        self.directive(b"all");
+        self.check_consistency();
+        for id in 0..SLOTS {
+            self.close(id, "Connection closed");
+            self.apply_effects();
+        }
+        assert_eq!(self.chat.online(), 0, "users left online");
+        assert_eq!(self.chat.rooms().count(), 0, "rooms left over");
+        self.check_consistency();
+        // The reader limits hold whatever came in.
+        for conn in &self.conns {
+            assert!(conn.reader.buffered() <= huddle_protocol::MAX_LINE_LEN + 2);
+        }
+    }
+}
