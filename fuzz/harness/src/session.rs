@@ -26,6 +26,7 @@ use huddle_protocol::{LineReader, Message};
 use huddle_server::accounts::{validate_name, validate_password, LoginError, RegisterError};
 use huddle_server::chat::{fold, Chat, ClientId};
 use huddle_server::history::History;
+use huddle_server::ip_limits::IpPolicy;
 use huddle_server::logins::Guards;
 use huddle_server::outbox::{Effect, Outbox};
 use huddle_server::session::{self, Ctx, JobSink, ServerInfo, Session};
@@ -273,6 +274,7 @@ impl World<'_> {
     /// | `!full` | the job queue refuses new jobs / accepts them again |
     /// | `!close` | the current connection drops (as a reset would) |
     /// | `!guests` | guests allowed / not allowed |
+    /// | `!strict` | login back-off/lockout and registration limits as configured in production |
     /// | `!motd` | a message of the day / none |
     /// | `!long` | an over-long line arrives on the current connection |
     /// | `!cut` | the current connection gets half a line (completed by what follows) |
@@ -308,6 +310,18 @@ impl World<'_> {
                 self.apply_effects();
             }
             b"guests" => self.info.allow_guests = !self.info.allow_guests,
+            b"strict" => {
+                // Real limits instead of permissive ones: back-off and lockout after a few
+                // failed logins, two registrations per address and hour.
+                self.guards.logins.set_threshold(4);
+                self.guards.ip.set_policy(IpPolicy {
+                    max_connections: 0,
+                    connects_per_minute: 0,
+                    registrations_per_hour: 2,
+                    login_failures: 4,
+                    exempt: Vec::new(),
+                });
+            }
             b"motd" => {
                 self.info.motd = match self.info.motd {
                     Some(_) => None,
