@@ -19,6 +19,10 @@ use huddle_protocol::{LineReader, Message};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ClientConnection};
 
+/// Longest line accepted from the server: a full-length message plus the sender's prefix and
+/// IRCv3 tags (up to 8191 bytes).
+const SERVER_LINE_MAX: usize = huddle_protocol::MAX_LINE_LEN + 8192 + 512;
+
 use crate::app::Event;
 use crate::trust::{self, Fingerprint, KnownServers, PinVerdict, TofuVerifier, Trust, TrustError};
 
@@ -330,7 +334,9 @@ fn log_line(dir: &str, msg: &Message) {
 
 fn read_loop(id: u64, mut sock: TcpStream, tls: &Mutex<ClientConnection>, events: &Sender<Event>) {
     let send = |event| events.send(Event::Net { link: id, event }).is_ok();
-    let mut lines = LineReader::default();
+    // Server lines carry the sender's prefix and IRCv3 tags on top of a full-length message
+    // (tags may take up to 8191 bytes), so they may be longer than what we may send.
+    let mut lines = LineReader::new(SERVER_LINE_MAX);
     let mut buf = vec![0u8; 16 * 1024];
     let mut plain = vec![0u8; 16 * 1024];
     let reason = loop {
