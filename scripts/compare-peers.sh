@@ -8,14 +8,17 @@
 # Writes benches/results/{results.jsonl,results.md,fanout.svg,machine.txt}.
 # Sizes can be overridden: FANOUT_MESSAGES, FANOUT_REPEAT, LIGHT_MESSAGES, CROWD_CLIENTS,
 # IDLE_CONNECTIONS, CONNECT_CONNECTIONS, LOGINS, SERVERS="huddle ngircd inspircd".
+# SCENARIOS="login fanout light crowd connect idle" picks scenarios (default: all six).
 # KEEP_OTHERS=1 replaces only the rows of $SERVERS in an existing results.jsonl.
+# OUT=dir writes somewhere other than benches/results (for exploratory runs).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OUT="$ROOT/benches/results"
+OUT=${OUT:-$ROOT/benches/results}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d /tmp/huddle-compare.XXXXXX)
 SERVERS=${SERVERS:-"huddle ngircd inspircd"}
+SCENARIOS=${SCENARIOS:-"login fanout light crowd connect idle"}
 
 if [[ -n "${QUICK:-}" ]]; then
     : "${FANOUT_MESSAGES:=200}" "${FANOUT_REPEAT:=1}" "${LIGHT_MESSAGES:=200}"
@@ -209,13 +212,15 @@ tls_port() {
 run() {
     local name=$1 scenario=$2
     shift 2
+    [[ " $SCENARIOS " == *" $scenario "* ]] || return 0
     local auth=()
     start_server "$name"
     if [[ $name == huddle ]]; then
         case $scenario in
         fanout | light | login) auth=(--sasl) ;; # accounts; crowd/idle/connect as guests
         esac
-        if [[ $scenario == login ]]; then auth+=(--register); fi
+        # Registering is idempotent (existing accounts are fine), so any scenario can run alone.
+        if ((${#auth[@]})); then auth+=(--register); fi
     fi
     log "$name: $scenario $*"
     local status=0

@@ -1,6 +1,6 @@
 //! One IRC message: `[@tags] [:source] COMMAND [params...] [:trailing]`.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 /// One IRCv3 message tag. `value` is stored unescaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,11 +172,7 @@ impl Message {
         for (i, param) in self.params.iter().enumerate() {
             out.push(' ');
             if i == last {
-                // CR, LF and NUL are sent as spaces, so they need the `:` form as well.
-                if param.is_empty()
-                    || param.contains([' ', '\r', '\n', '\0'])
-                    || param.starts_with(':')
-                {
+                if needs_trailing_colon(param) {
                     out.push(':');
                 }
                 push_clean(out, param, false);
@@ -193,8 +189,19 @@ impl Message {
     }
 
     /// The serialised line, including `\r\n`.
+    /// Bytes the serialised line will take, give or take escapes: sizes the buffer once.
+    fn estimated_len(&self) -> usize {
+        let tags: usize = self
+            .tags
+            .iter()
+            .map(|t| t.key.len() + t.value.as_ref().map_or(0, |v| v.len() + 1) + 1)
+            .sum();
+        let params: usize = self.params.iter().map(|p| p.len() + 2).sum();
+        tags + 2 + self.source.as_ref().map_or(0, |s| s.len() + 2) + self.command.len() + params + 2
+    }
+
     pub fn to_line(&self) -> String {
-        let mut s = String::with_capacity(64);
+        let mut s = String::with_capacity(self.estimated_len());
         self.write_to(&mut s);
         s
     }
@@ -277,22 +284,29 @@ pub fn escape_tag_value(out: &mut String, v: &str) {
 }
 
 /// Appends `s` with CR, LF and NUL replaced by spaces (and, for words, spaces by `_`).
+///
+/// Copies runs of clean bytes at once: this is on the path of every relayed line.
 fn push_clean(out: &mut String, s: &str, word: bool) {
-    if !s.contains(['\r', '\n', '\0', ' ']) {
-        out.push_str(s);
-        return;
+    let bad = |b: &u8| matches!(b, b'\r' | b'\n' | 0) || (word && *b == b' ');
+    let replacement = if word { '_' } else { ' ' };
+    let mut rest = s;
+    // Every byte matched is ASCII, so `i` and `i + 1` are character boundaries.
+    while let Some(i) = rest.as_bytes().iter().position(bad) {
+        out.push_str(&rest[..i]);
+        out.push(replacement);
+        rest = &rest[i + 1..];
     }
-    for c in s.chars() {
-        let c = match c {
-            '\r' | '\n' | '\0' => ' ',
-            c => c,
-        };
-        if word && c == ' ' {
-            out.push('_');
-        } else {
-            let _ = out.write_char(c);
-        }
-    }
+    out.push_str(rest);
+}
+
+/// Whether the last parameter needs the `:` form: empty, starting with `:`, or holding a
+/// space (CR, LF and NUL are sent as spaces, so they count too).
+fn needs_trailing_colon(param: &str) -> bool {
+    param.is_empty()
+        || param.starts_with(':')
+        || param
+            .bytes()
+            .any(|b| matches!(b, b' ' | b'\r' | b'\n' | 0))
 }
 
 #[cfg(test)]

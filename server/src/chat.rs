@@ -5,6 +5,7 @@
 
 use crate::capabilities::CapSet;
 use crate::limits::MAX_ROOM_NAME;
+use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::time::SystemTime;
 
@@ -64,7 +65,9 @@ pub struct Chat {
     /// lowercase nick -> client
     by_nick: HashMap<String, ClientId>,
     /// client -> user
-    users: HashMap<ClientId, User>,
+    /// Keyed by slab index, which the server picks (never a peer), so the fast non-keyed
+    /// hasher cannot be flooded; the name-keyed maps keep the default keyed SipHash.
+    users: FxHashMap<ClientId, User>,
     /// lowercase room name -> room
     rooms: HashMap<String, Room>,
     /// Message ids: a per-start prefix and a counter.
@@ -198,6 +201,26 @@ impl Chat {
 
     pub fn room(&self, name: &str) -> Option<&Room> {
         self.rooms.get(&fold(name))
+    }
+
+    /// The room under an already folded name (see [`fold`]).
+    pub fn room_by_key(&self, key: &str) -> Option<&Room> {
+        self.rooms.get(key)
+    }
+
+    /// Who hears a line `from` sends to `room`: the other members, and `from` itself with
+    /// `echo`; each with its capabilities.
+    pub fn recipients<'a>(
+        &'a self,
+        room: &'a Room,
+        from: ClientId,
+        echo: bool,
+    ) -> impl Iterator<Item = (ClientId, CapSet)> + 'a {
+        room.members
+            .iter()
+            .copied()
+            .filter(move |&m| m != from || echo)
+            .map(|m| (m, self.caps_of(m)))
     }
 
     /// Adds online user `id` to the room, creating it. Returns false if it was already a

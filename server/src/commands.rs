@@ -223,7 +223,8 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
     let nick = s.target().to_string();
     for target in targets(to) {
         if target.starts_with('#') {
-            let Some(room) = ctx.chat.room(target) else {
+            let key = fold(target);
+            let Some(room) = ctx.chat.room_by_key(&key) else {
                 if privmsg {
                     reply(s, ctx, ERR_NOSUCHCHANNEL, [target, "No such room"]);
                 }
@@ -242,19 +243,16 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
             }
             let spelled = room.name.clone();
             let echo = s.caps().has(Cap::EchoMessage);
-            let to: Vec<ClientId> = room
-                .members
-                .iter()
-                .copied()
-                .filter(|&m| m != s.id || echo)
-                .collect();
             let source = prefix(&nick);
             let line = Message::new(cmd, [spelled.as_str(), text]).with_source(source.as_str());
             let stamp = stamp(s, ctx, true);
-            let to = with_caps(ctx, &to);
-            ctx.out.deliver(to, &line, &stamp);
+            // Looked up again: the stamp's message id needed the chat state mutably.
+            if let Some(room) = ctx.chat.room_by_key(&key) {
+                let to = ctx.chat.recipients(room, s.id, echo);
+                ctx.out.deliver(to, &line, &stamp);
+            }
             ctx.history.append(
-                &fold(&spelled),
+                &key,
                 crate::clock::unix_millis(stamp.time),
                 stamp.msgid.as_deref().unwrap_or(""),
                 &source,

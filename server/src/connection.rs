@@ -244,15 +244,20 @@ impl Connection {
         Ok(())
     }
 
-    /// Empties the (fully sent) output queue; a queue that grew during a burst gives its
-    /// memory back instead of keeping its peak size for the life of an idle connection.
+    /// Empties the (fully sent) output queue, keeping its capacity: during a burst every loop
+    /// pass refills it, and regrowing it each time would cost a realloc and copies per pass.
     fn release_output_buffer(&mut self) {
-        if self.out.capacity() > KEEP_OUTPUT_CAPACITY {
-            self.out = Vec::new();
-        } else {
-            self.out.clear();
-        }
+        self.out.clear();
         self.out_pos = 0;
+    }
+
+    /// Gives back memory a burst left behind once the connection has nothing queued: an idle
+    /// connection must not keep its peak buffers. Called from the periodic sweep.
+    pub fn trim_idle_buffers(&mut self) {
+        if self.out_pos == self.out.len() && self.out.capacity() > KEEP_OUTPUT_CAPACITY {
+            self.out = Vec::new();
+            self.out_pos = 0;
+        }
     }
 
     /// Drops the already-sent front of the queue once it is the larger part.

@@ -123,6 +123,8 @@ struct Client {
     /// Counted in the per-address limits (not exempt).
     counted_ip: bool,
     bucket: Bucket,
+    /// Already in `Server::dirty` from queued output: fan-out pushes each client once per pass.
+    in_dirty: bool,
 }
 
 pub struct Server {
@@ -142,6 +144,8 @@ pub struct Server {
     out: Outbox,
     /// Clients with new output since the last flush.
     dirty: Vec<ClientId>,
+    /// Reused between passes by `apply_effects`.
+    effect_batch: Vec<Effect>,
     workers: Option<WorkerPool>,
     completions: Receiver<Completion>,
     store: Arc<AccountStore>,
@@ -240,6 +244,7 @@ impl Server {
             chat: Chat::new(),
             out: Outbox::new(),
             dirty: Vec::new(),
+            effect_batch: Vec::new(),
             workers: Some(workers),
             completions,
             store,
@@ -468,6 +473,7 @@ impl Server {
             reject,
             counted_ip,
             bucket: Bucket::new(&self.config.flood, now),
+            in_dirty: false,
         });
         if let Err(e) = client.conn.register(self.poll.registry(), Token(id)) {
             log::error!("cannot register connection from {peer}: {e}");
@@ -633,9 +639,11 @@ impl Server {
 
     /// Applies queued effects until none are left (closing a client can queue more).
     fn apply_effects(&mut self) {
+        // Effects are moved into a reused buffer: handlers below (close) may queue more.
+        let mut effects = std::mem::take(&mut self.effect_batch);
         while !self.out.is_empty() {
-            let effects: Vec<Effect> = self.out.drain().collect();
-            for effect in effects {
+            self.out.swap_effects(&mut effects);
+            for effect in effects.drain(..) {
                 match effect {
                     Effect::Send { to, line } => {
                         let Some(client) = self.clients.get_mut(to) else {
@@ -648,7 +656,8 @@ impl Server {
                             client.conn.discard_queued();
                             log::info!("connection {to}: send queue exceeded, disconnecting");
                             self.close(to, Some("SendQ exceeded"), "SendQ exceeded");
-                        } else {
+                        } else if !client.in_dirty {
+                            client.in_dirty = true;
                             self.dirty.push(to);
                         }
                     }
@@ -656,6 +665,7 @@ impl Server {
                 }
             }
         }
+        self.effect_batch = effects;
     }
 
     /// Starts closing a client: its room mates hear `quit`, it gets `ERROR :<error>` and a
@@ -733,6 +743,7 @@ impl Server {
             let Some(client) = self.clients.get_mut(id) else {
                 continue;
             };
+            client.in_dirty = false;
             let result = client.conn.flush();
             let closing = matches!(client.phase, Phase::Closing(_));
             match result {
@@ -767,6 +778,7 @@ impl Server {
         let mut to_remove = Vec::new();
         let mut to_close = Vec::new();
         for (id, client) in self.clients.iter_mut() {
+            client.conn.trim_idle_buffers();
             if let Phase::Closing(deadline) = client.phase {
                 if now >= deadline {
                     to_remove.push(id);

@@ -121,6 +121,13 @@ impl Outbox {
         self.effects.drain(..)
     }
 
+    /// Moves the queued effects into `into` (which must be empty), leaving its allocation
+    /// here: the event loop reuses both buffers instead of allocating per pass.
+    pub fn swap_effects(&mut self, into: &mut Vec<Effect>) {
+        debug_assert!(into.is_empty());
+        std::mem::swap(&mut self.effects, into);
+    }
+
     /// Effects queued so far, in order.
     pub fn effects(&self) -> &[Effect] {
         &self.effects
