@@ -603,7 +603,7 @@ fn chat_thread(
         }
         // Receive.
         let any_more = conns.iter().any(|c| c.more && !c.closed);
-        let timeout = if busy || any_more || std::env::var_os("SPIN").is_some() {
+        let timeout = if busy || any_more {
             Duration::ZERO
         } else {
             let mut t = Duration::from_millis(5);
