@@ -386,6 +386,16 @@ fn num(b: &[u8]) -> Option<u64> {
     Some(v)
 }
 
+fn hex32(b: &[u8]) -> Option<u32> {
+    if b.is_empty() || b.len() > 8 {
+        return None;
+    }
+    b.iter().try_fold(0u32, |v, &c| {
+        let d = char::from(c).to_digit(16)?;
+        Some(v << 4 | d)
+    })
+}
+
 /// Classifies a line cheaply (the hot path of every receiver).
 pub fn classify(line: &[u8]) -> RunLine<'_> {
     let mut rest = line;
@@ -402,10 +412,14 @@ pub fn classify(line: &[u8]) -> RunLine<'_> {
         }
     }
     if let Some(after) = rest.strip_prefix(b"PRIVMSG ") {
-        let Some(i) = memchr::memmem::find(after, b" :") else {
+        // The target has no spaces: the text starts after the first " :".
+        let Some(i) = memchr::memchr(b' ', after) else {
             return RunLine::Other;
         };
-        let Some(payload) = after[i + 2..].strip_prefix(MAGIC) else {
+        let Some(payload) = after[i + 1..]
+            .strip_prefix(b":")
+            .and_then(|p| p.strip_prefix(MAGIC))
+        else {
             return RunLine::Other;
         };
         return parse_chat(payload).map_or(RunLine::Other, RunLine::Chat);
@@ -421,7 +435,7 @@ pub fn classify(line: &[u8]) -> RunLine<'_> {
 
 fn parse_chat(payload: &[u8]) -> Option<Chat> {
     let mut it = payload.split(|&b| b == b' ');
-    let run = u32::from_str_radix(std::str::from_utf8(it.next()?).ok()?, 16).ok()?;
+    let run = hex32(it.next()?)?;
     let sender = u32::try_from(num(it.next()?)?).ok()?;
     let seq = u32::try_from(num(it.next()?)?).ok()?;
     let nanos = num(it.next()?)?;

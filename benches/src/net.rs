@@ -6,7 +6,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::path::Path;
@@ -265,13 +265,20 @@ impl Conn {
                         tls.read_tls(&mut rd)
                             .map_err(|e| LoadError::Io("TLS read".into(), e))?;
                         let state = tls.process_new_packets().map_err(LoadError::Tls)?;
-                        let avail = state.plaintext_bytes_to_read();
-                        if avail > 0 {
-                            let old = self.inbuf.len();
-                            self.inbuf.resize(old + avail, 0);
-                            tls.reader()
-                                .read_exact(&mut self.inbuf[old..])
+                        // Copied straight out of rustls's buffer: no zero-filling first.
+                        let mut avail = state.plaintext_bytes_to_read();
+                        let mut reader = tls.reader();
+                        while avail > 0 {
+                            let chunk = reader
+                                .fill_buf()
                                 .map_err(|e| LoadError::Io("TLS plaintext".into(), e))?;
+                            let n = chunk.len().min(avail);
+                            if n == 0 {
+                                break;
+                            }
+                            self.inbuf.extend_from_slice(&chunk[..n]);
+                            reader.consume(n);
+                            avail -= n;
                         }
                         if state.peer_has_closed() {
                             return Ok(ReadState::Eof);
