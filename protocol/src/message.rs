@@ -270,6 +270,13 @@ pub fn unescape_tag_value(v: &str) -> String {
 
 /// IRCv3 tag value escaping (the inverse of [`unescape_tag_value`]).
 pub fn escape_tag_value(out: &mut String, v: &str) {
+    if !v
+        .bytes()
+        .any(|b| matches!(b, b';' | b' ' | b'\\' | b'\r' | b'\n' | 0))
+    {
+        out.push_str(v);
+        return;
+    }
     for c in v.chars() {
         match c {
             ';' => out.push_str("\\:"),
@@ -304,9 +311,7 @@ fn push_clean(out: &mut String, s: &str, word: bool) {
 fn needs_trailing_colon(param: &str) -> bool {
     param.is_empty()
         || param.starts_with(':')
-        || param
-            .bytes()
-            .any(|b| matches!(b, b' ' | b'\r' | b'\n' | 0))
+        || param.bytes().any(|b| matches!(b, b' ' | b'\r' | b'\n' | 0))
 }
 
 #[cfg(test)]

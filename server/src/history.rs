@@ -1,18 +1,30 @@
 //! Room history: the last N messages of every room, kept in memory for replay and written to
 //! sled by a dedicated thread so the event loop never waits on the disk.
 //!
-//! On disk each room's entries live under `<folded room> NUL <sequence u64 big-endian>`; the
-//! value is the message as an IRC line with `time`, `msgid` and `account` tags. After each
-//! insert the writer deletes that room's entries beyond the limit, so the tree stays bounded.
+//! On disk a room's entries live in segments keyed `<folded room> NUL <first sequence u64
+//! big-endian>`; the value is one or more messages as IRC lines (`\r\n`-terminated) with `t`,
+//! `msgid` and `account` tags, entry `i` of a segment having sequence `first + i`. The writer
+//! stores everything that arrived for a room in one wake-up as one segment (one sled insert
+//! instead of hundreds under load), and drops a room's oldest segments once the rest still
+//! hold the limit, so the tree stays bounded.
 
 use crate::outbox::Stamp;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use huddle_protocol::Message;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
-/// Writes waiting for the history thread; beyond this they are dropped (and logged).
-const WRITE_QUEUE: usize = 4096;
+/// Writes waiting for the history thread; beyond this they are dropped (and logged). Each is
+/// two pointers; it holds well over one gathering interval of a saturated server.
+const WRITE_QUEUE: usize = 16 * 1024;
+
+/// After a wake-up the writer lets entries gather this long before writing them as one batch:
+/// a busy room then costs one sled insert per interval instead of one per message, and the
+/// event loop's sends find the writer asleep rather than waiting on the channel (no wake-up
+/// call per message). History reaches sled's log that much later; sled itself flushes to
+/// disk only every half second.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// One stored room message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,18 +61,18 @@ impl Entry {
         }
     }
 
-    fn encode(&self) -> Vec<u8> {
+    /// Appends the entry as one `\r\n`-terminated line.
+    fn encode_into(&self, out: &mut String) {
         let mut m = self.message();
         m.tags.push(tag("t", &self.time_ms.to_string()));
         m.tags.push(tag("msgid", &self.msgid));
         if let Some(a) = &self.account {
             m.tags.push(tag("account", a));
         }
-        m.to_line().into_bytes()
+        m.write_to(out);
     }
 
-    fn decode(seq: u64, bytes: &[u8]) -> Option<Entry> {
-        let line = std::str::from_utf8(bytes).ok()?;
+    fn decode(seq: u64, line: &str) -> Option<Entry> {
         let m = Message::parse(line).ok()?;
         Some(Entry {
             seq,
@@ -90,11 +102,36 @@ fn key(room: &str, seq: u64) -> Vec<u8> {
     k
 }
 
-struct WriteOp {
-    room: String,
-    seq: u64,
-    value: Vec<u8>,
+/// The entries of one stored segment, with their sequence numbers; unreadable lines are
+/// skipped (and logged) but keep their place in the numbering.
+fn decode_segment(room: &str, first: u64, value: &[u8]) -> Vec<Entry> {
+    let Ok(text) = std::str::from_utf8(value) else {
+        log::warn!("skipping an unreadable history segment in {room}");
+        return Vec::new();
+    };
+    let mut entries = Vec::new();
+    for (i, line) in text.split_terminator("\r\n").enumerate() {
+        match Entry::decode(first + i as u64, line) {
+            Some(e) => entries.push(e),
+            None => log::warn!("skipping an unreadable history entry in {room}"),
+        }
+    }
+    entries
 }
+
+/// Lines in a segment value.
+fn segment_len(value: &[u8]) -> u64 {
+    value.windows(2).filter(|w| w == b"\r\n").count() as u64
+}
+
+struct WriteOp {
+    /// Folded room name.
+    room: Arc<str>,
+    entry: Arc<Entry>,
+}
+
+/// A stored segment: first sequence number and entry count.
+type Segment = (u64, u64);
 
 struct Writer {
     tx: Sender<WriteOp>,
@@ -103,9 +140,10 @@ struct Writer {
 
 pub struct History {
     limit: usize,
-    /// folded room name -> entries, oldest first
-    rooms: HashMap<String, VecDeque<Entry>>,
-    next_seq: HashMap<String, u64>,
+    /// folded room name -> entries, oldest first (shared with the writer's queue)
+    rooms: HashMap<String, VecDeque<Arc<Entry>>>,
+    /// folded room name -> (its name as shared with the writer, next sequence number)
+    next_seq: HashMap<String, (Arc<str>, u64)>,
     writer: Option<Writer>,
     dropped_writes: u64,
 }
@@ -125,25 +163,29 @@ impl History {
     /// Loads the stored history and starts the writer thread.
     pub fn open(tree: sled::Tree, limit: usize) -> Result<History, String> {
         let mut history = History::in_memory(limit);
+        let mut segments: HashMap<String, VecDeque<Segment>> = HashMap::new();
         for item in tree.iter() {
             let (k, v) = item.map_err(|e| format!("cannot read room history: {e}"))?;
             let Some(split) = k.iter().position(|&b| b == 0) else {
                 continue;
             };
             let (room, seq_bytes) = (&k[..split], &k[split + 1..]);
-            let (Ok(room), Ok(seq)) = (std::str::from_utf8(room), <[u8; 8]>::try_from(seq_bytes))
+            let (Ok(room), Ok(first)) = (std::str::from_utf8(room), <[u8; 8]>::try_from(seq_bytes))
             else {
                 continue;
             };
-            let seq = u64::from_be_bytes(seq);
-            let Some(entry) = Entry::decode(seq, &v) else {
-                log::warn!("skipping an unreadable history entry in {room}");
-                continue;
-            };
-            history.next_seq.insert(room.to_string(), seq + 1);
+            let first = u64::from_be_bytes(first);
+            let count = segment_len(&v);
+            segments
+                .entry(room.to_string())
+                .or_default()
+                .push_back((first, count));
+            history
+                .next_seq
+                .insert(room.to_string(), (Arc::from(room), first + count));
             if limit > 0 {
                 let q = history.rooms.entry(room.to_string()).or_default();
-                q.push_back(entry);
+                q.extend(decode_segment(room, first, &v).into_iter().map(Arc::new));
                 while q.len() > limit {
                     q.pop_front();
                 }
@@ -152,7 +194,7 @@ impl History {
         let (tx, rx) = crossbeam_channel::bounded(WRITE_QUEUE);
         let thread = std::thread::Builder::new()
             .name("huddle-history".into())
-            .spawn(move || write_loop(tree, rx, limit))
+            .spawn(move || write_loop(tree, rx, limit, segments))
             .map_err(|e| format!("cannot start the history writer: {e}"))?;
         history.writer = Some(Writer { tx, thread });
         Ok(history)
@@ -178,8 +220,13 @@ impl History {
         if self.limit == 0 {
             return;
         }
-        let seq = self.next_seq.entry(room.to_string()).or_insert(0);
-        let entry = Entry {
+        if !self.next_seq.contains_key(room) {
+            self.next_seq.insert(room.to_string(), (Arc::from(room), 0));
+        }
+        let Some((shared_room, seq)) = self.next_seq.get_mut(room) else {
+            return;
+        };
+        let entry = Arc::new(Entry {
             seq: *seq,
             time_ms,
             msgid: msgid.to_string(),
@@ -188,13 +235,13 @@ impl History {
             command: command.to_string(),
             target: target.to_string(),
             text: text.to_string(),
-        };
+        });
         *seq += 1;
         if let Some(writer) = &self.writer {
+            // Encoded on the writer thread: the loop only shares the entry.
             let op = WriteOp {
-                room: room.to_string(),
-                seq: entry.seq,
-                value: entry.encode(),
+                room: Arc::clone(shared_room),
+                entry: Arc::clone(&entry),
             };
             if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
                 writer.tx.try_send(op)
@@ -208,7 +255,10 @@ impl History {
                 }
             }
         }
-        let q = self.rooms.entry(room.to_string()).or_default();
+        let q = match self.rooms.get_mut(room) {
+            Some(q) => q,
+            None => self.rooms.entry(room.to_string()).or_default(),
+        };
         q.push_back(entry);
         while q.len() > self.limit {
             q.pop_front();
@@ -216,15 +266,15 @@ impl History {
     }
 
     /// The newest `n` entries of a room, oldest first.
-    pub fn latest(&self, room: &str, n: usize) -> Vec<&Entry> {
+    pub fn latest(&self, room: &str, n: usize) -> Vec<Arc<Entry>> {
         let Some(q) = self.rooms.get(room) else {
             return Vec::new();
         };
-        q.iter().skip(q.len().saturating_sub(n)).collect()
+        q.iter().skip(q.len().saturating_sub(n)).cloned().collect()
     }
 
     /// Up to `n` entries sent before `time_ms` (or before message `msgid`), oldest first.
-    pub fn before(&self, room: &str, bound: Bound<'_>, n: usize) -> Vec<&Entry> {
+    pub fn before(&self, room: &str, bound: Bound<'_>, n: usize) -> Vec<Arc<Entry>> {
         let Some(q) = self.rooms.get(room) else {
             return Vec::new();
         };
@@ -235,11 +285,11 @@ impl History {
                 None => return Vec::new(),
             },
         };
-        q.range(end.saturating_sub(n)..end).collect()
+        q.range(end.saturating_sub(n)..end).cloned().collect()
     }
 
     /// The newest `n` entries sent after `bound` (exclusive), oldest first.
-    pub fn latest_after(&self, room: &str, bound: Bound<'_>, n: usize) -> Vec<&Entry> {
+    pub fn latest_after(&self, room: &str, bound: Bound<'_>, n: usize) -> Vec<Arc<Entry>> {
         let Some(q) = self.rooms.get(room) else {
             return Vec::new();
         };
@@ -251,7 +301,7 @@ impl History {
             },
         };
         let from = start.max(q.len().saturating_sub(n));
-        q.range(from..).collect()
+        q.range(from..).cloned().collect()
     }
 
     /// Stops the writer after it has stored everything queued.
@@ -278,63 +328,65 @@ impl Drop for History {
     }
 }
 
-/// Writes queued entries in batches (one sled batch per wake-up) and trims each room's
-/// entries beyond the limit in steps of [`TRIM_EVERY`], so a busy room costs one range scan
-/// per that many messages rather than per message. On disk a room holds at most
-/// `limit + TRIM_EVERY` entries.
-fn write_loop(tree: sled::Tree, rx: Receiver<WriteOp>, limit: usize) {
-    let mut last_trim: HashMap<String, u64> = HashMap::new();
+/// A segment is closed once its value reaches this size. sled keeps up to 16 values in a
+/// leaf and writes a leaf over 128 KiB as a separate blob file on every change, which left
+/// large segments costing far more disk than they saved.
+const SEGMENT_BYTES: usize = 4096;
+
+/// Writes queued entries in batches: per wake-up, each room's new entries become one segment,
+/// and the same sled batch removes the room's oldest segments that are no longer needed to
+/// hold `limit` entries. On disk a room holds fewer than `limit` + one segment's entries.
+fn write_loop(
+    tree: sled::Tree,
+    rx: Receiver<WriteOp>,
+    limit: usize,
+    mut segments: HashMap<String, VecDeque<Segment>>,
+) {
+    let mut ops = Vec::new();
     while let Ok(first) = rx.recv() {
-        let mut ops = vec![first];
-        while ops.len() < 1024 {
-            match rx.try_recv() {
-                Ok(op) => ops.push(op),
-                Err(_) => break,
+        ops.push(first);
+        std::thread::sleep(GATHER);
+        ops.extend(rx.try_iter().take(WRITE_QUEUE));
+        let mut batch = sled::Batch::default();
+        // Group by room, keeping order; a gap in sequence numbers (a dropped write) starts
+        // a new segment, since a segment's numbering is implicit, and so does a full one.
+        let mut open: Vec<(Arc<str>, u64, u64, String)> = Vec::new();
+        for op in ops.drain(..) {
+            let seq = op.entry.seq;
+            match open.iter_mut().find(|(room, first, count, value)| {
+                Arc::ptr_eq(room, &op.room) && *first + *count == seq && value.len() < SEGMENT_BYTES
+            }) {
+                Some((_, _, count, value)) => {
+                    *count += 1;
+                    op.entry.encode_into(value);
+                }
+                None => {
+                    let mut value = String::new();
+                    op.entry.encode_into(&mut value);
+                    open.push((op.room, seq, 1, value));
+                }
             }
         }
-        let mut batch = sled::Batch::default();
-        let mut newest: HashMap<String, u64> = HashMap::new();
-        for op in ops {
-            batch.insert(key(&op.room, op.seq), op.value);
-            let seq = newest.entry(op.room).or_insert(op.seq);
-            *seq = (*seq).max(op.seq);
+        for (room, first, count, value) in open {
+            batch.insert(key(&room, first), value.into_bytes());
+            let room_segments = segments.entry(room.to_string()).or_default();
+            room_segments.push_back((first, count));
+            let mut kept: u64 = room_segments.iter().map(|s| s.1).sum();
+            while let Some(&(old_first, old_count)) = room_segments.front() {
+                if kept - old_count < limit as u64 {
+                    break;
+                }
+                batch.remove(key(&room, old_first));
+                kept -= old_count;
+                room_segments.pop_front();
+            }
         }
         if let Err(e) = tree.apply_batch(batch) {
             log::error!("cannot store room history: {e}");
-            continue;
-        }
-        for (room, seq) in newest {
-            let trimmed = last_trim.get(&room).copied().unwrap_or(0);
-            if seq + 1 < trimmed + limit as u64 + TRIM_EVERY {
-                continue;
-            }
-            trim(&tree, &room, (seq + 1).saturating_sub(limit as u64));
-            last_trim.insert(room, seq + 1);
         }
     }
     if let Err(e) = tree.flush() {
         log::error!("cannot flush room history: {e}");
-    }
-}
-
-/// Entries trimmed at once (see [`write_loop`]).
-const TRIM_EVERY: u64 = 64;
-
-/// Removes a room's entries with sequence numbers below `keep_from`.
-fn trim(tree: &sled::Tree, room: &str, keep_from: u64) {
-    if keep_from == 0 {
-        return;
-    }
-    let old: Vec<sled::IVec> = tree
-        .range(key(room, 0)..key(room, keep_from))
-        .keys()
-        .filter_map(Result::ok)
-        .collect();
-    for k in old {
-        if let Err(e) = tree.remove(k) {
-            log::error!("cannot trim history for {room}: {e}");
-            return;
-        }
     }
 }
 
@@ -410,10 +462,10 @@ mod tests {
             add(&mut h, "#b", 0);
             h.shutdown();
         }
-        assert_eq!(
-            tree.len(),
-            11,
-            "all 10 for #room (below the trim step), 1 for #b"
+        let stored: u64 = tree.iter().map(|kv| segment_len(&kv.unwrap().1)).sum();
+        assert!(
+            (5..=11).contains(&stored),
+            "at most the limit plus one segment per room on disk, got {stored}"
         );
         let h = History::open(tree, 4).unwrap();
         let ids: Vec<_> = h
@@ -422,10 +474,53 @@ mod tests {
             .map(|e| e.msgid.clone())
             .collect();
         assert_eq!(ids, ["id6", "id7", "id8", "id9"]);
-        let e = h.latest("#room", 1)[0];
+        let e = &h.latest("#room", 1)[0];
         assert_eq!(e.text, "message 9; with spaces");
         assert_eq!(e.account.as_deref(), Some("a"));
         assert_eq!(e.target, "#Room");
         assert_eq!(e.seq, 9);
+    }
+
+    fn entry(seq: u64) -> Arc<Entry> {
+        Arc::new(Entry {
+            seq,
+            time_ms: 5000 + seq,
+            msgid: format!("m{seq}"),
+            source: "b!b@huddle".into(),
+            account: None,
+            command: "PRIVMSG".into(),
+            target: "#Seg".into(),
+            text: format!("text {seq}"),
+        })
+    }
+
+    #[test]
+    fn segments_keep_numbering_across_gaps_and_trim_whole_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("history").unwrap();
+        let (tx, rx) = crossbeam_channel::bounded(64);
+        let room: Arc<str> = Arc::from("#seg");
+        // 0-3, then a dropped write (4), then 5-9: all queued before the writer starts, so
+        // they arrive in one wake-up and make two segments.
+        for seq in (0..4).chain(5..10) {
+            tx.send(WriteOp {
+                room: Arc::clone(&room),
+                entry: entry(seq),
+            })
+            .unwrap();
+        }
+        drop(tx);
+        write_loop(tree.clone(), rx, 3, HashMap::new());
+        assert_eq!(
+            tree.len(),
+            1,
+            "the older segment (0-3) is not needed for 3 entries"
+        );
+        let h = History::open(tree.clone(), 3).unwrap();
+        let seqs: Vec<u64> = h.latest("#seg", 10).iter().map(|e| e.seq).collect();
+        assert_eq!(seqs, [7, 8, 9]);
+        assert_eq!(h.latest("#seg", 1)[0].msgid, "m9");
+        assert_eq!(h.next_seq.get("#seg").map(|s| s.1), Some(10));
     }
 }

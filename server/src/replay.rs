@@ -10,21 +10,17 @@ use crate::history::{Bound, Entry};
 use crate::limits::{CHATHISTORY_MAX, JOIN_REPLAY};
 use crate::session::{send_raw, Ctx, Session};
 use huddle_protocol::{Message, Tag};
+use std::sync::Arc;
 
 /// Replays the recent history of `room` (as spelled) to a user who just joined it.
 pub fn on_join(s: &Session, room: &str, ctx: &mut Ctx) {
-    let entries: Vec<Entry> = ctx
-        .history
-        .latest(&fold(room), JOIN_REPLAY)
-        .into_iter()
-        .cloned()
-        .collect();
+    let entries = ctx.history.latest(&fold(room), JOIN_REPLAY);
     if !entries.is_empty() {
         send_entries(s, room, &entries, ctx);
     }
 }
 
-fn send_entries(s: &Session, room: &str, entries: &[Entry], ctx: &mut Ctx) {
+fn send_entries(s: &Session, room: &str, entries: &[Arc<Entry>], ctx: &mut Ctx) {
     let caps = s.caps();
     let batch = caps.has(Cap::Batch).then(|| ctx.chat.next_msgid());
     if entries.is_empty() && batch.is_none() {
@@ -122,7 +118,7 @@ pub fn chathistory(s: &Session, msg: &Message, ctx: &mut Ctx) {
     };
     let spelled = room.name.clone();
     let key = fold(&spelled);
-    let entries: Vec<Entry> = match (sub.as_str(), reference) {
+    let entries = match (sub.as_str(), reference) {
         ("LATEST", "*") => ctx.history.latest(&key, limit),
         (sub, reference) => {
             let Some(bound) = parse_bound(reference) else {
@@ -141,9 +137,6 @@ pub fn chathistory(s: &Session, msg: &Message, ctx: &mut Ctx) {
                 ctx.history.before(&key, bound, limit)
             }
         }
-    }
-    .into_iter()
-    .cloned()
-    .collect();
+    };
     send_entries(s, &spelled, &entries, ctx);
 }
