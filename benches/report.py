@@ -10,7 +10,7 @@ import statistics
 import sys
 from pathlib import Path
 
-SERVERS = ["huddle", "ngircd", "inspircd"]
+SERVERS = ["huddle", "huddle-nohistory", "ngircd", "inspircd"]
 
 
 def load(path):
@@ -140,7 +140,7 @@ def svg(rows, servers, path):
         ("handshakes/s", "connect", "handshakes_per_s", "high"),
         ("chat p99 in login storm (us)", "login", "storm_latency_p99_us", "low"),
     ]
-    colors = {"huddle": "#2b7bb9", "ngircd": "#e08a2c", "inspircd": "#5a9e4b"}
+    colors = {"huddle": "#2b7bb9", "huddle-nohistory": "#8fc1e6", "ngircd": "#e08a2c", "inspircd": "#5a9e4b"}
     pw, ph, cols = 300, 220, 3
     rows_n = (len(panels) + cols - 1) // cols
     W, H = pw * cols, ph * rows_n + 40

@@ -17,7 +17,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${OUT:-$ROOT/benches/results}
 TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 WORK=$(mktemp -d /tmp/huddle-compare.XXXXXX)
-SERVERS=${SERVERS:-"huddle ngircd inspircd"}
+# huddle-nohistory is Huddle with --history 0 (the peers keep no message history; Huddle
+# stores every room message in sled by default). It runs the chat scenarios only.
+SERVERS=${SERVERS:-"huddle huddle-nohistory ngircd inspircd"}
 SCENARIOS=${SCENARIOS:-"login fanout light crowd connect idle"}
 
 if [[ -n "${QUICK:-}" ]]; then
@@ -25,8 +27,9 @@ if [[ -n "${QUICK:-}" ]]; then
     : "${CROWD_CLIENTS:=100}" "${IDLE_CONNECTIONS:=500}" "${CONNECT_CONNECTIONS:=200}"
     : "${LOGINS:=20}"
 fi
-FANOUT_MESSAGES=${FANOUT_MESSAGES:-5000}
-FANOUT_REPEAT=${FANOUT_REPEAT:-3}
+# Enough that the fastest server sends for over a second (20 x 12,000 x 19 deliveries).
+FANOUT_MESSAGES=${FANOUT_MESSAGES:-12000}
+FANOUT_REPEAT=${FANOUT_REPEAT:-5}
 LIGHT_MESSAGES=${LIGHT_MESSAGES:-1000}
 CROWD_CLIENTS=${CROWD_CLIENTS:-1000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
@@ -166,9 +169,11 @@ huddle_flags() {
 start_server() {
     local name=$1
     case $name in
-    huddle)
+    huddle | huddle-nohistory)
+        local history=()
+        if [[ $name == huddle-nohistory ]]; then history=(--history 0); fi
         "$HUDDLE_SERVER" "$HUDDLE_TLS" --bind 127.0.0.1 --data-dir "$WORK/huddle-data" \
-            --max-clients 12000 --allow-guests \
+            --max-clients 12000 --allow-guests "${history[@]}" \
             "${HUDDLE_EXTRA[@]}" >>"$WORK/huddle.out" 2>>"$WORK/huddle.err" &
         SERVER_PID=$!
         wait_port "$HUDDLE_TLS"
@@ -205,7 +210,7 @@ stop_server() {
 }
 
 tls_port() {
-    case $1 in huddle) echo $HUDDLE_TLS ;; ngircd) echo $NGIRCD_TLS ;; inspircd) echo $INSP_TLS ;; esac
+    case $1 in huddle*) echo $HUDDLE_TLS ;; ngircd) echo $NGIRCD_TLS ;; inspircd) echo $INSP_TLS ;; esac
 }
 
 # run NAME SCENARIO [huddle-load flags...]: fresh server, one scenario, JSON appended.
@@ -213,9 +218,10 @@ run() {
     local name=$1 scenario=$2
     shift 2
     [[ " $SCENARIOS " == *" $scenario "* ]] || return 0
+    if [[ $name == huddle-nohistory && " fanout light crowd " != *" $scenario "* ]]; then return 0; fi
     local auth=()
     start_server "$name"
-    if [[ $name == huddle ]]; then
+    if [[ $name == huddle* ]]; then
         case $scenario in
         fanout | light | login) auth=(--sasl) ;; # accounts; crowd/idle/connect as guests
         esac

@@ -35,7 +35,8 @@ pub struct Args {
     #[arg(long, requires = "cert")]
     pub key: Option<PathBuf>,
 
-    /// Threads for password hashing and database writes (default: number of CPUs).
+    /// Threads for password hashing and database writes (default: one less than the number
+    /// of CPUs, at least one, so the event loop keeps a core to itself during login storms).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub workers: Option<u16>,
 
@@ -148,7 +149,9 @@ impl Config {
         }
         let workers = match args.workers {
             Some(n) => n as usize,
-            None => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            None => {
+                std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+            }
         };
         let plain_listener = match &args.plain_listener {
             Some(spec) => Some(parse_plain_listener(spec, args.force_plaintext)?),

@@ -9,7 +9,9 @@ use crate::connection::{ConnError, Connection};
 use crate::flood::Bucket;
 use crate::history::History;
 use crate::ip_limits::IpLimits;
-use crate::limits::{CLOSE_LINGER_SECS, JOBS_PER_WORKER, REJECT_SLOTS};
+use crate::limits::{
+    CLOSE_LINGER_SECS, HANDSHAKES_PER_PASS, JOBS_PER_WORKER, MIN_JOB_QUEUE, REJECT_SLOTS,
+};
 use crate::logins::{Guards, LoginGuard};
 use crate::outbox::{Effect, Outbox};
 use crate::session::{self, Ctx, JobSink, ServerInfo, Session};
@@ -19,6 +21,7 @@ use crossbeam_channel::Receiver;
 use huddle_protocol::Message;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
+use std::collections::VecDeque;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -125,6 +128,9 @@ struct Client {
     bucket: Bucket,
     /// Already in `Server::dirty` from queued output: fan-out pushes each client once per pass.
     in_dirty: bool,
+    /// Readable during a handshake but over this pass's handshake budget: waiting in
+    /// `Server::deferred_handshakes`.
+    handshake_deferred: bool,
 }
 
 pub struct Server {
@@ -146,6 +152,11 @@ pub struct Server {
     dirty: Vec<ClientId>,
     /// Reused between passes by `apply_effects`.
     effect_batch: Vec<Effect>,
+    /// Handshakes (the expensive key exchange and signature) left for this loop pass; see
+    /// [`HANDSHAKES_PER_PASS`].
+    handshake_budget: usize,
+    /// Clients whose handshake input waits for a later pass, oldest first.
+    deferred_handshakes: VecDeque<ClientId>,
     workers: Option<WorkerPool>,
     completions: Receiver<Completion>,
     store: Arc<AccountStore>,
@@ -215,7 +226,7 @@ impl Server {
         let (done_tx, completions) = crossbeam_channel::unbounded();
         let workers = WorkerPool::start(
             config.workers,
-            config.workers * JOBS_PER_WORKER,
+            (config.workers * JOBS_PER_WORKER).max(MIN_JOB_QUEUE),
             Arc::clone(&store),
             done_tx,
             Arc::clone(&waker),
@@ -245,6 +256,8 @@ impl Server {
             out: Outbox::new(),
             dirty: Vec::new(),
             effect_batch: Vec::new(),
+            handshake_budget: HANDSHAKES_PER_PASS,
+            deferred_handshakes: VecDeque::new(),
             workers: Some(workers),
             completions,
             store,
@@ -295,12 +308,17 @@ impl Server {
             if !self.paced.is_empty() {
                 timeout = timeout.min(Duration::from_millis(PACE_MS));
             }
+            if !self.deferred_handshakes.is_empty() {
+                timeout = Duration::ZERO;
+            }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 return Err(ServerError::Io(e));
             }
+            self.handshake_budget = HANDSHAKES_PER_PASS;
+            self.resume_deferred_handshakes();
             let mut accept_ready = false;
             for event in events.iter() {
                 match event.token() {
@@ -474,6 +492,7 @@ impl Server {
             counted_ip,
             bucket: Bucket::new(&self.config.flood, now),
             in_dirty: false,
+            handshake_deferred: false,
         });
         if let Err(e) = client.conn.register(self.poll.registry(), Token(id)) {
             log::error!("cannot register connection from {peer}: {e}");
@@ -490,6 +509,21 @@ impl Server {
             "connection {id} from {peer}{}",
             if reject { " (server full)" } else { "" }
         );
+    }
+
+    /// Reads the handshakes earlier passes put off, as far as this pass's budget goes.
+    fn resume_deferred_handshakes(&mut self) {
+        while self.handshake_budget > 0 {
+            let Some(id) = self.deferred_handshakes.pop_front() else {
+                return;
+            };
+            // The slot may have been closed, or reused by a client that was never deferred.
+            match self.clients.get_mut(id) {
+                Some(client) if client.handshake_deferred => client.handshake_deferred = false,
+                _ => continue,
+            }
+            self.client_event(id, true, false);
+        }
     }
 
     fn client_event(&mut self, id: ClientId, readable: bool, writable: bool) {
@@ -509,6 +543,16 @@ impl Server {
         }
         if !readable {
             return;
+        }
+        if client.conn.is_handshaking() {
+            if self.handshake_budget == 0 {
+                if !client.handshake_deferred {
+                    client.handshake_deferred = true;
+                    self.deferred_handshakes.push_back(id);
+                }
+                return;
+            }
+            self.handshake_budget -= 1;
         }
         let mut lines = Vec::new();
         let result = client.conn.read_lines(&mut lines);

@@ -342,6 +342,7 @@ fn write_loop(
     limit: usize,
     mut segments: HashMap<String, VecDeque<Segment>>,
 ) {
+    crate::workers::lower_thread_priority();
     let mut ops = Vec::new();
     while let Ok(first) = rx.recv() {
         ops.push(first);

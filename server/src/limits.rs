@@ -14,6 +14,10 @@ pub const TLS_BUFFER_LIMIT: usize = 16 * 1024;
 pub const READ_CHUNK: usize = 16 * 1024;
 /// Worker queue slots per worker thread (pending registrations and logins are bounded by this).
 pub const JOBS_PER_WORKER: usize = 64;
+/// The worker queue holds at least this many jobs, whatever the worker count: a small box
+/// runs one worker (the loop keeps the other core) but should still queue a burst of logins
+/// rather than turn them away.
+pub const MIN_JOB_QUEUE: usize = 128;
 /// Extra connection slots beyond --max-clients, used only to tell late comers the server is full.
 pub const REJECT_SLOTS: usize = 8;
 /// How long a closing connection may take to deliver its last lines.
@@ -26,3 +30,8 @@ pub const MAX_AWAY_LEN: usize = 200;
 pub const JOIN_REPLAY: usize = 50;
 /// Most messages one CHATHISTORY request returns.
 pub const CHATHISTORY_MAX: usize = 100;
+/// TLS handshakes the event loop advances per pass. A handshake's first flight costs the loop
+/// a key exchange and a signature (a fraction of a millisecond); a storm of hundreds of
+/// connections would otherwise hold up chat for every client in the same pass. The rest wait
+/// for the next pass, which comes at once.
+pub const HANDSHAKES_PER_PASS: usize = 1;

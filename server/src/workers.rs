@@ -223,12 +223,44 @@ impl Drop for WorkerPool {
     }
 }
 
+/// Nice value of background threads when the idle scheduling class is not available.
+const BACKGROUND_NICE: libc::c_int = 10;
+
+/// Puts the calling thread (a worker or the history writer) in the idle scheduling class:
+/// the event loop then preempts it the moment it has work, so a burst of argon2 hashing
+/// never shows up as chat latency; the thread still gets every cycle the loop leaves idle.
+/// (A nice value alone was not enough: measured chat p99 during a login storm was about
+/// 50% higher.) Falls back to nice 10; failure only costs latency, so it is logged.
+pub fn lower_thread_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        let param = libc::sched_param { sched_priority: 0 };
+        // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param.
+        if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } == 0 {
+            return;
+        }
+        // SAFETY: gettid has no preconditions; setpriority on our own thread id only changes
+        // this thread's nice value.
+        let rc = unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, BACKGROUND_NICE)
+        };
+        if rc != 0 {
+            log::debug!(
+                "cannot lower the priority of a background thread: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 fn worker_loop(
     jobs: Receiver<Job>,
     handler: Handler,
     completions: Sender<Completion>,
     waker: Arc<mio::Waker>,
 ) {
+    lower_thread_priority();
     for job in jobs.iter() {
         let fallback = job.failed(PANICKED);
         let completion = match panic::catch_unwind(AssertUnwindSafe(|| handler(job))) {
@@ -522,5 +554,35 @@ mod tests {
         let text = format!("{:?}", register(1, "alice", "sekrit-pass"));
         assert!(text.contains("alice"));
         assert!(!text.contains("sekrit-pass"));
+    }
+
+    #[cfg(target_os = "linux")]
+    fn own_nice() -> libc::c_int {
+        // SAFETY: reads this thread's nice value; no memory is passed.
+        unsafe {
+            libc::getpriority(
+                libc::PRIO_PROCESS,
+                libc::syscall(libc::SYS_gettid) as libc::id_t,
+            )
+        }
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn background_threads_run_at_lower_priority() {
+        // SAFETY: sched_getscheduler(0) only reads the calling thread's policy.
+        let policy = || unsafe { libc::sched_getscheduler(0) };
+        let before = policy();
+        let (bg_policy, bg_nice) = std::thread::spawn(move || {
+            lower_thread_priority();
+            (policy(), own_nice())
+        })
+        .join()
+        .unwrap();
+        assert!(
+            bg_policy == libc::SCHED_IDLE || bg_nice >= BACKGROUND_NICE,
+            "policy {bg_policy}, nice {bg_nice}"
+        );
+        assert_eq!(policy(), before, "the calling thread keeps its policy");
     }
 }
