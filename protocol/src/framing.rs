@@ -142,6 +142,24 @@ impl LineReader {
         self.dropped_at.push_back(self.partial_start);
     }
 
+    /// Bytes of buffer currently allocated.
+    pub fn capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Frees the buffer if it holds nothing (every line taken, no partial line, no pending
+    /// error), so an idle connection costs no buffer memory. Returns whether it did.
+    pub fn release_if_empty(&mut self) -> bool {
+        if self.head != self.buf.len() || self.discarding || !self.dropped_at.is_empty() {
+            return false;
+        }
+        self.buf = Vec::new();
+        self.head = 0;
+        self.scanned = 0;
+        self.partial_start = 0;
+        true
+    }
+
     /// The next complete line without its ending, or an error for a line that was dropped.
     /// Empty lines are skipped.
     pub fn next_line(&mut self) -> Option<Result<String, FrameError>> {
@@ -195,6 +213,22 @@ mod tests {
         r.feed(b"D\r\n");
         assert_eq!(drain(&mut r), vec![Ok("CD".into())]);
         assert!(!r.has_partial_line());
+    }
+
+    #[test]
+    fn release_only_when_nothing_is_pending() {
+        let mut r = LineReader::new(10);
+        r.feed(b"one\r\ntw");
+        assert!(!r.release_if_empty(), "a line not yet taken");
+        assert_eq!(r.next_line(), Some(Ok("one".into())));
+        assert!(!r.release_if_empty(), "a partial line");
+        r.feed(b"o\r\n");
+        assert_eq!(r.next_line(), Some(Ok("two".into())));
+        assert_eq!(r.next_line(), None);
+        assert!(r.release_if_empty());
+        assert_eq!(r.buf.capacity(), 0);
+        r.feed(b"three\n");
+        assert_eq!(r.next_line(), Some(Ok("three".into())));
     }
 
     #[test]

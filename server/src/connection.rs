@@ -3,12 +3,13 @@
 
 use crate::limits::{READ_CHUNK, TLS_BUFFER_LIMIT};
 
-/// Output queue capacity kept between bursts.
-const KEEP_OUTPUT_CAPACITY: usize = 16 * 1024;
+/// Output queue capacity from which it is kept between passes (see `release_output_buffer`).
+const KEEP_WHILE_BUSY: usize = 16 * 1024;
+
 use huddle_protocol::{FrameError, LineReader};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 
@@ -104,7 +105,6 @@ impl Connection {
             return self.read_plain_lines(lines);
         };
         let mut peer_closed = false;
-        let mut buf = [0u8; READ_CHUNK];
         loop {
             let mut dry = false;
             match tls.read_tls(&mut self.socket) {
@@ -126,14 +126,18 @@ impl Connection {
             if state.peer_has_closed() {
                 peer_closed = true;
             }
+            // Plaintext goes from rustls's buffer straight into the line reader.
             while plaintext {
-                match tls.reader().read(&mut buf) {
-                    Ok(0) => {
+                let mut reader = tls.reader();
+                match reader.fill_buf() {
+                    Ok([]) => {
                         peer_closed = true;
                         plaintext = false;
                     }
-                    Ok(n) => {
-                        self.reader.feed(&buf[..n]);
+                    Ok(chunk) => {
+                        let n = chunk.len();
+                        self.reader.feed(chunk);
+                        reader.consume(n);
                         lines.extend(std::iter::from_fn(|| self.reader.next_line()));
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => plaintext = false,
@@ -144,6 +148,11 @@ impl Connection {
                 return Err(ConnError::Closed);
             }
             if dry {
+                // Usually nothing half-read stays behind: then keep no buffer, unless this is
+                // a busy client whose buffer the next pass would only regrow.
+                if self.reader.capacity() < KEEP_WHILE_BUSY {
+                    self.reader.release_if_empty();
+                }
                 return Ok(());
             }
         }
@@ -244,20 +253,29 @@ impl Connection {
         Ok(())
     }
 
-    /// Empties the (fully sent) output queue, keeping its capacity: during a burst every loop
-    /// pass refills it, and regrowing it each time would cost a realloc and copies per pass.
+    /// Empties the (fully sent) output queue. A large queue keeps its capacity: that is a
+    /// client in a burst of traffic, refilled every loop pass, and regrowing it each time
+    /// would cost reallocations and copies. A small one is freed at once: that is the common
+    /// case (a reply, a few chat lines, the welcome burst of a client that then sits idle),
+    /// and holding it would cost every idle connection kilobytes of memory.
     fn release_output_buffer(&mut self) {
-        self.out.clear();
+        if self.out.capacity() >= KEEP_WHILE_BUSY {
+            self.out.clear();
+        } else {
+            self.out = Vec::new();
+        }
         self.out_pos = 0;
     }
 
-    /// Gives back memory a burst left behind once the connection has nothing queued: an idle
-    /// connection must not keep its peak buffers. Called from the periodic sweep.
+    /// Frees the output queue and the line buffer when they hold nothing: an idle connection
+    /// keeps no buffers (a busy one regrows them at most once per sweep). Called from the
+    /// periodic sweep.
     pub fn trim_idle_buffers(&mut self) {
-        if self.out_pos == self.out.len() && self.out.capacity() > KEEP_OUTPUT_CAPACITY {
+        if self.out_pos == self.out.len() && self.out.capacity() > 0 {
             self.out = Vec::new();
             self.out_pos = 0;
         }
+        self.reader.release_if_empty();
     }
 
     /// Drops the already-sent front of the queue once it is the larger part.
