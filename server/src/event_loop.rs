@@ -689,20 +689,10 @@ impl Server {
             self.out.swap_effects(&mut effects);
             for effect in effects.drain(..) {
                 match effect {
-                    Effect::Send { to, line } => {
-                        let Some(client) = self.clients.get_mut(to) else {
-                            continue;
-                        };
-                        if client.phase != Phase::Open {
-                            continue;
-                        }
-                        if client.conn.queue(line.as_bytes()).is_err() {
-                            client.conn.discard_queued();
-                            log::info!("connection {to}: send queue exceeded, disconnecting");
-                            self.close(to, Some("SendQ exceeded"), "SendQ exceeded");
-                        } else if !client.in_dirty {
-                            client.in_dirty = true;
-                            self.dirty.push(to);
+                    Effect::Send { to, line } => self.queue_line(to, &line),
+                    Effect::SendMany { to, line } => {
+                        for id in to {
+                            self.queue_line(id, &line);
                         }
                     }
                     Effect::Close { id, error, quit } => self.close(id, Some(&error), &quit),
@@ -710,6 +700,24 @@ impl Server {
             }
         }
         self.effect_batch = effects;
+    }
+
+    /// Queues a line for an open client; one whose send queue would overflow is closed.
+    fn queue_line(&mut self, to: ClientId, line: &str) {
+        let Some(client) = self.clients.get_mut(to) else {
+            return;
+        };
+        if client.phase != Phase::Open {
+            return;
+        }
+        if client.conn.queue(line.as_bytes()).is_err() {
+            client.conn.discard_queued();
+            log::info!("connection {to}: send queue exceeded, disconnecting");
+            self.close(to, Some("SendQ exceeded"), "SendQ exceeded");
+        } else if !client.in_dirty {
+            client.in_dirty = true;
+            self.dirty.push(to);
+        }
     }
 
     /// Starts closing a client: its room mates hear `quit`, it gets `ERROR :<error>` and a

@@ -52,6 +52,9 @@ impl Stamp {
 pub enum Effect {
     /// Queue one serialised line (with `\r\n`) for a client.
     Send { to: ClientId, line: Rc<str> },
+    /// Queue one serialised line for each of many clients (a room message): one effect per
+    /// fan-out rather than one per recipient.
+    SendMany { to: Vec<ClientId>, line: Rc<str> },
     /// Tell the client `ERROR :<error>`, tell its room mates it quit with `quit`, close it.
     Close {
         id: ClientId,
@@ -79,11 +82,13 @@ impl Outbox {
 
     /// Sends one message to every client in `to`, serialising it once.
     pub fn broadcast(&mut self, to: impl IntoIterator<Item = ClientId>, msg: &Message) {
-        let line: Rc<str> = msg.to_line().into();
-        self.effects.extend(to.into_iter().map(|to| Effect::Send {
-            to,
-            line: Rc::clone(&line),
-        }));
+        let to: Vec<ClientId> = to.into_iter().collect();
+        if !to.is_empty() {
+            self.effects.push(Effect::SendMany {
+                to,
+                line: msg.to_line().into(),
+            });
+        }
     }
 
     /// Sends one message to every `(client, caps)` with the tags each one asked for; every
@@ -94,13 +99,18 @@ impl Outbox {
         msg: &Message,
         stamp: &Stamp,
     ) {
-        let mut variants: [Option<Rc<str>>; 8] = Default::default();
+        let mut groups: [Vec<ClientId>; 8] = Default::default();
         for (id, caps) in to {
-            let v = caps.tag_variant();
-            let line = variants[v].get_or_insert_with(|| stamp.apply(msg, v).to_line().into());
-            self.effects.push(Effect::Send {
-                to: id,
-                line: Rc::clone(line),
+            groups[caps.tag_variant()].push(id);
+        }
+        for (v, to) in groups.into_iter().enumerate() {
+            if to.is_empty() {
+                continue;
+            }
+            let line: Rc<str> = stamp.apply(msg, v).to_line().into();
+            self.effects.push(match to[..] {
+                [to] => Effect::Send { to, line },
+                _ => Effect::SendMany { to, line },
             });
         }
     }
@@ -138,11 +148,11 @@ impl Outbox {
         self.effects
             .iter()
             .filter_map(|e| match e {
-                Effect::Send { to: t, line } if *t == to => {
-                    Some(line.trim_end_matches("\r\n").to_string())
-                }
+                Effect::Send { to: t, line } if *t == to => Some(line),
+                Effect::SendMany { to: ts, line } if ts.contains(&to) => Some(line),
                 _ => None,
             })
+            .map(|line| line.trim_end_matches("\r\n").to_string())
             .collect()
     }
 }

@@ -411,6 +411,18 @@ impl World<'_> {
         self.note(|| format!("{id}: gone ({quit})"));
     }
 
+    /// One queued line for `to`, checked as `apply_effects` does for `Effect::Send`.
+    fn check_send(&mut self, to: usize, line: &str, closed_now: &HashSet<usize>) {
+        check_server_line(line);
+        self.lines_sent += 1;
+        self.note(|| format!("{to}< {}", line.trim_end()));
+        assert!(to < SLOTS, "line for unknown connection {to}: {line:?}");
+        assert!(
+            self.conns[to].open || closed_now.contains(&to),
+            "line for connection {to}, closed before: {line:?}"
+        );
+    }
+
     /// The event loop's `apply_effects`, checking every line on the way.
     fn apply_effects(&mut self) {
         let mut closed_now = HashSet::new();
@@ -418,16 +430,12 @@ impl World<'_> {
             let effects: Vec<Effect> = self.out.drain().collect();
             for effect in effects {
                 match effect {
-                    Effect::Send { to, line } => {
-                        check_server_line(&line);
-                        self.lines_sent += 1;
-                        self.note(|| format!("{to}< {}", line.trim_end()));
-                        assert!(to < SLOTS, "line for unknown connection {to}: {line:?}");
-                        assert!(
-                            self.conns[to].open || closed_now.contains(&to),
-                            "line for connection {to}, closed before: {line:?}"
-                        );
+                    Effect::SendMany { to, line } => {
+                        for to in to {
+                            self.check_send(to, &line, &closed_now);
+                        }
                     }
+                    Effect::Send { to, line } => self.check_send(to, &line, &closed_now),
                     Effect::Close { id, error, quit } => {
                         assert!(id < SLOTS, "close of unknown connection {id}");
                         check_server_line(&Message::new("ERROR", [error.as_str()]).to_line());
