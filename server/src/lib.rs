@@ -24,6 +24,7 @@ pub mod queries;
 pub mod replay;
 pub mod session;
 pub mod tls;
+pub mod tls_session;
 pub mod workers;
 
 pub use config::Config;

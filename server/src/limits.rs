@@ -35,3 +35,7 @@ pub const CHATHISTORY_MAX: usize = 100;
 /// connections would otherwise hold up chat for every client in the same pass. The rest wait
 /// for the next pass, which comes at once.
 pub const HANDSHAKES_PER_PASS: usize = 1;
+/// Size from which a connection's buffers (plaintext queue, ciphertext, line buffer) are kept
+/// between loop passes: a client in a burst refills them every pass. Smaller ones are freed
+/// once empty, so idle connections hold none.
+pub const KEEP_WHILE_BUSY: usize = 16 * 1024;
