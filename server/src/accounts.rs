@@ -7,8 +7,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{self, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
+use argon2::password_hash::{self, Output, ParamsString, PasswordHash, Salt, SaltString};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use std::cell::RefCell;
 
 /// Name of the sled tree holding the accounts.
 const TREE: &str = "accounts";
@@ -143,7 +144,10 @@ impl AccountStore {
             .map_err(|e| open_error(dir, e))?;
         let tree = db.open_tree(TREE).map_err(|e| open_error(dir, e))?;
         let dummy_phc = hash_password("huddle dummy password, never matches")
-            .map_err(|e| StoreError::Io(format!("cannot prepare password hashing: {e}")))?;
+            .map_err(|e| StoreError::Io(format!("cannot prepare password hashing: {e}")));
+        // This ran on the caller's thread (the event loop's, at start-up): keep no memory.
+        release_hash_memory();
+        let dummy_phc = dummy_phc?;
         Ok(AccountStore {
             db,
             tree,
@@ -274,21 +278,78 @@ fn unavailable(e: sled::Error) -> RegisterError {
     RegisterError::Unavailable("Account database unavailable, try again later".into())
 }
 
-fn hash_password(password: &str) -> Result<String, password_hash::Error> {
-    let salt = SaltString::generate(&mut OsRng);
-    Argon2::default()
-        .hash_password(password.as_bytes(), &salt)
-        .map(|h| h.to_string())
+thread_local! {
+    /// argon2's working memory (19 MiB with the default parameters), kept by a worker thread
+    /// across a burst of hashing instead of mapped afresh, page by page, for every hash; freed
+    /// by [`release_hash_memory`] when the worker runs out of jobs.
+    static HASH_MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-/// `Ok(false)` for a wrong password, `Err` when the stored hash itself is unusable.
+/// Frees this thread's argon2 working memory (see `HASH_MEMORY`).
+pub fn release_hash_memory() {
+    HASH_MEMORY.with(|m| *m.borrow_mut() = Vec::new());
+}
+
+/// The argon2 output for `password` and `salt` under `argon2`'s parameters, `len` bytes.
+fn argon2_output(
+    argon2: &Argon2,
+    password: &[u8],
+    salt: Salt<'_>,
+    len: usize,
+) -> password_hash::Result<Output> {
+    let mut salt_buf = [0u8; 64];
+    let salt = salt.decode_b64(&mut salt_buf)?;
+    let blocks = argon2.params().block_count();
+    HASH_MEMORY.with(|m| {
+        let mut memory = m.borrow_mut();
+        if memory.len() < blocks {
+            *memory = vec![Block::default(); blocks];
+        }
+        Output::init_with(len, |out| {
+            argon2
+                .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
+                .map_err(password_hash::Error::from)
+        })
+    })
+}
+
+/// A PHC string (`$argon2id$v=19$m=...`) for `password` with a fresh salt.
+fn hash_password(password: &str) -> Result<String, password_hash::Error> {
+    let salt = SaltString::generate(&mut OsRng);
+    let argon2 = Argon2::default();
+    let len = argon2
+        .params()
+        .output_len()
+        .unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    let output = argon2_output(&argon2, password.as_bytes(), salt.as_salt(), len)?;
+    let phc = PasswordHash {
+        algorithm: Algorithm::default().ident(),
+        version: Some(Version::default().into()),
+        params: ParamsString::try_from(argon2.params())?,
+        salt: Some(salt.as_salt()),
+        hash: Some(output),
+    };
+    Ok(phc.to_string())
+}
+
+/// `Ok(false)` for a wrong password, `Err` when the stored hash itself is unusable. Uses the
+/// algorithm, version and parameters the hash was made with.
 fn check_password(phc: &str, password: &str) -> Result<bool, password_hash::Error> {
     let parsed = PasswordHash::new(phc)?;
-    match Argon2::default().verify_password(password.as_bytes(), &parsed) {
-        Ok(()) => Ok(true),
-        Err(password_hash::Error::Password) => Ok(false),
-        Err(e) => Err(e),
-    }
+    let algorithm = Algorithm::try_from(parsed.algorithm)?;
+    let version = parsed
+        .version
+        .map(Version::try_from)
+        .transpose()?
+        .unwrap_or_default();
+    let params = Params::try_from(&parsed)?;
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return Err(password_hash::Error::PhcStringField);
+    };
+    let argon2 = Argon2::new(algorithm, version, params);
+    let output = argon2_output(&argon2, password.as_bytes(), salt, expected.len())?;
+    // `Output` compares in constant time.
+    Ok(output == expected)
 }
 
 /// Record layout: `v1 TAB display-name TAB phc`.
@@ -493,5 +554,44 @@ mod tests {
         assert_eq!(decode_record(b"v2\ta\tb"), None);
         assert_eq!(decode_record(b"v1\tonly"), None);
         assert_eq!(decode_record(&[0xff, 0xfe]), None);
+    }
+
+    #[test]
+    fn hashes_interoperate_with_the_argon2_crate() {
+        use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+        // Made the standard way (as accounts stored before this code existed).
+        let salt = SaltString::generate(&mut OsRng);
+        let standard = Argon2::default()
+            .hash_password(b"correct horse", &salt)
+            .unwrap()
+            .to_string();
+        assert!(check_password(&standard, "correct horse").unwrap());
+        assert!(!check_password(&standard, "correct horsE").unwrap());
+        // Ours, checked the standard way.
+        let ours = hash_password("battery staple").unwrap();
+        assert!(
+            ours.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{ours}"
+        );
+        let parsed = PasswordHash::new(&ours).unwrap();
+        assert!(Argon2::default()
+            .verify_password(b"battery staple", &parsed)
+            .is_ok());
+        assert!(Argon2::default()
+            .verify_password(b"battery stapl", &parsed)
+            .is_err());
+        // Other parameters in a stored hash are honoured.
+        let small = Argon2::new(
+            Algorithm::Argon2id,
+            Version::V0x13,
+            Params::new(1024, 1, 1, None).unwrap(),
+        )
+        .hash_password(b"tiny", &salt)
+        .unwrap()
+        .to_string();
+        assert!(check_password(&small, "tiny").unwrap());
+        release_hash_memory();
+        assert!(!check_password(&small, "tinY").unwrap());
+        assert!(check_password("$argon2id$v=19$m=1024,t=1,p=1$bm9zYWx0aGVyZQ", "x").is_err());
     }
 }

@@ -274,6 +274,10 @@ fn worker_loop(
         if let Err(e) = waker.wake() {
             log::warn!("cannot wake the event loop: {e}");
         }
+        if jobs.is_empty() {
+            // The burst is over: hand argon2's working memory back.
+            crate::accounts::release_hash_memory();
+        }
     }
 }
 
