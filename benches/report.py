@@ -22,6 +22,12 @@ def load(path):
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
                 pass
+    for r in rows:
+        # Server CPU per delivery: how much work the server does per line delivered,
+        # whichever side (server or load tool) limited the throughput.
+        cpu, rate = r.get("server_cpu_pct"), r.get("deliveries_per_s")
+        if isinstance(cpu, (int, float)) and isinstance(rate, (int, float)) and rate > 0:
+            r["server_us_per_delivery"] = round(cpu / 100 / rate * 1e6, 3)
     return rows
 
 
@@ -47,6 +53,8 @@ def fmt(v, unit=""):
         return v
     if isinstance(v, float) and v >= 100:
         s = f"{v:,.0f}"
+    elif isinstance(v, float) and v < 10:
+        s = f"{v:.2f}"
     elif isinstance(v, float):
         s = f"{v:.1f}"
     else:
@@ -60,12 +68,14 @@ METRICS = [
     ("1 fan-out: latency p50", "fanout", "latency_p50_us", " us", "low"),
     ("1 fan-out: latency p99", "fanout", "latency_p99_us", " us", "low"),
     ("1 fan-out: server CPU", "fanout", "server_cpu_pct", " %", None),
+    ("1 fan-out: server CPU per delivery", "fanout", "server_us_per_delivery", " us", "low"),
     ("2 light: p50", "light", "latency_p50_us", " us", "low"),
     ("2 light: p99", "light", "latency_p99_us", " us", "low"),
     ("2 light: p99.9", "light", "latency_p999_us", " us", "low"),
     ("2 light: max", "light", "latency_max_us", " us", "low"),
     ("3 crowd: deliveries/s", "crowd", "deliveries_per_s", "", "high"),
     ("3 crowd: p99", "crowd", "latency_p99_us", " us", "low"),
+    ("3 crowd: server CPU per delivery", "crowd", "server_us_per_delivery", " us", "low"),
     ("4 idle: RSS per connection", "idle", "rss_per_connection_kib", " KiB", "low"),
     ("4 idle: connections held", "idle", "ready", "", None),
     ("4 idle: server fds", "idle", "server_fds_after", "", None),

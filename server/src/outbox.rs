@@ -48,6 +48,42 @@ impl Stamp {
     }
 }
 
+impl Stamp {
+    /// `msg` serialised with the tags of variant `v`: the same line as
+    /// `self.apply(msg, v).to_line()`, without copying the message first (this runs once per
+    /// room message and variant).
+    pub fn line(&self, msg: &Message, v: usize) -> String {
+        if !msg.tags.is_empty() {
+            return self.apply(msg, v).to_line();
+        }
+        let mut out = String::with_capacity(160);
+        let mut sep = '@';
+        let mut tag = |out: &mut String, key: &str, value: &str| {
+            out.push(sep);
+            sep = ';';
+            out.push_str(key);
+            if !value.is_empty() {
+                out.push('=');
+                huddle_protocol::message::escape_tag_value(out, value);
+            }
+        };
+        if v & 1 != 0 {
+            tag(&mut out, "time", &crate::clock::iso8601(self.time));
+        }
+        if let (true, Some(id)) = (v & 2 != 0, &self.msgid) {
+            tag(&mut out, "msgid", id);
+        }
+        if let (true, Some(account)) = (v & 4 != 0, &self.account) {
+            tag(&mut out, "account", account);
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        msg.write_to(&mut out);
+        out
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     /// Queue one serialised line (with `\r\n`) for a client.
@@ -107,7 +143,7 @@ impl Outbox {
             if to.is_empty() {
                 continue;
             }
-            let line: Rc<str> = stamp.apply(msg, v).to_line().into();
+            let line: Rc<str> = stamp.line(msg, v).into();
             self.effects.push(match to[..] {
                 [to] => Effect::Send { to, line },
                 _ => Effect::SendMany { to, line },
@@ -154,5 +190,41 @@ impl Outbox {
             })
             .map(|line| line.trim_end_matches("\r\n").to_string())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamped_line_matches_the_tagged_message() {
+        let msg = Message::new("PRIVMSG", ["#room", "hello there; ok"]).with_source("a!a@huddle");
+        let stamp = Stamp {
+            time: std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_700_000_000_123),
+            msgid: Some("17f-1a".into()),
+            account: Some("al ice;x".into()),
+        };
+        for v in 0..8 {
+            assert_eq!(
+                stamp.line(&msg, v),
+                stamp.apply(&msg, v).to_line(),
+                "variant {v}"
+            );
+        }
+        let bare = Stamp {
+            msgid: None,
+            account: None,
+            ..stamp.clone()
+        };
+        for v in 0..8 {
+            assert_eq!(
+                bare.line(&msg, v),
+                bare.apply(&msg, v).to_line(),
+                "variant {v}"
+            );
+        }
+        let tagged = msg.clone().with_tag("+draft/reply", Some("x".into()));
+        assert_eq!(stamp.line(&tagged, 3), stamp.apply(&tagged, 3).to_line());
     }
 }
