@@ -5,9 +5,9 @@
 #   scripts/compare-peers.sh            # full run (about 10 minutes on 2 cores)
 #   QUICK=1 scripts/compare-peers.sh    # tiny sizes, to check the plumbing
 #
-# Writes benches/results/{results.jsonl,results.md,fanout.svg,machine.txt}.
+# Writes benches/results/{results.jsonl,results.md,comparison.svg,machine.txt}.
 # Sizes can be overridden: FANOUT_MESSAGES, FANOUT_REPEAT, LIGHT_MESSAGES, CROWD_CLIENTS,
-# IDLE_CONNECTIONS, CONNECT_CONNECTIONS, LOGINS, SERVERS="huddle ngircd inspircd".
+# IDLE_CONNECTIONS, CONNECT_CONNECTIONS, LOGINS, SERVERS="huddle huddle-nohistory ngircd inspircd".
 # SCENARIOS="login fanout light crowd connect idle" picks scenarios (default: all six).
 # KEEP_OTHERS=1 replaces only the rows of $SERVERS in an existing results.jsonl.
 # OUT=dir writes somewhere other than benches/results (for exploratory runs).
