@@ -10,7 +10,8 @@ use crate::flood::Bucket;
 use crate::history::History;
 use crate::ip_limits::IpLimits;
 use crate::limits::{
-    CLOSE_LINGER_SECS, HANDSHAKES_PER_PASS, JOBS_PER_WORKER, MIN_JOB_QUEUE, REJECT_SLOTS,
+    CLOSE_LINGER_SECS, FLUSH_AFTER_BYTES, HANDSHAKES_PER_PASS, JOBS_PER_WORKER, MIN_JOB_QUEUE,
+    REJECT_SLOTS,
 };
 use crate::logins::{Guards, LoginGuard};
 use crate::outbox::{Effect, Outbox};
@@ -152,6 +153,8 @@ pub struct Server {
     dirty: Vec<ClientId>,
     /// Reused between passes by `apply_effects`.
     effect_batch: Vec<Effect>,
+    /// Output bytes queued since the last `flush_dirty`; see [`FLUSH_AFTER_BYTES`].
+    queued_since_flush: usize,
     /// Handshakes (the expensive key exchange and signature) left for this loop pass; see
     /// [`HANDSHAKES_PER_PASS`].
     handshake_budget: usize,
@@ -256,6 +259,7 @@ impl Server {
             out: Outbox::new(),
             dirty: Vec::new(),
             effect_batch: Vec::new(),
+            queued_since_flush: 0,
             handshake_budget: HANDSHAKES_PER_PASS,
             deferred_handshakes: VecDeque::new(),
             workers: Some(workers),
@@ -328,6 +332,9 @@ impl Server {
                         let readable =
                             event.is_readable() || event.is_read_closed() || event.is_error();
                         self.client_event(id, readable, event.is_writable());
+                        if self.queued_since_flush >= FLUSH_AFTER_BYTES {
+                            self.flush_dirty();
+                        }
                     }
                 }
             }
@@ -710,6 +717,7 @@ impl Server {
         if client.phase != Phase::Open {
             return;
         }
+        self.queued_since_flush += line.len();
         if client.conn.queue(line.as_bytes()).is_err() {
             client.conn.discard_queued();
             log::info!("connection {to}: send queue exceeded, disconnecting");
@@ -788,6 +796,7 @@ impl Server {
 
     /// Writes pending output of every client that got some since the last flush.
     fn flush_dirty(&mut self) {
+        self.queued_since_flush = 0;
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
         dirty.dedup();
