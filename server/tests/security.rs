@@ -1593,18 +1593,10 @@ fn openssl_s_client(addr: std::net::SocketAddr, flag: &str) -> String {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("spawn openssl");
-    let deadline = Instant::now() + REPLY_DEADLINE;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("openssl s_client {flag} did not finish");
-        }
-        // Polling the exit of a child process: there is no reply to wait for.
-        thread::sleep(Duration::from_millis(10));
+    if wait_for_exit(&mut child, REPLY_DEADLINE).is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("openssl s_client {flag} did not finish");
     }
     let out = child.wait_with_output().unwrap();
     format!(

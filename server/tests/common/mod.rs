@@ -13,7 +13,7 @@ use std::collections::VecDeque;
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -205,13 +205,12 @@ impl TestServer {
     /// Waits (bounded) for the child to exit and reaps it.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let child = self.child.as_mut().expect("server is not running");
-        let deadline = Instant::now() + EXIT_DEADLINE;
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
+        match wait_for_exit(child, EXIT_DEADLINE) {
+            Some(status) => {
                 self.child = None;
-                return status;
+                status
             }
-            if Instant::now() > deadline {
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
                 self.child = None;
@@ -220,8 +219,6 @@ impl TestServer {
                     self.stderr_log()
                 );
             }
-            // Polling a child's exit status: there is no reply to wait for here.
-            thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -395,18 +392,13 @@ fn spawn(dir: &Path, args: &[String], logs: &Path) -> Result<Running, StartFailu
             );
         }
         // stdout closed: the process is exiting. Collect its status (bounded).
-        let exit_deadline = Instant::now() + EXIT_DEADLINE;
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("try_wait") {
-                break s;
-            }
-            assert!(
-                Instant::now() < exit_deadline,
-                "huddle-server closed stdout but did not exit\nstderr:\n{}",
+        let Some(status) = wait_for_exit(child, EXIT_DEADLINE) else {
+            panic!(
+                "huddle-server closed stdout but did not exit
+stderr:
+{}",
                 stderr_text()
             );
-            // Polling an exit status: there is no reply to wait for.
-            thread::sleep(Duration::from_millis(10));
         };
         guard.0 = None;
         return Err(StartFailure {
@@ -1681,13 +1673,12 @@ impl ProcServer {
     /// Waits (bounded) for the child to exit on its own and reaps it.
     pub fn wait_exit(&mut self) -> ExitStatus {
         let child = self.child.as_mut().expect("server is not running");
-        let deadline = Instant::now() + EXIT_DEADLINE;
-        loop {
-            if let Some(status) = child.try_wait().expect("try_wait") {
+        match wait_for_exit(child, EXIT_DEADLINE) {
+            Some(status) => {
                 self.child = None;
-                return status;
+                status
             }
-            if Instant::now() > deadline {
+            None => {
                 let _ = child.kill();
                 let _ = child.wait();
                 self.child = None;
@@ -1696,8 +1687,6 @@ impl ProcServer {
                     self.stderr_log()
                 );
             }
-            // Polling a child's exit status: there is no reply to wait for here.
-            thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -1856,18 +1845,13 @@ fn spawn_proc(
             "huddle-server printed no start-up line within {START_DEADLINE:?}\nstderr:\n{}",
             stderr_text()
         );
-        let exit_deadline = Instant::now() + EXIT_DEADLINE;
-        let status = loop {
-            if let Some(s) = child.try_wait().expect("try_wait") {
-                break s;
-            }
-            assert!(
-                Instant::now() < exit_deadline,
-                "huddle-server closed stdout but did not exit\nstderr:\n{}",
+        let Some(status) = wait_for_exit(child, EXIT_DEADLINE) else {
+            panic!(
+                "huddle-server closed stdout but did not exit
+stderr:
+{}",
                 stderr_text()
             );
-            // Polling an exit status: there is no reply to wait for.
-            thread::sleep(Duration::from_millis(10));
         };
         guard.0 = None;
         return Err(StartFailure {
@@ -2054,5 +2038,34 @@ pub fn wait_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     while !cond() {
         assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
         thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits up to `limit` for `child` to exit and reaps it; `None` if it is still running. Waits
+/// on the process's pidfd, which becomes readable when it exits: no polling loop.
+pub fn wait_for_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    // SAFETY: pidfd_open on the pid of our own child, not yet reaped (so not reused); the
+    // returned descriptor is owned below.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    assert!(raw >= 0, "pidfd_open: {}", io::Error::last_os_error());
+    // SAFETY: a fresh descriptor that nothing else owns.
+    let pidfd = unsafe { std::os::fd::OwnedFd::from_raw_fd(raw as libc::c_int) };
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return Some(status);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        let mut fds = [libc::pollfd {
+            fd: pidfd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        let ms = left.as_millis().clamp(1, i32::MAX as u128) as libc::c_int;
+        // SAFETY: one valid pollfd; poll returns on exit, timeout or a signal (then we retry).
+        unsafe { libc::poll(fds.as_mut_ptr(), 1, ms) };
     }
 }
