@@ -5,7 +5,7 @@
 //! only while there is ciphertext in them, and an idle connection holds none. (The buffered
 //! `ServerConnection` keeps a 4 KiB receive buffer per connection for good.)
 
-use crate::limits::{KEEP_WHILE_BUSY, READ_CHUNK, TLS_BUFFER_LIMIT};
+use crate::limits::{KEEP_WHILE_BUSY, TLS_BUFFER_LIMIT};
 
 use crate::tls_session::Tls;
 use huddle_protocol::{FrameError, LineReader};
@@ -95,17 +95,19 @@ impl Connection {
     }
 
     /// Reads everything the socket has, decrypts it and appends the complete lines to `lines`.
-    /// `Err` means the connection is over; lines read before that are still in `lines`.
+    /// `buf` is the caller's reused read buffer (a fresh zeroed one per call would cost a
+    /// 16 KiB memset per readable event). `Err` means the connection is over; lines read
+    /// before that are still in `lines`.
     pub fn read_lines(
         &mut self,
         lines: &mut Vec<Result<String, FrameError>>,
+        buf: &mut [u8],
     ) -> Result<(), ConnError> {
         let Some(tls) = self.tls.as_mut() else {
-            return self.read_plain_lines(lines);
+            return self.read_plain_lines(lines, buf);
         };
-        let mut buf = [0u8; READ_CHUNK];
         loop {
-            let n = match self.socket.read(&mut buf) {
+            let n = match self.socket.read(buf) {
                 Ok(0) => return Err(ConnError::Closed),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -138,10 +140,10 @@ impl Connection {
     fn read_plain_lines(
         &mut self,
         lines: &mut Vec<Result<String, FrameError>>,
+        buf: &mut [u8],
     ) -> Result<(), ConnError> {
-        let mut buf = [0u8; READ_CHUNK];
         loop {
-            match self.socket.read(&mut buf) {
+            match self.socket.read(buf) {
                 Ok(0) => return Err(ConnError::Closed),
                 Ok(n) => {
                     self.reader.feed(&buf[..n]);

@@ -11,7 +11,7 @@ use crate::history::History;
 use crate::ip_limits::IpLimits;
 use crate::limits::{
     CLOSE_LINGER_SECS, FLUSH_AFTER_BYTES, HANDSHAKES_PER_PASS, JOBS_PER_WORKER, MIN_JOB_QUEUE,
-    REJECT_SLOTS,
+    READ_CHUNK, REJECT_SLOTS,
 };
 use crate::logins::{Guards, LoginGuard};
 use crate::outbox::{Effect, Outbox};
@@ -155,6 +155,8 @@ pub struct Server {
     effect_batch: Vec<Effect>,
     /// Output bytes queued since the last `flush_dirty`; see [`FLUSH_AFTER_BYTES`].
     queued_since_flush: usize,
+    /// Socket reads land here, one buffer for all clients (the loop reads one at a time).
+    read_buf: Box<[u8]>,
     /// Handshakes (the expensive key exchange and signature) left for this loop pass; see
     /// [`HANDSHAKES_PER_PASS`].
     handshake_budget: usize,
@@ -260,6 +262,7 @@ impl Server {
             dirty: Vec::new(),
             effect_batch: Vec::new(),
             queued_since_flush: 0,
+            read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
             handshake_budget: HANDSHAKES_PER_PASS,
             deferred_handshakes: VecDeque::new(),
             workers: Some(workers),
@@ -562,7 +565,7 @@ impl Server {
             self.handshake_budget -= 1;
         }
         let mut lines = Vec::new();
-        let result = client.conn.read_lines(&mut lines);
+        let result = client.conn.read_lines(&mut lines, &mut self.read_buf);
         if client.reject && !client.conn.is_handshaking() {
             let text = format!(
                 "Server full ({} clients), try again later",
