@@ -190,7 +190,7 @@ impl Message {
 
     /// The serialised line, including `\r\n`.
     /// Bytes the serialised line will take, give or take escapes: sizes the buffer once.
-    fn estimated_len(&self) -> usize {
+    pub fn estimated_len(&self) -> usize {
         let tags: usize = self
             .tags
             .iter()

@@ -86,6 +86,16 @@ pub fn fold(name: &str) -> String {
     name.to_ascii_lowercase()
 }
 
+/// [`fold`] without a copy when `name` is folded already (the usual case for a room name
+/// on every message sent to it).
+pub fn fold_borrowed(name: &str) -> std::borrow::Cow<'_, str> {
+    if name.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(fold(name))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
 /// `#` followed by 1-49 characters, none of them space, comma, BEL or a control character.
 pub fn valid_room_name(name: &str) -> bool {
     name.len() >= 2
@@ -106,7 +116,17 @@ impl Chat {
     /// A message id unique across restarts (start time in ms, then a counter).
     pub fn next_msgid(&mut self) -> String {
         self.msgid_counter += 1;
-        format!("{}-{:x}", self.msgid_prefix, self.msgid_counter)
+        // By hand rather than `format!`: this runs for every message.
+        let mut id = String::with_capacity(self.msgid_prefix.len() + 17);
+        id.push_str(&self.msgid_prefix);
+        id.push('-');
+        let hex = self.msgid_counter;
+        let digits = (64 - hex.leading_zeros()).div_ceil(4).max(1);
+        for shift in (0..digits).rev() {
+            let nibble = (hex >> (shift * 4)) & 0xf;
+            id.push(char::from_digit(nibble as u32, 16).unwrap_or('0'));
+        }
+        id
     }
 
     pub fn user_mut(&mut self, id: ClientId) -> Option<&mut User> {
@@ -286,6 +306,17 @@ impl Chat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn message_ids_are_prefix_dash_hex_counter() {
+        let mut c = Chat::new();
+        let prefix = c.msgid_prefix.clone();
+        c.msgid_counter = 0xfe;
+        assert_eq!(c.next_msgid(), format!("{prefix}-ff"));
+        assert_eq!(c.next_msgid(), format!("{prefix}-100"));
+        c.msgid_counter = u64::MAX - 1;
+        assert_eq!(c.next_msgid(), format!("{prefix}-{:x}", u64::MAX));
+    }
 
     #[test]
     fn nicks_are_case_insensitive() {

@@ -39,8 +39,43 @@ pub fn human_utc(t: SystemTime) -> String {
 
 /// IRCv3 `server-time` format: `2026-11-25T09:00:00.000Z`
 pub fn iso8601(t: SystemTime) -> String {
+    let mut out = String::with_capacity(24);
+    write_iso8601(&mut out, t);
+    out
+}
+
+/// Appends [`iso8601`] to `out`. Written digit by digit: this runs for every room message,
+/// and the formatting machinery of `format!` cost more than the date arithmetic.
+pub fn write_iso8601(out: &mut String, t: SystemTime) {
     let (y, mo, d, h, mi, s, ms) = civil(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{ms:03}Z")
+    // Years outside 0..=9999 cannot be written in this format; clamp rather than misalign.
+    let y = y.clamp(0, 9999) as u64;
+    let fields: [(u64, usize, char); 7] = [
+        (y, 4, '-'),
+        (u64::from(mo), 2, '-'),
+        (u64::from(d), 2, 'T'),
+        (h, 2, ':'),
+        (mi, 2, ':'),
+        (s, 2, '.'),
+        (ms, 3, 'Z'),
+    ];
+    for (value, width, sep) in fields {
+        push_padded(out, value, width);
+        out.push(sep);
+    }
+}
+
+/// `value` in decimal, zero-padded to `width` digits (the low `width` digits if longer).
+fn push_padded(out: &mut String, value: u64, width: usize) {
+    let mut digits = [b'0'; 4];
+    let mut v = value;
+    for slot in digits[..width].iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    for &b in &digits[..width] {
+        out.push(char::from(b));
+    }
 }
 
 /// Parses the `server-time` format back (for `CHATHISTORY ... timestamp=`).
@@ -92,6 +127,11 @@ mod tests {
         let t = from_unix_millis(1_795_597_200_123);
         assert_eq!(human_utc(t), "2026-11-25 09:00:00 UTC");
         assert_eq!(iso8601(t), "2026-11-25T09:00:00.123Z");
+        assert_eq!(iso8601(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            iso8601(from_unix_millis(4_102_444_799_009)),
+            "2099-12-31T23:59:59.009Z"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Commands of a registered user: rooms, messages, topics, away, names, HELLO.
 
 use crate::capabilities::{Cap, CapSet};
-use crate::chat::{fold, valid_room_name, ClientId, PartError, Topic};
+use crate::chat::{fold_borrowed, valid_room_name, ClientId, PartError, Topic};
 use crate::limits::{MAX_AWAY_LEN, MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
 use crate::outbox::Stamp;
 use crate::session::{prefix, reply, Ctx, ServerInfo, Session};
@@ -223,7 +223,7 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
     let nick = s.target().to_string();
     for target in targets(to) {
         if target.starts_with('#') {
-            let key = fold(target);
+            let key = fold_borrowed(target);
             let Some(room) = ctx.chat.room_by_key(&key) else {
                 if privmsg {
                     reply(s, ctx, ERR_NOSUCHCHANNEL, [target, "No such room"]);
@@ -243,8 +243,7 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
             }
             let spelled = room.name.clone();
             let echo = s.caps().has(Cap::EchoMessage);
-            let source = prefix(&nick);
-            let line = Message::new(cmd, [spelled.as_str(), text]).with_source(source.as_str());
+            let line = Message::new(cmd, [spelled.as_str(), text]).with_source(prefix(&nick));
             let stamp = stamp(s, ctx, true);
             // Looked up again: the stamp's message id needed the chat state mutably.
             if let Some(room) = ctx.chat.room_by_key(&key) {
@@ -255,7 +254,7 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
                 &key,
                 crate::clock::unix_millis(stamp.time),
                 stamp.msgid.as_deref().unwrap_or(""),
-                &source,
+                line.source.as_deref().unwrap_or_default(),
                 s.account(),
                 cmd,
                 &spelled,

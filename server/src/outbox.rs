@@ -56,8 +56,16 @@ impl Stamp {
         if !msg.tags.is_empty() {
             return self.apply(msg, v).to_line();
         }
-        let mut out = String::with_capacity(160);
+        // Room for the tags (time 29, msgid and account tens of bytes each) and the message.
+        let mut out = String::with_capacity(msg.estimated_len() + 128);
         let mut sep = '@';
+        if v & 1 != 0 {
+            // A timestamp has nothing to escape: written in place.
+            out.push(sep);
+            sep = ';';
+            out.push_str("time=");
+            crate::clock::write_iso8601(&mut out, self.time);
+        }
         let mut tag = |out: &mut String, key: &str, value: &str| {
             out.push(sep);
             sep = ';';
@@ -67,9 +75,6 @@ impl Stamp {
                 huddle_protocol::message::escape_tag_value(out, value);
             }
         };
-        if v & 1 != 0 {
-            tag(&mut out, "time", &crate::clock::iso8601(self.time));
-        }
         if let (true, Some(id)) = (v & 2 != 0, &self.msgid) {
             tag(&mut out, "msgid", id);
         }
@@ -135,9 +140,17 @@ impl Outbox {
         msg: &Message,
         stamp: &Stamp,
     ) {
+        let to = to.into_iter();
+        // A group is sized for every recipient when first used (usually only one is):
+        // growing it one push at a time cost a handful of reallocations per message.
+        let most = to.size_hint().1.unwrap_or(0);
         let mut groups: [Vec<ClientId>; 8] = Default::default();
         for (id, caps) in to {
-            groups[caps.tag_variant()].push(id);
+            let group = &mut groups[caps.tag_variant()];
+            if group.capacity() == 0 {
+                group.reserve(most);
+            }
+            group.push(id);
         }
         for (v, to) in groups.into_iter().enumerate() {
             if to.is_empty() {

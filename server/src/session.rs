@@ -133,7 +133,14 @@ impl Session {
 
 /// `nick!nick@huddle`
 pub fn prefix(nick: &str) -> String {
-    format!("{nick}!{nick}@{HOST_CLOAK}")
+    // Concatenated rather than `format!`ted: this runs for every message.
+    let mut p = String::with_capacity(2 * nick.len() + 2 + HOST_CLOAK.len());
+    p.push_str(nick);
+    p.push('!');
+    p.push_str(nick);
+    p.push('@');
+    p.push_str(HOST_CLOAK);
+    p
 }
 
 /// A reply from the server to this session: `:<server> <command> <target> <params...>`.
@@ -198,8 +205,18 @@ pub fn handle_line(s: &mut Session, line: &str, ctx: &mut Ctx) {
 }
 
 pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
-    let command = msg.command.to_ascii_uppercase();
-    match command.as_str() {
+    // Upper-cased on the stack: every known command is short, and this runs per line.
+    let mut upper = [0u8; 16];
+    let command = match upper.get_mut(..msg.command.len()) {
+        Some(buf) => {
+            buf.copy_from_slice(msg.command.as_bytes());
+            buf.make_ascii_uppercase();
+            std::str::from_utf8(buf).unwrap_or_default()
+        }
+        // Longer than any command we know: dispatched as is, to be answered as unknown.
+        None => msg.command.as_str(),
+    };
+    match command {
         "CAP" => cap(s, &msg, ctx),
         "AUTHENTICATE" => authenticate(s, &msg, ctx),
         "REGISTER" => register(s, &msg, ctx),
@@ -241,7 +258,7 @@ pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
                 try_complete(s, ctx);
             }
         }
-        _ if s.registered => commands::dispatch(s, &command, &msg, ctx),
+        _ if s.registered => commands::dispatch(s, command, &msg, ctx),
         _ => reply(
             s,
             ctx,
