@@ -250,15 +250,13 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
                 let to = ctx.chat.recipients(room, s.id, echo);
                 ctx.out.deliver(to, &line, &stamp);
             }
+            // The history keeps the message itself, with the stamp's id and account.
             ctx.history.append(
                 &key,
                 crate::clock::unix_millis(stamp.time),
-                stamp.msgid.as_deref().unwrap_or(""),
-                line.source.as_deref().unwrap_or_default(),
-                s.account(),
-                cmd,
-                &spelled,
-                text,
+                stamp.msgid.unwrap_or_default(),
+                stamp.account,
+                line,
             );
         } else {
             let Some(peer) = ctx.chat.find_nick(target) else {

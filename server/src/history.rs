@@ -32,26 +32,13 @@ pub struct Entry {
     pub seq: u64,
     pub time_ms: u64,
     pub msgid: String,
-    /// `nick!nick@host` of the sender.
-    pub source: String,
     pub account: Option<String>,
-    /// `PRIVMSG` or `NOTICE`.
-    pub command: String,
-    /// The room as spelled when the message was sent.
-    pub target: String,
-    pub text: String,
+    /// The message as relayed, without tags: `:nick!nick@host PRIVMSG|NOTICE <room as
+    /// spelled then> :<text>`. The very message the room got, moved here, not copied.
+    pub message: Message,
 }
 
 impl Entry {
-    /// The message without tags.
-    pub fn message(&self) -> Message {
-        Message::new(
-            self.command.as_str(),
-            [self.target.as_str(), self.text.as_str()],
-        )
-        .with_source(self.source.as_str())
-    }
-
     /// The tags it was sent with.
     pub fn stamp(&self) -> Stamp {
         Stamp {
@@ -61,15 +48,18 @@ impl Entry {
         }
     }
 
-    /// Appends the entry as one `\r\n`-terminated line.
+    /// Appends the entry as one `\r\n`-terminated line: the message with `t`, `msgid` and
+    /// `account` tags, the same line as giving the message those tags and serialising it.
     fn encode_into(&self, out: &mut String) {
-        let mut m = self.message();
-        m.tags.push(tag("t", &self.time_ms.to_string()));
-        m.tags.push(tag("msgid", &self.msgid));
+        use std::fmt::Write;
+        out.push_str("@t=");
+        let _ = write!(out, "{}", self.time_ms);
+        push_tag(out, "msgid", &self.msgid);
         if let Some(a) = &self.account {
-            m.tags.push(tag("account", a));
+            push_tag(out, "account", a);
         }
-        m.write_to(out);
+        out.push(' ');
+        self.message.write_to(out);
     }
 
     fn decode(seq: u64, line: &str) -> Option<Entry> {
@@ -78,19 +68,20 @@ impl Entry {
             seq,
             time_ms: m.tag("t")?.parse().ok()?,
             msgid: m.tag("msgid")?.to_string(),
-            source: m.source.clone()?,
             account: m.tag("account").map(str::to_string),
-            command: m.command.clone(),
-            target: m.param(0)?.to_string(),
-            text: m.param(1)?.to_string(),
+            message: Message::new(m.command.as_str(), [m.param(0)?, m.param(1)?])
+                .with_source(m.source.clone()?),
         })
     }
 }
 
-fn tag(key: &str, value: &str) -> huddle_protocol::Tag {
-    huddle_protocol::Tag {
-        key: key.to_string(),
-        value: Some(value.to_string()),
+/// `;key=value` (just `;key` for an empty value, as `Message::write_to` writes it).
+fn push_tag(out: &mut String, key: &str, value: &str) {
+    out.push(';');
+    out.push_str(key);
+    if !value.is_empty() {
+        out.push('=');
+        huddle_protocol::message::escape_tag_value(out, value);
     }
 }
 
@@ -140,12 +131,30 @@ struct Writer {
 
 pub struct History {
     limit: usize,
-    /// folded room name -> entries, oldest first (shared with the writer's queue)
-    rooms: HashMap<String, VecDeque<Arc<Entry>>>,
-    /// folded room name -> (its name as shared with the writer, next sequence number)
-    next_seq: HashMap<String, (Arc<str>, u64)>,
+    /// folded room name -> its history
+    rooms: HashMap<String, RoomLog>,
     writer: Option<Writer>,
     dropped_writes: u64,
+}
+
+/// One room's history in memory.
+#[derive(Default)]
+struct RoomLog {
+    /// The folded room name as shared with the writer's queue.
+    name: Arc<str>,
+    /// Sequence number of the next message.
+    next_seq: u64,
+    /// The newest entries (at most the limit), oldest first.
+    entries: VecDeque<Arc<Entry>>,
+}
+
+impl RoomLog {
+    fn new(name: &str) -> RoomLog {
+        RoomLog {
+            name: Arc::from(name),
+            ..RoomLog::default()
+        }
+    }
 }
 
 impl History {
@@ -154,7 +163,6 @@ impl History {
         History {
             limit,
             rooms: HashMap::new(),
-            next_seq: HashMap::new(),
             writer: None,
             dropped_writes: 0,
         }
@@ -180,11 +188,13 @@ impl History {
                 .entry(room.to_string())
                 .or_default()
                 .push_back((first, count));
-            history
-                .next_seq
-                .insert(room.to_string(), (Arc::from(room), first + count));
+            let log = history
+                .rooms
+                .entry(room.to_string())
+                .or_insert_with(|| RoomLog::new(room));
+            log.next_seq = first + count;
             if limit > 0 {
-                let q = history.rooms.entry(room.to_string()).or_default();
+                let q = &mut log.entries;
                 q.extend(decode_segment(room, first, &v).into_iter().map(Arc::new));
                 while q.len() > limit {
                     q.pop_front();
@@ -205,42 +215,36 @@ impl History {
     }
 
     /// Records a room message (`room` is the folded name) and queues it for the disk.
-    #[allow(clippy::too_many_arguments)]
     pub fn append(
         &mut self,
         room: &str,
         time_ms: u64,
-        msgid: &str,
-        source: &str,
-        account: Option<&str>,
-        command: &str,
-        target: &str,
-        text: &str,
+        msgid: String,
+        account: Option<String>,
+        message: Message,
     ) {
         if self.limit == 0 {
             return;
         }
-        if !self.next_seq.contains_key(room) {
-            self.next_seq.insert(room.to_string(), (Arc::from(room), 0));
-        }
-        let Some((shared_room, seq)) = self.next_seq.get_mut(room) else {
-            return;
+        let log = match self.rooms.get_mut(room) {
+            Some(log) => log,
+            None => self
+                .rooms
+                .entry(room.to_string())
+                .or_insert(RoomLog::new(room)),
         };
         let entry = Arc::new(Entry {
-            seq: *seq,
+            seq: log.next_seq,
             time_ms,
-            msgid: msgid.to_string(),
-            source: source.to_string(),
-            account: account.map(str::to_string),
-            command: command.to_string(),
-            target: target.to_string(),
-            text: text.to_string(),
+            msgid,
+            account,
+            message,
         });
-        *seq += 1;
+        log.next_seq += 1;
         if let Some(writer) = &self.writer {
             // Encoded on the writer thread: the loop only shares the entry.
             let op = WriteOp {
-                room: Arc::clone(shared_room),
+                room: Arc::clone(&log.name),
                 entry: Arc::clone(&entry),
             };
             if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
@@ -255,19 +259,15 @@ impl History {
                 }
             }
         }
-        let q = match self.rooms.get_mut(room) {
-            Some(q) => q,
-            None => self.rooms.entry(room.to_string()).or_default(),
-        };
-        q.push_back(entry);
-        while q.len() > self.limit {
-            q.pop_front();
+        log.entries.push_back(entry);
+        while log.entries.len() > self.limit {
+            log.entries.pop_front();
         }
     }
 
     /// The newest `n` entries of a room, oldest first.
     pub fn latest(&self, room: &str, n: usize) -> Vec<Arc<Entry>> {
-        let Some(q) = self.rooms.get(room) else {
+        let Some(q) = self.rooms.get(room).map(|log| &log.entries) else {
             return Vec::new();
         };
         q.iter().skip(q.len().saturating_sub(n)).cloned().collect()
@@ -275,7 +275,7 @@ impl History {
 
     /// Up to `n` entries sent before `time_ms` (or before message `msgid`), oldest first.
     pub fn before(&self, room: &str, bound: Bound<'_>, n: usize) -> Vec<Arc<Entry>> {
-        let Some(q) = self.rooms.get(room) else {
+        let Some(q) = self.rooms.get(room).map(|log| &log.entries) else {
             return Vec::new();
         };
         let end = match bound {
@@ -290,7 +290,7 @@ impl History {
 
     /// The newest `n` entries sent after `bound` (exclusive), oldest first.
     pub fn latest_after(&self, room: &str, bound: Bound<'_>, n: usize) -> Vec<Arc<Entry>> {
-        let Some(q) = self.rooms.get(room) else {
+        let Some(q) = self.rooms.get(room).map(|log| &log.entries) else {
             return Vec::new();
         };
         let start = match bound {
@@ -354,7 +354,8 @@ fn write_loop(
         let mut open: Vec<(Arc<str>, u64, u64, String)> = Vec::new();
         for op in ops.drain(..) {
             let seq = op.entry.seq;
-            match open.iter_mut().find(|(room, first, count, value)| {
+            // The room's open segment is its newest: search from the back.
+            match open.iter_mut().rev().find(|(room, first, count, value)| {
                 Arc::ptr_eq(room, &op.room) && *first + *count == seq && value.len() < SEGMENT_BYTES
             }) {
                 Some((_, _, count, value)) => {
@@ -399,12 +400,10 @@ mod tests {
         h.append(
             room,
             1000 + i,
-            &format!("id{i}"),
-            "a!a@huddle",
-            Some("a"),
-            "PRIVMSG",
-            "#Room",
-            &format!("message {i}; with spaces"),
+            format!("id{i}"),
+            Some("a".into()),
+            Message::new("PRIVMSG", ["#Room", &format!("message {i}; with spaces")])
+                .with_source("a!a@huddle"),
         );
     }
 
@@ -444,6 +443,43 @@ mod tests {
     }
 
     #[test]
+    fn encoded_line_is_the_tagged_message_and_decodes_back() {
+        let entry = Entry {
+            seq: 3,
+            time_ms: 1_795_597_200_123,
+            msgid: "a b;c".into(),
+            account: Some("al\\ice".into()),
+            message: Message::new("NOTICE", ["#Room", ":odd; text  with spaces"])
+                .with_source("n!n@huddle"),
+        };
+        let mut line = String::new();
+        entry.encode_into(&mut line);
+        let tagged = entry
+            .message
+            .clone()
+            .with_tag("t", Some("1795597200123".into()))
+            .with_tag("msgid", Some("a b;c".into()))
+            .with_tag("account", Some("al\\ice".into()));
+        assert_eq!(line, tagged.to_line());
+        let bare = Entry {
+            account: None,
+            msgid: String::new(),
+            ..entry.clone()
+        };
+        let mut bare_line = String::new();
+        bare.encode_into(&mut bare_line);
+        assert_eq!(
+            bare_line,
+            bare.message
+                .clone()
+                .with_tag("t", Some("1795597200123".into()))
+                .with_tag("msgid", Some(String::new()))
+                .to_line()
+        );
+        assert_eq!(Entry::decode(3, line.trim_end()), Some(entry));
+    }
+
+    #[test]
     fn zero_limit_disables() {
         let mut h = History::in_memory(0);
         add(&mut h, "#room", 1);
@@ -476,9 +512,10 @@ mod tests {
             .collect();
         assert_eq!(ids, ["id6", "id7", "id8", "id9"]);
         let e = &h.latest("#room", 1)[0];
-        assert_eq!(e.text, "message 9; with spaces");
+        assert_eq!(e.message.param(1), Some("message 9; with spaces"));
         assert_eq!(e.account.as_deref(), Some("a"));
-        assert_eq!(e.target, "#Room");
+        assert_eq!(e.message.param(0), Some("#Room"));
+        assert_eq!(e.message.source.as_deref(), Some("a!a@huddle"));
         assert_eq!(e.seq, 9);
     }
 
@@ -487,11 +524,9 @@ mod tests {
             seq,
             time_ms: 5000 + seq,
             msgid: format!("m{seq}"),
-            source: "b!b@huddle".into(),
             account: None,
-            command: "PRIVMSG".into(),
-            target: "#Seg".into(),
-            text: format!("text {seq}"),
+            message: Message::new("PRIVMSG", ["#Seg", &format!("text {seq}")])
+                .with_source("b!b@huddle"),
         })
     }
 
@@ -522,6 +557,6 @@ mod tests {
         let seqs: Vec<u64> = h.latest("#seg", 10).iter().map(|e| e.seq).collect();
         assert_eq!(seqs, [7, 8, 9]);
         assert_eq!(h.latest("#seg", 1)[0].msgid, "m9");
-        assert_eq!(h.next_seq.get("#seg").map(|s| s.1), Some(10));
+        assert_eq!(h.rooms.get("#seg").map(|log| log.next_seq), Some(10));
     }
 }

@@ -35,7 +35,7 @@ fn send_entries(s: &Session, room: &str, entries: &[Arc<Entry>], ctx: &mut Ctx) 
         );
     }
     for entry in entries {
-        let mut msg: Message = entry.stamp().apply(&entry.message(), caps.tag_variant());
+        let mut msg: Message = entry.stamp().apply(&entry.message, caps.tag_variant());
         if let Some(id) = &batch {
             msg.tags.insert(
                 0,
