@@ -106,7 +106,7 @@ impl LineReader {
         self.compact();
         while !data.is_empty() {
             if self.discarding {
-                match data.iter().position(|&b| b == b'\n') {
+                match memchr::memchr(b'\n', data) {
                     Some(i) => {
                         self.discarding = false;
                         data = &data[i + 1..];
@@ -120,7 +120,10 @@ impl LineReader {
             let room = (self.max_len + 2).saturating_sub(partial);
             let take = data.len().min(room);
             let chunk = &data[..take];
-            if let Some(i) = chunk.iter().position(|&b| b == b'\n') {
+            // Everything up to the chunk's last newline is complete lines, each within the
+            // bound (the chunk is no longer than the room the unfinished line had left), so
+            // they are copied in one go; `next_line` splits them.
+            if let Some(i) = memchr::memrchr(b'\n', chunk) {
                 self.buf.extend_from_slice(&chunk[..=i]);
                 self.partial_start = self.buf.len();
                 data = &data[i + 1..];
@@ -169,7 +172,7 @@ impl LineReader {
                 return Some(Err(FrameError::TooLong));
             }
             let from = self.scanned.max(self.head);
-            let found = self.buf[from..].iter().position(|&b| b == b'\n');
+            let found = memchr::memchr(b'\n', &self.buf[from..]);
             let Some(rel) = found else {
                 self.scanned = self.buf.len();
                 return None;
@@ -335,6 +338,49 @@ mod tests {
                     prop_assert!(r.dropped_at.is_empty());
                     prop_assert!(r.buf.capacity() <= 2 * (64 + 2 + 300));
                 }
+            }
+
+            #[test]
+            fn matches_a_plain_line_splitter(
+                bytes in proptest::collection::vec(
+                    prop_oneof![Just(b'\n'), Just(b'\r'), Just(b'a'), Just(0xffu8)], 0..200),
+                cuts in proptest::collection::vec(1usize..40, 1..10),
+            ) {
+                // The model: split at LF, drop one trailing CR, skip empty lines, longer than
+                // the limit is TooLong, else it must be UTF-8.
+                let max = 10;
+                let mut want = Vec::new();
+                let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                for line in bytes[..complete].split(|&b| b == b'\n') {
+                    let line = line.strip_suffix(b"\r").unwrap_or(line);
+                    if line.is_empty() {
+                        continue;
+                    }
+                    want.push(if line.len() > max {
+                        Err(FrameError::TooLong)
+                    } else {
+                        std::str::from_utf8(line)
+                            .map(str::to_string)
+                            .map_err(|_| FrameError::InvalidUtf8)
+                    });
+                }
+                // An unfinished line is reported as soon as it cannot fit any more.
+                if bytes.len() - complete >= max + 2 {
+                    want.push(Err(FrameError::TooLong));
+                }
+                let mut r = LineReader::new(max);
+                let mut got = Vec::new();
+                let mut rest = &bytes[..];
+                for &cut in cuts.iter().cycle() {
+                    if rest.is_empty() {
+                        break;
+                    }
+                    let (chunk, tail) = rest.split_at(cut.min(rest.len()));
+                    r.feed(chunk);
+                    got.extend(std::iter::from_fn(|| r.next_line()));
+                    rest = tail;
+                }
+                prop_assert_eq!(got, want);
             }
 
             #[test]
