@@ -21,9 +21,8 @@ pub struct Tls {
     /// Received ciphertext rustls could not use yet (the start of a record or of a handshake
     /// message). Usually empty, and then unallocated.
     incoming: Vec<u8>,
-    /// Ciphertext for the socket; `outgoing[sent..]` is pending.
-    outgoing: Vec<u8>,
-    sent: usize,
+    /// Ciphertext for the socket.
+    outgoing: Outgoing,
     /// A close_notify is to follow the queued plaintext.
     pub(crate) close_wanted: bool,
 }
@@ -46,18 +45,17 @@ impl Tls {
         Tls {
             conn,
             incoming: Vec::new(),
-            outgoing: Vec::new(),
-            sent: 0,
+            outgoing: Outgoing::default(),
             close_wanted: false,
         }
     }
 
     pub(crate) fn ciphertext_len(&self) -> usize {
-        self.outgoing.len() - self.sent
+        self.outgoing.pending().len()
     }
 
     pub(crate) fn has_ciphertext(&self) -> bool {
-        self.sent < self.outgoing.len()
+        !self.outgoing.pending().is_empty()
     }
 
     /// Processes freshly read ciphertext, passing decrypted data to `on_data`; handshake
@@ -143,7 +141,7 @@ impl Tls {
                     }
                 }
                 ConnectionState::EncodeTlsData(mut data) => {
-                    append_with(&mut self.outgoing, 0, |buf| data.encode(buf))?;
+                    self.outgoing.append_with(0, |buf| data.encode(buf))?;
                 }
                 // The records are in `outgoing`, which is as good as sent: it goes out before
                 // anything encrypted later.
@@ -153,22 +151,20 @@ impl Tls {
                     done.writable = true;
                     if let Some(plaintext) = plaintext {
                         while done.encrypted < plaintext.len()
-                            && self.outgoing.len() - self.sent < TLS_BUFFER_LIMIT
+                            && self.outgoing.pending().len() < TLS_BUFFER_LIMIT
                         {
-                            let room = TLS_BUFFER_LIMIT - (self.outgoing.len() - self.sent);
+                            let room = TLS_BUFFER_LIMIT - self.outgoing.pending().len();
                             let rest = &plaintext[done.encrypted..];
                             let chunk = &rest[..rest.len().min(room)];
                             let records = chunk.len().div_ceil(MAX_FRAGMENT);
                             let guess = chunk.len() + records * RECORD_OVERHEAD;
-                            append_with(&mut self.outgoing, guess, |buf| {
-                                traffic.encrypt(chunk, buf)
-                            })?;
+                            self.outgoing
+                                .append_with(guess, |buf| traffic.encrypt(chunk, buf))?;
                             done.encrypted += chunk.len();
                         }
                         if done.encrypted == plaintext.len() && self.close_wanted {
-                            append_with(&mut self.outgoing, 64, |buf| {
-                                traffic.queue_close_notify(buf)
-                            })?;
+                            self.outgoing
+                                .append_with(64, |buf| traffic.queue_close_notify(buf))?;
                             self.close_wanted = false;
                         }
                     }
@@ -203,7 +199,11 @@ impl Tls {
             let Ok(ConnectionState::EncodeTlsData(mut data)) = state else {
                 return;
             };
-            if append_with(&mut self.outgoing, 0, |buf| data.encode(buf)).is_err() {
+            if self
+                .outgoing
+                .append_with(0, |buf| data.encode(buf))
+                .is_err()
+            {
                 return;
             }
         }
@@ -211,15 +211,16 @@ impl Tls {
 
     /// Writes pending ciphertext. `Ok(true)`: all of it went; `Ok(false)`: the socket is full.
     pub(crate) fn write_to(&mut self, socket: &mut TcpStream) -> Result<bool, ConnError> {
-        while self.sent < self.outgoing.len() {
-            match socket.write(&self.outgoing[self.sent..]) {
+        loop {
+            let pending = self.outgoing.pending();
+            if pending.is_empty() {
+                break;
+            }
+            match socket.write(pending) {
                 Ok(0) => return Err(ConnError::Closed),
-                Ok(n) => self.sent += n,
+                Ok(n) => self.outgoing.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if self.sent > self.outgoing.len() / 2 {
-                        self.outgoing.drain(..self.sent);
-                        self.sent = 0;
-                    }
+                    self.outgoing.compact();
                     return Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -227,23 +228,77 @@ impl Tls {
             }
         }
         // Same policy as the plaintext queue (see `release_output_buffer`).
-        if self.outgoing.capacity() >= KEEP_WHILE_BUSY {
-            self.outgoing.clear();
-        } else {
-            self.outgoing = Vec::new();
-        }
-        self.sent = 0;
+        self.outgoing
+            .empty(self.outgoing.buf.capacity() >= KEEP_WHILE_BUSY);
         Ok(true)
     }
 
     /// Frees buffers that hold nothing (see `Connection::trim_idle_buffers`).
     pub(crate) fn trim(&mut self) {
-        if !self.has_ciphertext() && self.outgoing.capacity() > 0 {
-            self.outgoing = Vec::new();
-            self.sent = 0;
+        if !self.has_ciphertext() {
+            self.outgoing.empty(false);
         }
         if self.incoming.is_empty() && self.incoming.capacity() > 0 {
             self.incoming = Vec::new();
+        }
+    }
+}
+
+/// Ciphertext waiting for the socket: `buf[sent..end]`. The bytes past `end` are spare room
+/// rustls already wrote into once; they are kept initialised, so a buffer reused pass after
+/// pass is not zero-filled again before every encryption (rustls wants an initialised slice).
+#[derive(Default)]
+struct Outgoing {
+    buf: Vec<u8>,
+    sent: usize,
+    end: usize,
+}
+
+impl Outgoing {
+    fn pending(&self) -> &[u8] {
+        &self.buf[self.sent..self.end]
+    }
+
+    /// Moves the pending bytes to the front once the sent part is the larger one.
+    fn compact(&mut self) {
+        if self.sent > self.end / 2 {
+            self.buf.copy_within(self.sent..self.end, 0);
+            self.end -= self.sent;
+            self.sent = 0;
+        }
+    }
+
+    /// Forgets the (sent) contents; `keep` holds on to the allocation for the next pass.
+    fn empty(&mut self, keep: bool) {
+        if !keep {
+            self.buf = Vec::new();
+        }
+        self.sent = 0;
+        self.end = 0;
+    }
+
+    /// Appends what `write` puts into a slice, starting with `room` bytes of room and growing
+    /// it as often as rustls asks for more.
+    fn append_with<E: NeedsRoom>(
+        &mut self,
+        mut room: usize,
+        mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<(), rustls::Error> {
+        loop {
+            if self.buf.len() < self.end + room {
+                // Zero-fills only the part never used before.
+                self.buf.resize(self.end + room, 0);
+            }
+            match write(&mut self.buf[self.end..]) {
+                Ok(n) => {
+                    self.end += n;
+                    return Ok(());
+                }
+                Err(e) => match e.required_size() {
+                    Some(needed) if needed > self.buf.len() - self.end => room = needed,
+                    _ => return Err(e.into_error()),
+                },
+            }
         }
     }
 }
@@ -280,28 +335,43 @@ impl NeedsRoom for EncryptError {
     }
 }
 
-/// Appends what `write` puts into a slice to `buf`, starting with `room` bytes of room and
-/// growing it as often as rustls asks for more.
-fn append_with<E: NeedsRoom>(
-    buf: &mut Vec<u8>,
-    mut room: usize,
-    mut write: impl FnMut(&mut [u8]) -> Result<usize, E>,
-) -> Result<(), rustls::Error> {
-    let start = buf.len();
-    loop {
-        buf.resize(start + room, 0);
-        match write(&mut buf[start..]) {
-            Ok(n) => {
-                buf.truncate(start + n);
-                return Ok(());
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls::unbuffered::InsufficientSizeError;
+
+    /// Writes `data` if the slice is big enough, else asks for its size, as rustls does.
+    fn put(data: &[u8]) -> impl FnMut(&mut [u8]) -> Result<usize, EncodeError> + '_ {
+        move |buf| match buf.get_mut(..data.len()) {
+            Some(dst) => {
+                dst.copy_from_slice(data);
+                Ok(data.len())
             }
-            Err(e) => match e.required_size() {
-                Some(needed) if needed > room => room = needed,
-                _ => {
-                    buf.truncate(start);
-                    return Err(e.into_error());
-                }
-            },
+            None => Err(EncodeError::InsufficientSize(InsufficientSizeError {
+                required_size: data.len(),
+            })),
         }
+    }
+
+    #[test]
+    fn outgoing_grows_on_demand_and_reuses_its_room() {
+        let mut out = Outgoing::default();
+        out.append_with(2, put(b"hello")).unwrap();
+        out.append_with(0, put(b" world")).unwrap();
+        assert_eq!(out.pending(), b"hello world");
+        out.sent = 8;
+        out.compact();
+        assert_eq!((out.sent, out.pending()), (0, &b"rld"[..]));
+        out.sent = 3;
+        out.empty(true);
+        let room = out.buf.len();
+        assert!(room >= 11, "the room written once stays initialised");
+        out.append_with(4, put(b"abc")).unwrap();
+        assert_eq!(out.pending(), b"abc");
+        assert_eq!(out.buf.len(), room, "reused, not regrown");
+        out.sent = 3;
+        out.empty(false);
+        assert_eq!(out.buf.capacity(), 0);
+        assert!(out.pending().is_empty());
     }
 }
