@@ -372,28 +372,40 @@ pub enum RunLine<'a> {
     Other,
 }
 
-fn num(b: &[u8]) -> Option<u64> {
-    if b.is_empty() || b.len() > 20 {
-        return None;
+/// One hex digit's value.
+fn hex_digit(c: u8) -> Option<u32> {
+    match c {
+        b'0'..=b'9' => Some(u32::from(c - b'0')),
+        b'a'..=b'f' => Some(u32::from(c - b'a' + 10)),
+        b'A'..=b'F' => Some(u32::from(c - b'A' + 10)),
+        _ => None,
     }
-    let mut v: u64 = 0;
-    for &c in b {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        v = v.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-    }
-    Some(v)
 }
 
-fn hex32(b: &[u8]) -> Option<u32> {
-    if b.is_empty() || b.len() > 8 {
+/// Takes a decimal field of 1 to 19 digits (so it fits a u64) ending at a space or at the
+/// end of `rest`, and the space after it.
+fn decimal_field(rest: &mut &[u8]) -> Option<u64> {
+    let mut value: u64 = 0;
+    let mut len = 0;
+    for &c in rest.iter() {
+        let digit = c.wrapping_sub(b'0');
+        if digit >= 10 {
+            if c != b' ' {
+                return None;
+            }
+            break;
+        }
+        len += 1;
+        if len > 19 {
+            return None;
+        }
+        value = value * 10 + u64::from(digit);
+    }
+    if len == 0 {
         return None;
     }
-    b.iter().try_fold(0u32, |v, &c| {
-        let d = char::from(c).to_digit(16)?;
-        Some(v << 4 | d)
-    })
+    *rest = rest.get(len + 1..).unwrap_or_default();
+    Some(value)
 }
 
 /// Classifies a line cheaply (the hot path of every receiver).
@@ -433,12 +445,17 @@ pub fn classify(line: &[u8]) -> RunLine<'_> {
     RunLine::Other
 }
 
+/// `<run: 8 hex digits> <sender> <seq> <nanos>[ padding]`, parsed in one pass: this runs
+/// for every delivery the tool receives.
 fn parse_chat(payload: &[u8]) -> Option<Chat> {
-    let mut it = payload.split(|&b| b == b' ');
-    let run = hex32(it.next()?)?;
-    let sender = u32::try_from(num(it.next()?)?).ok()?;
-    let seq = u32::try_from(num(it.next()?)?).ok()?;
-    let nanos = num(it.next()?)?;
+    let (run_hex, rest) = payload.split_at_checked(8)?;
+    let mut rest = rest.strip_prefix(b" ")?;
+    let run = run_hex
+        .iter()
+        .try_fold(0u32, |v, &c| Some(v << 4 | hex_digit(c)?))?;
+    let sender = u32::try_from(decimal_field(&mut rest)?).ok()?;
+    let seq = u32::try_from(decimal_field(&mut rest)?).ok()?;
+    let nanos = decimal_field(&mut rest)?;
     Some(Chat {
         run,
         sender,
@@ -484,6 +501,29 @@ mod tests {
         assert_eq!(classify(b":a!a@h PRIVMSG #r :hello"), RunLine::Other);
         assert_eq!(classify(b":a!a@h PRIVMSG #r :HLD zz 1 2 3"), RunLine::Other);
         assert_eq!(classify(b":srv 001 me :Welcome"), RunLine::Other);
+    }
+
+    #[test]
+    fn chat_payload_fields() {
+        let chat = |p: &[u8]| parse_chat(p);
+        let want = Some(Chat {
+            run: 0xabc,
+            sender: 7,
+            seq: 42,
+            nanos: 9,
+        });
+        assert_eq!(chat(b"00000ABC 7 42 9"), want, "no padding, upper-case hex");
+        assert_eq!(chat(b"00000abc 7 42 9 xxxx"), want);
+        assert_eq!(chat(b"abc 7 42 9"), None, "the run id has 8 digits");
+        assert_eq!(chat(b"00000abc 7  42 9"), None);
+        assert_eq!(chat(b"00000abc 7 42"), None);
+        assert_eq!(chat(b"00000abc 7 4x2 9"), None);
+        assert_eq!(chat(b"00000abc 4294967296 1 1"), None, "sender is a u32");
+        assert_eq!(
+            chat(b"00000abc 1 1 9999999999999999999").map(|c| c.nanos),
+            Some(9_999_999_999_999_999_999)
+        );
+        assert_eq!(chat(b"00000abc 1 1 10000000000000000000"), None);
     }
 
     #[test]
