@@ -100,7 +100,7 @@ impl Message {
             .strip_suffix('\n')
             .map(|l| l.strip_suffix('\r').unwrap_or(l))
             .unwrap_or(line);
-        if line.contains(['\r', '\n', '\0']) {
+        if memchr::memchr3(b'\r', b'\n', 0, line.as_bytes()).is_some() {
             return Err(ParseError::ForbiddenCharacter);
         }
         let mut rest = line.trim_start_matches(' ');

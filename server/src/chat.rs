@@ -39,7 +39,6 @@ pub struct User {
     pub account: Option<String>,
     pub realname: String,
     pub away: Option<String>,
-    pub caps: CapSet,
     pub signon: SystemTime,
 }
 
@@ -68,6 +67,10 @@ pub struct Chat {
     /// Keyed by slab index, which the server picks (never a peer), so the fast non-keyed
     /// hasher cannot be flooded; the name-keyed maps keep the default keyed SipHash.
     users: FxHashMap<ClientId, User>,
+    /// Enabled capabilities of online users, indexed by client (slab index, so dense):
+    /// read for every recipient of every room message, where looking each one up in
+    /// `users` cost a hash probe and a cache miss per recipient. Default for offline slots.
+    caps: Vec<CapSet>,
     /// lowercase room name -> room
     rooms: HashMap<String, Room>,
     /// Message ids: a per-start prefix and a counter.
@@ -135,7 +138,18 @@ impl Chat {
 
     /// The capabilities of online user `id` (none if offline).
     pub fn caps_of(&self, id: ClientId) -> CapSet {
-        self.users.get(&id).map_or(CapSet::default(), |u| u.caps)
+        self.caps.get(id).copied().unwrap_or_default()
+    }
+
+    /// Records the capabilities online user `id` has enabled (ignored for anyone else).
+    pub fn set_caps(&mut self, id: ClientId, caps: CapSet) {
+        if !self.users.contains_key(&id) {
+            return;
+        }
+        if self.caps.len() <= id {
+            self.caps.resize(id + 1, CapSet::default());
+        }
+        self.caps[id] = caps;
     }
 
     pub fn room_mut(&mut self, name: &str) -> Option<&mut Room> {
@@ -191,10 +205,10 @@ impl Chat {
                 account: new.account,
                 realname: new.realname,
                 away: None,
-                caps: new.caps,
                 signon: SystemTime::now(),
             },
         );
+        self.set_caps(id, new.caps);
         Ok(())
     }
 
@@ -203,6 +217,9 @@ impl Chat {
     /// online.
     pub fn remove_user(&mut self, id: ClientId) -> Option<(String, Vec<ClientId>)> {
         let user = self.users.remove(&id)?;
+        if let Some(caps) = self.caps.get_mut(id) {
+            *caps = CapSet::default();
+        }
         self.by_nick.remove(&fold(&user.nick));
         let mut peers = Vec::new();
         for key in &user.rooms {
@@ -306,6 +323,37 @@ impl Chat {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn capabilities_follow_the_user() {
+        use crate::capabilities::Cap;
+        let mut c = Chat::new();
+        let mut caps = CapSet::default();
+        caps.set(Cap::EchoMessage, true);
+        c.add_user(
+            5,
+            "a",
+            NewUser {
+                caps,
+                ..NewUser::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.caps_of(5), caps);
+        assert_eq!(c.caps_of(4), CapSet::default());
+        assert_eq!(c.caps_of(99), CapSet::default());
+        caps.set(Cap::ServerTime, true);
+        c.set_caps(5, caps);
+        assert!(c.caps_of(5).has(Cap::ServerTime));
+        c.remove_user(5);
+        assert_eq!(
+            c.caps_of(5),
+            CapSet::default(),
+            "a slot reused later starts clean"
+        );
+        c.set_caps(7, caps);
+        assert_eq!(c.caps_of(7), CapSet::default(), "offline: ignored");
+    }
 
     #[test]
     fn message_ids_are_prefix_dash_hex_counter() {

@@ -595,9 +595,7 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
 
 /// Keeps the chat state's copy of this user's capabilities current.
 fn sync_caps(s: &Session, ctx: &mut Ctx) {
-    if let Some(user) = ctx.chat.user_mut(s.id) {
-        user.caps = s.caps;
-    }
+    ctx.chat.set_caps(s.id, s.caps);
 }
 
 /// Completes registration once everything is in: login (or guest nick), NICK, USER, end of
