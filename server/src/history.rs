@@ -363,7 +363,8 @@ fn write_loop(
                     op.entry.encode_into(value);
                 }
                 None => {
-                    let mut value = String::new();
+                    // Sized for a full segment: it fills up under load.
+                    let mut value = String::with_capacity(SEGMENT_BYTES + 512);
                     op.entry.encode_into(&mut value);
                     open.push((op.room, seq, 1, value));
                 }
