@@ -220,7 +220,6 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
         }
         return;
     };
-    let nick = s.target().to_string();
     for target in targets(to) {
         if target.starts_with('#') {
             let key = fold_borrowed(target);
@@ -241,9 +240,10 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
                 }
                 continue;
             }
-            let spelled = room.name.clone();
             let echo = s.caps().has(Cap::EchoMessage);
-            let line = Message::new(cmd, [spelled.as_str(), text]).with_source(prefix(&nick));
+            // The room as spelled and the text are moved into the message, not copied again.
+            let line = Message::new(cmd, [room.name.clone(), text.to_string()])
+                .with_source(prefix(s.target()));
             let stamp = stamp(s, ctx, true);
             // Looked up again: the stamp's message id needed the chat state mutably.
             if let Some(room) = ctx.chat.room_by_key(&key) {
@@ -266,7 +266,7 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
                 continue;
             };
             let spelled = ctx.chat.nick_of(peer).unwrap_or(target).to_string();
-            let line = Message::new(cmd, [spelled.as_str(), text]).with_source(prefix(&nick));
+            let line = Message::new(cmd, [spelled.as_str(), text]).with_source(prefix(s.target()));
             let stamp = stamp(s, ctx, true);
             let mut to = vec![peer];
             if s.caps().has(Cap::EchoMessage) && peer != s.id {

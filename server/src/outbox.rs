@@ -53,18 +53,26 @@ impl Stamp {
     /// `self.apply(msg, v).to_line()`, without copying the message first (this runs once per
     /// room message and variant).
     pub fn line(&self, msg: &Message, v: usize) -> String {
+        let mut out = String::new();
+        self.write_line(msg, v, &mut out);
+        out
+    }
+
+    /// [`Stamp::line`] appended to `out` (a buffer the caller reuses).
+    pub fn write_line(&self, msg: &Message, v: usize, out: &mut String) {
         if !msg.tags.is_empty() {
-            return self.apply(msg, v).to_line();
+            self.apply(msg, v).write_to(out);
+            return;
         }
         // Room for the tags (time 29, msgid and account tens of bytes each) and the message.
-        let mut out = String::with_capacity(msg.estimated_len() + 128);
+        out.reserve(msg.estimated_len() + 128);
         let mut sep = '@';
         if v & 1 != 0 {
             // A timestamp has nothing to escape: written in place.
             out.push(sep);
             sep = ';';
             out.push_str("time=");
-            crate::clock::write_iso8601(&mut out, self.time);
+            crate::clock::write_iso8601(out, self.time);
         }
         let mut tag = |out: &mut String, key: &str, value: &str| {
             out.push(sep);
@@ -76,16 +84,15 @@ impl Stamp {
             }
         };
         if let (true, Some(id)) = (v & 2 != 0, &self.msgid) {
-            tag(&mut out, "msgid", id);
+            tag(out, "msgid", id);
         }
         if let (true, Some(account)) = (v & 4 != 0, &self.account) {
-            tag(&mut out, "account", account);
+            tag(out, "account", account);
         }
-        if !out.is_empty() {
+        if sep != '@' {
             out.push(' ');
         }
-        msg.write_to(&mut out);
-        out
+        msg.write_to(out);
     }
 }
 
@@ -107,6 +114,9 @@ pub enum Effect {
 #[derive(Debug, Default)]
 pub struct Outbox {
     effects: Vec<Effect>,
+    /// Where a fan-out line is written before it is shared (reused: one allocation per
+    /// line, the shared one, instead of two).
+    line_buf: String,
 }
 
 impl Outbox {
@@ -156,7 +166,9 @@ impl Outbox {
             if to.is_empty() {
                 continue;
             }
-            let line: Rc<str> = stamp.line(msg, v).into();
+            self.line_buf.clear();
+            stamp.write_line(msg, v, &mut self.line_buf);
+            let line: Rc<str> = Rc::from(self.line_buf.as_str());
             self.effects.push(match to[..] {
                 [to] => Effect::Send { to, line },
                 _ => Effect::SendMany { to, line },
@@ -237,6 +249,12 @@ mod tests {
                 "variant {v}"
             );
         }
+        let mut appended = String::from("before|");
+        stamp.write_line(&msg, 7, &mut appended);
+        assert_eq!(appended, format!("before|{}", stamp.line(&msg, 7)));
+        let mut untagged = String::from("x");
+        bare.write_line(&msg, 0, &mut untagged);
+        assert_eq!(untagged, format!("x{}", msg.to_line()));
         let tagged = msg.clone().with_tag("+draft/reply", Some("x".into()));
         assert_eq!(stamp.line(&tagged, 3), stamp.apply(&tagged, 3).to_line());
     }
