@@ -2,7 +2,7 @@
 # Huddle side by side with ngIRCd and InspIRCd: the same huddle-load scenarios against all three
 # servers in one run, each server restarted per scenario, on loopback only.
 #
-#   scripts/compare-peers.sh            # full run (about 10 minutes on 2 cores)
+#   scripts/compare-peers.sh            # full run (about 15 minutes on 2 cores)
 #   QUICK=1 scripts/compare-peers.sh    # tiny sizes, to check the plumbing
 #
 # Writes benches/results/{results.jsonl,results.md,comparison.svg,machine.txt}.
@@ -27,9 +27,11 @@ if [[ -n "${QUICK:-}" ]]; then
     : "${CROWD_CLIENTS:=100}" "${IDLE_CONNECTIONS:=500}" "${CONNECT_CONNECTIONS:=200}"
     : "${LOGINS:=20}"
 fi
-# Enough that the fastest server sends for over a second (20 x 12,000 x 19 deliveries).
-FANOUT_MESSAGES=${FANOUT_MESSAGES:-12000}
-FANOUT_REPEAT=${FANOUT_REPEAT:-5}
+# Enough that the fastest server sends for over a second (20 x 20,000 x 19 = 7.6 M deliveries;
+# Huddle reaches 4-7 M/s on the 2-core VM), and runs enough for a median: this VM's speed
+# drifts by up to 2x between minutes, so single runs mislead.
+FANOUT_MESSAGES=${FANOUT_MESSAGES:-20000}
+FANOUT_REPEAT=${FANOUT_REPEAT:-7}
 LIGHT_MESSAGES=${LIGHT_MESSAGES:-1000}
 CROWD_CLIENTS=${CROWD_CLIENTS:-1000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
