@@ -233,7 +233,7 @@ def main():
         "",
         "![comparison](comparison.svg)",
         "",
-        "Reproduce (as root for the package install; about 12 minutes on 2 cores):",
+        "Reproduce (as root for the package install; about 15 minutes on 2 cores):",
         "",
         "```sh",
         "scripts/compare-peers.sh                 # writes benches/results/",
