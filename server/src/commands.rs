@@ -32,12 +32,16 @@ pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
 }
 
 /// `command` is `msg.command` in upper case.
-pub fn dispatch(s: &mut Session, command: &str, msg: &Message, ctx: &mut Ctx) {
+/// Runs a registered client's command. Takes the message: PRIVMSG and NOTICE reuse its
+/// allocations for the line they relay.
+pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
+    if let "PRIVMSG" | "NOTICE" = command {
+        return message(s, msg, ctx, command == "PRIVMSG");
+    }
+    let msg = &msg;
     match command {
         "JOIN" => join(s, msg, ctx),
         "PART" => part(s, msg, ctx),
-        "PRIVMSG" => message(s, msg, ctx, true),
-        "NOTICE" => message(s, msg, ctx, false),
         "NAMES" => names(s, msg, ctx),
         "HELLO" => hello(s, ctx),
         "TOPIC" => topic(s, msg, ctx),
@@ -200,10 +204,23 @@ fn part(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     }
 }
 
-fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
+fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
     // NOTICE never triggers automatic error replies (RFC 2812 3.3.2).
     let cmd = if privmsg { "PRIVMSG" } else { "NOTICE" };
-    let Some(to) = msg.param(0).filter(|t| !t.is_empty()) else {
+    // The received message's strings are reused for the relayed line (its command, its
+    // parameter list and its text), so relaying allocates only what is new.
+    let Message {
+        mut command,
+        mut params,
+        ..
+    } = msg;
+    params.truncate(2);
+    let text = if params.len() == 2 {
+        params.pop()
+    } else {
+        None
+    };
+    let Some(to) = params.pop().filter(|t| !t.is_empty()) else {
         if privmsg {
             reply(
                 s,
@@ -214,13 +231,39 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
         }
         return;
     };
-    let Some(text) = msg.param(1).filter(|t| !t.is_empty()) else {
+    let Some(mut text) = text.filter(|t| !t.is_empty()) else {
         if privmsg {
             reply(s, ctx, ERR_NOTEXTTOSEND, ["No text to send"]);
         }
         return;
     };
-    for target in targets(to) {
+    command.clear();
+    command.push_str(cmd);
+    let mut command = Some(command);
+    let mut params = Some(params);
+    let mut targets = targets(&to).peekable();
+    while let Some(target) = targets.next() {
+        // The last target gets the received strings; any before it, copies.
+        let last = targets.peek().is_none();
+        let mut relayed = |to: String| -> Message {
+            let (command, mut params, text) = match (last, command.take(), params.take()) {
+                (true, Some(c), Some(p)) => (c, p, std::mem::take(&mut text)),
+                (_, c, p) => {
+                    command = c;
+                    params = p;
+                    (cmd.to_string(), Vec::with_capacity(2), text.clone())
+                }
+            };
+            params.clear();
+            params.push(to);
+            params.push(text);
+            Message {
+                tags: Vec::new(),
+                source: Some(prefix(s.target())),
+                command,
+                params,
+            }
+        };
         if target.starts_with('#') {
             let key = fold_borrowed(target);
             let Some(room) = ctx.chat.room_by_key(&key) else {
@@ -241,9 +284,7 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
                 continue;
             }
             let echo = s.caps().has(Cap::EchoMessage);
-            // The room as spelled and the text are moved into the message, not copied again.
-            let line = Message::new(cmd, [room.name.clone(), text.to_string()])
-                .with_source(prefix(s.target()));
+            let line = relayed(room.name.clone());
             let stamp = stamp(s, ctx, true);
             // Looked up again: the stamp's message id needed the chat state mutably.
             if let Some(room) = ctx.chat.room_by_key(&key) {
@@ -266,7 +307,7 @@ fn message(s: &mut Session, msg: &Message, ctx: &mut Ctx, privmsg: bool) {
                 continue;
             };
             let spelled = ctx.chat.nick_of(peer).unwrap_or(target).to_string();
-            let line = Message::new(cmd, [spelled.as_str(), text]).with_source(prefix(s.target()));
+            let line = relayed(spelled.clone());
             let stamp = stamp(s, ctx, true);
             let mut to = vec![peer];
             if s.caps().has(Cap::EchoMessage) && peer != s.id {

@@ -213,8 +213,9 @@ pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
             buf.make_ascii_uppercase();
             std::str::from_utf8(buf).unwrap_or_default()
         }
-        // Longer than any command we know: dispatched as is, to be answered as unknown.
-        None => msg.command.as_str(),
+        // Longer than any command we know: answered as unknown (the reply quotes
+        // `msg.command`).
+        None => "",
     };
     match command {
         "CAP" => cap(s, &msg, ctx),
@@ -258,7 +259,7 @@ pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
                 try_complete(s, ctx);
             }
         }
-        _ if s.registered => commands::dispatch(s, command, &msg, ctx),
+        _ if s.registered => commands::dispatch(s, command, msg, ctx),
         _ => reply(
             s,
             ctx,
@@ -909,6 +910,53 @@ mod tests {
             self.line(s, &format!("NICK {name}"));
             self.line(s, "USER u 0 * :U");
         }
+    }
+
+    #[test]
+    fn one_privmsg_to_several_targets_reaches_each_with_the_same_text() {
+        let mut w = World::new();
+        let (mut a, mut b, mut c) = (
+            Session::new(1, 1, LOCAL),
+            Session::new(2, 1, LOCAL),
+            Session::new(3, 1, LOCAL),
+        );
+        w.log_in(&mut a, "alice");
+        w.log_in(&mut b, "bob");
+        w.log_in(&mut c, "carol");
+        w.line(&mut a, "JOIN #r");
+        w.line(&mut b, "JOIN #r");
+        for id in 1..=3 {
+            w.take(id);
+        }
+        w.line(&mut a, "PRIVMSG #R,carol,#nope,bob :hi  there");
+        let to_bob = w.out.lines_for(2);
+        let to_carol = w.out.lines_for(3);
+        let to_alice = w.out.lines_for(1);
+        assert_eq!(
+            to_bob,
+            vec![
+                ":alice!alice@huddle PRIVMSG #r :hi  there",
+                ":alice!alice@huddle PRIVMSG bob :hi  there"
+            ]
+        );
+        assert_eq!(
+            to_carol,
+            vec![":alice!alice@huddle PRIVMSG carol :hi  there"]
+        );
+        assert_eq!(to_alice, vec![":srv 403 alice #nope :No such room"]);
+        w.take(1);
+        // Too few parameters: the right error, nothing relayed.
+        w.line(&mut a, "PRIVMSG #r");
+        w.line(&mut a, "NOTICE #r");
+        w.line(&mut a, "PRIVMSG :");
+        assert_eq!(
+            w.take(1),
+            vec![
+                ":srv 412 alice :No text to send",
+                ":srv 411 alice :No recipient given (PRIVMSG)"
+            ]
+        );
+        assert!(w.take(2).is_empty());
     }
 
     #[test]
