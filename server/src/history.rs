@@ -126,8 +126,15 @@ type Segment = (u64, u64);
 
 struct Writer {
     tx: Sender<WriteOp>,
+    /// Batches the writer is done with, handed back so the event loop frees their entries:
+    /// its allocator then takes them back without the lock contention a free from the
+    /// writer's thread costs (a glibc arena lock the loop's own allocations wait on).
+    spent: Receiver<Vec<WriteOp>>,
     thread: JoinHandle<()>,
 }
+
+/// Spent batches in flight back to the event loop; beyond this the writer frees them itself.
+const SPENT_QUEUE: usize = 64;
 
 pub struct History {
     limit: usize,
@@ -202,11 +209,12 @@ impl History {
             }
         }
         let (tx, rx) = crossbeam_channel::bounded(WRITE_QUEUE);
+        let (spent_tx, spent) = crossbeam_channel::bounded(SPENT_QUEUE);
         let thread = std::thread::Builder::new()
             .name("huddle-history".into())
-            .spawn(move || write_loop(tree, rx, limit, segments))
+            .spawn(move || write_loop(tree, rx, &spent_tx, limit, segments))
             .map_err(|e| format!("cannot start the history writer: {e}"))?;
-        history.writer = Some(Writer { tx, thread });
+        history.writer = Some(Writer { tx, spent, thread });
         Ok(history)
     }
 
@@ -242,6 +250,10 @@ impl History {
         });
         log.next_seq += 1;
         if let Some(writer) = &self.writer {
+            // Free what the writer has finished with (see `Writer::spent`).
+            while let Ok(done) = writer.spent.try_recv() {
+                drop(done);
+            }
             // Encoded on the writer thread: the loop only shares the entry.
             let op = WriteOp {
                 room: Arc::clone(&log.name),
@@ -339,10 +351,13 @@ const SEGMENT_BYTES: usize = 4096;
 fn write_loop(
     tree: sled::Tree,
     rx: Receiver<WriteOp>,
+    spent: &Sender<Vec<WriteOp>>,
     limit: usize,
     mut segments: HashMap<String, VecDeque<Segment>>,
 ) {
-    crate::workers::lower_thread_priority();
+    // Normal priority, unlike the hashing workers: at nice 19 the writer got almost no CPU
+    // while the loop and busy clients kept both cores of a small box busy, its queue filled
+    // within a tenth of a second, and most of a fan-out's messages were never stored.
     let mut ops = Vec::new();
     while let Ok(first) = rx.recv() {
         ops.push(first);
@@ -352,7 +367,7 @@ fn write_loop(
         // Group by room, keeping order; a gap in sequence numbers (a dropped write) starts
         // a new segment, since a segment's numbering is implicit, and so does a full one.
         let mut open: Vec<(Arc<str>, u64, u64, String)> = Vec::new();
-        for op in ops.drain(..) {
+        for op in &ops {
             let seq = op.entry.seq;
             // The room's open segment is its newest: search from the back.
             match open.iter_mut().rev().find(|(room, first, count, value)| {
@@ -366,7 +381,7 @@ fn write_loop(
                     // Sized for a full segment: it fills up under load.
                     let mut value = String::with_capacity(SEGMENT_BYTES + 512);
                     op.entry.encode_into(&mut value);
-                    open.push((op.room, seq, 1, value));
+                    open.push((Arc::clone(&op.room), seq, 1, value));
                 }
             }
         }
@@ -387,6 +402,8 @@ fn write_loop(
         if let Err(e) = tree.apply_batch(batch) {
             log::error!("cannot store room history: {e}");
         }
+        // Back to the loop to be freed there (or here, if it is not taking them).
+        let _ = spent.try_send(std::mem::take(&mut ops));
     }
     if let Err(e) = tree.flush() {
         log::error!("cannot flush room history: {e}");
@@ -548,7 +565,9 @@ mod tests {
             .unwrap();
         }
         drop(tx);
-        write_loop(tree.clone(), rx, 3, HashMap::new());
+        let (spent_tx, spent_rx) = crossbeam_channel::bounded(SPENT_QUEUE);
+        write_loop(tree.clone(), rx, &spent_tx, 3, HashMap::new());
+        assert_eq!(spent_rx.try_iter().map(|b| b.len()).sum::<usize>(), 9);
         assert_eq!(
             tree.len(),
             1,
