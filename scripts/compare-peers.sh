@@ -246,6 +246,18 @@ run() {
             "$scenario" "$name" >>"$OUT/results.jsonl"
     fi
     stop_server
+    # Huddle stores room history on a writer thread with a bounded queue: a writer that fell
+    # behind dropped entries, which would make the history column measure less work.
+    if [[ $name == huddle* && -f "$WORK/huddle.err" ]]; then
+        local dropped
+        dropped=$(grep -o 'behind: [0-9]* entries not stored' "$WORK/huddle.err" | tail -1 || true)
+        if [[ -n $dropped ]]; then
+            log "$name $scenario: history writer $dropped"
+            printf '{"scenario":"%s","server":"%s","ok":false,"problems":["history writer %s"]}\n' \
+                "$scenario" "$name" "$dropped" >>"$OUT/results.jsonl"
+        fi
+        : >"$WORK/huddle.err"
+    fi
     tail -n +1 "$WORK/load.log" | grep -E 'PROBLEM|note:' | grep -v 'PROBLEM: sender' | tail -3 >&2 || true
     : >"$WORK/load.log"
 }
