@@ -315,6 +315,9 @@ impl Server {
             if !self.paced.is_empty() {
                 timeout = timeout.min(Duration::from_millis(PACE_MS));
             }
+            if let Some(due) = self.history.hand_over_due() {
+                timeout = timeout.min(due.saturating_duration_since(Instant::now()));
+            }
             if !self.deferred_handshakes.is_empty() {
                 timeout = Duration::ZERO;
             }
@@ -358,6 +361,8 @@ impl Server {
             }
             self.apply_effects();
             self.flush_dirty();
+            // Room messages go to the history writer in batches (see `history::GATHER`).
+            self.history.hand_over(Instant::now());
             if accept_ready || self.accept_blocked || self.accept_paused_until.is_some() {
                 self.accept();
                 self.flush_dirty();

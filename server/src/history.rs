@@ -3,10 +3,11 @@
 //!
 //! On disk a room's entries live in segments keyed `<folded room> NUL <first sequence u64
 //! big-endian>`; the value is one or more messages as IRC lines (`\r\n`-terminated) with `t`,
-//! `msgid` and `account` tags, entry `i` of a segment having sequence `first + i`. The writer
-//! stores everything that arrived for a room in one wake-up as one segment (one sled insert
-//! instead of hundreds under load), and drops a room's oldest segments once the rest still
-//! hold the limit, so the tree stays bounded.
+//! `msgid` and `account` tags, entry `i` of a segment having sequence `first + i`. The event
+//! loop hands the writer one batch per loop pass; the writer stores everything that arrived
+//! for a room in one wake-up as one segment (one sled insert instead of hundreds under load),
+//! and drops a room's oldest segments once the rest still hold the limit, so the tree stays
+//! bounded.
 
 use crate::outbox::Stamp;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
@@ -14,17 +15,21 @@ use huddle_protocol::Message;
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-/// Writes waiting for the history thread; beyond this they are dropped (and logged). Each is
-/// two pointers; it holds well over one gathering interval of a saturated server.
+/// Writes the loop holds for the writer (not yet handed over); beyond this they are dropped
+/// (and logged). Each is two pointers; a saturated server's loop pass queues a few thousand.
 const WRITE_QUEUE: usize = 16 * 1024;
 
-/// After a wake-up the writer lets entries gather this long before writing them as one batch:
-/// a busy room then costs one sled insert per interval instead of one per message, and the
-/// event loop's sends find the writer asleep rather than waiting on the channel (no wake-up
-/// call per message). History reaches sled's log that much later; sled itself flushes to
-/// disk only every half second.
-const GATHER: std::time::Duration = std::time::Duration::from_millis(10);
+/// Batches handed over and not yet taken by the writer; when the writer is this far behind,
+/// the loop keeps collecting into its pending batch instead.
+const WRITE_BATCHES: usize = 4;
+
+/// How long the loop collects writes before handing them over as one batch: a busy room then
+/// costs one wake-up of the writer and one sled insert per interval instead of one per
+/// message. History reaches sled's log that much later; sled itself flushes to disk only
+/// every half second. The loop's poll timeout honours it (see [`History::hand_over_due`]).
+pub const GATHER: Duration = Duration::from_millis(10);
 
 /// One stored room message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,7 +130,7 @@ struct WriteOp {
 type Segment = (u64, u64);
 
 struct Writer {
-    tx: Sender<WriteOp>,
+    tx: Sender<Vec<WriteOp>>,
     /// Batches the writer is done with, handed back so the event loop frees their entries:
     /// its allocator then takes them back without the lock contention a free from the
     /// writer's thread costs (a glibc arena lock the loop's own allocations wait on).
@@ -134,13 +139,17 @@ struct Writer {
 }
 
 /// Spent batches in flight back to the event loop; beyond this the writer frees them itself.
-const SPENT_QUEUE: usize = 64;
+const SPENT_QUEUE: usize = 2 * WRITE_BATCHES;
 
 pub struct History {
     limit: usize,
     /// folded room name -> its history
     rooms: HashMap<String, RoomLog>,
     writer: Option<Writer>,
+    /// Writes collected for the writer, handed over by [`History::hand_over`].
+    pending: Vec<WriteOp>,
+    /// When the oldest pending write was collected.
+    pending_since: Option<Instant>,
     dropped_writes: u64,
 }
 
@@ -171,6 +180,8 @@ impl History {
             limit,
             rooms: HashMap::new(),
             writer: None,
+            pending: Vec::new(),
+            pending_since: None,
             dropped_writes: 0,
         }
     }
@@ -208,7 +219,7 @@ impl History {
                 }
             }
         }
-        let (tx, rx) = crossbeam_channel::bounded(WRITE_QUEUE);
+        let (tx, rx) = crossbeam_channel::bounded(WRITE_BATCHES);
         let (spent_tx, spent) = crossbeam_channel::bounded(SPENT_QUEUE);
         let thread = std::thread::Builder::new()
             .name("huddle-history".into())
@@ -249,26 +260,16 @@ impl History {
             message,
         });
         log.next_seq += 1;
-        if let Some(writer) = &self.writer {
-            // Free what the writer has finished with (see `Writer::spent`).
-            while let Ok(done) = writer.spent.try_recv() {
-                drop(done);
-            }
+        if self.writer.is_some() {
             // Encoded on the writer thread: the loop only shares the entry.
-            let op = WriteOp {
-                room: Arc::clone(&log.name),
-                entry: Arc::clone(&entry),
-            };
-            if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) =
-                writer.tx.try_send(op)
-            {
-                self.dropped_writes += 1;
-                if self.dropped_writes.is_power_of_two() {
-                    log::warn!(
-                        "history writer is behind: {} entries not stored",
-                        self.dropped_writes
-                    );
-                }
+            if self.pending.len() < WRITE_QUEUE {
+                self.pending_since.get_or_insert_with(Instant::now);
+                self.pending.push(WriteOp {
+                    room: Arc::clone(&log.name),
+                    entry: Arc::clone(&entry),
+                });
+            } else {
+                count_dropped(&mut self.dropped_writes, 1);
             }
         }
         log.entries.push_back(entry);
@@ -316,14 +317,71 @@ impl History {
         q.range(from..).cloned().collect()
     }
 
+    /// When the pending writes are due to be handed over (`None`: nothing pending).
+    pub fn hand_over_due(&self) -> Option<Instant> {
+        self.pending_since.map(|since| since + GATHER)
+    }
+
+    /// Hands the collected writes to the writer once they have gathered for [`GATHER`] (or
+    /// fill half the queue), and frees the entries of batches it has finished with. The event
+    /// loop calls this every pass.
+    pub fn hand_over(&mut self, now: Instant) {
+        let Some(writer) = &self.writer else {
+            return;
+        };
+        // Freed here, not on the writer's thread (see `Writer::spent`); an emptied batch is
+        // reused as the next pending one.
+        while let Ok(mut done) = writer.spent.try_recv() {
+            done.clear();
+            if self.pending.is_empty() && self.pending.capacity() < done.capacity() {
+                self.pending = done;
+            }
+        }
+        let due = self.hand_over_due().is_some_and(|due| now >= due);
+        if !due && self.pending.len() < WRITE_QUEUE / 2 {
+            return;
+        }
+        match writer.tx.try_send(std::mem::take(&mut self.pending)) {
+            Ok(()) => self.pending_since = None,
+            // The writer is busy: keep collecting, try again after another interval (not
+            // at once, which would spin the loop).
+            Err(TrySendError::Full(batch)) => {
+                self.pending = batch;
+                self.pending_since = Some(now);
+            }
+            Err(TrySendError::Disconnected(batch)) => {
+                self.pending_since = None;
+                count_dropped(&mut self.dropped_writes, batch.len());
+            }
+        }
+    }
+
     /// Stops the writer after it has stored everything queued.
     pub fn shutdown(&mut self) {
+        if let Some(writer) = &self.writer {
+            // Everything still pending goes, waiting for room if need be (the loop is done).
+            let batch = std::mem::take(&mut self.pending);
+            self.pending_since = None;
+            if !batch.is_empty() && writer.tx.send(batch).is_err() {
+                log::error!("the history writer stopped before storing everything");
+            }
+        }
         if let Some(writer) = self.writer.take() {
             drop(writer.tx);
             if writer.thread.join().is_err() {
                 log::error!("the history writer panicked");
             }
         }
+    }
+}
+
+/// Adds `n` to the count of writes that never reached the writer. Logged at every power of
+/// two passed, so a long outage logs a few lines, not millions.
+fn count_dropped(dropped: &mut u64, n: usize) {
+    let before = *dropped;
+    *dropped += n as u64;
+    if before.checked_ilog2() != dropped.checked_ilog2() {
+        log::warn!("history writer is behind: {dropped} entries not stored");
     }
 }
 
@@ -350,7 +408,7 @@ const SEGMENT_BYTES: usize = 4096;
 /// hold `limit` entries. On disk a room holds fewer than `limit` + one segment's entries.
 fn write_loop(
     tree: sled::Tree,
-    rx: Receiver<WriteOp>,
+    rx: Receiver<Vec<WriteOp>>,
     spent: &Sender<Vec<WriteOp>>,
     limit: usize,
     mut segments: HashMap<String, VecDeque<Segment>>,
@@ -358,16 +416,16 @@ fn write_loop(
     // Normal priority, unlike the hashing workers: at nice 19 the writer got almost no CPU
     // while the loop and busy clients kept both cores of a small box busy, its queue filled
     // within a tenth of a second, and most of a fan-out's messages were never stored.
-    let mut ops = Vec::new();
+    // Blocks on the channel: the loop hands over at most one batch per pass, and whatever
+    // piled up while the last write ran is taken at once.
     while let Ok(first) = rx.recv() {
-        ops.push(first);
-        std::thread::sleep(GATHER);
-        ops.extend(rx.try_iter().take(WRITE_QUEUE));
+        let mut batches = vec![first];
+        batches.extend(rx.try_iter());
         let mut batch = sled::Batch::default();
         // Group by room, keeping order; a gap in sequence numbers (a dropped write) starts
         // a new segment, since a segment's numbering is implicit, and so does a full one.
         let mut open: Vec<(Arc<str>, u64, u64, String)> = Vec::new();
-        for op in &ops {
+        for op in batches.iter().flatten() {
             let seq = op.entry.seq;
             // The room's open segment is its newest: search from the back.
             match open.iter_mut().rev().find(|(room, first, count, value)| {
@@ -403,7 +461,9 @@ fn write_loop(
             log::error!("cannot store room history: {e}");
         }
         // Back to the loop to be freed there (or here, if it is not taking them).
-        let _ = spent.try_send(std::mem::take(&mut ops));
+        for done in batches {
+            let _ = spent.try_send(done);
+        }
     }
     if let Err(e) = tree.flush() {
         log::error!("cannot flush room history: {e}");
@@ -498,6 +558,30 @@ mod tests {
     }
 
     #[test]
+    fn writes_are_handed_over_in_batches_after_the_gather_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let tree = db.open_tree("history").unwrap();
+        let mut h = History::open(tree.clone(), 10).unwrap();
+        assert_eq!(h.hand_over_due(), None, "nothing pending");
+        let before = Instant::now();
+        add(&mut h, "#room", 0);
+        add(&mut h, "#room", 1);
+        let due = h.hand_over_due().expect("writes pending");
+        assert!(due >= before + GATHER);
+        h.hand_over(due - Duration::from_millis(1));
+        assert_eq!(h.pending.len(), 2, "held until due");
+        h.hand_over(due);
+        assert!(h.pending.is_empty());
+        assert_eq!(h.hand_over_due(), None);
+        add(&mut h, "#room", 2);
+        h.shutdown();
+        assert!(h.pending.is_empty(), "shutdown hands over the rest");
+        let stored: u64 = tree.iter().map(|kv| segment_len(&kv.unwrap().1)).sum();
+        assert_eq!(stored, 3);
+    }
+
+    #[test]
     fn zero_limit_disables() {
         let mut h = History::in_memory(0);
         add(&mut h, "#room", 1);
@@ -553,17 +637,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
         let tree = db.open_tree("history").unwrap();
-        let (tx, rx) = crossbeam_channel::bounded(64);
+        let (tx, rx) = crossbeam_channel::bounded(WRITE_BATCHES);
         let room: Arc<str> = Arc::from("#seg");
-        // 0-3, then a dropped write (4), then 5-9: all queued before the writer starts, so
-        // they arrive in one wake-up and make two segments.
-        for seq in (0..4).chain(5..10) {
-            tx.send(WriteOp {
-                room: Arc::clone(&room),
-                entry: entry(seq),
-            })
-            .unwrap();
-        }
+        // 0-3, then a dropped write (4), then 5-9, in two batches queued before the writer
+        // starts: they arrive in one wake-up and make two segments.
+        let op = |seq| WriteOp {
+            room: Arc::clone(&room),
+            entry: entry(seq),
+        };
+        tx.send((0..4).map(op).collect()).unwrap();
+        tx.send((5..10).map(op).collect()).unwrap();
         drop(tx);
         let (spent_tx, spent_rx) = crossbeam_channel::bounded(SPENT_QUEUE);
         write_loop(tree.clone(), rx, &spent_tx, 3, HashMap::new());
