@@ -51,7 +51,8 @@ impl Stamp {
 impl Stamp {
     /// `msg` serialised with the tags of variant `v`: the same line as
     /// `self.apply(msg, v).to_line()`, without copying the message first (this runs once per
-    /// room message and variant).
+    /// room message and variant). The loop uses [`Stamp::write_line`]; this is for tests.
+    #[cfg(test)]
     pub fn line(&self, msg: &Message, v: usize) -> String {
         let mut out = String::new();
         self.write_line(msg, v, &mut out);
