@@ -291,13 +291,12 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
                 let to = ctx.chat.recipients(room, s.id, echo);
                 ctx.out.deliver(to, &line, &stamp);
             }
-            // The history keeps the message itself, with the stamp's id and account.
             ctx.history.append(
                 &key,
                 crate::clock::unix_millis(stamp.time),
-                stamp.msgid.unwrap_or_default(),
-                stamp.account,
-                line,
+                stamp.msgid.as_deref().unwrap_or_default(),
+                stamp.account.as_deref(),
+                &line,
             );
         } else {
             let Some(peer) = ctx.chat.find_nick(target) else {

@@ -10,7 +10,6 @@ use crate::history::{Bound, Entry};
 use crate::limits::{CHATHISTORY_MAX, JOIN_REPLAY};
 use crate::session::{send_raw, Ctx, Session};
 use huddle_protocol::{Message, Tag};
-use std::sync::Arc;
 
 /// Replays the recent history of `room` (as spelled) to a user who just joined it.
 pub fn on_join(s: &Session, room: &str, ctx: &mut Ctx) {
@@ -20,7 +19,7 @@ pub fn on_join(s: &Session, room: &str, ctx: &mut Ctx) {
     }
 }
 
-fn send_entries(s: &Session, room: &str, entries: &[Arc<Entry>], ctx: &mut Ctx) {
+fn send_entries(s: &Session, room: &str, entries: &[Entry], ctx: &mut Ctx) {
     let caps = s.caps();
     let batch = caps.has(Cap::Batch).then(|| ctx.chat.next_msgid());
     if entries.is_empty() && batch.is_none() {
@@ -34,8 +33,9 @@ fn send_entries(s: &Session, room: &str, entries: &[Arc<Entry>], ctx: &mut Ctx) 
             [format!("+{id}").as_str(), "chathistory", room],
         );
     }
-    for entry in entries {
-        let mut msg: Message = entry.stamp().apply(&entry.message, caps.tag_variant());
+    // Entries were checked when stored or loaded: one that does not read back is skipped.
+    for (message, stamp) in entries.iter().filter_map(Entry::relayed) {
+        let mut msg: Message = stamp.apply(&message, caps.tag_variant());
         if let Some(id) = &batch {
             msg.tags.insert(
                 0,

@@ -1,0 +1,280 @@
+//! History on its way to the disk: the event loop appends each new entry's line to its room's
+//! open segment and hands the segments to the writer in batches, every [`GATHER`] at most.
+//!
+//! A busy room thus costs one copy of a line per message, one wake-up of the writer and one
+//! sled insert per segment; the segment buffers come back from the writer and are reused.
+
+use crossbeam_channel::{Sender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long the loop collects writes before handing them over as one batch. History reaches
+/// sled's log that much later; sled itself flushes to disk only every half second. The
+/// loop's poll timeout honours it (see [`super::History::hand_over_due`]).
+pub const GATHER: Duration = Duration::from_millis(10);
+
+/// A segment is closed once its value reaches this size. sled keeps up to 16 values in a
+/// leaf and writes a leaf over 128 KiB as a separate blob file on every change, which left
+/// large segments costing far more disk than they saved.
+pub(super) const SEGMENT_BYTES: usize = 4096;
+
+/// Bytes of lines the loop holds for the writer; beyond this, entries are not stored (and
+/// that is logged). Handed over early once half of it is pending.
+const PENDING_BYTES: usize = 4 * 1024 * 1024;
+
+/// Emptied segment buffers kept for reuse (each `SEGMENT_BYTES` and a line).
+const FREE_BUFFERS: usize = 64;
+
+/// Consecutive entries of one room, as stored under one key: entry `i` has sequence number
+/// `first + i`; `value` holds their lines.
+pub(super) struct Segment {
+    /// Folded room name.
+    pub room: Arc<str>,
+    pub first: u64,
+    pub count: u64,
+    pub value: Vec<u8>,
+}
+
+/// Where a room's newest pending segment is (kept by the room, checked before use).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct OpenSegment {
+    batch: u64,
+    index: usize,
+}
+
+#[derive(Default)]
+pub(super) struct Pending {
+    segments: Vec<Segment>,
+    bytes: usize,
+    /// When the oldest pending write was collected.
+    since: Option<Instant>,
+    /// Batches handed over so far: an [`OpenSegment`] of an earlier batch is stale.
+    batch: u64,
+    free: Vec<Vec<u8>>,
+    dropped: u64,
+}
+
+impl Pending {
+    /// Queues entry `seq` of `room` (its line with `\r\n`), continuing the room's open
+    /// segment when it is the next in sequence and not full.
+    pub fn push(
+        &mut self,
+        room: &Arc<str>,
+        open: &mut Option<OpenSegment>,
+        seq: u64,
+        line: &str,
+        now: Instant,
+    ) {
+        if self.bytes + line.len() > PENDING_BYTES {
+            self.count_dropped(1);
+            return;
+        }
+        self.bytes += line.len();
+        self.since.get_or_insert(now);
+        let current = open
+            .filter(|o| o.batch == self.batch)
+            .and_then(|o| self.segments.get_mut(o.index))
+            .filter(|s| s.first + s.count == seq && s.value.len() < SEGMENT_BYTES);
+        if let Some(segment) = current {
+            segment.count += 1;
+            segment.value.extend_from_slice(line.as_bytes());
+            return;
+        }
+        let mut value = self
+            .free
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(SEGMENT_BYTES + 512));
+        value.extend_from_slice(line.as_bytes());
+        *open = Some(OpenSegment {
+            batch: self.batch,
+            index: self.segments.len(),
+        });
+        self.segments.push(Segment {
+            room: Arc::clone(room),
+            first: seq,
+            count: 1,
+            value,
+        });
+    }
+
+    /// When the pending writes are due to be handed over (`None`: nothing pending).
+    pub fn due(&self) -> Option<Instant> {
+        self.since.map(|since| since + GATHER)
+    }
+
+    /// Entries pending.
+    #[cfg(test)]
+    pub fn entries(&self) -> u64 {
+        self.segments.iter().map(|s| s.count).sum()
+    }
+
+    /// Sends the pending segments to the writer if they are due (or half the bound); when
+    /// the writer is still busy, keeps collecting and tries again an interval later (not at
+    /// once, which would spin the loop).
+    pub fn hand_over(&mut self, tx: &Sender<Vec<Segment>>, now: Instant) {
+        let due = self.due().is_some_and(|due| now >= due);
+        if !due && self.bytes < PENDING_BYTES / 2 {
+            return;
+        }
+        match tx.try_send(std::mem::take(&mut self.segments)) {
+            Ok(()) => self.handed_over(),
+            Err(TrySendError::Full(batch)) => {
+                self.segments = batch;
+                self.since = Some(now);
+            }
+            Err(TrySendError::Disconnected(batch)) => {
+                self.handed_over();
+                self.count_dropped(batch.iter().map(|s| s.count).sum());
+            }
+        }
+    }
+
+    /// Sends what is pending, waiting for the writer to take it (at shutdown).
+    pub fn hand_over_all(&mut self, tx: &Sender<Vec<Segment>>) {
+        let batch = std::mem::take(&mut self.segments);
+        self.handed_over();
+        if !batch.is_empty() && tx.send(batch).is_err() {
+            log::error!("the history writer stopped before storing everything");
+        }
+    }
+
+    fn handed_over(&mut self) {
+        self.batch += 1;
+        self.bytes = 0;
+        self.since = None;
+    }
+
+    /// Takes back a batch the writer is done with: its buffers are reused (and freed here,
+    /// on the loop's thread, if not: a free from the writer's thread waits on the allocator
+    /// lock the loop's own allocations hold).
+    pub fn recycle(&mut self, mut spent: Vec<Segment>) {
+        for segment in spent.drain(..) {
+            if self.free.len() < FREE_BUFFERS {
+                let mut value = segment.value;
+                value.clear();
+                self.free.push(value);
+            }
+        }
+        if self.segments.is_empty() && self.segments.capacity() < spent.capacity() {
+            self.segments = spent;
+        }
+    }
+
+    /// Adds `n` to the count of entries that never reached the writer. Logged at every power
+    /// of two passed, so a long outage logs a few lines, not millions.
+    fn count_dropped(&mut self, n: u64) {
+        let before = self.dropped;
+        self.dropped += n;
+        if before.checked_ilog2() != self.dropped.checked_ilog2() {
+            log::warn!(
+                "history writer is behind: {} entries not stored",
+                self.dropped
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(i: u64) -> String {
+        // Fixed width: every line has the same length.
+        format!("@t={i:04} :a!a@h PRIVMSG #r :{}\r\n", "x".repeat(100))
+    }
+
+    #[test]
+    fn consecutive_entries_share_a_segment_until_it_is_full_or_a_gap() {
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("#a"), Arc::from("#b"));
+        let (mut open_a, mut open_b) = (None, None);
+        let mut p = Pending::default();
+        let now = Instant::now();
+        for seq in 0..3 {
+            p.push(&a, &mut open_a, seq, &line(seq), now);
+            p.push(&b, &mut open_b, seq, &line(seq), now);
+        }
+        // 3 is never pushed (a dropped write): 4 starts a new segment.
+        p.push(&a, &mut open_a, 4, &line(4), now);
+        let shape: Vec<_> = p
+            .segments
+            .iter()
+            .map(|s| (s.room.to_string(), s.first, s.count))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("#a".into(), 0, 3),
+                ("#b".into(), 0, 3),
+                ("#a".into(), 4, 1)
+            ]
+        );
+        assert_eq!(
+            p.segments[0].value,
+            [line(0), line(1), line(2)].concat().as_bytes()
+        );
+        let per_segment = SEGMENT_BYTES.div_ceil(line(0).len()) as u64;
+        for seq in 5..5 + 2 * per_segment {
+            p.push(&a, &mut open_a, seq, &line(seq), now);
+        }
+        let a_counts: Vec<u64> = p
+            .segments
+            .iter()
+            .filter(|s| &*s.room == "#a")
+            .map(|s| s.count)
+            .collect();
+        // The segment started at 4 fills up, then the next; the last one is open.
+        assert_eq!(a_counts, [3, per_segment, per_segment, 1]);
+    }
+
+    #[test]
+    fn hands_over_when_due_and_reuses_returned_buffers() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let room: Arc<str> = Arc::from("#r");
+        let mut open = None;
+        let mut p = Pending::default();
+        assert_eq!(p.due(), None);
+        let t0 = Instant::now();
+        p.push(&room, &mut open, 0, &line(0), t0);
+        p.push(&room, &mut open, 1, &line(1), t0 + GATHER / 2);
+        assert_eq!(
+            p.due(),
+            Some(t0 + GATHER),
+            "the oldest write sets the deadline"
+        );
+        p.hand_over(&tx, t0 + GATHER / 2);
+        assert_eq!(p.entries(), 2, "held until due");
+        p.hand_over(&tx, t0 + GATHER);
+        assert_eq!((p.entries(), p.due()), (0, None));
+        // A new batch: the room's open segment is stale.
+        p.push(&room, &mut open, 2, &line(2), t0 + GATHER);
+        assert_eq!(p.segments.len(), 1);
+        // The writer has not taken the first batch: keep collecting, retry later.
+        let later = t0 + 3 * GATHER;
+        p.hand_over(&tx, later);
+        assert_eq!(p.entries(), 1);
+        assert_eq!(p.due(), Some(later + GATHER));
+        let spent = rx.try_recv().unwrap();
+        assert_eq!(spent.len(), 1);
+        let buffer = spent[0].value.as_ptr();
+        p.recycle(spent);
+        p.hand_over(&tx, later + GATHER);
+        assert_eq!(rx.try_recv().unwrap()[0].first, 2);
+        p.push(&room, &mut open, 3, &line(3), later + GATHER);
+        assert_eq!(p.segments[0].value.as_ptr(), buffer, "buffer reused");
+    }
+
+    #[test]
+    fn beyond_the_bound_entries_are_counted_not_kept() {
+        let room: Arc<str> = Arc::from("#r");
+        let mut open = None;
+        let mut p = Pending::default();
+        let now = Instant::now();
+        let l = line(0);
+        let fits = (PENDING_BYTES / l.len()) as u64;
+        for seq in 0..fits + 5 {
+            p.push(&room, &mut open, seq, &l, now);
+        }
+        assert_eq!(p.entries(), fits);
+        assert_eq!(p.dropped, 5);
+    }
+}
