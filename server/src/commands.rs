@@ -296,7 +296,7 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
                 crate::clock::unix_millis(stamp.time),
                 stamp.msgid.as_deref().unwrap_or_default(),
                 stamp.account.as_deref(),
-                &line,
+                ctx.out.untagged_line(&line),
             );
         } else {
             let Some(peer) = ctx.chat.find_nick(target) else {

@@ -59,11 +59,12 @@ impl Stamp {
         out
     }
 
-    /// [`Stamp::line`] appended to `out` (a buffer the caller reuses).
-    pub fn write_line(&self, msg: &Message, v: usize, out: &mut String) {
+    /// [`Stamp::line`] appended to `out` (a buffer the caller reuses). Returns where in
+    /// `out` the message without tags starts (the line ends with it), if it does.
+    pub fn write_line(&self, msg: &Message, v: usize, out: &mut String) -> Option<usize> {
         if !msg.tags.is_empty() {
             self.apply(msg, v).write_to(out);
-            return;
+            return None;
         }
         // Room for the tags (time 29, msgid and account tens of bytes each) and the message.
         out.reserve(msg.estimated_len() + 128);
@@ -93,7 +94,9 @@ impl Stamp {
         if sep != '@' {
             out.push(' ');
         }
+        let untagged = out.len();
         msg.write_to(out);
+        Some(untagged)
     }
 }
 
@@ -118,6 +121,9 @@ pub struct Outbox {
     /// Where a fan-out line is written before it is shared (reused: one allocation per
     /// line, the shared one, instead of two).
     line_buf: String,
+    /// Where the message without tags starts in `line_buf`, when the last line
+    /// [`Outbox::deliver`] wrote ends with it.
+    untagged_at: Option<usize>,
 }
 
 impl Outbox {
@@ -155,6 +161,7 @@ impl Outbox {
         // A group is sized for every recipient when first used (usually only one is):
         // growing it one push at a time cost a handful of reallocations per message.
         let most = to.size_hint().1.unwrap_or(0);
+        self.untagged_at = None;
         let mut groups: [Vec<ClientId>; 8] = Default::default();
         for (id, caps) in to {
             let group = &mut groups[caps.tag_variant()];
@@ -168,12 +175,26 @@ impl Outbox {
                 continue;
             }
             self.line_buf.clear();
-            stamp.write_line(msg, v, &mut self.line_buf);
+            self.untagged_at = stamp.write_line(msg, v, &mut self.line_buf);
             let line: Rc<str> = Rc::from(self.line_buf.as_str());
             self.effects.push(match to[..] {
                 [to] => Effect::Send { to, line },
                 _ => Effect::SendMany { to, line },
             });
+        }
+    }
+
+    /// The message just given to [`Outbox::deliver`], serialised without tags (with
+    /// `\r\n`): the end of the last line it wrote, or written now if it wrote none that
+    /// ends with it. Saves serialising a room message once more for the history.
+    pub fn untagged_line(&mut self, msg: &Message) -> &str {
+        match self.untagged_at.take() {
+            Some(at) => &self.line_buf[at..],
+            None => {
+                self.line_buf.clear();
+                msg.write_to(&mut self.line_buf);
+                &self.line_buf
+            }
         }
     }
 
@@ -251,12 +272,41 @@ mod tests {
             );
         }
         let mut appended = String::from("before|");
-        stamp.write_line(&msg, 7, &mut appended);
+        let at = stamp.write_line(&msg, 7, &mut appended);
+        assert_eq!(at.map(|at| &appended[at..]), Some(msg.to_line().as_str()));
         assert_eq!(appended, format!("before|{}", stamp.line(&msg, 7)));
         let mut untagged = String::from("x");
         bare.write_line(&msg, 0, &mut untagged);
         assert_eq!(untagged, format!("x{}", msg.to_line()));
         let tagged = msg.clone().with_tag("+draft/reply", Some("x".into()));
         assert_eq!(stamp.line(&tagged, 3), stamp.apply(&tagged, 3).to_line());
+        assert_eq!(stamp.write_line(&tagged, 3, &mut String::new()), None);
+    }
+
+    #[test]
+    fn untagged_line_is_the_delivered_message_without_tags() {
+        let msg = Message::new("PRIVMSG", ["#room", "hi"]).with_source("a!a@huddle");
+        let stamp = Stamp {
+            time: std::time::UNIX_EPOCH,
+            msgid: Some("m1".into()),
+            account: None,
+        };
+        let mut tags = CapSet::default();
+        tags.set(crate::capabilities::Cap::ServerTime, true);
+        tags.set(crate::capabilities::Cap::MessageTags, true);
+        for recipients in [
+            vec![],
+            vec![(1, CapSet::default())],
+            vec![(1, CapSet::default()), (2, tags)],
+        ] {
+            let mut out = Outbox::new();
+            out.deliver(recipients.clone(), &msg, &stamp);
+            assert_eq!(out.untagged_line(&msg), msg.to_line(), "{recipients:?}");
+            assert_eq!(out.untagged_line(&msg), msg.to_line(), "asked again");
+        }
+        let tagged = msg.clone().with_tag("+draft/reply", Some("x".into()));
+        let mut out = Outbox::new();
+        out.deliver([(1, tags)], &tagged, &stamp);
+        assert_eq!(out.untagged_line(&tagged), tagged.to_line());
     }
 }

@@ -11,7 +11,6 @@ mod store;
 pub use entry::Entry;
 pub use pending::GATHER;
 
-use huddle_protocol::Message;
 use pending::{OpenSegment, Pending};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -95,14 +94,15 @@ impl History {
         self.limit
     }
 
-    /// Records a room message (`room` is the folded name) and queues it for the disk.
+    /// Records a room message (`room` is the folded name; `message_line` the message as
+    /// relayed, serialised without tags, with `\r\n`) and queues it for the disk.
     pub fn append(
         &mut self,
         room: &str,
         time_ms: u64,
         msgid: &str,
         account: Option<&str>,
-        message: &Message,
+        message_line: &str,
     ) {
         if self.limit == 0 {
             return;
@@ -121,7 +121,7 @@ impl History {
                 buffer = old.into_line();
             }
         }
-        let entry = Entry::new(log.next_seq, time_ms, msgid, account, message, buffer);
+        let entry = Entry::new(log.next_seq, time_ms, msgid, account, message_line, buffer);
         log.next_seq += 1;
         if self.writer.is_some() {
             self.pending.push(
@@ -129,7 +129,7 @@ impl History {
                 &mut log.open,
                 entry.seq,
                 entry.line(),
-                Instant::now(),
+                Instant::now,
             );
         }
         log.entries.push_back(entry);
@@ -223,6 +223,7 @@ impl Drop for History {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use huddle_protocol::Message;
     use std::time::Duration;
 
     fn add(h: &mut History, room: &str, i: u64) {
@@ -232,7 +233,8 @@ mod tests {
             &format!("id{i}"),
             Some("a"),
             &Message::new("PRIVMSG", ["#Room", &format!("message {i}; with spaces")])
-                .with_source("a!a@huddle"),
+                .with_source("a!a@huddle")
+                .to_line(),
         );
     }
 
