@@ -6,7 +6,7 @@
 #   QUICK=1 scripts/compare-peers.sh    # tiny sizes, to check the plumbing
 #
 # Writes benches/results/{results.jsonl,results.md,comparison.svg,machine.txt}.
-# Sizes can be overridden: FANOUT_MESSAGES, FANOUT_REPEAT, LIGHT_MESSAGES, CROWD_CLIENTS,
+# Sizes can be overridden: FANOUT_MESSAGES, FANOUT_REPEAT, LIGHT_MESSAGES, LIGHT_REPEAT, CROWD_CLIENTS,
 # IDLE_CONNECTIONS, CONNECT_CONNECTIONS, LOGINS, SERVERS="huddle huddle-nohistory ngircd inspircd".
 # SCENARIOS="login fanout light crowd connect idle" picks scenarios (default: all six).
 # KEEP_OTHERS=1 replaces only the rows of $SERVERS in an existing results.jsonl.
@@ -23,7 +23,7 @@ SERVERS=${SERVERS:-"huddle huddle-nohistory ngircd inspircd"}
 SCENARIOS=${SCENARIOS:-"login fanout light crowd connect idle"}
 
 if [[ -n "${QUICK:-}" ]]; then
-    : "${FANOUT_MESSAGES:=200}" "${FANOUT_REPEAT:=1}" "${LIGHT_MESSAGES:=200}"
+    : "${FANOUT_MESSAGES:=200}" "${FANOUT_REPEAT:=1}" "${LIGHT_MESSAGES:=200}" "${LIGHT_REPEAT:=1}"
     : "${CROWD_CLIENTS:=100}" "${IDLE_CONNECTIONS:=500}" "${CONNECT_CONNECTIONS:=200}"
     : "${LOGINS:=20}"
 fi
@@ -33,6 +33,9 @@ fi
 FANOUT_MESSAGES=${FANOUT_MESSAGES:-20000}
 FANOUT_REPEAT=${FANOUT_REPEAT:-7}
 LIGHT_MESSAGES=${LIGHT_MESSAGES:-1000}
+# Light load is repeated too: one run's p99 moved by a third between two runs of the same
+# server (ngIRCd 1,099 us, then 800 us), enough to reorder the servers.
+LIGHT_REPEAT=${LIGHT_REPEAT:-5}
 CROWD_CLIENTS=${CROWD_CLIENTS:-1000}
 IDLE_CONNECTIONS=${IDLE_CONNECTIONS:-10000}
 CONNECT_CONNECTIONS=${CONNECT_CONNECTIONS:-1000}
@@ -307,7 +310,9 @@ for l in sys.stdin:
         for rep in $(seq 1 "$FANOUT_REPEAT"); do
             run "$s" fanout --clients 20 --messages "$FANOUT_MESSAGES"
         done
-        run "$s" light --clients 20 --rate 200 --messages "$LIGHT_MESSAGES"
+        for rep in $(seq 1 "$LIGHT_REPEAT"); do
+            run "$s" light --clients 20 --rate 200 --messages "$LIGHT_MESSAGES"
+        done
         run "$s" crowd --clients "$CROWD_CLIENTS" --senders 10 --messages 100 \
             --prefix c --setup-in-flight 100
         run "$s" connect --connections "$CONNECT_CONNECTIONS" --in-flight 100 --prefix k
