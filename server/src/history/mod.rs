@@ -221,7 +221,7 @@ impl Drop for History {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use huddle_protocol::Message;
     use std::time::Duration;
@@ -236,6 +236,22 @@ mod tests {
                 .with_source("a!a@huddle")
                 .to_line(),
         );
+    }
+
+    /// A history tree in a fresh sled database (kept while the directory lives).
+    pub(super) fn temp_tree() -> (tempfile::TempDir, sled::Tree) {
+        let dir = tempfile::tempdir().unwrap();
+        let tree = sled::open(dir.path())
+            .unwrap()
+            .open_tree("history")
+            .unwrap();
+        (dir, tree)
+    }
+
+    fn stored_entries(tree: &sled::Tree) -> u64 {
+        tree.iter()
+            .map(|kv| store::segment_len(&kv.unwrap().1))
+            .sum()
     }
 
     fn ids(entries: Vec<Entry>) -> Vec<String> {
@@ -269,9 +285,7 @@ mod tests {
 
     #[test]
     fn writes_are_handed_over_in_batches_after_the_gather_interval() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree("history").unwrap();
+        let (_dir, tree) = temp_tree();
         let mut h = History::open(tree.clone(), 10).unwrap();
         assert_eq!(h.hand_over_due(), None, "nothing pending");
         let before = Instant::now();
@@ -287,10 +301,7 @@ mod tests {
         add(&mut h, "#room", 2);
         h.shutdown();
         assert_eq!(h.pending.entries(), 0, "shutdown hands over the rest");
-        let stored: u64 = tree
-            .iter()
-            .map(|kv| store::segment_len(&kv.unwrap().1))
-            .sum();
+        let stored = stored_entries(&tree);
         assert_eq!(stored, 3);
     }
 
@@ -303,9 +314,7 @@ mod tests {
 
     #[test]
     fn survives_reopen_and_stays_bounded_on_disk() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree("history").unwrap();
+        let (_dir, tree) = temp_tree();
         {
             let mut h = History::open(tree.clone(), 4).unwrap();
             for i in 0..10 {
@@ -317,10 +326,7 @@ mod tests {
             add(&mut h, "#b", 0);
             h.shutdown();
         }
-        let stored: u64 = tree
-            .iter()
-            .map(|kv| store::segment_len(&kv.unwrap().1))
-            .sum();
+        let stored = stored_entries(&tree);
         assert!(
             (5..=11).contains(&stored),
             "at most the limit plus one segment per room on disk, got {stored}"

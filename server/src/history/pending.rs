@@ -8,26 +8,31 @@ use crossbeam_channel::{Sender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long the loop collects writes before handing them over as one batch. Each batch costs
-/// a wake-up of the writer, one sled batch and a write by sled's I/O threads: about half a
-/// millisecond of CPU on a small VM, whatever its size. At 10 ms that was 5% of a core for
-/// history alone at 200 messages/s; at 100 ms it is lost in the noise. A busy server hands
-/// over sooner, at half the bound. History reaches sled's log that much later; sled itself
+/// How long the loop collects writes before handing them over as one batch (unless
+/// [`BATCH_BYTES`] are pending first). Each batch costs a wake-up of the writer, one sled
+/// batch and a write by sled's I/O threads: about half a millisecond of CPU on a small VM,
+/// whatever its size. At 10 ms that was 5% of a core for history alone at 200 messages/s; at
+/// 100 ms it is lost in the noise. History reaches sled's log that much later; sled itself
 /// writes its log to disk every half second, and a clean shutdown stores everything. The
 /// loop's poll timeout honours it (see [`super::History::hand_over_due`]).
 pub const GATHER: Duration = Duration::from_millis(100);
+
+/// A busy server hands over as soon as this much is pending: a batch of about 60 segments
+/// (about 10 ms of a saturated fan-out on 2 cores) whose buffers all come back for reuse,
+/// rather than megabytes gathered out of cache.
+const BATCH_BYTES: usize = 256 * 1024;
 
 /// A segment is closed once its value reaches this size. sled keeps up to 16 values in a
 /// leaf and writes a leaf over 128 KiB as a separate blob file on every change, which left
 /// large segments costing far more disk than they saved.
 pub(super) const SEGMENT_BYTES: usize = 4096;
 
-/// Bytes of lines the loop holds for the writer; beyond this, entries are not stored (and
-/// that is logged). Handed over early once half of it is pending.
+/// Bytes of lines the loop holds while the writer is busy; beyond this, entries are not
+/// stored (and that is logged).
 const PENDING_BYTES: usize = 4 * 1024 * 1024;
 
-/// Emptied segment buffers kept for reuse (each `SEGMENT_BYTES` and a line).
-const FREE_BUFFERS: usize = 64;
+/// Emptied segment buffers kept for reuse (each `SEGMENT_BYTES` and a line): a batch's worth.
+const FREE_BUFFERS: usize = BATCH_BYTES / SEGMENT_BYTES;
 
 /// Consecutive entries of one room, as stored under one key: entry `i` has sequence number
 /// `first + i`; `value` holds their lines.
@@ -113,12 +118,12 @@ impl Pending {
         self.segments.iter().map(|s| s.count).sum()
     }
 
-    /// Sends the pending segments to the writer if they are due (or half the bound); when
-    /// the writer is still busy, keeps collecting and tries again an interval later (not at
-    /// once, which would spin the loop).
+    /// Sends the pending segments to the writer if they are due (or a batch's worth); when
+    /// the writer is still busy, keeps collecting and tries again at the next pass with a
+    /// batch's worth, or an interval later (the loop's timeout does not spin on it).
     pub fn hand_over(&mut self, tx: &Sender<Vec<Segment>>, now: Instant) {
         let due = self.due().is_some_and(|due| now >= due);
-        if !due && self.bytes < PENDING_BYTES / 2 {
+        if !due && self.bytes < BATCH_BYTES {
             return;
         }
         match tx.try_send(std::mem::take(&mut self.segments)) {
@@ -266,6 +271,27 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap()[0].first, 2);
         p.push(&room, &mut open, 3, &line(3), || later + GATHER);
         assert_eq!(p.segments[0].value.as_ptr(), buffer, "buffer reused");
+    }
+
+    #[test]
+    fn a_batch_worth_is_handed_over_before_the_interval() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let room: Arc<str> = Arc::from("#r");
+        let mut open = None;
+        let mut p = Pending::default();
+        let now = Instant::now();
+        let l = line(0);
+        let below = (BATCH_BYTES / l.len()) as u64;
+        for seq in 0..below {
+            p.push(&room, &mut open, seq, &l, || now);
+        }
+        p.hand_over(&tx, now);
+        assert_eq!(p.entries(), below, "below a batch's worth: waits");
+        p.push(&room, &mut open, below, &l, || now);
+        p.hand_over(&tx, now);
+        assert_eq!(p.entries(), 0);
+        let handed: u64 = rx.try_recv().unwrap().iter().map(|s| s.count).sum();
+        assert_eq!(handed, below + 1);
     }
 
     #[test]

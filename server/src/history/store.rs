@@ -166,9 +166,7 @@ mod tests {
 
     #[test]
     fn stores_segments_and_trims_whole_old_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
-        let tree = db.open_tree("history").unwrap();
+        let (_dir, tree) = super::super::tests::temp_tree();
         let (tx, rx) = crossbeam_channel::bounded(WRITE_BATCHES);
         let room: Arc<str> = Arc::from("#seg");
         // 0-3, then a dropped write (4), then 5-9, in two batches queued before the writer
