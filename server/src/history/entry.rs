@@ -98,7 +98,8 @@ fn push_decimal(out: &mut String, mut v: u64) {
             break;
         }
     }
-    out.extend(digits[start..].iter().map(|&d| char::from(d)));
+    // ASCII digits: always UTF-8.
+    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
 }
 
 /// `;key=value` (just `;key` for an empty value, as `Message::write_to` writes it).
