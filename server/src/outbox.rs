@@ -192,7 +192,15 @@ impl Outbox {
             Some(at) => &self.line_buf[at..],
             None => {
                 self.line_buf.clear();
-                msg.write_to(&mut self.line_buf);
+                if msg.tags.is_empty() {
+                    msg.write_to(&mut self.line_buf);
+                } else {
+                    let untagged = Message {
+                        tags: Vec::new(),
+                        ..msg.clone()
+                    };
+                    untagged.write_to(&mut self.line_buf);
+                }
                 &self.line_buf
             }
         }
@@ -307,6 +315,10 @@ mod tests {
         let tagged = msg.clone().with_tag("+draft/reply", Some("x".into()));
         let mut out = Outbox::new();
         out.deliver([(1, tags)], &tagged, &stamp);
-        assert_eq!(out.untagged_line(&tagged), tagged.to_line());
+        assert_eq!(
+            out.untagged_line(&tagged),
+            msg.to_line(),
+            "its own tags left out"
+        );
     }
 }
