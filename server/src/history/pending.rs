@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 /// loop's poll timeout honours it (see [`super::History::hand_over_due`]).
 pub const GATHER: Duration = Duration::from_millis(100);
 
-/// A busy server hands over as soon as this much is pending: a batch of about 60 segments
-/// (about 10 ms of a saturated fan-out on 2 cores) whose buffers all come back for reuse,
-/// rather than megabytes gathered out of cache.
-const BATCH_BYTES: usize = 256 * 1024;
+/// A busy server hands over as soon as this much is pending. A batch costs the writer and
+/// sled's I/O threads about 0.6-0.8 ms of CPU almost whatever its size (measured under
+/// fan-out: 256 KiB batches took 30-34 ticks of those threads per run, 1 MiB batches 7-9),
+/// time taken from the core the clients (here: the load tool) need; 1 MiB is about 25 ms of
+/// a saturated fan-out on 2 cores.
+const BATCH_BYTES: usize = 1024 * 1024;
 
 /// A segment is closed once its value reaches this size. sled keeps up to 16 values in a
 /// leaf and writes a leaf over 128 KiB as a separate blob file on every change, which left
@@ -31,8 +33,9 @@ pub(super) const SEGMENT_BYTES: usize = 4096;
 /// stored (and that is logged).
 const PENDING_BYTES: usize = 4 * 1024 * 1024;
 
-/// Emptied segment buffers kept for reuse (each `SEGMENT_BYTES` and a line): a batch's worth.
-const FREE_BUFFERS: usize = BATCH_BYTES / SEGMENT_BYTES;
+/// Emptied segment buffers kept for reuse (each `SEGMENT_BYTES` and a line): a quarter of a
+/// busy batch, so that after a burst they hold about 300 KiB, not a whole batch.
+const FREE_BUFFERS: usize = 64;
 
 /// Consecutive entries of one room, as stored under one key: entry `i` has sequence number
 /// `first + i`; `value` holds their lines.
