@@ -633,20 +633,12 @@ fn chat_thread(
             if !c.more || c.closed {
                 continue;
             }
-            let state = match c.ready.conn.read(&mut scratch) {
-                Ok(s) => s,
-                Err(e) => {
-                    let why = format!("connection {}: {e}", c.ready.index);
-                    mark_closed(c, why, shared, n_senders, &mut closed, &mut closed_count);
-                    continue;
-                }
-            };
-            c.more = state == ReadState::More;
+            // Lines are handled as they are decrypted; their arrival time is the read's start.
             let at = now_nanos();
             let row = c.row;
             let mut error_line = None;
             let window = plan.window_ns.as_deref();
-            let _ = c.ready.conn.lines(|line, out| {
+            let read = c.ready.conn.read_lines(&mut scratch, |line, out| {
                 match irc::classify(line) {
                     RunLine::Chat(chat) => {
                         if chat.run == plan.run_id && tracker.record(row, chat.sender, chat.seq) {
@@ -677,6 +669,15 @@ fn chat_thread(
                 }
                 Ok(())
             });
+            let state = match read {
+                Ok(s) => s,
+                Err(e) => {
+                    let why = format!("connection {}: {e}", c.ready.index);
+                    mark_closed(c, why, shared, n_senders, &mut closed, &mut closed_count);
+                    continue;
+                }
+            };
+            c.more = state == ReadState::More;
             if got_local > 0 {
                 last_delivery_ns = at;
             }

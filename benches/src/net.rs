@@ -294,30 +294,73 @@ impl Conn {
         }
     }
 
-    /// Calls `f` with each complete line (without CR LF) and the output queue.
+    /// Calls `f` with each complete line (without CR LF) and the output queue. An error from
+    /// `f` stops it: the connection is then given up, and the lines after it with it.
     pub fn lines<F>(&mut self, mut f: F) -> Result<(), LoadError>
     where
         F: FnMut(&[u8], &mut Vec<u8>) -> Result<(), LoadError>,
     {
-        let Conn { inbuf, out, .. } = self;
-        let mut start = 0;
-        let mut result = Ok(());
-        while let Some(pos) = memchr::memchr(b'\n', &inbuf[start..]) {
-            let mut line = &inbuf[start..start + pos];
-            start += pos + 1;
-            if let [rest @ .., b'\r'] = line {
-                line = rest;
+        let data = std::mem::take(&mut self.inbuf);
+        split_lines(&mut self.inbuf, &data, &mut self.out, &mut f)
+    }
+
+    /// [`Conn::read`] and [`Conn::lines`] in one, for the chat phase's receive path: over TLS
+    /// each complete line goes to `f` straight from rustls's plaintext buffer, and only a
+    /// line split across records is copied (into the line buffer), so a delivery is copied
+    /// once less than with `read` then `lines`.
+    pub fn read_lines<F>(&mut self, scratch: &mut [u8], mut f: F) -> Result<ReadState, LoadError>
+    where
+        F: FnMut(&[u8], &mut Vec<u8>) -> Result<(), LoadError>,
+    {
+        let Conn {
+            sock,
+            tls: Some(tls),
+            inbuf,
+            out,
+            ..
+        } = self
+        else {
+            let state = self.read(scratch)?;
+            self.lines(f)?;
+            return Ok(state);
+        };
+        let mut total = 0;
+        loop {
+            if total >= READ_BUDGET {
+                return Ok(ReadState::More);
             }
-            if line.is_empty() {
-                continue;
-            }
-            if let Err(e) = f(line, out) {
-                result = Err(e);
-                break;
+            let n = match sock.read(scratch) {
+                Ok(0) => return Ok(ReadState::Eof),
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::Drained),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(LoadError::Io("read".into(), e)),
+            };
+            total += n;
+            let mut rd = &scratch[..n];
+            while !rd.is_empty() {
+                tls.read_tls(&mut rd)
+                    .map_err(|e| LoadError::Io("TLS read".into(), e))?;
+                let state = tls.process_new_packets().map_err(LoadError::Tls)?;
+                let mut avail = state.plaintext_bytes_to_read();
+                let mut reader = tls.reader();
+                while avail > 0 {
+                    let chunk = reader
+                        .fill_buf()
+                        .map_err(|e| LoadError::Io("TLS plaintext".into(), e))?;
+                    let n = chunk.len().min(avail);
+                    if n == 0 {
+                        break;
+                    }
+                    split_lines(inbuf, &chunk[..n], out, &mut f)?;
+                    reader.consume(n);
+                    avail -= n;
+                }
+                if state.peer_has_closed() {
+                    return Ok(ReadState::Eof);
+                }
             }
         }
-        inbuf.drain(..start);
-        result
     }
 
     /// Closes with RST (SO_LINGER 0) so thousands of benchmark connections leave no TIME_WAIT
@@ -337,5 +380,98 @@ impl Conn {
                 std::mem::size_of::<libc::linger>() as libc::socklen_t,
             );
         }
+    }
+}
+
+/// Hands each complete line of `data` (without CR LF; empty lines skipped) to `f`, after
+/// completing the partial line left in `carry` by earlier data; what follows the last line end
+/// becomes the new carry. A carry longer than [`MAX_LINE`] is a broken server.
+fn split_lines<F>(
+    carry: &mut Vec<u8>,
+    mut data: &[u8],
+    out: &mut Vec<u8>,
+    f: &mut F,
+) -> Result<(), LoadError>
+where
+    F: FnMut(&[u8], &mut Vec<u8>) -> Result<(), LoadError>,
+{
+    let mut emit = |mut line: &[u8], out: &mut Vec<u8>| {
+        if let [rest @ .., b'\r'] = line {
+            line = rest;
+        }
+        if line.is_empty() {
+            return Ok(());
+        }
+        f(line, out)
+    };
+    if !carry.is_empty() {
+        let Some(pos) = memchr::memchr(b'\n', data) else {
+            carry.extend_from_slice(data);
+            return check_carry(carry);
+        };
+        carry.extend_from_slice(&data[..pos]);
+        data = &data[pos + 1..];
+        let line = std::mem::take(carry);
+        emit(&line, out)?;
+        // The allocation is kept for the next partial line.
+        *carry = line;
+        carry.clear();
+    }
+    let mut start = 0;
+    while let Some(pos) = memchr::memchr(b'\n', &data[start..]) {
+        emit(&data[start..start + pos], out)?;
+        start += pos + 1;
+    }
+    carry.extend_from_slice(&data[start..]);
+    check_carry(carry)
+}
+
+fn check_carry(carry: &[u8]) -> Result<(), LoadError> {
+    if carry.len() > MAX_LINE {
+        return Err(LoadError::Protocol(format!(
+            "server sent a line longer than {MAX_LINE} bytes"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn split_all(chunks: &[&[u8]]) -> (Vec<String>, Vec<u8>) {
+        let (mut carry, mut out, mut got) = (Vec::new(), Vec::new(), Vec::new());
+        for chunk in chunks {
+            split_lines(
+                &mut carry,
+                chunk,
+                &mut out,
+                &mut |line: &[u8], _: &mut Vec<u8>| {
+                    got.push(String::from_utf8_lossy(line).into_owned());
+                    Ok(())
+                },
+            )
+            .unwrap();
+        }
+        (got, carry)
+    }
+
+    #[test]
+    fn lines_split_across_chunks_come_out_whole() {
+        let (lines, carry) = split_all(&[b"ab", b"c\r", b"\nde\n\r\n\nf", b"g\r\nh"]);
+        assert_eq!(lines, ["abc", "de", "fg"]);
+        assert_eq!(carry, b"h");
+        let (lines, carry) = split_all(&[b"one\r\ntwo\r\n"]);
+        assert_eq!(lines, ["one", "two"]);
+        assert!(carry.is_empty());
+    }
+
+    #[test]
+    fn an_endless_line_is_an_error() {
+        let mut carry = Vec::new();
+        let long = vec![b'x'; MAX_LINE / 2 + 1];
+        let mut f = |_: &[u8], _: &mut Vec<u8>| Ok(());
+        assert!(split_lines(&mut carry, &long, &mut Vec::new(), &mut f).is_ok());
+        assert!(split_lines(&mut carry, &long, &mut Vec::new(), &mut f).is_err());
     }
 }
