@@ -244,12 +244,34 @@ impl Conn {
 
     /// Reads (up to the budget) into the line buffer.
     pub fn read(&mut self, scratch: &mut [u8]) -> Result<ReadState, LoadError> {
+        self.read_into(scratch, |inbuf, data, _| {
+            inbuf.extend_from_slice(data);
+            if inbuf.len() > MAX_LINE && memchr::memchr(b'\n', inbuf).is_none() {
+                return check_carry(inbuf);
+            }
+            Ok(())
+        })
+    }
+
+    /// Reads (up to the budget), handing each piece of plaintext to `sink` with the line
+    /// buffer and the output queue.
+    fn read_into<S>(&mut self, scratch: &mut [u8], mut sink: S) -> Result<ReadState, LoadError>
+    where
+        S: FnMut(&mut Vec<u8>, &[u8], &mut Vec<u8>) -> Result<(), LoadError>,
+    {
+        let Conn {
+            sock,
+            tls,
+            inbuf,
+            out,
+            ..
+        } = self;
         let mut total = 0;
         loop {
             if total >= READ_BUDGET {
                 return Ok(ReadState::More);
             }
-            let n = match self.sock.read(scratch) {
+            let n = match sock.read(scratch) {
                 Ok(0) => return Ok(ReadState::Eof),
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::Drained),
@@ -257,39 +279,33 @@ impl Conn {
                 Err(e) => return Err(LoadError::Io("read".into(), e)),
             };
             total += n;
-            match self.tls.as_mut() {
-                None => self.inbuf.extend_from_slice(&scratch[..n]),
-                Some(tls) => {
-                    let mut rd = &scratch[..n];
-                    while !rd.is_empty() {
-                        tls.read_tls(&mut rd)
-                            .map_err(|e| LoadError::Io("TLS read".into(), e))?;
-                        let state = tls.process_new_packets().map_err(LoadError::Tls)?;
-                        // Copied straight out of rustls's buffer: no zero-filling first.
-                        let mut avail = state.plaintext_bytes_to_read();
-                        let mut reader = tls.reader();
-                        while avail > 0 {
-                            let chunk = reader
-                                .fill_buf()
-                                .map_err(|e| LoadError::Io("TLS plaintext".into(), e))?;
-                            let n = chunk.len().min(avail);
-                            if n == 0 {
-                                break;
-                            }
-                            self.inbuf.extend_from_slice(&chunk[..n]);
-                            reader.consume(n);
-                            avail -= n;
-                        }
-                        if state.peer_has_closed() {
-                            return Ok(ReadState::Eof);
-                        }
+            let Some(tls) = tls.as_mut() else {
+                sink(inbuf, &scratch[..n], out)?;
+                continue;
+            };
+            let mut rd = &scratch[..n];
+            while !rd.is_empty() {
+                tls.read_tls(&mut rd)
+                    .map_err(|e| LoadError::Io("TLS read".into(), e))?;
+                let state = tls.process_new_packets().map_err(LoadError::Tls)?;
+                // Taken straight out of rustls's buffer: no zero-filling first.
+                let mut avail = state.plaintext_bytes_to_read();
+                let mut reader = tls.reader();
+                while avail > 0 {
+                    let chunk = reader
+                        .fill_buf()
+                        .map_err(|e| LoadError::Io("TLS plaintext".into(), e))?;
+                    let n = chunk.len().min(avail);
+                    if n == 0 {
+                        break;
                     }
+                    sink(inbuf, &chunk[..n], out)?;
+                    reader.consume(n);
+                    avail -= n;
                 }
-            }
-            if self.inbuf.len() > MAX_LINE && memchr::memchr(b'\n', &self.inbuf).is_none() {
-                return Err(LoadError::Protocol(format!(
-                    "server sent a line longer than {MAX_LINE} bytes"
-                )));
+                if state.peer_has_closed() {
+                    return Ok(ReadState::Eof);
+                }
             }
         }
     }
@@ -304,63 +320,17 @@ impl Conn {
         split_lines(&mut self.inbuf, &data, &mut self.out, &mut f)
     }
 
-    /// [`Conn::read`] and [`Conn::lines`] in one, for the chat phase's receive path: over TLS
-    /// each complete line goes to `f` straight from rustls's plaintext buffer, and only a
-    /// line split across records is copied (into the line buffer), so a delivery is copied
-    /// once less than with `read` then `lines`.
+    /// [`Conn::read`] and [`Conn::lines`] in one, for the chat phase's receive path: each
+    /// complete line goes to `f` straight from what was read (over TLS, rustls's plaintext
+    /// buffer), and only a line split across reads is copied (into the line buffer), so a
+    /// delivery is copied once less than with `read` then `lines`.
     pub fn read_lines<F>(&mut self, scratch: &mut [u8], mut f: F) -> Result<ReadState, LoadError>
     where
         F: FnMut(&[u8], &mut Vec<u8>) -> Result<(), LoadError>,
     {
-        let Conn {
-            sock,
-            tls: Some(tls),
-            inbuf,
-            out,
-            ..
-        } = self
-        else {
-            let state = self.read(scratch)?;
-            self.lines(f)?;
-            return Ok(state);
-        };
-        let mut total = 0;
-        loop {
-            if total >= READ_BUDGET {
-                return Ok(ReadState::More);
-            }
-            let n = match sock.read(scratch) {
-                Ok(0) => return Ok(ReadState::Eof),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(ReadState::Drained),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(LoadError::Io("read".into(), e)),
-            };
-            total += n;
-            let mut rd = &scratch[..n];
-            while !rd.is_empty() {
-                tls.read_tls(&mut rd)
-                    .map_err(|e| LoadError::Io("TLS read".into(), e))?;
-                let state = tls.process_new_packets().map_err(LoadError::Tls)?;
-                let mut avail = state.plaintext_bytes_to_read();
-                let mut reader = tls.reader();
-                while avail > 0 {
-                    let chunk = reader
-                        .fill_buf()
-                        .map_err(|e| LoadError::Io("TLS plaintext".into(), e))?;
-                    let n = chunk.len().min(avail);
-                    if n == 0 {
-                        break;
-                    }
-                    split_lines(inbuf, &chunk[..n], out, &mut f)?;
-                    reader.consume(n);
-                    avail -= n;
-                }
-                if state.peer_has_closed() {
-                    return Ok(ReadState::Eof);
-                }
-            }
-        }
+        self.read_into(scratch, |carry, data, out| {
+            split_lines(carry, data, out, &mut f)
+        })
     }
 
     /// Closes with RST (SO_LINGER 0) so thousands of benchmark connections leave no TIME_WAIT
