@@ -316,8 +316,14 @@ impl Conn {
     where
         F: FnMut(&[u8], &mut Vec<u8>) -> Result<(), LoadError>,
     {
-        let data = std::mem::take(&mut self.inbuf);
-        split_lines(&mut self.inbuf, &data, &mut self.out, &mut f)
+        let mut data = std::mem::take(&mut self.inbuf);
+        let result = split_lines(&mut self.inbuf, &data, &mut self.out, &mut f);
+        if self.inbuf.is_empty() {
+            // No partial line left: the buffer's allocation serves the next read.
+            data.clear();
+            self.inbuf = data;
+        }
+        result
     }
 
     /// [`Conn::read`] and [`Conn::lines`] in one, for the chat phase's receive path: each

@@ -152,13 +152,7 @@ impl Message {
                 if i > 0 {
                     out.push(';');
                 }
-                push_clean(out, &tag.key, true);
-                if let Some(value) = &tag.value {
-                    if !value.is_empty() {
-                        out.push('=');
-                        escape_tag_value(out, value);
-                    }
-                }
+                write_tag(out, &tag.key, tag.value.as_deref().unwrap_or_default());
             }
             out.push(' ');
         }
@@ -266,6 +260,16 @@ pub fn unescape_tag_value(v: &str) -> String {
         }
     }
     out
+}
+
+/// One tag as a tag section holds it: `key=value` with the value escaped, just `key` when
+/// the value is empty (the separators around it are the caller's).
+pub fn write_tag(out: &mut String, key: &str, value: &str) {
+    push_clean(out, key, true);
+    if !value.is_empty() {
+        out.push('=');
+        escape_tag_value(out, value);
+    }
 }
 
 /// IRCv3 tag value escaping (the inverse of [`unescape_tag_value`]).

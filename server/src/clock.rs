@@ -60,22 +60,24 @@ pub fn write_iso8601(out: &mut String, t: SystemTime) {
         (ms, 3, 'Z'),
     ];
     for (value, width, sep) in fields {
-        push_padded(out, value, width);
+        push_decimal(out, value, width);
         out.push(sep);
     }
 }
 
-/// `value` in decimal, zero-padded to `width` digits (the low `width` digits if longer).
-fn push_padded(out: &mut String, value: u64, width: usize) {
-    let mut digits = [b'0'; 4];
-    let mut v = value;
-    for slot in digits[..width].iter_mut().rev() {
-        *slot = b'0' + (v % 10) as u8;
-        v /= 10;
+/// `value` in decimal, zero-padded to at least `width` digits. Written by hand: it runs for
+/// every room message (its timestamp), where `format!` cost more than the rest of the line.
+pub fn push_decimal(out: &mut String, mut value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut start = digits.len();
+    while value > 0 {
+        start -= 1;
+        digits[start] = b'0' + (value % 10) as u8;
+        value /= 10;
     }
-    for &b in &digits[..width] {
-        out.push(char::from(b));
-    }
+    start = start.min(digits.len() - width.clamp(1, 20));
+    // ASCII digits: always UTF-8.
+    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
 }
 
 /// Parses the `server-time` format back (for `CHATHISTORY ... timestamp=`).
@@ -128,6 +130,18 @@ mod tests {
         assert_eq!(human_utc(t), "2026-11-25 09:00:00 UTC");
         assert_eq!(iso8601(t), "2026-11-25T09:00:00.123Z");
         assert_eq!(iso8601(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        for (v, width) in [
+            (0, 1),
+            (7, 1),
+            (7, 3),
+            (10, 1),
+            (1_795_597_200_123, 1),
+            (u64::MAX, 2),
+        ] {
+            let mut out = String::from("x");
+            push_decimal(&mut out, v, width);
+            assert_eq!(out, format!("x{v:0width$}"));
+        }
         assert_eq!(
             iso8601(from_unix_millis(4_102_444_799_009)),
             "2099-12-31T23:59:59.009Z"

@@ -31,9 +31,8 @@ pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
     ]
 }
 
-/// `command` is `msg.command` in upper case.
-/// Runs a registered client's command. Takes the message: PRIVMSG and NOTICE reuse its
-/// allocations for the line they relay.
+/// Runs a registered client's command (`command` is `msg.command` in upper case). Takes the
+/// message: PRIVMSG and NOTICE reuse its allocations for the line they relay.
 pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
     if let "PRIVMSG" | "NOTICE" = command {
         return message(s, msg, ctx, command == "PRIVMSG");

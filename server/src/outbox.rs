@@ -79,11 +79,7 @@ impl Stamp {
         let mut tag = |out: &mut String, key: &str, value: &str| {
             out.push(sep);
             sep = ';';
-            out.push_str(key);
-            if !value.is_empty() {
-                out.push('=');
-                huddle_protocol::message::escape_tag_value(out, value);
-            }
+            huddle_protocol::message::write_tag(out, key, value);
         };
         if let (true, Some(id)) = (v & 2 != 0, &self.msgid) {
             tag(out, "msgid", id);

@@ -1,7 +1,7 @@
 //! One room message as history keeps it: the tagged IRC line, in memory and on disk alike.
 
 use crate::outbox::Stamp;
-use huddle_protocol::message::escape_tag_value;
+use huddle_protocol::message::{escape_tag_value, write_tag};
 use huddle_protocol::Message;
 
 /// One stored room message.
@@ -30,10 +30,12 @@ impl Entry {
         line.clear();
         line.reserve(message_line.len() + 64);
         line.push_str("@t=");
-        push_decimal(&mut line, time_ms);
-        push_tag(&mut line, "msgid", msgid);
+        crate::clock::push_decimal(&mut line, time_ms, 1);
+        line.push(';');
+        write_tag(&mut line, "msgid", msgid);
         if let Some(a) = account {
-            push_tag(&mut line, "account", a);
+            line.push(';');
+            write_tag(&mut line, "account", a);
         }
         line.push(' ');
         line.push_str(message_line);
@@ -84,32 +86,6 @@ pub(super) fn escaped(id: &str) -> String {
     let mut out = String::with_capacity(id.len());
     escape_tag_value(&mut out, id);
     out
-}
-
-/// `v` in decimal (by hand: `write!` costs more than the rest of the tags, once per message).
-fn push_decimal(out: &mut String, mut v: u64) {
-    let mut digits = [0u8; 20];
-    let mut start = digits.len();
-    loop {
-        start -= 1;
-        digits[start] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
-    }
-    // ASCII digits: always UTF-8.
-    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
-}
-
-/// `;key=value` (just `;key` for an empty value, as `Message::write_to` writes it).
-fn push_tag(out: &mut String, key: &str, value: &str) {
-    out.push(';');
-    out.push_str(key);
-    if !value.is_empty() {
-        out.push('=');
-        escape_tag_value(out, value);
-    }
 }
 
 /// The still escaped value of tag `key` in a line's tag section (`""` for a tag without one).
@@ -168,15 +144,6 @@ mod tests {
         assert!(entry.has_msgid(""));
         let (_, stamp) = entry.relayed().unwrap();
         assert_eq!(stamp.account, None);
-    }
-
-    #[test]
-    fn decimals() {
-        for v in [0, 7, 10, 1_795_597_200_123, u64::MAX] {
-            let mut out = String::from("x");
-            push_decimal(&mut out, v);
-            assert_eq!(out, format!("x{v}"));
-        }
     }
 
     #[test]

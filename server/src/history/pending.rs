@@ -196,6 +196,11 @@ mod tests {
         format!("@t={i:04} :a!a@h PRIVMSG #r :{}\r\n", "x".repeat(100))
     }
 
+    /// Room `#r`, no open segment yet, nothing pending.
+    fn one_room() -> (Arc<str>, Option<OpenSegment>, Pending) {
+        (Arc::from("#r"), None, Pending::default())
+    }
+
     #[test]
     fn consecutive_entries_share_a_segment_until_it_is_full_or_a_gap() {
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("#a"), Arc::from("#b"));
@@ -242,9 +247,7 @@ mod tests {
     #[test]
     fn hands_over_when_due_and_reuses_returned_buffers() {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let room: Arc<str> = Arc::from("#r");
-        let mut open = None;
-        let mut p = Pending::default();
+        let (room, mut open, mut p) = one_room();
         assert_eq!(p.due(), None);
         let t0 = Instant::now();
         p.push(&room, &mut open, 0, &line(0), || t0);
@@ -279,9 +282,7 @@ mod tests {
     #[test]
     fn a_batch_worth_is_handed_over_before_the_interval() {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let room: Arc<str> = Arc::from("#r");
-        let mut open = None;
-        let mut p = Pending::default();
+        let (room, mut open, mut p) = one_room();
         let now = Instant::now();
         let l = line(0);
         let below = (BATCH_BYTES / l.len()) as u64;
@@ -299,9 +300,7 @@ mod tests {
 
     #[test]
     fn beyond_the_bound_entries_are_counted_not_kept() {
-        let room: Arc<str> = Arc::from("#r");
-        let mut open = None;
-        let mut p = Pending::default();
+        let (room, mut open, mut p) = one_room();
         let now = Instant::now();
         let l = line(0);
         let fits = (PENDING_BYTES / l.len()) as u64;
