@@ -98,13 +98,20 @@ impl Connection {
     /// `buf` is the caller's reused read buffer (a fresh zeroed one per call would cost a
     /// 16 KiB memset per readable event). `Err` means the connection is over; lines read
     /// before that are still in `lines`.
+    ///
+    /// A read that does not fill `buf` has emptied the socket's receive queue, and epoll
+    /// (edge-triggered) reports whatever arrives after it, so the read that would only say
+    /// `WouldBlock` is skipped: one system call less per readable event. `to_end` reads on
+    /// until `WouldBlock` or the end of the stream; the event loop asks for it when the event
+    /// says the peer closed, as no later event would report the end already queued.
     pub fn read_lines(
         &mut self,
         lines: &mut Vec<Result<String, FrameError>>,
         buf: &mut [u8],
+        to_end: bool,
     ) -> Result<(), ConnError> {
         let Some(tls) = self.tls.as_mut() else {
-            return self.read_plain_lines(lines, buf);
+            return self.read_plain_lines(lines, buf, to_end);
         };
         loop {
             let n = match self.socket.read(buf) {
@@ -128,6 +135,9 @@ impl Connection {
                     return Err(ConnError::Tls(e));
                 }
             }
+            if n < buf.len() && !to_end {
+                break;
+            }
         }
         // Usually nothing half-read stays behind: then keep no buffer, unless this is a busy
         // client whose buffer the next pass would only regrow.
@@ -141,6 +151,7 @@ impl Connection {
         &mut self,
         lines: &mut Vec<Result<String, FrameError>>,
         buf: &mut [u8],
+        to_end: bool,
     ) -> Result<(), ConnError> {
         loop {
             match self.socket.read(buf) {
@@ -148,6 +159,9 @@ impl Connection {
                 Ok(n) => {
                     self.reader.feed(&buf[..n]);
                     lines.extend(std::iter::from_fn(|| self.reader.next_line()));
+                    if n < buf.len() && !to_end {
+                        return Ok(());
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -302,5 +316,75 @@ impl Connection {
     /// Closes the TCP stream in both directions.
     pub fn shutdown(&mut self) {
         let _ = self.socket.shutdown(Shutdown::Both);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll};
+    use std::net::{TcpListener, TcpStream as StdStream};
+    use std::time::Duration;
+
+    /// A plaintext server-side connection and the client's end of it, with a poll that
+    /// reports the server side's readiness.
+    fn pair() -> (Connection, StdStream, Poll) {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = StdStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (accepted, peer) = listener.accept().expect("accept");
+        accepted.set_nonblocking(true).expect("non-blocking");
+        let mut conn = Connection::new(TcpStream::from_std(accepted), peer, None, 1024)
+            .expect("plain connection");
+        let poll = Poll::new().expect("poll");
+        conn.register(poll.registry(), Token(0)).expect("register");
+        (conn, client, poll)
+    }
+
+    /// Waits (no sleeping) for a readable event; returns whether it says the peer closed.
+    fn wait_readable(poll: &mut Poll) -> bool {
+        let mut events = Events::with_capacity(4);
+        loop {
+            poll.poll(&mut events, Some(Duration::from_secs(10)))
+                .expect("poll");
+            if let Some(ev) = events.iter().find(|e| e.is_readable()) {
+                return ev.is_read_closed();
+            }
+            assert!(!events.is_empty(), "no readable event within 10 s");
+        }
+    }
+
+    fn texts(lines: Vec<Result<String, FrameError>>) -> Vec<String> {
+        lines.into_iter().map(|l| l.expect("a line")).collect()
+    }
+
+    #[test]
+    fn reads_on_while_the_buffer_fills() {
+        let (mut conn, mut client, mut poll) = pair();
+        client.write_all(b"hello world\r\n").expect("write");
+        wait_readable(&mut poll);
+        let mut lines = Vec::new();
+        // 13 bytes through a 4-byte buffer: three full reads, then the short one.
+        conn.read_lines(&mut lines, &mut [0; 4], false)
+            .expect("read");
+        assert_eq!(texts(lines), ["hello world"]);
+    }
+
+    #[test]
+    fn a_short_read_leaves_the_end_to_a_later_event_unless_reading_to_the_end() {
+        let (mut conn, mut client, mut poll) = pair();
+        client.write_all(b"one\r\n").expect("write");
+        wait_readable(&mut poll);
+        let mut lines = Vec::new();
+        conn.read_lines(&mut lines, &mut [0; 64], false)
+            .expect("read");
+        assert_eq!(texts(std::mem::take(&mut lines)), ["one"]);
+
+        // Data and the end arrive together: the event says so, and to_end reads both.
+        client.write_all(b"two\r\n").expect("write");
+        client.shutdown(Shutdown::Write).expect("shutdown");
+        while !wait_readable(&mut poll) {}
+        let end = conn.read_lines(&mut lines, &mut [0; 64], true);
+        assert_eq!(texts(lines), ["two"]);
+        assert!(matches!(end, Err(ConnError::Closed)), "{end:?}");
     }
 }

@@ -108,6 +108,17 @@ impl ShutdownHandle {
     }
 }
 
+/// What a readiness event asks of a client's connection.
+#[derive(Debug, Clone, Copy)]
+struct Readiness {
+    /// Input, an end of stream or an error to read.
+    readable: bool,
+    /// Read until `WouldBlock` or the end, even after a short read: the peer closed or an
+    /// error is pending, and no later event would report it (see `Connection::read_lines`).
+    to_end: bool,
+    writable: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     Open,
@@ -335,9 +346,13 @@ impl Server {
                     LISTENER | PLAIN_LISTENER => accept_ready = true,
                     WAKER => {}
                     Token(id) => {
-                        let readable =
-                            event.is_readable() || event.is_read_closed() || event.is_error();
-                        self.client_event(id, readable, event.is_writable());
+                        let closed = event.is_read_closed() || event.is_error();
+                        let ready = Readiness {
+                            readable: event.is_readable() || closed,
+                            to_end: closed,
+                            writable: event.is_writable(),
+                        };
+                        self.client_event(id, ready);
                         if self.queued_since_flush >= FLUSH_AFTER_BYTES {
                             self.flush_dirty();
                         }
@@ -537,11 +552,17 @@ impl Server {
                 Some(client) if client.handshake_deferred => client.handshake_deferred = false,
                 _ => continue,
             }
-            self.client_event(id, true, false);
+            // Its first event may have carried the peer's close: read to the end.
+            let ready = Readiness {
+                readable: true,
+                to_end: true,
+                writable: false,
+            };
+            self.client_event(id, ready);
         }
     }
 
-    fn client_event(&mut self, id: ClientId, readable: bool, writable: bool) {
+    fn client_event(&mut self, id: ClientId, ready: Readiness) {
         let Some(client) = self.clients.get_mut(id) else {
             return; // closed earlier in this batch
         };
@@ -553,10 +574,10 @@ impl Server {
             }
             return;
         }
-        if writable {
+        if ready.writable {
             self.dirty.push(id);
         }
-        if !readable {
+        if !ready.readable {
             return;
         }
         if client.conn.is_handshaking() {
@@ -570,7 +591,9 @@ impl Server {
             self.handshake_budget -= 1;
         }
         let mut lines = Vec::new();
-        let result = client.conn.read_lines(&mut lines, &mut self.read_buf);
+        let result = client
+            .conn
+            .read_lines(&mut lines, &mut self.read_buf, ready.to_end);
         if client.reject && !client.conn.is_handshaking() {
             let text = format!(
                 "Server full ({} clients), try again later",
