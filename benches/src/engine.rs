@@ -335,7 +335,11 @@ struct RunConn {
     next_seq: u32,
     done: bool,
     closed: bool,
+    /// Input may be waiting: read at the next pass.
     more: bool,
+    /// Read to `WouldBlock` or the end even after a short read (the server closed or an
+    /// error is pending; see `Conn::read_lines`).
+    to_end: bool,
 }
 
 /// Records a connection the server (or the network) ended; a sender on it is done.
@@ -411,6 +415,7 @@ pub fn run_chat(conns: Vec<Ready>, plan: &ChatPlan) -> Result<ChatOutcome, LoadE
             done: sender.is_none(),
             closed: false,
             more: true, // lines may already be buffered from set-up
+            to_end: true,
         });
         rows[t] += 1;
     }
@@ -626,6 +631,7 @@ fn chat_thread(
             }
             if ev.is_readable() || ev.is_error() || ev.is_read_closed() {
                 c.more = true;
+                c.to_end |= ev.is_error() || ev.is_read_closed();
             }
         }
         let mut got_local = 0u64;
@@ -638,37 +644,41 @@ fn chat_thread(
             let row = c.row;
             let mut error_line = None;
             let window = plan.window_ns.as_deref();
-            let read = c.ready.conn.read_lines(&mut scratch, |line, out| {
-                match irc::classify(line) {
-                    RunLine::Chat(chat) => {
-                        if chat.run == plan.run_id && tracker.record(row, chat.sender, chat.seq) {
-                            got_local += 1;
-                            local_delivered[chat.sender as usize] += 1;
-                            let lat = at.saturating_sub(chat.nanos);
-                            track::record(&mut latency, lat);
-                            if let Some((ws, we)) = window.map(|w| (&w.0, &w.1)) {
-                                let s = ws.load(Ordering::Relaxed);
-                                let e = we.load(Ordering::Relaxed);
-                                if s > 0 && chat.nanos >= s && (e == 0 || chat.nanos <= e) {
-                                    track::record(&mut window_latency, lat);
+            let read = c
+                .ready
+                .conn
+                .read_lines(&mut scratch, c.to_end, |line, out| {
+                    match irc::classify(line) {
+                        RunLine::Chat(chat) => {
+                            if chat.run == plan.run_id && tracker.record(row, chat.sender, chat.seq)
+                            {
+                                got_local += 1;
+                                local_delivered[chat.sender as usize] += 1;
+                                let lat = at.saturating_sub(chat.nanos);
+                                track::record(&mut latency, lat);
+                                if let Some((ws, we)) = window.map(|w| (&w.0, &w.1)) {
+                                    let s = ws.load(Ordering::Relaxed);
+                                    let e = we.load(Ordering::Relaxed);
+                                    if s > 0 && chat.nanos >= s && (e == 0 || chat.nanos <= e) {
+                                        track::record(&mut window_latency, lat);
+                                    }
                                 }
+                            } else if chat.run != plan.run_id {
+                                tracker.foreign += 1;
                             }
-                        } else if chat.run != plan.run_id {
-                            tracker.foreign += 1;
                         }
+                        RunLine::Ping(token) => {
+                            out.extend_from_slice(b"PONG :");
+                            out.extend_from_slice(token);
+                            out.extend_from_slice(b"\r\n");
+                        }
+                        RunLine::Error(text) => {
+                            error_line = Some(String::from_utf8_lossy(text).into_owned());
+                        }
+                        RunLine::Other => {}
                     }
-                    RunLine::Ping(token) => {
-                        out.extend_from_slice(b"PONG :");
-                        out.extend_from_slice(token);
-                        out.extend_from_slice(b"\r\n");
-                    }
-                    RunLine::Error(text) => {
-                        error_line = Some(String::from_utf8_lossy(text).into_owned());
-                    }
-                    RunLine::Other => {}
-                }
-                Ok(())
-            });
+                    Ok(())
+                });
             let state = match read {
                 Ok(s) => s,
                 Err(e) => {
@@ -678,6 +688,7 @@ fn chat_thread(
                 }
             };
             c.more = state == ReadState::More;
+            c.to_end &= c.more;
             if got_local > 0 {
                 last_delivery_ns = at;
             }

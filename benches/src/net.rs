@@ -242,9 +242,9 @@ impl Conn {
         Ok(())
     }
 
-    /// Reads (up to the budget) into the line buffer.
+    /// Reads (up to the budget, to `WouldBlock` or the end) into the line buffer.
     pub fn read(&mut self, scratch: &mut [u8]) -> Result<ReadState, LoadError> {
-        self.read_into(scratch, |inbuf, data, _| {
+        self.read_into(scratch, true, |inbuf, data, _| {
             inbuf.extend_from_slice(data);
             if inbuf.len() > MAX_LINE && memchr::memchr(b'\n', inbuf).is_none() {
                 return check_carry(inbuf);
@@ -254,8 +254,16 @@ impl Conn {
     }
 
     /// Reads (up to the budget), handing each piece of plaintext to `sink` with the line
-    /// buffer and the output queue.
-    fn read_into<S>(&mut self, scratch: &mut [u8], mut sink: S) -> Result<ReadState, LoadError>
+    /// buffer and the output queue. Unless `to_end`, a read that does not fill `scratch` ends
+    /// it (`Drained`): the socket's queue was empty then and epoll reports what comes later,
+    /// so the read that would only say `WouldBlock` is skipped. Pass `to_end` when the event
+    /// said the server closed (no later event would report the end already queued).
+    fn read_into<S>(
+        &mut self,
+        scratch: &mut [u8],
+        to_end: bool,
+        mut sink: S,
+    ) -> Result<ReadState, LoadError>
     where
         S: FnMut(&mut Vec<u8>, &[u8], &mut Vec<u8>) -> Result<(), LoadError>,
     {
@@ -279,8 +287,12 @@ impl Conn {
                 Err(e) => return Err(LoadError::Io("read".into(), e)),
             };
             total += n;
+            let short = n < scratch.len() && !to_end;
             let Some(tls) = tls.as_mut() else {
                 sink(inbuf, &scratch[..n], out)?;
+                if short {
+                    return Ok(ReadState::Drained);
+                }
                 continue;
             };
             let mut rd = &scratch[..n];
@@ -307,6 +319,9 @@ impl Conn {
                     return Ok(ReadState::Eof);
                 }
             }
+            if short {
+                return Ok(ReadState::Drained);
+            }
         }
     }
 
@@ -330,11 +345,17 @@ impl Conn {
     /// complete line goes to `f` straight from what was read (over TLS, rustls's plaintext
     /// buffer), and only a line split across reads is copied (into the line buffer), so a
     /// delivery is copied once less than with `read` then `lines`.
-    pub fn read_lines<F>(&mut self, scratch: &mut [u8], mut f: F) -> Result<ReadState, LoadError>
+    /// `to_end` as for `read_into`.
+    pub fn read_lines<F>(
+        &mut self,
+        scratch: &mut [u8],
+        to_end: bool,
+        mut f: F,
+    ) -> Result<ReadState, LoadError>
     where
         F: FnMut(&[u8], &mut Vec<u8>) -> Result<(), LoadError>,
     {
-        self.read_into(scratch, |carry, data, out| {
+        self.read_into(scratch, to_end, |carry, data, out| {
             split_lines(carry, data, out, &mut f)
         })
     }
