@@ -134,6 +134,28 @@ def table(rows, servers):
     return "\n".join(lines)
 
 
+def floor_run(rows):
+    """The median (by p99) of the `huddle-load floor` runs, and all of them."""
+    runs = [r for r in rows if r.get("scenario") == "floor"]
+    return median_run(runs, "latency_p99_us"), runs
+
+
+def floor_text(rows):
+    rep, runs = floor_run(rows)
+    if not rep or not isinstance(rep.get("latency_p99_us"), (int, float)):
+        return []
+    p99s = [r["latency_p99_us"] for r in runs if isinstance(r.get("latency_p99_us"), (int, float))]
+    spread = f"median of {len(p99s)} runs spread over the whole run: {min(p99s):,.0f}-{max(p99s):,.0f}"
+    return [
+        "Loopback floor of scenario 2 on this machine (`huddle-load floor`: the same 20 clients",
+        "and 200 lines/s with no server at all; a relay thread copies each line to the 19 other",
+        "sockets over plain TCP, so only the kernel's sends, wake-ups and reads remain):",
+        f"p50 {rep['latency_p50_us']:,.0f} us, p99 {rep['latency_p99_us']:,.0f} us ({spread}),",
+        f"p99.9 {rep['latency_p999_us']:,.0f} us. No server delivers faster than this here.",
+        "",
+    ]
+
+
 def problems(rows):
     out = []
     for r in rows:
@@ -176,7 +198,12 @@ def svg(rows, servers, path):
             rep, _ = representative(rows, s, scenario)
             v = rep.get(key) if rep else None
             vals.append(v if isinstance(v, (int, float)) else None)
-        top = max([v for v in vals if v is not None] or [1]) or 1
+        floor = None
+        if scenario == "light":
+            rep, _ = floor_run(rows)
+            floor = rep.get(key) if rep else None
+            floor = floor if isinstance(floor, (int, float)) else None
+        top = max([v for v in vals + [floor] if v is not None] or [1]) or 1
         arrow = "higher is better" if better == "high" else "lower is better"
         parts.append(f'<text x="{px + 10}" y="{py + 14}" font-weight="bold">{title}</text>')
         parts.append(f'<text x="{px + 10}" y="{py + 28}" fill="#666">{arrow}</text>')
@@ -198,6 +225,16 @@ def svg(rows, servers, path):
         parts.append(
             f'<line x1="{px + 20}" y1="{base}" x2="{px + pw - 20}" y2="{base}" stroke="#333"/>'
         )
+        if floor is not None:
+            fy = base - max(1.0, area * floor / top)
+            parts.append(
+                f'<line x1="{px + 20}" y1="{fy:.1f}" x2="{px + pw - 20}" y2="{fy:.1f}" '
+                f'stroke="#c00" stroke-dasharray="4 3"/>'
+            )
+            parts.append(
+                f'<text x="{px + pw - 20}" y="{fy - 3:.1f}" fill="#c00" text-anchor="end">'
+                f"loopback floor {floor:,.0f}</text>"
+            )
     parts.append("</svg>")
     Path(path).write_text("\n".join(parts) + "\n")
 
@@ -225,6 +262,7 @@ def main():
         "",
         "TLS suites negotiated: " + ", ".join(f"{s}: {tls[s]}" for s in servers),
         "",
+        *floor_text(rows),
         "Huddle logs in with SASL PLAIN (argon2id) in fanout, light and login; crowd, idle and",
         "connect use guests (NICK/USER). ngIRCd and InspIRCd have no accounts: NICK/USER",
         "everywhere, so their login storm is a registration storm without password checks.",

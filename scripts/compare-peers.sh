@@ -9,7 +9,8 @@
 # Sizes can be overridden: FANOUT_MESSAGES, FANOUT_REPEAT, LIGHT_MESSAGES, LIGHT_REPEAT, CROWD_CLIENTS,
 # IDLE_CONNECTIONS, CONNECT_CONNECTIONS, LOGINS, SERVERS="huddle huddle-nohistory ngircd inspircd".
 # SCENARIOS="login fanout light crowd connect idle" picks scenarios (default: all six).
-# KEEP_OTHERS=1 replaces only the rows of $SERVERS in an existing results.jsonl.
+# KEEP_OTHERS=1 replaces only the rows of $SERVERS in an existing results.jsonl (and the
+# loopback floor's rows, which are measured again).
 # OUT=dir writes somewhere other than benches/results (for exploratory runs).
 set -euo pipefail
 
@@ -265,6 +266,21 @@ run() {
     : >"$WORK/load.log"
 }
 
+# The loopback floor of scenario 2: the light pattern with no server at all (huddle-load floor),
+# to read the light-load latencies against what this machine's kernel allows. Run once before
+# each server's light runs, so the floor's runs spread over the whole comparison like theirs.
+run_floor() {
+    [[ " $SCENARIOS " == *" light "* ]] || return 0
+    log "loopback floor: light pattern, no server"
+    local status=0
+    timeout 300 "$LOAD" --json --time-limit 180 floor --clients 20 --rate 200 \
+        --messages "$LIGHT_MESSAGES" >>"$OUT/results.jsonl" 2>>"$WORK/load.log" || status=$?
+    if ((status != 0 && status != 2)); then
+        log "floor: huddle-load failed (exit $status): $(tail -1 "$WORK/load.log")"
+    fi
+    : >"$WORK/load.log"
+}
+
 machine() {
     {
         echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
@@ -293,7 +309,7 @@ main() {
     if [[ -n "${KEEP_OTHERS:-}" && -f "$OUT/results.jsonl" ]]; then
         local keep
         keep=$(SERVERS="$SERVERS" python3 -c 'import json,os,sys
-drop=set(os.environ["SERVERS"].split())
+drop=set(os.environ["SERVERS"].split()) | {"loopback floor"}
 for l in sys.stdin:
     try:
         if json.loads(l).get("server") not in drop: sys.stdout.write(l)
@@ -310,6 +326,7 @@ for l in sys.stdin:
         for rep in $(seq 1 "$FANOUT_REPEAT"); do
             run "$s" fanout --clients 20 --messages "$FANOUT_MESSAGES"
         done
+        run_floor
         for rep in $(seq 1 "$LIGHT_REPEAT"); do
             run "$s" light --clients 20 --rate 200 --messages "$LIGHT_MESSAGES"
         done

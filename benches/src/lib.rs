@@ -5,6 +5,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod floor;
 pub mod inproc;
 pub mod irc;
 pub mod net;

@@ -2,6 +2,7 @@
 //! only). Every scenario is bounded in count and time and stops by itself.
 
 use clap::{Args, Parser, Subcommand};
+use huddle_benches::floor::{self, FloorParams};
 use huddle_benches::irc::AuthMode;
 use huddle_benches::net::{client_config, Target, TlsSetup};
 use huddle_benches::report::Report;
@@ -178,6 +179,9 @@ enum Scenario {
     Connect(ConnectArgs),
     /// 6: a storm of logins while users chat (chat latency during the storm).
     Login(LoginArgs),
+    /// The loopback floor of scenario 2: no server, a relay thread in this process copies each
+    /// line to the other clients over plain TCP (the lowest latency this machine allows).
+    Floor(LightArgs),
 }
 
 fn resolve_loopback(host: &str, port: u16) -> Result<SocketAddr, LoadError> {
@@ -303,6 +307,15 @@ fn run(cli: &Cli) -> Result<Vec<Report>, LoadError> {
         Scenario::Login(a) => Ok(vec![scenarios::login_storm(
             &c, a.clients, a.logins, a.rate, a.size,
         )?]),
+        Scenario::Floor(a) => {
+            let p = FloorParams {
+                clients: a.clients,
+                rate: a.rate,
+                messages: a.messages,
+                size: a.size,
+            };
+            Ok(vec![floor::floor(&p, c.time_limit, c.drain)?])
+        }
     }
 }
 
@@ -311,6 +324,8 @@ fn fds_needed(s: &Scenario) -> u64 {
     let n = match s {
         Scenario::Fanout(a) => a.clients,
         Scenario::Light(a) => a.clients,
+        // Both ends of every connection are in this process.
+        Scenario::Floor(a) => 2 * a.clients,
         Scenario::Crowd(a) => a.clients,
         Scenario::Idle(a) => a.connections,
         Scenario::Connect(a) => a.in_flight,
