@@ -6,6 +6,7 @@ use crate::accounts::{AccountStore, StoreError};
 use crate::chat::{Chat, ClientId};
 use crate::config::Config;
 use crate::connection::{ConnError, Connection};
+use crate::descriptors;
 use crate::flood::Bucket;
 use crate::history::History;
 use crate::ip_limits::IpLimits;
@@ -195,6 +196,8 @@ pub struct Server {
 impl Server {
     /// Opens the data directory, certificate and database, and binds the listener.
     pub fn bind(config: Config) -> Result<Server, ServerError> {
+        // First, while this thread may still be the process's only one (see `descriptors`).
+        descriptors::prepare(config.max_clients + REJECT_SLOTS);
         create_private_dir(&config.data_dir)
             .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
         let identity = tls::load_or_generate(

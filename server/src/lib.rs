@@ -11,6 +11,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod connection;
+pub mod descriptors;
 pub mod event_loop;
 pub mod faults;
 pub mod flood;
