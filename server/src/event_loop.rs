@@ -11,8 +11,8 @@ use crate::flood::Bucket;
 use crate::history::History;
 use crate::ip_limits::IpLimits;
 use crate::limits::{
-    CLOSE_LINGER_SECS, FLUSH_AFTER_BYTES, HANDSHAKES_PER_PASS, JOBS_PER_WORKER, MIN_JOB_QUEUE,
-    READ_CHUNK, REJECT_SLOTS,
+    ACCEPTS_PER_PASS, CLOSE_LINGER_SECS, FLUSH_AFTER_BYTES, HANDSHAKES_PER_PASS, JOBS_PER_WORKER,
+    MIN_JOB_QUEUE, READ_CHUNK, REJECT_SLOTS,
 };
 use crate::logins::{Guards, LoginGuard};
 use crate::outbox::{Effect, Outbox};
@@ -183,6 +183,8 @@ pub struct Server {
     info: ServerInfo,
     accept_paused_until: Option<Instant>,
     accept_blocked: bool,
+    /// A listener had more connections waiting than one pass takes ([`ACCEPTS_PER_PASS`]).
+    accept_more: bool,
     guards: Guards,
     /// Storage failures in a row; past a limit the server stops (fail-stop).
     storage_errors: u32,
@@ -288,6 +290,7 @@ impl Server {
             info,
             accept_paused_until: None,
             accept_blocked: false,
+            accept_more: false,
             guards,
             storage_errors: 0,
             fatal: None,
@@ -332,7 +335,7 @@ impl Server {
             if let Some(due) = self.history.hand_over_due() {
                 timeout = timeout.min(due.saturating_duration_since(Instant::now()));
             }
-            if !self.deferred_handshakes.is_empty() {
+            if !self.deferred_handshakes.is_empty() || self.accept_more {
                 timeout = Duration::ZERO;
             }
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
@@ -381,7 +384,11 @@ impl Server {
             self.flush_dirty();
             // Room messages go to the history writer in batches (see `history::GATHER`).
             self.history.hand_over(Instant::now());
-            if accept_ready || self.accept_blocked || self.accept_paused_until.is_some() {
+            if accept_ready
+                || self.accept_blocked
+                || self.accept_more
+                || self.accept_paused_until.is_some()
+            {
                 self.accept();
                 self.flush_dirty();
             }
@@ -451,14 +458,17 @@ impl Server {
             self.accept_paused_until = None;
         }
         self.accept_blocked = false;
+        self.accept_more = false;
         self.accept_from(false);
         if self.plain_listener.is_some() {
             self.accept_from(true);
         }
     }
 
+    /// Accepts up to [`ACCEPTS_PER_PASS`] connections from one listener; with more waiting
+    /// (the listener is edge-triggered and will not report them again), the next pass goes on.
     fn accept_from(&mut self, plain: bool) {
-        loop {
+        for _ in 0..ACCEPTS_PER_PASS {
             if self.clients.len() >= self.config.max_clients + REJECT_SLOTS {
                 // Leave further connections in the backlog until a slot frees.
                 self.accept_blocked = true;
@@ -483,6 +493,7 @@ impl Server {
                 }
             }
         }
+        self.accept_more = true;
     }
 
     fn admit(&mut self, socket: mio::net::TcpStream, peer: SocketAddr, plain: bool) {

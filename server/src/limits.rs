@@ -20,6 +20,11 @@ pub const JOBS_PER_WORKER: usize = 64;
 /// runs one worker (the loop keeps the other core) but should still queue a burst of logins
 /// rather than turn them away.
 pub const MIN_JOB_QUEUE: usize = 128;
+/// Connections the event loop accepts from one listener per pass. Each costs an accept, a
+/// registration and a fresh TLS session (some microseconds); with a thousand connections
+/// pending, taking all of them in one pass holds up chat for every client. The rest are
+/// taken in the next pass, which comes at once.
+pub const ACCEPTS_PER_PASS: usize = 16;
 /// Extra connection slots beyond --max-clients, used only to tell late comers the server is full.
 pub const REJECT_SLOTS: usize = 8;
 /// How long a closing connection may take to deliver its last lines.

@@ -48,6 +48,34 @@ fn max_clients_refuses_the_extra_connection_and_recovers() {
 }
 
 #[test]
+fn a_burst_of_connections_beyond_one_accept_pass_is_served() {
+    // More connections wait in the backlog than the loop accepts per pass (16): it must come
+    // back for the rest by itself, since the edge-triggered listener reports them only once.
+    // The server is stopped while they connect (the kernel completes TCP handshakes into the
+    // listen backlog), so all of them are waiting when it looks.
+    let s = TestServer::start(&["--max-clients", "100", "--allow-guests"]);
+    s.signal(libc::SIGSTOP);
+    let stat = format!("/proc/{}/stat", s.pid());
+    wait_until("server stopped", REPLY_DEADLINE, || {
+        std::fs::read_to_string(&stat).is_ok_and(|st| {
+            st.rsplit(')')
+                .next()
+                .map(str::trim_start)
+                .is_some_and(|rest| rest.starts_with('T'))
+        })
+    });
+    let mut clients: Vec<Client> = (0..60).map(|i| s.connect(&format!("b{i}"))).collect();
+    s.signal(libc::SIGCONT);
+    for c in &mut clients {
+        c.handshake();
+    }
+    for (i, c) in clients.iter_mut().enumerate().rev().take(3) {
+        let nick = format!("b{i}");
+        assert_eq!(c.finish_registration(&nick).param(0), Some(nick.as_str()));
+    }
+}
+
+#[test]
 fn oversized_line_gets_417_and_the_connection_stays() {
     let s = TestServer::start(&[]);
     let mut u = users_in_room(&s, &["alice", "bob"], "#room");
