@@ -344,8 +344,8 @@ impl Server {
                 }
                 return Err(ServerError::Io(e));
             }
-            self.handshake_budget = HANDSHAKES_PER_PASS;
-            self.resume_deferred_handshakes();
+            // Handshakes wait for the end of the pass (see below).
+            self.handshake_budget = 0;
             let mut accept_ready = false;
             for event in events.iter() {
                 match event.token() {
@@ -392,6 +392,13 @@ impl Server {
                 self.accept();
                 self.flush_dirty();
             }
+            // TLS handshakes come last, once this pass's chat is on its way: a first flight
+            // costs a key exchange and a signature, and a line that arrives meanwhile is read
+            // and sent at the start of the next pass, before the next handshake.
+            self.handshake_budget = HANDSHAKES_PER_PASS;
+            self.resume_deferred_handshakes();
+            self.apply_effects();
+            self.flush_dirty();
         }
         self.graceful_shutdown();
         match self.fatal.take() {

@@ -37,10 +37,10 @@ pub const MAX_AWAY_LEN: usize = 200;
 pub const JOIN_REPLAY: usize = 50;
 /// Most messages one CHATHISTORY request returns.
 pub const CHATHISTORY_MAX: usize = 100;
-/// TLS handshakes the event loop advances per pass. A handshake's first flight costs the loop
-/// a key exchange and a signature (a fraction of a millisecond); a storm of hundreds of
-/// connections would otherwise hold up chat for every client in the same pass. The rest wait
-/// for the next pass, which comes at once.
+/// TLS handshakes the event loop advances per pass, at the end of the pass once its chat is
+/// sent. A handshake's first flight costs the loop a key exchange and a signature (a fraction
+/// of a millisecond); a storm of hundreds of connections would otherwise hold up chat for
+/// every client in the same pass. The rest wait for the next pass, which comes at once.
 pub const HANDSHAKES_PER_PASS: usize = 1;
 /// Size from which a connection's buffers (plaintext queue, ciphertext, line buffer) are kept
 /// between loop passes: a client in a burst refills them every pass. Smaller ones are freed
