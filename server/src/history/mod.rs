@@ -195,13 +195,13 @@ impl History {
         while let Ok(spent) = writer.spent.try_recv() {
             self.pending.recycle(spent);
         }
-        self.pending.hand_over(&writer.tx, now);
+        self.pending.hand_over(&writer.tx, now, self.limit);
     }
 
     /// Stops the writer after it has stored everything queued.
     pub fn shutdown(&mut self) {
         if let Some(writer) = self.writer.take() {
-            self.pending.hand_over_all(&writer.tx);
+            self.pending.hand_over_all(&writer.tx, self.limit);
             writer.stop();
         }
     }

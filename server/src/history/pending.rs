@@ -5,6 +5,7 @@
 //! sled insert per segment; the segment buffers come back from the writer and are reused.
 
 use crossbeam_channel::{Sender, TrySendError};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -124,11 +125,13 @@ impl Pending {
     /// Sends the pending segments to the writer if they are due (or a batch's worth); when
     /// the writer is still busy, keeps collecting and tries again at the next pass with a
     /// batch's worth, or an interval later (the loop's timeout does not spin on it).
-    pub fn hand_over(&mut self, tx: &Sender<Vec<Segment>>, now: Instant) {
+    /// `limit` is the entries kept per room (see [`Pending::drop_superseded`]).
+    pub fn hand_over(&mut self, tx: &Sender<Vec<Segment>>, now: Instant, limit: usize) {
         let due = self.due().is_some_and(|due| now >= due);
         if !due && self.bytes < BATCH_BYTES {
             return;
         }
+        self.drop_superseded(limit as u64);
         match tx.try_send(std::mem::take(&mut self.segments)) {
             Ok(()) => self.handed_over(),
             Err(TrySendError::Full(batch)) => {
@@ -142,8 +145,51 @@ impl Pending {
         }
     }
 
+    /// Leaves out the segments the writer would insert and remove again in the same batch:
+    /// the store keeps a room's newest `limit` entries, so once a room's newer pending
+    /// segments hold that many, its older ones are superseded. In a busy room's burst that is
+    /// nearly the whole batch (a 100 ms batch of a fan-out holds thousands of entries for a
+    /// limit of 200), and each cost the writer a copy into sled's batch. Their buffers go
+    /// back to the free list.
+    fn drop_superseded(&mut self, limit: u64) {
+        if limit == 0 || self.segments.len() < 2 {
+            return;
+        }
+        // Entries in each room's newer segments, walking from the newest.
+        let mut newer: HashMap<Arc<str>, u64> = HashMap::new();
+        let mut superseded = vec![false; self.segments.len()];
+        for (i, segment) in self.segments.iter().enumerate().rev() {
+            let held = newer.entry(Arc::clone(&segment.room)).or_insert(0);
+            if *held >= limit {
+                superseded[i] = true;
+            } else {
+                *held += segment.count;
+            }
+        }
+        if !superseded.contains(&true) {
+            return;
+        }
+        let mut kept = Vec::with_capacity(self.segments.len());
+        for (segment, gone) in self.segments.drain(..).zip(superseded) {
+            if !gone {
+                kept.push(segment);
+                continue;
+            }
+            self.bytes = self.bytes.saturating_sub(segment.value.len());
+            if self.free.len() < FREE_BUFFERS {
+                let mut value = segment.value;
+                value.clear();
+                self.free.push(value);
+            }
+        }
+        self.segments = kept;
+        // The rooms' open segments moved: make them stale, as a hand-over does.
+        self.batch += 1;
+    }
+
     /// Sends what is pending, waiting for the writer to take it (at shutdown).
-    pub fn hand_over_all(&mut self, tx: &Sender<Vec<Segment>>) {
+    pub fn hand_over_all(&mut self, tx: &Sender<Vec<Segment>>, limit: usize) {
+        self.drop_superseded(limit as u64);
         let batch = std::mem::take(&mut self.segments);
         self.handed_over();
         if !batch.is_empty() && tx.send(batch).is_err() {
@@ -195,6 +241,9 @@ mod tests {
         // Fixed width: every line has the same length.
         format!("@t={i:04} :a!a@h PRIVMSG #r :{}\r\n", "x".repeat(100))
     }
+
+    /// A limit no test reaches: nothing is superseded.
+    const KEEP_ALL: usize = usize::MAX;
 
     /// Room `#r`, no open segment yet, nothing pending.
     fn one_room() -> (Arc<str>, Option<OpenSegment>, Pending) {
@@ -257,23 +306,23 @@ mod tests {
             Some(t0 + GATHER),
             "the oldest write sets the deadline"
         );
-        p.hand_over(&tx, t0 + GATHER / 2);
+        p.hand_over(&tx, t0 + GATHER / 2, KEEP_ALL);
         assert_eq!(p.entries(), 2, "held until due");
-        p.hand_over(&tx, t0 + GATHER);
+        p.hand_over(&tx, t0 + GATHER, KEEP_ALL);
         assert_eq!((p.entries(), p.due()), (0, None));
         // A new batch: the room's open segment is stale.
         p.push(&room, &mut open, 2, &line(2), || t0 + GATHER);
         assert_eq!(p.segments.len(), 1);
         // The writer has not taken the first batch: keep collecting, retry later.
         let later = t0 + 3 * GATHER;
-        p.hand_over(&tx, later);
+        p.hand_over(&tx, later, KEEP_ALL);
         assert_eq!(p.entries(), 1);
         assert_eq!(p.due(), Some(later + GATHER));
         let spent = rx.try_recv().unwrap();
         assert_eq!(spent.len(), 1);
         let buffer = spent[0].value.as_ptr();
         p.recycle(spent);
-        p.hand_over(&tx, later + GATHER);
+        p.hand_over(&tx, later + GATHER, KEEP_ALL);
         assert_eq!(rx.try_recv().unwrap()[0].first, 2);
         p.push(&room, &mut open, 3, &line(3), || later + GATHER);
         assert_eq!(p.segments[0].value.as_ptr(), buffer, "buffer reused");
@@ -289,13 +338,85 @@ mod tests {
         for seq in 0..below {
             p.push(&room, &mut open, seq, &l, || now);
         }
-        p.hand_over(&tx, now);
+        p.hand_over(&tx, now, KEEP_ALL);
         assert_eq!(p.entries(), below, "below a batch's worth: waits");
         p.push(&room, &mut open, below, &l, || now);
-        p.hand_over(&tx, now);
+        p.hand_over(&tx, now, KEEP_ALL);
         assert_eq!(p.entries(), 0);
         let handed: u64 = rx.try_recv().unwrap().iter().map(|s| s.count).sum();
         assert_eq!(handed, below + 1);
+    }
+
+    #[test]
+    fn segments_the_limit_supersedes_are_not_handed_over() {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("#a"), Arc::from("#b"));
+        let (mut open_a, mut open_b) = (None, None);
+        let mut p = Pending::default();
+        let now = Instant::now();
+        let per_segment = (SEGMENT_BYTES / line(0).len() + 1) as u64;
+        // #a: three full segments and one entry; #b: two entries, between #a's.
+        for seq in 0..3 * per_segment + 1 {
+            p.push(&a, &mut open_a, seq, &line(seq), || now);
+            if seq == per_segment {
+                p.push(&b, &mut open_b, 0, &line(0), || now);
+                p.push(&b, &mut open_b, 1, &line(1), || now);
+            }
+        }
+        // Keeping `per_segment` entries per room needs #a's newest two segments (the newest
+        // holds one entry), not the two before; #b's lone segment stays.
+        p.hand_over(&tx, now + GATHER, per_segment as usize);
+        let handed: Vec<_> = rx
+            .try_recv()
+            .unwrap()
+            .iter()
+            .map(|s| (s.room.to_string(), s.first, s.count))
+            .collect();
+        assert_eq!(
+            handed,
+            [
+                ("#b".to_string(), 0, 2),
+                ("#a".to_string(), 2 * per_segment, per_segment),
+                ("#a".to_string(), 3 * per_segment, 1),
+            ]
+        );
+        assert_eq!(p.free.len(), 2, "the superseded buffers are kept for reuse");
+    }
+
+    #[test]
+    fn after_dropping_a_room_continues_in_a_segment_of_its_own() {
+        let (tx, _rx) = crossbeam_channel::bounded(0);
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("#a"), Arc::from("#b"));
+        let (mut open_a, mut open_b) = (None, None);
+        let mut p = Pending::default();
+        let now = Instant::now();
+        let per_segment = (SEGMENT_BYTES / line(0).len() + 1) as u64;
+        for seq in 0..2 * per_segment {
+            p.push(&a, &mut open_a, seq, &line(seq), || now);
+        }
+        // #b's segment ends where #a's next entry starts (numbering is per room).
+        p.push(&b, &mut open_b, 2 * per_segment - 1, &line(0), || now);
+        // The writer takes nothing (rendezvous channel, no receiver waiting): the batch stays,
+        // minus #a's first segment, and #b's segment has moved to where #a's newest was.
+        p.hand_over(&tx, now + GATHER, 1);
+        assert_eq!(p.segments.len(), 2);
+        // #a's next entry must not land in #b's segment.
+        p.push(&a, &mut open_a, 2 * per_segment, &line(2), || now);
+        p.push(&b, &mut open_b, 2 * per_segment, &line(1), || now);
+        let shape: Vec<_> = p
+            .segments
+            .iter()
+            .map(|s| (s.room.to_string(), s.first, s.count))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                ("#a".to_string(), per_segment, per_segment),
+                ("#b".to_string(), 2 * per_segment - 1, 1),
+                ("#a".to_string(), 2 * per_segment, 1),
+                ("#b".to_string(), 2 * per_segment, 1),
+            ]
+        );
     }
 
     #[test]
