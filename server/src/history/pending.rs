@@ -245,6 +245,36 @@ mod tests {
     /// A limit no test reaches: nothing is superseded.
     const KEEP_ALL: usize = usize::MAX;
 
+    /// Rooms `#a` and `#b`, no open segments yet, nothing pending.
+    fn two_rooms() -> (
+        Arc<str>,
+        Arc<str>,
+        Option<OpenSegment>,
+        Option<OpenSegment>,
+        Pending,
+    ) {
+        (
+            Arc::from("#a"),
+            Arc::from("#b"),
+            None,
+            None,
+            Pending::default(),
+        )
+    }
+
+    /// Entries of `line(_)` in one segment.
+    fn per_segment() -> u64 {
+        SEGMENT_BYTES.div_ceil(line(0).len()) as u64
+    }
+
+    /// Room, first sequence number and count of each segment.
+    fn shape(segments: &[Segment]) -> Vec<(String, u64, u64)> {
+        segments
+            .iter()
+            .map(|s| (s.room.to_string(), s.first, s.count))
+            .collect()
+    }
+
     /// Room `#r`, no open segment yet, nothing pending.
     fn one_room() -> (Arc<str>, Option<OpenSegment>, Pending) {
         (Arc::from("#r"), None, Pending::default())
@@ -252,9 +282,7 @@ mod tests {
 
     #[test]
     fn consecutive_entries_share_a_segment_until_it_is_full_or_a_gap() {
-        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("#a"), Arc::from("#b"));
-        let (mut open_a, mut open_b) = (None, None);
-        let mut p = Pending::default();
+        let (a, b, mut open_a, mut open_b, mut p) = two_rooms();
         let now = Instant::now();
         for seq in 0..3 {
             p.push(&a, &mut open_a, seq, &line(seq), || now);
@@ -262,13 +290,8 @@ mod tests {
         }
         // 3 is never pushed (a dropped write): 4 starts a new segment.
         p.push(&a, &mut open_a, 4, &line(4), || now);
-        let shape: Vec<_> = p
-            .segments
-            .iter()
-            .map(|s| (s.room.to_string(), s.first, s.count))
-            .collect();
         assert_eq!(
-            shape,
+            shape(&p.segments),
             [
                 ("#a".into(), 0, 3),
                 ("#b".into(), 0, 3),
@@ -279,7 +302,7 @@ mod tests {
             p.segments[0].value,
             [line(0), line(1), line(2)].concat().as_bytes()
         );
-        let per_segment = SEGMENT_BYTES.div_ceil(line(0).len()) as u64;
+        let per_segment = per_segment();
         for seq in 5..5 + 2 * per_segment {
             p.push(&a, &mut open_a, seq, &line(seq), || now);
         }
@@ -350,11 +373,9 @@ mod tests {
     #[test]
     fn segments_the_limit_supersedes_are_not_handed_over() {
         let (tx, rx) = crossbeam_channel::bounded(1);
-        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("#a"), Arc::from("#b"));
-        let (mut open_a, mut open_b) = (None, None);
-        let mut p = Pending::default();
+        let (a, b, mut open_a, mut open_b, mut p) = two_rooms();
         let now = Instant::now();
-        let per_segment = (SEGMENT_BYTES / line(0).len() + 1) as u64;
+        let per_segment = per_segment();
         // #a: three full segments and one entry; #b: two entries, between #a's.
         for seq in 0..3 * per_segment + 1 {
             p.push(&a, &mut open_a, seq, &line(seq), || now);
@@ -366,14 +387,8 @@ mod tests {
         // Keeping `per_segment` entries per room needs #a's newest two segments (the newest
         // holds one entry), not the two before; #b's lone segment stays.
         p.hand_over(&tx, now + GATHER, per_segment as usize);
-        let handed: Vec<_> = rx
-            .try_recv()
-            .unwrap()
-            .iter()
-            .map(|s| (s.room.to_string(), s.first, s.count))
-            .collect();
         assert_eq!(
-            handed,
+            shape(&rx.try_recv().unwrap()),
             [
                 ("#b".to_string(), 0, 2),
                 ("#a".to_string(), 2 * per_segment, per_segment),
@@ -386,11 +401,9 @@ mod tests {
     #[test]
     fn after_dropping_a_room_continues_in_a_segment_of_its_own() {
         let (tx, _rx) = crossbeam_channel::bounded(0);
-        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("#a"), Arc::from("#b"));
-        let (mut open_a, mut open_b) = (None, None);
-        let mut p = Pending::default();
+        let (a, b, mut open_a, mut open_b, mut p) = two_rooms();
         let now = Instant::now();
-        let per_segment = (SEGMENT_BYTES / line(0).len() + 1) as u64;
+        let per_segment = per_segment();
         for seq in 0..2 * per_segment {
             p.push(&a, &mut open_a, seq, &line(seq), || now);
         }
@@ -403,13 +416,8 @@ mod tests {
         // #a's next entry must not land in #b's segment.
         p.push(&a, &mut open_a, 2 * per_segment, &line(2), || now);
         p.push(&b, &mut open_b, 2 * per_segment, &line(1), || now);
-        let shape: Vec<_> = p
-            .segments
-            .iter()
-            .map(|s| (s.room.to_string(), s.first, s.count))
-            .collect();
         assert_eq!(
-            shape,
+            shape(&p.segments),
             [
                 ("#a".to_string(), per_segment, per_segment),
                 ("#b".to_string(), 2 * per_segment - 1, 1),
