@@ -145,7 +145,7 @@ def floor_text(rows):
     if not rep or not isinstance(rep.get("latency_p99_us"), (int, float)):
         return []
     p99s = [r["latency_p99_us"] for r in runs if isinstance(r.get("latency_p99_us"), (int, float))]
-    spread = f"median of {len(p99s)} runs spread over the whole run: {min(p99s):,.0f}-{max(p99s):,.0f}"
+    spread = f"median of {len(p99s)} runs, one per light round: {min(p99s):,.0f}-{max(p99s):,.0f}"
     return [
         "Loopback floor of scenario 2 on this machine (`huddle-load floor`: the same 20 clients",
         "and 200 lines/s with no server at all; a relay thread copies each line to the 19 other",

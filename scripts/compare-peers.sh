@@ -267,8 +267,7 @@ run() {
 }
 
 # The loopback floor of scenario 2: the light pattern with no server at all (huddle-load floor),
-# to read the light-load latencies against what this machine's kernel allows. Run once before
-# each server's light runs, so the floor's runs spread over the whole comparison like theirs.
+# to read the light-load latencies against what this machine's kernel allows.
 run_floor() {
     [[ " $SCENARIOS " == *" light "* ]] || return 0
     log "loopback floor: light pattern, no server"
@@ -320,16 +319,25 @@ for l in sys.stdin:
     fi
     machine
     local s rep
+    # Login first for Huddle: it registers the benchmark accounts the other scenarios use.
     for s in $SERVERS; do
-        # Login first for Huddle: it registers the benchmark accounts the other scenarios use.
         run "$s" login --clients 20 --logins "$LOGINS"
-        for rep in $(seq 1 "$FANOUT_REPEAT"); do
+    done
+    # The repeated scenarios go round the servers, one run each per round, so that this VM's
+    # drift in speed (up to 2x within minutes) falls on every server alike instead of on
+    # whichever server's block of runs it hit. The loopback floor runs once per light round.
+    for rep in $(seq 1 "$FANOUT_REPEAT"); do
+        for s in $SERVERS; do
             run "$s" fanout --clients 20 --messages "$FANOUT_MESSAGES"
         done
+    done
+    for rep in $(seq 1 "$LIGHT_REPEAT"); do
         run_floor
-        for rep in $(seq 1 "$LIGHT_REPEAT"); do
+        for s in $SERVERS; do
             run "$s" light --clients 20 --rate 200 --messages "$LIGHT_MESSAGES"
         done
+    done
+    for s in $SERVERS; do
         run "$s" crowd --clients "$CROWD_CLIENTS" --senders 10 --messages 100 \
             --prefix c --setup-in-flight 100
         run "$s" connect --connections "$CONNECT_CONNECTIONS" --in-flight 100 --prefix k
