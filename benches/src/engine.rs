@@ -644,41 +644,38 @@ fn chat_thread(
             let row = c.row;
             let mut error_line = None;
             let window = plan.window_ns.as_deref();
-            let read = c
-                .ready
-                .conn
-                .read_lines(&mut scratch, c.to_end, |line, out| {
-                    match irc::classify(line) {
-                        RunLine::Chat(chat) => {
-                            if chat.run == plan.run_id && tracker.record(row, chat.sender, chat.seq)
-                            {
-                                got_local += 1;
-                                local_delivered[chat.sender as usize] += 1;
-                                let lat = at.saturating_sub(chat.nanos);
-                                track::record(&mut latency, lat);
-                                if let Some((ws, we)) = window.map(|w| (&w.0, &w.1)) {
-                                    let s = ws.load(Ordering::Relaxed);
-                                    let e = we.load(Ordering::Relaxed);
-                                    if s > 0 && chat.nanos >= s && (e == 0 || chat.nanos <= e) {
-                                        track::record(&mut window_latency, lat);
-                                    }
+            let to_end = c.to_end;
+            let read = c.ready.conn.read_lines(&mut scratch, to_end, |line, out| {
+                match irc::classify(line) {
+                    RunLine::Chat(chat) => {
+                        if chat.run == plan.run_id && tracker.record(row, chat.sender, chat.seq) {
+                            got_local += 1;
+                            local_delivered[chat.sender as usize] += 1;
+                            let lat = at.saturating_sub(chat.nanos);
+                            track::record(&mut latency, lat);
+                            if let Some((ws, we)) = window.map(|w| (&w.0, &w.1)) {
+                                let s = ws.load(Ordering::Relaxed);
+                                let e = we.load(Ordering::Relaxed);
+                                if s > 0 && chat.nanos >= s && (e == 0 || chat.nanos <= e) {
+                                    track::record(&mut window_latency, lat);
                                 }
-                            } else if chat.run != plan.run_id {
-                                tracker.foreign += 1;
                             }
+                        } else if chat.run != plan.run_id {
+                            tracker.foreign += 1;
                         }
-                        RunLine::Ping(token) => {
-                            out.extend_from_slice(b"PONG :");
-                            out.extend_from_slice(token);
-                            out.extend_from_slice(b"\r\n");
-                        }
-                        RunLine::Error(text) => {
-                            error_line = Some(String::from_utf8_lossy(text).into_owned());
-                        }
-                        RunLine::Other => {}
                     }
-                    Ok(())
-                });
+                    RunLine::Ping(token) => {
+                        out.extend_from_slice(b"PONG :");
+                        out.extend_from_slice(token);
+                        out.extend_from_slice(b"\r\n");
+                    }
+                    RunLine::Error(text) => {
+                        error_line = Some(String::from_utf8_lossy(text).into_owned());
+                    }
+                    RunLine::Other => {}
+                }
+                Ok(())
+            });
             let state = match read {
                 Ok(s) => s,
                 Err(e) => {

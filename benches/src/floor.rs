@@ -11,6 +11,7 @@ use crate::engine::now_nanos;
 use crate::error::LoadError;
 use crate::procstat;
 use crate::report::Report;
+use crate::scenarios::latency_line;
 use crate::track::{self, Latency};
 use mio::net::TcpStream as MioStream;
 use mio::{Events, Interest, Poll, Token};
@@ -20,6 +21,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// `map_err` for a failed socket call: what was being done.
+fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> LoadError {
+    move |e| LoadError::Io(what.into(), e)
+}
 
 /// The light-load pattern: one sender at `rate` lines/s, `clients - 1` receivers.
 #[derive(Debug, Clone)]
@@ -99,10 +105,7 @@ pub fn floor(p: &FloorParams, time_limit: Duration, drain: Duration) -> Result<R
         "deliveries {}/{expected} (reordered {})",
         out.received, out.reordered
     ));
-    r.summary.push(format!(
-        "latency: p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us ({} samples)",
-        lat.p50_us, lat.p99_us, lat.p999_us, lat.max_us, lat.count
-    ));
+    r.summary.push(latency_line("latency", &lat));
     if out.received < expected {
         r.problems.push(format!(
             "{} of {expected} deliveries did not arrive",
@@ -121,10 +124,6 @@ pub fn floor(p: &FloorParams, time_limit: Duration, drain: Duration) -> Result<R
 
 /// `n` connected pairs over loopback: (client ends, accepted ends), both with Nagle off.
 fn socket_pairs(n: usize) -> Result<(Vec<TcpStream>, Vec<TcpStream>), LoadError> {
-    let io_err = |what: &str| {
-        let what = what.to_string();
-        move |e| LoadError::Io(what, e)
-    };
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(io_err("binding"))?;
     let addr = listener.local_addr().map_err(io_err("local address"))?;
     let mut clients = Vec::with_capacity(n);
@@ -200,7 +199,6 @@ fn drive(
     deadline: Instant,
     drain: Duration,
 ) -> Result<Outcome, LoadError> {
-    let io_err = |what: &'static str| move |e| LoadError::Io(what.into(), e);
     let mut clients = clients.into_iter();
     let mut sender = clients
         .next()

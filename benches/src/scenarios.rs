@@ -168,7 +168,8 @@ fn check_chat(r: &mut Report, out: &ChatOutcome, receivers_each: u64) {
     ));
 }
 
-fn latency_line(label: &str, l: &Latency) -> String {
+/// `label: p50 .. us, p99 .. us, p99.9 .. us, max .. us (n samples)` for the human summary.
+pub(crate) fn latency_line(label: &str, l: &Latency) -> String {
     format!(
         "{label}: p50 {:.0} us, p99 {:.0} us, p99.9 {:.0} us, max {:.0} us ({} samples)",
         l.p50_us, l.p99_us, l.p999_us, l.max_us, l.count
@@ -476,17 +477,6 @@ pub fn connect(common: &Common, connections: usize, in_flight: usize) -> Result<
     Ok(r)
 }
 
-/// Puts the calling thread at nice 19 (Linux: nice is per thread). Failing only makes the
-/// measurement noisier, so it is ignored.
-fn lower_thread_priority() {
-    // SAFETY: gettid has no preconditions; setpriority on our own thread id only changes this
-    // thread's nice value.
-    unsafe {
-        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
-    }
-}
-
 /// Scenario 6: `logins` logins at once while `chat_clients` logged-in users chat (one sender at
 /// `rate`/s, the light-load pattern).
 pub fn login_storm(
@@ -557,7 +547,7 @@ pub fn login_storm(
         // from the chat thread (or the server) whose latency is being measured.
         let storm = scope
             .spawn(|| {
-                lower_thread_priority();
+                huddle_server::workers::lower_thread_priority();
                 engine::establish(&common.target, storm_specs, logins.max(1), deadline, false)
             })
             .join()

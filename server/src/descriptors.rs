@@ -34,14 +34,9 @@ pub fn prepare(connections: usize) -> usize {
 /// returns the soft limit in force.
 #[cfg(unix)]
 fn raise_limit(want: usize) -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the rlimit we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+    let Some(mut lim) = nofile_limit() else {
         return want;
-    }
+    };
     let want = want as libc::rlim_t;
     if lim.rlim_cur < want {
         let raised = libc::rlimit {
@@ -60,6 +55,17 @@ fn raise_limit(want: usize) -> usize {
         }
     }
     usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+}
+
+/// The process's RLIMIT_NOFILE (soft and hard), if it can be read.
+#[cfg(unix)]
+fn nofile_limit() -> Option<libc::rlimit> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit we own.
+    (unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0).then_some(lim)
 }
 
 /// Grows the descriptor table to hold descriptor `top - 1`: a duplicate placed at or above
@@ -104,12 +110,7 @@ mod tests {
     use super::*;
 
     fn soft_limit() -> usize {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit writes into the rlimit we own.
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        let lim = nofile_limit().expect("getrlimit");
         usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
     }
 

@@ -390,7 +390,6 @@ impl Server {
                 || self.accept_paused_until.is_some()
             {
                 self.accept();
-                self.flush_dirty();
             }
             // TLS handshakes come last, once this pass's chat is on its way: a first flight
             // costs a key exchange and a signature, and a line that arrives meanwhile is read

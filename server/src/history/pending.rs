@@ -169,20 +169,15 @@ impl Pending {
         if !superseded.contains(&true) {
             return;
         }
-        let mut kept = Vec::with_capacity(self.segments.len());
-        for (segment, gone) in self.segments.drain(..).zip(superseded) {
-            if !gone {
-                kept.push(segment);
-                continue;
+        let mut gone = superseded.into_iter();
+        self.segments.retain_mut(|segment| {
+            if !gone.next().unwrap_or(false) {
+                return true;
             }
             self.bytes = self.bytes.saturating_sub(segment.value.len());
-            if self.free.len() < FREE_BUFFERS {
-                let mut value = segment.value;
-                value.clear();
-                self.free.push(value);
-            }
-        }
-        self.segments = kept;
+            reuse(&mut self.free, std::mem::take(&mut segment.value));
+            false
+        });
         // The rooms' open segments moved: make them stale, as a hand-over does.
         self.batch += 1;
     }
@@ -208,11 +203,7 @@ impl Pending {
     /// lock the loop's own allocations hold).
     pub fn recycle(&mut self, mut spent: Vec<Segment>) {
         for segment in spent.drain(..) {
-            if self.free.len() < FREE_BUFFERS {
-                let mut value = segment.value;
-                value.clear();
-                self.free.push(value);
-            }
+            reuse(&mut self.free, segment.value);
         }
         if self.segments.is_empty() && self.segments.capacity() < spent.capacity() {
             self.segments = spent;
@@ -230,6 +221,14 @@ impl Pending {
                 self.dropped
             );
         }
+    }
+}
+
+/// Keeps an emptied segment buffer for reuse, up to [`FREE_BUFFERS`]; frees it beyond.
+fn reuse(free: &mut Vec<Vec<u8>>, mut value: Vec<u8>) {
+    if free.len() < FREE_BUFFERS {
+        value.clear();
+        free.push(value);
     }
 }
 
