@@ -3,9 +3,9 @@
 
 use crate::error::LoadError;
 use clap::Parser;
-use huddle_server::config::{Args, Config};
-use huddle_server::event_loop::ShutdownHandle;
 use huddle_server::Server;
+use huddle_server::ShutdownHandle;
+use huddle_server::{Args, Config};
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
 

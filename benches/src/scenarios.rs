@@ -547,7 +547,7 @@ pub fn login_storm(
         // from the chat thread (or the server) whose latency is being measured.
         let storm = scope
             .spawn(|| {
-                huddle_server::workers::lower_thread_priority();
+                huddle_server::lower_thread_priority();
                 engine::establish(&common.target, storm_specs, logins.max(1), deadline, false)
             })
             .join()

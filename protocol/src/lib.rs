@@ -3,6 +3,7 @@
 //! Everything here is sans-I/O: bytes and strings in, values out. The server and the client
 //! share it, so both sides agree on framing, escaping and limits.
 
+pub mod account;
 pub mod caps;
 pub mod framing;
 pub mod message;

@@ -18,12 +18,7 @@ const CACHE_BYTES: u64 = 1 << 20;
 /// Version tag at the start of every stored record.
 const RECORD_VERSION: &str = "v1";
 
-/// Shortest accepted password, in bytes.
-pub const MIN_PASSWORD_BYTES: usize = 8;
-/// Longest accepted password, in bytes.
-pub const MAX_PASSWORD_BYTES: usize = 256;
-/// Longest accepted account name, in characters.
-pub const MAX_NAME_CHARS: usize = 32;
+pub use huddle_protocol::account::{MAX_NAME_CHARS, MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES};
 
 /// Why the account database could not be opened or written.
 #[derive(Debug)]
@@ -94,13 +89,10 @@ impl std::error::Error for LoginError {}
 
 /// Checks an account name: 1-32 characters of `[A-Za-z0-9_-]`.
 pub fn validate_name(name: &str) -> Result<(), RegisterError> {
-    let ok_chars = name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if name.is_empty() || name.len() > MAX_NAME_CHARS || !ok_chars {
-        return Err(RegisterError::BadName(format!(
-            "Account names are 1-{MAX_NAME_CHARS} characters of A-Z, a-z, 0-9, _ and -"
-        )));
+    if !huddle_protocol::account::is_valid_name(name) {
+        return Err(RegisterError::BadName(
+            huddle_protocol::account::NAME_RULE.to_string(),
+        ));
     }
     Ok(())
 }

@@ -28,5 +28,6 @@ pub mod tls;
 pub mod tls_session;
 pub mod workers;
 
-pub use config::Config;
-pub use event_loop::{Server, ServerError};
+pub use config::{Args, Config};
+pub use event_loop::{Server, ServerError, ShutdownHandle};
+pub use workers::lower_thread_priority;

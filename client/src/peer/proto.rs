@@ -182,9 +182,7 @@ fn peer_send(conn: u64, command: &str, params: &[&str]) -> Effect {
 
 /// Account names as the server allows them: 1-32 of `A-Z a-z 0-9 _ -`.
 pub fn valid_nick(s: &str) -> bool {
-    (1..=32).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    huddle_protocol::account::is_valid_name(s)
 }
 
 fn valid_id(s: &str) -> bool {
