@@ -1,5 +1,5 @@
-//! The six load scenarios of issue 7. Each is bounded in count and time and returns a
-//! [`Report`].
+//! The six load scenarios: fan-out, light, crowd, idle, connect and login. Each is bounded in
+//! count and time and returns a [`Report`].
 
 use crate::engine::{self, now_nanos, ChatOutcome, ChatPlan, Established, Ready};
 use crate::error::LoadError;
