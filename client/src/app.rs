@@ -1312,7 +1312,7 @@ impl App {
                     let key = trust::server_key(&self.host, self.port);
                     self.ui.show(&Display::Info(format!(
                         "first connection to {key}: certificate SHA-256 fingerprint {}",
-                        trust::to_hex(&fingerprint)
+                        huddle_trust::hex(&fingerprint)
                     )));
                     self.ui.show(&Display::Info(format!(
                         "remembered in {}; you will be warned if it ever changes",

@@ -24,7 +24,8 @@ use rustls::{ClientConfig, ClientConnection};
 const SERVER_LINE_MAX: usize = huddle_protocol::MAX_LINE_LEN + 8192 + 512;
 
 use crate::app::Event;
-use crate::trust::{self, Fingerprint, KnownServers, PinVerdict, TofuVerifier, Trust, TrustError};
+use crate::trust::{self, Fingerprint, KnownServers, PinVerdict, Tofu, Trust, TrustError};
+use huddle_trust::Verifier;
 
 /// Limit for TCP connect and for the TLS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -135,17 +136,16 @@ impl Link {
             Trust::Ca(v) => (v.clone(), None),
             Trust::Tofu { file } => {
                 let known = KnownServers::load(file)?;
-                let v = Arc::new(TofuVerifier::new(known.lookup(&key)));
+                let v = Arc::new(Verifier::new(Tofu::new(known.lookup(&key))));
                 (v.clone(), Some((v, known)))
             }
         };
-        let config =
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| tls_err(&key, &e))?
-                .dangerous()
-                .with_custom_certificate_verifier(verifier)
-                .with_no_client_auth();
+        let config = ClientConfig::builder_with_provider(huddle_trust::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_err(&key, &e))?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_no_client_auth();
         let mut conn =
             ClientConnection::new(Arc::new(config), server_name).map_err(|e| tls_err(&key, &e))?;
 
@@ -163,7 +163,7 @@ impl Link {
         while conn.is_handshaking() {
             if let Err(e) = conn.complete_io(&mut sock) {
                 if let Some((v, known)) = &tofu {
-                    if let Some(PinVerdict::Changed { expected, seen }) = v.verdict() {
+                    if let Some(PinVerdict::Changed { expected, seen }) = v.policy().verdict() {
                         return Err(ConnectError::Trust(TrustError::Changed {
                             server: key.clone(),
                             expected,
@@ -199,7 +199,7 @@ impl Link {
         }
 
         let note = match tofu {
-            Some((v, mut known)) => match v.verdict() {
+            Some((v, mut known)) => match v.policy().verdict() {
                 Some(PinVerdict::FirstContact(fp)) => {
                     known.remember(&key, &fp)?;
                     TrustNote::Remembered {

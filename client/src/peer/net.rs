@@ -25,7 +25,7 @@ use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, Connection, ServerConnection};
 
 use super::proto::DialFailure;
-use super::tls::{self, Identity, PinCheck, PinnedPeer, PEER_NAME};
+use super::tls::{self, Identity, PinCheck, PinnedPeer, PinnedVerifier, PEER_NAME};
 use crate::app::Event;
 use crate::session::io_text;
 use crate::trust::Fingerprint;
@@ -150,7 +150,7 @@ pub fn dial(
     timeout: Duration,
     events: Sender<Event>,
 ) {
-    let pin = Arc::new(PinnedPeer::new(expected));
+    let pin = Arc::new(PinnedVerifier::new(PinnedPeer::new(expected)));
     let config = tls::client_config(identity, pin.clone());
     let report = events.clone();
     let spawned = std::thread::Builder::new()
@@ -164,7 +164,7 @@ pub fn dial(
                     return;
                 }
             };
-            match dial_blocking(addr, config, &pin, timeout) {
+            match dial_blocking(addr, config, pin.policy(), timeout) {
                 Ok((tls, sock)) => run_connection(conn, tls, sock, &events, |writer| {
                     PeerEvent::Connected { conn, writer }
                 }),
@@ -585,8 +585,11 @@ mod tests {
     fn data_sent_with_the_last_handshake_flight_is_not_held_back() {
         let (alice, bob) = (Identity::generate().unwrap(), Identity::generate().unwrap());
         let (_listener, bob_rx) = listen(&bob);
-        let config =
-            tls::client_config(&alice, Arc::new(PinnedPeer::new(bob.fingerprint()))).unwrap();
+        let config = tls::client_config(
+            &alice,
+            Arc::new(PinnedVerifier::new(PinnedPeer::new(bob.fingerprint()))),
+        )
+        .unwrap();
         let mut c =
             ClientConnection::new(config, ServerName::try_from(PEER_NAME).unwrap()).unwrap();
         let mut sock = TcpStream::connect(_listener.local_addr()).unwrap();

@@ -270,7 +270,7 @@ impl Peers {
                 self.push_lookup(Lookup::Announce);
                 vec![Effect::Send(Message::new(
                     "PEERADDR",
-                    [port.to_string(), trust::to_hex(&fp)],
+                    [port.to_string(), huddle_trust::hex(&fp)],
                 ))]
             }
             Err(e) => {
@@ -393,7 +393,7 @@ impl Peers {
                     Some((_, addr, fp)) => vec![info(format!(
                         "direct messages: listening on port {}, certificate SHA-256 {}",
                         addr.port(),
-                        trust::to_hex(&fp)
+                        huddle_trust::hex(&fp)
                     ))],
                     None => Vec::new(),
                 }
@@ -598,7 +598,7 @@ impl Peers {
             DialFailure::WrongCertificate { seen } => format!(
                 "refused: the peer at {addr} did not prove it is {to} (certificate fingerprint \
                  mismatch: it presented {}); nothing was sent",
-                trust::to_hex(seen)
+                huddle_trust::hex(seen)
             ),
             DialFailure::BadSignature => format!(
                 "refused: the peer at {addr} did not prove it is {to} (it presented {to}'s \
