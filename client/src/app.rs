@@ -1257,7 +1257,7 @@ impl App {
                             if let Some(w) = self.peer_writers.remove(&conn) {
                                 w.close();
                             }
-                            let reason = crate::session::io_text(&e);
+                            let reason = crate::tls_stream::io_text(&e);
                             self.st.on_peer_closed(conn, Some(&reason))
                         }
                     },
@@ -1296,7 +1296,7 @@ impl App {
             if let Some(mut link) = self.link.take() {
                 link.close();
             }
-            let fx = self.st.on_closed(Some(&crate::session::io_text(&e)));
+            let fx = self.st.on_closed(Some(&crate::tls_stream::io_text(&e)));
             self.apply(fx);
         }
     }
@@ -1818,9 +1818,9 @@ mod tests {
             std::io::ErrorKind::ConnectionRefused,
             "Connection refused (os error 111)",
         );
-        assert_eq!(crate::session::io_text(&e), "connection refused");
+        assert_eq!(crate::tls_stream::io_text(&e), "connection refused");
         let e = std::io::Error::other("TLS said X");
-        assert_eq!(crate::session::io_text(&e), "TLS said X");
+        assert_eq!(crate::tls_stream::io_text(&e), "TLS said X");
     }
 
     #[test]

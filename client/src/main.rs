@@ -7,6 +7,7 @@ mod app;
 mod commands;
 mod peer;
 mod session;
+mod tls_stream;
 mod trust;
 mod ui;
 

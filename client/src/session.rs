@@ -1,31 +1,29 @@
-//! The link to the server: TCP connect, TLS handshake, a reader thread, and sending lines.
-//!
-//! The rustls `ClientConnection` sits behind a mutex that is never held during a blocking
-//! socket read. The reader thread blocks in `read` on its own handle of the socket (a
-//! `try_clone`), then takes the lock only to feed rustls and drain plaintext. Senders take the
-//! lock, encrypt and write the records to the socket while holding it, so records go out in
-//! order. No read timeouts and no polling: closing shuts the socket down, which wakes the
-//! reader at once.
+//! The link to the server: TCP connect, TLS handshake under the chosen trust, a reader
+//! thread, and sending lines (over a [`crate::tls_stream`]).
 
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::io;
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use huddle_protocol::{LineReader, Message};
+use huddle_protocol::Message;
 use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection};
+use rustls::{ClientConfig, ClientConnection, Connection};
 
 /// Longest line accepted from the server: a full-length message plus the sender's prefix and
 /// IRCv3 tags (up to 8191 bytes).
 const SERVER_LINE_MAX: usize = huddle_protocol::MAX_LINE_LEN + 8192 + 512;
 
 use crate::app::Event;
-use crate::trust::{self, Fingerprint, KnownServers, PinVerdict, Tofu, Trust, TrustError};
+use crate::tls_stream::{self, io_text, TlsReader, TlsWriter};
+use crate::trust::{
+    self, CaPolicy, Fingerprint, KnownServers, PinVerdict, Tofu, Trust, TrustError,
+};
 use huddle_trust::Verifier;
+use rustls::client::danger::ServerCertVerifier;
 
 /// Limit for TCP connect and for the TLS handshake.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -74,22 +72,6 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
-/// An I/O error as a short lowercase phrase, without the "(os error N)" suffix.
-pub fn io_text(e: &io::Error) -> String {
-    let text = e.to_string();
-    let text = match text.rfind(" (os error ") {
-        Some(i) if text.ends_with(')') => text[..i].to_string(),
-        _ => text,
-    };
-    let mut chars = text.chars();
-    match (chars.next(), chars.next()) {
-        (Some(first), Some(second)) if first.is_uppercase() && second.is_lowercase() => {
-            first.to_lowercase().chain(text.chars().skip(1)).collect()
-        }
-        _ => text,
-    }
-}
-
 impl From<TrustError> for ConnectError {
     fn from(e: TrustError) -> Self {
         ConnectError::Trust(e)
@@ -111,8 +93,7 @@ pub enum TrustNote {
 /// A TLS connection to the server with its reader thread.
 pub struct Link {
     id: u64,
-    tls: Arc<Mutex<ClientConnection>>,
-    sock: TcpStream,
+    writer: TlsWriter,
     reader: Option<JoinHandle<()>>,
 }
 
@@ -130,24 +111,16 @@ impl Link {
         let server_name = ServerName::try_from(name.to_string())
             .map_err(|_| ConnectError::BadHost(host.to_string()))?;
         let key = trust::server_key(name, port);
-
-        let (verifier, tofu): (Arc<dyn rustls::client::danger::ServerCertVerifier>, _) = match trust
-        {
-            Trust::Ca(v) => (v.clone(), None),
-            Trust::Tofu { file } => {
-                let known = KnownServers::load(file)?;
-                let v = Arc::new(Verifier::new(Tofu::new(known.lookup(&key))));
-                (v.clone(), Some((v, known)))
-            }
-        };
+        let check = CertCheck::new(trust, &key)?;
         let config = ClientConfig::builder_with_provider(huddle_trust::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_err(&key, &e))?
             .dangerous()
-            .with_custom_certificate_verifier(verifier)
+            .with_custom_certificate_verifier(check.verifier())
             .with_no_client_auth();
-        let mut conn =
-            ClientConnection::new(Arc::new(config), server_name).map_err(|e| tls_err(&key, &e))?;
+        let mut conn = Connection::Client(
+            ClientConnection::new(Arc::new(config), server_name).map_err(|e| tls_err(&key, &e))?,
+        );
 
         let mut sock = dial(name, port)?;
         let io_err = |err: io::Error| ConnectError::Connect {
@@ -155,78 +128,22 @@ impl Link {
             err,
         };
         sock.set_nodelay(true).map_err(io_err)?;
-        sock.set_read_timeout(Some(CONNECT_TIMEOUT))
-            .map_err(io_err)?;
         sock.set_write_timeout(Some(WRITE_TIMEOUT))
             .map_err(io_err)?;
-
-        while conn.is_handshaking() {
-            if let Err(e) = conn.complete_io(&mut sock) {
-                if let Some((v, known)) = &tofu {
-                    if let Some(PinVerdict::Changed { expected, seen }) = v.policy().verdict() {
-                        return Err(ConnectError::Trust(TrustError::Changed {
-                            server: key.clone(),
-                            expected,
-                            seen,
-                            file: known.path().to_owned(),
-                        }));
-                    }
-                }
-                let err = match e.kind() {
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-                        "the server did not complete the TLS handshake in time".to_string()
-                    }
-                    io::ErrorKind::UnexpectedEof => {
-                        "the server closed the connection during the TLS handshake".to_string()
-                    }
-                    _ => {
-                        match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                            Some(rustls::Error::InvalidCertificate(c))
-                                if matches!(trust, Trust::Ca(_)) =>
-                            {
-                                format!("the server's certificate is not trusted by the --ca file ({c:?})")
-                            }
-                            _ => io_text(&e),
-                        }
-                    }
-                };
-                return Err(ConnectError::Tls { addr: key, err });
-            }
+        if let Err(e) = tls_stream::handshake(&mut conn, &mut sock, CONNECT_TIMEOUT) {
+            return Err(check.handshake_failed(&e, &key));
         }
-        // Flush whatever the handshake left to send (e.g. the client's Finished).
-        while conn.wants_write() {
-            conn.write_tls(&mut sock).map_err(io_err)?;
-        }
+        let note = check.note(&key)?;
 
-        let note = match tofu {
-            Some((v, mut known)) => match v.policy().verdict() {
-                Some(PinVerdict::FirstContact(fp)) => {
-                    known.remember(&key, &fp)?;
-                    TrustNote::Remembered {
-                        fingerprint: fp,
-                        file: known.path().to_owned(),
-                    }
-                }
-                _ => TrustNote::Trusted,
-            },
-            None => TrustNote::Trusted,
-        };
-
-        sock.set_read_timeout(None).map_err(io_err)?;
-        let read_sock = sock.try_clone().map_err(io_err)?;
-        let tls = Arc::new(Mutex::new(conn));
-        let reader = {
-            let tls = tls.clone();
-            std::thread::Builder::new()
-                .name("huddle-reader".into())
-                .spawn(move || read_loop(id, read_sock, &tls, &events))
-                .map_err(io_err)?
-        };
+        let (writer, reader) = tls_stream::split(conn, sock).map_err(io_err)?;
+        let reader = std::thread::Builder::new()
+            .name("huddle-reader".into())
+            .spawn(move || read_lines(id, reader, &events))
+            .map_err(io_err)?;
         Ok((
             Link {
                 id,
-                tls,
-                sock,
+                writer,
                 reader: Some(reader),
             },
             note,
@@ -239,25 +156,18 @@ impl Link {
 
     /// Our end of the connection: the default address for the direct-message listener.
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sock.local_addr()
+        self.writer.local_addr()
     }
 
     /// Sends one message.
     pub fn send(&self, msg: &Message) -> io::Result<()> {
         log_line(">>", msg);
-        let mut tls = lock(&self.tls);
-        tls.writer().write_all(msg.to_line().as_bytes())?;
-        flush_tls(&mut tls, &self.sock)
+        self.writer.send(msg)
     }
 
     /// Says goodbye at the TLS level and closes the socket; the reader thread ends.
     pub fn close(&mut self) {
-        {
-            let mut tls = lock(&self.tls);
-            tls.send_close_notify();
-            let _ = flush_tls(&mut tls, &self.sock);
-        }
-        let _ = self.sock.shutdown(Shutdown::Both);
+        self.writer.close();
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
@@ -272,15 +182,93 @@ impl Drop for Link {
     }
 }
 
+/// The server-certificate check of one connection attempt under the chosen trust.
+enum CertCheck {
+    Ca(Arc<Verifier<CaPolicy>>),
+    Tofu {
+        verifier: Arc<Verifier<Tofu>>,
+        known: KnownServers,
+    },
+}
+
+impl CertCheck {
+    fn new(trust: &Trust, key: &str) -> Result<CertCheck, TrustError> {
+        Ok(match trust {
+            Trust::Ca(v) => CertCheck::Ca(v.clone()),
+            Trust::Tofu { file } => {
+                let known = KnownServers::load(file)?;
+                let verifier = Arc::new(Verifier::new(Tofu::new(known.lookup(key))));
+                CertCheck::Tofu { verifier, known }
+            }
+        })
+    }
+
+    fn verifier(&self) -> Arc<dyn ServerCertVerifier> {
+        match self {
+            CertCheck::Ca(v) => v.clone(),
+            CertCheck::Tofu { verifier, .. } => verifier.clone(),
+        }
+    }
+
+    /// Why the handshake with the server `key` failed, in the user's terms.
+    fn handshake_failed(&self, e: &io::Error, key: &str) -> ConnectError {
+        if let CertCheck::Tofu { verifier, known } = self {
+            if let Some(PinVerdict::Changed { expected, seen }) = verifier.policy().verdict() {
+                return ConnectError::Trust(TrustError::Changed {
+                    server: key.to_string(),
+                    expected,
+                    seen,
+                    file: known.path().to_owned(),
+                });
+            }
+        }
+        let err = match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                "the server did not complete the TLS handshake in time".to_string()
+            }
+            io::ErrorKind::UnexpectedEof => {
+                "the server closed the connection during the TLS handshake".to_string()
+            }
+            _ => match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                Some(rustls::Error::InvalidCertificate(c)) if matches!(self, CertCheck::Ca(_)) => {
+                    format!("the server's certificate is not trusted by the --ca file ({c:?})")
+                }
+                _ => io_text(e),
+            },
+        };
+        ConnectError::Tls {
+            addr: key.to_string(),
+            err,
+        }
+    }
+
+    /// After a successful handshake: remembers a first-seen certificate.
+    fn note(self, key: &str) -> Result<TrustNote, TrustError> {
+        let CertCheck::Tofu {
+            verifier,
+            mut known,
+        } = self
+        else {
+            return Ok(TrustNote::Trusted);
+        };
+        match verifier.policy().verdict() {
+            Some(PinVerdict::FirstContact(fp)) => {
+                known.remember(key, &fp)?;
+                Ok(TrustNote::Remembered {
+                    fingerprint: fp,
+                    file: known.path().to_owned(),
+                })
+            }
+            _ => Ok(TrustNote::Trusted),
+        }
+    }
+}
+
 fn tls_err(addr: &str, e: &rustls::Error) -> ConnectError {
     ConnectError::Tls {
         addr: addr.to_string(),
         err: e.to_string(),
     }
-}
-
-fn lock(tls: &Mutex<ClientConnection>) -> MutexGuard<'_, ClientConnection> {
-    tls.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Tries every address of `host` in turn.
@@ -306,14 +294,6 @@ fn dial(host: &str, port: u16) -> Result<TcpStream, ConnectError> {
     })
 }
 
-/// Writes every pending TLS record to the socket.
-fn flush_tls(tls: &mut ClientConnection, mut sock: &TcpStream) -> io::Result<()> {
-    while tls.wants_write() {
-        tls.write_tls(&mut sock)?;
-    }
-    Ok(())
-}
-
 /// Debug logging of protocol lines, without credentials.
 fn log_line(dir: &str, msg: &Message) {
     if !log::log_enabled!(log::Level::Debug) {
@@ -332,79 +312,22 @@ fn log_line(dir: &str, msg: &Message) {
     }
 }
 
-fn read_loop(id: u64, mut sock: TcpStream, tls: &Mutex<ClientConnection>, events: &Sender<Event>) {
+/// The reader thread: every line from the server, then why the connection ended.
+fn read_lines(id: u64, reader: TlsReader, events: &Sender<Event>) {
     let send = |event| events.send(Event::Net { link: id, event }).is_ok();
-    // Server lines carry the sender's prefix and IRCv3 tags on top of a full-length message
-    // (tags may take up to 8191 bytes), so they may be longer than what we may send.
-    let mut lines = LineReader::new(SERVER_LINE_MAX);
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut plain = vec![0u8; 16 * 1024];
-    let reason = loop {
-        let n = match sock.read(&mut buf) {
-            Ok(0) => break None,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => break Some(io_text(&e)),
-        };
-        let mut closed = false;
-        let mut failed = None;
-        {
-            let mut conn = lock(tls);
-            let mut input = &buf[..n];
-            while !input.is_empty() && failed.is_none() {
-                if let Err(e) = conn.read_tls(&mut input) {
-                    failed = Some(e.to_string());
-                    break;
-                }
-                if let Err(e) = conn.process_new_packets() {
-                    // Send the alert rustls queued, then give up.
-                    let _ = flush_tls(&mut conn, &sock);
-                    failed = Some(format!("TLS error: {e}"));
-                    break;
-                }
-                loop {
-                    match conn.reader().read(&mut plain) {
-                        Ok(0) => {
-                            closed = true;
-                            break;
-                        }
-                        Ok(k) => lines.feed(&plain[..k]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            failed = Some(e.to_string());
-                            break;
-                        }
-                    }
-                }
-            }
-            // Answers rustls produced on its own (key updates, alerts).
-            if failed.is_none() {
-                if let Err(e) = flush_tls(&mut conn, &sock) {
-                    failed = Some(e.to_string());
-                }
-            }
+    // Server lines carry the sender's prefix and IRCv3 tags on top of a full-length message,
+    // so they may be longer than what we may send.
+    let end = reader.run(SERVER_LINE_MAX, |line| match line {
+        Ok(msg) => {
+            log_line("<<", &msg);
+            send(NetEvent::Line(msg))
         }
-        while let Some(line) = lines.next_line() {
-            match line {
-                Ok(line) => match Message::parse(&line) {
-                    Ok(msg) => {
-                        log_line("<<", &msg);
-                        if !send(NetEvent::Line(msg)) {
-                            return;
-                        }
-                    }
-                    Err(e) => log::warn!("ignoring malformed line from server ({e}): {line:?}"),
-                },
-                Err(e) => log::warn!("ignoring a line from the server: {e}"),
-            }
+        Err(e) => {
+            log::warn!("ignoring a line from the server: {e}");
+            true
         }
-        if failed.is_some() {
-            break failed;
-        }
-        if closed {
-            break None;
-        }
-    };
-    let _ = sock.shutdown(Shutdown::Both);
-    send(NetEvent::Closed(reason));
+    });
+    if let Ok(reason) = end {
+        send(NetEvent::Closed(reason));
+    }
 }

@@ -3,31 +3,29 @@
 //!
 //! Each connection thread first connects (dialer) or accepts (listener), completes the TLS
 //! handshake under a timeout, reports the connection to the application with its writer,
-//! and then reads lines until the connection ends. As in the server link (`session.rs`),
-//! the rustls connection sits behind a mutex that is never held during a blocking read:
-//! writers encrypt and write under the lock, the reader locks only to feed rustls what it
-//! read. Closing shuts the socket down, which wakes the reader.
+//! and then reads lines until the connection ends, over a [`crate::tls_stream`] as the
+//! server link does.
 //!
 //! All protocol decisions are made by the application thread ([`super::proto`]); this
 //! module only moves lines.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use huddle_protocol::{LineReader, Message};
+use huddle_protocol::Message;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, Connection, ServerConnection};
 
 use super::proto::DialFailure;
 use super::tls::{self, Identity, PinCheck, PinnedPeer, PinnedVerifier, PEER_NAME};
 use crate::app::Event;
-use crate::session::io_text;
+use crate::tls_stream::{self, handshake, io_text, TlsReader, TlsWriter};
 use crate::trust::Fingerprint;
 
 /// Connections the listener keeps at once (handshaking or open); more are dropped at once.
@@ -64,69 +62,27 @@ pub enum PeerEvent {
 }
 
 /// The sending half of a peer connection.
-pub struct PeerWriter {
-    tls: Arc<Mutex<Connection>>,
-    sock: TcpStream,
-}
+pub struct PeerWriter(TlsWriter);
 
 impl fmt::Debug for PeerWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeerWriter")
-            .field("peer", &self.sock.peer_addr().ok())
+            .field("peer", &self.0.peer_addr().ok())
             .finish_non_exhaustive()
     }
-}
-
-fn lock(tls: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    tls.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn flush_tls(tls: &mut Connection, mut sock: &TcpStream) -> io::Result<()> {
-    while tls.wants_write() {
-        tls.write_tls(&mut sock)?;
-    }
-    Ok(())
 }
 
 impl PeerWriter {
     /// Sends one line. The socket's write timeout bounds how long this can block.
     pub fn send(&self, msg: &Message) -> io::Result<()> {
         log::debug!("peer >> {}", msg.command);
-        let mut tls = lock(&self.tls);
-        tls.writer().write_all(msg.to_line().as_bytes())?;
-        flush_tls(&mut tls, &self.sock)
+        self.0.send(msg)
     }
 
     /// Says goodbye at the TLS level and shuts the socket down; the reader thread ends.
     pub fn close(&self) {
-        {
-            let mut tls = lock(&self.tls);
-            tls.send_close_notify();
-            let _ = flush_tls(&mut tls, &self.sock);
-        }
-        let _ = self.sock.shutdown(Shutdown::Both);
+        self.0.close();
     }
-}
-
-/// Completes the TLS handshake within `timeout` in all (a peer that trickles bytes does not
-/// extend it), and sends what it leaves to send.
-fn handshake(conn: &mut Connection, sock: &mut TcpStream, timeout: Duration) -> io::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while conn.is_handshaking() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the TLS handshake took too long",
-            ));
-        }
-        sock.set_read_timeout(Some(left))?;
-        conn.complete_io(sock)?;
-    }
-    while conn.wants_write() {
-        conn.write_tls(sock)?;
-    }
-    Ok(())
 }
 
 fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
@@ -222,7 +178,7 @@ fn dial_blocking(
 }
 
 /// Reports the open connection (`opened` builds the event around its writer), then reads
-/// lines until it ends.
+/// lines until it ends. A connection nobody takes is closed when its halves drop.
 fn run_connection(
     conn: u64,
     tls: Connection,
@@ -230,106 +186,34 @@ fn run_connection(
     events: &Sender<Event>,
     opened: impl FnOnce(PeerWriter) -> PeerEvent,
 ) {
-    // Idle links stay open: no read timeout from here on. Writes stay bounded.
-    let read_sock = match sock.set_read_timeout(None).and_then(|()| sock.try_clone()) {
-        Ok(s) => s,
+    let (writer, reader) = match tls_stream::split(tls, sock) {
+        Ok(halves) => halves,
         Err(e) => {
             log::debug!("peer connection {conn}: {e}");
-            let _ = sock.shutdown(Shutdown::Both);
             return;
         }
     };
-    let tls = Arc::new(Mutex::new(tls));
-    let writer = PeerWriter {
-        tls: tls.clone(),
-        sock,
-    };
-    if events.send(Event::Peer(opened(writer))).is_err() {
-        let _ = read_sock.shutdown(Shutdown::Both);
-        return;
+    if events.send(Event::Peer(opened(PeerWriter(writer)))).is_ok() {
+        read_lines(conn, reader, events);
     }
-    read_loop(conn, read_sock, &tls, events);
 }
 
-fn read_loop(conn: u64, mut sock: TcpStream, tls: &Mutex<Connection>, events: &Sender<Event>) {
+/// Every line from the peer, then why the connection ended.
+fn read_lines(conn: u64, reader: TlsReader, events: &Sender<Event>) {
     let send = |event| events.send(Event::Peer(event)).is_ok();
-    let mut lines = LineReader::default();
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut plain = vec![0u8; 16 * 1024];
-    // The handshake may have read application data along with its last records: take what
-    // rustls already holds before blocking on the socket.
-    let mut n = 0;
-    let reason = loop {
-        let mut closed = false;
-        let mut failed = None;
-        {
-            let mut tls = lock(tls);
-            let mut input = &buf[..n];
-            loop {
-                if !input.is_empty() {
-                    if let Err(e) = tls.read_tls(&mut input) {
-                        failed = Some(e.to_string());
-                        break;
-                    }
-                    if let Err(e) = tls.process_new_packets() {
-                        let _ = flush_tls(&mut tls, &sock);
-                        failed = Some(format!("TLS error: {e}"));
-                        break;
-                    }
-                }
-                loop {
-                    match tls.reader().read(&mut plain) {
-                        Ok(0) => {
-                            closed = true;
-                            break;
-                        }
-                        Ok(k) => lines.feed(&plain[..k]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            failed = Some(io_text(&e));
-                            break;
-                        }
-                    }
-                }
-                if input.is_empty() || failed.is_some() || closed {
-                    break;
-                }
-            }
-            if failed.is_none() {
-                if let Err(e) = flush_tls(&mut tls, &sock) {
-                    failed = Some(io_text(&e));
-                }
-            }
+    let end = reader.run(huddle_protocol::MAX_LINE_LEN, |line| match line {
+        Ok(msg) => {
+            log::debug!("peer << {}", msg.command);
+            send(PeerEvent::Line { conn, msg })
         }
-        while let Some(line) = lines.next_line() {
-            let parsed = line
-                .map_err(|e| e.to_string())
-                .and_then(|l| Message::parse(&l).map_err(|e| format!("{e}: {l:?}")));
-            match parsed {
-                Ok(msg) => {
-                    log::debug!("peer << {}", msg.command);
-                    if !send(PeerEvent::Line { conn, msg }) {
-                        return;
-                    }
-                }
-                Err(e) => log::warn!("ignoring a line from a peer: {e}"),
-            }
+        Err(e) => {
+            log::warn!("ignoring a line from a peer: {e}");
+            true
         }
-        if failed.is_some() {
-            break failed;
-        }
-        if closed {
-            break None;
-        }
-        n = match sock.read(&mut buf) {
-            Ok(0) => break None,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-            Err(e) => break Some(io_text(&e)),
-        };
-    };
-    let _ = sock.shutdown(Shutdown::Both);
-    send(PeerEvent::Closed { conn, reason });
+    });
+    if let Ok(reason) = end {
+        send(PeerEvent::Closed { conn, reason });
+    }
 }
 
 /// The TLS listener for direct connections.
@@ -516,6 +400,7 @@ fn accept_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::sync::mpsc::{self, Receiver};
 
     const WAIT: Duration = Duration::from_secs(10);
