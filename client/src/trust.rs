@@ -29,23 +29,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, RootCertStore};
 
-pub use huddle_trust::Fingerprint;
-
-/// Parses exactly 64 lowercase hex digits.
-pub fn parse_hex(s: &str) -> Option<Fingerprint> {
-    if s.len() != 64
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    let mut fp = [0u8; 32];
-    for (i, byte) in fp.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(fp)
-}
+use crate::core::{parse_fingerprint, Fingerprint};
 
 /// The key of a server in the known-servers file: `host:port`, host lowercased, IPv6 in
 /// brackets.
@@ -210,7 +194,11 @@ pub fn parse_known_servers(text: &str) -> Vec<(String, Fingerprint)> {
             continue;
         }
         let mut words = line.split_whitespace();
-        match (words.next(), words.next().and_then(parse_hex), words.next()) {
+        match (
+            words.next(),
+            words.next().and_then(parse_fingerprint),
+            words.next(),
+        ) {
             (Some(key), Some(fp), None) => out.push((key.to_ascii_lowercase(), fp)),
             _ => log::warn!("known-servers line {} ignored: {line:?}", n + 1),
         }
@@ -394,16 +382,6 @@ mod tests {
     const FP_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
 
     #[test]
-    fn hex_round_trip_and_strictness() {
-        let fp = parse_hex(FP_A).unwrap();
-        assert_eq!(hex(&fp), FP_A);
-        assert_eq!(parse_hex(&FP_A.to_uppercase()), None);
-        assert_eq!(parse_hex(&FP_A[1..]), None);
-        assert_eq!(parse_hex(&format!("{}g", &FP_A[1..])), None);
-        assert_eq!(parse_hex("+1"), None);
-    }
-
-    #[test]
     fn fingerprint_is_sha256() {
         assert_eq!(
             hex(&fingerprint(b"abc")),
@@ -429,7 +407,10 @@ mod tests {
         assert_eq!(e[0].0, "localhost:6697");
         assert_eq!(
             e[1],
-            ("example.org:7".to_string(), parse_hex(FP_B).unwrap())
+            (
+                "example.org:7".to_string(),
+                parse_fingerprint(FP_B).unwrap()
+            )
         );
     }
 
@@ -439,8 +420,8 @@ mod tests {
         let path = dir.path().join("sub/known");
         let mut ks = KnownServers::load(&path).unwrap();
         assert_eq!(ks.lookup("a:1"), None);
-        let a = parse_hex(FP_A).unwrap();
-        let b = parse_hex(FP_B).unwrap();
+        let a = parse_fingerprint(FP_A).unwrap();
+        let b = parse_fingerprint(FP_B).unwrap();
         ks.remember("a:1", &a).unwrap();
         assert_eq!(ks.lookup("a:1"), Some(a));
         // A file without a final newline gets one before the new entry.
@@ -459,8 +440,8 @@ mod tests {
 
     #[test]
     fn pin_logic() {
-        let a = parse_hex(FP_A).unwrap();
-        let b = parse_hex(FP_B).unwrap();
+        let a = parse_fingerprint(FP_A).unwrap();
+        let b = parse_fingerprint(FP_B).unwrap();
         assert_eq!(check_pin(None, a), PinVerdict::FirstContact(a));
         assert_eq!(check_pin(Some(a), a), PinVerdict::Matches);
         assert_eq!(
@@ -490,7 +471,7 @@ mod tests {
             .is_ok());
         assert_eq!(v.policy().verdict(), Some(PinVerdict::Matches));
 
-        let other = parse_hex(FP_A).unwrap();
+        let other = parse_fingerprint(FP_A).unwrap();
         let v = Verifier::new(Tofu::new(Some(other)));
         assert!(v
             .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
@@ -508,8 +489,8 @@ mod tests {
     fn changed_message_says_how_to_fix() {
         let e = TrustError::Changed {
             server: "h:1".into(),
-            expected: parse_hex(FP_A).unwrap(),
-            seen: parse_hex(FP_B).unwrap(),
+            expected: parse_fingerprint(FP_A).unwrap(),
+            seen: parse_fingerprint(FP_B).unwrap(),
             file: PathBuf::from("/x/known"),
         };
         let s = e.to_string();

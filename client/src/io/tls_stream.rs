@@ -226,3 +226,19 @@ impl TlsReader {
         fed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_errors_read_well() {
+        let e = io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            "Connection refused (os error 111)",
+        );
+        assert_eq!(io_text(&e), "connection refused");
+        let e = io::Error::other("TLS said X");
+        assert_eq!(io_text(&e), "TLS said X");
+    }
+}

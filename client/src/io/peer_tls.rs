@@ -5,7 +5,7 @@
 //! side's certificate. The dialer pins the responder's certificate to that fingerprint
 //! ([`PinnedPeer`]); the responder accepts any client certificate during the handshake
 //! ([`AnyCert`]) and compares its fingerprint with what the server reports for the name
-//! claimed in `PEERHELLO` (see [`super::proto`]). Both policies run inside
+//! claimed in `PEERHELLO` (see [`crate::core::peer_link`]). Both policies run inside
 //! [`huddle_trust::Verifier`], which checks the handshake signatures, so a replayed
 //! certificate without its private key is refused. Session
 //! resumption is off on both ends: every connection proves possession of the key again.
@@ -19,7 +19,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::server::NoServerSessionStorage;
 use rustls::{ClientConfig, ServerConfig};
 
-use crate::trust::Fingerprint;
+use crate::core::Fingerprint;
 
 /// The server name the dialer uses. Certificates are pinned by fingerprint, so the name is
 /// never checked; SNI is not sent.

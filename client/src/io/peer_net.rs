@@ -3,11 +3,11 @@
 //!
 //! Each connection thread first connects (dialer) or accepts (listener), completes the TLS
 //! handshake under a timeout, reports the connection to the application with its writer,
-//! and then reads lines until the connection ends, over a [`crate::tls_stream`] as the
+//! and then reads lines until the connection ends, over a [`super::tls_stream`] as the
 //! server link does.
 //!
-//! All protocol decisions are made by the application thread ([`super::proto`]); this
-//! module only moves lines.
+//! All protocol decisions are made by the core ([`crate::core::peer_link`]); this module
+//! only moves lines.
 
 use std::fmt;
 use std::io;
@@ -22,22 +22,15 @@ use huddle_protocol::Message;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, Connection, ServerConnection};
 
-use super::proto::DialFailure;
-use super::tls::{self, Identity, PinCheck, PinnedPeer, PinnedVerifier, PEER_NAME};
-use crate::app::Event;
-use crate::tls_stream::{self, handshake, io_text, TlsReader, TlsWriter};
-use crate::trust::Fingerprint;
+use super::peer_tls::{self as tls, Identity, PinCheck, PinnedPeer, PinnedVerifier, PEER_NAME};
+use super::tls_stream::{self, handshake, io_text, TlsReader, TlsWriter};
+use super::Report;
+use crate::core::{ConnIds, DialFailure, Fingerprint};
 
 /// Connections the listener keeps at once (handshaking or open); more are dropped at once.
 pub const MAX_INCOMING: usize = 64;
 
-static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 static NEXT_LISTENER: AtomicU64 = AtomicU64::new(1);
-
-/// A process-wide unique id for a peer connection, dialled or accepted.
-pub fn new_conn_id() -> u64 {
-    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
-}
 
 /// What the peer threads report to the application thread.
 #[derive(Debug)]
@@ -104,7 +97,7 @@ pub fn dial(
     expected: Fingerprint,
     identity: &Identity,
     timeout: Duration,
-    events: Sender<Event>,
+    events: Sender<Report>,
 ) {
     let pin = Arc::new(PinnedVerifier::new(PinnedPeer::new(expected)));
     let config = tls::client_config(identity, pin.clone());
@@ -116,7 +109,7 @@ pub fn dial(
                 Ok(c) => c,
                 Err(e) => {
                     let failure = DialFailure::Tls(e.to_string());
-                    let _ = events.send(Event::Peer(PeerEvent::DialFailed { conn, failure }));
+                    let _ = events.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
                     return;
                 }
             };
@@ -125,13 +118,13 @@ pub fn dial(
                     PeerEvent::Connected { conn, writer }
                 }),
                 Err(failure) => {
-                    let _ = events.send(Event::Peer(PeerEvent::DialFailed { conn, failure }));
+                    let _ = events.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
                 }
             }
         });
     if let Err(e) = spawned {
         let failure = DialFailure::Unreachable(format!("cannot start a thread: {e}"));
-        let _ = report.send(Event::Peer(PeerEvent::DialFailed { conn, failure }));
+        let _ = report.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
     }
 }
 
@@ -183,7 +176,7 @@ fn run_connection(
     conn: u64,
     tls: Connection,
     sock: TcpStream,
-    events: &Sender<Event>,
+    events: &Sender<Report>,
     opened: impl FnOnce(PeerWriter) -> PeerEvent,
 ) {
     let (writer, reader) = match tls_stream::split(tls, sock) {
@@ -193,14 +186,17 @@ fn run_connection(
             return;
         }
     };
-    if events.send(Event::Peer(opened(PeerWriter(writer)))).is_ok() {
+    if events
+        .send(Report::Peer(opened(PeerWriter(writer))))
+        .is_ok()
+    {
         read_lines(conn, reader, events);
     }
 }
 
 /// Every line from the peer, then why the connection ended.
-fn read_lines(conn: u64, reader: TlsReader, events: &Sender<Event>) {
-    let send = |event| events.send(Event::Peer(event)).is_ok();
+fn read_lines(conn: u64, reader: TlsReader, events: &Sender<Report>) {
+    let send = |event| events.send(Report::Peer(event)).is_ok();
     let end = reader.run(huddle_protocol::MAX_LINE_LEN, |line| match line {
         Ok(msg) => {
             log::debug!("peer << {}", msg.command);
@@ -231,7 +227,8 @@ impl Listener {
         bind: SocketAddr,
         identity: &Identity,
         timeout: Duration,
-        events: Sender<Event>,
+        ids: ConnIds,
+        events: Sender<Report>,
     ) -> Result<Listener, String> {
         let config = tls::server_config(identity).map_err(|e| e.to_string())?;
         let sock = TcpListener::bind(bind)
@@ -243,7 +240,7 @@ impl Listener {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("huddle-peer-listener".into())
-                .spawn(move || accept_loop(id, &sock, &config, timeout, &stop, &events))
+                .spawn(move || accept_loop(id, &sock, &config, timeout, &ids, &stop, &events))
                 .map_err(|e| format!("cannot start the listener thread: {e}"))?
         };
         Ok(Listener {
@@ -307,8 +304,9 @@ fn accept_loop(
     sock: &TcpListener,
     config: &Arc<rustls::ServerConfig>,
     timeout: Duration,
+    ids: &ConnIds,
     stop: &AtomicBool,
-    events: &Sender<Event>,
+    events: &Sender<Report>,
 ) {
     let active = Arc::new(AtomicUsize::new(0));
     let mut errors = 0;
@@ -339,11 +337,12 @@ fn accept_loop(
         let slot = Slot(active.clone());
         let config = config.clone();
         let events = events.clone();
+        let conn = ids.next();
         let spawned = std::thread::Builder::new()
             .name("huddle-peer".into())
             .spawn(move || {
                 let _slot = slot;
-                accept_one(listener, stream, config, timeout, &events);
+                accept_one(listener, conn, stream, config, timeout, &events);
             });
         if let Err(e) = spawned {
             log::warn!("cannot start a thread for a direct connection: {e}");
@@ -353,10 +352,11 @@ fn accept_loop(
 
 fn accept_one(
     listener: u64,
+    conn: u64,
     mut sock: TcpStream,
     config: Arc<rustls::ServerConfig>,
     timeout: Duration,
-    events: &Sender<Event>,
+    events: &Sender<Report>,
 ) {
     let addr = match sock.peer_addr() {
         Ok(a) => a,
@@ -387,7 +387,6 @@ fn accept_one(
         let _ = sock.shutdown(Shutdown::Both);
         return;
     };
-    let conn = new_conn_id();
     run_connection(conn, tls, sock, events, |writer| PeerEvent::Accepted {
         listener,
         conn,
@@ -405,17 +404,18 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(10);
 
-    fn next(rx: &Receiver<Event>) -> PeerEvent {
+    fn next(rx: &Receiver<Report>) -> PeerEvent {
         match rx.recv_timeout(WAIT) {
-            Ok(Event::Peer(e)) => e,
+            Ok(Report::Peer(e)) => e,
             Ok(other) => panic!("unexpected {other:?}"),
             Err(e) => panic!("no peer event: {e}"),
         }
     }
 
-    fn listen(id: &Identity) -> (Listener, Receiver<Event>) {
+    fn listen(id: &Identity) -> (Listener, Receiver<Report>) {
         let (tx, rx) = mpsc::channel();
-        let l = Listener::start("127.0.0.1:0".parse().unwrap(), id, WAIT, tx).unwrap();
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let l = Listener::start(addr, id, WAIT, ConnIds::default(), tx).unwrap();
         (l, rx)
     }
 

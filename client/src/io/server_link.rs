@@ -1,5 +1,5 @@
 //! The link to the server: TCP connect, TLS handshake under the chosen trust, a reader
-//! thread, and sending lines (over a [`crate::tls_stream`]).
+//! thread, and sending lines (over a [`super::tls_stream`]).
 
 use std::fmt;
 use std::io;
@@ -17,11 +17,10 @@ use rustls::{ClientConfig, ClientConnection, Connection};
 /// IRCv3 tags (up to 8191 bytes).
 const SERVER_LINE_MAX: usize = huddle_protocol::MAX_LINE_LEN + 8192 + 512;
 
-use crate::app::Event;
-use crate::tls_stream::{self, io_text, TlsReader, TlsWriter};
-use crate::trust::{
-    self, CaPolicy, Fingerprint, KnownServers, PinVerdict, Tofu, Trust, TrustError,
-};
+use super::tls_stream::{self, io_text, TlsReader, TlsWriter};
+use super::Report;
+use crate::core::Fingerprint;
+use crate::trust::{self, CaPolicy, KnownServers, PinVerdict, Tofu, Trust, TrustError};
 use huddle_trust::Verifier;
 use rustls::client::danger::ServerCertVerifier;
 
@@ -99,13 +98,13 @@ pub struct Link {
 
 impl Link {
     /// Connects, completes the TLS handshake under `trust`, and starts the reader thread,
-    /// which sends `Event::Net { link: id, .. }` to `events`.
+    /// which sends `Report::Server { link: id, .. }` to `events`.
     pub fn connect(
         host: &str,
         port: u16,
         trust: &Trust,
         id: u64,
-        events: Sender<Event>,
+        events: Sender<Report>,
     ) -> Result<(Link, TrustNote), ConnectError> {
         let name = host.trim_start_matches('[').trim_end_matches(']');
         let server_name = ServerName::try_from(name.to_string())
@@ -313,8 +312,8 @@ fn log_line(dir: &str, msg: &Message) {
 }
 
 /// The reader thread: every line from the server, then why the connection ended.
-fn read_lines(id: u64, reader: TlsReader, events: &Sender<Event>) {
-    let send = |event| events.send(Event::Net { link: id, event }).is_ok();
+fn read_lines(id: u64, reader: TlsReader, events: &Sender<Report>) {
+    let send = |event| events.send(Report::Server { link: id, event }).is_ok();
     // Server lines carry the sender's prefix and IRCv3 tags on top of a full-length message,
     // so they may be longer than what we may send.
     let end = reader.run(SERVER_LINE_MAX, |line| match line {
