@@ -33,7 +33,7 @@ use crate::core::{parse_fingerprint, Fingerprint};
 
 /// The key of a server in the known-servers file: `host:port`, host lowercased, IPv6 in
 /// brackets.
-pub fn server_key(host: &str, port: u16) -> String {
+pub(crate) fn server_key(host: &str, port: u16) -> String {
     let host = host.to_ascii_lowercase();
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
@@ -44,7 +44,7 @@ pub fn server_key(host: &str, port: u16) -> String {
 
 /// Everything that can go wrong while deciding whom to trust.
 #[derive(Debug)]
-pub enum TrustError {
+pub(crate) enum TrustError {
     CaRead {
         path: PathBuf,
         err: String,
@@ -117,14 +117,14 @@ impl std::error::Error for TrustError {}
 
 /// The known-servers file: `host:port fingerprint` lines.
 #[derive(Debug)]
-pub struct KnownServers {
+pub(crate) struct KnownServers {
     path: PathBuf,
     entries: Vec<(String, Fingerprint)>,
 }
 
 impl KnownServers {
     /// Reads the file; a missing file is an empty list.
-    pub fn load(path: &Path) -> Result<KnownServers, TrustError> {
+    pub(crate) fn load(path: &Path) -> Result<KnownServers, TrustError> {
         let text = match fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
@@ -141,12 +141,12 @@ impl KnownServers {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The remembered fingerprint of `key` (`host:port`). The first entry wins.
-    pub fn lookup(&self, key: &str) -> Option<Fingerprint> {
+    pub(crate) fn lookup(&self, key: &str) -> Option<Fingerprint> {
         self.entries
             .iter()
             .find(|(k, _)| k == key)
@@ -154,7 +154,7 @@ impl KnownServers {
     }
 
     /// Appends an entry to the file (creating it and its directory if needed).
-    pub fn remember(&mut self, key: &str, fp: &Fingerprint) -> Result<(), TrustError> {
+    pub(crate) fn remember(&mut self, key: &str, fp: &Fingerprint) -> Result<(), TrustError> {
         let werr = |err| TrustError::KnownServersWrite {
             path: self.path.clone(),
             err,
@@ -186,7 +186,7 @@ impl KnownServers {
 }
 
 /// Parses the known-servers text; malformed lines are skipped (and logged).
-pub fn parse_known_servers(text: &str) -> Vec<(String, Fingerprint)> {
+fn parse_known_servers(text: &str) -> Vec<(String, Fingerprint)> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -207,7 +207,7 @@ pub fn parse_known_servers(text: &str) -> Vec<(String, Fingerprint)> {
 }
 
 /// Reads every certificate from a PEM file.
-pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
+fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
     let read_err = |err: String| TrustError::CaRead {
         path: path.to_owned(),
         err,
@@ -233,13 +233,13 @@ fn pem_error_text(e: &rustls::pki_types::pem::Error) -> String {
 
 /// `--ca`: webpki with the given roots, or an exact match with one of them.
 #[derive(Debug)]
-pub struct CaPolicy {
+pub(crate) struct CaPolicy {
     pinned: Vec<CertificateDer<'static>>,
     webpki: Option<Arc<WebPkiServerVerifier>>,
 }
 
 impl CaPolicy {
-    pub fn new(certs: Vec<CertificateDer<'static>>) -> CaPolicy {
+    fn new(certs: Vec<CertificateDer<'static>>) -> CaPolicy {
         let mut roots = RootCertStore::empty();
         for cert in &certs {
             if let Err(e) = roots.add(cert.clone()) {
@@ -289,7 +289,7 @@ impl ServerPolicy for CaPolicy {
 
 /// How a presented fingerprint compares with the remembered one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PinVerdict {
+pub(crate) enum PinVerdict {
     /// Nothing remembered yet for this server.
     FirstContact(Fingerprint),
     Matches,
@@ -299,7 +299,7 @@ pub enum PinVerdict {
     },
 }
 
-pub fn check_pin(expected: Option<Fingerprint>, seen: Fingerprint) -> PinVerdict {
+fn check_pin(expected: Option<Fingerprint>, seen: Fingerprint) -> PinVerdict {
     match expected {
         None => PinVerdict::FirstContact(seen),
         Some(e) if e == seen => PinVerdict::Matches,
@@ -310,13 +310,13 @@ pub fn check_pin(expected: Option<Fingerprint>, seen: Fingerprint) -> PinVerdict
 /// Trust on first use for one connection attempt: accepts the remembered certificate, or any
 /// certificate when none is remembered, and records what it saw.
 #[derive(Debug)]
-pub struct Tofu {
+pub(crate) struct Tofu {
     expected: Option<Fingerprint>,
     verdict: Mutex<Option<PinVerdict>>,
 }
 
 impl Tofu {
-    pub fn new(expected: Option<Fingerprint>) -> Tofu {
+    pub(crate) fn new(expected: Option<Fingerprint>) -> Tofu {
         Tofu {
             expected,
             verdict: Mutex::new(None),
@@ -324,7 +324,7 @@ impl Tofu {
     }
 
     /// What the certificate check decided, once the server's certificate arrived.
-    pub fn verdict(&self) -> Option<PinVerdict> {
+    pub(crate) fn verdict(&self) -> Option<PinVerdict> {
         *self.verdict.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -349,21 +349,21 @@ impl ServerPolicy for Tofu {
 
 /// The trust policy chosen on the command line.
 #[derive(Debug, Clone)]
-pub enum Trust {
+pub(crate) enum Trust {
     Ca(Arc<Verifier<CaPolicy>>),
     Tofu { file: PathBuf },
 }
 
 impl Trust {
     /// `--ca FILE`.
-    pub fn from_ca_file(path: &Path) -> Result<Trust, TrustError> {
+    pub(crate) fn from_ca_file(path: &Path) -> Result<Trust, TrustError> {
         Ok(Trust::Ca(Arc::new(Verifier::new(CaPolicy::new(
             load_ca_file(path)?,
         )))))
     }
 
     /// Trust on first use with `file`, or the default file in the user's config dir.
-    pub fn tofu(file: Option<PathBuf>) -> Result<Trust, TrustError> {
+    pub(crate) fn tofu(file: Option<PathBuf>) -> Result<Trust, TrustError> {
         let file = match file {
             Some(f) => f,
             None => directories::ProjectDirs::from("", "", "huddle")

@@ -44,10 +44,10 @@ pub(crate) enum Effect {
     },
 }
 
-pub(crate) fn info(s: impl Into<String>) -> Effect {
+pub(super) fn info(s: impl Into<String>) -> Effect {
     Effect::Show(Output::Info(s.into()))
 }
 
-pub(crate) fn error(s: impl Into<String>) -> Effect {
+pub(super) fn error(s: impl Into<String>) -> Effect {
     Effect::Show(Output::Error(s.into()))
 }

@@ -17,7 +17,7 @@ mod effect;
 mod event;
 mod input;
 pub(crate) mod output;
-pub(crate) mod peer_link;
+mod peer_link;
 mod server_lines;
 mod state;
 mod text;
@@ -32,7 +32,7 @@ pub(crate) use peer_link::{ConnIds, DialFailure};
 pub(crate) use state::State;
 pub(crate) use text::parse_fingerprint;
 #[cfg(test)]
-pub(crate) use user_commands::MAX_TEXT;
+use user_commands::MAX_TEXT;
 
 /// SHA-256 of a certificate's DER encoding.
 pub(crate) use huddle_trust::Fingerprint;

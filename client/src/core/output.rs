@@ -84,7 +84,7 @@ pub(crate) enum Output {
 }
 
 /// Removes terminal control characters and IRC formatting codes from peer-supplied text.
-pub(crate) fn clean(s: &str) -> String {
+fn clean(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {

@@ -57,7 +57,7 @@ fn last_param(msg: &Message) -> &str {
 
 impl State {
     /// One line from the server.
-    pub(crate) fn on_message(&mut self, msg: &Message) -> Vec<Effect> {
+    pub(super) fn on_message(&mut self, msg: &Message) -> Vec<Effect> {
         let last = last_param(msg);
         let cmd = msg.command.to_ascii_uppercase();
         match cmd.as_str() {

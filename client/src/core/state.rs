@@ -14,13 +14,13 @@ use super::peer_link::{Announce, DialFailure, Peers};
 use super::Fingerprint;
 
 /// The room joined at login.
-pub(crate) const LOBBY: &str = "#lobby";
+pub(super) const LOBBY: &str = "#lobby";
 /// How long register, login and join wait for the server.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long logout and exit wait for the server to close the connection.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub(crate) const NOT_LOGGED_IN: &str = "not logged in: use login or register";
+pub(super) const NOT_LOGGED_IN: &str = "not logged in: use login or register";
 
 /// What a login waits for next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,13 +75,13 @@ impl Op {
 /// The protocol state of the client, without any I/O.
 #[derive(Debug, Default)]
 pub(crate) struct State {
-    pub(crate) connected: bool,
+    pub(super) connected: bool,
     /// Set once the server welcomed us (001).
-    pub(crate) nick: Option<String>,
+    pub(super) nick: Option<String>,
     /// The account of the SASL attempt in progress or done.
     pub(super) account: Option<String>,
-    pub(crate) rooms: Vec<String>,
-    pub(crate) current: Option<String>,
+    pub(super) rooms: Vec<String>,
+    pub(super) current: Option<String>,
     /// `353` lines collected per channel (`*` for all users) until `366`.
     pub(super) names: HashMap<String, Vec<String>>,
     pub(crate) op: Option<Op>,
@@ -122,7 +122,7 @@ impl State {
     }
 
     /// A fresh connection is up: negotiate the capabilities the client uses.
-    pub(crate) fn on_connected(&mut self) -> Vec<Effect> {
+    pub(super) fn on_connected(&mut self) -> Vec<Effect> {
         *self = State {
             connected: true,
             op: self.op.take(),
@@ -139,7 +139,7 @@ impl State {
     }
 
     /// The connection could not be opened; the command that needed it is over.
-    pub(crate) fn on_connect_failed(&mut self) {
+    pub(super) fn on_connect_failed(&mut self) {
         self.op = None;
     }
 
@@ -163,7 +163,7 @@ impl State {
     }
 
     /// The connection is gone.
-    pub(crate) fn on_closed(&mut self, reason: Option<&str>) -> Vec<Effect> {
+    pub(super) fn on_closed(&mut self, reason: Option<&str>) -> Vec<Effect> {
         let mut fx = self.peers.stop();
         let op = self.op.take();
         match op {
@@ -185,7 +185,7 @@ impl State {
     }
 
     /// The pending op got no answer in time.
-    pub(crate) fn on_timeout(&mut self) -> Vec<Effect> {
+    pub(super) fn on_timeout(&mut self) -> Vec<Effect> {
         match self.op.take() {
             Some(Op::Logout { exit }) => {
                 self.reset();
@@ -215,7 +215,7 @@ impl State {
     }
 
     /// Ctrl-C while a command waits for the server.
-    pub(crate) fn on_interrupt(&mut self) -> Vec<Effect> {
+    pub(super) fn on_interrupt(&mut self) -> Vec<Effect> {
         match &self.op {
             Some(Op::Logout { .. }) => self.on_timeout(),
             Some(op) => {
@@ -229,7 +229,7 @@ impl State {
     }
 
     /// The prompt for the line editor.
-    pub(crate) fn prompt(&self) -> String {
+    pub(super) fn prompt(&self) -> String {
         match (&self.nick, &self.current) {
             (Some(n), Some(r)) => format!("{n} {r}> "),
             (Some(n), None) => format!("{n}> "),
@@ -248,7 +248,7 @@ impl State {
     }
 
     /// The direct-message listener started (our port and certificate) or failed.
-    pub(crate) fn on_listening(
+    pub(super) fn on_listening(
         &mut self,
         result: Result<(u16, Fingerprint), String>,
     ) -> Vec<Effect> {
@@ -257,19 +257,19 @@ impl State {
         fx
     }
 
-    pub(crate) fn on_peer_connected(&mut self, conn: u64) -> Vec<Effect> {
+    pub(super) fn on_peer_connected(&mut self, conn: u64) -> Vec<Effect> {
         let fx = self.peers.on_connected(conn);
         self.settle();
         fx
     }
 
-    pub(crate) fn on_peer_dial_failed(&mut self, conn: u64, failure: &DialFailure) -> Vec<Effect> {
+    pub(super) fn on_peer_dial_failed(&mut self, conn: u64, failure: &DialFailure) -> Vec<Effect> {
         let fx = self.peers.on_dial_failed(conn, failure);
         self.settle();
         fx
     }
 
-    pub(crate) fn on_peer_accepted(
+    pub(super) fn on_peer_accepted(
         &mut self,
         conn: u64,
         addr: SocketAddr,
@@ -281,20 +281,20 @@ impl State {
         self.peers.on_accepted(conn, addr, cert)
     }
 
-    pub(crate) fn on_peer_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+    pub(super) fn on_peer_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
         let fx = self.peers.on_line(conn, msg);
         self.settle();
         fx
     }
 
-    pub(crate) fn on_peer_closed(&mut self, conn: u64, reason: Option<&str>) -> Vec<Effect> {
+    pub(super) fn on_peer_closed(&mut self, conn: u64, reason: Option<&str>) -> Vec<Effect> {
         let fx = self.peers.on_closed(conn, reason);
         self.settle();
         fx
     }
 
     /// Direct-message deadlines that passed by `now`.
-    pub(crate) fn on_peer_tick(&mut self, now: Instant) -> Vec<Effect> {
+    pub(super) fn on_peer_tick(&mut self, now: Instant) -> Vec<Effect> {
         let fx = self.peers.tick(now);
         self.settle();
         fx

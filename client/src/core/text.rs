@@ -4,7 +4,7 @@ use super::Fingerprint;
 
 /// Splits text into pieces of at most `max` bytes, on character boundaries, preferring
 /// spaces.
-pub(crate) fn split_text(text: &str, max: usize) -> Vec<&str> {
+pub(super) fn split_text(text: &str, max: usize) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = text;
     while rest.len() > max {
@@ -27,7 +27,7 @@ pub(crate) fn split_text(text: &str, max: usize) -> Vec<&str> {
 }
 
 /// `HH:MM` (UTC) from a `server-time` tag like `2026-11-25T13:05:09.123Z`.
-pub(crate) fn clock_of(time: &str) -> Option<String> {
+pub(super) fn clock_of(time: &str) -> Option<String> {
     let hm = time.get(11..16)?;
     let ok = hm.as_bytes()[2] == b':' && hm.bytes().filter(u8::is_ascii_digit).count() == 4;
     ok.then(|| hm.to_string())

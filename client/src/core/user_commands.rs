@@ -12,11 +12,11 @@ use super::text::split_text;
 
 /// Longest text sent in one PRIVMSG; longer text is split. The server relays lines of up to
 /// 4096 bytes including its prefix, so this leaves room for it.
-pub(crate) const MAX_TEXT: usize = 3000;
+pub(super) const MAX_TEXT: usize = 3000;
 
 impl State {
     /// Runs a command whose arguments are complete.
-    pub(crate) fn on_command(&mut self, cmd: Command) -> Vec<Effect> {
+    pub(super) fn on_command(&mut self, cmd: Command) -> Vec<Effect> {
         match cmd {
             Command::Help => vec![Effect::Show(Output::Text(command::HELP.to_string()))],
             Command::Register { name, password } => self.register(name, password),

@@ -28,13 +28,13 @@ use super::Report;
 use crate::core::{ConnIds, DialFailure, Fingerprint};
 
 /// Connections the listener keeps at once (handshaking or open); more are dropped at once.
-pub const MAX_INCOMING: usize = 64;
+const MAX_INCOMING: usize = 64;
 
 static NEXT_LISTENER: AtomicU64 = AtomicU64::new(1);
 
 /// What the peer threads report to the application thread.
 #[derive(Debug)]
-pub enum PeerEvent {
+pub(crate) enum PeerEvent {
     /// A dial reached the peer and the TLS handshake (with the pinned certificate) is done.
     Connected { conn: u64, writer: PeerWriter },
     /// A dial failed; nothing was sent.
@@ -55,7 +55,7 @@ pub enum PeerEvent {
 }
 
 /// The sending half of a peer connection.
-pub struct PeerWriter(TlsWriter);
+pub(crate) struct PeerWriter(TlsWriter);
 
 impl fmt::Debug for PeerWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,13 +67,13 @@ impl fmt::Debug for PeerWriter {
 
 impl PeerWriter {
     /// Sends one line. The socket's write timeout bounds how long this can block.
-    pub fn send(&self, msg: &Message) -> io::Result<()> {
+    pub(super) fn send(&self, msg: &Message) -> io::Result<()> {
         log::debug!("peer >> {}", msg.command);
         self.0.send(msg)
     }
 
     /// Says goodbye at the TLS level and shuts the socket down; the reader thread ends.
-    pub fn close(&self) {
+    pub(super) fn close(&self) {
         self.0.close();
     }
 }
@@ -91,7 +91,7 @@ fn is_timeout(e: &io::Error) -> bool {
 
 /// Dials `addr` on a new thread, pinning the certificate to `expected`; reports
 /// `Connected` or `DialFailed`, then the connection's lines.
-pub fn dial(
+pub(super) fn dial(
     conn: u64,
     addr: SocketAddr,
     expected: Fingerprint,
@@ -213,7 +213,7 @@ fn read_lines(conn: u64, reader: TlsReader, events: &Sender<Report>) {
 }
 
 /// The TLS listener for direct connections.
-pub struct Listener {
+pub(super) struct Listener {
     id: u64,
     local: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -223,7 +223,7 @@ pub struct Listener {
 impl Listener {
     /// Listens on `bind` with `identity`'s certificate; accepted connections are reported
     /// as `PeerEvent::Accepted` once their handshake is done.
-    pub fn start(
+    pub(super) fn start(
         bind: SocketAddr,
         identity: &Identity,
         timeout: Duration,
@@ -251,16 +251,16 @@ impl Listener {
         })
     }
 
-    pub fn id(&self) -> u64 {
+    pub(super) fn id(&self) -> u64 {
         self.id
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(super) fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
     /// Stops accepting: the thread is woken by a connection to itself and joined.
-    pub fn close(&mut self) {
+    pub(super) fn close(&mut self) {
         let Some(thread) = self.thread.take() else {
             return;
         };

@@ -23,10 +23,10 @@ use crate::core::Fingerprint;
 
 /// The server name the dialer uses. Certificates are pinned by fingerprint, so the name is
 /// never checked; SNI is not sent.
-pub const PEER_NAME: &str = "huddle-peer";
+pub(super) const PEER_NAME: &str = "huddle-peer";
 
 /// A fresh self-signed certificate and its key, made for one login session.
-pub struct Identity {
+pub(super) struct Identity {
     cert: CertificateDer<'static>,
     key: PrivatePkcs8KeyDer<'static>,
     fingerprint: Fingerprint,
@@ -42,7 +42,7 @@ impl fmt::Debug for Identity {
 
 impl Identity {
     /// A new ECDSA P-256 key and a self-signed certificate for it (rcgen).
-    pub fn generate() -> Result<Identity, String> {
+    pub(super) fn generate() -> Result<Identity, String> {
         let err = |e: rcgen::Error| format!("cannot create a certificate: {e}");
         let mut params = rcgen::CertificateParams::new(vec![PEER_NAME.to_string()]).map_err(err)?;
         params
@@ -56,7 +56,7 @@ impl Identity {
         ))
     }
 
-    pub fn from_parts(cert: CertificateDer<'static>, key: PrivatePkcs8KeyDer<'static>) -> Identity {
+    fn from_parts(cert: CertificateDer<'static>, key: PrivatePkcs8KeyDer<'static>) -> Identity {
         let fingerprint = fingerprint(cert.as_ref());
         Identity {
             cert,
@@ -66,7 +66,7 @@ impl Identity {
     }
 
     /// SHA-256 of the certificate, as announced with `PEERADDR`.
-    pub fn fingerprint(&self) -> Fingerprint {
+    pub(super) fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
     }
 
@@ -81,7 +81,7 @@ impl Identity {
 
 /// What the pinning verifier saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PinCheck {
+pub(super) enum PinCheck {
     Matches,
     Mismatch { seen: Fingerprint },
 }
@@ -90,13 +90,13 @@ pub enum PinCheck {
 /// server reported (the [`Verifier`] around it checks that the handshake is signed with its
 /// key). It records what it saw, so that a refusal can say why.
 #[derive(Debug)]
-pub struct PinnedPeer {
+pub(super) struct PinnedPeer {
     expected: Fingerprint,
     check: Mutex<Option<PinCheck>>,
 }
 
 impl PinnedPeer {
-    pub fn new(expected: Fingerprint) -> PinnedPeer {
+    pub(super) fn new(expected: Fingerprint) -> PinnedPeer {
         PinnedPeer {
             expected,
             check: Mutex::new(None),
@@ -104,7 +104,7 @@ impl PinnedPeer {
     }
 
     /// The result of the fingerprint comparison, once the certificate arrived.
-    pub fn check(&self) -> Option<PinCheck> {
+    pub(super) fn check(&self) -> Option<PinCheck> {
         *self.check.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -133,7 +133,7 @@ impl ServerPolicy for PinnedPeer {
 }
 
 /// The dialer's verifier.
-pub type PinnedVerifier = Verifier<PinnedPeer>;
+pub(super) type PinnedVerifier = Verifier<PinnedPeer>;
 
 /// The responder's verifier: a client certificate is mandatory and any certificate is
 /// accepted in the handshake, but the client must sign the handshake with its key. Whose
@@ -144,7 +144,7 @@ fn any_client_cert() -> Arc<Verifier<AnyCert>> {
 
 /// The listener's configuration: our session certificate, a mandatory client certificate,
 /// no session cache and no tickets.
-pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>, rustls::Error> {
+pub(super) fn server_config(id: &Identity) -> Result<Arc<ServerConfig>, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(any_client_cert())
@@ -156,7 +156,7 @@ pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>, rustls::Error> 
 
 /// The dialer's configuration: `verifier` pins the responder, our session certificate is the
 /// client certificate, resumption is off.
-pub fn client_config(
+pub(super) fn client_config(
     id: &Identity,
     verifier: Arc<PinnedVerifier>,
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
@@ -171,7 +171,7 @@ pub fn client_config(
 }
 
 /// The fingerprint of the first certificate the peer presented.
-pub fn peer_fingerprint(conn: &rustls::CommonState) -> Option<Fingerprint> {
+pub(super) fn peer_fingerprint(conn: &rustls::CommonState) -> Option<Fingerprint> {
     conn.peer_certificates()
         .and_then(|c| c.first())
         .map(|c| fingerprint(c.as_ref()))

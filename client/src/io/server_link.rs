@@ -31,7 +31,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the reader thread reports.
 #[derive(Debug)]
-pub enum NetEvent {
+pub(crate) enum NetEvent {
     Line(Message),
     /// The connection is gone. `None`: the server closed it cleanly.
     Closed(Option<String>),
@@ -39,7 +39,7 @@ pub enum NetEvent {
 
 /// Why a connection could not be set up.
 #[derive(Debug)]
-pub enum ConnectError {
+pub(super) enum ConnectError {
     BadHost(String),
     Resolve { host: String, err: io::Error },
     Connect { addr: String, err: io::Error },
@@ -79,7 +79,7 @@ impl From<TrustError> for ConnectError {
 
 /// What the caller should tell the user about the certificate after connecting.
 #[derive(Debug, PartialEq, Eq)]
-pub enum TrustNote {
+pub(super) enum TrustNote {
     /// `--ca`, or a remembered fingerprint that matched.
     Trusted,
     /// First contact under trust on first use; the fingerprint was saved in `file`.
@@ -90,7 +90,7 @@ pub enum TrustNote {
 }
 
 /// A TLS connection to the server with its reader thread.
-pub struct Link {
+pub(super) struct Link {
     id: u64,
     writer: TlsWriter,
     reader: Option<JoinHandle<()>>,
@@ -99,7 +99,7 @@ pub struct Link {
 impl Link {
     /// Connects, completes the TLS handshake under `trust`, and starts the reader thread,
     /// which sends `Report::Server { link: id, .. }` to `events`.
-    pub fn connect(
+    pub(super) fn connect(
         host: &str,
         port: u16,
         trust: &Trust,
@@ -149,23 +149,23 @@ impl Link {
         ))
     }
 
-    pub fn id(&self) -> u64 {
+    pub(super) fn id(&self) -> u64 {
         self.id
     }
 
     /// Our end of the connection: the default address for the direct-message listener.
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.writer.local_addr()
     }
 
     /// Sends one message.
-    pub fn send(&self, msg: &Message) -> io::Result<()> {
+    pub(super) fn send(&self, msg: &Message) -> io::Result<()> {
         log_line(">>", msg);
         self.writer.send(msg)
     }
 
     /// Says goodbye at the TLS level and closes the socket; the reader thread ends.
-    pub fn close(&mut self) {
+    pub(super) fn close(&mut self) {
         self.writer.close();
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();

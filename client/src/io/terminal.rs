@@ -31,7 +31,7 @@ enum Out {
 
 /// The user interface: an input thread answering [`InputRequest`]s with `Report::Input`, and
 /// the printing of [`Output`]s.
-pub struct Ui {
+pub(super) struct Ui {
     out: Out,
     requests: Sender<InputRequest>,
     interactive: bool,
@@ -40,7 +40,7 @@ pub struct Ui {
 impl Ui {
     /// Starts the input thread. With `interactive`, a line editor is used when the terminal
     /// supports one; otherwise plain stdin lines.
-    pub fn start(interactive: bool, events: Sender<Report>) -> Ui {
+    pub(super) fn start(interactive: bool, events: Sender<Report>) -> Ui {
         let (req_tx, req_rx) = mpsc::channel();
         if interactive {
             match DefaultEditor::new() {
@@ -76,11 +76,11 @@ impl Ui {
         }
     }
 
-    pub fn interactive(&self) -> bool {
+    pub(super) fn interactive(&self) -> bool {
         self.interactive
     }
 
-    pub fn show(&self, d: &Output) {
+    pub(super) fn show(&self, d: &Output) {
         let mut text = render(d);
         text.push('\n');
         match &self.out {
@@ -98,12 +98,12 @@ impl Ui {
     }
 
     /// Asks the input thread for the next line; the answer arrives as `Report::Input`.
-    pub fn request(&self, r: InputRequest) {
+    pub(super) fn request(&self, r: InputRequest) {
         let _ = self.requests.send(r);
     }
 
     /// Lets queued output reach the terminal before the program ends.
-    pub fn finish(&mut self) {
+    pub(super) fn finish(&mut self) {
         if let Out::Printer { lines, done } = &mut self.out {
             lines.take();
             let _ = done.recv_timeout(Duration::from_secs(1));

@@ -17,7 +17,7 @@ use huddle_protocol::{LineReader, Message};
 use rustls::Connection;
 
 /// An I/O error as a short lowercase phrase, without the "(os error N)" suffix.
-pub fn io_text(e: &io::Error) -> String {
+pub(super) fn io_text(e: &io::Error) -> String {
     let text = e.to_string();
     let text = match text.rfind(" (os error ") {
         Some(i) if text.ends_with(')') => text[..i].to_string(),
@@ -46,7 +46,11 @@ fn flush_tls(tls: &mut Connection, mut sock: &TcpStream) -> io::Result<()> {
 
 /// Completes the TLS handshake within `timeout` in all (a peer that trickles bytes does not
 /// extend it), and sends what it leaves to send (e.g. the client's Finished).
-pub fn handshake(conn: &mut Connection, sock: &mut TcpStream, timeout: Duration) -> io::Result<()> {
+pub(super) fn handshake(
+    conn: &mut Connection,
+    sock: &mut TcpStream,
+    timeout: Duration,
+) -> io::Result<()> {
     let deadline = Instant::now() + timeout;
     while conn.is_handshaking() {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -68,7 +72,7 @@ pub fn handshake(conn: &mut Connection, sock: &mut TcpStream, timeout: Duration)
 /// Splits a stream whose handshake is done into its writer and its reader. Idle streams stay
 /// open: the socket gets no read timeout from here on; writes stay bounded by the socket's
 /// write timeout.
-pub fn split(tls: Connection, sock: TcpStream) -> io::Result<(TlsWriter, TlsReader)> {
+pub(super) fn split(tls: Connection, sock: TcpStream) -> io::Result<(TlsWriter, TlsReader)> {
     sock.set_read_timeout(None)?;
     let read_sock = sock.try_clone()?;
     let tls = Arc::new(Mutex::new(tls));
@@ -86,21 +90,21 @@ pub fn split(tls: Connection, sock: TcpStream) -> io::Result<(TlsWriter, TlsRead
 }
 
 /// The sending half of a stream.
-pub struct TlsWriter {
+pub(super) struct TlsWriter {
     tls: Arc<Mutex<Connection>>,
     sock: TcpStream,
 }
 
 impl TlsWriter {
     /// Sends one line. The socket's write timeout bounds how long this can block.
-    pub fn send(&self, msg: &Message) -> io::Result<()> {
+    pub(super) fn send(&self, msg: &Message) -> io::Result<()> {
         let mut tls = lock(&self.tls);
         tls.writer().write_all(msg.to_line().as_bytes())?;
         flush_tls(&mut tls, &self.sock)
     }
 
     /// Says goodbye at the TLS level and shuts the socket down; the reader ends.
-    pub fn close(&self) {
+    pub(super) fn close(&self) {
         {
             let mut tls = lock(&self.tls);
             tls.send_close_notify();
@@ -109,21 +113,21 @@ impl TlsWriter {
         let _ = self.sock.shutdown(Shutdown::Both);
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+    pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.sock.local_addr()
     }
 
-    pub fn peer_addr(&self) -> io::Result<SocketAddr> {
+    pub(super) fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.sock.peer_addr()
     }
 }
 
 /// The receiver of a reader's lines went away; nobody is told that the stream ended.
 #[derive(Debug)]
-pub struct ReceiverGone;
+pub(super) struct ReceiverGone;
 
 /// The receiving half of a stream.
-pub struct TlsReader {
+pub(super) struct TlsReader {
     tls: Arc<Mutex<Connection>>,
     sock: TcpStream,
 }
@@ -141,7 +145,7 @@ impl TlsReader {
     /// why it is not a message) to `deliver`, which says whether anyone still listens.
     /// Returns why the stream ended (`None`: closed cleanly by the other end); the socket is
     /// shut down either way.
-    pub fn run(
+    pub(super) fn run(
         mut self,
         max_line: usize,
         mut deliver: impl FnMut(Result<Message, String>) -> bool,

@@ -17,7 +17,7 @@ use crate::core::Fingerprint;
 
 impl Peers {
     /// A dial reached the peer; TLS is up with the pinned certificate.
-    pub fn on_connected(&mut self, conn: u64) -> Vec<Effect> {
+    pub(crate) fn on_connected(&mut self, conn: u64) -> Vec<Effect> {
         let me = self.me.clone().unwrap_or_default();
         let deadline = Instant::now() + self.timeout;
         match self.conns.get_mut(&conn) {
@@ -31,7 +31,7 @@ impl Peers {
     }
 
     /// A dial failed.
-    pub fn on_dial_failed(&mut self, conn: u64, failure: &DialFailure) -> Vec<Effect> {
+    pub(crate) fn on_dial_failed(&mut self, conn: u64, failure: &DialFailure) -> Vec<Effect> {
         let Some(c) = self.conns.remove(&conn) else {
             return Vec::new();
         };
@@ -68,7 +68,12 @@ impl Peers {
     }
 
     /// The listener accepted a connection whose TLS handshake is done.
-    pub fn on_accepted(&mut self, conn: u64, addr: SocketAddr, cert: Fingerprint) -> Vec<Effect> {
+    pub(crate) fn on_accepted(
+        &mut self,
+        conn: u64,
+        addr: SocketAddr,
+        cert: Fingerprint,
+    ) -> Vec<Effect> {
         if self.me.is_none() || self.conns.len() >= MAX_CONNS {
             return vec![Effect::PeerClose { conn }];
         }
@@ -88,7 +93,7 @@ impl Peers {
     }
 
     /// One line from a peer connection.
-    pub fn on_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+    pub(crate) fn on_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
         let Some(c) = self.conns.get(&conn) else {
             return Vec::new();
         };
@@ -250,7 +255,7 @@ impl Peers {
     }
 
     /// A peer connection ended.
-    pub fn on_closed(&mut self, conn: u64, reason: Option<&str>) -> Vec<Effect> {
+    pub(crate) fn on_closed(&mut self, conn: u64, reason: Option<&str>) -> Vec<Effect> {
         let Some(c) = self.conns.remove(&conn) else {
             return Vec::new();
         };
@@ -288,7 +293,7 @@ impl Peers {
     }
 
     /// Deadlines that passed by `now`.
-    pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
+    pub(crate) fn tick(&mut self, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         let expired: Vec<u64> = self
             .conns

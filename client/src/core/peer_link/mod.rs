@@ -34,18 +34,18 @@ mod connections;
 mod server_replies;
 
 /// Default bound on each step: server lookup, TCP connect, TLS handshake, greeting, ack.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open or opening connections kept at once; more incoming ones are closed.
-pub const MAX_CONNS: usize = 64;
+const MAX_CONNS: usize = 64;
 /// Unanswered server lookups remembered (the server answers in order).
 const MAX_LOOKUPS: usize = 256;
 /// Longest text in one `DM` frame; longer messages are split. Frames are IRC lines of at
 /// most 4096 bytes.
-pub const MAX_DM_TEXT: usize = 3000;
+const MAX_DM_TEXT: usize = 3000;
 
 /// Why a dial failed before anything was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DialFailure {
+pub(crate) enum DialFailure {
     /// The TCP connection failed, e.g. "connection refused".
     Unreachable(String),
     /// No TCP connection or no finished TLS handshake within the timeout.
@@ -60,7 +60,7 @@ pub enum DialFailure {
 
 /// The state of our own endpoint announcement.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Announce {
+pub(crate) enum Announce {
     #[default]
     Off,
     /// `PEERADDR` sent, waiting for the server's `PEER` line.
@@ -194,7 +194,7 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// `<nick> <ip> <port> <fingerprint>` of a `PEER` reply.
-pub fn parse_endpoint(msg: &Message) -> Option<(&str, SocketAddr, Fingerprint)> {
+fn parse_endpoint(msg: &Message) -> Option<(&str, SocketAddr, Fingerprint)> {
     let nick = msg.param(0)?;
     let ip = msg.param(1)?;
     let ip: IpAddr = ip
@@ -209,7 +209,7 @@ pub fn parse_endpoint(msg: &Message) -> Option<(&str, SocketAddr, Fingerprint)> 
 }
 
 impl Peers {
-    pub fn new(timeout: Duration) -> Peers {
+    pub(crate) fn new(timeout: Duration) -> Peers {
         Peers {
             timeout,
             ids: ConnIds::default(),
@@ -242,17 +242,17 @@ impl Peers {
         self.timeout.as_secs().max(1)
     }
 
-    pub fn announce(&self) -> &Announce {
+    pub(crate) fn announce(&self) -> &Announce {
         &self.announce
     }
 
     /// A `msg` is waiting for its outcome.
-    pub fn busy(&self) -> bool {
+    pub(crate) fn busy(&self) -> bool {
         self.outgoing.is_some()
     }
 
     /// The earliest moment [`Peers::tick`] has something to do.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let out = self.outgoing.as_ref().and_then(|o| match o.stage {
             OutStage::Lookup { deadline } | OutStage::Acks { deadline, .. } => Some(deadline),
             OutStage::Connecting { .. } => None,
@@ -265,18 +265,18 @@ impl Peers {
     }
 
     /// Logged in as `me` (001).
-    pub fn login(&mut self, me: &str) {
+    pub(crate) fn login(&mut self, me: &str) {
         self.me = Some(me.to_string());
     }
 
     /// Ends the session's direct messaging: listener and every connection go.
-    pub fn stop(&mut self) -> Vec<Effect> {
+    pub(crate) fn stop(&mut self) -> Vec<Effect> {
         *self = self.fresh();
         vec![Effect::PeerStop]
     }
 
     /// The listener is up (our `port` and certificate `fp`) or could not start.
-    pub fn listening(&mut self, result: Result<(u16, Fingerprint), String>) -> Vec<Effect> {
+    pub(crate) fn listening(&mut self, result: Result<(u16, Fingerprint), String>) -> Vec<Effect> {
         match result {
             Ok((port, fp)) => {
                 self.announce = Announce::Pending;
@@ -309,7 +309,7 @@ impl Peers {
     }
 
     /// `msg to text`. The caller checked login and arguments.
-    pub fn send(&mut self, to: &str, text: &str) -> Vec<Effect> {
+    pub(crate) fn send(&mut self, to: &str, text: &str) -> Vec<Effect> {
         if let Some(o) = &self.outgoing {
             return vec![error(format!(
                 "still sending to {}; wait for it to finish",
@@ -378,7 +378,7 @@ impl Peers {
     }
 
     /// Gives up the message in progress (Ctrl-C). Connections stay.
-    pub fn cancel(&mut self) -> Option<String> {
+    pub(crate) fn cancel(&mut self) -> Option<String> {
         self.outgoing.take().map(|o| o.to)
     }
 

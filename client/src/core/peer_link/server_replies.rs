@@ -14,7 +14,7 @@ use crate::core::Fingerprint;
 
 impl Peers {
     /// The server's `PEER <nick> <ip> <port> <fingerprint>`.
-    pub fn on_peer_reply(&mut self, msg: &Message) -> Vec<Effect> {
+    pub(crate) fn on_peer_reply(&mut self, msg: &Message) -> Vec<Effect> {
         let Some(nick) = msg.param(0) else {
             return Vec::new();
         };
@@ -84,7 +84,7 @@ impl Peers {
     }
 
     /// `FAIL PEER <code> <nick> :text` or `FAIL PEERADDR <code> ... :text`.
-    pub fn on_fail(&mut self, msg: &Message) -> Vec<Effect> {
+    pub(crate) fn on_fail(&mut self, msg: &Message) -> Vec<Effect> {
         let command = msg.param(0).unwrap_or("");
         let code = msg.param(1).unwrap_or("");
         let text = msg.params.last().map(String::as_str).unwrap_or("");
@@ -138,7 +138,7 @@ impl Peers {
     }
 
     /// The server does not know `PEER`/`PEERADDR` at all (421).
-    pub fn on_unsupported(&mut self) -> Vec<Effect> {
+    pub(crate) fn on_unsupported(&mut self) -> Vec<Effect> {
         let why = "the server does not support them".to_string();
         self.lookups.clear();
         let mut fx = Vec::new();
