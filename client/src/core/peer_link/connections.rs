@@ -214,30 +214,10 @@ impl Peers {
                     Vec::new()
                 }
             },
-            "ACK" => {
-                let Some(id) = msg.param(0) else {
-                    return Vec::new();
-                };
-                let Some(out) = &mut self.outgoing else {
-                    return Vec::new();
-                };
-                let OutStage::Acks {
-                    conn: c, pending, ..
-                } = &mut out.stage
-                else {
-                    return Vec::new();
-                };
-                if *c != conn {
-                    return Vec::new();
-                }
-                pending.retain(|p| p != id);
-                if pending.is_empty() {
-                    let to = out.to.clone();
-                    self.outgoing = None;
-                    return vec![info(format!("delivered to {to} (direct)"))];
-                }
-                Vec::new()
-            }
+            "ACK" => match msg.param(0) {
+                Some(id) => self.on_ack(conn, id),
+                None => Vec::new(),
+            },
             "ERROR" => {
                 log::info!(
                     "{from} closes the direct connection: {}",
@@ -252,6 +232,29 @@ impl Peers {
                 Vec::new()
             }
         }
+    }
+
+    /// `ACK <id>` on `conn`: the message in progress is delivered once every part is.
+    fn on_ack(&mut self, conn: u64, id: &str) -> Vec<Effect> {
+        let Some(out) = &mut self.outgoing else {
+            return Vec::new();
+        };
+        let OutStage::Acks {
+            conn: c, pending, ..
+        } = &mut out.stage
+        else {
+            return Vec::new();
+        };
+        if *c != conn {
+            return Vec::new();
+        }
+        pending.retain(|p| p != id);
+        if !pending.is_empty() {
+            return Vec::new();
+        }
+        let to = out.to.clone();
+        self.outgoing = None;
+        vec![info(format!("delivered to {to} (direct)"))]
     }
 
     /// A peer connection ended.
@@ -294,82 +297,90 @@ impl Peers {
 
     /// Deadlines that passed by `now`.
     pub(crate) fn tick(&mut self, now: Instant) -> Vec<Effect> {
-        let mut fx = Vec::new();
         let expired: Vec<u64> = self
             .conns
             .iter()
             .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
             .map(|(&id, _)| id)
             .collect();
+        let mut fx = Vec::new();
         for conn in expired {
-            let Some(c) = self.conns.get(&conn) else {
-                continue;
-            };
-            let (stage, role, nick, addr) = (c.stage, c.role, c.nick.clone(), c.addr.clone());
-            let connecting = self.is_connecting(conn);
-            match stage {
-                Stage::Verifying => {
-                    fx.push(error(format!(
-                        "refused a direct connection from {addr} claiming to be {nick}: the server \
-                         did not confirm {nick}'s certificate within {} s",
-                        self.secs()
-                    )));
-                    fx.push(peer_send(
-                        conn,
-                        "ERROR",
-                        &[&format!("Could not verify {nick} in time")],
-                    ));
-                }
-                Stage::AwaitHello => {
-                    log::info!("direct connection from {addr} sent no PEERHELLO in time");
-                    fx.push(peer_send(
-                        conn,
-                        "ERROR",
-                        &["Timed out waiting for PEERHELLO"],
-                    ));
-                }
-                _ => {}
-            }
-            fx.push(self.close(conn));
-            if connecting && role == Role::Dialer {
-                let text = match stage {
-                    Stage::Greeting => format!(
-                        "{nick}'s client at {addr} did not accept the direct connection within {} s; nothing was sent",
-                        self.secs()
-                    ),
-                    _ => format!(
-                        "cannot reach {nick} directly at {addr}: no answer in time (the message was not sent)"
-                    ),
-                };
-                fx.extend(self.fail(text));
-            }
+            fx.extend(self.conn_expired(conn));
         }
-        let expired = self.outgoing.as_ref().and_then(|o| match &o.stage {
-            OutStage::Lookup { deadline } if *deadline <= now => Some(None),
-            OutStage::Acks { deadline, conn, .. } if *deadline <= now => Some(Some(*conn)),
-            _ => None,
-        });
-        if let Some(acks_on) = expired {
-            let to = self
-                .outgoing
-                .as_ref()
-                .map(|o| o.to.clone())
-                .unwrap_or_default();
-            match acks_on {
-                None => fx.extend(self.fail(format!(
-                    "the server did not say where {to} is within {} s (the message was not sent)",
+        fx.extend(self.outgoing_expired(now));
+        fx
+    }
+
+    /// A connection that did not get through its greeting in time is closed; a message
+    /// waiting for it fails.
+    fn conn_expired(&mut self, conn: u64) -> Vec<Effect> {
+        let Some(c) = self.conns.get(&conn) else {
+            return Vec::new();
+        };
+        let (stage, role, nick, addr) = (c.stage, c.role, c.nick.clone(), c.addr.clone());
+        let connecting = self.is_connecting(conn);
+        let mut fx = Vec::new();
+        match stage {
+            Stage::Verifying => {
+                fx.push(error(format!(
+                    "refused a direct connection from {addr} claiming to be {nick}: the server \
+                     did not confirm {nick}'s certificate within {} s",
                     self.secs()
-                ))),
-                Some(conn) => {
-                    // A peer that does not acknowledge is not trusted with the next message.
-                    fx.push(self.close(conn));
-                    fx.extend(self.fail(format!(
-                        "{to} did not acknowledge the message within {} s",
-                        self.secs()
-                    )));
-                }
+                )));
+                fx.push(peer_send(
+                    conn,
+                    "ERROR",
+                    &[&format!("Could not verify {nick} in time")],
+                ));
             }
+            Stage::AwaitHello => {
+                log::info!("direct connection from {addr} sent no PEERHELLO in time");
+                fx.push(peer_send(
+                    conn,
+                    "ERROR",
+                    &["Timed out waiting for PEERHELLO"],
+                ));
+            }
+            _ => {}
+        }
+        fx.push(self.close(conn));
+        if connecting && role == Role::Dialer {
+            let text = match stage {
+                Stage::Greeting => format!(
+                    "{nick}'s client at {addr} did not accept the direct connection within {} s; nothing was sent",
+                    self.secs()
+                ),
+                _ => format!(
+                    "cannot reach {nick} directly at {addr}: no answer in time (the message was not sent)"
+                ),
+            };
+            fx.extend(self.fail(text));
         }
         fx
+    }
+
+    /// The message in progress fails if the server's answer or the peer's acknowledgement
+    /// is overdue.
+    fn outgoing_expired(&mut self, now: Instant) -> Vec<Effect> {
+        let Some(out) = &self.outgoing else {
+            return Vec::new();
+        };
+        let to = out.to.clone();
+        match out.stage {
+            OutStage::Lookup { deadline } if deadline <= now => self.fail(format!(
+                "the server did not say where {to} is within {} s (the message was not sent)",
+                self.secs()
+            )),
+            OutStage::Acks { deadline, conn, .. } if deadline <= now => {
+                // A peer that does not acknowledge is not trusted with the next message.
+                let mut fx = vec![self.close(conn)];
+                fx.extend(self.fail(format!(
+                    "{to} did not acknowledge the message within {} s",
+                    self.secs()
+                )));
+                fx
+            }
+            _ => Vec::new(),
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! or the one an incoming connection claims), `FAIL PEER`/`FAIL PEERADDR`, and a server
 //! without the extension.
 
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use huddle_protocol::Message;
@@ -22,51 +23,24 @@ impl Peers {
         match self.take_lookup(nick) {
             Some(Lookup::Announce) => {
                 self.announce = Announce::Confirmed;
-                match endpoint {
-                    Some((_, addr, fp)) => vec![info(format!(
-                        "direct messages: listening on port {}, certificate SHA-256 {}",
-                        addr.port(),
-                        huddle_trust::hex(&fp)
-                    ))],
-                    None => Vec::new(),
-                }
+                endpoint
+                    .map(|(_, addr, fp)| {
+                        info(format!(
+                            "direct messages: listening on port {}, certificate SHA-256 {}",
+                            addr.port(),
+                            huddle_trust::hex(&fp)
+                        ))
+                    })
+                    .into_iter()
+                    .collect()
             }
-            Some(Lookup::Send { nick: asked }) => {
-                let waiting = matches!(&self.outgoing,
-                    Some(o) if same(&o.to, &asked) && matches!(o.stage, OutStage::Lookup { .. }));
-                if !waiting {
-                    return Vec::new();
-                }
-                let Some((spelled, addr, fp)) = endpoint else {
-                    return self.fail(format!(
-                        "the server sent an unusable address for {asked} (the message was not sent)"
-                    ));
-                };
-                let conn = self.ids.next();
-                let spelled = spelled.to_string();
-                self.conns.insert(
-                    conn,
-                    Conn {
-                        role: Role::Dialer,
-                        stage: Stage::Dialing,
-                        nick: spelled.clone(),
-                        addr: addr.to_string(),
-                        cert: None,
-                        // The dial thread bounds connect and handshake; this is a backstop.
-                        deadline: Some(Instant::now() + self.timeout * 3),
-                        next_id: 0,
-                    },
-                );
-                if let Some(o) = &mut self.outgoing {
-                    o.to = spelled;
-                    o.stage = OutStage::Connecting { conn };
-                }
-                vec![Effect::PeerDial {
-                    conn,
-                    addr,
-                    fingerprint: fp,
-                }]
-            }
+            Some(Lookup::Send { nick: asked }) if self.is_looking_up(&asked) => match endpoint {
+                Some((spelled, addr, fp)) => self.dial(spelled, addr, fp),
+                None => self.fail(format!(
+                    "the server sent an unusable address for {asked} (the message was not sent)"
+                )),
+            },
+            Some(Lookup::Send { .. }) => Vec::new(),
             Some(Lookup::Verify {
                 conn,
                 nick: claimed,
@@ -83,33 +57,68 @@ impl Peers {
         }
     }
 
+    /// The message in progress waits for the server to say where `nick` is.
+    fn is_looking_up(&self, nick: &str) -> bool {
+        matches!(&self.outgoing,
+            Some(o) if same(&o.to, nick) && matches!(o.stage, OutStage::Lookup { .. }))
+    }
+
+    /// Dials the recipient of the message in progress at the endpoint the server gave.
+    fn dial(&mut self, spelled: &str, addr: SocketAddr, fingerprint: Fingerprint) -> Vec<Effect> {
+        let conn = self.ids.next();
+        self.conns.insert(
+            conn,
+            Conn {
+                role: Role::Dialer,
+                stage: Stage::Dialing,
+                nick: spelled.to_string(),
+                addr: addr.to_string(),
+                cert: None,
+                // The dial thread bounds connect and handshake; this is a backstop.
+                deadline: Some(Instant::now() + self.timeout * 3),
+                next_id: 0,
+            },
+        );
+        if let Some(o) = &mut self.outgoing {
+            o.to = spelled.to_string();
+            o.stage = OutStage::Connecting { conn };
+        }
+        vec![Effect::PeerDial {
+            conn,
+            addr,
+            fingerprint,
+        }]
+    }
+
+    /// `FAIL PEERADDR`: the server refused our endpoint.
+    fn announcement_refused(&mut self, code: &str, text: &str) -> Vec<Effect> {
+        if let Some(i) = self
+            .lookups
+            .iter()
+            .position(|l| matches!(l, Lookup::Announce))
+        {
+            self.lookups.remove(i);
+        }
+        let why = format!("the server refused our endpoint ({code}: {text})");
+        self.announce = Announce::Unavailable(why.clone());
+        vec![
+            error(format!("direct messages are unavailable: {why}")),
+            Effect::PeerStopListening,
+        ]
+    }
+
     /// `FAIL PEER <code> <nick> :text` or `FAIL PEERADDR <code> ... :text`.
     pub(crate) fn on_fail(&mut self, msg: &Message) -> Vec<Effect> {
         let command = msg.param(0).unwrap_or("");
         let code = msg.param(1).unwrap_or("");
         let text = msg.params.last().map(String::as_str).unwrap_or("");
         if same(command, "PEERADDR") {
-            // Our announcement was refused.
-            if let Some(i) = self
-                .lookups
-                .iter()
-                .position(|l| matches!(l, Lookup::Announce))
-            {
-                self.lookups.remove(i);
-            }
-            let why = format!("the server refused our endpoint ({code}: {text})");
-            self.announce = Announce::Unavailable(why.clone());
-            return vec![
-                error(format!("direct messages are unavailable: {why}")),
-                Effect::PeerStopListening,
-            ];
+            return self.announcement_refused(code, text);
         }
         let nick = msg.param(2).unwrap_or("");
         match self.take_lookup(nick) {
             Some(Lookup::Send { nick: asked }) => {
-                let waiting = matches!(&self.outgoing,
-                    Some(o) if same(&o.to, &asked) && matches!(o.stage, OutStage::Lookup { .. }));
-                if !waiting {
+                if !self.is_looking_up(&asked) {
                     return Vec::new();
                 }
                 let why = match code {
