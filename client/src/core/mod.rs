@@ -1,9 +1,10 @@
 //! The client's sans-I/O core: the protocol state machine for the server link and the peer
 //! links, the commands the user types, and what to show.
 //!
-//! No I/O: no std::net sockets, no threads, no terminal, no files. It depends only on std,
-//! huddle-protocol, and the fingerprint type and hex form of huddle-trust. The I/O shell
-//! ([`crate::io`]) feeds it [`Event`]s and carries out the [`Effect`]s it returns.
+//! No I/O: no sockets, no threads, no terminal, no files; nothing here imports the shell.
+//! It depends only on std (addresses, clocks, collections), huddle-protocol, the log facade,
+//! and the fingerprint type and hex form of huddle-trust. The I/O shell ([`crate::io`])
+//! feeds it [`Event`]s and carries out the [`Effect`]s it returns.
 //!
 //! - [`client`]: the entry point, and the questions for missing credentials.
 //! - `state`: the protocol state and its life cycle; `server_lines` and `user_commands`

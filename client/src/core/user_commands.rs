@@ -66,12 +66,18 @@ impl State {
         ]
     }
 
+    /// Ends the session: direct messaging stops, and the server is asked to close the
+    /// connection (the op waits for that).
+    fn quit(&mut self, reason: &str, exit: bool) -> Vec<Effect> {
+        let mut fx = self.peers.stop();
+        fx.push(Effect::Send(Message::new("QUIT", [reason])));
+        self.op = Some(Op::Logout { exit });
+        fx
+    }
+
     fn logout(&mut self) -> Vec<Effect> {
         if self.nick.is_some() {
-            let mut fx = self.peers.stop();
-            fx.push(Effect::Send(Message::new("QUIT", ["logout"])));
-            self.op = Some(Op::Logout { exit: false });
-            fx
+            self.quit("logout", false)
         } else if self.connected {
             self.connected = false;
             vec![Effect::Close, info("disconnected")]
@@ -82,10 +88,7 @@ impl State {
 
     fn exit(&mut self) -> Vec<Effect> {
         if self.nick.is_some() {
-            let mut fx = self.peers.stop();
-            fx.push(Effect::Send(Message::new("QUIT", ["leaving"])));
-            self.op = Some(Op::Logout { exit: true });
-            fx
+            self.quit("leaving", true)
         } else if self.connected {
             self.connected = false;
             vec![Effect::Close, Effect::Exit]

@@ -7,8 +7,8 @@
 //! ([`AnyCert`]) and compares its fingerprint with what the server reports for the name
 //! claimed in `PEERHELLO` (see [`crate::core::peer_link`]). Both policies run inside
 //! [`huddle_trust::Verifier`], which checks the handshake signatures, so a replayed
-//! certificate without its private key is refused. Session
-//! resumption is off on both ends: every connection proves possession of the key again.
+//! certificate without its private key is refused. Session resumption is off on both ends:
+//! every connection proves possession of the key again.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};

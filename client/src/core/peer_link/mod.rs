@@ -17,6 +17,10 @@
 //! The dialer sends nothing before `PEERWELCOME`: with TLS 1.3 its handshake ends before the
 //! responder has looked at its certificate. A message counts as delivered only on its `ACK`,
 //! which the receiver sends after showing it. Every wait has a deadline.
+//!
+//! This file holds the state of one login session's direct messages and the sending of a
+//! message; `server_replies` handles the server's answers (`PEER`, `FAIL PEER`), and
+//! `connections` what happens on the peer connections and their deadlines.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
