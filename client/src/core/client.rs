@@ -135,3 +135,75 @@ impl Client {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::output::render;
+
+    fn line(c: &mut Client, text: &str) -> Vec<Effect> {
+        c.handle(Event::Input(InputReply::Line(text.to_string())))
+    }
+
+    fn shows(fx: &[Effect]) -> Vec<String> {
+        fx.iter()
+            .filter_map(|e| match e {
+                Effect::Show(d) => Some(render(d)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn missing_credentials_are_asked_for() {
+        let mut c = Client::new(State::default(), false);
+        assert_eq!(c.request(), InputRequest::Command("huddle> ".into()));
+        assert!(line(&mut c, "login").is_empty());
+        assert_eq!(c.request(), InputRequest::Text("account name: ".into()));
+        assert!(line(&mut c, " alice ").is_empty());
+        assert_eq!(c.request(), InputRequest::Secret("password: ".into()));
+        let fx = line(&mut c, "secret pw");
+        assert_eq!(fx[0], Effect::Connect);
+        assert!(
+            matches!(c.state.op, Some(crate::core::state::Op::Login { ref account, .. }) if account == "alice")
+        );
+    }
+
+    #[test]
+    fn a_new_password_is_typed_twice_on_a_terminal() {
+        let mut c = Client::new(State::default(), true);
+        line(&mut c, "register bob");
+        line(&mut c, "pw one");
+        assert_eq!(
+            c.request(),
+            InputRequest::Secret("repeat password: ".into())
+        );
+        let fx = line(&mut c, "pw two");
+        assert_eq!(
+            shows(&fx),
+            ["!! the passwords do not match; nothing was registered"]
+        );
+        assert_eq!(c.request(), InputRequest::Command("huddle> ".into()));
+
+        line(&mut c, "register bob");
+        line(&mut c, "pw one");
+        let fx = line(&mut c, "pw one");
+        assert_eq!(fx[0], Effect::Connect);
+    }
+
+    #[test]
+    fn questions_can_be_cancelled() {
+        let mut c = Client::new(State::default(), false);
+        line(&mut c, "login");
+        assert_eq!(shows(&line(&mut c, "  ")), ["-- cancelled"]);
+        line(&mut c, "login alice");
+        let fx = c.handle(Event::Input(InputReply::Interrupted));
+        assert_eq!(shows(&fx), ["-- cancelled"]);
+        assert!(c.handle(Event::Input(InputReply::Interrupted)).is_empty());
+        assert_eq!(
+            shows(&line(&mut c, "dance")),
+            ["!! unknown command \"dance\": type help for the list"]
+        );
+        assert_eq!(c.handle(Event::Input(InputReply::Eof)), [Effect::Exit]);
+    }
+}
