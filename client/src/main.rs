@@ -1,14 +1,12 @@
 //! `huddle`: the Huddle command-line chat client.
 //!
 //! `main` reads the arguments, sets up certificate trust, picks interactive (line editor) or
-//! plain (stdin is not a terminal) mode, and runs the application loop in [`app`].
+//! plain (stdin is not a terminal) mode, and runs the event loop of the I/O shell
+//! ([`io`]) around the sans-I/O core ([`core`]).
 
-mod app;
-mod commands;
-mod peer;
-mod session;
+mod core;
+mod io;
 mod trust;
-mod ui;
 
 use std::io::IsTerminal;
 use std::net::IpAddr;
@@ -18,6 +16,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::io::event_loop::{App, PeerOptions};
+use crate::io::Report;
 use crate::trust::Trust;
 
 /// Huddle chat client: secure group chat over TLS.
@@ -81,12 +81,12 @@ fn main() -> ExitCode {
     };
 
     let interactive = std::io::stdin().is_terminal();
-    let peer = app::PeerOptions {
+    let peer = PeerOptions {
         host: args.peer_host,
         port: args.peer_port,
         timeout: Duration::from_secs(args.peer_timeout),
     };
-    let app = app::App::new(args.host, args.port, trust, interactive, peer);
+    let app = App::new(args.host, args.port, trust, interactive, peer);
     if interactive {
         forward_ctrl_c(app.sender());
     }
@@ -97,7 +97,7 @@ fn main() -> ExitCode {
 /// Outside the line editor (which reads Ctrl-C as a key), Ctrl-C cancels the command that is
 /// waiting for the server instead of killing the program, and the password prompt gets the
 /// chance to restore the terminal.
-fn forward_ctrl_c(events: std::sync::mpsc::Sender<app::Event>) {
+fn forward_ctrl_c(events: std::sync::mpsc::Sender<Report>) {
     use signal_hook::consts::SIGINT;
     use signal_hook::iterator::Signals;
     match Signals::new([SIGINT]) {
@@ -106,7 +106,7 @@ fn forward_ctrl_c(events: std::sync::mpsc::Sender<app::Event>) {
                 .name("huddle-signals".into())
                 .spawn(move || {
                     for _ in signals.forever() {
-                        if events.send(app::Event::Interrupt).is_err() {
+                        if events.send(Report::Interrupt).is_err() {
                             break;
                         }
                     }

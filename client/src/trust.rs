@@ -9,8 +9,9 @@
 //!   `host:port` in a known-servers file; a later connection presenting another certificate is
 //!   refused.
 //!
-//! Both verifiers check the handshake signatures with the ring provider's algorithms, so a
-//! peer that merely replays a certificate it has seen cannot pass as the server.
+//! Each is a [`ServerPolicy`] inside [`huddle_trust::Verifier`], which checks the handshake
+//! signatures, so a peer that merely replays a certificate it has seen cannot pass as the
+//! server.
 //!
 //! Known-servers file format: one entry per line, `host:port <64 lowercase hex digits>`; blank
 //! lines and lines starting with `#` are ignored. IPv6 hosts are written `[::1]:6697`.
@@ -21,48 +22,18 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use huddle_trust::{fingerprint, hex, refused, ServerPolicy, Verifier};
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, RootCertStore};
 
-/// SHA-256 of a certificate's DER encoding.
-pub type Fingerprint = [u8; 32];
-
-/// The fingerprint of a DER certificate.
-pub fn fingerprint(der: &[u8]) -> Fingerprint {
-    let digest = ring::digest::digest(&ring::digest::SHA256, der);
-    let mut fp = [0u8; 32];
-    fp.copy_from_slice(digest.as_ref());
-    fp
-}
-
-/// 64 lowercase hex digits, no separators.
-pub fn to_hex(fp: &Fingerprint) -> String {
-    fp.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Parses exactly 64 lowercase hex digits.
-pub fn parse_hex(s: &str) -> Option<Fingerprint> {
-    if s.len() != 64
-        || !s
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    {
-        return None;
-    }
-    let mut fp = [0u8; 32];
-    for (i, byte) in fp.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(fp)
-}
+use crate::core::{parse_fingerprint, Fingerprint};
 
 /// The key of a server in the known-servers file: `host:port`, host lowercased, IPv6 in
 /// brackets.
-pub fn server_key(host: &str, port: u16) -> String {
+pub(crate) fn server_key(host: &str, port: u16) -> String {
     let host = host.to_ascii_lowercase();
     if host.contains(':') && !host.starts_with('[') {
         format!("[{host}]:{port}")
@@ -73,7 +44,7 @@ pub fn server_key(host: &str, port: u16) -> String {
 
 /// Everything that can go wrong while deciding whom to trust.
 #[derive(Debug)]
-pub enum TrustError {
+pub(crate) enum TrustError {
     CaRead {
         path: PathBuf,
         err: String,
@@ -134,8 +105,8 @@ impl fmt::Display for TrustError {
                  the server presented {}. Someone may be intercepting the connection, or the \
                  server got a new certificate. Connection refused. If you trust the new \
                  certificate, remove the line starting with \"{server} \" from {} and connect again.",
-                to_hex(expected),
-                to_hex(seen),
+                hex(expected),
+                hex(seen),
                 file.display()
             ),
         }
@@ -146,14 +117,14 @@ impl std::error::Error for TrustError {}
 
 /// The known-servers file: `host:port fingerprint` lines.
 #[derive(Debug)]
-pub struct KnownServers {
+pub(crate) struct KnownServers {
     path: PathBuf,
     entries: Vec<(String, Fingerprint)>,
 }
 
 impl KnownServers {
     /// Reads the file; a missing file is an empty list.
-    pub fn load(path: &Path) -> Result<KnownServers, TrustError> {
+    pub(crate) fn load(path: &Path) -> Result<KnownServers, TrustError> {
         let text = match fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
@@ -170,12 +141,12 @@ impl KnownServers {
         })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
     /// The remembered fingerprint of `key` (`host:port`). The first entry wins.
-    pub fn lookup(&self, key: &str) -> Option<Fingerprint> {
+    pub(crate) fn lookup(&self, key: &str) -> Option<Fingerprint> {
         self.entries
             .iter()
             .find(|(k, _)| k == key)
@@ -183,7 +154,7 @@ impl KnownServers {
     }
 
     /// Appends an entry to the file (creating it and its directory if needed).
-    pub fn remember(&mut self, key: &str, fp: &Fingerprint) -> Result<(), TrustError> {
+    pub(crate) fn remember(&mut self, key: &str, fp: &Fingerprint) -> Result<(), TrustError> {
         let werr = |err| TrustError::KnownServersWrite {
             path: self.path.clone(),
             err,
@@ -202,7 +173,7 @@ impl KnownServers {
             Some(b) if !b.is_empty() && !b.ends_with(b"\n") => text.push('\n'),
             Some(_) => {}
         }
-        text.push_str(&format!("{key} {}\n", to_hex(fp)));
+        text.push_str(&format!("{key} {}\n", hex(fp)));
         OpenOptions::new()
             .create(true)
             .append(true)
@@ -215,7 +186,7 @@ impl KnownServers {
 }
 
 /// Parses the known-servers text; malformed lines are skipped (and logged).
-pub fn parse_known_servers(text: &str) -> Vec<(String, Fingerprint)> {
+fn parse_known_servers(text: &str) -> Vec<(String, Fingerprint)> {
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -223,7 +194,11 @@ pub fn parse_known_servers(text: &str) -> Vec<(String, Fingerprint)> {
             continue;
         }
         let mut words = line.split_whitespace();
-        match (words.next(), words.next().and_then(parse_hex), words.next()) {
+        match (
+            words.next(),
+            words.next().and_then(parse_fingerprint),
+            words.next(),
+        ) {
             (Some(key), Some(fp), None) => out.push((key.to_ascii_lowercase(), fp)),
             _ => log::warn!("known-servers line {} ignored: {line:?}", n + 1),
         }
@@ -232,7 +207,7 @@ pub fn parse_known_servers(text: &str) -> Vec<(String, Fingerprint)> {
 }
 
 /// Reads every certificate from a PEM file.
-pub fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
+fn load_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TrustError> {
     let read_err = |err: String| TrustError::CaRead {
         path: path.to_owned(),
         err,
@@ -256,95 +231,65 @@ fn pem_error_text(e: &rustls::pki_types::pem::Error) -> String {
     }
 }
 
-/// The signature algorithms of the ring provider.
-fn algorithms() -> WebPkiSupportedAlgorithms {
-    rustls::crypto::ring::default_provider().signature_verification_algorithms
-}
-
 /// `--ca`: webpki with the given roots, or an exact match with one of them.
 #[derive(Debug)]
-pub struct CaVerifier {
+pub(crate) struct CaPolicy {
     pinned: Vec<CertificateDer<'static>>,
     webpki: Option<Arc<WebPkiServerVerifier>>,
-    algs: WebPkiSupportedAlgorithms,
 }
 
-impl CaVerifier {
-    pub fn new(certs: Vec<CertificateDer<'static>>) -> CaVerifier {
+impl CaPolicy {
+    fn new(certs: Vec<CertificateDer<'static>>) -> CaPolicy {
         let mut roots = RootCertStore::empty();
         for cert in &certs {
             if let Err(e) = roots.add(cert.clone()) {
                 log::debug!("CA certificate not usable as a trust anchor ({e}); pinned only");
             }
         }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
         let webpki = if roots.is_empty() {
             None
         } else {
-            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider)
+            WebPkiServerVerifier::builder_with_provider(Arc::new(roots), huddle_trust::provider())
                 .build()
                 .ok()
         };
-        CaVerifier {
+        CaPolicy {
             pinned: certs,
             webpki,
-            algs: algorithms(),
         }
     }
 }
 
-impl ServerCertVerifier for CaVerifier {
-    fn verify_server_cert(
+impl ServerPolicy for CaPolicy {
+    fn check_server(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         ocsp_response: &[u8],
         now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+    ) -> Result<(), rustls::Error> {
         if self
             .pinned
             .iter()
             .any(|c| c.as_ref() == end_entity.as_ref())
         {
-            return Ok(ServerCertVerified::assertion());
+            return Ok(());
         }
         match &self.webpki {
-            Some(v) => {
-                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-            }
+            Some(v) => v
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+                .map(|_| ()),
             None => Err(rustls::Error::InvalidCertificate(
                 CertificateError::UnknownIssuer,
             )),
         }
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
 }
 
 /// How a presented fingerprint compares with the remembered one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PinVerdict {
+pub(crate) enum PinVerdict {
     /// Nothing remembered yet for this server.
     FirstContact(Fingerprint),
     Matches,
@@ -354,7 +299,7 @@ pub enum PinVerdict {
     },
 }
 
-pub fn check_pin(expected: Option<Fingerprint>, seen: Fingerprint) -> PinVerdict {
+fn check_pin(expected: Option<Fingerprint>, seen: Fingerprint) -> PinVerdict {
     match expected {
         None => PinVerdict::FirstContact(seen),
         Some(e) if e == seen => PinVerdict::Matches,
@@ -365,84 +310,60 @@ pub fn check_pin(expected: Option<Fingerprint>, seen: Fingerprint) -> PinVerdict
 /// Trust on first use for one connection attempt: accepts the remembered certificate, or any
 /// certificate when none is remembered, and records what it saw.
 #[derive(Debug)]
-pub struct TofuVerifier {
+pub(crate) struct Tofu {
     expected: Option<Fingerprint>,
     verdict: Mutex<Option<PinVerdict>>,
-    algs: WebPkiSupportedAlgorithms,
 }
 
-impl TofuVerifier {
-    pub fn new(expected: Option<Fingerprint>) -> TofuVerifier {
-        TofuVerifier {
+impl Tofu {
+    pub(crate) fn new(expected: Option<Fingerprint>) -> Tofu {
+        Tofu {
             expected,
             verdict: Mutex::new(None),
-            algs: algorithms(),
         }
     }
 
     /// What the certificate check decided, once the server's certificate arrived.
-    pub fn verdict(&self) -> Option<PinVerdict> {
+    pub(crate) fn verdict(&self) -> Option<PinVerdict> {
         *self.verdict.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl ServerCertVerifier for TofuVerifier {
-    fn verify_server_cert(
+impl ServerPolicy for Tofu {
+    fn check_server(
         &self,
         end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+    ) -> Result<(), rustls::Error> {
         let verdict = check_pin(self.expected, fingerprint(end_entity.as_ref()));
         *self.verdict.lock().unwrap_or_else(PoisonError::into_inner) = Some(verdict);
         match verdict {
-            PinVerdict::Changed { .. } => Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            )),
-            _ => Ok(ServerCertVerified::assertion()),
+            PinVerdict::Changed { .. } => Err(refused()),
+            _ => Ok(()),
         }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
     }
 }
 
 /// The trust policy chosen on the command line.
 #[derive(Debug, Clone)]
-pub enum Trust {
-    Ca(Arc<CaVerifier>),
+pub(crate) enum Trust {
+    Ca(Arc<Verifier<CaPolicy>>),
     Tofu { file: PathBuf },
 }
 
 impl Trust {
     /// `--ca FILE`.
-    pub fn from_ca_file(path: &Path) -> Result<Trust, TrustError> {
-        Ok(Trust::Ca(Arc::new(CaVerifier::new(load_ca_file(path)?))))
+    pub(crate) fn from_ca_file(path: &Path) -> Result<Trust, TrustError> {
+        Ok(Trust::Ca(Arc::new(Verifier::new(CaPolicy::new(
+            load_ca_file(path)?,
+        )))))
     }
 
     /// Trust on first use with `file`, or the default file in the user's config dir.
-    pub fn tofu(file: Option<PathBuf>) -> Result<Trust, TrustError> {
+    pub(crate) fn tofu(file: Option<PathBuf>) -> Result<Trust, TrustError> {
         let file = match file {
             Some(f) => f,
             None => directories::ProjectDirs::from("", "", "huddle")
@@ -461,19 +382,9 @@ mod tests {
     const FP_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
 
     #[test]
-    fn hex_round_trip_and_strictness() {
-        let fp = parse_hex(FP_A).unwrap();
-        assert_eq!(to_hex(&fp), FP_A);
-        assert_eq!(parse_hex(&FP_A.to_uppercase()), None);
-        assert_eq!(parse_hex(&FP_A[1..]), None);
-        assert_eq!(parse_hex(&format!("{}g", &FP_A[1..])), None);
-        assert_eq!(parse_hex("+1"), None);
-    }
-
-    #[test]
     fn fingerprint_is_sha256() {
         assert_eq!(
-            to_hex(&fingerprint(b"abc")),
+            hex(&fingerprint(b"abc")),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
     }
@@ -496,7 +407,10 @@ mod tests {
         assert_eq!(e[0].0, "localhost:6697");
         assert_eq!(
             e[1],
-            ("example.org:7".to_string(), parse_hex(FP_B).unwrap())
+            (
+                "example.org:7".to_string(),
+                parse_fingerprint(FP_B).unwrap()
+            )
         );
     }
 
@@ -506,8 +420,8 @@ mod tests {
         let path = dir.path().join("sub/known");
         let mut ks = KnownServers::load(&path).unwrap();
         assert_eq!(ks.lookup("a:1"), None);
-        let a = parse_hex(FP_A).unwrap();
-        let b = parse_hex(FP_B).unwrap();
+        let a = parse_fingerprint(FP_A).unwrap();
+        let b = parse_fingerprint(FP_B).unwrap();
         ks.remember("a:1", &a).unwrap();
         assert_eq!(ks.lookup("a:1"), Some(a));
         // A file without a final newline gets one before the new entry.
@@ -526,8 +440,8 @@ mod tests {
 
     #[test]
     fn pin_logic() {
-        let a = parse_hex(FP_A).unwrap();
-        let b = parse_hex(FP_B).unwrap();
+        let a = parse_fingerprint(FP_A).unwrap();
+        let b = parse_fingerprint(FP_B).unwrap();
         assert_eq!(check_pin(None, a), PinVerdict::FirstContact(a));
         assert_eq!(check_pin(Some(a), a), PinVerdict::Matches);
         assert_eq!(
@@ -545,25 +459,25 @@ mod tests {
         let name = ServerName::try_from("localhost").unwrap();
         let fp = fingerprint(cert.as_ref());
 
-        let v = TofuVerifier::new(None);
+        let v = Verifier::new(Tofu::new(None));
         assert!(v
             .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
             .is_ok());
-        assert_eq!(v.verdict(), Some(PinVerdict::FirstContact(fp)));
+        assert_eq!(v.policy().verdict(), Some(PinVerdict::FirstContact(fp)));
 
-        let v = TofuVerifier::new(Some(fp));
+        let v = Verifier::new(Tofu::new(Some(fp)));
         assert!(v
             .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
             .is_ok());
-        assert_eq!(v.verdict(), Some(PinVerdict::Matches));
+        assert_eq!(v.policy().verdict(), Some(PinVerdict::Matches));
 
-        let other = parse_hex(FP_A).unwrap();
-        let v = TofuVerifier::new(Some(other));
+        let other = parse_fingerprint(FP_A).unwrap();
+        let v = Verifier::new(Tofu::new(Some(other)));
         assert!(v
             .verify_server_cert(&cert, &[], &name, &[], UnixTime::now())
             .is_err());
         assert_eq!(
-            v.verdict(),
+            v.policy().verdict(),
             Some(PinVerdict::Changed {
                 expected: other,
                 seen: fp
@@ -575,8 +489,8 @@ mod tests {
     fn changed_message_says_how_to_fix() {
         let e = TrustError::Changed {
             server: "h:1".into(),
-            expected: parse_hex(FP_A).unwrap(),
-            seen: parse_hex(FP_B).unwrap(),
+            expected: parse_fingerprint(FP_A).unwrap(),
+            seen: parse_fingerprint(FP_B).unwrap(),
             file: PathBuf::from("/x/known"),
         };
         let s = e.to_string();
@@ -705,22 +619,25 @@ mod tests {
             let a = generate(false);
             let b = generate(false);
             for tls12 in [false, true] {
-                let v = Arc::new(TofuVerifier::new(None));
+                let v = Arc::new(Verifier::new(Tofu::new(None)));
                 assert!(run(client(v.clone()), server(&a, &a, tls12)).is_ok());
                 let fp = fingerprint(a.cert.as_ref());
-                assert_eq!(v.verdict(), Some(PinVerdict::FirstContact(fp)));
+                assert_eq!(v.policy().verdict(), Some(PinVerdict::FirstContact(fp)));
 
-                let v = Arc::new(TofuVerifier::new(Some(fp)));
+                let v = Arc::new(Verifier::new(Tofu::new(Some(fp))));
                 assert!(run(client(v.clone()), server(&a, &a, tls12)).is_ok());
-                assert_eq!(v.verdict(), Some(PinVerdict::Matches));
+                assert_eq!(v.policy().verdict(), Some(PinVerdict::Matches));
 
-                let v = Arc::new(TofuVerifier::new(Some(fp)));
+                let v = Arc::new(Verifier::new(Tofu::new(Some(fp))));
                 let err = run(client(v.clone()), server(&b, &b, tls12)).unwrap_err();
                 assert!(
                     matches!(err, rustls::Error::InvalidCertificate(_)),
                     "{err:?}"
                 );
-                assert!(matches!(v.verdict(), Some(PinVerdict::Changed { .. })));
+                assert!(matches!(
+                    v.policy().verdict(),
+                    Some(PinVerdict::Changed { .. })
+                ));
             }
         }
 
@@ -731,15 +648,15 @@ mod tests {
             let attacker = generate(false);
             for tls12 in [false, true] {
                 let fp = fingerprint(real.cert.as_ref());
-                let v = Arc::new(TofuVerifier::new(Some(fp)));
+                let v = Arc::new(Verifier::new(Tofu::new(Some(fp))));
                 let err = run(client(v.clone()), server(&real, &attacker, tls12)).unwrap_err();
-                assert_eq!(v.verdict(), Some(PinVerdict::Matches));
+                assert_eq!(v.policy().verdict(), Some(PinVerdict::Matches));
                 assert_eq!(
                     err,
                     rustls::Error::InvalidCertificate(CertificateError::BadSignature)
                 );
 
-                let ca = Arc::new(CaVerifier::new(vec![real.cert.clone()]));
+                let ca = Arc::new(Verifier::new(CaPolicy::new(vec![real.cert.clone()])));
                 assert!(run(client(ca), server(&real, &attacker, tls12)).is_err());
             }
         }
@@ -750,13 +667,13 @@ mod tests {
             let ca_flagged = generate(true);
             let other = generate(false);
 
-            let v = Arc::new(CaVerifier::new(vec![ee.cert.clone()]));
+            let v = Arc::new(Verifier::new(CaPolicy::new(vec![ee.cert.clone()])));
             assert!(run(client(v.clone()), server(&ee, &ee, false)).is_ok());
             assert!(run(client(v), server(&other, &other, false)).is_err());
 
             // A CA-flagged self-signed cert is refused by webpki as an end entity but
             // accepted as an exact pin.
-            let v = Arc::new(CaVerifier::new(vec![ca_flagged.cert.clone()]));
+            let v = Arc::new(Verifier::new(CaPolicy::new(vec![ca_flagged.cert.clone()])));
             assert!(run(client(v), server(&ca_flagged, &ca_flagged, false)).is_ok());
         }
     }

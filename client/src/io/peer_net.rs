@@ -3,47 +3,38 @@
 //!
 //! Each connection thread first connects (dialer) or accepts (listener), completes the TLS
 //! handshake under a timeout, reports the connection to the application with its writer,
-//! and then reads lines until the connection ends. As in the server link (`session.rs`),
-//! the rustls connection sits behind a mutex that is never held during a blocking read:
-//! writers encrypt and write under the lock, the reader locks only to feed rustls what it
-//! read. Closing shuts the socket down, which wakes the reader.
+//! and then reads lines until the connection ends, over a [`super::tls_stream`] as the
+//! server link does.
 //!
-//! All protocol decisions are made by the application thread ([`super::proto`]); this
-//! module only moves lines.
+//! All protocol decisions are made by the core ([`crate::core::peer_link`]); this module
+//! only moves lines.
 
 use std::fmt;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use huddle_protocol::{LineReader, Message};
+use huddle_protocol::Message;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, Connection, ServerConnection};
 
-use super::proto::DialFailure;
-use super::tls::{self, Identity, PinCheck, PinnedPeer, PEER_NAME};
-use crate::app::Event;
-use crate::session::io_text;
-use crate::trust::Fingerprint;
+use super::peer_tls::{self as tls, Identity, PinCheck, PinnedPeer, PinnedVerifier, PEER_NAME};
+use super::tls_stream::{self, handshake, io_text, TlsReader, TlsWriter};
+use super::Report;
+use crate::core::{ConnIds, DialFailure, Fingerprint};
 
 /// Connections the listener keeps at once (handshaking or open); more are dropped at once.
-pub const MAX_INCOMING: usize = 64;
+const MAX_INCOMING: usize = 64;
 
-static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 static NEXT_LISTENER: AtomicU64 = AtomicU64::new(1);
-
-/// A process-wide unique id for a peer connection, dialled or accepted.
-pub fn new_conn_id() -> u64 {
-    NEXT_CONN.fetch_add(1, Ordering::Relaxed)
-}
 
 /// What the peer threads report to the application thread.
 #[derive(Debug)]
-pub enum PeerEvent {
+pub(crate) enum PeerEvent {
     /// A dial reached the peer and the TLS handshake (with the pinned certificate) is done.
     Connected { conn: u64, writer: PeerWriter },
     /// A dial failed; nothing was sent.
@@ -64,69 +55,27 @@ pub enum PeerEvent {
 }
 
 /// The sending half of a peer connection.
-pub struct PeerWriter {
-    tls: Arc<Mutex<Connection>>,
-    sock: TcpStream,
-}
+pub(crate) struct PeerWriter(TlsWriter);
 
 impl fmt::Debug for PeerWriter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PeerWriter")
-            .field("peer", &self.sock.peer_addr().ok())
+            .field("peer", &self.0.peer_addr().ok())
             .finish_non_exhaustive()
     }
 }
 
-fn lock(tls: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
-    tls.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn flush_tls(tls: &mut Connection, mut sock: &TcpStream) -> io::Result<()> {
-    while tls.wants_write() {
-        tls.write_tls(&mut sock)?;
-    }
-    Ok(())
-}
-
 impl PeerWriter {
     /// Sends one line. The socket's write timeout bounds how long this can block.
-    pub fn send(&self, msg: &Message) -> io::Result<()> {
+    pub(super) fn send(&self, msg: &Message) -> io::Result<()> {
         log::debug!("peer >> {}", msg.command);
-        let mut tls = lock(&self.tls);
-        tls.writer().write_all(msg.to_line().as_bytes())?;
-        flush_tls(&mut tls, &self.sock)
+        self.0.send(msg)
     }
 
     /// Says goodbye at the TLS level and shuts the socket down; the reader thread ends.
-    pub fn close(&self) {
-        {
-            let mut tls = lock(&self.tls);
-            tls.send_close_notify();
-            let _ = flush_tls(&mut tls, &self.sock);
-        }
-        let _ = self.sock.shutdown(Shutdown::Both);
+    pub(super) fn close(&self) {
+        self.0.close();
     }
-}
-
-/// Completes the TLS handshake within `timeout` in all (a peer that trickles bytes does not
-/// extend it), and sends what it leaves to send.
-fn handshake(conn: &mut Connection, sock: &mut TcpStream, timeout: Duration) -> io::Result<()> {
-    let deadline = Instant::now() + timeout;
-    while conn.is_handshaking() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "the TLS handshake took too long",
-            ));
-        }
-        sock.set_read_timeout(Some(left))?;
-        conn.complete_io(sock)?;
-    }
-    while conn.wants_write() {
-        conn.write_tls(sock)?;
-    }
-    Ok(())
 }
 
 fn rustls_error(e: &io::Error) -> Option<&rustls::Error> {
@@ -142,15 +91,15 @@ fn is_timeout(e: &io::Error) -> bool {
 
 /// Dials `addr` on a new thread, pinning the certificate to `expected`; reports
 /// `Connected` or `DialFailed`, then the connection's lines.
-pub fn dial(
+pub(super) fn dial(
     conn: u64,
     addr: SocketAddr,
     expected: Fingerprint,
     identity: &Identity,
     timeout: Duration,
-    events: Sender<Event>,
+    events: Sender<Report>,
 ) {
-    let pin = Arc::new(PinnedPeer::new(expected));
+    let pin = Arc::new(PinnedVerifier::new(PinnedPeer::new(expected)));
     let config = tls::client_config(identity, pin.clone());
     let report = events.clone();
     let spawned = std::thread::Builder::new()
@@ -160,22 +109,22 @@ pub fn dial(
                 Ok(c) => c,
                 Err(e) => {
                     let failure = DialFailure::Tls(e.to_string());
-                    let _ = events.send(Event::Peer(PeerEvent::DialFailed { conn, failure }));
+                    let _ = events.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
                     return;
                 }
             };
-            match dial_blocking(addr, config, &pin, timeout) {
+            match dial_blocking(addr, config, pin.policy(), timeout) {
                 Ok((tls, sock)) => run_connection(conn, tls, sock, &events, |writer| {
                     PeerEvent::Connected { conn, writer }
                 }),
                 Err(failure) => {
-                    let _ = events.send(Event::Peer(PeerEvent::DialFailed { conn, failure }));
+                    let _ = events.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
                 }
             }
         });
     if let Err(e) = spawned {
         let failure = DialFailure::Unreachable(format!("cannot start a thread: {e}"));
-        let _ = report.send(Event::Peer(PeerEvent::DialFailed { conn, failure }));
+        let _ = report.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
     }
 }
 
@@ -222,118 +171,49 @@ fn dial_blocking(
 }
 
 /// Reports the open connection (`opened` builds the event around its writer), then reads
-/// lines until it ends.
+/// lines until it ends. A connection nobody takes is closed when its halves drop.
 fn run_connection(
     conn: u64,
     tls: Connection,
     sock: TcpStream,
-    events: &Sender<Event>,
+    events: &Sender<Report>,
     opened: impl FnOnce(PeerWriter) -> PeerEvent,
 ) {
-    // Idle links stay open: no read timeout from here on. Writes stay bounded.
-    let read_sock = match sock.set_read_timeout(None).and_then(|()| sock.try_clone()) {
-        Ok(s) => s,
+    let (writer, reader) = match tls_stream::split(tls, sock) {
+        Ok(halves) => halves,
         Err(e) => {
             log::debug!("peer connection {conn}: {e}");
-            let _ = sock.shutdown(Shutdown::Both);
             return;
         }
     };
-    let tls = Arc::new(Mutex::new(tls));
-    let writer = PeerWriter {
-        tls: tls.clone(),
-        sock,
-    };
-    if events.send(Event::Peer(opened(writer))).is_err() {
-        let _ = read_sock.shutdown(Shutdown::Both);
-        return;
+    if events
+        .send(Report::Peer(opened(PeerWriter(writer))))
+        .is_ok()
+    {
+        read_lines(conn, reader, events);
     }
-    read_loop(conn, read_sock, &tls, events);
 }
 
-fn read_loop(conn: u64, mut sock: TcpStream, tls: &Mutex<Connection>, events: &Sender<Event>) {
-    let send = |event| events.send(Event::Peer(event)).is_ok();
-    let mut lines = LineReader::default();
-    let mut buf = vec![0u8; 16 * 1024];
-    let mut plain = vec![0u8; 16 * 1024];
-    // The handshake may have read application data along with its last records: take what
-    // rustls already holds before blocking on the socket.
-    let mut n = 0;
-    let reason = loop {
-        let mut closed = false;
-        let mut failed = None;
-        {
-            let mut tls = lock(tls);
-            let mut input = &buf[..n];
-            loop {
-                if !input.is_empty() {
-                    if let Err(e) = tls.read_tls(&mut input) {
-                        failed = Some(e.to_string());
-                        break;
-                    }
-                    if let Err(e) = tls.process_new_packets() {
-                        let _ = flush_tls(&mut tls, &sock);
-                        failed = Some(format!("TLS error: {e}"));
-                        break;
-                    }
-                }
-                loop {
-                    match tls.reader().read(&mut plain) {
-                        Ok(0) => {
-                            closed = true;
-                            break;
-                        }
-                        Ok(k) => lines.feed(&plain[..k]),
-                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                        Err(e) => {
-                            failed = Some(io_text(&e));
-                            break;
-                        }
-                    }
-                }
-                if input.is_empty() || failed.is_some() || closed {
-                    break;
-                }
-            }
-            if failed.is_none() {
-                if let Err(e) = flush_tls(&mut tls, &sock) {
-                    failed = Some(io_text(&e));
-                }
-            }
+/// Every line from the peer, then why the connection ended.
+fn read_lines(conn: u64, reader: TlsReader, events: &Sender<Report>) {
+    let send = |event| events.send(Report::Peer(event)).is_ok();
+    let end = reader.run(huddle_protocol::MAX_LINE_LEN, |line| match line {
+        Ok(msg) => {
+            log::debug!("peer << {}", msg.command);
+            send(PeerEvent::Line { conn, msg })
         }
-        while let Some(line) = lines.next_line() {
-            let parsed = line
-                .map_err(|e| e.to_string())
-                .and_then(|l| Message::parse(&l).map_err(|e| format!("{e}: {l:?}")));
-            match parsed {
-                Ok(msg) => {
-                    log::debug!("peer << {}", msg.command);
-                    if !send(PeerEvent::Line { conn, msg }) {
-                        return;
-                    }
-                }
-                Err(e) => log::warn!("ignoring a line from a peer: {e}"),
-            }
+        Err(e) => {
+            log::warn!("ignoring a line from a peer: {e}");
+            true
         }
-        if failed.is_some() {
-            break failed;
-        }
-        if closed {
-            break None;
-        }
-        n = match sock.read(&mut buf) {
-            Ok(0) => break None,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
-            Err(e) => break Some(io_text(&e)),
-        };
-    };
-    let _ = sock.shutdown(Shutdown::Both);
-    send(PeerEvent::Closed { conn, reason });
+    });
+    if let Ok(reason) = end {
+        send(PeerEvent::Closed { conn, reason });
+    }
 }
 
 /// The TLS listener for direct connections.
-pub struct Listener {
+pub(super) struct Listener {
     id: u64,
     local: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -343,11 +223,12 @@ pub struct Listener {
 impl Listener {
     /// Listens on `bind` with `identity`'s certificate; accepted connections are reported
     /// as `PeerEvent::Accepted` once their handshake is done.
-    pub fn start(
+    pub(super) fn start(
         bind: SocketAddr,
         identity: &Identity,
         timeout: Duration,
-        events: Sender<Event>,
+        ids: ConnIds,
+        events: Sender<Report>,
     ) -> Result<Listener, String> {
         let config = tls::server_config(identity).map_err(|e| e.to_string())?;
         let sock = TcpListener::bind(bind)
@@ -359,7 +240,7 @@ impl Listener {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("huddle-peer-listener".into())
-                .spawn(move || accept_loop(id, &sock, &config, timeout, &stop, &events))
+                .spawn(move || accept_loop(id, &sock, &config, timeout, &ids, &stop, &events))
                 .map_err(|e| format!("cannot start the listener thread: {e}"))?
         };
         Ok(Listener {
@@ -370,16 +251,16 @@ impl Listener {
         })
     }
 
-    pub fn id(&self) -> u64 {
+    pub(super) fn id(&self) -> u64 {
         self.id
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(super) fn local_addr(&self) -> SocketAddr {
         self.local
     }
 
     /// Stops accepting: the thread is woken by a connection to itself and joined.
-    pub fn close(&mut self) {
+    pub(super) fn close(&mut self) {
         let Some(thread) = self.thread.take() else {
             return;
         };
@@ -423,8 +304,9 @@ fn accept_loop(
     sock: &TcpListener,
     config: &Arc<rustls::ServerConfig>,
     timeout: Duration,
+    ids: &ConnIds,
     stop: &AtomicBool,
-    events: &Sender<Event>,
+    events: &Sender<Report>,
 ) {
     let active = Arc::new(AtomicUsize::new(0));
     let mut errors = 0;
@@ -455,11 +337,12 @@ fn accept_loop(
         let slot = Slot(active.clone());
         let config = config.clone();
         let events = events.clone();
+        let conn = ids.next();
         let spawned = std::thread::Builder::new()
             .name("huddle-peer".into())
             .spawn(move || {
                 let _slot = slot;
-                accept_one(listener, stream, config, timeout, &events);
+                accept_one(listener, conn, stream, config, timeout, &events);
             });
         if let Err(e) = spawned {
             log::warn!("cannot start a thread for a direct connection: {e}");
@@ -469,10 +352,11 @@ fn accept_loop(
 
 fn accept_one(
     listener: u64,
+    conn: u64,
     mut sock: TcpStream,
     config: Arc<rustls::ServerConfig>,
     timeout: Duration,
-    events: &Sender<Event>,
+    events: &Sender<Report>,
 ) {
     let addr = match sock.peer_addr() {
         Ok(a) => a,
@@ -503,7 +387,6 @@ fn accept_one(
         let _ = sock.shutdown(Shutdown::Both);
         return;
     };
-    let conn = new_conn_id();
     run_connection(conn, tls, sock, events, |writer| PeerEvent::Accepted {
         listener,
         conn,
@@ -516,21 +399,23 @@ fn accept_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::sync::mpsc::{self, Receiver};
 
     const WAIT: Duration = Duration::from_secs(10);
 
-    fn next(rx: &Receiver<Event>) -> PeerEvent {
+    fn next(rx: &Receiver<Report>) -> PeerEvent {
         match rx.recv_timeout(WAIT) {
-            Ok(Event::Peer(e)) => e,
+            Ok(Report::Peer(e)) => e,
             Ok(other) => panic!("unexpected {other:?}"),
             Err(e) => panic!("no peer event: {e}"),
         }
     }
 
-    fn listen(id: &Identity) -> (Listener, Receiver<Event>) {
+    fn listen(id: &Identity) -> (Listener, Receiver<Report>) {
         let (tx, rx) = mpsc::channel();
-        let l = Listener::start("127.0.0.1:0".parse().unwrap(), id, WAIT, tx).unwrap();
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let l = Listener::start(addr, id, WAIT, ConnIds::default(), tx).unwrap();
         (l, rx)
     }
 
@@ -585,8 +470,11 @@ mod tests {
     fn data_sent_with_the_last_handshake_flight_is_not_held_back() {
         let (alice, bob) = (Identity::generate().unwrap(), Identity::generate().unwrap());
         let (_listener, bob_rx) = listen(&bob);
-        let config =
-            tls::client_config(&alice, Arc::new(PinnedPeer::new(bob.fingerprint()))).unwrap();
+        let config = tls::client_config(
+            &alice,
+            Arc::new(PinnedVerifier::new(PinnedPeer::new(bob.fingerprint()))),
+        )
+        .unwrap();
         let mut c =
             ClientConnection::new(config, ServerName::try_from(PEER_NAME).unwrap()).unwrap();
         let mut sock = TcpStream::connect(_listener.local_addr()).unwrap();

@@ -7,7 +7,7 @@ use std::fmt;
 
 /// One user command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     Help,
     /// Missing name or password are asked for.
     Register {
@@ -35,7 +35,7 @@ pub enum Command {
 
 /// Why a line is not a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommandError {
+pub(crate) enum CommandError {
     Unknown(String),
     /// Right command, wrong arguments: the usage line.
     Usage(&'static str),
@@ -55,7 +55,7 @@ impl fmt::Display for CommandError {
 impl std::error::Error for CommandError {}
 
 /// The help text, one command per line.
-pub const HELP: &str = "\
+pub(super) const HELP: &str = "\
 commands:
   register [NAME] [PASSWORD]  create an account (asks for what is missing)
   login [NAME] [PASSWORD]     log in and join #lobby (asks for what is missing)
@@ -83,7 +83,7 @@ fn opt(s: &str) -> Option<String> {
 }
 
 /// Parses one input line. `Ok(None)` for a blank line.
-pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
+pub(super) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
     let line = line.trim();
     if line.is_empty() {
         return Ok(None);
@@ -135,7 +135,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, CommandError> {
 
 /// What goes into the line editor's history for `line`: passwords typed on the command line
 /// are left out.
-pub fn history_entry(line: &str) -> Option<String> {
+pub(crate) fn history_entry(line: &str) -> Option<String> {
     let line = line.trim();
     match parse(line) {
         Ok(None) => None,

@@ -4,33 +4,29 @@
 //! Trust comes from the server: it tells each side the SHA-256 fingerprint of the other
 //! side's certificate. The dialer pins the responder's certificate to that fingerprint
 //! ([`PinnedPeer`]); the responder accepts any client certificate during the handshake
-//! ([`AnyClientCert`]) and compares its fingerprint with what the server reports for the name
-//! claimed in `PEERHELLO` (see [`super::proto`]). Both verifiers check the handshake
-//! signatures, so a replayed certificate without its private key is refused. Session
-//! resumption is off on both ends: every connection proves possession of the key again.
+//! ([`AnyCert`]) and compares its fingerprint with what the server reports for the name
+//! claimed in `PEERHELLO` (see [`crate::core::peer_link`]). Both policies run inside
+//! [`huddle_trust::Verifier`], which checks the handshake signatures, so a replayed
+//! certificate without its private key is refused. Session resumption is off on both ends:
+//! every connection proves possession of the key again.
 
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use huddle_trust::{fingerprint, hex, provider, refused, AnyCert, ServerPolicy, Verifier};
 use rustls::client::Resumption;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::NoServerSessionStorage;
-use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig,
-    SignatureScheme,
-};
+use rustls::{ClientConfig, ServerConfig};
 
-use crate::trust::{fingerprint, Fingerprint};
+use crate::core::Fingerprint;
 
 /// The server name the dialer uses. Certificates are pinned by fingerprint, so the name is
 /// never checked; SNI is not sent.
-pub const PEER_NAME: &str = "huddle-peer";
+pub(super) const PEER_NAME: &str = "huddle-peer";
 
 /// A fresh self-signed certificate and its key, made for one login session.
-pub struct Identity {
+pub(super) struct Identity {
     cert: CertificateDer<'static>,
     key: PrivatePkcs8KeyDer<'static>,
     fingerprint: Fingerprint,
@@ -39,14 +35,14 @@ pub struct Identity {
 impl fmt::Debug for Identity {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Identity")
-            .field("fingerprint", &crate::trust::to_hex(&self.fingerprint))
+            .field("fingerprint", &hex(&self.fingerprint))
             .finish_non_exhaustive()
     }
 }
 
 impl Identity {
     /// A new ECDSA P-256 key and a self-signed certificate for it (rcgen).
-    pub fn generate() -> Result<Identity, String> {
+    pub(super) fn generate() -> Result<Identity, String> {
         let err = |e: rcgen::Error| format!("cannot create a certificate: {e}");
         let mut params = rcgen::CertificateParams::new(vec![PEER_NAME.to_string()]).map_err(err)?;
         params
@@ -60,7 +56,7 @@ impl Identity {
         ))
     }
 
-    pub fn from_parts(cert: CertificateDer<'static>, key: PrivatePkcs8KeyDer<'static>) -> Identity {
+    fn from_parts(cert: CertificateDer<'static>, key: PrivatePkcs8KeyDer<'static>) -> Identity {
         let fingerprint = fingerprint(cert.as_ref());
         Identity {
             cert,
@@ -70,7 +66,7 @@ impl Identity {
     }
 
     /// SHA-256 of the certificate, as announced with `PEERADDR`.
-    pub fn fingerprint(&self) -> Fingerprint {
+    pub(super) fn fingerprint(&self) -> Fingerprint {
         self.fingerprint
     }
 
@@ -83,54 +79,45 @@ impl Identity {
     }
 }
 
-fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-fn algorithms() -> WebPkiSupportedAlgorithms {
-    rustls::crypto::ring::default_provider().signature_verification_algorithms
-}
-
 /// What the pinning verifier saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PinCheck {
+pub(super) enum PinCheck {
     Matches,
     Mismatch { seen: Fingerprint },
 }
 
-/// The dialer's verifier: the responder's certificate must have exactly the fingerprint the
-/// server reported, and the handshake must be signed with its key.
+/// The dialer's policy: the responder's certificate must have exactly the fingerprint the
+/// server reported (the [`Verifier`] around it checks that the handshake is signed with its
+/// key). It records what it saw, so that a refusal can say why.
 #[derive(Debug)]
-pub struct PinnedPeer {
+pub(super) struct PinnedPeer {
     expected: Fingerprint,
     check: Mutex<Option<PinCheck>>,
-    algs: WebPkiSupportedAlgorithms,
 }
 
 impl PinnedPeer {
-    pub fn new(expected: Fingerprint) -> PinnedPeer {
+    pub(super) fn new(expected: Fingerprint) -> PinnedPeer {
         PinnedPeer {
             expected,
             check: Mutex::new(None),
-            algs: algorithms(),
         }
     }
 
     /// The result of the fingerprint comparison, once the certificate arrived.
-    pub fn check(&self) -> Option<PinCheck> {
+    pub(super) fn check(&self) -> Option<PinCheck> {
         *self.check.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-impl ServerCertVerifier for PinnedPeer {
-    fn verify_server_cert(
+impl ServerPolicy for PinnedPeer {
+    fn check_server(
         &self,
         end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
         _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+    ) -> Result<(), rustls::Error> {
         let seen = fingerprint(end_entity.as_ref());
         let check = if seen == self.expected {
             PinCheck::Matches
@@ -139,101 +126,28 @@ impl ServerCertVerifier for PinnedPeer {
         };
         *self.check.lock().unwrap_or_else(PoisonError::into_inner) = Some(check);
         match check {
-            PinCheck::Matches => Ok(ServerCertVerified::assertion()),
-            PinCheck::Mismatch { .. } => Err(rustls::Error::InvalidCertificate(
-                CertificateError::ApplicationVerificationFailure,
-            )),
+            PinCheck::Matches => Ok(()),
+            PinCheck::Mismatch { .. } => Err(refused()),
         }
     }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
 }
+
+/// The dialer's verifier.
+pub(super) type PinnedVerifier = Verifier<PinnedPeer>;
 
 /// The responder's verifier: a client certificate is mandatory and any certificate is
 /// accepted in the handshake, but the client must sign the handshake with its key. Whose
 /// certificate it is gets decided after `PEERHELLO`, against the server's directory.
-#[derive(Debug)]
-pub struct AnyClientCert {
-    algs: WebPkiSupportedAlgorithms,
-}
-
-impl AnyClientCert {
-    pub fn new() -> AnyClientCert {
-        AnyClientCert { algs: algorithms() }
-    }
-}
-
-impl ClientCertVerifier for AnyClientCert {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        true
-    }
-
-    fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<ClientCertVerified, rustls::Error> {
-        Ok(ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.algs)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.algs)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algs.supported_schemes()
-    }
+fn any_client_cert() -> Arc<Verifier<AnyCert>> {
+    Arc::new(Verifier::new(AnyCert))
 }
 
 /// The listener's configuration: our session certificate, a mandatory client certificate,
 /// no session cache and no tickets.
-pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>, rustls::Error> {
+pub(super) fn server_config(id: &Identity) -> Result<Arc<ServerConfig>, rustls::Error> {
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_client_cert_verifier(Arc::new(AnyClientCert::new()))
+        .with_client_cert_verifier(any_client_cert())
         .with_single_cert(id.chain(), id.key())?;
     config.session_storage = Arc::new(NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
@@ -242,9 +156,9 @@ pub fn server_config(id: &Identity) -> Result<Arc<ServerConfig>, rustls::Error> 
 
 /// The dialer's configuration: `verifier` pins the responder, our session certificate is the
 /// client certificate, resumption is off.
-pub fn client_config(
+pub(super) fn client_config(
     id: &Identity,
-    verifier: Arc<PinnedPeer>,
+    verifier: Arc<PinnedVerifier>,
 ) -> Result<Arc<ClientConfig>, rustls::Error> {
     let mut config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
@@ -257,7 +171,7 @@ pub fn client_config(
 }
 
 /// The fingerprint of the first certificate the peer presented.
-pub fn peer_fingerprint(conn: &rustls::CommonState) -> Option<Fingerprint> {
+pub(super) fn peer_fingerprint(conn: &rustls::CommonState) -> Option<Fingerprint> {
     conn.peer_certificates()
         .and_then(|c| c.first())
         .map(|c| fingerprint(c.as_ref()))
@@ -270,7 +184,10 @@ mod tests {
     use rustls::pki_types::ServerName;
     use rustls::server::{ClientHello, ResolvesServerCert};
     use rustls::sign::CertifiedKey;
-    use rustls::{ClientConnection, HandshakeKind, ServerConnection, SupportedProtocolVersion};
+    use rustls::{
+        CertificateError, ClientConnection, HandshakeKind, ServerConnection, SignatureScheme,
+        SupportedProtocolVersion,
+    };
 
     static TLS12: &[&SupportedProtocolVersion] = &[&rustls::version::TLS12];
     static TLS13: &[&SupportedProtocolVersion] = &[&rustls::version::TLS13];
@@ -320,7 +237,7 @@ mod tests {
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(versions(tls12))
             .unwrap()
-            .with_client_cert_verifier(Arc::new(AnyClientCert::new()))
+            .with_client_cert_verifier(any_client_cert())
             .with_single_cert(id.chain(), id.key())
             .unwrap();
         config.session_storage = Arc::new(NoServerSessionStorage {});
@@ -333,12 +250,12 @@ mod tests {
         let config = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(versions(tls12))
             .unwrap()
-            .with_client_cert_verifier(Arc::new(AnyClientCert::new()))
+            .with_client_cert_verifier(any_client_cert())
             .with_cert_resolver(Arc::new(Presents(certified(cert, key_of))));
         ServerConnection::new(Arc::new(config)).unwrap()
     }
 
-    fn dialer(id: &Identity, verifier: Arc<PinnedPeer>) -> ClientConnection {
+    fn dialer(id: &Identity, verifier: Arc<PinnedVerifier>) -> ClientConnection {
         let config = client_config(id, verifier).unwrap();
         ClientConnection::new(config, ServerName::try_from(PEER_NAME).unwrap()).unwrap()
     }
@@ -352,7 +269,7 @@ mod tests {
             .with_safe_default_protocol_versions()
             .unwrap()
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedPeer::new(expected)));
+            .with_custom_certificate_verifier(Arc::new(Verifier::new(PinnedPeer::new(expected))));
         let config = match presents {
             Some((cert, key_of)) => {
                 builder.with_client_cert_resolver(Arc::new(Presents(certified(cert, key_of))))
@@ -422,11 +339,11 @@ mod tests {
     fn mutual_handshake_pins_the_responder_and_reveals_the_dialer() {
         let (alice, bob, _) = ids();
         for tls12 in [false, true] {
-            let pin = Arc::new(PinnedPeer::new(bob.fingerprint()));
+            let pin = Arc::new(Verifier::new(PinnedPeer::new(bob.fingerprint())));
             let mut c = dialer(&alice, pin.clone());
             let mut s = responder(&bob, tls12);
             assert_eq!(run(&mut c, &mut s), Outcome::Done, "tls12={tls12}");
-            assert_eq!(pin.check(), Some(PinCheck::Matches));
+            assert_eq!(pin.policy().check(), Some(PinCheck::Matches));
             assert_eq!(peer_fingerprint(&s), Some(alice.fingerprint()));
             assert_eq!(peer_fingerprint(&c), Some(bob.fingerprint()));
             assert_eq!(c.handshake_kind(), Some(HandshakeKind::Full));
@@ -437,7 +354,7 @@ mod tests {
     fn another_certificate_is_refused_by_the_dialer() {
         let (alice, bob, mallory) = ids();
         for tls12 in [false, true] {
-            let pin = Arc::new(PinnedPeer::new(bob.fingerprint()));
+            let pin = Arc::new(Verifier::new(PinnedPeer::new(bob.fingerprint())));
             let mut c = dialer(&alice, pin.clone());
             let mut s = responder(&mallory, tls12);
             let out = run(&mut c, &mut s);
@@ -448,7 +365,7 @@ mod tests {
                 ))
             );
             assert_eq!(
-                pin.check(),
+                pin.policy().check(),
                 Some(PinCheck::Mismatch {
                     seen: mallory.fingerprint()
                 })
@@ -462,12 +379,12 @@ mod tests {
     fn replayed_responder_certificate_without_its_key_is_refused() {
         let (alice, bob, mallory) = ids();
         for tls12 in [false, true] {
-            let pin = Arc::new(PinnedPeer::new(bob.fingerprint()));
+            let pin = Arc::new(Verifier::new(PinnedPeer::new(bob.fingerprint())));
             let mut c = dialer(&alice, pin.clone());
             // Mallory replays bob's certificate but can only sign with her own key.
             let mut s = impostor(&bob, &mallory, tls12);
             let out = run(&mut c, &mut s);
-            assert_eq!(pin.check(), Some(PinCheck::Matches));
+            assert_eq!(pin.policy().check(), Some(PinCheck::Matches));
             assert_eq!(
                 out,
                 Outcome::ClientFailed(rustls::Error::InvalidCertificate(
@@ -519,7 +436,11 @@ mod tests {
         assert_eq!(real.send_tls13_tickets, 0);
         assert!(!real.session_storage.can_cache());
         // The same client configuration twice: the second handshake is a full one again.
-        let config = client_config(&alice, Arc::new(PinnedPeer::new(bob.fingerprint()))).unwrap();
+        let config = client_config(
+            &alice,
+            Arc::new(Verifier::new(PinnedPeer::new(bob.fingerprint()))),
+        )
+        .unwrap();
         for _ in 0..2 {
             let mut c =
                 ClientConnection::new(config.clone(), ServerName::try_from(PEER_NAME).unwrap())

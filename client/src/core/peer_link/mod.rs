@@ -17,30 +17,39 @@
 //! The dialer sends nothing before `PEERWELCOME`: with TLS 1.3 its handshake ends before the
 //! responder has looked at its certificate. A message counts as delivered only on its `ACK`,
 //! which the receiver sends after showing it. Every wait has a deadline.
+//!
+//! This file holds the state of one login session's direct messages and the sending of a
+//! message; `server_replies` handles the server's answers (`PEER`, `FAIL PEER`), and
+//! `connections` what happens on the peer connections and their deadlines.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use huddle_protocol::Message;
 
-use crate::app::Effect;
-use crate::trust::{self, Fingerprint};
-use crate::ui::Display;
+use super::effect::{error, Effect};
+use super::text::{parse_fingerprint, split_text};
+use super::Fingerprint;
+
+mod connections;
+mod server_replies;
 
 /// Default bound on each step: server lookup, TCP connect, TLS handshake, greeting, ack.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Open or opening connections kept at once; more incoming ones are closed.
-pub const MAX_CONNS: usize = 64;
+const MAX_CONNS: usize = 64;
 /// Unanswered server lookups remembered (the server answers in order).
 const MAX_LOOKUPS: usize = 256;
 /// Longest text in one `DM` frame; longer messages are split. Frames are IRC lines of at
 /// most 4096 bytes.
-pub const MAX_DM_TEXT: usize = 3000;
+const MAX_DM_TEXT: usize = 3000;
 
 /// Why a dial failed before anything was sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DialFailure {
+pub(crate) enum DialFailure {
     /// The TCP connection failed, e.g. "connection refused".
     Unreachable(String),
     /// No TCP connection or no finished TLS handshake within the timeout.
@@ -55,7 +64,7 @@ pub enum DialFailure {
 
 /// The state of our own endpoint announcement.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Announce {
+pub(crate) enum Announce {
     #[default]
     Off,
     /// `PEERADDR` sent, waiting for the server's `PEER` line.
@@ -144,10 +153,22 @@ struct Outgoing {
     reused: bool,
 }
 
+/// Allocates connection ids, unique within the client: the core takes one for each
+/// connection it dials, the shell one for each connection its listener accepts.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct ConnIds(Arc<AtomicU64>);
+
+impl ConnIds {
+    pub(crate) fn next(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
 /// Direct-message state of one login session.
 #[derive(Debug)]
-pub struct Peers {
+pub(crate) struct Peers {
     timeout: Duration,
+    ids: ConnIds,
     me: Option<String>,
     announce: Announce,
     conns: HashMap<u64, Conn>,
@@ -161,28 +182,11 @@ impl Default for Peers {
     }
 }
 
-fn show(d: Display) -> Effect {
-    Effect::Show(d)
-}
-
-fn error(s: impl Into<String>) -> Effect {
-    Effect::Show(Display::Error(s.into()))
-}
-
-fn info(s: impl Into<String>) -> Effect {
-    Effect::Show(Display::Info(s.into()))
-}
-
 fn peer_send(conn: u64, command: &str, params: &[&str]) -> Effect {
     Effect::PeerSend {
         conn,
         msg: Message::new(command, params.iter().copied()),
     }
-}
-
-/// Account names as the server allows them: 1-32 of `A-Z a-z 0-9 _ -`.
-pub fn valid_nick(s: &str) -> bool {
-    huddle_protocol::account::is_valid_name(s)
 }
 
 fn valid_id(s: &str) -> bool {
@@ -194,7 +198,7 @@ fn same(a: &str, b: &str) -> bool {
 }
 
 /// `<nick> <ip> <port> <fingerprint>` of a `PEER` reply.
-pub fn parse_endpoint(msg: &Message) -> Option<(&str, SocketAddr, Fingerprint)> {
+fn parse_endpoint(msg: &Message) -> Option<(&str, SocketAddr, Fingerprint)> {
     let nick = msg.param(0)?;
     let ip = msg.param(1)?;
     let ip: IpAddr = ip
@@ -204,14 +208,15 @@ pub fn parse_endpoint(msg: &Message) -> Option<(&str, SocketAddr, Fingerprint)> 
         .parse()
         .ok()?;
     let port: u16 = msg.param(2)?.parse().ok().filter(|&p| p != 0)?;
-    let fp = trust::parse_hex(msg.param(3)?)?;
+    let fp = parse_fingerprint(msg.param(3)?)?;
     Some((nick, SocketAddr::new(ip, port), fp))
 }
 
 impl Peers {
-    pub fn new(timeout: Duration) -> Peers {
+    pub(crate) fn new(timeout: Duration) -> Peers {
         Peers {
             timeout,
+            ids: ConnIds::default(),
             me: None,
             announce: Announce::Off,
             conns: HashMap::new(),
@@ -220,7 +225,20 @@ impl Peers {
         }
     }
 
-    pub fn timeout(&self) -> Duration {
+    /// A state for the next session: the same timeout and id allocator, nothing else.
+    pub(crate) fn fresh(&self) -> Peers {
+        Peers {
+            ids: self.ids.clone(),
+            ..Peers::new(self.timeout)
+        }
+    }
+
+    /// The allocator of connection ids, shared with the listener.
+    pub(crate) fn conn_ids(&self) -> ConnIds {
+        self.ids.clone()
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
         self.timeout
     }
 
@@ -228,17 +246,17 @@ impl Peers {
         self.timeout.as_secs().max(1)
     }
 
-    pub fn announce(&self) -> &Announce {
+    pub(crate) fn announce(&self) -> &Announce {
         &self.announce
     }
 
     /// A `msg` is waiting for its outcome.
-    pub fn busy(&self) -> bool {
+    pub(crate) fn busy(&self) -> bool {
         self.outgoing.is_some()
     }
 
     /// The earliest moment [`Peers::tick`] has something to do.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let out = self.outgoing.as_ref().and_then(|o| match o.stage {
             OutStage::Lookup { deadline } | OutStage::Acks { deadline, .. } => Some(deadline),
             OutStage::Connecting { .. } => None,
@@ -251,26 +269,25 @@ impl Peers {
     }
 
     /// Logged in as `me` (001).
-    pub fn login(&mut self, me: &str) {
+    pub(crate) fn login(&mut self, me: &str) {
         self.me = Some(me.to_string());
     }
 
     /// Ends the session's direct messaging: listener and every connection go.
-    pub fn stop(&mut self) -> Vec<Effect> {
-        let timeout = self.timeout;
-        *self = Peers::new(timeout);
+    pub(crate) fn stop(&mut self) -> Vec<Effect> {
+        *self = self.fresh();
         vec![Effect::PeerStop]
     }
 
     /// The listener is up (our `port` and certificate `fp`) or could not start.
-    pub fn listening(&mut self, result: Result<(u16, Fingerprint), String>) -> Vec<Effect> {
+    pub(crate) fn listening(&mut self, result: Result<(u16, Fingerprint), String>) -> Vec<Effect> {
         match result {
             Ok((port, fp)) => {
                 self.announce = Announce::Pending;
                 self.push_lookup(Lookup::Announce);
                 vec![Effect::Send(Message::new(
                     "PEERADDR",
-                    [port.to_string(), trust::to_hex(&fp)],
+                    [port.to_string(), huddle_trust::hex(&fp)],
                 ))]
             }
             Err(e) => {
@@ -296,14 +313,14 @@ impl Peers {
     }
 
     /// `msg to text`. The caller checked login and arguments.
-    pub fn send(&mut self, to: &str, text: &str) -> Vec<Effect> {
+    pub(crate) fn send(&mut self, to: &str, text: &str) -> Vec<Effect> {
         if let Some(o) = &self.outgoing {
             return vec![error(format!(
                 "still sending to {}; wait for it to finish",
                 o.to
             ))];
         }
-        let parts: Vec<String> = crate::app::split_text(text, MAX_DM_TEXT)
+        let parts: Vec<String> = split_text(text, MAX_DM_TEXT)
             .into_iter()
             .map(str::to_string)
             .collect();
@@ -365,7 +382,7 @@ impl Peers {
     }
 
     /// Gives up the message in progress (Ctrl-C). Connections stay.
-    pub fn cancel(&mut self) -> Option<String> {
+    pub(crate) fn cancel(&mut self) -> Option<String> {
         self.outgoing.take().map(|o| o.to)
     }
 
@@ -379,543 +396,13 @@ impl Peers {
         self.conns.remove(&conn);
         Effect::PeerClose { conn }
     }
-
-    /// The server's `PEER <nick> <ip> <port> <fingerprint>`.
-    pub fn on_peer_reply(&mut self, msg: &Message) -> Vec<Effect> {
-        let Some(nick) = msg.param(0) else {
-            return Vec::new();
-        };
-        let endpoint = parse_endpoint(msg);
-        match self.take_lookup(nick) {
-            Some(Lookup::Announce) => {
-                self.announce = Announce::Confirmed;
-                match endpoint {
-                    Some((_, addr, fp)) => vec![info(format!(
-                        "direct messages: listening on port {}, certificate SHA-256 {}",
-                        addr.port(),
-                        trust::to_hex(&fp)
-                    ))],
-                    None => Vec::new(),
-                }
-            }
-            Some(Lookup::Send { nick: asked }) => {
-                let waiting = matches!(&self.outgoing,
-                    Some(o) if same(&o.to, &asked) && matches!(o.stage, OutStage::Lookup { .. }));
-                if !waiting {
-                    return Vec::new();
-                }
-                let Some((spelled, addr, fp)) = endpoint else {
-                    return self.fail(format!(
-                        "the server sent an unusable address for {asked} (the message was not sent)"
-                    ));
-                };
-                let conn = crate::peer::net::new_conn_id();
-                let spelled = spelled.to_string();
-                self.conns.insert(
-                    conn,
-                    Conn {
-                        role: Role::Dialer,
-                        stage: Stage::Dialing,
-                        nick: spelled.clone(),
-                        addr: addr.to_string(),
-                        cert: None,
-                        // The dial thread bounds connect and handshake; this is a backstop.
-                        deadline: Some(Instant::now() + self.timeout * 3),
-                        next_id: 0,
-                    },
-                );
-                if let Some(o) = &mut self.outgoing {
-                    o.to = spelled;
-                    o.stage = OutStage::Connecting { conn };
-                }
-                vec![Effect::PeerDial {
-                    conn,
-                    addr,
-                    fingerprint: fp,
-                }]
-            }
-            Some(Lookup::Verify {
-                conn,
-                nick: claimed,
-            }) => {
-                let vouched = endpoint
-                    .map(|(spelled, _, fp)| (spelled.to_string(), fp))
-                    .ok_or_else(|| format!("the server sent no usable endpoint for {claimed}"));
-                self.verified(conn, &claimed, vouched)
-            }
-            None => {
-                log::debug!("unrequested PEER reply for {nick}");
-                Vec::new()
-            }
-        }
-    }
-
-    /// `FAIL PEER <code> <nick> :text` or `FAIL PEERADDR <code> ... :text`.
-    pub fn on_fail(&mut self, msg: &Message) -> Vec<Effect> {
-        let command = msg.param(0).unwrap_or("");
-        let code = msg.param(1).unwrap_or("");
-        let text = msg.params.last().map(String::as_str).unwrap_or("");
-        if same(command, "PEERADDR") {
-            // Our announcement was refused.
-            if let Some(i) = self
-                .lookups
-                .iter()
-                .position(|l| matches!(l, Lookup::Announce))
-            {
-                self.lookups.remove(i);
-            }
-            let why = format!("the server refused our endpoint ({code}: {text})");
-            self.announce = Announce::Unavailable(why.clone());
-            return vec![
-                error(format!("direct messages are unavailable: {why}")),
-                Effect::PeerStopListening,
-            ];
-        }
-        let nick = msg.param(2).unwrap_or("");
-        match self.take_lookup(nick) {
-            Some(Lookup::Send { nick: asked }) => {
-                let waiting = matches!(&self.outgoing,
-                    Some(o) if same(&o.to, &asked) && matches!(o.stage, OutStage::Lookup { .. }));
-                if !waiting {
-                    return Vec::new();
-                }
-                let why = match code {
-                    "NO_SUCH_NICK" => format!("{asked} is not online"),
-                    "NO_ENDPOINT" => format!("{asked} has no direct-message endpoint"),
-                    _ => format!("cannot find {asked}: {text}"),
-                };
-                self.fail(format!("{why} (the message was not sent)"))
-            }
-            Some(Lookup::Verify {
-                conn,
-                nick: claimed,
-            }) => {
-                let why = match code {
-                    "NO_SUCH_NICK" => format!("{claimed} is not online"),
-                    "NO_ENDPOINT" => format!("{claimed} has no registered certificate"),
-                    _ => format!("the server cannot vouch for {claimed} ({text})"),
-                };
-                self.verified(conn, &claimed, Err(why))
-            }
-            Some(Lookup::Announce) | None => {
-                log::debug!("unmatched FAIL PEER {code} {nick}");
-                Vec::new()
-            }
-        }
-    }
-
-    /// The server does not know `PEER`/`PEERADDR` at all (421).
-    pub fn on_unsupported(&mut self) -> Vec<Effect> {
-        let why = "the server does not support them".to_string();
-        self.lookups.clear();
-        let mut fx = Vec::new();
-        if self.announce == Announce::Pending {
-            fx.push(error(format!("direct messages are unavailable: {why}")));
-            fx.push(Effect::PeerStopListening);
-        }
-        self.announce = Announce::Unavailable(why);
-        if let Some(o) = self.outgoing.take() {
-            fx.push(error(format!(
-                "cannot send to {} directly: the server does not support direct messages (the message was not sent)",
-                o.to
-            )));
-        }
-        fx
-    }
-
-    /// The server's verdict on an incoming connection claiming to be `claimed`: its
-    /// spelling and vouched fingerprint, or why there is none.
-    fn verified(
-        &mut self,
-        conn: u64,
-        claimed: &str,
-        vouched: Result<(String, Fingerprint), String>,
-    ) -> Vec<Effect> {
-        let me = self.me.clone().unwrap_or_default();
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return Vec::new();
-        };
-        if c.stage != Stage::Verifying {
-            return Vec::new();
-        }
-        let addr = c.addr.clone();
-        let refuse = |why: String, to_peer: String| {
-            vec![
-                error(format!(
-                    "refused a direct connection from {addr} claiming to be {claimed}: {why}"
-                )),
-                peer_send(conn, "ERROR", &[&to_peer]),
-            ]
-        };
-        let mut fx = match vouched {
-            Ok((spelled, fp)) if Some(fp) == c.cert => {
-                c.stage = Stage::Open;
-                c.deadline = None;
-                c.nick = spelled.clone();
-                return vec![peer_send(conn, "PEERWELCOME", &[&me, &spelled])];
-            }
-            Ok(_) => refuse(
-                format!("certificate not registered for {claimed}"),
-                format!("Certificate does not belong to {claimed}"),
-            ),
-            Err(why) => refuse(why.clone(), format!("Cannot verify {claimed}: {why}")),
-        };
-        fx.push(self.close(conn));
-        fx
-    }
-
-    /// A dial reached the peer; TLS is up with the pinned certificate.
-    pub fn on_connected(&mut self, conn: u64) -> Vec<Effect> {
-        let me = self.me.clone().unwrap_or_default();
-        let deadline = Instant::now() + self.timeout;
-        match self.conns.get_mut(&conn) {
-            Some(c) if c.stage == Stage::Dialing => {
-                c.stage = Stage::Greeting;
-                c.deadline = Some(deadline);
-                vec![peer_send(conn, "PEERHELLO", &[&me, &c.nick])]
-            }
-            _ => vec![Effect::PeerClose { conn }],
-        }
-    }
-
-    /// A dial failed.
-    pub fn on_dial_failed(&mut self, conn: u64, failure: &DialFailure) -> Vec<Effect> {
-        let Some(c) = self.conns.remove(&conn) else {
-            return Vec::new();
-        };
-        if !self.is_connecting(conn) {
-            return Vec::new();
-        }
-        let (to, addr) = (c.nick, c.addr);
-        let text = match failure {
-            DialFailure::Unreachable(why) => {
-                format!("cannot reach {to} directly at {addr}: {why} (the message was not sent)")
-            }
-            DialFailure::TimedOut => format!(
-                "cannot reach {to} directly at {addr}: no answer within {} s (the message was not sent)",
-                self.secs()
-            ),
-            DialFailure::WrongCertificate { seen } => format!(
-                "refused: the peer at {addr} did not prove it is {to} (certificate fingerprint \
-                 mismatch: it presented {}); nothing was sent",
-                trust::to_hex(seen)
-            ),
-            DialFailure::BadSignature => format!(
-                "refused: the peer at {addr} did not prove it is {to} (it presented {to}'s \
-                 certificate without signing with its key); nothing was sent"
-            ),
-            DialFailure::Tls(why) => format!(
-                "secure connection to {to} at {addr} failed: {why} (the message was not sent)"
-            ),
-        };
-        self.fail(text)
-    }
-
-    fn is_connecting(&self, conn: u64) -> bool {
-        matches!(&self.outgoing, Some(Outgoing { stage: OutStage::Connecting { conn: c }, .. }) if *c == conn)
-    }
-
-    /// The listener accepted a connection whose TLS handshake is done.
-    pub fn on_accepted(&mut self, conn: u64, addr: SocketAddr, cert: Fingerprint) -> Vec<Effect> {
-        if self.me.is_none() || self.conns.len() >= MAX_CONNS {
-            return vec![Effect::PeerClose { conn }];
-        }
-        self.conns.insert(
-            conn,
-            Conn {
-                role: Role::Responder,
-                stage: Stage::AwaitHello,
-                nick: String::new(),
-                addr: addr.to_string(),
-                cert: Some(cert),
-                deadline: Some(Instant::now() + self.timeout),
-                next_id: 0,
-            },
-        );
-        Vec::new()
-    }
-
-    /// One line from a peer connection.
-    pub fn on_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
-        let Some(c) = self.conns.get(&conn) else {
-            return Vec::new();
-        };
-        match c.stage {
-            Stage::Dialing => Vec::new(),
-            Stage::Greeting => self.on_greeting_line(conn, msg),
-            Stage::AwaitHello => self.on_hello(conn, msg),
-            Stage::Verifying => {
-                // The dialer must wait for PEERWELCOME.
-                vec![
-                    peer_send(conn, "ERROR", &["Wait for PEERWELCOME"]),
-                    self.close(conn),
-                ]
-            }
-            Stage::Open => self.on_open_line(conn, msg),
-        }
-    }
-
-    fn on_greeting_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return Vec::new();
-        };
-        let (to, addr) = (c.nick.clone(), c.addr.clone());
-        let text = if msg.is("PEERWELCOME") {
-            c.stage = Stage::Open;
-            c.deadline = None;
-            if self.is_connecting(conn) {
-                if let Some(mut out) = self.outgoing.take() {
-                    let fx = self.transmit(&mut out, conn);
-                    self.outgoing = Some(out);
-                    return fx;
-                }
-            }
-            return Vec::new();
-        } else if msg.is("ERROR") {
-            let why = msg.param(0).unwrap_or("no reason given");
-            format!(
-                "{to}'s client at {addr} refused the direct connection: {why}; nothing was sent"
-            )
-        } else {
-            format!(
-                "{to}'s client at {addr} answered {} instead of PEERWELCOME; nothing was sent",
-                msg.command
-            )
-        };
-        let connecting = self.is_connecting(conn);
-        let mut out = vec![self.close(conn)];
-        if connecting {
-            out.extend(self.fail(text));
-        }
-        out
-    }
-
-    fn on_hello(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
-        let me = self.me.clone().unwrap_or_default();
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return Vec::new();
-        };
-        let addr = c.addr.clone();
-        if !msg.is("PEERHELLO") {
-            log::info!("direct connection from {addr} did not start with PEERHELLO");
-            return vec![
-                peer_send(conn, "ERROR", &["Expected PEERHELLO <from> <to>"]),
-                self.close(conn),
-            ];
-        }
-        let (from, to) = (msg.param(0).unwrap_or(""), msg.param(1).unwrap_or(""));
-        if !same(to, &me) {
-            let to = if valid_nick(to) { to } else { "someone else" };
-            return vec![
-                error(format!(
-                    "refused a direct connection from {addr}: it was meant for {to}, not for you"
-                )),
-                peer_send(conn, "ERROR", &[&format!("This is {me}, not {to}")]),
-                self.close(conn),
-            ];
-        }
-        if !valid_nick(from) || same(from, &me) {
-            return vec![
-                error(format!(
-                    "refused a direct connection from {addr}: it gave no valid name of its own"
-                )),
-                peer_send(conn, "ERROR", &["Bad PEERHELLO"]),
-                self.close(conn),
-            ];
-        }
-        c.stage = Stage::Verifying;
-        c.nick = from.to_string();
-        c.deadline = Some(Instant::now() + self.timeout);
-        let from = from.to_string();
-        self.push_lookup(Lookup::Verify {
-            conn,
-            nick: from.clone(),
-        });
-        vec![Effect::Send(Message::new("PEER", [from]))]
-    }
-
-    fn on_open_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
-        let Some(c) = self.conns.get(&conn) else {
-            return Vec::new();
-        };
-        let from = c.nick.clone();
-        match msg.command.to_ascii_uppercase().as_str() {
-            "DM" => match (msg.param(0), msg.param(1)) {
-                (Some(id), Some(text)) if valid_id(id) && msg.params.len() == 2 => vec![
-                    show(Display::Direct {
-                        from,
-                        text: text.to_string(),
-                    }),
-                    peer_send(conn, "ACK", &[id]),
-                ],
-                _ => {
-                    log::warn!("malformed DM from {from}");
-                    Vec::new()
-                }
-            },
-            "ACK" => {
-                let Some(id) = msg.param(0) else {
-                    return Vec::new();
-                };
-                let Some(out) = &mut self.outgoing else {
-                    return Vec::new();
-                };
-                let OutStage::Acks {
-                    conn: c, pending, ..
-                } = &mut out.stage
-                else {
-                    return Vec::new();
-                };
-                if *c != conn {
-                    return Vec::new();
-                }
-                pending.retain(|p| p != id);
-                if pending.is_empty() {
-                    let to = out.to.clone();
-                    self.outgoing = None;
-                    return vec![info(format!("delivered to {to} (direct)"))];
-                }
-                Vec::new()
-            }
-            "ERROR" => {
-                log::info!(
-                    "{from} closes the direct connection: {}",
-                    msg.param(0).unwrap_or("")
-                );
-                let mut fx = vec![Effect::PeerClose { conn }];
-                fx.extend(self.on_closed(conn, msg.param(0)));
-                fx
-            }
-            _ => {
-                log::debug!("ignoring {} from {from}", msg.command);
-                Vec::new()
-            }
-        }
-    }
-
-    /// A peer connection ended.
-    pub fn on_closed(&mut self, conn: u64, reason: Option<&str>) -> Vec<Effect> {
-        let Some(c) = self.conns.remove(&conn) else {
-            return Vec::new();
-        };
-        let Some(mut out) = self.outgoing.take() else {
-            return Vec::new();
-        };
-        let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
-        match out.stage {
-            OutStage::Connecting { conn: oc } if oc == conn => {
-                let text = format!(
-                    "{}'s client at {} closed the connection before accepting it{why}; nothing was sent",
-                    c.nick, c.addr
-                );
-                self.fail(text)
-            }
-            OutStage::Acks { conn: oc, .. } if oc == conn => {
-                if out.reused {
-                    // The link may have died while idle: dial afresh, once.
-                    out.reused = false;
-                    let fx = self.lookup_for(&mut out);
-                    self.outgoing = Some(out);
-                    fx
-                } else {
-                    self.fail(format!(
-                        "the direct connection to {} broke before the message was acknowledged{why}; it may not have arrived",
-                        out.to
-                    ))
-                }
-            }
-            _ => {
-                self.outgoing = Some(out);
-                Vec::new()
-            }
-        }
-    }
-
-    /// Deadlines that passed by `now`.
-    pub fn tick(&mut self, now: Instant) -> Vec<Effect> {
-        let mut fx = Vec::new();
-        let expired: Vec<u64> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
-            .map(|(&id, _)| id)
-            .collect();
-        for conn in expired {
-            let Some(c) = self.conns.get(&conn) else {
-                continue;
-            };
-            let (stage, role, nick, addr) = (c.stage, c.role, c.nick.clone(), c.addr.clone());
-            let connecting = self.is_connecting(conn);
-            match stage {
-                Stage::Verifying => {
-                    fx.push(error(format!(
-                        "refused a direct connection from {addr} claiming to be {nick}: the server \
-                         did not confirm {nick}'s certificate within {} s",
-                        self.secs()
-                    )));
-                    fx.push(peer_send(
-                        conn,
-                        "ERROR",
-                        &[&format!("Could not verify {nick} in time")],
-                    ));
-                }
-                Stage::AwaitHello => {
-                    log::info!("direct connection from {addr} sent no PEERHELLO in time");
-                    fx.push(peer_send(
-                        conn,
-                        "ERROR",
-                        &["Timed out waiting for PEERHELLO"],
-                    ));
-                }
-                _ => {}
-            }
-            fx.push(self.close(conn));
-            if connecting && role == Role::Dialer {
-                let text = match stage {
-                    Stage::Greeting => format!(
-                        "{nick}'s client at {addr} did not accept the direct connection within {} s; nothing was sent",
-                        self.secs()
-                    ),
-                    _ => format!(
-                        "cannot reach {nick} directly at {addr}: no answer in time (the message was not sent)"
-                    ),
-                };
-                fx.extend(self.fail(text));
-            }
-        }
-        let expired = self.outgoing.as_ref().and_then(|o| match &o.stage {
-            OutStage::Lookup { deadline } if *deadline <= now => Some(None),
-            OutStage::Acks { deadline, conn, .. } if *deadline <= now => Some(Some(*conn)),
-            _ => None,
-        });
-        if let Some(acks_on) = expired {
-            let to = self
-                .outgoing
-                .as_ref()
-                .map(|o| o.to.clone())
-                .unwrap_or_default();
-            match acks_on {
-                None => fx.extend(self.fail(format!(
-                    "the server did not say where {to} is within {} s (the message was not sent)",
-                    self.secs()
-                ))),
-                Some(conn) => {
-                    // A peer that does not acknowledge is not trusted with the next message.
-                    fx.push(self.close(conn));
-                    fx.extend(self.fail(format!(
-                        "{to} did not acknowledge the message within {} s",
-                        self.secs()
-                    )));
-                }
-            }
-        }
-        fx
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::output::render;
+    use huddle_protocol::account::is_valid_name;
 
     const FP_A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
     const FP_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
@@ -925,13 +412,13 @@ mod tests {
     }
 
     fn fp(s: &str) -> Fingerprint {
-        trust::parse_hex(s).unwrap()
+        parse_fingerprint(s).unwrap()
     }
 
     fn shows(fx: &[Effect]) -> Vec<String> {
         fx.iter()
             .filter_map(|e| match e {
-                Effect::Show(d) => Some(crate::ui::format(d)),
+                Effect::Show(d) => Some(render(d)),
                 _ => None,
             })
             .collect()
@@ -1208,7 +695,7 @@ mod tests {
     }
 
     fn accepted(p: &mut Peers, cert: &str) -> u64 {
-        let conn = crate::peer::net::new_conn_id();
+        let conn = p.conn_ids().next();
         assert!(p
             .on_accepted(conn, "127.0.0.1:6000".parse().unwrap(), fp(cert))
             .is_empty());
@@ -1389,7 +876,7 @@ mod tests {
         assert!(parse_endpoint(&m(&format!(":s PEER bob host 4000 {FP_A}"))).is_none());
         assert!(parse_endpoint(&m(&format!(":s PEER bob 1.2.3.4 0 {FP_A}"))).is_none());
         assert!(parse_endpoint(&m(":s PEER bob 1.2.3.4 5 ABC")).is_none());
-        assert!(valid_nick("a-b_C9") && !valid_nick("") && !valid_nick("a b"));
-        assert!(!valid_nick(&"x".repeat(33)));
+        assert!(is_valid_name("a-b_C9") && !is_valid_name("") && !is_valid_name("a b"));
+        assert!(!is_valid_name(&"x".repeat(33)));
     }
 }

@@ -1,0 +1,53 @@
+//! What the core asks the I/O shell to do.
+
+use std::net::SocketAddr;
+
+use huddle_protocol::Message;
+
+use super::output::Output;
+use super::Fingerprint;
+
+/// One thing for the shell to do; a list of them is carried out in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Effect {
+    /// Open a connection unless one is open, then report [`super::Event::ServerConnected`]
+    /// (the core answers with capability negotiation). If that fails, the rest of the
+    /// effects are dropped and [`super::Event::ConnectFailed`] is reported.
+    Connect,
+    Send(Message),
+    Show(Output),
+    /// Close the connection without waiting for the server.
+    Close,
+    /// Leave the program.
+    Exit,
+    /// Start the direct-message listener with a fresh certificate and report the outcome
+    /// as [`super::Event::Listening`] (which the core announces with `PEERADDR`).
+    PeerListen,
+    /// Stop accepting direct connections (the announcement failed).
+    PeerStopListening,
+    /// Close the listener and every direct connection.
+    PeerStop,
+    /// Connect to a peer, pinning its certificate to `fingerprint`.
+    PeerDial {
+        conn: u64,
+        addr: SocketAddr,
+        fingerprint: Fingerprint,
+    },
+    /// Send a line on a direct connection.
+    PeerSend {
+        conn: u64,
+        msg: Message,
+    },
+    /// Close a direct connection.
+    PeerClose {
+        conn: u64,
+    },
+}
+
+pub(super) fn info(s: impl Into<String>) -> Effect {
+    Effect::Show(Output::Info(s.into()))
+}
+
+pub(super) fn error(s: impl Into<String>) -> Effect {
+    Effect::Show(Output::Error(s.into()))
+}

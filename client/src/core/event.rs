@@ -1,0 +1,49 @@
+//! What the core reacts to: the user, the server link, the peer links and the clock, as
+//! reported by the I/O shell.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use huddle_protocol::Message;
+
+use super::input::InputReply;
+use super::peer_link::DialFailure;
+use super::Fingerprint;
+
+/// One thing that happened, for [`super::Client::handle`].
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// The answer to the last [`super::InputRequest`].
+    Input(InputReply),
+    /// Ctrl-C outside the line editor.
+    Interrupt,
+    /// The pending op's deadline passed.
+    Timeout,
+    /// Direct-message deadlines up to this moment are due.
+    PeerTick(Instant),
+    /// A connection to the server is up (after [`super::Effect::Connect`]).
+    ServerConnected,
+    /// [`super::Effect::Connect`] failed; the user has been told why.
+    ConnectFailed,
+    /// One line from the server.
+    ServerLine(Message),
+    /// The server connection is gone (`None`: closed cleanly by the server).
+    ServerClosed(Option<String>),
+    /// The direct-message listener started (our port and certificate) or failed.
+    Listening(Result<(u16, Fingerprint), String>),
+    /// A dial reached the peer and the TLS handshake with the pinned certificate is done.
+    PeerConnected { conn: u64 },
+    /// A dial failed; nothing was sent.
+    PeerDialFailed { conn: u64, failure: DialFailure },
+    /// The listener accepted a connection whose TLS handshake is done; the client
+    /// presented the certificate with fingerprint `cert`.
+    PeerAccepted {
+        conn: u64,
+        addr: SocketAddr,
+        cert: Fingerprint,
+    },
+    /// One line from a peer connection.
+    PeerLine { conn: u64, msg: Message },
+    /// A peer connection ended (`None`: closed cleanly by the peer).
+    PeerClosed { conn: u64, reason: Option<String> },
+}

@@ -1,0 +1,42 @@
+//! The client's sans-I/O core: the protocol state machine for the server link and the peer
+//! links, the commands the user types, and what to show.
+//!
+//! No I/O: no sockets, no threads, no terminal, no files; nothing here imports the shell.
+//! It depends only on std (addresses, clocks, collections), huddle-protocol, the log facade,
+//! and the fingerprint type and hex form of huddle-trust. The I/O shell ([`crate::io`])
+//! feeds it [`Event`]s and carries out the [`Effect`]s it returns.
+//!
+//! - [`client`]: the entry point, and the questions for missing credentials.
+//! - `state`: the protocol state and its life cycle; `server_lines` and `user_commands`
+//!   are its handlers for server lines and user commands.
+//! - [`peer_link`]: the direct-message protocol between two clients.
+//! - [`command`]: parsing what the user types; [`output`]: what to show and its text.
+
+mod client;
+pub(crate) mod command;
+mod effect;
+mod event;
+mod input;
+pub(crate) mod output;
+mod peer_link;
+mod server_lines;
+mod state;
+mod text;
+mod user_commands;
+
+pub(crate) use client::Client;
+pub(crate) use effect::Effect;
+pub(crate) use event::Event;
+pub(crate) use input::{InputReply, InputRequest};
+pub(crate) use output::Output;
+pub(crate) use peer_link::{ConnIds, DialFailure};
+pub(crate) use state::State;
+pub(crate) use text::parse_fingerprint;
+#[cfg(test)]
+use user_commands::MAX_TEXT;
+
+/// SHA-256 of a certificate's DER encoding.
+pub(crate) use huddle_trust::Fingerprint;
+
+#[cfg(test)]
+mod tests;

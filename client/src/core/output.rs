@@ -1,0 +1,309 @@
+//! What the core asks the user interface to show ([`Output`]), and the one line of text each
+//! output becomes.
+//!
+//! # Output formats
+//!
+//! Every output is printed as one line (the help text is several). Scripts and the end-to-end
+//! tests rely on these formats, so they stay stable:
+//!
+//! | event                              | line                                   |
+//! |------------------------------------|----------------------------------------|
+//! | message in a room                  | `[#lobby] <alice> hello there`         |
+//! | room history replayed on join      | `[#lobby] [history 13:05] <alice> hi`  |
+//! | action (`/me`) in a room           | `[#lobby] * alice waves`               |
+//! | notice from a user in a room       | `[#lobby] -alice- text`                |
+//! | private message (PRIVMSG to a nick)| `[private] <alice> text`               |
+//! | direct message (peer to peer)      | `[direct] <alice> text`                |
+//! | direct message acknowledged        | `-- delivered to bob (direct)`         |
+//! | notice from the server             | `-- <text>`                            |
+//! | information                        | `-- registered alice`, `-- logged in as alice`, `-- joined #lobby`, `-- logged out` |
+//! | someone joins / leaves / quits     | `* bob joined #lobby`, `* bob left #lobby`, `* bob left #lobby (reason)`, `* bob quit (reason)` |
+//! | users online (`who`)               | `-- online (3): alice bob carol` (sorted) |
+//! | members of a room after joining    | `-- in #lobby (2): alice bob` (sorted) |
+//! | errors                             | `!! <message>`, e.g. `!! login failed: wrong name or password` |
+//!
+//! Your own room messages are shown too, in the same format as everyone else's. Text that
+//! comes from the network has terminal control characters and IRC formatting codes removed,
+//! so nobody can move your cursor or recolour your terminal.
+
+/// Something to show the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Output {
+    /// `-- text`
+    Info(String),
+    /// `!! text`
+    Error(String),
+    /// A message in a room.
+    Room {
+        room: String,
+        from: String,
+        text: String,
+        notice: bool,
+    },
+    /// A room message from before we joined, replayed by the server (time `HH:MM` UTC).
+    History {
+        room: String,
+        from: String,
+        text: String,
+        notice: bool,
+        time: String,
+    },
+    /// A direct message that came peer to peer, not through the server.
+    Direct {
+        from: String,
+        text: String,
+    },
+    /// A message sent to us by nick.
+    Private {
+        from: String,
+        text: String,
+        notice: bool,
+    },
+    Joined {
+        nick: String,
+        room: String,
+    },
+    Left {
+        nick: String,
+        room: String,
+        reason: Option<String>,
+    },
+    Quit {
+        nick: String,
+        reason: Option<String>,
+    },
+    /// Users online (`who`).
+    Online(Vec<String>),
+    /// Members of a room (after joining it).
+    Members {
+        room: String,
+        names: Vec<String>,
+    },
+    /// Shown verbatim (help text).
+    Text(String),
+}
+
+/// Removes terminal control characters and IRC formatting codes from peer-supplied text.
+fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // IRC colour: \x03[fg[,bg]] with one or two digits each.
+            '\x03' => {
+                for _ in 0..2 {
+                    chars.next_if(char::is_ascii_digit);
+                }
+                let mut probe = chars.clone();
+                if probe.next() == Some(',') && probe.peek().is_some_and(char::is_ascii_digit) {
+                    chars.next();
+                    for _ in 0..2 {
+                        chars.next_if(char::is_ascii_digit);
+                    }
+                }
+            }
+            // Bold, hex colour, reset, reverse, italics, strike, monospace, underline.
+            '\x02' | '\x04' | '\x0f' | '\x16' | '\x1d' | '\x1e' | '\x11' | '\x1f' => {}
+            '\t' => out.push(' '),
+            c if c.is_control() => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `text` without a CTCP ACTION wrapper, and whether it had one.
+fn action(text: &str) -> (bool, &str) {
+    match text.strip_prefix("\x01ACTION ") {
+        Some(rest) => (true, rest.strip_suffix('\x01').unwrap_or(rest)),
+        None => (false, text),
+    }
+}
+
+fn message_body(from: &str, text: &str, notice: bool) -> String {
+    let (is_action, body) = action(text);
+    let (from, body) = (clean(from), clean(body));
+    if notice {
+        format!("-{from}- {body}")
+    } else if is_action {
+        format!("* {from} {body}")
+    } else {
+        format!("<{from}> {body}")
+    }
+}
+
+fn sorted(names: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = names.iter().map(|n| clean(n)).collect();
+    v.sort_by_key(|n| n.to_lowercase());
+    v
+}
+
+/// The text for one output, in the formats listed in the module documentation.
+pub(crate) fn render(d: &Output) -> String {
+    let reason = |r: &Option<String>| match r.as_deref().map(str::trim) {
+        Some(r) if !r.is_empty() => format!(" ({})", clean(r)),
+        _ => String::new(),
+    };
+    match d {
+        Output::Info(t) => format!("-- {}", clean(t)),
+        Output::Error(t) => format!("!! {}", clean(t)),
+        Output::Room {
+            room,
+            from,
+            text,
+            notice,
+        } => format!("[{}] {}", clean(room), message_body(from, text, *notice)),
+        Output::History {
+            room,
+            from,
+            text,
+            notice,
+            time,
+        } => format!(
+            "[{}] [history {}] {}",
+            clean(room),
+            clean(time),
+            message_body(from, text, *notice)
+        ),
+        Output::Direct { from, text } => format!("[direct] <{}> {}", clean(from), clean(text)),
+        Output::Private { from, text, notice } => {
+            format!("[private] {}", message_body(from, text, *notice))
+        }
+        Output::Joined { nick, room } => format!("* {} joined {}", clean(nick), clean(room)),
+        Output::Left {
+            nick,
+            room,
+            reason: r,
+        } => {
+            format!("* {} left {}{}", clean(nick), clean(room), reason(r))
+        }
+        Output::Quit { nick, reason: r } => format!("* {} quit{}", clean(nick), reason(r)),
+        Output::Online(names) => {
+            format!("-- online ({}): {}", names.len(), sorted(names).join(" "))
+        }
+        Output::Members { room, names } => format!(
+            "-- in {} ({}): {}",
+            clean(room),
+            names.len(),
+            sorted(names).join(" ")
+        ),
+        Output::Text(t) => t.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &str) -> String {
+        v.to_string()
+    }
+
+    #[test]
+    fn formats() {
+        let room = Output::Room {
+            room: s("#lobby"),
+            from: s("alice"),
+            text: s("hello there"),
+            notice: false,
+        };
+        assert_eq!(render(&room), "[#lobby] <alice> hello there");
+        let action = Output::Room {
+            room: s("#lobby"),
+            from: s("alice"),
+            text: s("\x01ACTION waves\x01"),
+            notice: false,
+        };
+        assert_eq!(render(&action), "[#lobby] * alice waves");
+        let notice = Output::Room {
+            room: s("#lobby"),
+            from: s("alice"),
+            text: s("psst"),
+            notice: true,
+        };
+        assert_eq!(render(&notice), "[#lobby] -alice- psst");
+        let private = Output::Private {
+            from: s("alice"),
+            text: s("hi bob"),
+            notice: false,
+        };
+        assert_eq!(render(&private), "[private] <alice> hi bob");
+        let direct = Output::Direct {
+            from: s("alice"),
+            text: s("hi \x1b[2Jbob"),
+        };
+        assert_eq!(render(&direct), "[direct] <alice> hi \u{fffd}[2Jbob");
+        assert_eq!(
+            render(&Output::Info(s("logged in as alice"))),
+            "-- logged in as alice"
+        );
+        assert_eq!(
+            render(&Output::Error(s("login failed: wrong name or password"))),
+            "!! login failed: wrong name or password"
+        );
+        assert_eq!(
+            render(&Output::Joined {
+                nick: s("bob"),
+                room: s("#lobby")
+            }),
+            "* bob joined #lobby"
+        );
+        assert_eq!(
+            render(&Output::Left {
+                nick: s("bob"),
+                room: s("#lobby"),
+                reason: None
+            }),
+            "* bob left #lobby"
+        );
+        assert_eq!(
+            render(&Output::Left {
+                nick: s("bob"),
+                room: s("#lobby"),
+                reason: Some(s("bye"))
+            }),
+            "* bob left #lobby (bye)"
+        );
+        assert_eq!(
+            render(&Output::Quit {
+                nick: s("bob"),
+                reason: Some(s("Quit: later"))
+            }),
+            "* bob quit (Quit: later)"
+        );
+        assert_eq!(
+            render(&Output::Quit {
+                nick: s("bob"),
+                reason: Some(s(" "))
+            }),
+            "* bob quit"
+        );
+        assert_eq!(
+            render(&Output::Online(vec![s("carol"), s("alice"), s("Bob")])),
+            "-- online (3): alice Bob carol"
+        );
+        assert_eq!(
+            render(&Output::Members {
+                room: s("#x"),
+                names: vec![s("b"), s("a")]
+            }),
+            "-- in #x (2): a b"
+        );
+    }
+
+    #[test]
+    fn cleaning_strips_escapes_and_formatting() {
+        assert_eq!(clean("a\x1b[2Jb"), "a\u{fffd}[2Jb");
+        assert_eq!(clean("\x02bold\x02 \x0304,12red\x03 \x0f"), "bold red ");
+        assert_eq!(clean("\x035,x"), ",x");
+        assert_eq!(clean("tab\there"), "tab here");
+        assert_eq!(clean("caf\u{e9} \u{9b}"), "caf\u{e9} \u{fffd}");
+        let evil = Output::Room {
+            room: s("#l"),
+            from: s("ev\x07il"),
+            text: s("x\ry"),
+            notice: false,
+        };
+        assert_eq!(render(&evil), "[#l] <ev\u{fffd}il> x\u{fffd}y");
+    }
+}

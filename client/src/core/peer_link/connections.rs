@@ -1,0 +1,386 @@
+//! The peer connections: dial outcomes, the greeting on both ends, messages and their
+//! acknowledgements on open links, links that end, and deadlines.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use huddle_protocol::account::is_valid_name;
+use huddle_protocol::Message;
+
+use super::{
+    peer_send, same, valid_id, Conn, DialFailure, Lookup, OutStage, Outgoing, Peers, Role, Stage,
+    MAX_CONNS,
+};
+use crate::core::effect::{error, info, Effect};
+use crate::core::output::Output;
+use crate::core::Fingerprint;
+
+impl Peers {
+    /// A dial reached the peer; TLS is up with the pinned certificate.
+    pub(crate) fn on_connected(&mut self, conn: u64) -> Vec<Effect> {
+        let me = self.me.clone().unwrap_or_default();
+        let deadline = Instant::now() + self.timeout;
+        match self.conns.get_mut(&conn) {
+            Some(c) if c.stage == Stage::Dialing => {
+                c.stage = Stage::Greeting;
+                c.deadline = Some(deadline);
+                vec![peer_send(conn, "PEERHELLO", &[&me, &c.nick])]
+            }
+            _ => vec![Effect::PeerClose { conn }],
+        }
+    }
+
+    /// A dial failed.
+    pub(crate) fn on_dial_failed(&mut self, conn: u64, failure: &DialFailure) -> Vec<Effect> {
+        let Some(c) = self.conns.remove(&conn) else {
+            return Vec::new();
+        };
+        if !self.is_connecting(conn) {
+            return Vec::new();
+        }
+        let (to, addr) = (c.nick, c.addr);
+        let text = match failure {
+            DialFailure::Unreachable(why) => {
+                format!("cannot reach {to} directly at {addr}: {why} (the message was not sent)")
+            }
+            DialFailure::TimedOut => format!(
+                "cannot reach {to} directly at {addr}: no answer within {} s (the message was not sent)",
+                self.secs()
+            ),
+            DialFailure::WrongCertificate { seen } => format!(
+                "refused: the peer at {addr} did not prove it is {to} (certificate fingerprint \
+                 mismatch: it presented {}); nothing was sent",
+                huddle_trust::hex(seen)
+            ),
+            DialFailure::BadSignature => format!(
+                "refused: the peer at {addr} did not prove it is {to} (it presented {to}'s \
+                 certificate without signing with its key); nothing was sent"
+            ),
+            DialFailure::Tls(why) => format!(
+                "secure connection to {to} at {addr} failed: {why} (the message was not sent)"
+            ),
+        };
+        self.fail(text)
+    }
+
+    fn is_connecting(&self, conn: u64) -> bool {
+        matches!(&self.outgoing, Some(Outgoing { stage: OutStage::Connecting { conn: c }, .. }) if *c == conn)
+    }
+
+    /// The listener accepted a connection whose TLS handshake is done.
+    pub(crate) fn on_accepted(
+        &mut self,
+        conn: u64,
+        addr: SocketAddr,
+        cert: Fingerprint,
+    ) -> Vec<Effect> {
+        if self.me.is_none() || self.conns.len() >= MAX_CONNS {
+            return vec![Effect::PeerClose { conn }];
+        }
+        self.conns.insert(
+            conn,
+            Conn {
+                role: Role::Responder,
+                stage: Stage::AwaitHello,
+                nick: String::new(),
+                addr: addr.to_string(),
+                cert: Some(cert),
+                deadline: Some(Instant::now() + self.timeout),
+                next_id: 0,
+            },
+        );
+        Vec::new()
+    }
+
+    /// One line from a peer connection.
+    pub(crate) fn on_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+        let Some(c) = self.conns.get(&conn) else {
+            return Vec::new();
+        };
+        match c.stage {
+            Stage::Dialing => Vec::new(),
+            Stage::Greeting => self.on_greeting_line(conn, msg),
+            Stage::AwaitHello => self.on_hello(conn, msg),
+            Stage::Verifying => {
+                // The dialer must wait for PEERWELCOME.
+                vec![
+                    peer_send(conn, "ERROR", &["Wait for PEERWELCOME"]),
+                    self.close(conn),
+                ]
+            }
+            Stage::Open => self.on_open_line(conn, msg),
+        }
+    }
+
+    fn on_greeting_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Vec::new();
+        };
+        let (to, addr) = (c.nick.clone(), c.addr.clone());
+        let text = if msg.is("PEERWELCOME") {
+            c.stage = Stage::Open;
+            c.deadline = None;
+            if self.is_connecting(conn) {
+                if let Some(mut out) = self.outgoing.take() {
+                    let fx = self.transmit(&mut out, conn);
+                    self.outgoing = Some(out);
+                    return fx;
+                }
+            }
+            return Vec::new();
+        } else if msg.is("ERROR") {
+            let why = msg.param(0).unwrap_or("no reason given");
+            format!(
+                "{to}'s client at {addr} refused the direct connection: {why}; nothing was sent"
+            )
+        } else {
+            format!(
+                "{to}'s client at {addr} answered {} instead of PEERWELCOME; nothing was sent",
+                msg.command
+            )
+        };
+        let connecting = self.is_connecting(conn);
+        let mut out = vec![self.close(conn)];
+        if connecting {
+            out.extend(self.fail(text));
+        }
+        out
+    }
+
+    fn on_hello(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+        let me = self.me.clone().unwrap_or_default();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Vec::new();
+        };
+        let addr = c.addr.clone();
+        if !msg.is("PEERHELLO") {
+            log::info!("direct connection from {addr} did not start with PEERHELLO");
+            return vec![
+                peer_send(conn, "ERROR", &["Expected PEERHELLO <from> <to>"]),
+                self.close(conn),
+            ];
+        }
+        let (from, to) = (msg.param(0).unwrap_or(""), msg.param(1).unwrap_or(""));
+        if !same(to, &me) {
+            let to = if is_valid_name(to) {
+                to
+            } else {
+                "someone else"
+            };
+            return vec![
+                error(format!(
+                    "refused a direct connection from {addr}: it was meant for {to}, not for you"
+                )),
+                peer_send(conn, "ERROR", &[&format!("This is {me}, not {to}")]),
+                self.close(conn),
+            ];
+        }
+        if !is_valid_name(from) || same(from, &me) {
+            return vec![
+                error(format!(
+                    "refused a direct connection from {addr}: it gave no valid name of its own"
+                )),
+                peer_send(conn, "ERROR", &["Bad PEERHELLO"]),
+                self.close(conn),
+            ];
+        }
+        c.stage = Stage::Verifying;
+        c.nick = from.to_string();
+        c.deadline = Some(Instant::now() + self.timeout);
+        let from = from.to_string();
+        self.push_lookup(Lookup::Verify {
+            conn,
+            nick: from.clone(),
+        });
+        vec![Effect::Send(Message::new("PEER", [from]))]
+    }
+
+    fn on_open_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+        let Some(c) = self.conns.get(&conn) else {
+            return Vec::new();
+        };
+        let from = c.nick.clone();
+        match msg.command.to_ascii_uppercase().as_str() {
+            "DM" => match (msg.param(0), msg.param(1)) {
+                (Some(id), Some(text)) if valid_id(id) && msg.params.len() == 2 => vec![
+                    Effect::Show(Output::Direct {
+                        from,
+                        text: text.to_string(),
+                    }),
+                    peer_send(conn, "ACK", &[id]),
+                ],
+                _ => {
+                    log::warn!("malformed DM from {from}");
+                    Vec::new()
+                }
+            },
+            "ACK" => match msg.param(0) {
+                Some(id) => self.on_ack(conn, id),
+                None => Vec::new(),
+            },
+            "ERROR" => {
+                log::info!(
+                    "{from} closes the direct connection: {}",
+                    msg.param(0).unwrap_or("")
+                );
+                let mut fx = vec![Effect::PeerClose { conn }];
+                fx.extend(self.on_closed(conn, msg.param(0)));
+                fx
+            }
+            _ => {
+                log::debug!("ignoring {} from {from}", msg.command);
+                Vec::new()
+            }
+        }
+    }
+
+    /// `ACK <id>` on `conn`: the message in progress is delivered once every part is.
+    fn on_ack(&mut self, conn: u64, id: &str) -> Vec<Effect> {
+        let Some(out) = &mut self.outgoing else {
+            return Vec::new();
+        };
+        let OutStage::Acks {
+            conn: c, pending, ..
+        } = &mut out.stage
+        else {
+            return Vec::new();
+        };
+        if *c != conn {
+            return Vec::new();
+        }
+        pending.retain(|p| p != id);
+        if !pending.is_empty() {
+            return Vec::new();
+        }
+        let to = out.to.clone();
+        self.outgoing = None;
+        vec![info(format!("delivered to {to} (direct)"))]
+    }
+
+    /// A peer connection ended.
+    pub(crate) fn on_closed(&mut self, conn: u64, reason: Option<&str>) -> Vec<Effect> {
+        let Some(c) = self.conns.remove(&conn) else {
+            return Vec::new();
+        };
+        let Some(mut out) = self.outgoing.take() else {
+            return Vec::new();
+        };
+        let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+        match out.stage {
+            OutStage::Connecting { conn: oc } if oc == conn => {
+                let text = format!(
+                    "{}'s client at {} closed the connection before accepting it{why}; nothing was sent",
+                    c.nick, c.addr
+                );
+                self.fail(text)
+            }
+            OutStage::Acks { conn: oc, .. } if oc == conn => {
+                if out.reused {
+                    // The link may have died while idle: dial afresh, once.
+                    out.reused = false;
+                    let fx = self.lookup_for(&mut out);
+                    self.outgoing = Some(out);
+                    fx
+                } else {
+                    self.fail(format!(
+                        "the direct connection to {} broke before the message was acknowledged{why}; it may not have arrived",
+                        out.to
+                    ))
+                }
+            }
+            _ => {
+                self.outgoing = Some(out);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Deadlines that passed by `now`.
+    pub(crate) fn tick(&mut self, now: Instant) -> Vec<Effect> {
+        let expired: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        let mut fx = Vec::new();
+        for conn in expired {
+            fx.extend(self.conn_expired(conn));
+        }
+        fx.extend(self.outgoing_expired(now));
+        fx
+    }
+
+    /// A connection that did not get through its greeting in time is closed; a message
+    /// waiting for it fails.
+    fn conn_expired(&mut self, conn: u64) -> Vec<Effect> {
+        let Some(c) = self.conns.get(&conn) else {
+            return Vec::new();
+        };
+        let (stage, role, nick, addr) = (c.stage, c.role, c.nick.clone(), c.addr.clone());
+        let connecting = self.is_connecting(conn);
+        let mut fx = Vec::new();
+        match stage {
+            Stage::Verifying => {
+                fx.push(error(format!(
+                    "refused a direct connection from {addr} claiming to be {nick}: the server \
+                     did not confirm {nick}'s certificate within {} s",
+                    self.secs()
+                )));
+                fx.push(peer_send(
+                    conn,
+                    "ERROR",
+                    &[&format!("Could not verify {nick} in time")],
+                ));
+            }
+            Stage::AwaitHello => {
+                log::info!("direct connection from {addr} sent no PEERHELLO in time");
+                fx.push(peer_send(
+                    conn,
+                    "ERROR",
+                    &["Timed out waiting for PEERHELLO"],
+                ));
+            }
+            _ => {}
+        }
+        fx.push(self.close(conn));
+        if connecting && role == Role::Dialer {
+            let text = match stage {
+                Stage::Greeting => format!(
+                    "{nick}'s client at {addr} did not accept the direct connection within {} s; nothing was sent",
+                    self.secs()
+                ),
+                _ => format!(
+                    "cannot reach {nick} directly at {addr}: no answer in time (the message was not sent)"
+                ),
+            };
+            fx.extend(self.fail(text));
+        }
+        fx
+    }
+
+    /// The message in progress fails if the server's answer or the peer's acknowledgement
+    /// is overdue.
+    fn outgoing_expired(&mut self, now: Instant) -> Vec<Effect> {
+        let Some(out) = &self.outgoing else {
+            return Vec::new();
+        };
+        let to = out.to.clone();
+        match out.stage {
+            OutStage::Lookup { deadline } if deadline <= now => self.fail(format!(
+                "the server did not say where {to} is within {} s (the message was not sent)",
+                self.secs()
+            )),
+            OutStage::Acks { deadline, conn, .. } if deadline <= now => {
+                // A peer that does not acknowledge is not trusted with the next message.
+                let mut fx = vec![self.close(conn)];
+                fx.extend(self.fail(format!(
+                    "{to} did not acknowledge the message within {} s",
+                    self.secs()
+                )));
+                fx
+            }
+            _ => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! The server's answers about direct messages: `PEER` endpoints (our own, a recipient's,
+//! or the one an incoming connection claims), `FAIL PEER`/`FAIL PEERADDR`, and a server
+//! without the extension.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use huddle_protocol::Message;
+
+use super::{
+    parse_endpoint, peer_send, same, Announce, Conn, Lookup, OutStage, Peers, Role, Stage,
+};
+use crate::core::effect::{error, info, Effect};
+use crate::core::Fingerprint;
+
+impl Peers {
+    /// The server's `PEER <nick> <ip> <port> <fingerprint>`.
+    pub(crate) fn on_peer_reply(&mut self, msg: &Message) -> Vec<Effect> {
+        let Some(nick) = msg.param(0) else {
+            return Vec::new();
+        };
+        let endpoint = parse_endpoint(msg);
+        match self.take_lookup(nick) {
+            Some(Lookup::Announce) => {
+                self.announce = Announce::Confirmed;
+                endpoint
+                    .map(|(_, addr, fp)| {
+                        info(format!(
+                            "direct messages: listening on port {}, certificate SHA-256 {}",
+                            addr.port(),
+                            huddle_trust::hex(&fp)
+                        ))
+                    })
+                    .into_iter()
+                    .collect()
+            }
+            Some(Lookup::Send { nick: asked }) if self.is_looking_up(&asked) => match endpoint {
+                Some((spelled, addr, fp)) => self.dial(spelled, addr, fp),
+                None => self.fail(format!(
+                    "the server sent an unusable address for {asked} (the message was not sent)"
+                )),
+            },
+            Some(Lookup::Send { .. }) => Vec::new(),
+            Some(Lookup::Verify {
+                conn,
+                nick: claimed,
+            }) => {
+                let vouched = endpoint
+                    .map(|(spelled, _, fp)| (spelled.to_string(), fp))
+                    .ok_or_else(|| format!("the server sent no usable endpoint for {claimed}"));
+                self.verified(conn, &claimed, vouched)
+            }
+            None => {
+                log::debug!("unrequested PEER reply for {nick}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The message in progress waits for the server to say where `nick` is.
+    fn is_looking_up(&self, nick: &str) -> bool {
+        matches!(&self.outgoing,
+            Some(o) if same(&o.to, nick) && matches!(o.stage, OutStage::Lookup { .. }))
+    }
+
+    /// Dials the recipient of the message in progress at the endpoint the server gave.
+    fn dial(&mut self, spelled: &str, addr: SocketAddr, fingerprint: Fingerprint) -> Vec<Effect> {
+        let conn = self.ids.next();
+        self.conns.insert(
+            conn,
+            Conn {
+                role: Role::Dialer,
+                stage: Stage::Dialing,
+                nick: spelled.to_string(),
+                addr: addr.to_string(),
+                cert: None,
+                // The dial thread bounds connect and handshake; this is a backstop.
+                deadline: Some(Instant::now() + self.timeout * 3),
+                next_id: 0,
+            },
+        );
+        if let Some(o) = &mut self.outgoing {
+            o.to = spelled.to_string();
+            o.stage = OutStage::Connecting { conn };
+        }
+        vec![Effect::PeerDial {
+            conn,
+            addr,
+            fingerprint,
+        }]
+    }
+
+    /// `FAIL PEERADDR`: the server refused our endpoint.
+    fn announcement_refused(&mut self, code: &str, text: &str) -> Vec<Effect> {
+        if let Some(i) = self
+            .lookups
+            .iter()
+            .position(|l| matches!(l, Lookup::Announce))
+        {
+            self.lookups.remove(i);
+        }
+        let why = format!("the server refused our endpoint ({code}: {text})");
+        self.announce = Announce::Unavailable(why.clone());
+        vec![
+            error(format!("direct messages are unavailable: {why}")),
+            Effect::PeerStopListening,
+        ]
+    }
+
+    /// `FAIL PEER <code> <nick> :text` or `FAIL PEERADDR <code> ... :text`.
+    pub(crate) fn on_fail(&mut self, msg: &Message) -> Vec<Effect> {
+        let command = msg.param(0).unwrap_or("");
+        let code = msg.param(1).unwrap_or("");
+        let text = msg.params.last().map(String::as_str).unwrap_or("");
+        if same(command, "PEERADDR") {
+            return self.announcement_refused(code, text);
+        }
+        let nick = msg.param(2).unwrap_or("");
+        match self.take_lookup(nick) {
+            Some(Lookup::Send { nick: asked }) => {
+                if !self.is_looking_up(&asked) {
+                    return Vec::new();
+                }
+                let why = match code {
+                    "NO_SUCH_NICK" => format!("{asked} is not online"),
+                    "NO_ENDPOINT" => format!("{asked} has no direct-message endpoint"),
+                    _ => format!("cannot find {asked}: {text}"),
+                };
+                self.fail(format!("{why} (the message was not sent)"))
+            }
+            Some(Lookup::Verify {
+                conn,
+                nick: claimed,
+            }) => {
+                let why = match code {
+                    "NO_SUCH_NICK" => format!("{claimed} is not online"),
+                    "NO_ENDPOINT" => format!("{claimed} has no registered certificate"),
+                    _ => format!("the server cannot vouch for {claimed} ({text})"),
+                };
+                self.verified(conn, &claimed, Err(why))
+            }
+            Some(Lookup::Announce) | None => {
+                log::debug!("unmatched FAIL PEER {code} {nick}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The server does not know `PEER`/`PEERADDR` at all (421).
+    pub(crate) fn on_unsupported(&mut self) -> Vec<Effect> {
+        let why = "the server does not support them".to_string();
+        self.lookups.clear();
+        let mut fx = Vec::new();
+        if self.announce == Announce::Pending {
+            fx.push(error(format!("direct messages are unavailable: {why}")));
+            fx.push(Effect::PeerStopListening);
+        }
+        self.announce = Announce::Unavailable(why);
+        if let Some(o) = self.outgoing.take() {
+            fx.push(error(format!(
+                "cannot send to {} directly: the server does not support direct messages (the message was not sent)",
+                o.to
+            )));
+        }
+        fx
+    }
+
+    /// The server's verdict on an incoming connection claiming to be `claimed`: its
+    /// spelling and vouched fingerprint, or why there is none.
+    fn verified(
+        &mut self,
+        conn: u64,
+        claimed: &str,
+        vouched: Result<(String, Fingerprint), String>,
+    ) -> Vec<Effect> {
+        let me = self.me.clone().unwrap_or_default();
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return Vec::new();
+        };
+        if c.stage != Stage::Verifying {
+            return Vec::new();
+        }
+        let addr = c.addr.clone();
+        let refuse = |why: String, to_peer: String| {
+            vec![
+                error(format!(
+                    "refused a direct connection from {addr} claiming to be {claimed}: {why}"
+                )),
+                peer_send(conn, "ERROR", &[&to_peer]),
+            ]
+        };
+        let mut fx = match vouched {
+            Ok((spelled, fp)) if Some(fp) == c.cert => {
+                c.stage = Stage::Open;
+                c.deadline = None;
+                c.nick = spelled.clone();
+                return vec![peer_send(conn, "PEERWELCOME", &[&me, &spelled])];
+            }
+            Ok(_) => refuse(
+                format!("certificate not registered for {claimed}"),
+                format!("Certificate does not belong to {claimed}"),
+            ),
+            Err(why) => refuse(why.clone(), format!("Cannot verify {claimed}: {why}")),
+        };
+        fx.push(self.close(conn));
+        fx
+    }
+}

@@ -1,0 +1,425 @@
+//! What each line from the server does to the state, and what it sends and shows.
+
+use huddle_protocol::account::{MAX_NAME_CHARS, MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES};
+use huddle_protocol::{numeric, Message};
+
+use super::effect::{error, info, Effect};
+use super::output::Output;
+use super::state::{LoginStage, Op, State, LOBBY, NOT_LOGGED_IN};
+use super::text::clock_of;
+
+/// Bounds on `353` replies collected before their `366`, so a misbehaving server cannot
+/// grow the client's memory without limit.
+const MAX_NAMES: usize = 100_000;
+const MAX_NAME_LISTS: usize = 64;
+/// Open history batches remembered at once (the server opens one per JOIN or request).
+const MAX_HISTORY_BATCHES: usize = 16;
+
+/// The nick in a `nick!user@host` source; `None` for a server source.
+fn source_nick(msg: &Message) -> Option<&str> {
+    let src = msg.source.as_deref()?;
+    if !src.contains('!') && !src.contains('@') && src.contains('.') {
+        return None;
+    }
+    Some(src.split(['!', '@']).next().unwrap_or(src))
+}
+
+/// Human text for a `FAIL REGISTER` code.
+fn register_failure(code: &str, server_text: &str) -> String {
+    let why = match code {
+        "ACCOUNT_EXISTS" => "account name already taken".to_string(),
+        "BAD_ACCOUNT_NAME" => {
+            format!("bad account name (1-{MAX_NAME_CHARS} letters, digits, '_' or '-')")
+        }
+        "WEAK_PASSWORD" => format!(
+            "password too weak (use {MIN_PASSWORD_BYTES} to {MAX_PASSWORD_BYTES} characters)"
+        ),
+        "TEMPORARILY_UNAVAILABLE" => {
+            "the server cannot create accounts right now, try again later".to_string()
+        }
+        "NEED_MORE_PARAMS" => "name and password are both needed".to_string(),
+        _ if server_text.is_empty() => code.to_lowercase().replace('_', " "),
+        _ => server_text.to_string(),
+    };
+    format!("registration failed: {why}")
+}
+
+/// Whether `msg`'s parameter `i` names one of the direct-message commands.
+fn about_peers(msg: &Message, i: usize) -> bool {
+    msg.param(i)
+        .is_some_and(|c| c.eq_ignore_ascii_case("PEER") || c.eq_ignore_ascii_case("PEERADDR"))
+}
+
+/// The last parameter, the human-readable text of most replies.
+fn last_param(msg: &Message) -> &str {
+    msg.params.last().map(String::as_str).unwrap_or("")
+}
+
+impl State {
+    /// One line from the server.
+    pub(super) fn on_message(&mut self, msg: &Message) -> Vec<Effect> {
+        let last = last_param(msg);
+        let cmd = msg.command.to_ascii_uppercase();
+        match cmd.as_str() {
+            "PING" => vec![Effect::Send(Message::new("PONG", msg.params.clone()))],
+            "ERROR" => self.on_error(last),
+            "BATCH" => {
+                self.on_batch(msg);
+                Vec::new()
+            }
+            "CAP" if msg.param(1).is_some_and(|s| s.eq_ignore_ascii_case("NAK")) => {
+                vec![error(format!("the server refused capabilities: {last}"))]
+            }
+            "AUTHENTICATE" if msg.param(0) == Some("+") => self.on_authenticate_plus(),
+            numeric::RPL_SASLSUCCESS => self.on_sasl_success(),
+            numeric::ERR_SASLFAIL => self.on_sasl_failure("wrong name or password"),
+            numeric::ERR_SASLTOOLONG | numeric::ERR_SASLABORTED | numeric::ERR_SASLALREADY => {
+                self.on_sasl_failure(last)
+            }
+            numeric::RPL_WELCOME => self.on_welcome(msg.param(0).unwrap_or("")),
+            "JOIN" => self.on_join(msg),
+            "PART" => self.on_part(msg),
+            "QUIT" => self.on_quit(msg),
+            "PRIVMSG" | "NOTICE" => self.on_text(msg),
+            numeric::RPL_NAMREPLY => {
+                self.on_names(msg);
+                Vec::new()
+            }
+            numeric::RPL_ENDOFNAMES => self.on_end_of_names(msg),
+            numeric::RPL_MOTD => vec![info(last)],
+            "REGISTER" => self.on_registered(msg),
+            "PEER" => {
+                let fx = self.peers.on_peer_reply(msg);
+                self.settle();
+                fx
+            }
+            "FAIL" if about_peers(msg, 0) => {
+                let fx = self.peers.on_fail(msg);
+                self.settle();
+                fx
+            }
+            numeric::ERR_UNKNOWNCOMMAND if about_peers(msg, 1) => {
+                let fx = self.peers.on_unsupported();
+                self.settle();
+                fx
+            }
+            "FAIL" => self.on_fail(msg),
+            // No message of the day: nothing to show.
+            numeric::ERR_NOMOTD => Vec::new(),
+            c if c.len() == 3 && (c.starts_with('4') || c.starts_with('5')) => {
+                self.on_error_numeric(c, msg)
+            }
+            _ => {
+                log::debug!("not shown: {msg}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// `ERROR`: the server is closing the connection.
+    fn on_error(&mut self, text: &str) -> Vec<Effect> {
+        if matches!(self.op, Some(Op::Logout { .. })) {
+            return Vec::new();
+        }
+        self.error_shown = true;
+        vec![error(format!("disconnected: {text}"))]
+    }
+
+    /// `BATCH +id chathistory ...` opens a history batch, `BATCH -id` closes one.
+    fn on_batch(&mut self, msg: &Message) {
+        let reference = msg.param(0).unwrap_or("");
+        if let Some(id) = reference.strip_prefix('+') {
+            if msg.param(1) == Some("chathistory") {
+                if self.history_batches.len() >= MAX_HISTORY_BATCHES {
+                    self.history_batches.remove(0);
+                }
+                self.history_batches.push(id.to_string());
+            }
+        } else if let Some(id) = reference.strip_prefix('-') {
+            self.history_batches.retain(|b| b != id);
+        }
+    }
+
+    /// `AUTHENTICATE +`: the server waits for the credentials.
+    fn on_authenticate_plus(&mut self) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if let Some(Op::Login { payload, stage, .. }) = &mut self.op {
+            if *stage == LoginStage::Plus {
+                for chunk in payload.drain(..) {
+                    fx.push(Effect::Send(Message::new("AUTHENTICATE", [chunk])));
+                }
+                *stage = LoginStage::SaslResult;
+            }
+        }
+        fx
+    }
+
+    /// 903: logged in to the account; end negotiation and register the connection.
+    fn on_sasl_success(&mut self) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        if self.nick.is_none() {
+            if let Some(account) = self.account.clone() {
+                fx.push(Effect::Send(Message::new("CAP", ["END"])));
+                fx.push(Effect::Send(Message::new("NICK", [account.as_str()])));
+                fx.push(Effect::Send(Message::new(
+                    "USER",
+                    [account.as_str(), "0", "*", account.as_str()],
+                )));
+            }
+        }
+        if let Some(Op::Login { stage, .. }) = &mut self.op {
+            *stage = LoginStage::Welcome;
+        }
+        fx
+    }
+
+    fn on_sasl_failure(&mut self, why: &str) -> Vec<Effect> {
+        if matches!(self.op, Some(Op::Login { .. })) {
+            self.op = None;
+        }
+        vec![error(format!("login failed: {why}"))]
+    }
+
+    /// 001: registered as `nick`.
+    fn on_welcome(&mut self, nick: &str) -> Vec<Effect> {
+        let mut fx = vec![info(format!("logged in as {nick}"))];
+        // The listener first, so that PEERADDR goes out before JOIN and the login ends
+        // with both answered.
+        self.peers.login(nick);
+        fx.push(Effect::PeerListen);
+        fx.push(Effect::Send(Message::new("JOIN", [LOBBY])));
+        self.nick = Some(nick.to_string());
+        if let Some(Op::Login { stage, .. }) = &mut self.op {
+            *stage = LoginStage::Lobby;
+        }
+        fx
+    }
+
+    fn on_join(&mut self, msg: &Message) -> Vec<Effect> {
+        let (Some(nick), Some(room)) = (source_nick(msg), msg.param(0)) else {
+            return Vec::new();
+        };
+        if !self.is_me(nick) {
+            return vec![Effect::Show(Output::Joined {
+                nick: nick.to_string(),
+                room: room.to_string(),
+            })];
+        }
+        if !self.rooms.iter().any(|r| r.eq_ignore_ascii_case(room)) {
+            self.rooms.push(room.to_string());
+        }
+        self.current = Some(room.to_string());
+        let done = match &self.op {
+            Some(Op::Join { room: r }) => r.eq_ignore_ascii_case(room),
+            _ => false,
+        };
+        if done {
+            self.op = None;
+        }
+        self.settle();
+        vec![info(format!("joined {room}"))]
+    }
+
+    fn on_part(&mut self, msg: &Message) -> Vec<Effect> {
+        let (Some(nick), Some(room)) = (source_nick(msg), msg.param(0)) else {
+            return Vec::new();
+        };
+        if !self.is_me(nick) {
+            return vec![Effect::Show(Output::Left {
+                nick: nick.to_string(),
+                room: room.to_string(),
+                reason: msg.param(1).map(str::to_string),
+            })];
+        }
+        self.rooms.retain(|r| !r.eq_ignore_ascii_case(room));
+        if self
+            .current
+            .as_deref()
+            .is_some_and(|c| c.eq_ignore_ascii_case(room))
+        {
+            self.current = self.rooms.last().cloned();
+        }
+        vec![info(format!("left {room}"))]
+    }
+
+    fn on_quit(&self, msg: &Message) -> Vec<Effect> {
+        match source_nick(msg) {
+            Some(nick) if !self.is_me(nick) => vec![Effect::Show(Output::Quit {
+                nick: nick.to_string(),
+                reason: msg.param(0).map(str::to_string),
+            })],
+            _ => Vec::new(),
+        }
+    }
+
+    /// `PRIVMSG`/`NOTICE`: to a room (live or replayed history), to us, or from the server.
+    fn on_text(&self, msg: &Message) -> Vec<Effect> {
+        let notice = msg.is("NOTICE");
+        let (Some(target), Some(text)) = (msg.param(0), msg.param(1)) else {
+            return Vec::new();
+        };
+        let Some(from) = source_nick(msg) else {
+            // From the server itself (HELLO's reply, announcements).
+            return vec![info(text)];
+        };
+        let history = msg
+            .tag("batch")
+            .is_some_and(|b| self.history_batches.iter().any(|h| h == b));
+        let (from, text) = (from.to_string(), text.to_string());
+        let output = if history && target.starts_with(['#', '&']) {
+            Output::History {
+                room: target.to_string(),
+                from,
+                text,
+                notice,
+                time: msg.tag("time").and_then(clock_of).unwrap_or_default(),
+            }
+        } else if target.starts_with(['#', '&']) {
+            Output::Room {
+                room: target.to_string(),
+                from,
+                text,
+                notice,
+            }
+        } else {
+            Output::Private { from, text, notice }
+        };
+        vec![Effect::Show(output)]
+    }
+
+    /// 353: part of a names list, collected until its 366.
+    fn on_names(&mut self, msg: &Message) {
+        let (Some(chan), Some(names)) = (msg.param(2), msg.param(3)) else {
+            return;
+        };
+        let key = chan.to_ascii_lowercase();
+        if self.names.len() >= MAX_NAME_LISTS && !self.names.contains_key(&key) {
+            return;
+        }
+        let list = self.names.entry(key).or_default();
+        if list.len() >= MAX_NAMES {
+            return;
+        }
+        list.extend(
+            names
+                .split_whitespace()
+                .map(|n| n.trim_start_matches(['@', '+', '%', '~', '&']))
+                .filter(|n| !n.is_empty())
+                .map(str::to_string),
+        );
+    }
+
+    /// 366: the names list is complete: everyone online (`*`) or a room's members.
+    fn on_end_of_names(&mut self, msg: &Message) -> Vec<Effect> {
+        let Some(chan) = msg.param(1) else {
+            return Vec::new();
+        };
+        let names = self
+            .names
+            .remove(&chan.to_ascii_lowercase())
+            .unwrap_or_default();
+        vec![Effect::Show(if chan == "*" {
+            Output::Online(names)
+        } else {
+            Output::Members {
+                room: chan.to_string(),
+                names,
+            }
+        })]
+    }
+
+    /// `REGISTER SUCCESS <account> :text` (or another verdict).
+    fn on_registered(&mut self, msg: &Message) -> Vec<Effect> {
+        let account = msg.param(1).unwrap_or("");
+        let fx = match msg.param(0) {
+            Some("SUCCESS") => vec![info(format!("registered {account}"))],
+            _ => vec![info(format!("registered {account}: {}", last_param(msg)))],
+        };
+        if matches!(self.op, Some(Op::Register { .. })) {
+            self.op = None;
+        }
+        fx
+    }
+
+    /// `FAIL <command> <code> ... :text` other than the direct-message ones.
+    fn on_fail(&mut self, msg: &Message) -> Vec<Effect> {
+        let last = last_param(msg);
+        let code = msg.param(1).unwrap_or("");
+        if !msg
+            .param(0)
+            .is_some_and(|c| c.eq_ignore_ascii_case("REGISTER"))
+        {
+            return vec![error(last)];
+        }
+        if matches!(self.op, Some(Op::Register { .. })) {
+            self.op = None;
+        }
+        vec![error(register_failure(code, last))]
+    }
+
+    /// A 4xx or 5xx reply: an error to show, which may end the pending op.
+    fn on_error_numeric(&mut self, code: &str, msg: &Message) -> Vec<Effect> {
+        let last = last_param(msg);
+        let arg = if msg.params.len() > 2 {
+            msg.param(1).unwrap_or("")
+        } else {
+            ""
+        };
+        let joining = match &self.op {
+            Some(Op::Join { room }) => msg.params.iter().any(|p| p.eq_ignore_ascii_case(room)),
+            Some(Op::Login {
+                stage: LoginStage::Lobby,
+                ..
+            }) => msg.params.iter().any(|p| p.eq_ignore_ascii_case(LOBBY)),
+            _ => false,
+        };
+        let text = match code {
+            numeric::ERR_NOSUCHNICK => format!("no such user: {arg}"),
+            _ if joining => format!("cannot join {arg}: {last}"),
+            numeric::ERR_NOSUCHCHANNEL => format!("no such room: {arg}"),
+            numeric::ERR_CANNOTSENDTOCHAN => {
+                format!("cannot send to {arg}: you are not in it (join {arg})")
+            }
+            numeric::ERR_NOTONCHANNEL => format!("you are not in {arg}"),
+            numeric::ERR_INPUTTOOLONG => "message too long: the server dropped it".to_string(),
+            numeric::ERR_NOTREGISTERED => NOT_LOGGED_IN.to_string(),
+            _ if self.op_fails_on_error() => match &self.op {
+                Some(op) => format!("{} failed: {last}", op.what()),
+                None => last.to_string(),
+            },
+            _ if arg.is_empty() => last.to_string(),
+            _ => format!("{arg}: {last}"),
+        };
+        if joining || self.op_fails_on_error() {
+            self.op = None;
+        }
+        vec![error(text)]
+    }
+
+    /// Whether an error reply ends the pending op: registration, and login until the
+    /// server has welcomed us.
+    fn op_fails_on_error(&self) -> bool {
+        match &self.op {
+            Some(Op::Register { .. }) => true,
+            Some(Op::Login { stage, .. }) => *stage != LoginStage::Lobby,
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(line: &str) -> Message {
+        Message::parse(line).unwrap()
+    }
+
+    #[test]
+    fn sources() {
+        assert_eq!(source_nick(&m(":bob!b@h PRIVMSG #x :t")), Some("bob"));
+        assert_eq!(source_nick(&m(":huddle.local NOTICE a :t")), None);
+        assert_eq!(source_nick(&m("NOTICE a :t")), None);
+        assert_eq!(source_nick(&m(":bob PRIVMSG a :t")), Some("bob"));
+    }
+}

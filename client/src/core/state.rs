@@ -1,0 +1,302 @@
+//! The client's protocol state ([`State`]) and its life cycle: connection up and down, the
+//! command waiting for the server ([`Op`]) and its deadline, Ctrl-C, and the outcomes of the
+//! peer links. Server lines are handled in `server_lines.rs`, user commands in
+//! `user_commands.rs`, the direct-message protocol in `peer_link`.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use huddle_protocol::Message;
+
+use super::effect::{error, info, Effect};
+use super::peer_link::{Announce, DialFailure, Peers};
+use super::Fingerprint;
+
+/// The room joined at login.
+pub(super) const LOBBY: &str = "#lobby";
+/// How long register, login and join wait for the server.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long logout and exit wait for the server to close the connection.
+const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(super) const NOT_LOGGED_IN: &str = "not logged in: use login or register";
+
+/// What a login waits for next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LoginStage {
+    /// Sent `AUTHENTICATE PLAIN`, waiting for `AUTHENTICATE +`.
+    Plus,
+    /// Sent the credentials, waiting for 903/904.
+    SaslResult,
+    /// Sent `CAP END`, `NICK`, `USER`, waiting for 001.
+    Welcome,
+    /// Sent `JOIN #lobby`, waiting for it.
+    Lobby,
+}
+
+/// A command waiting for the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Op {
+    Register {
+        account: String,
+    },
+    Login {
+        account: String,
+        /// The `AUTHENTICATE` arguments to send once the server says `+`.
+        payload: Vec<String>,
+        stage: LoginStage,
+    },
+    Join {
+        room: String,
+    },
+    Logout {
+        exit: bool,
+    },
+    /// `msg`: waiting for the peer's acknowledgement or a failure.
+    Direct {
+        to: String,
+    },
+}
+
+impl Op {
+    pub(super) fn what(&self) -> &'static str {
+        match self {
+            Op::Register { .. } => "registration",
+            Op::Login { .. } => "login",
+            Op::Join { .. } => "join",
+            Op::Logout { exit: false } => "logout",
+            Op::Logout { exit: true } => "exit",
+            Op::Direct { .. } => "direct message",
+        }
+    }
+}
+
+/// The protocol state of the client, without any I/O.
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(super) connected: bool,
+    /// Set once the server welcomed us (001).
+    pub(super) nick: Option<String>,
+    /// The account of the SASL attempt in progress or done.
+    pub(super) account: Option<String>,
+    pub(super) rooms: Vec<String>,
+    pub(super) current: Option<String>,
+    /// `353` lines collected per channel (`*` for all users) until `366`.
+    pub(super) names: HashMap<String, Vec<String>>,
+    pub(crate) op: Option<Op>,
+    /// The server's `ERROR` was shown for this connection.
+    pub(super) error_shown: bool,
+    /// Direct messages of this session.
+    pub(crate) peers: Peers,
+    /// Open `chathistory` batches: lines tagged with one of these are room history.
+    pub(super) history_batches: Vec<String>,
+}
+
+impl State {
+    /// A state for direct messages bounded by `timeout` per step.
+    pub(crate) fn new(peer_timeout: Duration) -> State {
+        State::with_peers(Peers::new(peer_timeout))
+    }
+
+    fn with_peers(peers: Peers) -> State {
+        State {
+            peers,
+            ..State::default()
+        }
+    }
+
+    /// Back to the start, keeping the configuration.
+    fn reset(&mut self) {
+        *self = State::with_peers(self.peers.fresh());
+    }
+
+    pub(super) fn require_login(&self) -> Result<&str, Effect> {
+        self.nick.as_deref().ok_or_else(|| error(NOT_LOGGED_IN))
+    }
+
+    pub(super) fn is_me(&self, nick: &str) -> bool {
+        self.nick
+            .as_deref()
+            .is_some_and(|n| n.eq_ignore_ascii_case(nick))
+    }
+
+    /// A fresh connection is up: negotiate the capabilities the client uses.
+    pub(super) fn on_connected(&mut self) -> Vec<Effect> {
+        *self = State {
+            connected: true,
+            op: self.op.take(),
+            account: self.account.take(),
+            ..State::with_peers(self.peers.fresh())
+        };
+        vec![
+            Effect::Send(Message::new("CAP", ["LS", "302"])),
+            Effect::Send(Message::new(
+                "CAP",
+                ["REQ", "sasl draft/account-registration batch server-time"],
+            )),
+        ]
+    }
+
+    /// The connection could not be opened; the command that needed it is over.
+    pub(super) fn on_connect_failed(&mut self) {
+        self.op = None;
+    }
+
+    /// Ends ops whose conditions are met: a login once it is in the lobby and the server
+    /// confirmed (or refused) our direct-message endpoint; a `msg` once it has an outcome.
+    pub(super) fn settle(&mut self) {
+        let done = match &self.op {
+            Some(Op::Login {
+                stage: LoginStage::Lobby,
+                ..
+            }) => {
+                self.rooms.iter().any(|r| r.eq_ignore_ascii_case(LOBBY))
+                    && *self.peers.announce() != Announce::Pending
+            }
+            Some(Op::Direct { .. }) => !self.peers.busy(),
+            _ => false,
+        };
+        if done {
+            self.op = None;
+        }
+    }
+
+    /// The connection is gone.
+    pub(super) fn on_closed(&mut self, reason: Option<&str>) -> Vec<Effect> {
+        let mut fx = self.peers.stop();
+        let op = self.op.take();
+        match op {
+            Some(Op::Logout { exit: true }) => fx.push(Effect::Exit),
+            Some(Op::Logout { exit: false }) => fx.push(info("logged out")),
+            _ if self.error_shown => {}
+            Some(op) => fx.push(error(format!(
+                "{} failed: the server closed the connection{}",
+                op.what(),
+                reason.map(|r| format!(" ({r})")).unwrap_or_default()
+            ))),
+            None => fx.push(error(match reason {
+                Some(r) => format!("connection to the server lost: {r}"),
+                None => "the server closed the connection".to_string(),
+            })),
+        }
+        self.reset();
+        fx
+    }
+
+    /// The pending op got no answer in time.
+    pub(super) fn on_timeout(&mut self) -> Vec<Effect> {
+        match self.op.take() {
+            Some(Op::Logout { exit }) => {
+                self.reset();
+                vec![
+                    Effect::PeerStop,
+                    Effect::Close,
+                    if exit {
+                        Effect::Exit
+                    } else {
+                        info("logged out")
+                    },
+                ]
+            }
+            Some(Op::Direct { to }) => {
+                self.peers.cancel();
+                vec![error(format!(
+                    "direct message to {to}: no outcome in time; it may not have arrived"
+                ))]
+            }
+            Some(op) => vec![error(format!(
+                "{} failed: no answer from the server within {} s",
+                op.what(),
+                REPLY_TIMEOUT.as_secs()
+            ))],
+            None => Vec::new(),
+        }
+    }
+
+    /// Ctrl-C while a command waits for the server.
+    pub(super) fn on_interrupt(&mut self) -> Vec<Effect> {
+        match &self.op {
+            Some(Op::Logout { .. }) => self.on_timeout(),
+            Some(op) => {
+                let what = op.what();
+                self.op = None;
+                self.peers.cancel();
+                vec![info(format!("{what} cancelled"))]
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The prompt for the line editor.
+    pub(super) fn prompt(&self) -> String {
+        match (&self.nick, &self.current) {
+            (Some(n), Some(r)) => format!("{n} {r}> "),
+            (Some(n), None) => format!("{n}> "),
+            _ => "huddle> ".to_string(),
+        }
+    }
+
+    /// How long the pending op may wait for its outcome, if one is pending.
+    pub(crate) fn op_wait(&self) -> Option<Duration> {
+        Some(match self.op.as_ref()? {
+            Op::Logout { .. } => QUIT_TIMEOUT,
+            // A backstop: every step of a direct message has its own deadline.
+            Op::Direct { .. } => self.peers.timeout() * 16 + REPLY_TIMEOUT,
+            _ => REPLY_TIMEOUT,
+        })
+    }
+
+    /// The direct-message listener started (our port and certificate) or failed.
+    pub(super) fn on_listening(
+        &mut self,
+        result: Result<(u16, Fingerprint), String>,
+    ) -> Vec<Effect> {
+        let fx = self.peers.listening(result);
+        self.settle();
+        fx
+    }
+
+    pub(super) fn on_peer_connected(&mut self, conn: u64) -> Vec<Effect> {
+        let fx = self.peers.on_connected(conn);
+        self.settle();
+        fx
+    }
+
+    pub(super) fn on_peer_dial_failed(&mut self, conn: u64, failure: &DialFailure) -> Vec<Effect> {
+        let fx = self.peers.on_dial_failed(conn, failure);
+        self.settle();
+        fx
+    }
+
+    pub(super) fn on_peer_accepted(
+        &mut self,
+        conn: u64,
+        addr: SocketAddr,
+        cert: Fingerprint,
+    ) -> Vec<Effect> {
+        if self.nick.is_none() {
+            return vec![Effect::PeerClose { conn }];
+        }
+        self.peers.on_accepted(conn, addr, cert)
+    }
+
+    pub(super) fn on_peer_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+        let fx = self.peers.on_line(conn, msg);
+        self.settle();
+        fx
+    }
+
+    pub(super) fn on_peer_closed(&mut self, conn: u64, reason: Option<&str>) -> Vec<Effect> {
+        let fx = self.peers.on_closed(conn, reason);
+        self.settle();
+        fx
+    }
+
+    /// Direct-message deadlines that passed by `now`.
+    pub(super) fn on_peer_tick(&mut self, now: Instant) -> Vec<Effect> {
+        let fx = self.peers.tick(now);
+        self.settle();
+        fx
+    }
+}

@@ -1,0 +1,38 @@
+//! The I/O shell around the core: the server link, the direct-message listener and dialer,
+//! the terminal, and the event loop that feeds what they report to [`crate::core::Client`]
+//! and carries out the effects it returns.
+//!
+//! Everything here may block, spawn threads and touch sockets and the terminal; no protocol
+//! decision is made here.
+//!
+//! - [`event_loop`]: the application thread.
+//! - [`server_link`]: TCP, TLS under the chosen trust, and the reader thread for the server.
+//! - [`peer_net`]: the peer listener, dialer and connection threads; [`peer_tls`]: their
+//!   certificates and rustls configurations.
+//! - [`tls_stream`]: the TLS stream both kinds of link use.
+//! - [`terminal`]: reading input and printing outputs.
+
+pub(crate) mod event_loop;
+mod peer_net;
+mod peer_tls;
+mod peers;
+mod server_link;
+mod terminal;
+mod tls_stream;
+
+use crate::core::InputReply;
+use peer_net::PeerEvent;
+use server_link::NetEvent;
+
+/// What the I/O threads report to the event loop, over one channel.
+#[derive(Debug)]
+pub(crate) enum Report {
+    /// The answer to an input request.
+    Input(InputReply),
+    /// From the reader thread of server link `link`.
+    Server { link: u64, event: NetEvent },
+    /// From the direct-message listener and connection threads.
+    Peer(PeerEvent),
+    /// Ctrl-C outside the line editor.
+    Interrupt,
+}
