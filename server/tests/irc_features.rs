@@ -6,10 +6,8 @@
 //! Every test starts its own server. Nothing sleeps: replies are awaited with deadlines and
 //! absence is proven with the PING round trip (`sync`/`assert_quiet`).
 
-mod common;
-
-use common::*;
 use huddle_protocol::Message;
+use huddle_testkit::*;
 use std::collections::BTreeSet;
 use std::path::Path;
 
