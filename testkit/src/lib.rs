@@ -2,8 +2,8 @@
 //! binary; the crate is not published).
 //!
 //! - [`launcher`]: starts `huddle-server` as a child process ([`TestServer`]) or on a thread of
-//!   the test process ([`InProcServer`]); both give the same client helpers
-//!   ([`RunningServer`]).
+//!   the test process ([`InProcServer`]); both report where they listen ([`Endpoint`]) and
+//!   give the same client helpers ([`RunningServer`]).
 //! - [`irc`]: one IRC test client, [`IrcClient`], generic over its stream: TLS
 //!   ([`Client`]), plain TCP ([`PlainClient`]) or the server side of a TLS link
 //!   ([`PeerLink`]); plus the assertions on IRC messages.
@@ -42,7 +42,7 @@ pub use irc::assertions::{
 pub use irc::{Client, Event, IrcClient, PeerLink, PlainClient, Transport};
 pub use launcher::in_process::{InProcServer, NO_RATE_LIMITS};
 pub use launcher::process::{ProcessOptions, StartFailure, TestServer};
-pub use launcher::{users_in_room, RunningServer};
+pub use launcher::{users_in_room, Endpoint, RunningServer};
 pub use proc::{proc_cpu_time, proc_fd_count, proc_rss_kib, server_holds_connection};
 pub use raw::{tcp_with_rcvbuf, RawClient};
 pub use tls::{client_config_for, client_config_trusting, pem_certs, pinned_config};

@@ -135,3 +135,26 @@ impl IrcClient<StreamOwned<ClientConnection, TcpStream>> {
         huddle_trust::sha256_hex(certs[0].as_ref())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_hex_round_trips() {
+        let fp = huddle_trust::fingerprint(b"certificate bytes");
+        assert_eq!(parse_fingerprint(&huddle_trust::hex(&fp)), fp);
+    }
+
+    #[test]
+    #[should_panic(expected = "not a SHA-256 fingerprint")]
+    fn short_fingerprint_is_refused() {
+        parse_fingerprint("abcd");
+    }
+
+    #[test]
+    #[should_panic(expected = "not a SHA-256 fingerprint")]
+    fn non_hex_fingerprint_is_refused() {
+        parse_fingerprint(&"zz".repeat(32));
+    }
+}

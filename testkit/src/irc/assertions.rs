@@ -119,3 +119,40 @@ pub fn parse_server_time(v: &str) -> Option<u64> {
         .ok()
         .map(|secs| secs * 1000 + ms as u64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_time_parses_to_unix_millis() {
+        assert_eq!(parse_server_time("1970-01-01T00:00:00.000Z"), Some(0));
+        assert_eq!(
+            parse_server_time("2024-02-29T23:59:59.999Z"),
+            Some(1_709_251_199_999)
+        );
+    }
+
+    #[test]
+    fn server_time_rejects_other_forms_and_impossible_dates() {
+        for bad in [
+            "2024-02-29T23:59:59Z",
+            "2024-02-29 23:59:59.999Z",
+            "2023-02-29T00:00:00.000Z",
+            "2024-13-01T00:00:00.000Z",
+            "2024-01-01T24:00:00.000Z",
+        ] {
+            assert_eq!(parse_server_time(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_sources_are_recognised() {
+        let m = Message::parse(":alice!alice@127.0.0.1 PRIVMSG #r :hi").expect("valid line");
+        assert_eq!(source_nick(&m), Some("alice"));
+        assert!(from_user(&m, "alice"));
+        assert!(!from_user(&m, "bob"));
+        let server = Message::parse(":huddle.local NOTICE alice :hi").expect("valid line");
+        assert!(!from_user(&server, "alice"));
+    }
+}

@@ -299,23 +299,27 @@ impl<S: Transport> IrcClient<S> {
     pub fn expect(&mut self, what: &str, pred: impl Fn(&Message) -> bool) -> Message {
         let deadline = Instant::now() + REPLY_DEADLINE;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.poll(left) {
-                Event::Line(l) => {
-                    let m = self.parse(&l);
-                    if pred(&m) {
-                        return m;
-                    }
-                }
-                Event::Closed => panic!(
-                    "[{}] connection closed while waiting for {what}; last lines: {:#?}",
-                    self.label, self.seen
-                ),
-                Event::Nothing => panic!(
-                    "[{}] no {what} within {REPLY_DEADLINE:?}; last lines: {:#?}",
-                    self.label, self.seen
-                ),
+            let m = self.next_message(deadline, what);
+            if pred(&m) {
+                return m;
             }
+        }
+    }
+
+    /// The next message before `deadline`; panics, naming `what` was awaited, on close or
+    /// timeout.
+    fn next_message(&mut self, deadline: Instant, what: &str) -> Message {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.poll(left) {
+            Event::Line(l) => self.parse(&l),
+            Event::Closed => panic!(
+                "[{}] connection closed while waiting for {what}; last lines: {:#?}",
+                self.label, self.seen
+            ),
+            Event::Nothing => panic!(
+                "[{}] no {what} within {REPLY_DEADLINE:?}; last lines: {:#?}",
+                self.label, self.seen
+            ),
         }
     }
 
@@ -419,27 +423,15 @@ impl<S: Transport> IrcClient<S> {
     pub fn sync(&mut self) -> Vec<Message> {
         let token = format!("sync-{}", TOKENS.fetch_add(1, Ordering::Relaxed));
         self.send(&format!("PING {token}"));
+        let what = format!("PONG {token}");
         let mut before = Vec::new();
         let deadline = Instant::now() + REPLY_DEADLINE;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.poll(left) {
-                Event::Line(l) => {
-                    let m = self.parse(&l);
-                    if m.is("PONG") && m.params.last().map(String::as_str) == Some(&token) {
-                        return before;
-                    }
-                    before.push(m);
-                }
-                Event::Closed => panic!(
-                    "[{}] closed while waiting for PONG {token}; last lines: {:#?}",
-                    self.label, self.seen
-                ),
-                Event::Nothing => panic!(
-                    "[{}] no PONG {token} within {REPLY_DEADLINE:?}; last lines: {:#?}",
-                    self.label, self.seen
-                ),
+            let m = self.next_message(deadline, &what);
+            if m.is("PONG") && m.params.last().map(String::as_str) == Some(&token) {
+                return before;
             }
+            before.push(m);
         }
     }
 
@@ -484,4 +476,27 @@ fn shorten(line: &str) -> String {
         end -= 1;
     }
     format!("{}... ({} bytes)", &line[..end], line.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_without_their_endings() {
+        let mut buf = b"one\r\ntwo\nthree".to_vec();
+        assert_eq!(split_line(&mut buf).as_deref(), Some("one"));
+        assert_eq!(split_line(&mut buf).as_deref(), Some("two"));
+        assert_eq!(split_line(&mut buf), None);
+        assert_eq!(buf, b"three");
+    }
+
+    #[test]
+    fn long_lines_are_shortened_on_a_char_boundary() {
+        let line = "é".repeat(150);
+        let short = shorten(&line);
+        assert!(short.ends_with("... (300 bytes)"), "{short}");
+        assert!(short.len() < line.len());
+        assert_eq!(shorten("short"), "short");
+    }
 }

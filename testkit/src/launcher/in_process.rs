@@ -3,18 +3,15 @@
 //! server's CPU time is then this process's, which is what the benches measure.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
-use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
 use clap::Parser;
 use huddle_server::{Args, Config, Server, ServerError, ShutdownHandle};
-use rustls::ClientConfig;
 use tempfile::TempDir;
 
-use super::{cert_path_in, fresh_data_dir, RunningServer};
-use crate::tls::client_config_trusting;
+use super::{fresh_data_dir, Endpoint, RunningServer};
 
 /// Flags that lift the limits a benchmark would otherwise measure: flood control and the
 /// per-address connection limit.
@@ -22,14 +19,9 @@ pub const NO_RATE_LIMITS: &[&str] = &["--flood-rate", "0", "--max-per-ip", "0"];
 
 /// A server running on a thread of this process. Dropping it shuts the server down.
 pub struct InProcServer {
-    addr: SocketAddr,
-    plain_addr: Option<SocketAddr>,
-    fingerprint: String,
+    at: Endpoint,
     handle: ShutdownHandle,
     thread: Option<JoinHandle<Result<(), String>>>,
-    data_dir: PathBuf,
-    args: Vec<String>,
-    tls: Arc<ClientConfig>,
     _tmp: Option<TempDir>,
 }
 
@@ -86,16 +78,10 @@ impl InProcServer {
         let (addr, plain_addr, fingerprint, handle) = rx
             .recv()
             .map_err(|_| "server thread ended before binding".to_string())??;
-        let tls = client_config_trusting(&cert_path_in(dir, &args));
         Ok(InProcServer {
-            addr,
-            plain_addr,
-            fingerprint,
+            at: Endpoint::new(addr, plain_addr, fingerprint, dir, args),
             handle,
             thread: Some(thread),
-            data_dir: dir.to_path_buf(),
-            args,
-            tls,
             _tmp: None,
         })
     }
@@ -114,8 +100,8 @@ impl InProcServer {
     /// port).
     pub fn restart(&mut self) -> Result<(), String> {
         self.stop_thread()?;
-        let flags: Vec<&str> = self.args.iter().map(String::as_str).collect();
-        let mut again = InProcServer::start_in(&self.data_dir, &flags)?;
+        let flags: Vec<&str> = self.at.args.iter().map(String::as_str).collect();
+        let mut again = InProcServer::start_in(&self.at.data_dir, &flags)?;
         again._tmp = self._tmp.take();
         *self = again;
         Ok(())
@@ -133,28 +119,8 @@ impl InProcServer {
 }
 
 impl RunningServer for InProcServer {
-    fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    fn plain_listener(&self) -> Option<SocketAddr> {
-        self.plain_addr
-    }
-
-    fn fingerprint(&self) -> &str {
-        &self.fingerprint
-    }
-
-    fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-
-    fn args(&self) -> &[String] {
-        &self.args
-    }
-
-    fn tls_config(&self) -> Arc<ClientConfig> {
-        Arc::clone(&self.tls)
+    fn endpoint(&self) -> &Endpoint {
+        &self.at
     }
 }
 

@@ -12,24 +12,81 @@ use tempfile::TempDir;
 
 use crate::irc::{Client, PlainClient};
 use crate::raw::RawClient;
+use crate::tls::client_config_trusting;
 use crate::{from_user, PW};
 
 pub mod in_process;
 pub mod process;
 
+/// Where a started server listens, what it announced, and how clients trust it.
+pub struct Endpoint {
+    /// The TLS listener.
+    pub addr: SocketAddr,
+    /// The `--plain-listener` address, if the server has one.
+    pub plain_addr: Option<SocketAddr>,
+    /// The certificate fingerprint the server announced (64 lowercase hex digits).
+    pub fingerprint: String,
+    pub data_dir: PathBuf,
+    /// The flags the server was started with (after bind address, data dir and port).
+    pub args: Vec<String>,
+    /// A client TLS configuration trusting the server's certificate.
+    pub tls: Arc<ClientConfig>,
+}
+
+impl Endpoint {
+    /// The endpoint of a server started with `args` on `data_dir`; clients trust the
+    /// certificate it uses (`--cert FILE` or `<data-dir>/cert.pem`).
+    pub(crate) fn new(
+        addr: SocketAddr,
+        plain_addr: Option<SocketAddr>,
+        fingerprint: String,
+        data_dir: &Path,
+        args: Vec<String>,
+    ) -> Endpoint {
+        let tls = client_config_trusting(&cert_path_in(data_dir, &args));
+        Endpoint {
+            addr,
+            plain_addr,
+            fingerprint,
+            data_dir: data_dir.to_path_buf(),
+            args,
+            tls,
+        }
+    }
+}
+
 /// A started server and the IRC clients a test opens on it.
 pub trait RunningServer {
+    fn endpoint(&self) -> &Endpoint;
+
     /// The TLS listener.
-    fn addr(&self) -> SocketAddr;
+    fn addr(&self) -> SocketAddr {
+        self.endpoint().addr
+    }
+
     /// The `--plain-listener` address, if the server has one.
-    fn plain_listener(&self) -> Option<SocketAddr>;
+    fn plain_listener(&self) -> Option<SocketAddr> {
+        self.endpoint().plain_addr
+    }
+
     /// The certificate fingerprint the server announced (64 lowercase hex digits).
-    fn fingerprint(&self) -> &str;
-    fn data_dir(&self) -> &Path;
+    fn fingerprint(&self) -> &str {
+        &self.endpoint().fingerprint
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.endpoint().data_dir
+    }
+
     /// The flags the server was started with (after bind address, data dir and port).
-    fn args(&self) -> &[String];
+    fn args(&self) -> &[String] {
+        &self.endpoint().args
+    }
+
     /// A client TLS configuration trusting [`RunningServer::cert_path`].
-    fn tls_config(&self) -> Arc<ClientConfig>;
+    fn tls_config(&self) -> Arc<ClientConfig> {
+        Arc::clone(&self.endpoint().tls)
+    }
 
     fn port(&self) -> u16 {
         self.addr().port()
@@ -148,7 +205,7 @@ pub(crate) fn fresh_data_dir() -> TempDir {
 }
 
 /// The certificate a server started with `args` on `dir` presents.
-pub(crate) fn cert_path_in(dir: &Path, args: &[String]) -> PathBuf {
+fn cert_path_in(dir: &Path, args: &[String]) -> PathBuf {
     flag_value(args, "--cert").unwrap_or_else(|| dir.join("cert.pem"))
 }
 

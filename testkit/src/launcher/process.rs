@@ -10,16 +10,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
-use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use rustls::ClientConfig;
 use tempfile::TempDir;
 
-use super::{fresh_data_dir, RunningServer};
+use super::{fresh_data_dir, Endpoint, RunningServer};
 use crate::child::{line_channel, signal, target_binary, wait_for_exit, KillOnDrop};
-use crate::tls::client_config_trusting;
 use crate::wait::wait_for_value;
 use crate::{EXIT_DEADLINE, REPLY_DEADLINE, START_DEADLINE};
 
@@ -65,18 +62,12 @@ pub struct StartFailure {
 /// A `huddle-server` child process on 127.0.0.1.
 pub struct TestServer {
     child: Option<Child>,
-    addr: SocketAddr,
-    fingerprint: String,
-    /// The `--plain-listener` address from the optional third start-up line.
-    plain_addr: Option<SocketAddr>,
-    data_dir: PathBuf,
+    at: Endpoint,
     /// Owned temp data dir (None when the caller passed its own dir).
     _tmp: Option<TempDir>,
     /// stderr of every process started by this value, one file per start.
     logs: TempDir,
-    args: Vec<String>,
     opts: ProcessOptions,
-    tls: Arc<ClientConfig>,
 }
 
 /// What one started process reported.
@@ -131,18 +122,12 @@ impl TestServer {
             .expect("create temp log dir");
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         let run = spawn(dir, &args, logs.path(), &opts)?;
-        let cert = super::cert_path_in(dir, &args);
         Ok(TestServer {
             child: Some(run.child),
-            addr: run.addr,
-            fingerprint: run.fingerprint,
-            plain_addr: run.plain_addr,
-            data_dir: dir.to_path_buf(),
+            at: Endpoint::new(run.addr, run.plain_addr, run.fingerprint, dir, args),
             _tmp: None,
             logs,
-            args,
             opts,
-            tls: client_config_trusting(&cert),
         })
     }
 
@@ -204,14 +189,13 @@ impl TestServer {
     /// Starts again on the same data dir and flags, with new options.
     pub fn start_again_with(&mut self, opts: ProcessOptions) {
         assert!(self.child.is_none(), "server is still running");
-        let run = spawn(&self.data_dir, &self.args, self.logs.path(), &opts)
+        let args = self.at.args.clone();
+        let run = spawn(&self.at.data_dir, &args, self.logs.path(), &opts)
             .unwrap_or_else(|f| panic!("huddle-server failed to restart: {f:#?}"));
         self.child = Some(run.child);
-        self.addr = run.addr;
-        self.fingerprint = run.fingerprint;
-        self.plain_addr = run.plain_addr;
+        let dir = self.at.data_dir.clone();
+        self.at = Endpoint::new(run.addr, run.plain_addr, run.fingerprint, &dir, args);
         self.opts = opts;
-        self.tls = client_config_trusting(&self.cert_path());
     }
 
     /// Graceful restart: SIGTERM (must exit 0), then start again on the same data dir.
@@ -267,28 +251,8 @@ impl TestServer {
 }
 
 impl RunningServer for TestServer {
-    fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    fn plain_listener(&self) -> Option<SocketAddr> {
-        self.plain_addr
-    }
-
-    fn fingerprint(&self) -> &str {
-        &self.fingerprint
-    }
-
-    fn data_dir(&self) -> &Path {
-        &self.data_dir
-    }
-
-    fn args(&self) -> &[String] {
-        &self.args
-    }
-
-    fn tls_config(&self) -> Arc<ClientConfig> {
-        Arc::clone(&self.tls)
+    fn endpoint(&self) -> &Endpoint {
+        &self.at
     }
 }
 
