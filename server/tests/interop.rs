@@ -19,13 +19,13 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use huddle_testkit::proc::kill_descendants;
+use huddle_testkit::child::ChildGuard;
 use huddle_testkit::wait::wait_for_value;
-use huddle_testkit::{wait_for_exit, CliClient, RunningServer, TestServer};
+use huddle_testkit::{CliClient, RunningServer, TestServer};
 use tempfile::TempDir;
 
 /// How long one expected event may take (an IRC client connecting and logging in included).
@@ -81,38 +81,12 @@ fn register(server: &TestServer, name: &str) {
     );
 }
 
-/// A child process (and what it started) killed and reaped on drop unless it already exited.
-struct Guard {
-    child: Child,
-    exited: Option<ExitStatus>,
-}
-
-impl Guard {
-    fn new(child: Child) -> Guard {
-        Guard {
-            child,
-            exited: None,
-        }
-    }
-
-    /// Waits (bounded) for the process to exit by itself.
-    fn wait_exit(&mut self, what: &str, diagnostics: impl Fn() -> String) -> ExitStatus {
-        let Some(status) = wait_for_exit(&mut self.child, DEADLINE) else {
-            panic!("{what} did not exit within {DEADLINE:?}\n{}", diagnostics());
-        };
-        self.exited = Some(status);
-        status
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if self.exited.is_none() {
-            kill_descendants(self.child.id());
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Waits (bounded) for a client process to exit by itself.
+fn wait_exit(guard: &mut ChildGuard, what: &str, diagnostics: impl Fn() -> String) -> ExitStatus {
+    let Some(status) = guard.wait_exit(DEADLINE) else {
+        panic!("{what} did not exit within {DEADLINE:?}\n{}", diagnostics());
+    };
+    status
 }
 
 /// Polls `probe` until it returns a value; panics at [`DEADLINE`] with `what` and diagnostics.
@@ -346,7 +320,7 @@ struct WeeChat {
     nick: String,
     dir: PathBuf,
     fifo: PathBuf,
-    guard: Guard,
+    guard: ChildGuard,
 }
 
 /// `ssl` before WeeChat 4.0 (Debian 12 has 3.8), `tls` from 4.0 on: option and flag names.
@@ -407,7 +381,7 @@ impl WeeChat {
             nick: nick.to_string(),
             dir: dir.to_path_buf(),
             fifo,
-            guard: Guard::new(child),
+            guard: ChildGuard::new(child),
         };
         wait_for(
             "WeeChat fifo",
@@ -462,7 +436,7 @@ impl IrcClient for WeeChat {
 
     fn wait_exit(&mut self) -> ExitStatus {
         let diag = self.diagnostics();
-        self.guard.wait_exit("weechat-headless", || diag.clone())
+        wait_exit(&mut self.guard, "weechat-headless", || diag.clone())
     }
 
     fn room_messages(&self) -> Vec<(String, String)> {
@@ -501,7 +475,7 @@ impl IrcClient for WeeChat {
 struct Irssi {
     nick: String,
     dir: PathBuf,
-    guard: Guard,
+    guard: ChildGuard,
     stdin: ChildStdin,
 }
 
@@ -571,7 +545,7 @@ settings = {{
         Irssi {
             nick: nick.to_string(),
             dir: dir.to_path_buf(),
-            guard: Guard::new(child),
+            guard: ChildGuard::new(child),
             stdin,
         }
     }
@@ -608,7 +582,7 @@ impl IrcClient for Irssi {
 
     fn wait_exit(&mut self) -> ExitStatus {
         let diag = self.diagnostics();
-        self.guard.wait_exit("irssi", || diag.clone())
+        wait_exit(&mut self.guard, "irssi", || diag.clone())
     }
 
     fn room_messages(&self) -> Vec<(String, String)> {

@@ -10,6 +10,8 @@ use std::sync::mpsc::{self, Receiver};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::proc::kill_descendants;
+
 /// A binary of this workspace (`huddle-server`, `huddle`), found in the target directory of
 /// the running test executable (`target/<profile>/deps/<test>` -> `target/<profile>/<name>`).
 /// Panics with a hint when it has not been built.
@@ -78,12 +80,49 @@ pub fn signal(pid: u32, sig: libc::c_int) {
     assert_eq!(rc, 0, "kill({pid}, {sig}): {}", io::Error::last_os_error());
 }
 
-/// Kills and reaps a child when dropped, unless it was taken out first.
-pub struct KillOnDrop(pub Option<Child>);
+/// A child process that is killed, with the processes it started, and reaped when dropped,
+/// unless it exited or was released first.
+pub struct ChildGuard(Option<Child>);
 
-impl Drop for KillOnDrop {
+impl ChildGuard {
+    pub fn new(child: Child) -> ChildGuard {
+        ChildGuard(Some(child))
+    }
+
+    /// The child, while it has not exited or been released.
+    pub fn child_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("child process already reaped")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.0.as_ref().expect("child process already reaped").id()
+    }
+
+    /// Waits up to `limit` for the child to exit by itself and reaps it; `None` if it is still
+    /// running (it stays guarded).
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let status = wait_for_exit(self.child_mut(), limit)?;
+        self.0 = None;
+        Some(status)
+    }
+
+    /// SIGKILL, then reaps the child.
+    pub fn kill(&mut self) {
+        let mut child = self.0.take().expect("child process already reaped");
+        child.kill().expect("kill child process");
+        child.wait().expect("wait for child process");
+    }
+
+    /// The child, no longer killed on drop.
+    pub fn release(mut self) -> Child {
+        self.0.take().expect("child process already reaped")
+    }
+}
+
+impl Drop for ChildGuard {
     fn drop(&mut self) {
         if let Some(mut c) = self.0.take() {
+            kill_descendants(c.id());
             let _ = c.kill();
             let _ = c.wait();
         }

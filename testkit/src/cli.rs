@@ -4,20 +4,18 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Instant;
 
-use crate::child::{line_channel, target_binary, wait_for_exit};
+use crate::child::{line_channel, target_binary, ChildGuard};
 use crate::launcher::RunningServer;
-use crate::proc::kill_descendants;
 use crate::{CLI_DEADLINE, PW};
 
-/// A `huddle` process in plain mode. Dropping it kills the process (and what it started).
+/// A `huddle` process in plain mode. Dropping it kills the process.
 pub struct CliClient {
     name: String,
-    child: Child,
-    exited: bool,
+    child: ChildGuard,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
     seen: Vec<String>,
@@ -52,8 +50,7 @@ impl CliClient {
         CliClient {
             name: name.to_string(),
             stdin: child.stdin.take(),
-            child,
-            exited: false,
+            child: ChildGuard::new(child),
             lines,
             seen: Vec::new(),
         }
@@ -84,7 +81,7 @@ impl CliClient {
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.child.pid()
     }
 
     /// Every line read so far.
@@ -167,27 +164,14 @@ impl CliClient {
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        let Some(status) = wait_for_exit(&mut self.child, left) else {
+        let Some(status) = self.child.wait_exit(left) else {
             panic!("{}: did not exit", self.name);
         };
-        self.exited = true;
         (status, std::mem::take(&mut self.seen))
     }
 
     /// SIGKILL, then reaps the process.
     pub fn kill(&mut self) {
-        self.child.kill().expect("kill huddle");
-        self.child.wait().expect("wait huddle");
-        self.exited = true;
-    }
-}
-
-impl Drop for CliClient {
-    fn drop(&mut self) {
-        if !self.exited {
-            kill_descendants(self.child.id());
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.child.kill();
     }
 }

@@ -16,7 +16,7 @@ use std::time::Instant;
 use tempfile::TempDir;
 
 use super::{fresh_data_dir, Endpoint, RunningServer};
-use crate::child::{line_channel, signal, target_binary, wait_for_exit, KillOnDrop};
+use crate::child::{line_channel, signal, target_binary, wait_for_exit, ChildGuard};
 use crate::wait::wait_for_value;
 use crate::{EXIT_DEADLINE, REPLY_DEADLINE, START_DEADLINE};
 
@@ -327,9 +327,8 @@ fn spawn(
         .spawn()
         .unwrap_or_else(|e| panic!("spawn huddle-server: {e}"));
     // Until start-up succeeded, any panic below kills the child.
-    let mut guard = KillOnDrop(Some(child));
-    let child = guard.0.as_mut().expect("child just started");
-    let out = child.stdout.take().expect("stdout");
+    let mut guard = ChildGuard::new(child);
+    let out = guard.child_mut().stdout.take().expect("stdout");
     let mut startup = StartupLines {
         lines: line_channel(out),
         deadline: Instant::now() + START_DEADLINE,
@@ -345,13 +344,12 @@ fn spawn(
             startup.stderr()
         );
         // stdout closed: the process is exiting. Collect its status (bounded).
-        let Some(status) = wait_for_exit(child, EXIT_DEADLINE) else {
+        let Some(status) = guard.wait_exit(EXIT_DEADLINE) else {
             panic!(
                 "huddle-server closed stdout but did not exit\nstderr:\n{}",
                 startup.stderr()
             );
         };
-        guard.0 = None;
         return Err(StartFailure {
             status,
             stderr: startup.stderr(),
@@ -390,7 +388,7 @@ fn spawn(
         startup.address(&third, "huddle-server plaintext listener on ")
     });
     Ok(Running {
-        child: guard.0.take().expect("child still guarded"),
+        child: guard.release(),
         addr,
         fingerprint,
         plain_addr,
