@@ -1,4 +1,4 @@
-//! Issue 5 end to end, against the real binary over TLS (and the plaintext listener):
+//! IRC client features end to end, against the real binary over TLS (and the plaintext listener):
 //! registration as IRC clients expect it (005, MOTD), PING/QUIT/421, the WHO/WHOIS/USERHOST/
 //! ISON/LIST/MODE queries, TOPIC, AWAY, IRCv3 capabilities and tags, room history (JOIN replay,
 //! CHATHISTORY, restarts, `--history`), guests (`--allow-guests`) and `--plain-listener`.

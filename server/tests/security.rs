@@ -1,5 +1,5 @@
-//! Issue 6, "Tests (in CI)": one test per promise of the reliability and security work, each
-//! against the real `huddle-server` binary on 127.0.0.1 (see `common/mod.rs` for the harness
+//! Reliability and security: one test per promise (abuse limits, faults, hostile input), each
+//! against the real `huddle-server` binary on 127.0.0.1 (see `huddle_testkit` for the harness
 //! and its no-sleep synchronisation rule). Sleeps appear only where time itself is the subject
 //! (trickling bytes, waiting out a back-off, a CPU-time measurement interval, spacing PING
 //! samples), each with a comment saying so.
