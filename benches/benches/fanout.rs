@@ -6,7 +6,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use huddle_benches::engine::{establish, now_nanos, Ready};
 use huddle_benches::irc::{self, AuthMode, LoginSpec, RunLine};
 use huddle_benches::net::{client_config, Target, TlsSetup};
-use huddle_benches::{inproc, scenarios};
+use huddle_benches::scenarios;
+use huddle_testkit::{InProcServer, RunningServer};
 use mio::{Events, Interest, Poll, Token};
 use rustls::pki_types::ServerName;
 use std::time::{Duration, Instant};
@@ -76,10 +77,16 @@ impl Room {
 }
 
 fn fanout(c: &mut Criterion) {
-    let server = inproc::start(&["--max-clients", "100", "--allow-guests", "--history", "0"])
-        .expect("in-process server starts");
+    let server = InProcServer::start_without_rate_limits(&[
+        "--max-clients",
+        "100",
+        "--allow-guests",
+        "--history",
+        "0",
+    ])
+    .expect("in-process server starts");
     let target = Target {
-        addr: server.addr,
+        addr: server.addr(),
         tls: Some(TlsSetup {
             config: client_config(None).expect("TLS config"),
             server_name: ServerName::try_from("localhost").expect("name"),

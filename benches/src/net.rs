@@ -1,11 +1,11 @@
 //! One non-blocking client connection (plain TCP or rustls) with line framing, for mio loops.
 
 use crate::error::LoadError;
+use huddle_trust::{AnyCert, Verifier};
 use mio::net::TcpStream;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection};
 use std::io::{self, BufRead, Read, Write};
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
@@ -41,61 +41,10 @@ impl Target {
     }
 }
 
-/// Accepts any certificate but still checks the handshake signatures, so the session keys are
-/// real. For benchmarking servers on loopback only.
-#[derive(Debug)]
-struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
-}
-
 /// A rustls client configuration: trust `ca` (PEM) if given, otherwise any certificate.
 /// Session resumption is off so every connection pays for a full handshake.
 pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, LoadError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+    let builder = ClientConfig::builder_with_provider(huddle_trust::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| LoadError::Setup(format!("TLS configuration: {e}")))?;
     let mut config = match ca {
@@ -112,9 +61,11 @@ pub fn client_config(ca: Option<&Path>) -> Result<Arc<ClientConfig>, LoadError> 
             }
             builder.with_root_certificates(roots).with_no_client_auth()
         }
+        // Any certificate, but the handshake signatures are still checked, so the session
+        // keys are real. For benchmarking servers on loopback only.
         None => builder
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+            .with_custom_certificate_verifier(Arc::new(Verifier::new(AnyCert)))
             .with_no_client_auth(),
     };
     config.resumption = rustls::client::Resumption::disabled();

@@ -1,17 +1,17 @@
 //! Smoke run of the load tool against a real in-process Huddle server over TLS: a tiny fan-out
 //! (5 clients x 50 messages, SASL accounts registered first) must lose and reorder nothing.
 
-use huddle_benches::inproc;
 use huddle_benches::irc::AuthMode;
 use huddle_benches::net::{client_config, Target, TlsSetup};
 use huddle_benches::scenarios::{self, ChatParams, Common};
+use huddle_testkit::{InProcServer, RunningServer};
 use rustls::pki_types::ServerName;
 use std::time::Duration;
 
-fn common(server: &inproc::InProcServer, auth: AuthMode, prefix: &str) -> Common {
+fn common(server: &InProcServer, auth: AuthMode, prefix: &str) -> Common {
     Common {
         target: Target {
-            addr: server.addr,
+            addr: server.addr(),
             tls: Some(TlsSetup {
                 config: client_config(None).expect("TLS client config"),
                 server_name: ServerName::try_from("localhost").expect("server name"),
@@ -33,7 +33,9 @@ fn common(server: &inproc::InProcServer, auth: AuthMode, prefix: &str) -> Common
 
 #[test]
 fn fanout_loses_and_reorders_nothing() {
-    let server = inproc::start(&["--max-clients", "50", "--history", "0"]).expect("server starts");
+    let server =
+        InProcServer::start_without_rate_limits(&["--max-clients", "50", "--history", "0"])
+            .expect("server starts");
     let c = common(&server, AuthMode::Sasl, "smoke");
     let p = ChatParams {
         clients: 5,
@@ -57,8 +59,14 @@ fn fanout_loses_and_reorders_nothing() {
 
 #[test]
 fn connect_storm_and_guests_work() {
-    let server = inproc::start(&["--max-clients", "50", "--allow-guests", "--history", "0"])
-        .expect("server starts");
+    let server = InProcServer::start_without_rate_limits(&[
+        "--max-clients",
+        "50",
+        "--allow-guests",
+        "--history",
+        "0",
+    ])
+    .expect("server starts");
     let c = common(&server, AuthMode::Nick, "g");
     let r = scenarios::connect(&c, 40, 10).expect("connect storm runs");
     println!("{}", r.to_human());
@@ -83,7 +91,9 @@ fn connect_storm_and_guests_work() {
 fn a_refused_login_fails_the_run() {
     // Guests are not allowed here, so NICK/USER alone is refused: the scenario must error out
     // rather than report success.
-    let server = inproc::start(&["--max-clients", "50", "--history", "0"]).expect("server starts");
+    let server =
+        InProcServer::start_without_rate_limits(&["--max-clients", "50", "--history", "0"])
+            .expect("server starts");
     let c = common(&server, AuthMode::Nick, "x");
     let p = ChatParams {
         clients: 2,

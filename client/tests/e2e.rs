@@ -8,21 +8,19 @@
 //! `huddle-server` is found next to this test's executable (`target/<profile>/`); build the
 //! whole workspace first: `cargo test --workspace`.
 
-mod common;
-
 use std::fs;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{Client, Server, PW};
+use huddle_testkit::{CliClient, ProcessOptions, RunningServer, TestServer, PW};
 
 #[test]
 fn two_users_chat_in_the_lobby() {
-    let server = Server::start();
-    let mut alice = server.logged_in("alice");
+    let server = TestServer::start(&[]);
+    let mut alice = CliClient::logged_in(&server, "alice", &[]);
     alice.expect("-- in #lobby (1): alice");
-    let mut bob = server.logged_in("bob");
+    let mut bob = CliClient::logged_in(&server, "bob", &[]);
     alice.expect("* bob joined #lobby");
 
     alice.send("say hello there, bob");
@@ -83,8 +81,8 @@ fn two_users_chat_in_the_lobby() {
 
 #[test]
 fn login_and_registration_errors_are_clear() {
-    let server = Server::start();
-    let mut c = server.client("errors");
+    let server = TestServer::start(&[]);
+    let mut c = CliClient::trusting(&server, "errors", &[]);
     c.send("who");
     c.expect("!! not logged in: use login or register");
     c.send("say hi");
@@ -126,43 +124,44 @@ fn login_and_registration_errors_are_clear() {
 fn trust_on_first_use_pins_the_certificate() {
     let tmp = tempfile::tempdir().unwrap();
     let known = tmp.path().join("known_servers");
-    let first = Server::start_in(&tmp.path().join("first"), 0);
-    let port = first.port;
+    let first = TestServer::start_in(&tmp.path().join("first"), &[]);
+    let port = first.port();
     let args = ["127.0.0.1".to_string(), port.to_string()];
 
-    let mut c = Client::start("tofu-1", &args, Some(&known));
+    let mut c = CliClient::start("tofu-1", &args, Some(&known));
     c.send(&format!("register erin {PW}"));
     let shown = c.expect_prefix("-- first connection to 127.0.0.1:");
     assert_eq!(
         shown,
         format!(
             "-- first connection to 127.0.0.1:{port}: certificate SHA-256 fingerprint {}",
-            first.fingerprint
+            first.fingerprint()
         )
     );
     c.expect("-- registered erin");
     c.finish();
     let text = fs::read_to_string(&known).unwrap();
     assert!(
-        text.contains(&format!("127.0.0.1:{port} {}\n", first.fingerprint)),
+        text.contains(&format!("127.0.0.1:{port} {}\n", first.fingerprint())),
         "{text}"
     );
 
     // Same server again: trusted silently (flag instead of the environment variable).
     let mut flag_args = args.to_vec();
     flag_args.extend(["--known-servers".to_string(), known.display().to_string()]);
-    let mut c = Client::start("tofu-2", &flag_args, None);
+    let mut c = CliClient::start("tofu-2", &flag_args, None);
     c.send(&format!("login erin {PW}"));
     c.expect("-- logged in as erin");
     let (_, lines) = c.finish();
     assert!(!lines.iter().any(|l| l.contains("first connection")));
 
     // A different server (new data dir, new certificate) on the same address is refused.
-    let first_fp = first.fingerprint.clone();
+    let first_fp = first.fingerprint().to_string();
     drop(first);
-    let second = Server::start_in(&tmp.path().join("second"), port);
-    assert_ne!(second.fingerprint, first_fp);
-    let mut c = Client::start("tofu-3", &args, Some(&known));
+    let second =
+        TestServer::start_in_with(&tmp.path().join("second"), &[], ProcessOptions::port(port));
+    assert_ne!(second.fingerprint(), first_fp);
+    let mut c = CliClient::start("tofu-3", &args, Some(&known));
     c.send(&format!("register frank {PW}"));
     let refusal = c.expect_prefix("!! SERVER CERTIFICATE CHANGED for 127.0.0.1:");
     let expected_fp = text
@@ -170,7 +169,7 @@ fn trust_on_first_use_pins_the_certificate() {
         .find_map(|l| l.strip_prefix(&format!("127.0.0.1:{port} ")))
         .unwrap();
     assert!(refusal.contains(&format!("expected SHA-256 fingerprint {expected_fp}")));
-    assert!(refusal.contains(&format!("presented {}", second.fingerprint)));
+    assert!(refusal.contains(&format!("presented {}", second.fingerprint())));
     assert!(refusal.contains(&known.display().to_string()), "{refusal}");
     c.send("who");
     c.expect("!! not logged in: use login or register");
@@ -178,7 +177,7 @@ fn trust_on_first_use_pins_the_certificate() {
     assert_eq!(fs::read_to_string(&known).unwrap(), text, "file untouched");
 
     // --ca with the old certificate refuses the new server too.
-    let mut c = Client::start(
+    let mut c = CliClient::start(
         "wrong-ca",
         &[
             "127.0.0.1".into(),
@@ -197,23 +196,22 @@ fn trust_on_first_use_pins_the_certificate() {
 
 #[test]
 fn server_going_away_leaves_the_client_at_its_prompt() {
-    let mut server = Server::start();
-    let mut alice = server.logged_in("alice");
+    let mut server = TestServer::start(&[]);
+    let mut alice = CliClient::logged_in(&server, "alice", &[]);
     server.terminate();
     alice.expect("!! disconnected: Server shutting down");
     alice.send("say anyone?");
     alice.expect("!! not logged in: use login or register");
     alice.send(&format!("login alice {PW}"));
-    alice.expect_prefix(&format!("!! cannot connect to 127.0.0.1:{}", server.port));
+    alice.expect_prefix(&format!("!! cannot connect to 127.0.0.1:{}", server.port()));
     let (status, _) = alice.finish();
     assert!(status.success());
 }
 
 #[test]
 fn idle_client_answers_pings() {
-    let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start_with(&tmp.path().join("data"), 0, &["--ping-interval", "1"]);
-    let mut alice = server.logged_in("alice");
+    let server = TestServer::start(&["--ping-interval", "1"]);
+    let mut alice = CliClient::logged_in(&server, "alice", &[]);
     // The point of this test is idle time: the server pings after 1 s of silence and drops
     // a client that has not answered 1 s later. Three seconds cover that twice over.
     std::thread::sleep(Duration::from_secs(3));
@@ -231,7 +229,7 @@ fn connection_refused_is_reported() {
         l.local_addr().unwrap().port()
     };
     let tmp = tempfile::tempdir().unwrap();
-    let mut c = Client::start(
+    let mut c = CliClient::start(
         "refused",
         &["127.0.0.1".into(), port.to_string()],
         Some(&tmp.path().join("known")),

@@ -1,11 +1,10 @@
-//! End-to-end tests of direct messages (issue 4): real `huddle` processes talk to each other
+//! End-to-end tests of direct messages: real `huddle` processes talk to each other
 //! peer to peer while the real `huddle-server` only tells them where the other listens and
 //! which certificate it presents. Test-controlled TLS endpoints play impostors and peers
 //! that misbehave; raw IRC clients play users that are not the `huddle` program.
 //!
-//! Everything listens on 127.0.0.1. Nothing sleeps to synchronise (see `common`).
-
-mod common;
+//! Everything listens on 127.0.0.1. Nothing sleeps to synchronise (see
+//! `huddle_testkit`).
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
@@ -17,7 +16,10 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
-use common::{sha256_hex, RawClient, Server, TlsLines, DEADLINE};
+use huddle_testkit::{
+    sha256_hex, CliClient, Client, Paused, PeerLink, RunningServer, TestServer,
+    CLI_DEADLINE as DEADLINE, PW,
+};
 
 /// A certificate and its key, as a test-controlled peer would have.
 struct Id {
@@ -73,14 +75,12 @@ fn tls_server(cert: &Id, key_of: &Id) -> Arc<ServerConfig> {
     Arc::new(config)
 }
 
-type PeerLines = TlsLines<ServerConnection>;
-
 /// Accepts one connection on `listener` with `config` and hands the TLS line stream to
 /// `then` on a thread; what `then` returns arrives on the channel.
 fn serve_one<T: Send + 'static>(
     listener: TcpListener,
     config: Arc<ServerConfig>,
-    then: impl FnOnce(PeerLines) -> T + Send + 'static,
+    then: impl FnOnce(PeerLink) -> T + Send + 'static,
 ) -> mpsc::Receiver<T> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -88,7 +88,7 @@ fn serve_one<T: Send + 'static>(
         // Free the port at once: a test may listen on it again.
         drop(listener);
         let conn = ServerConnection::new(config).unwrap();
-        let lines = TlsLines::new("test peer", StreamOwned::new(conn, sock));
+        let lines = PeerLink::new(StreamOwned::new(conn, sock), "test peer");
         let _ = tx.send(then(lines));
     });
     rx
@@ -96,7 +96,7 @@ fn serve_one<T: Send + 'static>(
 
 /// Reads everything a peer sends until the connection ends: the plaintext bytes and how it
 /// ended.
-fn drain(mut peer: PeerLines) -> (Vec<u8>, String) {
+fn drain(mut peer: PeerLink) -> (Vec<u8>, String) {
     use std::io::Read;
     let mut got = Vec::new();
     let deadline = Instant::now() + DEADLINE;
@@ -105,9 +105,9 @@ fn drain(mut peer: PeerLines) -> (Vec<u8>, String) {
         if left.is_zero() {
             break "timed out".to_string();
         }
-        peer.tls.sock.set_read_timeout(Some(left)).unwrap();
+        peer.tcp().set_read_timeout(Some(left)).unwrap();
         let mut buf = [0u8; 4096];
-        match peer.tls.read(&mut buf) {
+        match peer.stream_mut().read(&mut buf) {
             Ok(0) => break "closed".to_string(),
             Ok(n) => got.extend_from_slice(&buf[..n]),
             Err(e) => break e.to_string(),
@@ -116,9 +116,14 @@ fn drain(mut peer: PeerLines) -> (Vec<u8>, String) {
     (got, end)
 }
 
+/// A raw IRC user `name`, registered and logged in with SASL PLAIN (not the `huddle` program).
+fn raw_user(server: &TestServer, name: &str) -> Client {
+    server.user_with_caps(name, "sasl draft/account-registration")
+}
+
 /// A raw user `name` whose announced endpoint is 127.0.0.1:`port` with fingerprint `fp`.
-fn announced_raw(server: &Server, name: &str, port: u16, fp: &str) -> RawClient {
-    let mut raw = RawClient::logged_in(server, name);
+fn announced_raw(server: &TestServer, name: &str, port: u16, fp: &str) -> Client {
+    let mut raw = raw_user(server, name);
     raw.send(&format!("PEERADDR {port} {fp}"));
     raw.expect_by("the PEER confirmation", |l| {
         l.ends_with(&format!(" PEER {name} 127.0.0.1 {port} {fp}"))
@@ -127,7 +132,7 @@ fn announced_raw(server: &Server, name: &str, port: u16, fp: &str) -> RawClient 
 }
 
 /// The port and fingerprint the server reports for `nick`, asked through `raw`.
-fn endpoint_of(raw: &mut RawClient, nick: &str) -> (u16, String) {
+fn endpoint_of(raw: &mut Client, nick: &str) -> (u16, String) {
     raw.send(&format!("PEER {nick}"));
     let line = raw.expect_by(&format!("PEER {nick}"), |l| {
         l.contains(&format!(" PEER {nick} 127.0.0.1 "))
@@ -145,35 +150,11 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Keeps a process stopped (SIGSTOP) and continues it when dropped, also when a test fails.
-struct Paused(i32);
-
-impl Paused {
-    /// Stops `pid`, a child of this process, and waits until it has stopped.
-    fn stop(pid: i32) -> Paused {
-        // SAFETY: kill(2) and waitpid(2) on our own child process.
-        unsafe {
-            assert_eq!(libc::kill(pid, libc::SIGSTOP), 0);
-            let mut status = 0;
-            assert_eq!(libc::waitpid(pid, &mut status, libc::WUNTRACED), pid);
-            assert!(libc::WIFSTOPPED(status), "status {status}");
-        }
-        Paused(pid)
-    }
-}
-
-impl Drop for Paused {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child process.
-        unsafe { libc::kill(self.0, libc::SIGCONT) };
-    }
-}
-
 #[test]
 fn direct_messages_go_peer_to_peer_even_with_the_server_paused() {
-    let server = Server::start();
-    let mut alice = server.logged_in("alice");
-    let mut bob = server.logged_in("bob");
+    let server = TestServer::start(&[]);
+    let mut alice = CliClient::logged_in(&server, "alice", &[]);
+    let mut bob = CliClient::logged_in(&server, "bob", &[]);
 
     alice.send("msg bob hi bob, this is just between us");
     bob.expect("[direct] <alice> hi bob, this is just between us");
@@ -185,7 +166,7 @@ fn direct_messages_go_peer_to_peer_even_with_the_server_paused() {
 
     {
         // With the server stopped, nothing can pass through it or be looked up there.
-        let _paused = Paused::stop(i32::try_from(server.child.id()).unwrap());
+        let _paused = Paused::stop(server.pid());
         alice.send("msg bob the server is asleep");
         bob.expect("[direct] <alice> the server is asleep");
         alice.expect("-- delivered to bob (direct)");
@@ -207,8 +188,8 @@ fn direct_messages_go_peer_to_peer_even_with_the_server_paused() {
 
 #[test]
 fn impostor_endpoint_is_refused_and_gets_nothing() {
-    let server = Server::start();
-    let mut alice = server.logged_in("alice");
+    let server = TestServer::start(&[]);
+    let mut alice = CliClient::logged_in(&server, "alice", &[]);
     let real = Id::new();
     let other = Id::new();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -248,15 +229,15 @@ fn impostor_endpoint_is_refused_and_gets_nothing() {
 
 #[test]
 fn responder_refuses_a_certificate_not_registered_for_the_claimed_name() {
-    let server = Server::start();
-    let mut alice = server.logged_in("alice");
-    let mut bob = server.logged_in("bob");
-    let mut watcher = RawClient::logged_in(&server, "watcher");
+    let server = TestServer::start(&[]);
+    let mut alice = CliClient::logged_in(&server, "alice", &[]);
+    let mut bob = CliClient::logged_in(&server, "bob", &[]);
+    let mut watcher = raw_user(&server, "watcher");
     let (port, bob_fp) = endpoint_of(&mut watcher, "bob");
     let mallory = Id::new();
 
     // Mallory connects to bob with her own certificate and claims to be alice.
-    let mut m = RawClient::dial(port, &bob_fp, Some(mallory.pair()), "mallory");
+    let mut m = Client::connect_pinned(port, &bob_fp, Some(mallory.pair()), "mallory");
     m.send("PEERHELLO alice bob");
     m.expect_by("a refusal", |l| {
         l == "ERROR :Certificate does not belong to alice"
@@ -270,7 +251,7 @@ fn responder_refuses_a_certificate_not_registered_for_the_claimed_name() {
     );
 
     // A connection meant for someone else is refused too.
-    let mut m = RawClient::dial(port, &bob_fp, Some(mallory.pair()), "mallory");
+    let mut m = Client::connect_pinned(port, &bob_fp, Some(mallory.pair()), "mallory");
     m.send("PEERHELLO alice carol");
     m.expect_by("a refusal", |l| l == "ERROR :This is bob, not carol");
     let refusal = bob.expect_prefix("!! refused a direct connection from 127.0.0.1:");
@@ -280,8 +261,8 @@ fn responder_refuses_a_certificate_not_registered_for_the_claimed_name() {
     );
 
     // Without a client certificate there is no connection at all.
-    let mut m = RawClient::dial(port, &bob_fp, None, "anonymous");
-    let sent = std::io::Write::write_all(&mut m.tls, b"PEERHELLO alice bob\r\n");
+    let mut m = Client::connect_pinned(port, &bob_fp, None, "anonymous");
+    let sent = m.try_send_raw(b"PEERHELLO alice bob\r\n");
     let answer = sent
         .map_err(|e| e.to_string())
         .and_then(|()| m.next_line(Instant::now() + DEADLINE));
@@ -301,14 +282,14 @@ fn responder_refuses_a_certificate_not_registered_for_the_claimed_name() {
 
 #[test]
 fn failures_are_clear_and_never_hang() {
-    let server = Server::start();
-    let mut alice = server.logged_in_with("alice", &["--peer-timeout", "2"]);
+    let server = TestServer::start(&[]);
+    let mut alice = CliClient::logged_in(&server, "alice", &["--peer-timeout", "2"]);
 
     alice.send("msg nobody hello?");
     alice.expect("!! nobody is not online (the message was not sent)");
 
     // Online, but never announced an endpoint.
-    let _erin = RawClient::logged_in(&server, "erin");
+    let _erin = raw_user(&server, "erin");
     alice.send("msg erin hello?");
     alice.expect("!! erin has no direct-message endpoint (the message was not sent)");
 
@@ -348,9 +329,9 @@ fn failures_are_clear_and_never_hang() {
 
 #[test]
 fn peer_that_went_away_is_reported() {
-    let server = Server::start();
-    let mut alice = server.logged_in_with("alice", &["--peer-timeout", "2"]);
-    let mut bob = server.logged_in("bob");
+    let server = TestServer::start(&[]);
+    let mut alice = CliClient::logged_in(&server, "alice", &["--peer-timeout", "2"]);
+    let mut bob = CliClient::logged_in(&server, "bob", &[]);
     alice.send("msg bob hi");
     bob.expect("[direct] <alice> hi");
     alice.expect("-- delivered to bob (direct)");
@@ -364,8 +345,7 @@ fn peer_that_went_away_is_reported() {
 
     // bob's process dies: its link and its endpoint go with it. Depending on what alice
     // noticed first, the failure names a dead link, a refused connection or a user offline.
-    bob.child.kill().unwrap();
-    bob.child.wait().unwrap();
+    bob.kill();
     alice.send("msg bob are you still there?");
     let failure = alice.expect_by("a failure about bob", |l| {
         l.starts_with("!! ") && l.contains("bob")
@@ -376,7 +356,7 @@ fn peer_that_went_away_is_reported() {
         "{failure}"
     );
     // Once the server noticed, the answer is plain.
-    if !alice.seen.iter().any(|l| l.starts_with("* bob quit")) {
+    if !alice.seen().iter().any(|l| l.starts_with("* bob quit")) {
         alice.expect_prefix("* bob quit");
     }
     alice.send("msg bob hello?");
@@ -387,9 +367,9 @@ fn peer_that_went_away_is_reported() {
 
 #[test]
 fn logout_closes_the_endpoint_and_login_makes_a_new_one() {
-    let server = Server::start();
-    let mut alice = server.logged_in("alice");
-    let mut watcher = RawClient::logged_in(&server, "watcher");
+    let server = TestServer::start(&[]);
+    let mut alice = CliClient::logged_in(&server, "alice", &[]);
+    let mut watcher = raw_user(&server, "watcher");
     let (port, fp) = endpoint_of(&mut watcher, "alice");
 
     alice.send("logout");
@@ -406,7 +386,7 @@ fn logout_closes_the_endpoint_and_login_makes_a_new_one() {
     );
 
     // A new session gets a fresh certificate.
-    alice.send(&format!("login alice {}", common::PW));
+    alice.send(&format!("login alice {}", PW));
     alice.expect("-- joined #lobby");
     let (_, fp2) = endpoint_of(&mut watcher, "alice");
     assert_ne!(fp, fp2);
@@ -416,17 +396,17 @@ fn logout_closes_the_endpoint_and_login_makes_a_new_one() {
 
 #[test]
 fn fixed_peer_port_is_used_and_a_busy_one_is_reported() {
-    let server = Server::start();
+    let server = TestServer::start(&[]);
     let port = free_port();
-    let mut alice = server.logged_in_with("alice", &["--peer-port", &port.to_string()]);
-    let mut watcher = RawClient::logged_in(&server, "watcher");
+    let mut alice = CliClient::logged_in(&server, "alice", &["--peer-port", &port.to_string()]);
+    let mut watcher = raw_user(&server, "watcher");
     assert_eq!(endpoint_of(&mut watcher, "alice").0, port);
 
     // The port is taken now: bob logs in all the same, without direct messages.
-    let mut bob = server.client_with("bob", &["--peer-port", &port.to_string()]);
-    bob.send(&format!("register bob {}", common::PW));
+    let mut bob = CliClient::trusting(&server, "bob", &["--peer-port", &port.to_string()]);
+    bob.send(&format!("register bob {}", PW));
     bob.expect("-- registered bob");
-    bob.send(&format!("login bob {}", common::PW));
+    bob.send(&format!("login bob {}", PW));
     bob.expect(&format!(
         "!! direct messages are unavailable: cannot listen on 127.0.0.1:{port}: address already in use"
     ));

@@ -1,12 +1,10 @@
 //! Accounts end to end: REGISTER, SASL PLAIN login, QUIT, persistence across restarts and
 //! kill -9, data-dir locking, the generated certificate and key.
 
-mod common;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-use common::*;
+use huddle_testkit::*;
 
 const N: &str = SERVER_NAME;
 

@@ -1,8 +1,6 @@
 //! Group chat over the raw protocol: rooms, messages, names, HELLO, error numerics.
 
-mod common;
-
-use common::*;
+use huddle_testkit::*;
 
 const N: &str = SERVER_NAME;
 

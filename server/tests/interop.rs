@@ -15,25 +15,21 @@
 //! so the log is polled with short sleeps inside a deadline; everything else waits for output.
 //! Only the processes started here are killed, by PID.
 
-mod common;
-
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::process::{ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::TestServer;
+use huddle_testkit::child::ChildGuard;
+use huddle_testkit::wait::wait_for_value;
+use huddle_testkit::{CliClient, RunningServer, TestServer};
 use tempfile::TempDir;
 
 /// How long one expected event may take (an IRC client connecting and logging in included).
 const DEADLINE: Duration = Duration::from_secs(20);
-/// Poll interval for log files and exit statuses, which have no event to wait on.
-const POLL: Duration = Duration::from_millis(50);
 /// Password of every account here (no spaces, so it needs no quoting in client configs).
 const PASSWORD: &str = "interop-password-42";
 const ROOM: &str = "#lobby";
@@ -75,22 +71,6 @@ fn install_clients() {
     }
 }
 
-/// The `huddle` client binary, next to this test's executable (`target/<profile>/`).
-fn huddle_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile> directory");
-    let bin = dir.join(format!("huddle{}", std::env::consts::EXE_SUFFIX));
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace first: cargo test --workspace",
-        bin.display()
-    );
-    bin
-}
-
 /// Creates `name` with [`PASSWORD`] over a raw TLS connection (no login).
 fn register(server: &TestServer, name: &str) {
     let mut c = server.connect(&format!("register {name}"));
@@ -101,103 +81,23 @@ fn register(server: &TestServer, name: &str) {
     );
 }
 
-/// Lines a process writes, read on a thread.
-fn line_channel(out: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
-}
-
-/// The direct children of `pid` (Linux /proc).
-fn children_of(pid: u32) -> Vec<u32> {
-    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-/// SIGKILL to the descendants of `pid` (deepest first): the processes a child we started has
-/// started in turn (irssi under `script`).
-fn kill_descendants(pid: u32) {
-    for c in children_of(pid) {
-        kill_descendants(c);
-        // SAFETY: kill(2) with a pid read from /proc as a descendant of our own child.
-        unsafe {
-            libc::kill(c as libc::pid_t, libc::SIGKILL);
-        }
-    }
-}
-
-/// A child process (and what it started) killed and reaped on drop unless it already exited.
-struct Guard {
-    child: Child,
-    exited: Option<ExitStatus>,
-}
-
-impl Guard {
-    fn new(child: Child) -> Guard {
-        Guard {
-            child,
-            exited: None,
-        }
-    }
-
-    /// Waits (bounded) for the process to exit by itself.
-    fn wait_exit(&mut self, what: &str, diagnostics: impl Fn() -> String) -> ExitStatus {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                self.exited = Some(status);
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{what} did not exit within {DEADLINE:?}\n{}",
-                diagnostics()
-            );
-            // An exit status has no event to wait on.
-            thread::sleep(POLL);
-        }
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        if self.exited.is_none() {
-            kill_descendants(self.child.id());
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+/// Waits (bounded) for a client process to exit by itself.
+fn wait_exit(guard: &mut ChildGuard, what: &str, diagnostics: impl Fn() -> String) -> ExitStatus {
+    let Some(status) = guard.wait_exit(DEADLINE) else {
+        panic!("{what} did not exit within {DEADLINE:?}\n{}", diagnostics());
+    };
+    status
 }
 
 /// Polls `probe` until it returns a value; panics at [`DEADLINE`] with `what` and diagnostics.
 fn wait_for<T>(
     what: &str,
-    mut probe: impl FnMut() -> Option<T>,
+    probe: impl FnMut() -> Option<T>,
     diagnostics: impl Fn() -> String,
 ) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = probe() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no {what} within {DEADLINE:?}\n{}",
-            diagnostics()
-        );
-        // A log file has no event to wait on.
-        thread::sleep(POLL);
-    }
+    wait_for_value(DEADLINE, probe, || {
+        format!("no {what} within {DEADLINE:?}\n{}", diagnostics())
+    })
 }
 
 /// Every file under `dir` (recursively) whose name contains `part`, sorted.
@@ -290,111 +190,36 @@ fn utf8_env(cmd: &mut Command) {
 // The huddle client
 // ---------------------------------------------------------------------------------------------
 
-/// A `huddle` process in plain mode (piped stdin/stdout).
-struct Huddle {
-    guard: Guard,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-    seen: Vec<String>,
+/// The `huddle` client in plain mode, trusting the server's certificate with `--ca`.
+fn huddle(server: &TestServer, scratch: &Path) -> CliClient {
+    let mut cmd = CliClient::command();
+    cmd.arg("--ca")
+        .arg(server.cert_path())
+        .arg("--known-servers")
+        .arg(scratch.join("known_servers"))
+        .arg("127.0.0.1")
+        .arg(server.port().to_string());
+    utf8_env(&mut cmd);
+    CliClient::spawn("huddle client", cmd)
 }
 
-impl Huddle {
-    fn start(server: &TestServer, scratch: &Path) -> Huddle {
-        let mut cmd = Command::new(huddle_binary());
-        cmd.arg("--ca")
-            .arg(server.cert_path())
-            .arg("--known-servers")
-            .arg(scratch.join("known_servers"))
-            .arg("127.0.0.1")
-            .arg(server.port().to_string())
-            .env_remove("HUDDLE_KNOWN_SERVERS")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        utf8_env(&mut cmd);
-        let mut child = cmd.spawn().expect("start huddle");
-        let lines = line_channel(child.stdout.take().unwrap());
-        Huddle {
-            stdin: child.stdin.take(),
-            guard: Guard::new(child),
-            lines,
-            seen: Vec::new(),
-        }
-    }
+/// Waits for exactly the line `want`; `diagnostics` adds the other side's view.
+fn expect_line(h: &mut CliClient, want: &str, diagnostics: impl Fn() -> String) {
+    h.expect_with(&format!("{want:?}"), |l| l == want, diagnostics);
+}
 
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{line}").expect("write to huddle");
-        stdin.flush().expect("flush huddle stdin");
-    }
-
-    /// Waits for an output line matching `pred`; `diagnostics` adds the other side's view.
-    fn expect(
-        &mut self,
-        what: &str,
-        pred: impl Fn(&str) -> bool,
-        diagnostics: impl Fn() -> String,
-    ) -> String {
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if pred(&line) {
-                        return line;
-                    }
-                }
-                Err(e) => panic!(
-                    "huddle client: no line {what} ({}); its output:\n{}\n{}",
-                    match e {
-                        RecvTimeoutError::Timeout => "timed out",
-                        RecvTimeoutError::Disconnected => "stdout closed",
-                    },
-                    self.seen.join("\n"),
-                    diagnostics()
-                ),
-            }
-        }
-    }
-
-    fn expect_line(&mut self, want: &str, diagnostics: impl Fn() -> String) {
-        self.expect(&format!("{want:?}"), |l| l == want, diagnostics);
-    }
-
-    /// Ends input and waits for the exit; returns every line it printed.
-    fn finish(mut self) -> Vec<String> {
-        drop(self.stdin.take());
-        let deadline = Instant::now() + DEADLINE;
-        loop {
-            match self
-                .lines
-                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-            {
-                Ok(line) => self.seen.push(line),
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => panic!(
-                    "huddle client did not exit at end of input; output:\n{}",
-                    self.seen.join("\n")
-                ),
-            }
-        }
-        let status = self
-            .guard
-            .wait_exit("huddle client", || self.seen.join("\n"));
-        assert!(status.success(), "huddle client exit: {status:?}");
-        self.seen
-    }
+/// Ends the client's input; it must exit successfully.
+fn finish(h: CliClient) {
+    let (status, _) = h.finish();
+    assert!(status.success(), "huddle client exit: {status:?}");
 }
 
 /// alice, logged in with the `huddle` client and in `#lobby`.
-fn alice(server: &TestServer, scratch: &Path) -> Huddle {
-    let mut h = Huddle::start(server, scratch);
+fn alice(server: &TestServer, scratch: &Path) -> CliClient {
+    let mut h = huddle(server, scratch);
     h.send(&format!("login alice {PASSWORD}"));
-    h.expect_line("-- logged in as alice", String::new);
-    h.expect_line(&format!("-- joined {ROOM}"), String::new);
+    expect_line(&mut h, "-- logged in as alice", String::new);
+    expect_line(&mut h, &format!("-- joined {ROOM}"), String::new);
     h
 }
 
@@ -421,12 +246,12 @@ trait IrcClient {
 }
 
 /// The whole exchange for one client; `client` has been started and is connecting.
-fn exchange(server: &TestServer, alice: &mut Huddle, client: &mut dyn IrcClient) {
+fn exchange(server: &TestServer, alice: &mut CliClient, client: &mut dyn IrcClient) {
     let nick = client.nick().to_string();
     let diag = || client.diagnostics();
 
     // Connected over TLS, logged in with SASL (the server admits nobody else), joined.
-    alice.expect_line(&format!("* {nick} joined {ROOM}"), diag);
+    expect_line(alice, &format!("* {nick} joined {ROOM}"), diag);
     wait_for(
         &format!("{nick}'s log of its own JOIN"),
         || client.joined().then_some(()),
@@ -436,7 +261,7 @@ fn exchange(server: &TestServer, alice: &mut Huddle, client: &mut dyn IrcClient)
     // IRC client -> huddle. A leading ':' and non-ASCII text must survive both ways.
     let to_huddle = format!(":-) {nick} says hello to huddle, grüße ✓");
     client.say(&to_huddle);
-    alice.expect_line(&format!("[{ROOM}] <{nick}> {to_huddle}"), || {
+    expect_line(alice, &format!("[{ROOM}] <{nick}> {to_huddle}"), || {
         client.diagnostics()
     });
 
@@ -468,7 +293,7 @@ fn exchange(server: &TestServer, alice: &mut Huddle, client: &mut dyn IrcClient)
 
     // Quit: alice sees it, and the client exits by itself.
     client.quit("interop test done");
-    alice.expect(
+    alice.expect_with(
         &format!("* {nick} quit ..."),
         |l| l.starts_with(&format!("* {nick} quit")) && l.contains("interop test done"),
         || client.diagnostics(),
@@ -495,7 +320,7 @@ struct WeeChat {
     nick: String,
     dir: PathBuf,
     fifo: PathBuf,
-    guard: Guard,
+    guard: ChildGuard,
 }
 
 /// `ssl` before WeeChat 4.0 (Debian 12 has 3.8), `tls` from 4.0 on: option and flag names.
@@ -556,7 +381,7 @@ impl WeeChat {
             nick: nick.to_string(),
             dir: dir.to_path_buf(),
             fifo,
-            guard: Guard::new(child),
+            guard: ChildGuard::new(child),
         };
         wait_for(
             "WeeChat fifo",
@@ -611,7 +436,7 @@ impl IrcClient for WeeChat {
 
     fn wait_exit(&mut self) -> ExitStatus {
         let diag = self.diagnostics();
-        self.guard.wait_exit("weechat-headless", || diag.clone())
+        wait_exit(&mut self.guard, "weechat-headless", || diag.clone())
     }
 
     fn room_messages(&self) -> Vec<(String, String)> {
@@ -650,7 +475,7 @@ impl IrcClient for WeeChat {
 struct Irssi {
     nick: String,
     dir: PathBuf,
-    guard: Guard,
+    guard: ChildGuard,
     stdin: ChildStdin,
 }
 
@@ -720,7 +545,7 @@ settings = {{
         Irssi {
             nick: nick.to_string(),
             dir: dir.to_path_buf(),
-            guard: Guard::new(child),
+            guard: ChildGuard::new(child),
             stdin,
         }
     }
@@ -757,7 +582,7 @@ impl IrcClient for Irssi {
 
     fn wait_exit(&mut self) -> ExitStatus {
         let diag = self.diagnostics();
-        self.guard.wait_exit("irssi", || diag.clone())
+        wait_exit(&mut self.guard, "irssi", || diag.clone())
     }
 
     fn room_messages(&self) -> Vec<(String, String)> {
@@ -784,7 +609,7 @@ impl IrcClient for Irssi {
 // ---------------------------------------------------------------------------------------------
 
 /// A fresh server with the accounts `alice` and `nick`, alice in `#lobby`.
-fn setup(nick: &str) -> (TestServer, TempDir, Huddle) {
+fn setup(nick: &str) -> (TestServer, TempDir, CliClient) {
     install_clients();
     let server = TestServer::start(&[]);
     register(&server, "alice");
@@ -818,7 +643,7 @@ fn weechat_chats_with_a_huddle_client() {
         "WeeChat did not log a successful SASL login:\n{}",
         wee.diagnostics()
     );
-    alice.finish();
+    finish(alice);
 }
 
 #[test]
@@ -835,5 +660,5 @@ fn irssi_chats_with_a_huddle_client() {
         "irssi did not report a successful SASL login:\n{}",
         irs.diagnostics()
     );
-    alice.finish();
+    finish(alice);
 }

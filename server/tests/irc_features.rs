@@ -1,4 +1,4 @@
-//! Issue 5 end to end, against the real binary over TLS (and the plaintext listener):
+//! IRC client features end to end, against the real binary over TLS (and the plaintext listener):
 //! registration as IRC clients expect it (005, MOTD), PING/QUIT/421, the WHO/WHOIS/USERHOST/
 //! ISON/LIST/MODE queries, TOPIC, AWAY, IRCv3 capabilities and tags, room history (JOIN replay,
 //! CHATHISTORY, restarts, `--history`), guests (`--allow-guests`) and `--plain-listener`.
@@ -6,10 +6,8 @@
 //! Every test starts its own server. Nothing sleeps: replies are awaited with deadlines and
 //! absence is proven with the PING round trip (`sync`/`assert_quiet`).
 
-mod common;
-
-use common::*;
 use huddle_protocol::Message;
+use huddle_testkit::*;
 use std::collections::BTreeSet;
 use std::path::Path;
 

@@ -1,11 +1,9 @@
 //! Limits and hostile peers: max clients, oversized and invalid lines, non-TLS bytes, vanishing
 //! peers, slow readers, timeouts, signals.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use huddle_testkit::*;
 
 const N: &str = SERVER_NAME;
 
