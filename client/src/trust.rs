@@ -9,7 +9,7 @@
 //!   `host:port` in a known-servers file; a later connection presenting another certificate is
 //!   refused.
 //!
-//! Each is a [`ServerPolicy`] inside [`huddle_trust::Verifier`], which checks the handshake
+//! Each is a [`Policy`](huddle_trust::Policy) inside [`huddle_trust::Verifier`], which checks the handshake
 //! signatures, so a peer that merely replays a certificate it has seen cannot pass as the
 //! server.
 //!
@@ -22,11 +22,11 @@ use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use huddle_trust::{fingerprint, hex, refused, ServerPolicy, Verifier};
+use huddle_trust::{hex, refused, Policy, Presented, Verifier};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::pki_types::CertificateDer;
 use rustls::{CertificateError, RootCertStore};
 
 use crate::core::{parse_fingerprint, Fingerprint};
@@ -260,27 +260,26 @@ impl CaPolicy {
     }
 }
 
-impl ServerPolicy for CaPolicy {
-    fn check_server(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<(), rustls::Error> {
+impl Policy for CaPolicy {
+    fn check(&self, cert: &Presented<'_>) -> Result<(), rustls::Error> {
         if self
             .pinned
             .iter()
-            .any(|c| c.as_ref() == end_entity.as_ref())
+            .any(|c| c.as_ref() == cert.end_entity.as_ref())
         {
             return Ok(());
         }
-        match &self.webpki {
-            Some(v) => v
-                .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+        match (&self.webpki, cert.server_name) {
+            (Some(v), Some(name)) => v
+                .verify_server_cert(
+                    cert.end_entity,
+                    cert.intermediates,
+                    name,
+                    cert.ocsp_response,
+                    cert.now,
+                )
                 .map(|_| ()),
-            None => Err(rustls::Error::InvalidCertificate(
+            _ => Err(rustls::Error::InvalidCertificate(
                 CertificateError::UnknownIssuer,
             )),
         }
@@ -329,16 +328,9 @@ impl Tofu {
     }
 }
 
-impl ServerPolicy for Tofu {
-    fn check_server(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<(), rustls::Error> {
-        let verdict = check_pin(self.expected, fingerprint(end_entity.as_ref()));
+impl Policy for Tofu {
+    fn check(&self, cert: &Presented<'_>) -> Result<(), rustls::Error> {
+        let verdict = check_pin(self.expected, cert.fingerprint());
         *self.verdict.lock().unwrap_or_else(PoisonError::into_inner) = Some(verdict);
         match verdict {
             PinVerdict::Changed { .. } => Err(refused()),
@@ -377,6 +369,8 @@ impl Trust {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use huddle_trust::fingerprint;
+    use rustls::pki_types::{ServerName, UnixTime};
 
     const FP_A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
     const FP_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";

@@ -1,7 +1,7 @@
 //! Certificate trust shared by every Huddle TLS client: SHA-256 fingerprints and one adapter
 //! that turns a certificate policy into a rustls verifier.
 //!
-//! A policy decides only whether the presented certificate is acceptable (pinned, trusted on
+//! A [`Policy`] decides only whether the presented certificate is acceptable (pinned, trusted on
 //! first use, signed by a CA, or any). The adapter adds what every verifier must do whatever
 //! the policy: check the handshake signature with the provider's algorithms, so that a
 //! certificate someone merely saw cannot be replayed without its key.
@@ -55,27 +55,28 @@ pub fn refused() -> rustls::Error {
     rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure)
 }
 
-/// Decides whether a server's certificate is acceptable. The signature checks are not the
-/// policy's business: [`Verifier`] does them.
-pub trait ServerPolicy: Debug + Send + Sync {
-    fn check_server(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<(), rustls::Error>;
+/// A certificate the other side presented, with what rustls knows of the handshake.
+#[derive(Debug)]
+pub struct Presented<'a> {
+    pub end_entity: &'a CertificateDer<'a>,
+    pub intermediates: &'a [CertificateDer<'a>],
+    /// The name this client asked for; `None` when a server checks a client's certificate.
+    pub server_name: Option<&'a ServerName<'a>>,
+    pub ocsp_response: &'a [u8],
+    pub now: UnixTime,
 }
 
-/// Decides whether a client's certificate is acceptable; a certificate is always required.
-pub trait ClientPolicy: Debug + Send + Sync {
-    fn check_client(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<(), rustls::Error>;
+impl Presented<'_> {
+    /// The end-entity certificate's fingerprint.
+    pub fn fingerprint(&self) -> Fingerprint {
+        fingerprint(self.end_entity.as_ref())
+    }
+}
+
+/// Decides whether a presented certificate is acceptable. The signature checks are not the
+/// policy's business: [`Verifier`] does them.
+pub trait Policy: Debug + Send + Sync {
+    fn check(&self, cert: &Presented<'_>) -> Result<(), rustls::Error>;
 }
 
 /// Accepts any certificate (the handshake signature is still checked by [`Verifier`]). For
@@ -83,26 +84,8 @@ pub trait ClientPolicy: Debug + Send + Sync {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct AnyCert;
 
-impl ServerPolicy for AnyCert {
-    fn check_server(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<(), rustls::Error> {
-        Ok(())
-    }
-}
-
-impl ClientPolicy for AnyCert {
-    fn check_client(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
-    ) -> Result<(), rustls::Error> {
+impl Policy for AnyCert {
+    fn check(&self, _cert: &Presented<'_>) -> Result<(), rustls::Error> {
         Ok(())
     }
 }
@@ -111,16 +94,9 @@ impl ClientPolicy for AnyCert {
 #[derive(Debug, Clone, Copy)]
 pub struct Pinned(pub Fingerprint);
 
-impl ServerPolicy for Pinned {
-    fn check_server(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<(), rustls::Error> {
-        if fingerprint(end_entity.as_ref()) == self.0 {
+impl Policy for Pinned {
+    fn check(&self, cert: &Presented<'_>) -> Result<(), rustls::Error> {
+        if cert.fingerprint() == self.0 {
             Ok(())
         } else {
             Err(refused())
@@ -177,7 +153,7 @@ macro_rules! signature_checks {
     };
 }
 
-impl<P: ServerPolicy> ServerCertVerifier for Verifier<P> {
+impl<P: Policy> ServerCertVerifier for Verifier<P> {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -187,14 +163,20 @@ impl<P: ServerPolicy> ServerCertVerifier for Verifier<P> {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         self.policy
-            .check_server(end_entity, intermediates, server_name, ocsp_response, now)
+            .check(&Presented {
+                end_entity,
+                intermediates,
+                server_name: Some(server_name),
+                ocsp_response,
+                now,
+            })
             .map(|()| ServerCertVerified::assertion())
     }
 
     signature_checks!();
 }
 
-impl<P: ClientPolicy> ClientCertVerifier for Verifier<P> {
+impl<P: Policy> ClientCertVerifier for Verifier<P> {
     fn offer_client_auth(&self) -> bool {
         true
     }
@@ -214,7 +196,13 @@ impl<P: ClientPolicy> ClientCertVerifier for Verifier<P> {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         self.policy
-            .check_client(end_entity, intermediates, now)
+            .check(&Presented {
+                end_entity,
+                intermediates,
+                server_name: None,
+                ocsp_response: &[],
+                now,
+            })
             .map(|()| ClientCertVerified::assertion())
     }
 
@@ -245,11 +233,14 @@ mod tests {
         let other = CertificateDer::from(b"other bytes".to_vec());
         let name = ServerName::try_from("huddle.local").expect("valid name");
         let pin = Pinned(fingerprint(cert.as_ref()));
-        assert!(pin
-            .check_server(&cert, &[], &name, &[], UnixTime::now())
-            .is_ok());
-        assert!(pin
-            .check_server(&other, &[], &name, &[], UnixTime::now())
-            .is_err());
+        let presented = |end_entity| Presented {
+            end_entity,
+            intermediates: &[],
+            server_name: Some(&name),
+            ocsp_response: &[],
+            now: UnixTime::now(),
+        };
+        assert!(pin.check(&presented(&cert)).is_ok());
+        assert!(pin.check(&presented(&other)).is_err());
     }
 }

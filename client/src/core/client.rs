@@ -139,19 +139,10 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::output::render;
+    use crate::core::output::shows;
 
     fn line(c: &mut Client, text: &str) -> Vec<Effect> {
         c.handle(Event::Input(InputReply::Line(text.to_string())))
-    }
-
-    fn shows(fx: &[Effect]) -> Vec<String> {
-        fx.iter()
-            .filter_map(|e| match e {
-                Effect::Show(d) => Some(render(d)),
-                _ => None,
-            })
-            .collect()
     }
 
     #[test]

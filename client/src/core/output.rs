@@ -191,6 +191,17 @@ pub(crate) fn render(d: &Output) -> String {
     }
 }
 
+/// The text of every `Show` among a handler's effects, as the terminal would print it.
+#[cfg(test)]
+pub(crate) fn shows(fx: &[crate::core::Effect]) -> Vec<String> {
+    fx.iter()
+        .filter_map(|e| match e {
+            crate::core::Effect::Show(d) => Some(render(d)),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 use huddle_protocol::{sasl, Message};
 
 use super::command::Command;
-use super::output::render;
+use super::output::shows;
 use super::peer_link::Announce;
 use super::state::{Op, State, LOBBY, NOT_LOGGED_IN};
 use super::text::{clock_of, parse_fingerprint};
@@ -18,15 +18,6 @@ fn sends(fx: &[Effect]) -> Vec<String> {
     fx.iter()
         .filter_map(|e| match e {
             Effect::Send(m) => Some(m.to_string()),
-            _ => None,
-        })
-        .collect()
-}
-
-fn shows(fx: &[Effect]) -> Vec<String> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Show(d) => Some(render(d)),
             _ => None,
         })
         .collect()

@@ -13,9 +13,9 @@
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use huddle_trust::{fingerprint, hex, provider, refused, AnyCert, ServerPolicy, Verifier};
+use huddle_trust::{fingerprint, hex, provider, refused, AnyCert, Policy, Presented, Verifier};
 use rustls::client::Resumption;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::NoServerSessionStorage;
 use rustls::{ClientConfig, ServerConfig};
 
@@ -109,16 +109,9 @@ impl PinnedPeer {
     }
 }
 
-impl ServerPolicy for PinnedPeer {
-    fn check_server(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<(), rustls::Error> {
-        let seen = fingerprint(end_entity.as_ref());
+impl Policy for PinnedPeer {
+    fn check(&self, cert: &Presented<'_>) -> Result<(), rustls::Error> {
+        let seen = cert.fingerprint();
         let check = if seen == self.expected {
             PinCheck::Matches
         } else {

@@ -401,7 +401,7 @@ impl Peers {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::output::render;
+    use crate::core::output::shows;
     use huddle_protocol::account::is_valid_name;
 
     const FP_A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
@@ -413,15 +413,6 @@ mod tests {
 
     fn fp(s: &str) -> Fingerprint {
         parse_fingerprint(s).unwrap()
-    }
-
-    fn shows(fx: &[Effect]) -> Vec<String> {
-        fx.iter()
-            .filter_map(|e| match e {
-                Effect::Show(d) => Some(render(d)),
-                _ => None,
-            })
-            .collect()
     }
 
     fn server_sends(fx: &[Effect]) -> Vec<String> {
