@@ -4,7 +4,7 @@
 //! sink, server info, in-memory history, permissive guards) and a few connections, each with
 //! its own [`LineReader`]. The input is split on `\n`; every piece is fed to the selected
 //! connection's reader and the lines that come out go to
-//! [`session::handle_line`] / [`session::handle_frame_error`], and effects are then applied
+//! [`registration::handle_line`] / [`registration::handle_frame_error`], and effects are then applied
 //! the way the event loop applies them. Pieces starting with `!` that name a directive
 //! drive the world instead (see [`World::directive`]); anything else starting with `!` is an
 //! ordinary line.
@@ -23,14 +23,16 @@
 
 use crate::lines::check_server_line;
 use huddle_protocol::{LineReader, Message};
-use huddle_server::accounts::{validate_name, validate_password, LoginError, RegisterError};
-use huddle_server::chat::{fold, Chat, ClientId};
-use huddle_server::history::History;
-use huddle_server::ip_limits::IpPolicy;
-use huddle_server::logins::Guards;
-use huddle_server::outbox::{Effect, Outbox};
-use huddle_server::session::{self, Ctx, JobSink, ServerInfo, Session};
-use huddle_server::workers::{Completion, Job};
+use huddle_server::guards::ip_limits::IpPolicy;
+use huddle_server::guards::logins::Guards;
+use huddle_server::irc::outbox::{Effect, Outbox};
+use huddle_server::irc::registration::{self, Ctx, JobSink, ServerInfo, Session};
+use huddle_server::state::chat::{fold, Chat, ClientId};
+use huddle_server::state::history::History;
+use huddle_server::storage::accounts::{
+    validate_name, validate_password, LoginError, RegisterError,
+};
+use huddle_server::storage::workers::{Completion, Job};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -366,8 +368,8 @@ impl World<'_> {
                 guards: &mut self.guards,
             };
             match line {
-                Ok(line) => session::handle_line(&mut conn.session, &line, &mut ctx),
-                Err(e) => session::handle_frame_error(&mut conn.session, e, &mut ctx),
+                Ok(line) => registration::handle_line(&mut conn.session, &line, &mut ctx),
+                Err(e) => registration::handle_frame_error(&mut conn.session, e, &mut ctx),
             }
             self.apply_effects();
         }
@@ -388,7 +390,7 @@ impl World<'_> {
             history: &mut self.history,
             guards: &mut self.guards,
         };
-        session::handle_completion(&mut conn.session, done, &mut ctx);
+        registration::handle_completion(&mut conn.session, done, &mut ctx);
         self.apply_effects();
     }
 
@@ -406,7 +408,7 @@ impl World<'_> {
             history: &mut self.history,
             guards: &mut self.guards,
         };
-        session::disconnect(&mut conn.session, quit, &mut ctx);
+        registration::disconnect(&mut conn.session, quit, &mut ctx);
         conn.open = false;
         self.note(|| format!("{id}: gone ({quit})"));
     }

@@ -7,7 +7,7 @@
 
 use crate::limits::{KEEP_WHILE_BUSY, TLS_BUFFER_LIMIT};
 
-use crate::tls_session::Tls;
+use crate::net::tls_stream::Tls;
 use huddle_protocol::{FrameError, LineReader};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};

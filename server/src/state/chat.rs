@@ -3,7 +3,7 @@
 //! Names compare case-insensitively (ASCII casemapping): the map keys are lowercase and the
 //! values keep the spelling the user chose.
 
-use crate::capabilities::CapSet;
+use crate::irc::capabilities::CapSet;
 use crate::limits::MAX_ROOM_NAME;
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn capabilities_follow_the_user() {
-        use crate::capabilities::Cap;
+        use crate::irc::capabilities::Cap;
         let mut c = Chat::new();
         let mut caps = CapSet::default();
         caps.set(Cap::EchoMessage, true);

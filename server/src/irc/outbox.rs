@@ -3,8 +3,8 @@
 //! Handlers push effects; the event loop applies them to connections afterwards. A message
 //! fanned out to many clients is serialised once and shared.
 
-use crate::capabilities::CapSet;
-use crate::chat::ClientId;
+use crate::irc::capabilities::CapSet;
+use crate::state::chat::ClientId;
 use huddle_protocol::Message;
 use std::rc::Rc;
 use std::time::SystemTime;
@@ -296,8 +296,8 @@ mod tests {
             account: None,
         };
         let mut tags = CapSet::default();
-        tags.set(crate::capabilities::Cap::ServerTime, true);
-        tags.set(crate::capabilities::Cap::MessageTags, true);
+        tags.set(crate::irc::capabilities::Cap::ServerTime, true);
+        tags.set(crate::irc::capabilities::Cap::MessageTags, true);
         for recipients in [
             vec![],
             vec![(1, CapSet::default())],

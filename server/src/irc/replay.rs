@@ -4,11 +4,11 @@
 //! Replayed lines carry the tags the client negotiated (`server-time`, `message-tags`,
 //! `account-tag`) and, with `batch`, come inside a `chathistory` batch.
 
-use crate::capabilities::Cap;
-use crate::chat::fold;
-use crate::history::{Bound, Entry};
+use crate::irc::capabilities::Cap;
+use crate::irc::registration::{send_raw, Ctx, Session};
 use crate::limits::{CHATHISTORY_MAX, JOIN_REPLAY};
-use crate::session::{send_raw, Ctx, Session};
+use crate::state::chat::fold;
+use crate::state::history::{Bound, Entry};
 use huddle_protocol::{Message, Tag};
 
 /// Replays the recent history of `room` (as spelled) to a user who just joined it.

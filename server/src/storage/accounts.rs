@@ -1,7 +1,7 @@
 //! Account store: sled on disk, passwords only as argon2id PHC strings.
 //!
 //! Every method here blocks (argon2 takes tens of milliseconds, `flush` hits the disk), so the
-//! event loop calls them only from the worker pool (see [`crate::workers`]).
+//! event loop calls them only from the worker pool (see [`crate::storage::workers`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -169,7 +169,7 @@ impl AccountStore {
             Ok(Err(_)) => return Err(RegisterError::Exists),
             Err(e) => return Err(unavailable(e)),
         }
-        let flushed = if crate::faults::get().storage_fails_on(name) {
+        let flushed = if crate::storage::faults::get().storage_fails_on(name) {
             Err(sled::Error::Io(std::io::Error::other(
                 "injected storage fault",
             )))

@@ -3,7 +3,7 @@
 //! further attempt must wait a growing back-off; at the threshold the name or address is
 //! locked out until its failures age out of the window.
 
-use crate::ip_limits::FAILURE_WINDOW;
+use crate::guards::ip_limits::FAILURE_WINDOW;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -170,7 +170,7 @@ mod tests {
 /// The abuse guards handlers consult: per-address limits and login back-off.
 #[derive(Debug)]
 pub struct Guards {
-    pub ip: crate::ip_limits::IpLimits,
+    pub ip: crate::guards::ip_limits::IpLimits,
     pub logins: LoginGuard,
 }
 
@@ -178,7 +178,7 @@ impl Guards {
     /// Guards that never refuse (for tests of other behaviour).
     pub fn permissive() -> Guards {
         Guards {
-            ip: crate::ip_limits::IpLimits::new(crate::ip_limits::IpPolicy {
+            ip: crate::guards::ip_limits::IpLimits::new(crate::guards::ip_limits::IpPolicy {
                 max_connections: 0,
                 connects_per_minute: 0,
                 registrations_per_hour: 0,

@@ -2,8 +2,8 @@
 //! to its user: they exist only while they hold ciphertext, so an idle connection keeps none.
 //! (The buffered `ServerConnection` keeps a 4 KiB receive buffer per connection for good.)
 
-use crate::connection::ConnError;
 use crate::limits::{KEEP_WHILE_BUSY, TLS_BUFFER_LIMIT};
+use crate::net::connection::ConnError;
 use mio::net::TcpStream;
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};

@@ -3,8 +3,8 @@
 //! Huddle has no operators and no settable modes; MODE queries get a sensible answer and
 //! attempts to change modes a clear refusal.
 
-use crate::chat::{ClientId, User};
-use crate::session::{reply, Ctx, Session, HOST_CLOAK};
+use crate::irc::registration::{reply, Ctx, Session, HOST_CLOAK};
+use crate::state::chat::{ClientId, User};
 use huddle_protocol::numeric::*;
 use huddle_protocol::Message;
 
@@ -190,14 +190,14 @@ pub fn list(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let wanted: Option<Vec<String>> = msg
         .param(0)
         .filter(|p| p.starts_with('#'))
-        .map(|p| p.split(',').map(crate::chat::fold).collect());
+        .map(|p| p.split(',').map(crate::state::chat::fold).collect());
     let mut rows: Vec<(String, usize, String)> = ctx
         .chat
         .rooms()
         .filter(|r| {
             wanted
                 .as_ref()
-                .is_none_or(|w| w.contains(&crate::chat::fold(&r.name)))
+                .is_none_or(|w| w.contains(&crate::state::chat::fold(&r.name)))
         })
         .map(|r| {
             let topic = r.topic.as_ref().map_or(String::new(), |t| t.text.clone());

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::accounts::{AccountStore, LoginError, RegisterError};
+use crate::storage::accounts::{AccountStore, LoginError, RegisterError};
 
 /// Which connection asked: slab slot plus a generation, since slots are reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -276,14 +276,14 @@ fn worker_loop(
         }
         if jobs.is_empty() {
             // The burst is over: hand argon2's working memory back.
-            crate::accounts::release_hash_memory();
+            crate::storage::accounts::release_hash_memory();
         }
     }
 }
 
 fn run_job(store: &AccountStore, job: Job) -> Completion {
     if let Job::Register { account, .. } | Job::Login { account, .. } = &job {
-        if crate::faults::get().panics_on(account) {
+        if crate::storage::faults::get().panics_on(account) {
             panic!("injected fault: worker panic for account {account}");
         }
     }

@@ -1,18 +1,18 @@
 //! One client's state machine up to and including registration: CAP negotiation, SASL PLAIN
-//! login, REGISTER, NICK/USER. Once registered, lines go to [`crate::commands`].
+//! login, REGISTER, NICK/USER. Once registered, lines go to [`crate::irc::commands`].
 //!
 //! Handlers are free of I/O: they read and change [`Session`] and [`Chat`], and push what is to
 //! be sent into an [`Outbox`]. Slow work (hashing) is handed to a [`JobSink`].
 
-use crate::accounts::{validate_name, validate_password, LoginError, RegisterError};
-use crate::capabilities::{self, Cap, CapSet};
-use crate::chat::{Chat, ClientId, NewUser};
-use crate::commands;
-use crate::history::History;
+use crate::guards::logins::{Guards, Refused};
+use crate::irc::capabilities::{self, Cap, CapSet};
+use crate::irc::commands;
+use crate::irc::outbox::Outbox;
 use crate::limits::MAX_SASL_PAYLOAD;
-use crate::logins::{Guards, Refused};
-use crate::outbox::Outbox;
-use crate::workers::{Completion, Job, Origin};
+use crate::state::chat::{Chat, ClientId, NewUser};
+use crate::state::history::History;
+use crate::storage::accounts::{validate_name, validate_password, LoginError, RegisterError};
+use crate::storage::workers::{Completion, Job, Origin};
 use huddle_protocol::numeric::*;
 use huddle_protocol::{caps, sasl, FrameError, Message, ParseError};
 use std::net::IpAddr;
@@ -794,7 +794,7 @@ pub fn disconnect(s: &mut Session, quit_reason: &str, ctx: &mut Ctx) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::outbox::Effect;
+    use crate::irc::outbox::Effect;
     use std::cell::RefCell;
     use std::net::Ipv4Addr;
 

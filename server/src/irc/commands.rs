@@ -1,10 +1,10 @@
 //! Commands of a registered user: rooms, messages, topics, away, names, HELLO.
 
-use crate::capabilities::{Cap, CapSet};
-use crate::chat::{fold_borrowed, valid_room_name, ClientId, PartError, Topic};
+use crate::irc::capabilities::{Cap, CapSet};
+use crate::irc::outbox::Stamp;
+use crate::irc::registration::{prefix, reply, Ctx, ServerInfo, Session};
 use crate::limits::{MAX_AWAY_LEN, MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
-use crate::outbox::Stamp;
-use crate::session::{prefix, reply, Ctx, ServerInfo, Session};
+use crate::state::chat::{fold_borrowed, valid_room_name, ClientId, PartError, Topic};
 use huddle_protocol::numeric::*;
 use huddle_protocol::{Message, MAX_LINE_LEN};
 use std::time::SystemTime;
@@ -45,16 +45,16 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
         "HELLO" => hello(s, ctx),
         "TOPIC" => topic(s, msg, ctx),
         "AWAY" => away(s, msg, ctx),
-        "MOTD" => crate::session::send_motd(s, ctx),
-        "CHATHISTORY" => crate::replay::chathistory(s, msg, ctx),
-        "WHO" => crate::queries::who(s, msg, ctx),
-        "WHOIS" => crate::queries::whois(s, msg, ctx),
-        "USERHOST" => crate::queries::userhost(s, msg, ctx),
-        "ISON" => crate::queries::ison(s, msg, ctx),
-        "LIST" => crate::queries::list(s, msg, ctx),
-        "MODE" => crate::queries::mode(s, msg, ctx),
-        "PEERADDR" => crate::peer::peeraddr(s, msg, ctx),
-        "PEER" => crate::peer::peer(s, msg, ctx),
+        "MOTD" => crate::irc::registration::send_motd(s, ctx),
+        "CHATHISTORY" => crate::irc::replay::chathistory(s, msg, ctx),
+        "WHO" => crate::irc::queries::who(s, msg, ctx),
+        "WHOIS" => crate::irc::queries::whois(s, msg, ctx),
+        "USERHOST" => crate::irc::queries::userhost(s, msg, ctx),
+        "ISON" => crate::irc::queries::ison(s, msg, ctx),
+        "LIST" => crate::irc::queries::list(s, msg, ctx),
+        "MODE" => crate::irc::queries::mode(s, msg, ctx),
+        "PEERADDR" => crate::irc::peer_directory::peeraddr(s, msg, ctx),
+        "PEER" => crate::irc::peer_directory::peer(s, msg, ctx),
         "NICK" => nick(s, msg, ctx),
         "USER" => reply(s, ctx, ERR_ALREADYREGISTERED, ["You may not reregister"]),
         _ => reply(
@@ -89,7 +89,7 @@ pub fn stamp(s: &Session, ctx: &mut Ctx, with_msgid: bool) -> Stamp {
     }
 }
 
-/// `ids` paired with their capabilities, for [`crate::outbox::Outbox::deliver`].
+/// `ids` paired with their capabilities, for [`crate::irc::outbox::Outbox::deliver`].
 pub fn with_caps(ctx: &Ctx, ids: &[ClientId]) -> Vec<(ClientId, CapSet)> {
     ids.iter().map(|&id| (id, ctx.chat.caps_of(id))).collect()
 }
@@ -132,7 +132,7 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         ctx.out.deliver(to, &join, &stamp);
         send_topic(s, &spelled, false, ctx);
         send_names(s, &spelled, ctx);
-        crate::replay::on_join(s, &spelled, ctx);
+        crate::irc::replay::on_join(s, &spelled, ctx);
     }
 }
 

@@ -2,23 +2,23 @@
 //! state machine, fans messages out, enforces deadlines and capacity, and applies worker
 //! completions delivered through a `mio::Waker`.
 
-use crate::accounts::{AccountStore, StoreError};
-use crate::chat::{Chat, ClientId};
 use crate::config::Config;
-use crate::connection::{ConnError, Connection};
-use crate::descriptors;
-use crate::flood::Bucket;
-use crate::history::History;
-use crate::ip_limits::IpLimits;
+use crate::guards::flood::Bucket;
+use crate::guards::ip_limits::IpLimits;
+use crate::guards::logins::{Guards, LoginGuard};
+use crate::irc::outbox::{Effect, Outbox};
+use crate::irc::registration::{self, Ctx, JobSink, ServerInfo, Session};
 use crate::limits::{
     ACCEPTS_PER_PASS, CLOSE_LINGER_SECS, FLUSH_AFTER_BYTES, HANDSHAKES_PER_PASS, JOBS_PER_WORKER,
     MIN_JOB_QUEUE, READ_CHUNK, REJECT_SLOTS,
 };
-use crate::logins::{Guards, LoginGuard};
-use crate::outbox::{Effect, Outbox};
-use crate::session::{self, Ctx, JobSink, ServerInfo, Session};
-use crate::tls::{self, TlsError};
-use crate::workers::{Completion, Job, WorkerPool};
+use crate::net::connection::{ConnError, Connection};
+use crate::net::descriptors;
+use crate::net::identity::{self, TlsError};
+use crate::state::chat::{Chat, ClientId};
+use crate::state::history::History;
+use crate::storage::accounts::{AccountStore, StoreError};
+use crate::storage::workers::{Completion, Job, WorkerPool};
 use crossbeam_channel::Receiver;
 use huddle_protocol::Message;
 use mio::net::TcpListener;
@@ -202,13 +202,13 @@ impl Server {
         descriptors::prepare(config.max_clients + REJECT_SLOTS);
         create_private_dir(&config.data_dir)
             .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
-        let identity = tls::load_or_generate(
+        let identity = identity::load_or_generate(
             &config.data_dir,
             config.cert.as_deref(),
             config.key.as_deref(),
         )
         .map_err(ServerError::Tls)?;
-        let tls_config = tls::server_config(&identity).map_err(ServerError::Tls)?;
+        let tls_config = identity::server_config(&identity).map_err(ServerError::Tls)?;
         let store = Arc::new(
             AccountStore::open(&config.data_dir.join("accounts")).map_err(ServerError::Store)?,
         );
@@ -424,12 +424,12 @@ impl Server {
     /// SIGHUP: load the certificate and key again; new connections use them, existing ones
     /// keep theirs. A bad new pair is reported and the old one stays.
     fn reload_tls(&mut self) {
-        let loaded = tls::load_or_generate(
+        let loaded = identity::load_or_generate(
             &self.config.data_dir,
             self.config.cert.as_deref(),
             self.config.key.as_deref(),
         )
-        .and_then(|id| tls::server_config(&id).map(|c| (c, id.fingerprint)));
+        .and_then(|id| identity::server_config(&id).map(|c| (c, id.fingerprint)));
         match loaded {
             Ok((config, fingerprint)) => {
                 self.tls_config = config;
@@ -675,8 +675,8 @@ impl Server {
                 guards: &mut self.guards,
             };
             match line {
-                Ok(line) => session::handle_line(&mut client.session, &line, &mut ctx),
-                Err(e) => session::handle_frame_error(&mut client.session, e, &mut ctx),
+                Ok(line) => registration::handle_line(&mut client.session, &line, &mut ctx),
+                Err(e) => registration::handle_frame_error(&mut client.session, e, &mut ctx),
             }
             self.apply_effects();
         }
@@ -703,16 +703,16 @@ impl Server {
                 history: &mut self.history,
                 guards: &mut self.guards,
             };
-            session::handle_completion(&mut client.session, done, &mut ctx);
+            registration::handle_completion(&mut client.session, done, &mut ctx);
             self.apply_effects();
         }
     }
 
     /// Fail-stop: repeated storage errors stop the server instead of failing every request.
     fn count_storage_result(&mut self, done: &Completion) {
-        use crate::accounts::{LoginError, RegisterError};
+        use crate::storage::accounts::{LoginError, RegisterError};
         // A panicked job is answered as unavailable too, but it is not the disk failing.
-        let storage = |why: &str| why != crate::workers::PANICKED;
+        let storage = |why: &str| why != crate::storage::workers::PANICKED;
         let failed = match done {
             Completion::Registered { result, .. } => {
                 matches!(result, Err(RegisterError::Unavailable(why)) if storage(why))
@@ -796,7 +796,7 @@ impl Server {
             history: &mut self.history,
             guards: &mut self.guards,
         };
-        session::disconnect(&mut client.session, quit, &mut ctx);
+        registration::disconnect(&mut client.session, quit, &mut ctx);
         if let Some(error) = error {
             let line = Message::new("ERROR", [error]).to_line();
             client.conn.queue_anyway(line.as_bytes());
@@ -829,7 +829,7 @@ impl Server {
                 history: &mut self.history,
                 guards: &mut self.guards,
             };
-            session::disconnect(&mut client.session, "Connection closed", &mut ctx);
+            registration::disconnect(&mut client.session, "Connection closed", &mut ctx);
             if !client.reject {
                 self.admitted -= 1;
             }
