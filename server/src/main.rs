@@ -1,8 +1,8 @@
 //! `huddle-server`: parse flags, set up logging and signals, run the event loop.
 
 use clap::Parser;
-use huddle_server::config::{Args, Config};
 use huddle_server::Server;
+use huddle_server::{Args, Config};
 use std::io::Write;
 use std::process::ExitCode;
 

@@ -44,6 +44,7 @@ impl LoginGuard {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn set_threshold(&mut self, threshold: usize) {
         self.threshold = threshold;
     }
@@ -176,6 +177,7 @@ pub struct Guards {
 
 impl Guards {
     /// Guards that never refuse (for tests of other behaviour).
+    #[cfg(any(test, feature = "testing"))]
     pub fn permissive() -> Guards {
         Guards {
             ip: crate::guards::ip_limits::IpLimits::new(crate::guards::ip_limits::IpPolicy {

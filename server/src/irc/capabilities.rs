@@ -2,6 +2,8 @@
 
 use huddle_protocol::caps;
 
+/// A capability, named after its IRCv3 name (`cap-notify` is `CapNotify`).
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cap {
     Sasl,
@@ -40,6 +42,7 @@ impl Cap {
             .map(|(c, _, _)| *c)
     }
 
+    #[cfg(test)]
     pub fn name(self) -> &'static str {
         OFFERED
             .iter()

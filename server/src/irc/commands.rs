@@ -1,35 +1,14 @@
 //! Commands of a registered user: rooms, messages, topics, away, names, HELLO.
 
 use crate::irc::capabilities::{Cap, CapSet};
+use crate::irc::context::{prefix, reply, Ctx};
 use crate::irc::outbox::Stamp;
-use crate::irc::registration::{prefix, reply, Ctx, ServerInfo, Session};
+use crate::irc::session::Session;
 use crate::limits::{MAX_AWAY_LEN, MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
 use crate::state::chat::{fold_borrowed, valid_room_name, ClientId, PartError, Topic};
 use huddle_protocol::numeric::*;
-use huddle_protocol::{Message, MAX_LINE_LEN};
+use huddle_protocol::Message;
 use std::time::SystemTime;
-
-/// Longest account name, which is also the nick.
-pub const NICK_LEN: usize = 32;
-
-/// The `005` tokens.
-pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
-    vec![
-        "CASEMAPPING=ascii".to_string(),
-        "CHANTYPES=#".to_string(),
-        format!("CHANNELLEN={}", crate::limits::MAX_ROOM_NAME),
-        format!("CHANLIMIT=#:{MAX_ROOMS_PER_USER}"),
-        format!("NICKLEN={NICK_LEN}"),
-        format!("LINELEN={MAX_LINE_LEN}"),
-        format!("NETWORK={}", info.network),
-        format!("AWAYLEN={MAX_AWAY_LEN}"),
-        format!("CHATHISTORY={}", crate::limits::CHATHISTORY_MAX),
-        "PEERADDR".to_string(),
-        "PREFIX=".to_string(),
-        format!("TOPICLEN={MAX_TOPIC_LEN}"),
-        format!("TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},NAMES:{MAX_TARGETS}"),
-    ]
-}
 
 /// Runs a registered client's command (`command` is `msg.command` in upper case). Takes the
 /// message: PRIVMSG and NOTICE reuse its allocations for the line they relay.
@@ -45,7 +24,7 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
         "HELLO" => hello(s, ctx),
         "TOPIC" => topic(s, msg, ctx),
         "AWAY" => away(s, msg, ctx),
-        "MOTD" => crate::irc::registration::send_motd(s, ctx),
+        "MOTD" => crate::irc::welcome::send_motd(s, ctx),
         "CHATHISTORY" => crate::irc::replay::chathistory(s, msg, ctx),
         "WHO" => crate::irc::queries::who(s, msg, ctx),
         "WHOIS" => crate::irc::queries::whois(s, msg, ctx),

@@ -214,6 +214,7 @@ impl Outbox {
         self.effects.is_empty()
     }
 
+    #[cfg(test)]
     pub fn drain(&mut self) -> std::vec::Drain<'_, Effect> {
         self.effects.drain(..)
     }
@@ -226,11 +227,13 @@ impl Outbox {
     }
 
     /// Effects queued so far, in order.
+    #[cfg(test)]
     pub fn effects(&self) -> &[Effect] {
         &self.effects
     }
 
-    /// Lines queued for `to` so far (for tests).
+    /// Lines queued for `to` so far.
+    #[cfg(test)]
     pub fn lines_for(&self, to: ClientId) -> Vec<String> {
         self.effects
             .iter()

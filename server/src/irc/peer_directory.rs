@@ -4,7 +4,8 @@
 //! The server never carries direct messages; it only vouches for the (address, fingerprint)
 //! pair that the session logged in as `nick` announced. The record dies with the session.
 
-use crate::irc::registration::{reply, send_raw, Ctx, Session};
+use crate::irc::context::{reply, send_raw, Ctx};
+use crate::irc::session::Session;
 use crate::state::chat::Endpoint;
 use huddle_protocol::numeric::ERR_NEEDMOREPARAMS;
 use huddle_protocol::Message;

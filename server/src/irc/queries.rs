@@ -3,7 +3,8 @@
 //! Huddle has no operators and no settable modes; MODE queries get a sensible answer and
 //! attempts to change modes a clear refusal.
 
-use crate::irc::registration::{reply, Ctx, Session, HOST_CLOAK};
+use crate::irc::context::{reply, Ctx, HOST_CLOAK};
+use crate::irc::session::Session;
 use crate::state::chat::{ClientId, User};
 use huddle_protocol::numeric::*;
 use huddle_protocol::Message;
@@ -11,7 +12,7 @@ use huddle_protocol::Message;
 fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &(String, String, bool, bool)) {
     let (nick, realname, away, _guest) = user;
     let flags = if *away { "G" } else { "H" };
-    let server = ctx.info.name.clone();
+    let server = &ctx.info.name;
     let real = format!("0 {realname}");
     reply(
         s,
@@ -95,7 +96,7 @@ pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
         .filter_map(|r| ctx.chat.room(r).map(|room| room.name.clone()))
         .collect();
     let signon = crate::clock::unix_millis(u.signon) / 1000;
-    let server = ctx.info.name.clone();
+    let server = &ctx.info.name;
     let nick = spelled.as_str();
     reply(
         s,

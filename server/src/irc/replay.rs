@@ -5,7 +5,8 @@
 //! `account-tag`) and, with `batch`, come inside a `chathistory` batch.
 
 use crate::irc::capabilities::Cap;
-use crate::irc::registration::{send_raw, Ctx, Session};
+use crate::irc::context::{send_raw, Ctx};
+use crate::irc::session::Session;
 use crate::limits::{CHATHISTORY_MAX, JOIN_REPLAY};
 use crate::state::chat::fold;
 use crate::state::history::{Bound, Entry};

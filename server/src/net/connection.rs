@@ -90,10 +90,6 @@ impl Connection {
         self.tls.as_ref().is_some_and(|t| t.conn.is_handshaking())
     }
 
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
-    }
-
     /// Reads everything the socket has, decrypts it and appends the complete lines to `lines`.
     /// `buf` is the caller's reused read buffer (a fresh zeroed one per call would cost a
     /// 16 KiB memset per readable event). `Err` means the connection is over; lines read

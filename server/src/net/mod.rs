@@ -1,11 +1,17 @@
-//! The network layer: the mio event loop and everything that touches a socket. Sockets,
-//! rustls sessions, the certificate identity, accept and capacity, deadlines and shutdown.
+//! The network layer: the mio event loop and everything that touches a socket. Start-up,
+//! accepting and capacity, client input and output, deadlines and shutdown, the rustls
+//! stream, the certificate identity, descriptor limits.
 //!
-//! May depend on every other layer: it feeds parsed lines to `irc/` and writes what the
-//! handlers queued. Nothing outside `net/` touches a socket.
+//! May depend on every other layer: it feeds parsed lines to `irc/` and applies the effects
+//! the handlers queued. Nothing outside `net/` touches a socket.
 
+mod accept;
+mod client_io;
+mod clients;
 pub mod connection;
 pub mod descriptors;
 pub mod identity;
+mod lifecycle;
 pub mod server;
+mod startup;
 pub mod tls_stream;

@@ -18,7 +18,7 @@ const CACHE_BYTES: u64 = 1 << 20;
 /// Version tag at the start of every stored record.
 const RECORD_VERSION: &str = "v1";
 
-pub use huddle_protocol::account::{MAX_NAME_CHARS, MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES};
+pub use huddle_protocol::account::{MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES};
 
 /// Why the account database could not be opened or written.
 #[derive(Debug)]
@@ -239,11 +239,13 @@ impl AccountStore {
     }
 
     /// Number of accounts (walks the tree).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.tree.len()
     }
 
     /// True when no account exists.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.tree.is_empty()
     }

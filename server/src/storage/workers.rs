@@ -56,6 +56,7 @@ impl fmt::Debug for Job {
 
 impl Job {
     /// The connection that submitted this job.
+    #[cfg(test)]
     pub fn origin(&self) -> Origin {
         match self {
             Job::Register { origin, .. }
@@ -197,6 +198,7 @@ impl WorkerPool {
     }
 
     /// Number of jobs waiting for a worker.
+    #[cfg(test)]
     pub fn queued(&self) -> usize {
         self.jobs.as_ref().map_or(0, Sender::len)
     }
