@@ -59,11 +59,11 @@ fn need_params(s: &Session, msg: &Message, n: usize, ctx: &mut Ctx) -> bool {
     true
 }
 
-/// Tags for something user `s` does now.
-pub fn stamp(s: &Session, ctx: &mut Ctx, with_msgid: bool) -> Stamp {
+/// Tags for something user `s` does now; `msgid` for a message.
+pub fn stamp(s: &Session, msgid: Option<String>) -> Stamp {
     Stamp {
         time: SystemTime::now(),
-        msgid: with_msgid.then(|| ctx.chat.next_msgid()),
+        msgid,
         account: s.account().map(str::to_string),
     }
 }
@@ -106,7 +106,7 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         let spelled = room.name.clone();
         let members = room.members.clone();
         let join = Message::new("JOIN", [spelled.as_str()]).with_source(prefix(&nick));
-        let stamp = stamp(s, ctx, false);
+        let stamp = stamp(s, None);
         let to = with_caps(ctx, &members);
         ctx.out.deliver(to, &join, &stamp);
         send_topic(s, &spelled, false, ctx);
@@ -170,7 +170,7 @@ fn part(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
                 let mut params = vec![spelled];
                 params.extend(reason.map(str::to_string));
                 let part = Message::new("PART", params).with_source(prefix(&nick));
-                let stamp = stamp(s, ctx, false);
+                let stamp = stamp(s, None);
                 let to = with_caps(ctx, &members.unwrap_or_default());
                 ctx.out.deliver(to, &part, &stamp);
             }
@@ -263,18 +263,15 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
             }
             let echo = s.caps().has(Cap::EchoMessage);
             let line = relayed(room.name.clone());
-            let stamp = stamp(s, ctx, true);
-            // Looked up again: the stamp's message id needed the chat state mutably.
-            if let Some(room) = ctx.chat.room_by_key(&key) {
-                let to = ctx.chat.recipients(room, s.id, echo);
-                ctx.out.deliver(to, &line, &stamp);
-            }
+            let stamp = stamp(s, Some(ctx.msgids.next()));
+            let to = ctx.chat.recipients(room, s.id, echo);
+            let delivered = ctx.out.deliver(to, &line, &stamp);
             ctx.history.append(
                 &key,
                 crate::clock::unix_millis(stamp.time),
                 stamp.msgid.as_deref().unwrap_or_default(),
                 stamp.account.as_deref(),
-                ctx.out.untagged_line(&line),
+                delivered.untagged_line(),
             );
         } else {
             let Some(peer) = ctx.chat.find_nick(target) else {
@@ -285,7 +282,7 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
             };
             let spelled = ctx.chat.nick_of(peer).unwrap_or(target).to_string();
             let line = relayed(spelled.clone());
-            let stamp = stamp(s, ctx, true);
+            let stamp = stamp(s, Some(ctx.msgids.next()));
             let mut to = vec![peer];
             if s.caps().has(Cap::EchoMessage) && peer != s.id {
                 to.push(s.id);
@@ -364,7 +361,7 @@ fn topic(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     }
     let text: String = text.chars().take(MAX_TOPIC_LEN).collect();
     let nick = s.target().to_string();
-    let stamp = stamp(s, ctx, false);
+    let stamp = stamp(s, None);
     let members = match ctx.chat.room_mut(&spelled) {
         Some(room) => {
             room.topic = (!text.is_empty()).then(|| Topic {

@@ -7,6 +7,7 @@ use crate::irc::outbox::{Effect, Outbox};
 use crate::irc::session::Session;
 use crate::state::chat::{Chat, ClientId};
 use crate::state::history::History;
+use crate::state::msgids::MsgIds;
 use crate::storage::workers::Job;
 use huddle_protocol::Message;
 
@@ -49,6 +50,7 @@ pub struct Ctx<'a> {
     pub info: &'a ServerInfo,
     pub history: &'a mut History,
     pub guards: &'a mut Guards,
+    pub msgids: &'a mut MsgIds,
 }
 
 /// Where applied effects go: the connections. The event loop queues lines on sockets; the
@@ -62,14 +64,15 @@ pub trait Deliver {
     fn close(&mut self, state: &mut HandlerState, id: ClientId, error: &str, quit: &str);
 }
 
-/// The state every handler needs, owned in one place: chat, outbox, history, guards and the
-/// server's facts.
+/// The state every handler needs, owned in one place: chat, outbox, history, guards, the
+/// server's facts and message ids.
 pub struct HandlerState {
     chat: Chat,
     out: Outbox,
     history: History,
     guards: Guards,
     info: ServerInfo,
+    msgids: MsgIds,
     /// Reused between passes by [`HandlerState::apply_effects`].
     effect_batch: Vec<Effect>,
 }
@@ -82,6 +85,7 @@ impl HandlerState {
             history,
             guards,
             info,
+            msgids: MsgIds::new(),
             effect_batch: Vec::new(),
         }
     }
@@ -95,6 +99,7 @@ impl HandlerState {
             info: &self.info,
             history: &mut self.history,
             guards: &mut self.guards,
+            msgids: &mut self.msgids,
         }
     }
 

@@ -22,7 +22,7 @@ pub fn on_join(s: &Session, room: &str, ctx: &mut Ctx) {
 
 fn send_entries(s: &Session, room: &str, entries: &[Entry], ctx: &mut Ctx) {
     let caps = s.caps();
-    let batch = caps.has(Cap::Batch).then(|| ctx.chat.next_msgid());
+    let batch = caps.has(Cap::Batch).then(|| ctx.msgids.next());
     if entries.is_empty() && batch.is_none() {
         return;
     }
@@ -36,7 +36,7 @@ fn send_entries(s: &Session, room: &str, entries: &[Entry], ctx: &mut Ctx) {
     }
     // Entries were checked when stored or loaded: one that does not read back is skipped.
     for (message, stamp) in entries.iter().filter_map(Entry::relayed) {
-        let mut msg: Message = stamp.apply(&message, caps.tag_variant());
+        let mut msg: Message = stamp.apply(&message, caps.tags());
         if let Some(id) = &batch {
             msg.tags.insert(
                 0,

@@ -73,9 +73,6 @@ pub struct Chat {
     caps: Vec<CapSet>,
     /// lowercase room name -> room
     rooms: HashMap<String, Room>,
-    /// Message ids: a per-start prefix and a counter.
-    msgid_prefix: String,
-    msgid_counter: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,27 +106,7 @@ pub fn valid_room_name(name: &str) -> bool {
 
 impl Chat {
     pub fn new() -> Chat {
-        let start = crate::clock::unix_millis(SystemTime::now());
-        Chat {
-            msgid_prefix: format!("{start:x}"),
-            ..Chat::default()
-        }
-    }
-
-    /// A message id unique across restarts (start time in ms, then a counter).
-    pub fn next_msgid(&mut self) -> String {
-        self.msgid_counter += 1;
-        // By hand rather than `format!`: this runs for every message.
-        let mut id = String::with_capacity(self.msgid_prefix.len() + 17);
-        id.push_str(&self.msgid_prefix);
-        id.push('-');
-        let hex = self.msgid_counter;
-        let digits = (64 - hex.leading_zeros()).div_ceil(4).max(1);
-        for shift in (0..digits).rev() {
-            let nibble = (hex >> (shift * 4)) & 0xf;
-            id.push(char::from_digit(nibble as u32, 16).unwrap_or('0'));
-        }
-        id
+        Chat::default()
     }
 
     pub fn user_mut(&mut self, id: ClientId) -> Option<&mut User> {
@@ -353,17 +330,6 @@ mod tests {
         );
         c.set_caps(7, caps);
         assert_eq!(c.caps_of(7), CapSet::default(), "offline: ignored");
-    }
-
-    #[test]
-    fn message_ids_are_prefix_dash_hex_counter() {
-        let mut c = Chat::new();
-        let prefix = c.msgid_prefix.clone();
-        c.msgid_counter = 0xfe;
-        assert_eq!(c.next_msgid(), format!("{prefix}-ff"));
-        assert_eq!(c.next_msgid(), format!("{prefix}-100"));
-        c.msgid_counter = u64::MAX - 1;
-        assert_eq!(c.next_msgid(), format!("{prefix}-{:x}", u64::MAX));
     }
 
     #[test]
