@@ -261,7 +261,7 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
                 }
                 continue;
             }
-            let echo = s.caps().has(Cap::EchoMessage);
+            let echo = ctx.chat.caps_of(s.id).has(Cap::EchoMessage);
             let line = relayed(room.name.clone());
             let stamp = stamp(s, Some(ctx.msgids.next()));
             let to = ctx.chat.recipients(room, s.id, echo);
@@ -284,7 +284,7 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
             let line = relayed(spelled.clone());
             let stamp = stamp(s, Some(ctx.msgids.next()));
             let mut to = vec![peer];
-            if s.caps().has(Cap::EchoMessage) && peer != s.id {
+            if ctx.chat.caps_of(s.id).has(Cap::EchoMessage) && peer != s.id {
                 to.push(s.id);
             }
             let to = with_caps(ctx, &to);

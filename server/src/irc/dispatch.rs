@@ -110,8 +110,10 @@ pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
     }
 }
 
-/// The connection is gone (or going): take the user offline and tell its room mates.
+/// The connection is gone (or going): take the user offline and tell its room mates; its
+/// capabilities are forgotten (the slot will serve another connection).
 pub fn disconnect(s: &mut Session, quit_reason: &str, ctx: &mut Ctx) {
+    ctx.chat.forget_caps(s.id);
     if let Some((nick, peers)) = ctx.chat.remove_user(s.id) {
         let quit = Message::new("QUIT", [quit_reason]).with_source(prefix(&nick));
         ctx.out.broadcast(peers, &quit);

@@ -57,14 +57,15 @@ pub(super) fn cap(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
                 .and_then(|v| v.parse::<u32>().ok())
                 .is_some_and(|v| v >= 302);
             if v302 {
-                s.caps.set(Cap::CapNotify, true); // implied by CAP LS 302
-                sync_caps(s, ctx);
+                let mut enabled = ctx.chat.caps_of(s.id);
+                enabled.set(Cap::CapNotify, true); // implied by CAP LS 302
+                ctx.chat.set_caps(s.id, enabled);
             }
             let list = capabilities::ls_list(v302);
             send_raw(s, ctx, "CAP", [target.as_str(), "LS", &list]);
         }
         "LIST" => {
-            let list = s.caps.names();
+            let list = ctx.chat.caps_of(s.id).names();
             send_raw(s, ctx, "CAP", [target.as_str(), "LIST", &list]);
         }
         "REQ" => {
@@ -77,10 +78,11 @@ pub(super) fn cap(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
                 .collect();
             match parsed {
                 Some(changes) if !changes.is_empty() => {
+                    let mut enabled = ctx.chat.caps_of(s.id);
                     for (cap, on) in changes {
-                        s.caps.set(cap, on);
+                        enabled.set(cap, on);
                     }
-                    sync_caps(s, ctx);
+                    ctx.chat.set_caps(s.id, enabled);
                     send_raw(s, ctx, "CAP", [target.as_str(), "ACK", requested.trim()]);
                 }
                 _ => send_raw(s, ctx, "CAP", [target.as_str(), "NAK", requested.trim()]),
@@ -369,11 +371,6 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
     }
 }
 
-/// Keeps the chat state's copy of this user's capabilities current.
-fn sync_caps(s: &Session, ctx: &mut Ctx) {
-    ctx.chat.set_caps(s.id, s.caps);
-}
-
 /// Completes registration once everything is in: login (or guest nick), NICK, USER, end of
 /// CAP negotiation.
 fn try_complete(s: &mut Session, ctx: &mut Ctx) {
@@ -411,7 +408,6 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
     let new_user = NewUser {
         account: Some(account.clone()),
         realname: s.realname.clone().unwrap_or_default(),
-        caps: s.caps,
     };
     if let Err(holder) = ctx.chat.add_user(s.id, &account, new_user.clone()) {
         // The nick is online already (the same account elsewhere, or a guest that took the
@@ -492,7 +488,6 @@ fn finish_guest(s: &mut Session, nick: &str, registered: bool, ctx: &mut Ctx) {
     let new_user = NewUser {
         account: None,
         realname: s.realname.clone().unwrap_or_default(),
-        caps: s.caps,
     };
     if ctx.chat.add_user(s.id, nick, new_user).is_err() {
         reply(

@@ -21,7 +21,7 @@ pub fn on_join(s: &Session, room: &str, ctx: &mut Ctx) {
 }
 
 fn send_entries(s: &Session, room: &str, entries: &[Entry], ctx: &mut Ctx) {
-    let caps = s.caps();
+    let caps = ctx.chat.caps_of(s.id);
     let batch = caps.has(Cap::Batch).then(|| ctx.msgids.next());
     if entries.is_empty() && batch.is_none() {
         return;

@@ -1,7 +1,6 @@
 //! One connection's registration state: what it has negotiated and sent so far, and who it
 //! is once registered.
 
-use crate::irc::capabilities::CapSet;
 use crate::state::chat::ClientId;
 use crate::storage::workers::Origin;
 use std::net::IpAddr;
@@ -23,7 +22,6 @@ pub struct Session {
     pub peer_ip: IpAddr,
     pub(super) registered: bool,
     pub(super) cap_negotiating: bool,
-    pub(super) caps: CapSet,
     pub(super) sasl: Sasl,
     pub(super) account: Option<String>,
     pub(super) nick_given: Option<String>,
@@ -43,7 +41,6 @@ impl Session {
             peer_ip,
             registered: false,
             cap_negotiating: false,
-            caps: CapSet::default(),
             sasl: Sasl::Idle,
             account: None,
             nick_given: None,
@@ -76,10 +73,6 @@ impl Session {
             (Some(n), true) => n,
             _ => "*",
         }
-    }
-
-    pub fn caps(&self) -> CapSet {
-        self.caps
     }
 
     /// Registered without an account.

@@ -47,7 +47,6 @@ pub struct User {
 pub struct NewUser {
     pub account: Option<String>,
     pub realname: String,
-    pub caps: CapSet,
 }
 
 /// Where a user's client accepts direct TLS connections, and the certificate it will show.
@@ -67,9 +66,10 @@ pub struct Chat {
     /// Keyed by slab index, which the server picks (never a peer), so the fast non-keyed
     /// hasher cannot be flooded; the name-keyed maps keep the default keyed SipHash.
     users: FxHashMap<ClientId, User>,
-    /// Enabled capabilities of online users, indexed by client (slab index, so dense):
-    /// read for every recipient of every room message, where looking each one up in
-    /// `users` cost a hash probe and a cache miss per recipient. Default for offline slots.
+    /// Enabled capabilities of every connection, registered or not, indexed by client
+    /// (slab index, so dense): the one record of them. Read for every recipient of every
+    /// room message, where looking each one up in `users` would cost a hash probe and a
+    /// cache miss per recipient. Default for slots nobody negotiated on.
     caps: Vec<CapSet>,
     /// lowercase room name -> room
     rooms: HashMap<String, Room>,
@@ -118,15 +118,19 @@ impl Chat {
         self.caps.get(id).copied().unwrap_or_default()
     }
 
-    /// Records the capabilities online user `id` has enabled (ignored for anyone else).
+    /// Records the capabilities connection `id` has enabled (it need not be online yet).
     pub fn set_caps(&mut self, id: ClientId, caps: CapSet) {
-        if !self.users.contains_key(&id) {
-            return;
-        }
         if self.caps.len() <= id {
             self.caps.resize(id + 1, CapSet::default());
         }
         self.caps[id] = caps;
+    }
+
+    /// Forgets connection `id`'s capabilities: it is gone.
+    pub fn forget_caps(&mut self, id: ClientId) {
+        if let Some(caps) = self.caps.get_mut(id) {
+            *caps = CapSet::default();
+        }
     }
 
     pub fn room_mut(&mut self, name: &str) -> Option<&mut Room> {
@@ -185,7 +189,6 @@ impl Chat {
                 signon: SystemTime::now(),
             },
         );
-        self.set_caps(id, new.caps);
         Ok(())
     }
 
@@ -194,9 +197,6 @@ impl Chat {
     /// online.
     pub fn remove_user(&mut self, id: ClientId) -> Option<(String, Vec<ClientId>)> {
         let user = self.users.remove(&id)?;
-        if let Some(caps) = self.caps.get_mut(id) {
-            *caps = CapSet::default();
-        }
         self.by_nick.remove(&fold(&user.nick));
         let mut peers = Vec::new();
         for key in &user.rooms {
@@ -302,20 +302,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn capabilities_follow_the_user() {
+    fn capabilities_belong_to_the_connection() {
         use crate::irc::capabilities::Cap;
         let mut c = Chat::new();
         let mut caps = CapSet::default();
         caps.set(Cap::EchoMessage, true);
-        c.add_user(
-            5,
-            "a",
-            NewUser {
-                caps,
-                ..NewUser::default()
-            },
-        )
-        .unwrap();
+        // Negotiated before registering, kept once online.
+        c.set_caps(5, caps);
+        c.add_user(5, "a", NewUser::default()).unwrap();
         assert_eq!(c.caps_of(5), caps);
         assert_eq!(c.caps_of(4), CapSet::default());
         assert_eq!(c.caps_of(99), CapSet::default());
@@ -323,13 +317,18 @@ mod tests {
         c.set_caps(5, caps);
         assert!(c.caps_of(5).has(Cap::ServerTime));
         c.remove_user(5);
+        c.forget_caps(5);
         assert_eq!(
             c.caps_of(5),
             CapSet::default(),
             "a slot reused later starts clean"
         );
-        c.set_caps(7, caps);
-        assert_eq!(c.caps_of(7), CapSet::default(), "offline: ignored");
+        c.forget_caps(99);
+        assert_eq!(
+            c.caps_of(99),
+            CapSet::default(),
+            "never set: nothing to forget"
+        );
     }
 
     #[test]
