@@ -14,6 +14,7 @@ use crate::limits::MAX_SASL_PAYLOAD;
 use crate::state::chat::NewUser;
 use crate::storage::accounts::{validate_name, validate_password, LoginError, RegisterError};
 use crate::storage::workers::{Completion, Job};
+use huddle_protocol::account::MAX_NAME_CHARS;
 use huddle_protocol::numeric::*;
 use huddle_protocol::{caps, sasl, Message};
 use std::time::Instant;
@@ -435,12 +436,8 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
 /// the account store on a worker).
 fn check_guest_nick(s: &mut Session, nick: &str, ctx: &mut Ctx) {
     if validate_name(nick).is_err() {
-        reply(
-            s,
-            ctx,
-            ERR_ERRONEUSNICKNAME,
-            [nick, "Nicks are 1-32 characters of A-Z a-z 0-9 _ -"],
-        );
+        let rule = format!("Nicks are 1-{MAX_NAME_CHARS} characters of A-Z a-z 0-9 _ -");
+        reply(s, ctx, ERR_ERRONEUSNICKNAME, [nick, rule.as_str()]);
         s.nick_given = None;
         return;
     }

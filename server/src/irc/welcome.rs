@@ -3,11 +3,9 @@
 use crate::irc::context::{reply, Ctx, ServerInfo};
 use crate::irc::session::Session;
 use crate::limits::{MAX_AWAY_LEN, MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
+use huddle_protocol::account::MAX_NAME_CHARS;
 use huddle_protocol::numeric::*;
 use huddle_protocol::MAX_LINE_LEN;
-
-/// Longest account name, which is also the nick.
-pub const NICK_LEN: usize = 32;
 
 /// The `005` tokens.
 pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
@@ -16,7 +14,8 @@ pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
         "CHANTYPES=#".to_string(),
         format!("CHANNELLEN={}", crate::limits::MAX_ROOM_NAME),
         format!("CHANLIMIT=#:{MAX_ROOMS_PER_USER}"),
-        format!("NICKLEN={NICK_LEN}"),
+        // A nick is an account name (or a guest name under the same rule).
+        format!("NICKLEN={MAX_NAME_CHARS}"),
         format!("LINELEN={MAX_LINE_LEN}"),
         format!("NETWORK={}", info.network),
         format!("AWAYLEN={MAX_AWAY_LEN}"),

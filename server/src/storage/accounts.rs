@@ -87,7 +87,7 @@ impl fmt::Display for LoginError {
 
 impl std::error::Error for LoginError {}
 
-/// Checks an account name: 1-32 characters of `[A-Za-z0-9_-]`.
+/// Checks an account name against [`huddle_protocol::account::is_valid_name`].
 pub fn validate_name(name: &str) -> Result<(), RegisterError> {
     if !huddle_protocol::account::is_valid_name(name) {
         return Err(RegisterError::BadName(
