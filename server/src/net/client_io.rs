@@ -6,7 +6,7 @@ use crate::net::clients::Phase;
 use crate::net::connection::ConnError;
 use crate::net::server::Server;
 use crate::state::chat::ClientId;
-use crate::storage::workers::Completion;
+use crate::storage::workers::{Completion, Done};
 use huddle_protocol::FrameError;
 use std::time::Instant;
 
@@ -168,9 +168,17 @@ impl Server {
         self.clients.paced.dedup();
     }
 
-    /// Hands worker results to the clients that asked, if still there.
+    /// Hands worker results to the clients that asked, if still there, and swaps in
+    /// reloaded files.
     pub(super) fn drain_completions(&mut self) {
         while let Ok(done) = self.storage.completions.try_recv() {
+            let done = match done {
+                Done::Client(done) => done,
+                Done::Reloaded(files) => {
+                    self.apply_reload(*files);
+                    continue;
+                }
+            };
             if let Some(why) = self.storage.count_result(&done) {
                 self.control.fatal = Some(why);
             }

@@ -6,10 +6,10 @@ use crate::limits::{CLOSE_LINGER_SECS, FLUSH_AFTER_BYTES, HANDSHAKES_PER_PASS};
 use crate::net::accept::{LISTENER, PLAIN_LISTENER};
 use crate::net::client_io::Readiness;
 use crate::net::clients::{Client, Phase};
-use crate::net::identity;
 use crate::net::server::{Server, ServerError, Storage};
-use crate::net::startup::{read_motd, WAKER};
+use crate::net::startup::WAKER;
 use crate::state::chat::ClientId;
+use crate::storage::server_files::{Reloaded, ServerFiles};
 use crate::storage::workers::Completion;
 use huddle_protocol::Message;
 use mio::{Events, Token};
@@ -72,7 +72,7 @@ impl Server {
                 break;
             }
             if self.control.reload.swap(false, Ordering::SeqCst) {
-                self.reload_tls();
+                self.request_reload();
             }
             self.process_paced();
             let now = Instant::now();
@@ -102,28 +102,36 @@ impl Server {
         }
     }
 
-    /// SIGHUP: load the certificate and key again; new connections use them, existing ones
-    /// keep theirs. A bad new pair is reported and the old one stays.
-    fn reload_tls(&mut self) {
-        let loaded = identity::load_or_generate(
-            &self.config.data_dir,
-            self.config.cert.as_deref(),
-            self.config.key.as_deref(),
-        )
-        .and_then(|id| identity::server_config(&id).map(|c| (c, id.fingerprint)));
-        match loaded {
-            Ok((config, fingerprint)) => {
-                self.tls.config = config;
-                log::info!("reloaded certificate, SHA-256 fingerprint {fingerprint}");
-                self.tls.fingerprint = fingerprint;
+    /// SIGHUP: the server's files are read again on a worker (see
+    /// [`Server::apply_reload`]). With the queue full, the next pass asks again.
+    fn request_reload(&mut self) {
+        let files = ServerFiles::of(&self.config);
+        let queued = match &self.storage.workers {
+            Some(pool) => pool.submit_reload(files).is_ok(),
+            None => false,
+        };
+        if !queued {
+            self.control.reload.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// The reloaded certificate and key serve new connections; existing ones keep theirs.
+    /// A bad new pair (or MOTD) is reported and the old one stays.
+    pub(super) fn apply_reload(&mut self, reloaded: Reloaded) {
+        match reloaded.tls {
+            Ok(tls) => {
+                self.tls = tls;
+                log::info!(
+                    "reloaded certificate, SHA-256 fingerprint {}",
+                    self.tls.fingerprint
+                );
             }
             Err(e) => log::error!("certificate reload failed, keeping the old one: {e}"),
         }
-        if let Some(path) = &self.config.motd {
-            match read_motd(path) {
-                Ok(lines) => self.state.info_mut().motd = Some(lines),
-                Err(e) => log::error!("MOTD reload failed, keeping the old one: {e}"),
-            }
+        match reloaded.motd {
+            Some(Ok(lines)) => self.state.info_mut().motd = Some(lines),
+            Some(Err(e)) => log::error!("MOTD reload failed, keeping the old one: {e}"),
+            None => {}
         }
     }
 

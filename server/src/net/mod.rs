@@ -1,6 +1,6 @@
 //! The network layer: the mio event loop and everything that touches a socket. Start-up,
-//! accepting and capacity, client input and output, deadlines and shutdown, the rustls
-//! stream, the certificate identity, descriptor limits.
+//! accepting and capacity, client input and output, deadlines, reload and shutdown, the
+//! rustls stream, descriptor limits.
 //!
 //! May depend on every other layer: it feeds parsed lines to `irc/` and applies the effects
 //! the handlers queued. Nothing outside `net/` touches a socket.
@@ -10,7 +10,6 @@ mod client_io;
 mod clients;
 pub mod connection;
 pub mod descriptors;
-pub mod identity;
 mod lifecycle;
 pub mod server;
 mod startup;

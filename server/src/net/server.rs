@@ -6,9 +6,10 @@ use crate::config::Config;
 use crate::irc::context::{HandlerState, JobSink, NoJobs};
 use crate::net::accept::Listeners;
 use crate::net::clients::Clients;
-use crate::net::identity::TlsError;
 use crate::storage::accounts::{AccountStore, StoreError};
-use crate::storage::workers::{Completion, Job, WorkerPool};
+use crate::storage::identity::TlsError;
+use crate::storage::server_files::LoadedTls;
+use crate::storage::workers::{Done, Job, WorkerPool};
 use crossbeam_channel::Receiver;
 use mio::{Poll, Waker};
 use std::fmt;
@@ -82,17 +83,10 @@ impl ShutdownHandle {
     }
 }
 
-/// The certificate new connections are served with.
-pub(super) struct TlsIdentity {
-    pub(super) config: Arc<rustls::ServerConfig>,
-    /// SHA-256 of the certificate, 64 lowercase hex digits.
-    pub(super) fingerprint: String,
-}
-
 /// The account store and the worker pool that runs its slow requests.
 pub(super) struct Storage {
     pub(super) workers: Option<WorkerPool>,
-    pub(super) completions: Receiver<Completion>,
+    pub(super) completions: Receiver<Done>,
     pub(super) store: Arc<AccountStore>,
     /// Storage failures in a row; past a limit the server stops (fail-stop).
     pub(super) errors: u32,
@@ -124,7 +118,8 @@ pub struct Server {
     pub(super) clients: Clients,
     pub(super) state: HandlerState,
     pub(super) storage: Storage,
-    pub(super) tls: TlsIdentity,
+    /// The certificate new connections are served with.
+    pub(super) tls: LoadedTls,
     pub(super) control: Control,
     pub(super) config: Config,
 }

@@ -9,10 +9,10 @@ use crate::limits::{JOBS_PER_WORKER, MIN_JOB_QUEUE, REJECT_SLOTS};
 use crate::net::accept::Listeners;
 use crate::net::clients::Clients;
 use crate::net::descriptors;
-use crate::net::identity;
-use crate::net::server::{Control, Server, ServerError, Storage, TlsIdentity};
+use crate::net::server::{Control, Server, ServerError, Storage};
 use crate::state::history::History;
 use crate::storage::accounts::AccountStore;
+use crate::storage::server_files::{read_motd, ServerFiles};
 use crate::storage::workers::WorkerPool;
 use mio::{Poll, Token, Waker};
 use std::io;
@@ -23,10 +23,6 @@ use std::time::SystemTime;
 
 pub(super) const WAKER: Token = Token(usize::MAX - 2);
 
-/// Longest MOTD accepted, in lines and bytes per line.
-const MOTD_MAX_LINES: usize = 200;
-const MOTD_MAX_LINE: usize = 400;
-
 impl Server {
     /// Opens the data directory, certificate and database, and binds the listener.
     pub fn bind(config: Config) -> Result<Server, ServerError> {
@@ -34,13 +30,8 @@ impl Server {
         descriptors::prepare(config.max_clients + REJECT_SLOTS);
         create_private_dir(&config.data_dir)
             .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
-        let identity = identity::load_or_generate(
-            &config.data_dir,
-            config.cert.as_deref(),
-            config.key.as_deref(),
-        )
-        .map_err(ServerError::Tls)?;
-        let tls_config = identity::server_config(&identity).map_err(ServerError::Tls)?;
+        let files = ServerFiles::of(&config);
+        let tls = files.load_tls().map_err(ServerError::Tls)?;
         let store = Arc::new(
             AccountStore::open(&config.data_dir.join("accounts")).map_err(ServerError::Store)?,
         );
@@ -86,10 +77,7 @@ impl Server {
                 store,
                 errors: 0,
             },
-            tls: TlsIdentity {
-                config: tls_config,
-                fingerprint: identity.fingerprint,
-            },
+            tls,
             control: Control {
                 waker,
                 shutdown: Arc::new(AtomicBool::new(false)),
@@ -99,22 +87,6 @@ impl Server {
             config,
         })
     }
-}
-
-/// Reads the MOTD file: at most `MOTD_MAX_LINES` lines of at most `MOTD_MAX_LINE` bytes.
-pub(super) fn read_motd(path: &Path) -> io::Result<Vec<String>> {
-    let text = std::fs::read_to_string(path)?;
-    Ok(text
-        .lines()
-        .take(MOTD_MAX_LINES)
-        .map(|l| {
-            let mut end = l.len().min(MOTD_MAX_LINE);
-            while !l.is_char_boundary(end) {
-                end -= 1;
-            }
-            l[..end].chars().filter(|c| !c.is_control()).collect()
-        })
-        .collect())
 }
 
 fn create_private_dir(dir: &Path) -> io::Result<()> {
