@@ -1,13 +1,13 @@
 //! The `session_input` target: the server's per-connection input handling without sockets.
 //!
-//! A [`World`] holds what the event loop would hand the handlers (chat state, outbox, a job
-//! sink, server info, in-memory history, permissive guards) and a few connections, each with
-//! its own [`LineReader`]. The input is split on `\n`; every piece is fed to the selected
-//! connection's reader and the lines that come out go to [`received`], with a context lent
-//! by the same [`HandlerState`] the event loop uses, and the effects are applied by the same
-//! [`HandlerState::apply_effects`], into connections that check every line. Pieces starting with `!` that name a directive
-//! drive the world instead (see [`World::directive`]); anything else starting with `!` is an
-//! ordinary line.
+//! A [`World`] holds the server's own [`HandlerState`] (chat, outbox, in-memory history,
+//! permissive guards, server info), a job sink, and a few connections, each with its own
+//! [`LineReader`]. The input is split on `\n`; every piece is fed to the selected
+//! connection's reader and the lines that come out go to [`received`] with a context the
+//! `HandlerState` lends; the effects are applied by the event loop's own
+//! [`HandlerState::apply_effects`], into connections that check every line. Pieces starting
+//! with `!` that name a directive drive the world instead (see [`World::directive`]);
+//! anything else starting with `!` is an ordinary line.
 //!
 //! Submitted jobs wait in a queue until a directive completes them against a small
 //! in-memory account store that behaves like the real one (same name and password rules,

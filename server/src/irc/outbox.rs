@@ -184,7 +184,7 @@ impl Outbox {
     ) -> Delivered<'a> {
         let to = to.into_iter();
         // A group is sized for every recipient when first used (usually only one is):
-        // growing it one push at a time cost a handful of reallocations per message.
+        // growing it one push at a time would cost a handful of reallocations per message.
         let most = to.size_hint().1.unwrap_or(0);
         let mut untagged_at = None;
         let mut groups: [Vec<ClientId>; TagChoice::COUNT] = Default::default();

@@ -119,12 +119,7 @@ pub(super) fn authenticate(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         return;
     }
     if s.registered {
-        reply(
-            s,
-            ctx,
-            ERR_SASLALREADY,
-            ["You are connected as a guest; reconnect to log in"],
-        );
+        refuse_guest_login(s, ctx);
         return;
     }
     if arg == "*" {
@@ -214,6 +209,16 @@ pub(super) fn authenticate(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
             );
         }
     }
+}
+
+/// A guest cannot log in on the same connection.
+fn refuse_guest_login(s: &Session, ctx: &mut Ctx) {
+    reply(
+        s,
+        ctx,
+        ERR_SASLALREADY,
+        ["You are connected as a guest; reconnect to log in"],
+    );
 }
 
 fn fail_register(s: &Session, ctx: &mut Ctx, code: &str, account: &str, text: &str) {
@@ -336,13 +341,8 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
             }
             if s.registered {
                 // A guest registration finished while the login was being checked: the
-                // same rule as AUTHENTICATE after registering (found by the fuzzer).
-                reply(
-                    s,
-                    ctx,
-                    ERR_SASLALREADY,
-                    ["You are connected as a guest; reconnect to log in"],
-                );
+                // same rule as AUTHENTICATE after registering.
+                refuse_guest_login(s, ctx);
                 return;
             }
             match result {

@@ -89,15 +89,7 @@ impl Server {
             return;
         }
         if now_has_lines {
-            self.process_ready_lines(id);
-            if self
-                .clients
-                .slab
-                .get(id)
-                .is_some_and(|c| c.bucket.has_held())
-            {
-                self.clients.paced.push(id);
-            }
+            self.process_and_pace(id);
         }
         if let Err(e) = result {
             let quit = match &e {
@@ -131,6 +123,20 @@ impl Server {
         self.apply_effects();
     }
 
+    /// Handles the lines flood control lets through now; a client with more held back is
+    /// looked at again on a later pass.
+    fn process_and_pace(&mut self, id: ClientId) {
+        self.process_ready_lines(id);
+        if self
+            .clients
+            .slab
+            .get(id)
+            .is_some_and(|c| c.bucket.has_held())
+        {
+            self.clients.paced.push(id);
+        }
+    }
+
     /// Handles the lines flood control lets through now.
     fn process_ready_lines(&mut self, id: ClientId) {
         let Some(client) = self.clients.slab.get_mut(id) else {
@@ -155,15 +161,7 @@ impl Server {
         }
         let paced = std::mem::take(&mut self.clients.paced);
         for id in paced {
-            self.process_ready_lines(id);
-            if self
-                .clients
-                .slab
-                .get(id)
-                .is_some_and(|c| c.bucket.has_held())
-            {
-                self.clients.paced.push(id);
-            }
+            self.process_and_pace(id);
         }
         self.clients.paced.dedup();
     }
