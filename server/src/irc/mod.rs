@@ -5,7 +5,8 @@
 //!
 //! Never touches a socket: handlers take state and a parsed message and queue what is to be
 //! sent to whom; `net/` applies the queued effects through [`context::Deliver`]. Depends on
-//! `state/`, `guards/`, `storage/` (jobs only) and the protocol crate.
+//! `state/`, `guards/`, `storage/` (the account-name and password rules, and the jobs handed
+//! to workers) and the protocol crate.
 
 pub mod capabilities;
 pub mod commands;
