@@ -193,3 +193,69 @@ pub fn send_raw<'p>(
     let msg = Message::new(command, params).with_source(ctx.info.name.as_str());
     ctx.out.send(s.id, &msg);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::irc::dispatch;
+    use crate::state::chat::NewUser;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// Records what reaches the connections; a close disconnects the session as the event
+    /// loop does.
+    #[derive(Default)]
+    struct Recorder {
+        sent: Vec<(ClientId, String)>,
+        closed: Vec<(ClientId, String)>,
+    }
+
+    impl Deliver for Recorder {
+        fn send(&mut self, _: &mut HandlerState, to: ClientId, line: &str) {
+            self.sent.push((to, line.trim_end().to_string()));
+        }
+
+        fn close(&mut self, state: &mut HandlerState, id: ClientId, error: &str, quit: &str) {
+            self.closed.push((id, error.to_string()));
+            let mut session = Session::new(id, 1, IpAddr::V4(Ipv4Addr::LOCALHOST));
+            dispatch::disconnect(&mut session, quit, &mut state.ctx(&NoJobs));
+        }
+    }
+
+    fn state() -> HandlerState {
+        let info = ServerInfo {
+            name: "srv".into(),
+            network: "Huddle".into(),
+            version: "0".into(),
+            created: "today".into(),
+            allow_guests: false,
+            motd: None,
+        };
+        HandlerState::new(info, History::in_memory(0), Guards::permissive())
+    }
+
+    #[test]
+    fn effects_queued_while_closing_are_applied_in_the_same_call() {
+        let mut state = state();
+        let mut to = Recorder::default();
+        {
+            let ctx = state.ctx(&NoJobs);
+            for (id, nick) in [(1, "ann"), (2, "bob")] {
+                ctx.chat.add_user(id, nick, NewUser::default()).unwrap();
+                ctx.chat.join("#r", id);
+            }
+            ctx.out.send(1, &Message::new("NOTICE", ["ann", "first"]));
+            ctx.out.close(2, "Closing link (Quit)", "Quit");
+        }
+        state.apply_effects(&mut to);
+        assert_eq!(to.closed, [(2, "Closing link (Quit)".to_string())]);
+        assert_eq!(
+            to.sent,
+            [
+                (1, "NOTICE ann first".to_string()),
+                (1, ":bob!bob@huddle QUIT Quit".to_string())
+            ]
+        );
+        assert!(state.out().is_empty());
+        assert_eq!(state.chat().online(), 1);
+    }
+}
