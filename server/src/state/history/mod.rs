@@ -183,8 +183,8 @@ impl History {
     }
 
     /// Takes back the batches the writer is done with and hands the collected writes over
-    /// once they have gathered for `pending::GATHER` (or fill half the bound). The event loop calls
-    /// this every pass.
+    /// once they have gathered for `pending::GATHER` (or fill half the bound). The event
+    /// loop calls this every pass.
     pub fn hand_over(&mut self, now: Instant) {
         let Some(writer) = &self.writer else {
             return;
