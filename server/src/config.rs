@@ -1,7 +1,7 @@
 //! Command-line flags and the validated configuration built from them.
 
-use crate::flood::FloodPolicy;
-use crate::ip_limits::{IpPolicy, Net};
+use crate::guards::flood::FloodPolicy;
+use crate::guards::ip_limits::{IpPolicy, Net};
 use clap::Parser;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;

@@ -1,8 +1,8 @@
 //! `huddle-server`: parse flags, set up logging and signals, run the event loop.
 
 use clap::Parser;
-use huddle_server::config::{Args, Config};
 use huddle_server::Server;
+use huddle_server::{Args, Config};
 use std::io::Write;
 use std::process::ExitCode;
 
@@ -73,9 +73,9 @@ fn fail(message: &str) -> ExitCode {
 /// Makes glibc serve every allocation of 128 KiB or more (its default threshold) with its own
 /// mapping, given back to the system when freed, for good. By default glibc raises that
 /// threshold to the size of the largest block freed so far, so after the first argon2 hash
-/// (19 MiB of working memory) every later one came from a thread's heap and stayed resident
-/// after it was freed, across many heaps: the server held over 1 GiB after a storm of 200
-/// registrations. Setting the threshold turns that adjustment off; RSS now returns to a few
+/// (19 MiB of working memory) every later one would come from a thread's heap and stay
+/// resident after it is freed, across many heaps: over 1 GiB after a storm of 200
+/// registrations. Setting the threshold turns that adjustment off, and RSS returns to a few
 /// MiB once hashing stops.
 fn release_large_allocations() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

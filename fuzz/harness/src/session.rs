@@ -1,13 +1,13 @@
 //! The `session_input` target: the server's per-connection input handling without sockets.
 //!
-//! A [`World`] holds what the event loop would hand the handlers (chat state, outbox, a job
-//! sink, server info, in-memory history, permissive guards) and a few connections, each with
-//! its own [`LineReader`]. The input is split on `\n`; every piece is fed to the selected
-//! connection's reader and the lines that come out go to
-//! [`session::handle_line`] / [`session::handle_frame_error`], and effects are then applied
-//! the way the event loop applies them. Pieces starting with `!` that name a directive
-//! drive the world instead (see [`World::directive`]); anything else starting with `!` is an
-//! ordinary line.
+//! A [`World`] holds the server's own [`HandlerState`] (chat, outbox, in-memory history,
+//! permissive guards, server info), a job sink, and a few connections, each with its own
+//! [`LineReader`]. The input is split on `\n`; every piece is fed to the selected
+//! connection's reader and the lines that come out go to [`received`] with a context the
+//! `HandlerState` lends; the effects are applied by the event loop's own
+//! [`HandlerState::apply_effects`], into connections that check every line. Pieces starting
+//! with `!` that name a directive drive the world instead (see [`World::directive`]);
+//! anything else starting with `!` is an ordinary line.
 //!
 //! Submitted jobs wait in a queue until a directive completes them against a small
 //! in-memory account store that behaves like the real one (same name and password rules,
@@ -23,14 +23,11 @@
 
 use crate::lines::check_server_line;
 use huddle_protocol::{LineReader, Message};
-use huddle_server::accounts::{validate_name, validate_password, LoginError, RegisterError};
-use huddle_server::chat::{fold, Chat, ClientId};
-use huddle_server::history::History;
-use huddle_server::ip_limits::IpPolicy;
-use huddle_server::logins::Guards;
-use huddle_server::outbox::{Effect, Outbox};
-use huddle_server::session::{self, Ctx, JobSink, ServerInfo, Session};
-use huddle_server::workers::{Completion, Job};
+use huddle_server::testing::{
+    completed, disconnect, fold, received, validate_name, validate_password, ClientId, Completion,
+    Deliver, Guards, HandlerState, History, IpPolicy, Job, JobSink, LoginError, NoJobs,
+    RegisterError, ServerInfo, Session,
+};
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -56,7 +53,7 @@ pub fn session_input(data: &[u8]) {
 /// for a directive), `N< line` for every line it received, `N: closed (...)` / `N: gone`.
 pub fn session_transcript(data: &[u8], show: &mut dyn FnMut(String)) {
     let mut world = World::new();
-    world.transcript = Some(show);
+    world.conns.transcript = Some(show);
     for piece in data.split(|&b| b == b'\n') {
         world.step(piece);
         world.check_consistency();
@@ -178,21 +175,66 @@ struct Conn {
     open: bool,
 }
 
+/// The connections, as the handlers' effects reach them: every line is checked on the way.
+struct Conns<'t> {
+    slots: Vec<Conn>,
+    /// Closed while the current effects were applied: lines queued for them before the
+    /// close still count as sent.
+    closed_now: HashSet<ClientId>,
+    lines_sent: usize,
+    transcript: Option<&'t mut dyn FnMut(String)>,
+}
+
+impl Conns<'_> {
+    fn note(&mut self, what: impl FnOnce() -> String) {
+        if let Some(show) = &mut self.transcript {
+            show(what());
+        }
+    }
+
+    /// The event loop's close: room mates hear `quit`, the session is gone.
+    fn drop_conn(&mut self, state: &mut HandlerState, id: ClientId, quit: &str) {
+        let conn = &mut self.slots[id];
+        if !conn.open {
+            return;
+        }
+        disconnect(&mut conn.session, quit, &mut state.ctx(&NoJobs));
+        conn.open = false;
+        self.note(|| format!("{id}: gone ({quit})"));
+    }
+}
+
+impl Deliver for Conns<'_> {
+    fn send(&mut self, _: &mut HandlerState, to: ClientId, line: &str) {
+        check_server_line(line);
+        self.lines_sent += 1;
+        self.note(|| format!("{to}< {}", line.trim_end()));
+        assert!(to < SLOTS, "line for unknown connection {to}: {line:?}");
+        assert!(
+            self.slots[to].open || self.closed_now.contains(&to),
+            "line for connection {to}, closed before: {line:?}"
+        );
+    }
+
+    fn close(&mut self, state: &mut HandlerState, id: ClientId, error: &str, quit: &str) {
+        assert!(id < SLOTS, "close of unknown connection {id}");
+        check_server_line(&Message::new("ERROR", [error]).to_line());
+        if self.slots[id].open {
+            self.note(|| format!("{id}: closed ({error})"));
+            self.closed_now.insert(id);
+            self.drop_conn(state, id, quit);
+        }
+    }
+}
+
 /// Everything the handlers touch, plus the connections.
 pub struct World<'t> {
-    chat: Chat,
-    out: Outbox,
+    state: HandlerState,
     jobs: Jobs,
-    info: ServerInfo,
-    history: History,
-    guards: Guards,
     store: Store,
-    conns: Vec<Conn>,
+    conns: Conns<'t>,
     next_generation: u64,
     current: ClientId,
-    /// Lines checked so far.
-    pub lines_sent: usize,
-    transcript: Option<&'t mut dyn FnMut(String)>,
 }
 
 fn ip_of(slot: ClientId) -> IpAddr {
@@ -211,34 +253,39 @@ impl Default for World<'_> {
 
 impl World<'_> {
     pub fn new() -> Self {
-        let conns = (0..SLOTS)
+        let slots = (0..SLOTS)
             .map(|id| Conn {
                 session: Session::new(id, id as u64 + 1, ip_of(id)),
                 reader: LineReader::default(),
                 open: true,
             })
             .collect();
+        let info = ServerInfo {
+            name: "irc.huddle.test".into(),
+            network: "Huddle".into(),
+            version: "0.1.0".into(),
+            created: "today".into(),
+            allow_guests: false,
+            motd: None,
+        };
         World {
-            chat: Chat::new(),
-            out: Outbox::new(),
+            state: HandlerState::new(info, History::in_memory(8), Guards::permissive()),
             jobs: Jobs::default(),
-            info: ServerInfo {
-                name: "irc.huddle.test".into(),
-                network: "Huddle".into(),
-                version: "0.1.0".into(),
-                created: "today".into(),
-                allow_guests: false,
-                motd: None,
-            },
-            history: History::in_memory(8),
-            guards: Guards::permissive(),
             store: Store::seeded(),
-            conns,
+            conns: Conns {
+                slots,
+                closed_now: HashSet::new(),
+                lines_sent: 0,
+                transcript: None,
+            },
             next_generation: SLOTS as u64 + 1,
             current: 0,
-            lines_sent: 0,
-            transcript: None,
         }
+    }
+
+    /// Lines checked so far.
+    pub fn lines_sent(&self) -> usize {
+        self.conns.lines_sent
     }
 
     /// One `\n`-separated piece of the input: a directive, or bytes for the current
@@ -247,22 +294,18 @@ impl World<'_> {
         if let Some(d) = piece.strip_prefix(b"!") {
             let d = d.strip_suffix(b"\r").unwrap_or(d);
             let current = self.current;
-            self.note(|| format!("{current}! {}", String::from_utf8_lossy(d)));
+            self.conns
+                .note(|| format!("{current}! {}", String::from_utf8_lossy(d)));
             if self.directive(d) {
                 return;
             }
         }
         let current = self.current;
-        self.note(|| format!("{current}> {}", String::from_utf8_lossy(piece)));
+        self.conns
+            .note(|| format!("{current}> {}", String::from_utf8_lossy(piece)));
         let mut bytes = piece.to_vec();
         bytes.push(b'\n');
         self.feed(self.current, &bytes);
-    }
-
-    fn note(&mut self, what: impl FnOnce() -> String) {
-        if let Some(show) = &mut self.transcript {
-            show(what());
-        }
     }
 
     /// Directives, each a whole piece after `!`:
@@ -306,15 +349,20 @@ impl World<'_> {
             }
             b"full" => self.jobs.full.set(!self.jobs.full.get()),
             b"close" => {
-                self.close(self.current, "Connection closed");
+                self.conns
+                    .drop_conn(&mut self.state, self.current, "Connection closed");
                 self.apply_effects();
             }
-            b"guests" => self.info.allow_guests = !self.info.allow_guests,
+            b"guests" => {
+                let info = self.state.info_mut();
+                info.allow_guests = !info.allow_guests;
+            }
             b"strict" => {
                 // Real limits instead of permissive ones: back-off and lockout after a few
                 // failed logins, two registrations per address and hour.
-                self.guards.logins.set_threshold(4);
-                self.guards.ip.set_policy(IpPolicy {
+                let guards = self.state.guards_mut();
+                guards.logins.set_threshold(4);
+                guards.ip.set_policy(IpPolicy {
                     max_connections: 0,
                     connects_per_minute: 0,
                     registrations_per_hour: 2,
@@ -323,7 +371,8 @@ impl World<'_> {
                 });
             }
             b"motd" => {
-                self.info.motd = match self.info.motd {
+                let info = self.state.info_mut();
+                info.motd = match info.motd {
                     Some(_) => None,
                     None => Some(vec!["Welcome to Huddle".into(), String::new(), "x".into()]),
                 }
@@ -342,32 +391,25 @@ impl World<'_> {
     /// Gives bytes to connection `id` (reconnecting it first if it was closed) and handles
     /// every complete line, as the event loop does.
     fn feed(&mut self, id: ClientId, bytes: &[u8]) {
-        if !self.conns[id].open {
+        if !self.conns.slots[id].open {
             let generation = self.next_generation;
             self.next_generation += 1;
-            self.conns[id] = Conn {
+            self.conns.slots[id] = Conn {
                 session: Session::new(id, generation, ip_of(id)),
                 reader: LineReader::default(),
                 open: true,
             };
         }
-        self.conns[id].reader.feed(bytes);
-        while self.conns[id].open {
-            let Some(line) = self.conns[id].reader.next_line() else {
+        self.conns.slots[id].reader.feed(bytes);
+        while self.conns.slots[id].open {
+            let conn = &mut self.conns.slots[id];
+            let Some(line) = conn.reader.next_line() else {
                 break;
             };
-            let conn = &mut self.conns[id];
-            let mut ctx = Ctx {
-                chat: &mut self.chat,
-                out: &mut self.out,
-                jobs: &self.jobs,
-                info: &self.info,
-                history: &mut self.history,
-                guards: &mut self.guards,
-            };
+            let mut ctx = self.state.ctx(&self.jobs);
             match line {
-                Ok(line) => session::handle_line(&mut conn.session, &line, &mut ctx),
-                Err(e) => session::handle_frame_error(&mut conn.session, e, &mut ctx),
+                Ok(line) => received(&mut conn.session, Ok(&line), &mut ctx),
+                Err(e) => received(&mut conn.session, Err(e), &mut ctx),
             }
             self.apply_effects();
         }
@@ -376,91 +418,32 @@ impl World<'_> {
     /// Delivers a worker's answer if its connection is still the one that asked.
     fn complete(&mut self, done: Completion) {
         let origin = done.origin();
-        let conn = &mut self.conns[origin.slot];
+        let conn = &mut self.conns.slots[origin.slot];
         if !conn.open || conn.session.generation != origin.generation {
             return;
         }
-        let mut ctx = Ctx {
-            chat: &mut self.chat,
-            out: &mut self.out,
-            jobs: &self.jobs,
-            info: &self.info,
-            history: &mut self.history,
-            guards: &mut self.guards,
-        };
-        session::handle_completion(&mut conn.session, done, &mut ctx);
+        completed(&mut conn.session, done, &mut self.state.ctx(&self.jobs));
         self.apply_effects();
     }
 
-    /// The event loop's `close`: room mates hear `quit`, the session is gone.
-    fn close(&mut self, id: ClientId, quit: &str) {
-        let conn = &mut self.conns[id];
-        if !conn.open {
-            return;
-        }
-        let mut ctx = Ctx {
-            chat: &mut self.chat,
-            out: &mut self.out,
-            jobs: &self.jobs,
-            info: &self.info,
-            history: &mut self.history,
-            guards: &mut self.guards,
-        };
-        session::disconnect(&mut conn.session, quit, &mut ctx);
-        conn.open = false;
-        self.note(|| format!("{id}: gone ({quit})"));
-    }
-
-    /// One queued line for `to`, checked as `apply_effects` does for `Effect::Send`.
-    fn check_send(&mut self, to: usize, line: &str, closed_now: &HashSet<usize>) {
-        check_server_line(line);
-        self.lines_sent += 1;
-        self.note(|| format!("{to}< {}", line.trim_end()));
-        assert!(to < SLOTS, "line for unknown connection {to}: {line:?}");
-        assert!(
-            self.conns[to].open || closed_now.contains(&to),
-            "line for connection {to}, closed before: {line:?}"
-        );
-    }
-
-    /// The event loop's `apply_effects`, checking every line on the way.
+    /// Applies the queued effects the way the event loop does, checking every line.
     fn apply_effects(&mut self) {
-        let mut closed_now = HashSet::new();
-        while !self.out.is_empty() {
-            let effects: Vec<Effect> = self.out.drain().collect();
-            for effect in effects {
-                match effect {
-                    Effect::SendMany { to, line } => {
-                        for to in to {
-                            self.check_send(to, &line, &closed_now);
-                        }
-                    }
-                    Effect::Send { to, line } => self.check_send(to, &line, &closed_now),
-                    Effect::Close { id, error, quit } => {
-                        assert!(id < SLOTS, "close of unknown connection {id}");
-                        check_server_line(&Message::new("ERROR", [error.as_str()]).to_line());
-                        if self.conns[id].open {
-                            self.note(|| format!("{id}: closed ({error})"));
-                            closed_now.insert(id);
-                            self.close(id, &quit);
-                        }
-                    }
-                }
-            }
-        }
+        self.conns.closed_now.clear();
+        self.state.apply_effects(&mut self.conns);
     }
 
     /// The chat state agrees with the sessions.
     pub fn check_consistency(&self) {
-        for (id, conn) in self.conns.iter().enumerate() {
+        let chat = self.state.chat();
+        for (id, conn) in self.conns.slots.iter().enumerate() {
             if conn.open && conn.session.is_registered() {
                 let nick = conn.session.target();
-                assert_eq!(self.chat.find_nick(nick), Some(id), "{nick} not online");
-                assert_eq!(self.chat.nick_of(id), Some(nick));
+                assert_eq!(chat.find_nick(nick), Some(id), "{nick} not online");
+                assert_eq!(chat.nick_of(id), Some(nick));
             }
         }
-        for (id, user) in self.chat.users() {
-            let conn = &self.conns[id];
+        for (id, user) in chat.users() {
+            let conn = &self.conns.slots[id];
             assert!(
                 conn.open && conn.session.is_registered(),
                 "{} is online on connection {id}, which is not a registered session",
@@ -473,7 +456,7 @@ impl World<'_> {
                 user.nick
             );
             for key in &user.rooms {
-                let room = self.chat.room(key);
+                let room = chat.room(key);
                 assert!(
                     room.is_some_and(|r| r.members.contains(&id)),
                     "{} thinks it is in {key}",
@@ -481,12 +464,12 @@ impl World<'_> {
                 );
             }
         }
-        for room in self.chat.rooms() {
+        for room in chat.rooms() {
             assert!(!room.members.is_empty(), "empty room {} kept", room.name);
             let unique: HashSet<_> = room.members.iter().collect();
             assert_eq!(unique.len(), room.members.len(), "{:?}", room.members);
             for &id in &room.members {
-                let user = self.chat.user(id);
+                let user = chat.user(id);
                 assert!(
                     user.is_some_and(|u| u.rooms.contains(&fold(&room.name))),
                     "member {id} of {} is not online or does not know it",
@@ -502,14 +485,16 @@ impl World<'_> {
         self.directive(b"all");
         self.check_consistency();
         for id in 0..SLOTS {
-            self.close(id, "Connection closed");
+            self.conns
+                .drop_conn(&mut self.state, id, "Connection closed");
             self.apply_effects();
         }
-        assert_eq!(self.chat.online(), 0, "users left online");
-        assert_eq!(self.chat.rooms().count(), 0, "rooms left over");
+        let chat = self.state.chat();
+        assert_eq!(chat.online(), 0, "users left online");
+        assert_eq!(chat.rooms().count(), 0, "rooms left over");
         self.check_consistency();
         // The reader limits hold whatever came in.
-        for conn in &self.conns {
+        for conn in &self.conns.slots {
             assert!(conn.reader.buffered() <= huddle_protocol::MAX_LINE_LEN + 2);
         }
     }

@@ -2,12 +2,12 @@
 //! to its user: they exist only while they hold ciphertext, so an idle connection keeps none.
 //! (The buffered `ServerConnection` keeps a 4 KiB receive buffer per connection for good.)
 
-use crate::connection::ConnError;
 use crate::limits::{KEEP_WHILE_BUSY, TLS_BUFFER_LIMIT};
 use mio::net::TcpStream;
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use std::io::{self, Write};
+use std::sync::Arc;
 
 /// Bytes an encrypted record adds to its plaintext, at most (TLS 1.2 AES-GCM: header, explicit
 /// nonce, tag). Only a first guess at the room to make: rustls says if it needs more.
@@ -15,16 +15,24 @@ const RECORD_OVERHEAD: usize = 5 + 8 + 16;
 /// Largest plaintext in one TLS record.
 const MAX_FRAGMENT: usize = 16 * 1024;
 
+/// Why ciphertext could not be written.
+#[derive(Debug)]
+pub enum WriteError {
+    /// The peer no longer takes data.
+    Closed,
+    Io(io::Error),
+}
+
 /// A rustls unbuffered session plus the ciphertext buffers that API leaves to its user.
 pub struct Tls {
-    pub(crate) conn: UnbufferedServerConnection,
+    conn: UnbufferedServerConnection,
     /// Received ciphertext rustls could not use yet (the start of a record or of a handshake
     /// message). Usually empty, and then unallocated.
     incoming: Vec<u8>,
     /// Ciphertext for the socket.
     outgoing: Outgoing,
     /// A close_notify is to follow the queued plaintext.
-    pub(crate) close_wanted: bool,
+    close_wanted: bool,
 }
 
 /// What one run of the rustls state machine did.
@@ -41,26 +49,41 @@ struct Pumped {
 }
 
 impl Tls {
-    pub(crate) fn new(conn: UnbufferedServerConnection) -> Tls {
-        Tls {
-            conn,
+    /// A new server session with `config`.
+    pub fn new(config: Arc<rustls::ServerConfig>) -> Result<Tls, rustls::Error> {
+        Ok(Tls {
+            conn: UnbufferedServerConnection::new(config)?,
             incoming: Vec::new(),
             outgoing: Outgoing::default(),
             close_wanted: false,
-        }
+        })
     }
 
-    pub(crate) fn ciphertext_len(&self) -> usize {
+    pub fn is_handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    /// Asks for a close_notify after the queued plaintext (see [`Tls::encrypt`]).
+    pub fn want_close(&mut self) {
+        self.close_wanted = true;
+    }
+
+    /// A close_notify is still to be encrypted.
+    pub fn close_wanted(&self) -> bool {
+        self.close_wanted
+    }
+
+    pub fn ciphertext_len(&self) -> usize {
         self.outgoing.pending().len()
     }
 
-    pub(crate) fn has_ciphertext(&self) -> bool {
+    pub fn has_ciphertext(&self) -> bool {
         !self.outgoing.pending().is_empty()
     }
 
     /// Processes freshly read ciphertext, passing decrypted data to `on_data`; handshake
     /// records to send land in `outgoing`. `Ok(true)`: the peer sent close_notify.
-    pub(crate) fn receive(
+    pub fn receive(
         &mut self,
         fresh: &mut [u8],
         on_data: &mut dyn FnMut(&[u8]),
@@ -79,7 +102,7 @@ impl Tls {
     /// Encrypts as much of `plaintext` as the ciphertext bound allows, then the close_notify
     /// if one is wanted and all of it went. Returns the plaintext bytes taken; `Ok(0)` with
     /// plaintext left means rustls cannot encrypt (the session is closed).
-    pub(crate) fn encrypt(
+    pub fn encrypt(
         &mut self,
         plaintext: &[u8],
         on_data: &mut dyn FnMut(&[u8]),
@@ -187,7 +210,7 @@ impl Tls {
     }
 
     /// After an error: moves the records rustls queued (its alert) into `outgoing`.
-    pub(crate) fn encode_alert(&mut self) {
+    fn encode_alert(&mut self) {
         // Only while rustls has records queued: with none, it would go back to processing
         // input, and (in debug builds) assert on a second fatal alert for the same bytes.
         // Those queued records come out before any input is looked at, so no input is needed.
@@ -210,21 +233,21 @@ impl Tls {
     }
 
     /// Writes pending ciphertext. `Ok(true)`: all of it went; `Ok(false)`: the socket is full.
-    pub(crate) fn write_to(&mut self, socket: &mut TcpStream) -> Result<bool, ConnError> {
+    pub fn write_to(&mut self, socket: &mut TcpStream) -> Result<bool, WriteError> {
         loop {
             let pending = self.outgoing.pending();
             if pending.is_empty() {
                 break;
             }
             match socket.write(pending) {
-                Ok(0) => return Err(ConnError::Closed),
+                Ok(0) => return Err(WriteError::Closed),
                 Ok(n) => self.outgoing.sent += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.outgoing.compact();
                     return Ok(false);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ConnError::Io(e)),
+                Err(e) => return Err(WriteError::Io(e)),
             }
         }
         // Same policy as the plaintext queue (see `release_output_buffer`).
@@ -234,7 +257,7 @@ impl Tls {
     }
 
     /// Frees buffers that hold nothing (see `Connection::trim_idle_buffers`).
-    pub(crate) fn trim(&mut self) {
+    pub fn trim(&mut self) {
         if !self.has_ciphertext() {
             self.outgoing.empty(false);
         }

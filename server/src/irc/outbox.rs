@@ -3,8 +3,8 @@
 //! Handlers push effects; the event loop applies them to connections afterwards. A message
 //! fanned out to many clients is serialised once and shared.
 
-use crate::capabilities::CapSet;
-use crate::chat::ClientId;
+use crate::irc::capabilities::{CapSet, TagChoice};
+use crate::state::chat::ClientId;
 use huddle_protocol::Message;
 use std::rc::Rc;
 use std::time::SystemTime;
@@ -19,16 +19,16 @@ pub struct Stamp {
 }
 
 impl Stamp {
-    /// `msg` with the tags of variant `v` (see [`CapSet::tag_variant`]).
-    pub fn apply(&self, msg: &Message, v: usize) -> Message {
+    /// `msg` with the tags `tags` asks for.
+    pub fn apply(&self, msg: &Message, tags: TagChoice) -> Message {
         let mut m = msg.clone();
-        if v & 1 != 0 {
+        if tags.time {
             m.tags.push(huddle_protocol::Tag {
                 key: "time".into(),
                 value: Some(crate::clock::iso8601(self.time)),
             });
         }
-        if v & 2 != 0 {
+        if tags.msgid {
             if let Some(id) = &self.msgid {
                 m.tags.push(huddle_protocol::Tag {
                     key: "msgid".into(),
@@ -36,7 +36,7 @@ impl Stamp {
                 });
             }
         }
-        if v & 4 != 0 {
+        if tags.account {
             if let Some(account) = &self.account {
                 m.tags.push(huddle_protocol::Tag {
                     key: "account".into(),
@@ -49,27 +49,28 @@ impl Stamp {
 }
 
 impl Stamp {
-    /// `msg` serialised with the tags of variant `v`: the same line as
-    /// `self.apply(msg, v).to_line()`, without copying the message first (this runs once per
-    /// room message and variant). The loop uses [`Stamp::write_line`]; this is for tests.
+    /// `msg` serialised with the tags `tags` asks for: the same line as
+    /// `self.apply(msg, tags).to_line()`, without copying the message first (this runs once
+    /// per room message and tag choice). Handlers use [`Stamp::write_line`]; this is for
+    /// tests.
     #[cfg(test)]
-    pub fn line(&self, msg: &Message, v: usize) -> String {
+    pub fn line(&self, msg: &Message, tags: TagChoice) -> String {
         let mut out = String::new();
-        self.write_line(msg, v, &mut out);
+        self.write_line(msg, tags, &mut out);
         out
     }
 
     /// [`Stamp::line`] appended to `out` (a buffer the caller reuses). Returns where in
     /// `out` the message without tags starts (the line ends with it), if it does.
-    pub fn write_line(&self, msg: &Message, v: usize, out: &mut String) -> Option<usize> {
+    pub fn write_line(&self, msg: &Message, tags: TagChoice, out: &mut String) -> Option<usize> {
         if !msg.tags.is_empty() {
-            self.apply(msg, v).write_to(out);
+            self.apply(msg, tags).write_to(out);
             return None;
         }
         // Room for the tags (time 29, msgid and account tens of bytes each) and the message.
         out.reserve(msg.estimated_len() + 128);
         let mut sep = '@';
-        if v & 1 != 0 {
+        if tags.time {
             // A timestamp has nothing to escape: written in place.
             out.push(sep);
             sep = ';';
@@ -81,10 +82,10 @@ impl Stamp {
             sep = ';';
             huddle_protocol::message::write_tag(out, key, value);
         };
-        if let (true, Some(id)) = (v & 2 != 0, &self.msgid) {
+        if let (true, Some(id)) = (tags.msgid, &self.msgid) {
             tag(out, "msgid", id);
         }
-        if let (true, Some(account)) = (v & 4 != 0, &self.account) {
+        if let (true, Some(account)) = (tags.account, &self.account) {
             tag(out, "account", account);
         }
         if sep != '@' {
@@ -117,9 +118,37 @@ pub struct Outbox {
     /// Where a fan-out line is written before it is shared (reused: one allocation per
     /// line, the shared one, instead of two).
     line_buf: String,
-    /// Where the message without tags starts in `line_buf`, when the last line
-    /// [`Outbox::deliver`] wrote ends with it.
+}
+
+/// A message [`Outbox::deliver`] just queued, and the buffer it was serialised in.
+pub struct Delivered<'a> {
+    msg: &'a Message,
+    line_buf: &'a mut String,
+    /// Where the message without tags starts in `line_buf`, when the last line written
+    /// there ends with it.
     untagged_at: Option<usize>,
+}
+
+impl<'a> Delivered<'a> {
+    /// The message serialised without tags (with `\r\n`): the end of the last line
+    /// written, or written now if that one does not end with it. Saves serialising a room
+    /// message once more for the history.
+    pub fn untagged_line(self) -> &'a str {
+        if let Some(at) = self.untagged_at {
+            return &self.line_buf[at..];
+        }
+        self.line_buf.clear();
+        if self.msg.tags.is_empty() {
+            self.msg.write_to(self.line_buf);
+        } else {
+            let untagged = Message {
+                tags: Vec::new(),
+                ..self.msg.clone()
+            };
+            untagged.write_to(self.line_buf);
+        }
+        self.line_buf
+    }
 }
 
 impl Outbox {
@@ -146,59 +175,42 @@ impl Outbox {
     }
 
     /// Sends one message to every `(client, caps)` with the tags each one asked for; every
-    /// distinct variant is serialised once.
-    pub fn deliver(
-        &mut self,
+    /// tag choice in use is serialised once.
+    pub fn deliver<'a>(
+        &'a mut self,
         to: impl IntoIterator<Item = (ClientId, CapSet)>,
-        msg: &Message,
+        msg: &'a Message,
         stamp: &Stamp,
-    ) {
+    ) -> Delivered<'a> {
         let to = to.into_iter();
         // A group is sized for every recipient when first used (usually only one is):
-        // growing it one push at a time cost a handful of reallocations per message.
+        // growing it one push at a time would cost a handful of reallocations per message.
         let most = to.size_hint().1.unwrap_or(0);
-        self.untagged_at = None;
-        let mut groups: [Vec<ClientId>; 8] = Default::default();
+        let mut untagged_at = None;
+        let mut groups: [Vec<ClientId>; TagChoice::COUNT] = Default::default();
         for (id, caps) in to {
-            let group = &mut groups[caps.tag_variant()];
+            let group = &mut groups[caps.tags().index()];
             if group.capacity() == 0 {
                 group.reserve(most);
             }
             group.push(id);
         }
-        for (v, to) in groups.into_iter().enumerate() {
+        for (i, to) in groups.into_iter().enumerate() {
             if to.is_empty() {
                 continue;
             }
             self.line_buf.clear();
-            self.untagged_at = stamp.write_line(msg, v, &mut self.line_buf);
+            untagged_at = stamp.write_line(msg, TagChoice::from_index(i), &mut self.line_buf);
             let line: Rc<str> = Rc::from(self.line_buf.as_str());
             self.effects.push(match to[..] {
                 [to] => Effect::Send { to, line },
                 _ => Effect::SendMany { to, line },
             });
         }
-    }
-
-    /// The message just given to [`Outbox::deliver`], serialised without tags (with
-    /// `\r\n`): the end of the last line it wrote, or written now if it wrote none that
-    /// ends with it. Saves serialising a room message once more for the history.
-    pub fn untagged_line(&mut self, msg: &Message) -> &str {
-        match self.untagged_at.take() {
-            Some(at) => &self.line_buf[at..],
-            None => {
-                self.line_buf.clear();
-                if msg.tags.is_empty() {
-                    msg.write_to(&mut self.line_buf);
-                } else {
-                    let untagged = Message {
-                        tags: Vec::new(),
-                        ..msg.clone()
-                    };
-                    untagged.write_to(&mut self.line_buf);
-                }
-                &self.line_buf
-            }
+        Delivered {
+            msg,
+            line_buf: &mut self.line_buf,
+            untagged_at,
         }
     }
 
@@ -214,6 +226,7 @@ impl Outbox {
         self.effects.is_empty()
     }
 
+    #[cfg(test)]
     pub fn drain(&mut self) -> std::vec::Drain<'_, Effect> {
         self.effects.drain(..)
     }
@@ -226,11 +239,13 @@ impl Outbox {
     }
 
     /// Effects queued so far, in order.
+    #[cfg(test)]
     pub fn effects(&self) -> &[Effect] {
         &self.effects
     }
 
-    /// Lines queued for `to` so far (for tests).
+    /// Lines queued for `to` so far.
+    #[cfg(test)]
     pub fn lines_for(&self, to: ClientId) -> Vec<String> {
         self.effects
             .iter()
@@ -256,11 +271,11 @@ mod tests {
             msgid: Some("17f-1a".into()),
             account: Some("al ice;x".into()),
         };
-        for v in 0..8 {
+        for tags in TagChoice::all() {
             assert_eq!(
-                stamp.line(&msg, v),
-                stamp.apply(&msg, v).to_line(),
-                "variant {v}"
+                stamp.line(&msg, tags),
+                stamp.apply(&msg, tags).to_line(),
+                "{tags:?}"
             );
         }
         let bare = Stamp {
@@ -268,23 +283,30 @@ mod tests {
             account: None,
             ..stamp.clone()
         };
-        for v in 0..8 {
+        for tags in TagChoice::all() {
             assert_eq!(
-                bare.line(&msg, v),
-                bare.apply(&msg, v).to_line(),
-                "variant {v}"
+                bare.line(&msg, tags),
+                bare.apply(&msg, tags).to_line(),
+                "{tags:?}"
             );
         }
         let mut appended = String::from("before|");
-        let at = stamp.write_line(&msg, 7, &mut appended);
+        let at = stamp.write_line(&msg, TagChoice::from_index(7), &mut appended);
         assert_eq!(at.map(|at| &appended[at..]), Some(msg.to_line().as_str()));
-        assert_eq!(appended, format!("before|{}", stamp.line(&msg, 7)));
+        assert_eq!(
+            appended,
+            format!("before|{}", stamp.line(&msg, TagChoice::from_index(7)))
+        );
         let mut untagged = String::from("x");
-        bare.write_line(&msg, 0, &mut untagged);
+        bare.write_line(&msg, TagChoice::default(), &mut untagged);
         assert_eq!(untagged, format!("x{}", msg.to_line()));
         let tagged = msg.clone().with_tag("+draft/reply", Some("x".into()));
-        assert_eq!(stamp.line(&tagged, 3), stamp.apply(&tagged, 3).to_line());
-        assert_eq!(stamp.write_line(&tagged, 3, &mut String::new()), None);
+        let some = TagChoice::from_index(3);
+        assert_eq!(
+            stamp.line(&tagged, some),
+            stamp.apply(&tagged, some).to_line()
+        );
+        assert_eq!(stamp.write_line(&tagged, some, &mut String::new()), None);
     }
 
     #[test]
@@ -296,23 +318,22 @@ mod tests {
             account: None,
         };
         let mut tags = CapSet::default();
-        tags.set(crate::capabilities::Cap::ServerTime, true);
-        tags.set(crate::capabilities::Cap::MessageTags, true);
+        tags.set(crate::irc::capabilities::Cap::ServerTime, true);
+        tags.set(crate::irc::capabilities::Cap::MessageTags, true);
         for recipients in [
             vec![],
             vec![(1, CapSet::default())],
             vec![(1, CapSet::default()), (2, tags)],
         ] {
             let mut out = Outbox::new();
-            out.deliver(recipients.clone(), &msg, &stamp);
-            assert_eq!(out.untagged_line(&msg), msg.to_line(), "{recipients:?}");
-            assert_eq!(out.untagged_line(&msg), msg.to_line(), "asked again");
+            let delivered = out.deliver(recipients.clone(), &msg, &stamp);
+            assert_eq!(delivered.untagged_line(), msg.to_line(), "{recipients:?}");
         }
         let tagged = msg.clone().with_tag("+draft/reply", Some("x".into()));
         let mut out = Outbox::new();
-        out.deliver([(1, tags)], &tagged, &stamp);
+        let delivered = out.deliver([(1, tags)], &tagged, &stamp);
         assert_eq!(
-            out.untagged_line(&tagged),
+            delivered.untagged_line(),
             msg.to_line(),
             "its own tags left out"
         );

@@ -141,6 +141,7 @@ impl IpLimits {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn set_policy(&mut self, policy: IpPolicy) {
         self.policy = policy;
     }
@@ -231,6 +232,7 @@ impl IpLimits {
         });
     }
 
+    #[cfg(test)]
     pub fn tracked(&self) -> usize {
         self.table.len()
     }

@@ -1,35 +1,14 @@
 //! Commands of a registered user: rooms, messages, topics, away, names, HELLO.
 
-use crate::capabilities::{Cap, CapSet};
-use crate::chat::{fold_borrowed, valid_room_name, ClientId, PartError, Topic};
+use crate::irc::capabilities::{Cap, CapSet};
+use crate::irc::context::{prefix, reply, Ctx};
+use crate::irc::outbox::Stamp;
+use crate::irc::session::Session;
 use crate::limits::{MAX_AWAY_LEN, MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
-use crate::outbox::Stamp;
-use crate::session::{prefix, reply, Ctx, ServerInfo, Session};
+use crate::state::chat::{fold_borrowed, valid_room_name, ClientId, PartError, Topic};
 use huddle_protocol::numeric::*;
-use huddle_protocol::{Message, MAX_LINE_LEN};
+use huddle_protocol::Message;
 use std::time::SystemTime;
-
-/// Longest account name, which is also the nick.
-pub const NICK_LEN: usize = 32;
-
-/// The `005` tokens.
-pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
-    vec![
-        "CASEMAPPING=ascii".to_string(),
-        "CHANTYPES=#".to_string(),
-        format!("CHANNELLEN={}", crate::limits::MAX_ROOM_NAME),
-        format!("CHANLIMIT=#:{MAX_ROOMS_PER_USER}"),
-        format!("NICKLEN={NICK_LEN}"),
-        format!("LINELEN={MAX_LINE_LEN}"),
-        format!("NETWORK={}", info.network),
-        format!("AWAYLEN={MAX_AWAY_LEN}"),
-        format!("CHATHISTORY={}", crate::limits::CHATHISTORY_MAX),
-        "PEERADDR".to_string(),
-        "PREFIX=".to_string(),
-        format!("TOPICLEN={MAX_TOPIC_LEN}"),
-        format!("TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},NAMES:{MAX_TARGETS}"),
-    ]
-}
 
 /// Runs a registered client's command (`command` is `msg.command` in upper case). Takes the
 /// message: PRIVMSG and NOTICE reuse its allocations for the line they relay.
@@ -45,16 +24,16 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
         "HELLO" => hello(s, ctx),
         "TOPIC" => topic(s, msg, ctx),
         "AWAY" => away(s, msg, ctx),
-        "MOTD" => crate::session::send_motd(s, ctx),
-        "CHATHISTORY" => crate::replay::chathistory(s, msg, ctx),
-        "WHO" => crate::queries::who(s, msg, ctx),
-        "WHOIS" => crate::queries::whois(s, msg, ctx),
-        "USERHOST" => crate::queries::userhost(s, msg, ctx),
-        "ISON" => crate::queries::ison(s, msg, ctx),
-        "LIST" => crate::queries::list(s, msg, ctx),
-        "MODE" => crate::queries::mode(s, msg, ctx),
-        "PEERADDR" => crate::peer::peeraddr(s, msg, ctx),
-        "PEER" => crate::peer::peer(s, msg, ctx),
+        "MOTD" => crate::irc::welcome::send_motd(s, ctx),
+        "CHATHISTORY" => crate::irc::replay::chathistory(s, msg, ctx),
+        "WHO" => crate::irc::queries::who(s, msg, ctx),
+        "WHOIS" => crate::irc::queries::whois(s, msg, ctx),
+        "USERHOST" => crate::irc::queries::userhost(s, msg, ctx),
+        "ISON" => crate::irc::queries::ison(s, msg, ctx),
+        "LIST" => crate::irc::queries::list(s, msg, ctx),
+        "MODE" => crate::irc::queries::mode(s, msg, ctx),
+        "PEERADDR" => crate::irc::peer_directory::peeraddr(s, msg, ctx),
+        "PEER" => crate::irc::peer_directory::peer(s, msg, ctx),
         "NICK" => nick(s, msg, ctx),
         "USER" => reply(s, ctx, ERR_ALREADYREGISTERED, ["You may not reregister"]),
         _ => reply(
@@ -80,16 +59,16 @@ fn need_params(s: &Session, msg: &Message, n: usize, ctx: &mut Ctx) -> bool {
     true
 }
 
-/// Tags for something user `s` does now.
-pub fn stamp(s: &Session, ctx: &mut Ctx, with_msgid: bool) -> Stamp {
+/// Tags for something user `s` does now; `msgid` for a message.
+pub fn stamp(s: &Session, msgid: Option<String>) -> Stamp {
     Stamp {
         time: SystemTime::now(),
-        msgid: with_msgid.then(|| ctx.chat.next_msgid()),
+        msgid,
         account: s.account().map(str::to_string),
     }
 }
 
-/// `ids` paired with their capabilities, for [`crate::outbox::Outbox::deliver`].
+/// `ids` paired with their capabilities, for [`crate::irc::outbox::Outbox::deliver`].
 pub fn with_caps(ctx: &Ctx, ids: &[ClientId]) -> Vec<(ClientId, CapSet)> {
     ids.iter().map(|&id| (id, ctx.chat.caps_of(id))).collect()
 }
@@ -127,12 +106,12 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         let spelled = room.name.clone();
         let members = room.members.clone();
         let join = Message::new("JOIN", [spelled.as_str()]).with_source(prefix(&nick));
-        let stamp = stamp(s, ctx, false);
+        let stamp = stamp(s, None);
         let to = with_caps(ctx, &members);
         ctx.out.deliver(to, &join, &stamp);
         send_topic(s, &spelled, false, ctx);
         send_names(s, &spelled, ctx);
-        crate::replay::on_join(s, &spelled, ctx);
+        crate::irc::replay::on_join(s, &spelled, ctx);
     }
 }
 
@@ -191,7 +170,7 @@ fn part(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
                 let mut params = vec![spelled];
                 params.extend(reason.map(str::to_string));
                 let part = Message::new("PART", params).with_source(prefix(&nick));
-                let stamp = stamp(s, ctx, false);
+                let stamp = stamp(s, None);
                 let to = with_caps(ctx, &members.unwrap_or_default());
                 ctx.out.deliver(to, &part, &stamp);
             }
@@ -282,20 +261,17 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
                 }
                 continue;
             }
-            let echo = s.caps().has(Cap::EchoMessage);
+            let echo = ctx.chat.caps_of(s.id).has(Cap::EchoMessage);
             let line = relayed(room.name.clone());
-            let stamp = stamp(s, ctx, true);
-            // Looked up again: the stamp's message id needed the chat state mutably.
-            if let Some(room) = ctx.chat.room_by_key(&key) {
-                let to = ctx.chat.recipients(room, s.id, echo);
-                ctx.out.deliver(to, &line, &stamp);
-            }
+            let stamp = stamp(s, Some(ctx.msgids.next()));
+            let to = ctx.chat.recipients(room, s.id, echo);
+            let delivered = ctx.out.deliver(to, &line, &stamp);
             ctx.history.append(
                 &key,
                 crate::clock::unix_millis(stamp.time),
                 stamp.msgid.as_deref().unwrap_or_default(),
                 stamp.account.as_deref(),
-                ctx.out.untagged_line(&line),
+                delivered.untagged_line(),
             );
         } else {
             let Some(peer) = ctx.chat.find_nick(target) else {
@@ -306,9 +282,9 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
             };
             let spelled = ctx.chat.nick_of(peer).unwrap_or(target).to_string();
             let line = relayed(spelled.clone());
-            let stamp = stamp(s, ctx, true);
+            let stamp = stamp(s, Some(ctx.msgids.next()));
             let mut to = vec![peer];
-            if s.caps().has(Cap::EchoMessage) && peer != s.id {
+            if ctx.chat.caps_of(s.id).has(Cap::EchoMessage) && peer != s.id {
                 to.push(s.id);
             }
             let to = with_caps(ctx, &to);
@@ -385,7 +361,7 @@ fn topic(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     }
     let text: String = text.chars().take(MAX_TOPIC_LEN).collect();
     let nick = s.target().to_string();
-    let stamp = stamp(s, ctx, false);
+    let stamp = stamp(s, None);
     let members = match ctx.chat.room_mut(&spelled) {
         Some(room) => {
             room.topic = (!text.is_empty()).then(|| Topic {

@@ -4,8 +4,9 @@
 //! The server never carries direct messages; it only vouches for the (address, fingerprint)
 //! pair that the session logged in as `nick` announced. The record dies with the session.
 
-use crate::chat::Endpoint;
-use crate::session::{reply, send_raw, Ctx, Session};
+use crate::irc::context::{reply, send_raw, Ctx};
+use crate::irc::session::Session;
+use crate::state::chat::Endpoint;
 use huddle_protocol::numeric::ERR_NEEDMOREPARAMS;
 use huddle_protocol::Message;
 use std::net::IpAddr;

@@ -176,12 +176,7 @@ pub fn server_config(id: &TlsIdentity) -> Result<Arc<rustls::ServerConfig>, TlsE
 
 /// SHA-256 of a certificate's DER as 64 lowercase hex characters.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
-    let mut out = String::with_capacity(64);
-    for b in digest.as_ref() {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
+    huddle_trust::sha256_hex(cert.as_ref())
 }
 
 fn load(cert_path: &Path, key_path: &Path) -> Result<TlsIdentity, TlsError> {

@@ -2,6 +2,8 @@
 
 use huddle_protocol::caps;
 
+/// A capability, named after its IRCv3 name (`cap-notify` is `CapNotify`).
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cap {
     Sasl,
@@ -40,6 +42,7 @@ impl Cap {
             .map(|(c, _, _)| *c)
     }
 
+    #[cfg(test)]
     pub fn name(self) -> &'static str {
         OFFERED
             .iter()
@@ -75,11 +78,51 @@ impl CapSet {
             .join(" ")
     }
 
-    /// Which message tags this client receives: (time, msgid and other tags, account).
-    pub fn tag_variant(self) -> usize {
-        usize::from(self.has(Cap::ServerTime))
-            | usize::from(self.has(Cap::MessageTags)) << 1
-            | usize::from(self.has(Cap::AccountTag)) << 2
+    /// Which tags this client receives on a user's message.
+    #[inline]
+    pub fn tags(self) -> TagChoice {
+        TagChoice {
+            time: self.has(Cap::ServerTime),
+            msgid: self.has(Cap::MessageTags),
+            account: self.has(Cap::AccountTag),
+        }
+    }
+}
+
+/// The tags a recipient gets on a user's message, from its capabilities: `time`
+/// (`server-time`), `msgid` and the message's own tags (`message-tags`), `account`
+/// (`account-tag`). Eight combinations: a fan-out serialises each one in use once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TagChoice {
+    pub time: bool,
+    pub msgid: bool,
+    pub account: bool,
+}
+
+impl TagChoice {
+    /// How many different choices there are.
+    pub const COUNT: usize = 8;
+
+    /// A dense index in `0..COUNT`, for grouping recipients by choice.
+    #[inline]
+    pub fn index(self) -> usize {
+        usize::from(self.time) | usize::from(self.msgid) << 1 | usize::from(self.account) << 2
+    }
+
+    /// The choice with [`TagChoice::index`] `i`.
+    #[inline]
+    pub fn from_index(i: usize) -> TagChoice {
+        TagChoice {
+            time: i & 1 != 0,
+            msgid: i & 2 != 0,
+            account: i & 4 != 0,
+        }
+    }
+
+    /// Every choice, no tags first.
+    #[cfg(test)]
+    pub fn all() -> impl Iterator<Item = TagChoice> {
+        (0..TagChoice::COUNT).map(TagChoice::from_index)
     }
 }
 
@@ -120,11 +163,16 @@ mod tests {
     }
 
     #[test]
-    fn variants() {
+    fn tag_choices() {
         let mut s = CapSet::default();
-        assert_eq!(s.tag_variant(), 0);
+        assert_eq!(s.tags(), TagChoice::default());
         s.set(Cap::ServerTime, true);
         s.set(Cap::AccountTag, true);
-        assert_eq!(s.tag_variant(), 0b101);
+        let tags = s.tags();
+        assert!(tags.time && !tags.msgid && tags.account);
+        assert_eq!(tags.index(), 0b101);
+        for (i, choice) in TagChoice::all().enumerate() {
+            assert_eq!(choice.index(), i);
+        }
     }
 }

@@ -7,11 +7,10 @@
 
 use crate::limits::{KEEP_WHILE_BUSY, TLS_BUFFER_LIMIT};
 
-use crate::tls_session::Tls;
+use crate::net::tls_stream::{Tls, WriteError};
 use huddle_protocol::{FrameError, LineReader};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use rustls::server::UnbufferedServerConnection;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
@@ -32,6 +31,15 @@ impl std::fmt::Display for ConnError {
             ConnError::Closed => write!(f, "connection closed by peer"),
             ConnError::Tls(e) => write!(f, "TLS error: {e}"),
             ConnError::Io(e) => write!(f, "I/O error: {e}"),
+        }
+    }
+}
+
+impl From<WriteError> for ConnError {
+    fn from(e: WriteError) -> ConnError {
+        match e {
+            WriteError::Closed => ConnError::Closed,
+            WriteError::Io(e) => ConnError::Io(e),
         }
     }
 }
@@ -62,7 +70,7 @@ impl Connection {
         sendq_limit: usize,
     ) -> Result<Connection, rustls::Error> {
         let tls = match config {
-            Some(config) => Some(Tls::new(UnbufferedServerConnection::new(config)?)),
+            Some(config) => Some(Tls::new(config)?),
             None => None,
         };
         Ok(Connection {
@@ -87,11 +95,7 @@ impl Connection {
     }
 
     pub fn is_handshaking(&self) -> bool {
-        self.tls.as_ref().is_some_and(|t| t.conn.is_handshaking())
-    }
-
-    pub fn is_tls(&self) -> bool {
-        self.tls.is_some()
+        self.tls.as_ref().is_some_and(Tls::is_handshaking)
     }
 
     /// Reads everything the socket has, decrypts it and appends the complete lines to `lines`.
@@ -201,11 +205,11 @@ impl Connection {
         };
         loop {
             let pending = &self.out[self.out_pos..];
-            let encrypt = !pending.is_empty() || tls.close_wanted;
+            let encrypt = !pending.is_empty() || tls.close_wanted();
             // Plaintext rustls cannot take (the session is closed) stays queued until the
             // close linger ends.
             let mut stalled = false;
-            if encrypt && !tls.conn.is_handshaking() && tls.ciphertext_len() < TLS_BUFFER_LIMIT {
+            if encrypt && !tls.is_handshaking() && tls.ciphertext_len() < TLS_BUFFER_LIMIT {
                 // Data decrypted here (none is expected: reads drain rustls) still reaches the
                 // line reader, to be split into lines on the next read.
                 let reader = &mut self.reader;
@@ -221,11 +225,11 @@ impl Connection {
                 }
             }
             let blocked = !tls.write_to(&mut self.socket)?;
-            if self.out_pos == self.out.len() && !tls.close_wanted {
+            if self.out_pos == self.out.len() && !tls.close_wanted() {
                 self.release_output_buffer();
                 return Ok(());
             }
-            if blocked || stalled || tls.conn.is_handshaking() {
+            if blocked || stalled || tls.is_handshaking() {
                 if self.out_pos == self.out.len() {
                     self.release_output_buffer();
                 } else {
@@ -308,7 +312,7 @@ impl Connection {
     /// encrypt it only once the handshake is done).
     pub fn send_close_notify(&mut self) {
         if let Some(tls) = self.tls.as_mut() {
-            tls.close_wanted = true;
+            tls.want_close();
         }
         let _ = self.flush();
     }

@@ -1,7 +1,7 @@
 //! Account store: sled on disk, passwords only as argon2id PHC strings.
 //!
 //! Every method here blocks (argon2 takes tens of milliseconds, `flush` hits the disk), so the
-//! event loop calls them only from the worker pool (see [`crate::workers`]).
+//! event loop calls them only from the worker pool (see [`crate::storage::workers`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -18,7 +18,7 @@ const CACHE_BYTES: u64 = 1 << 20;
 /// Version tag at the start of every stored record.
 const RECORD_VERSION: &str = "v1";
 
-pub use huddle_protocol::account::{MAX_NAME_CHARS, MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES};
+pub use huddle_protocol::account::{MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES};
 
 /// Why the account database could not be opened or written.
 #[derive(Debug)]
@@ -87,7 +87,7 @@ impl fmt::Display for LoginError {
 
 impl std::error::Error for LoginError {}
 
-/// Checks an account name: 1-32 characters of `[A-Za-z0-9_-]`.
+/// Checks an account name against [`huddle_protocol::account::is_valid_name`].
 pub fn validate_name(name: &str) -> Result<(), RegisterError> {
     if !huddle_protocol::account::is_valid_name(name) {
         return Err(RegisterError::BadName(
@@ -169,7 +169,7 @@ impl AccountStore {
             Ok(Err(_)) => return Err(RegisterError::Exists),
             Err(e) => return Err(unavailable(e)),
         }
-        let flushed = if crate::faults::get().storage_fails_on(name) {
+        let flushed = if crate::storage::faults::get().storage_fails_on(name) {
             Err(sled::Error::Io(std::io::Error::other(
                 "injected storage fault",
             )))
@@ -239,11 +239,13 @@ impl AccountStore {
     }
 
     /// Number of accounts (walks the tree).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.tree.len()
     }
 
     /// True when no account exists.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.tree.is_empty()
     }

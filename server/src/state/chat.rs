@@ -3,7 +3,7 @@
 //! Names compare case-insensitively (ASCII casemapping): the map keys are lowercase and the
 //! values keep the spelling the user chose.
 
-use crate::capabilities::CapSet;
+use crate::irc::capabilities::CapSet;
 use crate::limits::MAX_ROOM_NAME;
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
@@ -47,7 +47,6 @@ pub struct User {
 pub struct NewUser {
     pub account: Option<String>,
     pub realname: String,
-    pub caps: CapSet,
 }
 
 /// Where a user's client accepts direct TLS connections, and the certificate it will show.
@@ -67,15 +66,13 @@ pub struct Chat {
     /// Keyed by slab index, which the server picks (never a peer), so the fast non-keyed
     /// hasher cannot be flooded; the name-keyed maps keep the default keyed SipHash.
     users: FxHashMap<ClientId, User>,
-    /// Enabled capabilities of online users, indexed by client (slab index, so dense):
-    /// read for every recipient of every room message, where looking each one up in
-    /// `users` cost a hash probe and a cache miss per recipient. Default for offline slots.
+    /// Enabled capabilities of every connection, registered or not, indexed by client
+    /// (slab index, so dense): the one record of them. Read for every recipient of every
+    /// room message, where looking each one up in `users` would cost a hash probe and a
+    /// cache miss per recipient. Default for slots nobody negotiated on.
     caps: Vec<CapSet>,
     /// lowercase room name -> room
     rooms: HashMap<String, Room>,
-    /// Message ids: a per-start prefix and a counter.
-    msgid_prefix: String,
-    msgid_counter: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,27 +106,7 @@ pub fn valid_room_name(name: &str) -> bool {
 
 impl Chat {
     pub fn new() -> Chat {
-        let start = crate::clock::unix_millis(SystemTime::now());
-        Chat {
-            msgid_prefix: format!("{start:x}"),
-            ..Chat::default()
-        }
-    }
-
-    /// A message id unique across restarts (start time in ms, then a counter).
-    pub fn next_msgid(&mut self) -> String {
-        self.msgid_counter += 1;
-        // By hand rather than `format!`: this runs for every message.
-        let mut id = String::with_capacity(self.msgid_prefix.len() + 17);
-        id.push_str(&self.msgid_prefix);
-        id.push('-');
-        let hex = self.msgid_counter;
-        let digits = (64 - hex.leading_zeros()).div_ceil(4).max(1);
-        for shift in (0..digits).rev() {
-            let nibble = (hex >> (shift * 4)) & 0xf;
-            id.push(char::from_digit(nibble as u32, 16).unwrap_or('0'));
-        }
-        id
+        Chat::default()
     }
 
     pub fn user_mut(&mut self, id: ClientId) -> Option<&mut User> {
@@ -141,15 +118,19 @@ impl Chat {
         self.caps.get(id).copied().unwrap_or_default()
     }
 
-    /// Records the capabilities online user `id` has enabled (ignored for anyone else).
+    /// Records the capabilities connection `id` has enabled (it need not be online yet).
     pub fn set_caps(&mut self, id: ClientId, caps: CapSet) {
-        if !self.users.contains_key(&id) {
-            return;
-        }
         if self.caps.len() <= id {
             self.caps.resize(id + 1, CapSet::default());
         }
         self.caps[id] = caps;
+    }
+
+    /// Forgets connection `id`'s capabilities: it is gone.
+    pub fn forget_caps(&mut self, id: ClientId) {
+        if let Some(caps) = self.caps.get_mut(id) {
+            *caps = CapSet::default();
+        }
     }
 
     pub fn room_mut(&mut self, name: &str) -> Option<&mut Room> {
@@ -208,7 +189,6 @@ impl Chat {
                 signon: SystemTime::now(),
             },
         );
-        self.set_caps(id, new.caps);
         Ok(())
     }
 
@@ -217,9 +197,6 @@ impl Chat {
     /// online.
     pub fn remove_user(&mut self, id: ClientId) -> Option<(String, Vec<ClientId>)> {
         let user = self.users.remove(&id)?;
-        if let Some(caps) = self.caps.get_mut(id) {
-            *caps = CapSet::default();
-        }
         self.by_nick.remove(&fold(&user.nick));
         let mut peers = Vec::new();
         for key in &user.rooms {
@@ -325,20 +302,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn capabilities_follow_the_user() {
-        use crate::capabilities::Cap;
+    fn capabilities_belong_to_the_connection() {
+        use crate::irc::capabilities::Cap;
         let mut c = Chat::new();
         let mut caps = CapSet::default();
         caps.set(Cap::EchoMessage, true);
-        c.add_user(
-            5,
-            "a",
-            NewUser {
-                caps,
-                ..NewUser::default()
-            },
-        )
-        .unwrap();
+        // Negotiated before registering, kept once online.
+        c.set_caps(5, caps);
+        c.add_user(5, "a", NewUser::default()).unwrap();
         assert_eq!(c.caps_of(5), caps);
         assert_eq!(c.caps_of(4), CapSet::default());
         assert_eq!(c.caps_of(99), CapSet::default());
@@ -346,24 +317,18 @@ mod tests {
         c.set_caps(5, caps);
         assert!(c.caps_of(5).has(Cap::ServerTime));
         c.remove_user(5);
+        c.forget_caps(5);
         assert_eq!(
             c.caps_of(5),
             CapSet::default(),
             "a slot reused later starts clean"
         );
-        c.set_caps(7, caps);
-        assert_eq!(c.caps_of(7), CapSet::default(), "offline: ignored");
-    }
-
-    #[test]
-    fn message_ids_are_prefix_dash_hex_counter() {
-        let mut c = Chat::new();
-        let prefix = c.msgid_prefix.clone();
-        c.msgid_counter = 0xfe;
-        assert_eq!(c.next_msgid(), format!("{prefix}-ff"));
-        assert_eq!(c.next_msgid(), format!("{prefix}-100"));
-        c.msgid_counter = u64::MAX - 1;
-        assert_eq!(c.next_msgid(), format!("{prefix}-{:x}", u64::MAX));
+        c.forget_caps(99);
+        assert_eq!(
+            c.caps_of(99),
+            CapSet::default(),
+            "never set: nothing to forget"
+        );
     }
 
     #[test]

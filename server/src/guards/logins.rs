@@ -3,7 +3,7 @@
 //! further attempt must wait a growing back-off; at the threshold the name or address is
 //! locked out until its failures age out of the window.
 
-use crate::ip_limits::FAILURE_WINDOW;
+use crate::guards::ip_limits::FAILURE_WINDOW;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
@@ -44,6 +44,7 @@ impl LoginGuard {
         }
     }
 
+    #[cfg(any(test, feature = "testing"))]
     pub fn set_threshold(&mut self, threshold: usize) {
         self.threshold = threshold;
     }
@@ -170,15 +171,16 @@ mod tests {
 /// The abuse guards handlers consult: per-address limits and login back-off.
 #[derive(Debug)]
 pub struct Guards {
-    pub ip: crate::ip_limits::IpLimits,
+    pub ip: crate::guards::ip_limits::IpLimits,
     pub logins: LoginGuard,
 }
 
 impl Guards {
     /// Guards that never refuse (for tests of other behaviour).
+    #[cfg(any(test, feature = "testing"))]
     pub fn permissive() -> Guards {
         Guards {
-            ip: crate::ip_limits::IpLimits::new(crate::ip_limits::IpPolicy {
+            ip: crate::guards::ip_limits::IpLimits::new(crate::guards::ip_limits::IpPolicy {
                 max_connections: 0,
                 connects_per_minute: 0,
                 registrations_per_hour: 0,

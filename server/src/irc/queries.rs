@@ -3,15 +3,16 @@
 //! Huddle has no operators and no settable modes; MODE queries get a sensible answer and
 //! attempts to change modes a clear refusal.
 
-use crate::chat::{ClientId, User};
-use crate::session::{reply, Ctx, Session, HOST_CLOAK};
+use crate::irc::context::{reply, Ctx, HOST_CLOAK};
+use crate::irc::session::Session;
+use crate::state::chat::{ClientId, User};
 use huddle_protocol::numeric::*;
 use huddle_protocol::Message;
 
 fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &(String, String, bool, bool)) {
     let (nick, realname, away, _guest) = user;
     let flags = if *away { "G" } else { "H" };
-    let server = ctx.info.name.clone();
+    let server = &ctx.info.name;
     let real = format!("0 {realname}");
     reply(
         s,
@@ -95,7 +96,7 @@ pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
         .filter_map(|r| ctx.chat.room(r).map(|room| room.name.clone()))
         .collect();
     let signon = crate::clock::unix_millis(u.signon) / 1000;
-    let server = ctx.info.name.clone();
+    let server = &ctx.info.name;
     let nick = spelled.as_str();
     reply(
         s,
@@ -190,14 +191,14 @@ pub fn list(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let wanted: Option<Vec<String>> = msg
         .param(0)
         .filter(|p| p.starts_with('#'))
-        .map(|p| p.split(',').map(crate::chat::fold).collect());
+        .map(|p| p.split(',').map(crate::state::chat::fold).collect());
     let mut rows: Vec<(String, usize, String)> = ctx
         .chat
         .rooms()
         .filter(|r| {
             wanted
                 .as_ref()
-                .is_none_or(|w| w.contains(&crate::chat::fold(&r.name)))
+                .is_none_or(|w| w.contains(&crate::state::chat::fold(&r.name)))
         })
         .map(|r| {
             let topic = r.topic.as_ref().map_or(String::new(), |t| t.text.clone());

@@ -4,11 +4,12 @@
 //! Replayed lines carry the tags the client negotiated (`server-time`, `message-tags`,
 //! `account-tag`) and, with `batch`, come inside a `chathistory` batch.
 
-use crate::capabilities::Cap;
-use crate::chat::fold;
-use crate::history::{Bound, Entry};
+use crate::irc::capabilities::Cap;
+use crate::irc::context::{send_raw, Ctx};
+use crate::irc::session::Session;
 use crate::limits::{CHATHISTORY_MAX, JOIN_REPLAY};
-use crate::session::{send_raw, Ctx, Session};
+use crate::state::chat::fold;
+use crate::state::history::{Bound, Entry};
 use huddle_protocol::{Message, Tag};
 
 /// Replays the recent history of `room` (as spelled) to a user who just joined it.
@@ -20,8 +21,8 @@ pub fn on_join(s: &Session, room: &str, ctx: &mut Ctx) {
 }
 
 fn send_entries(s: &Session, room: &str, entries: &[Entry], ctx: &mut Ctx) {
-    let caps = s.caps();
-    let batch = caps.has(Cap::Batch).then(|| ctx.chat.next_msgid());
+    let caps = ctx.chat.caps_of(s.id);
+    let batch = caps.has(Cap::Batch).then(|| ctx.msgids.next());
     if entries.is_empty() && batch.is_none() {
         return;
     }
@@ -35,7 +36,7 @@ fn send_entries(s: &Session, room: &str, entries: &[Entry], ctx: &mut Ctx) {
     }
     // Entries were checked when stored or loaded: one that does not read back is skipped.
     for (message, stamp) in entries.iter().filter_map(Entry::relayed) {
-        let mut msg: Message = stamp.apply(&message, caps.tag_variant());
+        let mut msg: Message = stamp.apply(&message, caps.tags());
         if let Some(id) = &batch {
             msg.tags.insert(
                 0,

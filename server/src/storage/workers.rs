@@ -1,7 +1,8 @@
-//! Worker pool for blocking account work (argon2, sled writes and flushes).
+//! Worker pool for blocking work: accounts (argon2, sled writes and flushes) and reading the
+//! server's files again on SIGHUP.
 //!
-//! The event loop submits [`Job`]s without blocking; each worker sends a [`Completion`] on a
-//! channel and then wakes the loop through its `mio::Waker`.
+//! The event loop submits [`Job`]s (and reloads) without blocking; each worker sends what it
+//! did, a [`Done`], on a channel and then wakes the loop through its `mio::Waker`.
 
 use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
@@ -10,7 +11,8 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::accounts::{AccountStore, LoginError, RegisterError};
+use crate::storage::accounts::{AccountStore, LoginError, RegisterError};
+use crate::storage::server_files::{Reloaded, ServerFiles};
 
 /// Which connection asked: slab slot plus a generation, since slots are reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,6 +58,7 @@ impl fmt::Debug for Job {
 
 impl Job {
     /// The connection that submitted this job.
+    #[cfg(test)]
     pub fn origin(&self) -> Origin {
         match self {
             Job::Register { origin, .. }
@@ -121,6 +124,21 @@ impl Completion {
     }
 }
 
+/// What a worker hands back to the event loop.
+#[derive(Debug)]
+pub enum Done {
+    /// The result of a connection's [`Job`].
+    Client(Completion),
+    /// The server's files, read again (see [`WorkerPool::submit_reload`]).
+    Reloaded(Box<Reloaded>),
+}
+
+/// What the pool's queue carries.
+enum Work {
+    Job(Job),
+    Reload(ServerFiles),
+}
+
 /// The error text of a request whose worker panicked (not a storage failure).
 pub const PANICKED: &str = "internal error";
 
@@ -128,7 +146,7 @@ type Handler = Arc<dyn Fn(Job) -> Completion + Send + Sync>;
 
 /// Fixed set of threads fed by a bounded queue.
 pub struct WorkerPool {
-    jobs: Option<Sender<Job>>,
+    jobs: Option<Sender<Work>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -148,7 +166,7 @@ impl WorkerPool {
         workers: usize,
         queue_capacity: usize,
         store: Arc<AccountStore>,
-        completions: Sender<Completion>,
+        completions: Sender<Done>,
         waker: Arc<mio::Waker>,
     ) -> std::io::Result<WorkerPool> {
         let handler: Handler = Arc::new(move |job| run_job(&store, job));
@@ -159,7 +177,7 @@ impl WorkerPool {
         workers: usize,
         queue_capacity: usize,
         handler: Handler,
-        completions: Sender<Completion>,
+        completions: Sender<Done>,
         waker: Arc<mio::Waker>,
     ) -> std::io::Result<WorkerPool> {
         let (tx, rx) = crossbeam_channel::bounded(queue_capacity.max(1));
@@ -188,15 +206,28 @@ impl WorkerPool {
 
     /// Queues a job without blocking; gives it back when the queue is full.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
+        self.queue(Work::Job(job)).map_err(|work| match work {
+            Work::Job(job) => job,
+            Work::Reload(_) => unreachable!("a job was queued"),
+        })
+    }
+
+    /// Queues reading the server's files again; `Err` when the queue is full.
+    pub fn submit_reload(&self, files: ServerFiles) -> Result<(), ()> {
+        self.queue(Work::Reload(files)).map_err(drop)
+    }
+
+    fn queue(&self, work: Work) -> Result<(), Work> {
         let Some(tx) = &self.jobs else {
-            return Err(job);
+            return Err(work);
         };
-        tx.try_send(job).map_err(|e| match e {
-            TrySendError::Full(job) | TrySendError::Disconnected(job) => job,
+        tx.try_send(work).map_err(|e| match e {
+            TrySendError::Full(work) | TrySendError::Disconnected(work) => work,
         })
     }
 
     /// Number of jobs waiting for a worker.
+    #[cfg(test)]
     pub fn queued(&self) -> usize {
         self.jobs.as_ref().map_or(0, Sender::len)
     }
@@ -252,22 +283,24 @@ pub fn lower_thread_priority() {
 }
 
 fn worker_loop(
-    jobs: Receiver<Job>,
+    jobs: Receiver<Work>,
     handler: Handler,
-    completions: Sender<Completion>,
+    completions: Sender<Done>,
     waker: Arc<mio::Waker>,
 ) {
     lower_thread_priority();
-    for job in jobs.iter() {
-        let fallback = job.failed(PANICKED);
-        let completion = match panic::catch_unwind(AssertUnwindSafe(|| handler(job))) {
-            Ok(done) => done,
-            Err(_) => {
-                log::error!("a worker job panicked; answering it as unavailable");
-                fallback
+    for work in jobs.iter() {
+        let done = match work {
+            Work::Job(job) => {
+                let fallback = job.failed(PANICKED);
+                Done::Client(guarded(|| handler(job), fallback))
+            }
+            Work::Reload(files) => {
+                let fallback = Reloaded::failed(PANICKED);
+                Done::Reloaded(Box::new(guarded(|| files.reload(), fallback)))
             }
         };
-        if completions.send(completion).is_err() {
+        if completions.send(done).is_err() {
             log::debug!("completion dropped: the event loop is gone");
             continue;
         }
@@ -276,14 +309,25 @@ fn worker_loop(
         }
         if jobs.is_empty() {
             // The burst is over: hand argon2's working memory back.
-            crate::accounts::release_hash_memory();
+            crate::storage::accounts::release_hash_memory();
+        }
+    }
+}
+
+/// Runs `work`; if it panics, answers `fallback` instead.
+fn guarded<T>(work: impl FnOnce() -> T, fallback: T) -> T {
+    match panic::catch_unwind(AssertUnwindSafe(work)) {
+        Ok(done) => done,
+        Err(_) => {
+            log::error!("a worker job panicked; answering it as unavailable");
+            fallback
         }
     }
 }
 
 fn run_job(store: &AccountStore, job: Job) -> Completion {
     if let Job::Register { account, .. } | Job::Login { account, .. } = &job {
-        if crate::faults::get().panics_on(account) {
+        if crate::storage::faults::get().panics_on(account) {
             panic!("injected fault: worker panic for account {account}");
         }
     }
@@ -332,8 +376,8 @@ mod tests {
         poll: Poll,
         events: Events,
         waker: Arc<Waker>,
-        tx: Sender<Completion>,
-        rx: Receiver<Completion>,
+        tx: Sender<Done>,
+        rx: Receiver<Done>,
     }
 
     impl Harness {
@@ -361,7 +405,10 @@ mod tests {
                 for ev in self.events.iter() {
                     assert_eq!(ev.token(), WAKE);
                 }
-                got.extend(self.rx.try_iter());
+                got.extend(self.rx.try_iter().map(|done| match done {
+                    Done::Client(c) => c,
+                    other => panic!("not a client's result: {other:?}"),
+                }));
             }
             got
         }
@@ -545,9 +592,47 @@ mod tests {
         pool.submit(login(0, "a", "password1")).unwrap();
         pool.shutdown();
         match h.rx.try_recv().unwrap() {
-            Completion::LoggedIn { account, .. } => assert_eq!(account, "huddle-worker-0"),
+            Done::Client(Completion::LoggedIn { account, .. }) => {
+                assert_eq!(account, "huddle-worker-0")
+            }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn reloads_read_the_files_on_a_worker() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(AccountStore::open(&dir.path().join("db")).unwrap());
+        let h = Harness::new();
+        let pool = WorkerPool::start(1, 4, store, h.tx.clone(), Arc::clone(&h.waker)).unwrap();
+        let files = ServerFiles {
+            data_dir: dir.path().to_path_buf(),
+            cert: None,
+            key: None,
+            motd: Some(dir.path().join("no-motd.txt")),
+        };
+        pool.submit_reload(files.clone()).unwrap();
+        let broken = ServerFiles {
+            cert: Some(dir.path().join("missing.pem")),
+            ..files
+        };
+        pool.submit_reload(broken).unwrap();
+        pool.shutdown();
+        let done: Vec<Done> = h.rx.try_iter().collect();
+        let [Done::Reloaded(generated), Done::Reloaded(failed)] = &done[..] else {
+            panic!("{done:?}");
+        };
+        let tls = generated
+            .tls
+            .as_ref()
+            .expect("a pair generated in the data directory");
+        assert_eq!(tls.fingerprint.len(), 64);
+        assert!(dir.path().join("cert.pem").exists());
+        assert!(
+            matches!(&generated.motd, Some(Err(_))),
+            "the MOTD file is missing"
+        );
+        assert!(failed.tls.is_err(), "a certificate without a key");
     }
 
     #[test]

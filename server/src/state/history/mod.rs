@@ -9,7 +9,8 @@ mod pending;
 mod store;
 
 pub use entry::Entry;
-pub use pending::GATHER;
+#[cfg(test)]
+use pending::GATHER;
 
 use pending::{OpenSegment, Pending};
 use std::collections::{HashMap, VecDeque};
@@ -88,10 +89,6 @@ impl History {
         }
         history.writer = Some(Writer::start(tree, limit, stored)?);
         Ok(history)
-    }
-
-    pub fn limit(&self) -> usize {
-        self.limit
     }
 
     /// Records a room message (`room` is the folded name; `message_line` the message as
@@ -186,8 +183,8 @@ impl History {
     }
 
     /// Takes back the batches the writer is done with and hands the collected writes over
-    /// once they have gathered for [`GATHER`] (or fill half the bound). The event loop calls
-    /// this every pass.
+    /// once they have gathered for `pending::GATHER` (or fill half the bound). The event
+    /// loop calls this every pass.
     pub fn hand_over(&mut self, now: Instant) {
         let Some(writer) = &self.writer else {
             return;

@@ -1,0 +1,122 @@
+//! Where a connection's input goes: each framed line to registration or, once the user is
+//! registered, to the commands; worker results to registration; the end of a connection to
+//! the chat state.
+
+use crate::irc::commands;
+use crate::irc::context::{prefix, reply, send_raw, Ctx};
+use crate::irc::registration;
+use crate::irc::session::Session;
+use crate::storage::workers::Completion;
+use huddle_protocol::numeric::*;
+use huddle_protocol::{FrameError, Message, ParseError};
+
+/// One framed input: a line, or why the bytes could not be framed as one.
+pub fn received(s: &mut Session, input: Result<&str, FrameError>, ctx: &mut Ctx) {
+    match input {
+        Ok(line) => handle_line(s, line, ctx),
+        Err(e) => handle_frame_error(s, e, ctx),
+    }
+}
+
+/// A worker finished a job for this session.
+pub fn completed(s: &mut Session, done: Completion, ctx: &mut Ctx) {
+    registration::handle_completion(s, done, ctx);
+}
+
+/// A line that could not be framed.
+pub fn handle_frame_error(s: &mut Session, err: FrameError, ctx: &mut Ctx) {
+    match err {
+        FrameError::TooLong => reply(s, ctx, ERR_INPUTTOOLONG, ["Input line was too long"]),
+        FrameError::InvalidUtf8 => send_raw(
+            s,
+            ctx,
+            "FAIL",
+            [
+                "*",
+                "INVALID_UTF8",
+                "Message rejected: it is not valid UTF-8",
+            ],
+        ),
+    }
+}
+
+/// One received line.
+pub fn handle_line(s: &mut Session, line: &str, ctx: &mut Ctx) {
+    match Message::parse(line) {
+        Ok(msg) => handle_message(s, msg, ctx),
+        Err(ParseError::Empty) => {}
+        Err(ParseError::BadCommand(cmd)) => reply(
+            s,
+            ctx,
+            ERR_UNKNOWNCOMMAND,
+            [cmd.as_str(), "Unknown command"],
+        ),
+        Err(e) => send_raw(
+            s,
+            ctx,
+            "FAIL",
+            ["*", "INVALID_MESSAGE", &format!("Message rejected: {e}")],
+        ),
+    }
+}
+
+pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
+    // Upper-cased on the stack: every known command is short, and this runs per line.
+    let mut upper = [0u8; 16];
+    let command = match upper.get_mut(..msg.command.len()) {
+        Some(buf) => {
+            buf.copy_from_slice(msg.command.as_bytes());
+            buf.make_ascii_uppercase();
+            std::str::from_utf8(buf).unwrap_or_default()
+        }
+        // Longer than any command we know: answered as unknown (the reply quotes
+        // `msg.command`).
+        None => "",
+    };
+    match command {
+        "CAP" => registration::cap(s, &msg, ctx),
+        "AUTHENTICATE" => registration::authenticate(s, &msg, ctx),
+        "REGISTER" => registration::register(s, &msg, ctx),
+        "PING" => match msg.param(0) {
+            Some(token) => {
+                let info = ctx.info;
+                send_raw(s, ctx, "PONG", [info.name.as_str(), token]);
+            }
+            None => reply(
+                s,
+                ctx,
+                ERR_NEEDMOREPARAMS,
+                ["PING", "Not enough parameters"],
+            ),
+        },
+        "PONG" => {}
+        "QUIT" => {
+            let reason = match msg.param(0) {
+                Some(r) if !r.is_empty() => format!("Quit: {r}"),
+                _ => "Quit".to_string(),
+            };
+            ctx.out
+                .close(s.id, format!("Closing link ({reason})"), reason);
+        }
+        "NICK" if !s.registered => registration::nick(s, &msg, ctx),
+        "USER" if !s.registered => registration::user(s, &msg, ctx),
+        _ if s.registered => commands::dispatch(s, command, msg, ctx),
+        _ => reply(
+            s,
+            ctx,
+            ERR_NOTREGISTERED,
+            ["You have not registered (log in with SASL PLAIN first)"],
+        ),
+    }
+}
+
+/// The connection is gone (or going): take the user offline and tell its room mates; its
+/// capabilities are forgotten (the slot will serve another connection).
+pub fn disconnect(s: &mut Session, quit_reason: &str, ctx: &mut Ctx) {
+    ctx.chat.forget_caps(s.id);
+    if let Some((nick, peers)) = ctx.chat.remove_user(s.id) {
+        let quit = Message::new("QUIT", [quit_reason]).with_source(prefix(&nick));
+        ctx.out.broadcast(peers, &quit);
+    }
+    s.registered = false;
+}

@@ -1,0 +1,24 @@
+//! IRC handling: dispatch of each line, the handler context every handler shares,
+//! registration (CAP, SASL, REGISTER, NICK/USER), the welcome burst, the commands of
+//! logged-in users, queries, history replay, the direct-message peer directory,
+//! capabilities, and the outbox of effects a handler produces.
+//!
+//! Never touches a socket: handlers take state and a parsed message and queue what is to be
+//! sent to whom; `net/` applies the queued effects through [`context::Deliver`]. Depends on
+//! `state/`, `guards/`, `storage/` (the account-name and password rules, and the jobs handed
+//! to workers) and the protocol crate.
+
+pub mod capabilities;
+pub mod commands;
+pub mod context;
+pub mod dispatch;
+pub mod outbox;
+pub mod peer_directory;
+pub mod queries;
+pub mod registration;
+pub mod replay;
+pub mod session;
+pub mod welcome;
+
+#[cfg(test)]
+mod tests;

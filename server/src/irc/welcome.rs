@@ -1,0 +1,77 @@
+//! What a user hears on registering: the welcome numerics (001-005) and the MOTD.
+
+use crate::irc::context::{reply, Ctx, ServerInfo};
+use crate::irc::session::Session;
+use crate::limits::{MAX_AWAY_LEN, MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
+use huddle_protocol::account::MAX_NAME_CHARS;
+use huddle_protocol::numeric::*;
+use huddle_protocol::MAX_LINE_LEN;
+
+/// The `005` tokens.
+pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
+    vec![
+        "CASEMAPPING=ascii".to_string(),
+        "CHANTYPES=#".to_string(),
+        format!("CHANNELLEN={}", crate::limits::MAX_ROOM_NAME),
+        format!("CHANLIMIT=#:{MAX_ROOMS_PER_USER}"),
+        // A nick is an account name (or a guest name under the same rule).
+        format!("NICKLEN={MAX_NAME_CHARS}"),
+        format!("LINELEN={MAX_LINE_LEN}"),
+        format!("NETWORK={}", info.network),
+        format!("AWAYLEN={MAX_AWAY_LEN}"),
+        format!("CHATHISTORY={}", crate::limits::CHATHISTORY_MAX),
+        "PEERADDR".to_string(),
+        "PREFIX=".to_string(),
+        format!("TOPICLEN={MAX_TOPIC_LEN}"),
+        format!("TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},NAMES:{MAX_TARGETS}"),
+    ]
+}
+
+pub(super) fn welcome(s: &Session, ctx: &mut Ctx) {
+    let info = ctx.info;
+    let nick = s.target().to_string();
+    let version = format!("huddle-{}", info.version);
+    reply(
+        s,
+        ctx,
+        RPL_WELCOME,
+        [format!("Welcome to the {} chat network, {nick}", info.network).as_str()],
+    );
+    reply(
+        s,
+        ctx,
+        RPL_YOURHOST,
+        [format!("Your host is {}, running version {version}", info.name).as_str()],
+    );
+    reply(
+        s,
+        ctx,
+        RPL_CREATED,
+        [format!("This server was created {}", info.created).as_str()],
+    );
+    reply(s, ctx, RPL_MYINFO, [info.name.as_str(), &version, "i", "n"]);
+    // At most 13 tokens per 005 line: with the nick and the text that is exactly the
+    // 15-parameter limit of RFC 1459/2812.
+    let tokens = isupport_tokens(info);
+    for chunk in tokens.chunks(13) {
+        let mut params: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        params.push("are supported by this server");
+        reply(s, ctx, RPL_ISUPPORT, params);
+    }
+    send_motd(s, ctx);
+}
+
+/// `375`/`372`/`376` from the MOTD file, or `422`.
+pub fn send_motd(s: &Session, ctx: &mut Ctx) {
+    let info = ctx.info;
+    let Some(lines) = &info.motd else {
+        reply(s, ctx, ERR_NOMOTD, ["MOTD File is missing"]);
+        return;
+    };
+    let start = format!("- {} Message of the day -", info.name);
+    reply(s, ctx, RPL_MOTDSTART, [start.as_str()]);
+    for line in lines {
+        reply(s, ctx, RPL_MOTD, [format!("- {line}").as_str()]);
+    }
+    reply(s, ctx, RPL_ENDOFMOTD, ["End of /MOTD command"]);
+}

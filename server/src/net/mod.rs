@@ -1,0 +1,16 @@
+//! The network layer: the mio event loop and everything that touches a socket. Start-up,
+//! accepting and capacity, client input and output, deadlines, reload and shutdown, the
+//! rustls stream, descriptor limits.
+//!
+//! May depend on every other layer: it feeds parsed lines to `irc/` and applies the effects
+//! the handlers queued. Nothing outside `net/` touches a socket.
+
+mod accept;
+mod client_io;
+mod clients;
+pub mod connection;
+pub mod descriptors;
+mod lifecycle;
+pub mod server;
+mod startup;
+pub mod tls_stream;

@@ -1,0 +1,101 @@
+//! Start-up: the data directory, the certificate, the account store and history, the
+//! listeners, the worker pool and the facts replies mention, put together into a [`Server`].
+
+use crate::config::Config;
+use crate::guards::ip_limits::IpLimits;
+use crate::guards::logins::{Guards, LoginGuard};
+use crate::irc::context::{HandlerState, ServerInfo};
+use crate::limits::{JOBS_PER_WORKER, MIN_JOB_QUEUE, REJECT_SLOTS};
+use crate::net::accept::Listeners;
+use crate::net::clients::Clients;
+use crate::net::descriptors;
+use crate::net::server::{Control, Server, ServerError, Storage};
+use crate::state::history::History;
+use crate::storage::accounts::AccountStore;
+use crate::storage::server_files::{read_motd, ServerFiles};
+use crate::storage::workers::WorkerPool;
+use mio::{Poll, Token, Waker};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+pub(super) const WAKER: Token = Token(usize::MAX - 2);
+
+impl Server {
+    /// Opens the data directory, certificate and database, and binds the listener.
+    pub fn bind(config: Config) -> Result<Server, ServerError> {
+        // First, while this thread may still be the process's only one (see `descriptors`).
+        descriptors::prepare(config.max_clients + REJECT_SLOTS);
+        create_private_dir(&config.data_dir)
+            .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
+        let files = ServerFiles::of(&config);
+        let tls = files.load_tls().map_err(ServerError::Tls)?;
+        let store = Arc::new(
+            AccountStore::open(&config.data_dir.join("accounts")).map_err(ServerError::Store)?,
+        );
+        let poll = Poll::new().map_err(ServerError::Io)?;
+        let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServerError::Io)?);
+        let listeners = Listeners::bind(&config, poll.registry())?;
+        let motd = match &config.motd {
+            Some(path) => Some(read_motd(path).map_err(|e| ServerError::Motd(path.clone(), e))?),
+            None => None,
+        };
+        let history_tree = store.open_tree("history").map_err(ServerError::Store)?;
+        let history = History::open(history_tree, config.history).map_err(ServerError::History)?;
+        let guards = Guards {
+            ip: IpLimits::new(config.ip_policy.clone()),
+            logins: LoginGuard::new(config.login_failures),
+        };
+        let (done_tx, completions) = crossbeam_channel::unbounded();
+        let workers = WorkerPool::start(
+            config.workers,
+            (config.workers * JOBS_PER_WORKER).max(MIN_JOB_QUEUE),
+            Arc::clone(&store),
+            done_tx,
+            Arc::clone(&waker),
+        )
+        .map_err(ServerError::Io)?;
+        let info = ServerInfo {
+            name: config.name.clone(),
+            network: "Huddle".to_string(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            created: crate::clock::human_utc(SystemTime::now()),
+            allow_guests: config.allow_guests,
+            motd,
+        };
+        let registry = poll.registry().try_clone().map_err(ServerError::Io)?;
+        Ok(Server {
+            poll,
+            listeners,
+            clients: Clients::new(registry, config.max_clients.min(1024)),
+            state: HandlerState::new(info, history, guards),
+            storage: Storage {
+                workers: Some(workers),
+                completions,
+                store,
+                errors: 0,
+            },
+            tls,
+            control: Control {
+                waker,
+                shutdown: Arc::new(AtomicBool::new(false)),
+                reload: Arc::new(AtomicBool::new(false)),
+                fatal: None,
+            },
+            config,
+        })
+    }
+}
+
+fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
