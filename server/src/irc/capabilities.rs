@@ -1,21 +1,8 @@
-//! IRCv3 capabilities the server offers, and the set a client enabled.
+//! IRCv3 capabilities: the names and values the server offers, negotiation lists, and the
+//! tags a client's capability set asks for. The set itself is plain state ([`CapSet`]).
 
+pub use crate::state::caps::{Cap, CapSet};
 use huddle_protocol::caps;
-
-/// A capability, named after its IRCv3 name (`cap-notify` is `CapNotify`).
-#[allow(clippy::enum_variant_names)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cap {
-    Sasl,
-    AccountRegistration,
-    ServerTime,
-    MessageTags,
-    EchoMessage,
-    AccountTag,
-    CapNotify,
-    Batch,
-    ChatHistory,
-}
 
 /// Every capability with its `CAP LS` name and (302) value, in the order they are listed.
 pub const OFFERED: &[(Cap, &str, Option<&str>)] = &[
@@ -31,10 +18,6 @@ pub const OFFERED: &[(Cap, &str, Option<&str>)] = &[
 ];
 
 impl Cap {
-    fn bit(self) -> u16 {
-        1 << (self as u16)
-    }
-
     pub fn from_name(name: &str) -> Option<Cap> {
         OFFERED
             .iter()
@@ -51,23 +34,7 @@ impl Cap {
     }
 }
 
-/// A set of enabled capabilities.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CapSet(u16);
-
 impl CapSet {
-    pub fn has(self, cap: Cap) -> bool {
-        self.0 & cap.bit() != 0
-    }
-
-    pub fn set(&mut self, cap: Cap, on: bool) {
-        if on {
-            self.0 |= cap.bit();
-        } else {
-            self.0 &= !cap.bit();
-        }
-    }
-
     /// Names of the enabled capabilities, space separated.
     pub fn names(self) -> String {
         OFFERED

@@ -5,18 +5,9 @@
 
 use crate::irc::capabilities::{CapSet, TagChoice};
 use crate::state::chat::ClientId;
+pub use crate::state::stamp::Stamp;
 use huddle_protocol::Message;
 use std::rc::Rc;
-use std::time::SystemTime;
-
-/// Tags that a user-originated line may carry; each recipient gets those its capabilities
-/// ask for (`server-time`, `message-tags`, `account-tag`).
-#[derive(Debug, Clone)]
-pub struct Stamp {
-    pub time: SystemTime,
-    pub msgid: Option<String>,
-    pub account: Option<String>,
-}
 
 impl Stamp {
     /// `msg` with the tags `tags` asks for.

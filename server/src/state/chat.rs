@@ -3,8 +3,8 @@
 //! Names compare case-insensitively (ASCII casemapping): the map keys are lowercase and the
 //! values keep the spelling the user chose.
 
-use crate::irc::capabilities::CapSet;
 use crate::limits::MAX_ROOM_NAME;
+use crate::state::caps::CapSet;
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -303,7 +303,7 @@ mod tests {
 
     #[test]
     fn capabilities_belong_to_the_connection() {
-        use crate::irc::capabilities::Cap;
+        use crate::state::caps::Cap;
         let mut c = Chat::new();
         let mut caps = CapSet::default();
         caps.set(Cap::EchoMessage, true);

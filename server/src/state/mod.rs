@@ -1,11 +1,12 @@
-//! Chat state: who is online, rooms and their members, room history (in memory and on disk
-//! through its own writer thread), and message ids.
+//! Chat state: who is online, rooms and their members, the features each connection enabled,
+//! room history (in memory and on disk through its own writer thread), message ids and the
+//! stamp (time, id, account) a relayed message carries.
 //!
-//! Knows no IRC syntax beyond the stored lines it hands back. Depends on `clock`, `limits`
-//! and two plain data types of `irc/`: the capability set kept per connection
-//! (`irc::capabilities::CapSet`) and the tags stored with each history entry
-//! (`irc::outbox::Stamp`).
+//! Knows no IRC syntax beyond the stored history lines it hands back; depends on `clock`,
+//! `limits` and the protocol crate, never on `irc/`, `net/` or `storage/`.
 
+pub mod caps;
 pub mod chat;
 pub mod history;
 pub mod msgids;
+pub mod stamp;

@@ -1,6 +1,6 @@
 //! One room message as history keeps it: the tagged IRC line, in memory and on disk alike.
 
-use crate::irc::outbox::Stamp;
+use crate::state::stamp::Stamp;
 use huddle_protocol::message::{escape_tag_value, write_tag};
 use huddle_protocol::Message;
 
