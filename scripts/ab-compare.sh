@@ -4,8 +4,9 @@
 # median of each figure per binary and the change of B against A.
 #
 # Usage: scripts/ab-compare.sh A-SERVER B-SERVER [LOAD-TOOL]
-#   RUNS (default 5), FANOUT_MESSAGES (default 20000), LIGHT_MESSAGES (default 1000),
-#   PORT (default 17697) tune it. Every run has a time limit; the servers are stopped by PID.
+#   RUNS (default 5), SCENARIOS (default "fanout light"), FANOUT_MESSAGES (default 20000),
+#   LIGHT_MESSAGES (default 1000), PORT (default 17697) tune it; KEEP=DIR keeps the raw JSON
+#   lines there. Every run has a time limit; the servers are stopped by PID.
 set -euo pipefail
 
 A=$(realpath "$1")
@@ -15,11 +16,16 @@ RUNS=${RUNS:-5}
 FANOUT_MESSAGES=${FANOUT_MESSAGES:-20000}
 LIGHT_MESSAGES=${LIGHT_MESSAGES:-1000}
 PORT=${PORT:-17697}
+SCENARIOS=${SCENARIOS:-fanout light}
 WORK=$(mktemp -d)
 SERVER_PID=""
 
 cleanup() {
     stop_server
+    if [[ -n "${KEEP:-}" ]]; then
+        mkdir -p "$KEEP"
+        cp "$WORK"/*.jsonl "$KEEP"/ 2>/dev/null || true
+    fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -65,8 +71,12 @@ for i in $(seq 1 "$RUNS"); do
     for side in A B; do
         bin=$A
         [[ $side == B ]] && bin=$B
-        run "$side" "$bin" fanout --clients 20 --messages "$FANOUT_MESSAGES"
-        run "$side" "$bin" light --clients 20 --rate 200 --messages "$LIGHT_MESSAGES"
+        if [[ " $SCENARIOS " == *" fanout "* ]]; then
+            run "$side" "$bin" fanout --clients 20 --messages "$FANOUT_MESSAGES"
+        fi
+        if [[ " $SCENARIOS " == *" light "* ]]; then
+            run "$side" "$bin" light --clients 20 --rate 200 --messages "$LIGHT_MESSAGES"
+        fi
     done
     echo "round $i of $RUNS done" >&2
 done
@@ -98,17 +108,21 @@ FIGURES = {
               ("p99 us", lambda r: r.get("latency_p99_us"))],
 }
 for scenario, figs in FIGURES.items():
+    if not (work / f"{scenario}.jsonl").exists():
+        continue
     runs = rows(scenario)
     bad = [r for side in "AB" for r in runs[side] if not r.get("ok")]
     print(f"{scenario} (median of {len(runs['A'])} A and {len(runs['B'])} B runs; {len(bad)} not ok)")
     for name, get in figs:
-        med = {}
+        med, spread = {}, {}
         for side in "AB":
             vals = [v for v in (get(r) for r in runs[side]) if isinstance(v, (int, float))]
             med[side] = statistics.median(vals) if vals else None
+            spread[side] = f"{min(vals):.4g}-{max(vals):.4g}" if vals else ""
         if med["A"] is None or med["B"] is None:
             print(f"  {name}: not in the output")
             continue
         change = (med["B"] - med["A"]) / med["A"] * 100 if med["A"] else 0.0
-        print(f"  {name}: A {med['A']:.4g}  B {med['B']:.4g}  ({change:+.1f}%)")
+        print(f"  {name}: A {med['A']:.4g} ({spread['A']})  B {med['B']:.4g} ({spread['B']})"
+              f"  ({change:+.1f}%)")
 EOF

@@ -38,5 +38,6 @@ pub mod testing {
     pub use crate::storage::accounts::{
         validate_name, validate_password, LoginError, RegisterError,
     };
-    pub use crate::storage::workers::{Completion, Job};
+    pub use crate::storage::workers::{run_job, Accounts, Completion, Job};
+    pub use crate::StoreError;
 }

@@ -9,8 +9,8 @@
 //! with `!` that name a directive drive the world instead (see [`World::directive`]);
 //! anything else starting with `!` is an ordinary line.
 //!
-//! Submitted jobs wait in a queue until a directive completes them against a small
-//! in-memory account store that behaves like the real one (same name and password rules,
+//! Submitted jobs wait in a queue until a directive completes them, through the workers' own
+//! job runner, against a small in-memory account store that behaves like the real one (same name and password rules,
 //! case-insensitive names), so logins and registrations can succeed or fail. Completions
 //! for a connection that has gone (or whose slot was reused) are dropped, as the event loop
 //! drops them.
@@ -24,9 +24,9 @@
 use crate::lines::check_server_line;
 use huddle_protocol::{LineReader, Message};
 use huddle_server::testing::{
-    completed, disconnect, fold, received, validate_name, validate_password, ClientId, Completion,
-    Deliver, Guards, HandlerState, History, IpPolicy, Job, JobSink, LoginError, NoJobs,
-    RegisterError, ServerInfo, Session,
+    completed, disconnect, fold, received, run_job, validate_name, validate_password, Accounts,
+    ClientId, Completion, Deliver, Guards, HandlerState, History, IpPolicy, Job, JobSink,
+    LoginError, NoJobs, RegisterError, ServerInfo, Session, StoreError,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -78,9 +78,11 @@ impl JobSink for Jobs {
     }
 }
 
-/// Stands in for `AccountStore`: folded name -> (name as registered, password).
+/// An in-memory account store with the real store's rules (name and password checks,
+/// case-insensitive names): folded name -> (name as registered, password). Jobs run through
+/// the workers' own [`run_job`].
 struct Store {
-    accounts: HashMap<String, (String, String)>,
+    accounts: RefCell<HashMap<String, (String, String)>>,
 }
 
 impl Store {
@@ -89,57 +91,42 @@ impl Store {
             .iter()
             .map(|(n, p)| (fold(n), (n.to_string(), p.to_string())))
             .collect();
-        Store { accounts }
+        Store {
+            accounts: RefCell::new(accounts),
+        }
     }
 
-    /// What a worker would answer, with the real store's rules.
-    fn run(&mut self, job: Job) -> Completion {
-        match job {
-            Job::Register {
-                origin,
-                account,
-                password,
-            } => {
-                let result = validate_name(&account)
-                    .and_then(|()| validate_password(&password))
-                    .and_then(|()| {
-                        let key = fold(&account);
-                        if self.accounts.contains_key(&key) {
-                            return Err(RegisterError::Exists);
-                        }
-                        self.accounts.insert(key, (account.clone(), password));
-                        Ok(account.clone())
-                    });
-                Completion::Registered {
-                    origin,
-                    account,
-                    result,
-                }
-            }
-            Job::Login {
-                origin,
-                account,
-                password,
-            } => {
-                let found = validate_name(&account)
-                    .ok()
-                    .and_then(|()| self.accounts.get(&fold(&account)));
-                let result = match found {
-                    Some((name, pw)) if *pw == password => Ok(name.clone()),
-                    _ => Err(LoginError::Invalid),
-                };
-                Completion::LoggedIn {
-                    origin,
-                    account,
-                    result,
-                }
-            }
-            Job::CheckNick { origin, nick } => Completion::NickChecked {
-                origin,
-                registered: Ok(self.accounts.contains_key(&fold(&nick))),
-                nick,
-            },
+    /// What a worker would answer.
+    fn run(&self, job: Job) -> Completion {
+        run_job(self, job)
+    }
+}
+
+impl Accounts for Store {
+    fn register(&self, name: &str, password: &str) -> Result<String, RegisterError> {
+        validate_name(name)?;
+        validate_password(password)?;
+        let mut accounts = self.accounts.borrow_mut();
+        let key = fold(name);
+        if accounts.contains_key(&key) {
+            return Err(RegisterError::Exists);
         }
+        accounts.insert(key, (name.to_string(), password.to_string()));
+        Ok(name.to_string())
+    }
+
+    fn verify(&self, name: &str, password: &str) -> Result<String, LoginError> {
+        if validate_name(name).is_err() {
+            return Err(LoginError::Invalid);
+        }
+        match self.accounts.borrow().get(&fold(name)) {
+            Some((registered, pw)) if pw == password => Ok(registered.clone()),
+            _ => Err(LoginError::Invalid),
+        }
+    }
+
+    fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.accounts.borrow().contains_key(&fold(name)))
     }
 }
 

@@ -442,13 +442,7 @@ fn check_guest_nick(s: &mut Session, nick: &str, ctx: &mut Ctx) {
         return;
     }
     if ctx.chat.find_nick(nick).is_some() {
-        reply(
-            s,
-            ctx,
-            ERR_NICKNAMEINUSE,
-            [nick, "Nickname is already in use"],
-        );
-        s.nick_given = None;
+        refuse_guest_nick(s, ctx, nick, "Nickname is already in use");
         return;
     }
     let job = Job::CheckNick {
@@ -463,6 +457,12 @@ fn check_guest_nick(s: &mut Session, nick: &str, ctx: &mut Ctx) {
     s.nick_check_in_flight = true;
 }
 
+/// `433` for a guest's nick; the guest must send another NICK.
+fn refuse_guest_nick(s: &mut Session, ctx: &mut Ctx, nick: &str, why: &str) {
+    reply(s, ctx, ERR_NICKNAMEINUSE, [nick, why]);
+    s.nick_given = None;
+}
+
 fn finish_guest(s: &mut Session, nick: &str, registered: bool, ctx: &mut Ctx) {
     s.nick_check_in_flight = false;
     if s.nick_given.as_deref() != Some(nick) {
@@ -470,16 +470,12 @@ fn finish_guest(s: &mut Session, nick: &str, registered: bool, ctx: &mut Ctx) {
         return;
     }
     if registered {
-        reply(
+        refuse_guest_nick(
             s,
             ctx,
-            ERR_NICKNAMEINUSE,
-            [
-                nick,
-                "Nickname is reserved by a registered account; log in to use it",
-            ],
+            nick,
+            "Nickname is reserved by a registered account; log in to use it",
         );
-        s.nick_given = None;
         return;
     }
     let new_user = NewUser {
@@ -487,13 +483,7 @@ fn finish_guest(s: &mut Session, nick: &str, registered: bool, ctx: &mut Ctx) {
         realname: s.realname.clone().unwrap_or_default(),
     };
     if ctx.chat.add_user(s.id, nick, new_user).is_err() {
-        reply(
-            s,
-            ctx,
-            ERR_NICKNAMEINUSE,
-            [nick, "Nickname is already in use"],
-        );
-        s.nick_given = None;
+        refuse_guest_nick(s, ctx, nick, "Nickname is already in use");
         return;
     }
     s.nick = Some(nick.to_string());

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::storage::accounts::{AccountStore, LoginError, RegisterError};
+use crate::storage::accounts::{AccountStore, LoginError, RegisterError, StoreError};
 use crate::storage::server_files::{Reloaded, ServerFiles};
 
 /// Which connection asked: slab slot plus a generation, since slots are reused.
@@ -169,7 +169,7 @@ impl WorkerPool {
         completions: Sender<Done>,
         waker: Arc<mio::Waker>,
     ) -> std::io::Result<WorkerPool> {
-        let handler: Handler = Arc::new(move |job| run_job(&store, job));
+        let handler: Handler = Arc::new(move |job| run_job(&*store, job));
         Self::start_with(workers, queue_capacity, handler, completions, waker)
     }
 
@@ -325,7 +325,30 @@ fn guarded<T>(work: impl FnOnce() -> T, fallback: T) -> T {
     }
 }
 
-fn run_job(store: &AccountStore, job: Job) -> Completion {
+/// What the workers need of an account store. The server's is [`AccountStore`] (sled and
+/// argon2); the fuzz harness runs the same jobs through [`run_job`] against one in memory.
+pub trait Accounts {
+    fn register(&self, name: &str, password: &str) -> Result<String, RegisterError>;
+    fn verify(&self, name: &str, password: &str) -> Result<String, LoginError>;
+    fn exists(&self, name: &str) -> Result<bool, StoreError>;
+}
+
+impl Accounts for AccountStore {
+    fn register(&self, name: &str, password: &str) -> Result<String, RegisterError> {
+        AccountStore::register(self, name, password)
+    }
+
+    fn verify(&self, name: &str, password: &str) -> Result<String, LoginError> {
+        AccountStore::verify(self, name, password)
+    }
+
+    fn exists(&self, name: &str) -> Result<bool, StoreError> {
+        AccountStore::exists(self, name)
+    }
+}
+
+/// A worker's answer to `job`.
+pub fn run_job(store: &impl Accounts, job: Job) -> Completion {
     if let Job::Register { account, .. } | Job::Login { account, .. } = &job {
         if crate::storage::faults::get().panics_on(account) {
             panic!("injected fault: worker panic for account {account}");
