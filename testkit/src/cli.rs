@@ -41,10 +41,15 @@ impl CliClient {
     }
 
     /// Starts a prepared `huddle` command with piped stdin and stdout.
-    pub fn spawn(name: &str, mut cmd: Command) -> CliClient {
+    pub fn spawn(name: &str, cmd: Command) -> CliClient {
+        CliClient::spawn_with_stderr(name, cmd, Stdio::inherit())
+    }
+
+    /// [`CliClient::spawn`] with the client's stderr (its log) going to `stderr`.
+    pub fn spawn_with_stderr(name: &str, mut cmd: Command, stderr: Stdio) -> CliClient {
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         let mut child = cmd.spawn().expect("start huddle");
         let lines = line_channel(child.stdout.take().expect("stdout"));
         CliClient {

@@ -3,7 +3,7 @@
 //! classification the line clients share.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::time::{Duration, Instant};
 
@@ -88,14 +88,7 @@ pub fn tcp_with_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         );
         assert_eq!(rc, 0, "SO_RCVBUF: {}", io::Error::last_os_error());
-        let sin = libc::sockaddr_in {
-            sin_family: libc::AF_INET as libc::sa_family_t,
-            sin_port: v4.port().to_be(),
-            sin_addr: libc::in_addr {
-                s_addr: u32::from(*v4.ip()).to_be(),
-            },
-            sin_zero: [0; 8],
-        };
+        let sin = sockaddr_in(v4);
         let rc = libc::connect(
             fd,
             &sin as *const libc::sockaddr_in as *const libc::sockaddr,
@@ -103,6 +96,44 @@ pub fn tcp_with_rcvbuf(addr: SocketAddr, rcvbuf: usize) -> TcpStream {
         );
         assert_eq!(rc, 0, "connect {addr}: {}", io::Error::last_os_error());
         stream
+    }
+}
+
+fn sockaddr_in(v4: SocketAddrV4) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: v4.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*v4.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// A TCP connection to `dst` from the local address `src` (any port), so that one test can
+/// stand in for clients on several loopback addresses (127.0.0.x).
+pub fn tcp_from(src: Ipv4Addr, dst: SocketAddr) -> io::Result<TcpStream> {
+    let SocketAddr::V4(dst) = dst else {
+        panic!("IPv4 only: {dst}")
+    };
+    let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor owned by the returned stream; the
+    // sockaddrs are fully initialised and of the size passed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let stream = TcpStream::from_raw_fd(fd);
+        let local = sockaddr_in(SocketAddrV4::new(src, 0));
+        if libc::bind(fd, &local as *const _ as *const libc::sockaddr, size) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let remote = sockaddr_in(dst);
+        if libc::connect(fd, &remote as *const _ as *const libc::sockaddr, size) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(stream)
     }
 }
 

@@ -52,6 +52,7 @@ impl Client {
             Event::Listening(result) => st.on_listening(result),
             Event::PeerConnected { conn } => st.on_peer_connected(conn),
             Event::PeerDialFailed { conn, failure } => st.on_peer_dial_failed(conn, &failure),
+            Event::PeerIncoming { conn, addr } => st.peers.on_incoming(conn, addr),
             Event::PeerAccepted { conn, addr, cert } => st.on_peer_accepted(conn, addr, cert),
             Event::PeerLine { conn, msg } => st.on_peer_line(conn, &msg),
             Event::PeerClosed { conn, reason } => st.on_peer_closed(conn, reason.as_deref()),

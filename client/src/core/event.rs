@@ -35,6 +35,9 @@ pub(crate) enum Event {
     PeerConnected { conn: u64 },
     /// A dial failed; nothing was sent.
     PeerDialFailed { conn: u64, failure: DialFailure },
+    /// The listener accepted a TCP connection from `addr`; its TLS handshake is starting.
+    /// The core may close it, or an older one, at once.
+    PeerIncoming { conn: u64, addr: SocketAddr },
     /// The listener accepted a connection whose TLS handshake is done; the client
     /// presented the certificate with fingerprint `cert`.
     PeerAccepted {

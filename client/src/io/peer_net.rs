@@ -27,8 +27,10 @@ use super::tls_stream::{self, handshake, io_text, TlsReader, TlsWriter};
 use super::Report;
 use crate::core::{ConnIds, DialFailure, Fingerprint};
 
-/// Connections the listener keeps at once (handshaking or open); more are dropped at once.
-const MAX_INCOMING: usize = 64;
+/// Connection threads the listener runs at once (handshaking or open): a backstop only. The
+/// core decides which connections stay (and closes the oldest unauthenticated ones when
+/// there are too many, see `core::peer_link::admission`), far below this.
+const MAX_CONNECTION_THREADS: usize = 256;
 
 static NEXT_LISTENER: AtomicU64 = AtomicU64::new(1);
 
@@ -39,6 +41,14 @@ pub(crate) enum PeerEvent {
     Connected { conn: u64, writer: PeerWriter },
     /// A dial failed; nothing was sent.
     DialFailed { conn: u64, failure: DialFailure },
+    /// The listener `listener` accepted a TCP connection; `sock` is a handle to shut it
+    /// down should the core close it before its handshake is done.
+    Incoming {
+        listener: u64,
+        conn: u64,
+        addr: SocketAddr,
+        sock: TcpStream,
+    },
     /// The listener `listener` accepted a connection and completed the TLS handshake; the
     /// client presented the certificate with fingerprint `cert`.
     Accepted {
@@ -329,63 +339,74 @@ fn accept_loop(
                 continue;
             }
         };
-        if active.fetch_add(1, Ordering::SeqCst) >= MAX_INCOMING {
+        if active.fetch_add(1, Ordering::SeqCst) >= MAX_CONNECTION_THREADS {
             active.fetch_sub(1, Ordering::SeqCst);
-            log::warn!("too many direct connections; dropping one");
+            log::warn!("too many direct connection threads; dropping a new connection");
             continue;
         }
         let slot = Slot(active.clone());
-        let config = config.clone();
-        let events = events.clone();
         let conn = ids.next();
+        let (Ok(addr), Ok(handle)) = (stream.peer_addr(), stream.try_clone()) else {
+            continue;
+        };
+        let incoming = PeerEvent::Incoming {
+            listener,
+            conn,
+            addr,
+            sock: handle,
+        };
+        if events.send(Report::Peer(incoming)).is_err() {
+            break;
+        }
+        let config = config.clone();
+        let thread_events = events.clone();
         let spawned = std::thread::Builder::new()
             .name("huddle-peer".into())
             .spawn(move || {
                 let _slot = slot;
-                accept_one(listener, conn, stream, config, timeout, &events);
+                let events = thread_events;
+                let failed = accept_one(listener, conn, stream, addr, config, timeout, &events);
+                if let Err(reason) = failed {
+                    let reason = Some(reason);
+                    let _ = events.send(Report::Peer(PeerEvent::Closed { conn, reason }));
+                }
             });
         if let Err(e) = spawned {
             log::warn!("cannot start a thread for a direct connection: {e}");
+            let reason = Some("cannot start a thread".to_string());
+            let _ = events.send(Report::Peer(PeerEvent::Closed { conn, reason }));
         }
     }
 }
 
+/// The TLS handshake of an accepted connection, then its lines. Why it ended early if the
+/// handshake did not complete.
 fn accept_one(
     listener: u64,
     conn: u64,
     mut sock: TcpStream,
+    addr: SocketAddr,
     config: Arc<rustls::ServerConfig>,
     timeout: Duration,
     events: &Sender<Report>,
-) {
-    let addr = match sock.peer_addr() {
-        Ok(a) => a,
-        Err(_) => return,
-    };
+) -> Result<(), String> {
     let setup = sock
         .set_nodelay(true)
         .and_then(|()| sock.set_read_timeout(Some(timeout)))
         .and_then(|()| sock.set_write_timeout(Some(timeout)));
-    let server = match setup
-        .map_err(|e| e.to_string())
-        .and_then(|()| ServerConnection::new(config).map_err(|e| e.to_string()))
-    {
-        Ok(s) => s,
-        Err(e) => {
-            log::debug!("direct connection from {addr}: {e}");
-            return;
-        }
-    };
+    let server = setup
+        .map_err(|e| io_text(&e))
+        .and_then(|()| ServerConnection::new(config).map_err(|e| e.to_string()))?;
     let mut tls = Connection::Server(server);
     if let Err(e) = handshake(&mut tls, &mut sock, timeout) {
         log::info!("direct connection from {addr} failed in the TLS handshake: {e}");
         let _ = sock.shutdown(Shutdown::Both);
-        return;
+        return Err(format!("TLS handshake failed: {}", io_text(&e)));
     }
     let Some(cert) = tls::peer_fingerprint(&tls) else {
         log::info!("direct connection from {addr} presented no certificate");
         let _ = sock.shutdown(Shutdown::Both);
-        return;
+        return Err("no client certificate".into());
     };
     run_connection(conn, tls, sock, events, |writer| PeerEvent::Accepted {
         listener,
@@ -394,6 +415,7 @@ fn accept_one(
         addr,
         cert,
     });
+    Ok(())
 }
 
 #[cfg(test)]
@@ -404,11 +426,15 @@ mod tests {
 
     const WAIT: Duration = Duration::from_secs(10);
 
+    /// The next peer event after the accept notices.
     fn next(rx: &Receiver<Report>) -> PeerEvent {
-        match rx.recv_timeout(WAIT) {
-            Ok(Report::Peer(e)) => e,
-            Ok(other) => panic!("unexpected {other:?}"),
-            Err(e) => panic!("no peer event: {e}"),
+        loop {
+            match rx.recv_timeout(WAIT) {
+                Ok(Report::Peer(PeerEvent::Incoming { .. })) => {}
+                Ok(Report::Peer(e)) => return e,
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(e) => panic!("no peer event: {e}"),
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 //! and the writers of open peer connections, keyed by connection id.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,6 +34,8 @@ pub(super) struct Peers {
     listener: Option<Listener>,
     identity: Option<Arc<Identity>>,
     writers: HashMap<u64, PeerWriter>,
+    /// Accepted connections still in their TLS handshake: a handle to shut each down.
+    handshaking: HashMap<u64, TcpStream>,
 }
 
 impl Peers {
@@ -45,6 +47,7 @@ impl Peers {
             listener: None,
             identity: None,
             writers: HashMap::new(),
+            handshaking: HashMap::new(),
         }
     }
 
@@ -57,6 +60,19 @@ impl Peers {
                 Event::PeerConnected { conn }
             }
             PeerEvent::DialFailed { conn, failure } => Event::PeerDialFailed { conn, failure },
+            PeerEvent::Incoming {
+                listener,
+                conn,
+                addr,
+                sock,
+            } => {
+                if self.listener.as_ref().map(Listener::id) != Some(listener) {
+                    let _ = sock.shutdown(Shutdown::Both);
+                    return None;
+                }
+                self.handshaking.insert(conn, sock);
+                Event::PeerIncoming { conn, addr }
+            }
             PeerEvent::Accepted {
                 listener,
                 conn,
@@ -64,6 +80,7 @@ impl Peers {
                 addr,
                 cert,
             } => {
+                self.handshaking.remove(&conn);
                 if self.listener.as_ref().map(Listener::id) != Some(listener) {
                     writer.close();
                     return None;
@@ -116,6 +133,9 @@ impl Peers {
         for (_, w) in self.writers.drain() {
             w.close();
         }
+        for (_, sock) in self.handshaking.drain() {
+            let _ = sock.shutdown(Shutdown::Both);
+        }
         self.identity = None;
     }
 
@@ -164,6 +184,9 @@ impl Peers {
     pub(super) fn close(&mut self, conn: u64) {
         if let Some(w) = self.writers.remove(&conn) {
             w.close();
+        }
+        if let Some(sock) = self.handshaking.remove(&conn) {
+            let _ = sock.shutdown(Shutdown::Both);
         }
     }
 }

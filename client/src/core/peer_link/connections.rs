@@ -8,8 +8,7 @@ use huddle_protocol::account::is_valid_name;
 use huddle_protocol::Message;
 
 use super::{
-    peer_send, same, valid_id, Conn, DialFailure, Lookup, OutStage, Outgoing, Peers, Role, Stage,
-    MAX_CONNS,
+    peer_send, same, valid_id, DialFailure, Lookup, OutStage, Outgoing, Peers, Role, Stage,
 };
 use crate::core::effect::{error, info, Effect};
 use crate::core::output::Output;
@@ -67,38 +66,33 @@ impl Peers {
         matches!(&self.outgoing, Some(Outgoing { stage: OutStage::Connecting { conn: c }, .. }) if *c == conn)
     }
 
-    /// The listener accepted a connection whose TLS handshake is done.
+    /// The TLS handshake of an incoming connection is done (admitted by
+    /// [`Peers::on_incoming`]); the greeting deadline set at the accept still runs.
     pub(crate) fn on_accepted(
         &mut self,
         conn: u64,
         addr: SocketAddr,
         cert: Fingerprint,
     ) -> Vec<Effect> {
-        if self.me.is_none() || self.conns.len() >= MAX_CONNS {
-            return vec![Effect::PeerClose { conn }];
+        match self.conns.get_mut(&conn) {
+            Some(c) if c.stage == Stage::Handshaking && self.me.is_some() => {
+                c.stage = Stage::AwaitHello;
+                c.addr = addr.to_string();
+                c.cert = Some(cert);
+                Vec::new()
+            }
+            _ => vec![Effect::PeerClose { conn }],
         }
-        self.conns.insert(
-            conn,
-            Conn {
-                role: Role::Responder,
-                stage: Stage::AwaitHello,
-                nick: String::new(),
-                addr: addr.to_string(),
-                cert: Some(cert),
-                deadline: Some(Instant::now() + self.timeout),
-                next_id: 0,
-            },
-        );
-        Vec::new()
     }
 
     /// One line from a peer connection.
     pub(crate) fn on_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
-        let Some(c) = self.conns.get(&conn) else {
+        let Some(c) = self.conns.get_mut(&conn) else {
             return Vec::new();
         };
+        c.last_active = Instant::now();
         match c.stage {
-            Stage::Dialing => Vec::new(),
+            Stage::Dialing | Stage::Handshaking => Vec::new(),
             Stage::Greeting => self.on_greeting_line(conn, msg),
             Stage::AwaitHello => self.on_hello(conn, msg),
             Stage::Verifying => {
@@ -120,14 +114,15 @@ impl Peers {
         let text = if msg.is("PEERWELCOME") {
             c.stage = Stage::Open;
             c.deadline = None;
+            let mut fx = Vec::new();
             if self.is_connecting(conn) {
                 if let Some(mut out) = self.outgoing.take() {
-                    let fx = self.transmit(&mut out, conn);
+                    fx = self.transmit(&mut out, conn);
                     self.outgoing = Some(out);
-                    return fx;
                 }
             }
-            return Vec::new();
+            fx.extend(self.cap_links(conn));
+            return fx;
         } else if msg.is("ERROR") {
             let why = msg.param(0).unwrap_or("no reason given");
             format!(
@@ -184,13 +179,45 @@ impl Peers {
                 self.close(conn),
             ];
         }
+        let now = Instant::now();
         c.stage = Stage::Verifying;
         c.nick = from.to_string();
-        c.deadline = Some(Instant::now() + self.timeout);
-        let from = from.to_string();
+        c.deadline = Some(now + self.timeout);
+        let (from, cert) = (from.to_string(), c.cert);
+        self.verify(conn, &from, cert, now)
+    }
+
+    /// Asks the server to vouch for `from`, unless a recent answer says enough, a lookup
+    /// for `from` is already out (the connection waits for it too), or the lookup budget
+    /// is spent (the connection waits for a token, see `verify_cache`).
+    fn verify(
+        &mut self,
+        conn: u64,
+        from: &str,
+        cert: Option<Fingerprint>,
+        now: Instant,
+    ) -> Vec<Effect> {
+        if let Some(vouched) = self.vouched.get(from, cert, now) {
+            return self.verified(conn, from, vouched);
+        }
+        let waiting = self.lookups.iter_mut().find_map(|l| match l {
+            Lookup::Verify { conns, nick } if same(nick, from) => Some(conns),
+            _ => None,
+        });
+        if let Some(conns) = waiting {
+            conns.push(conn);
+            return Vec::new();
+        }
+        if !self.vouched.take_token(now) {
+            log::info!("direct connection from {from} waits for a lookup");
+            self.unverified.push(conn);
+            return Vec::new();
+        }
+        let ip = self.conns.get(&conn).and_then(|c| c.ip);
+        self.vouched.count(ip, now);
         self.push_lookup(Lookup::Verify {
-            conn,
-            nick: from.clone(),
+            conns: vec![conn],
+            nick: from.to_string(),
         });
         vec![Effect::Send(Message::new("PEER", [from]))]
     }
@@ -307,7 +334,40 @@ impl Peers {
         for conn in expired {
             fx.extend(self.conn_expired(conn));
         }
+        fx.extend(self.idle_expired(now));
         fx.extend(self.outgoing_expired(now));
+        fx.extend(self.verify_waiting(now));
+        fx
+    }
+
+    /// Connections waiting for a lookup token, served while tokens last: the one from the
+    /// address with the fewest recent lookups first, then the oldest.
+    fn verify_waiting(&mut self, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        loop {
+            self.unverified.retain(|id| {
+                self.conns
+                    .get(id)
+                    .is_some_and(|c| c.stage == Stage::Verifying)
+            });
+            let next = self
+                .unverified
+                .iter()
+                .enumerate()
+                .filter_map(|(i, id)| self.conns.get(id).map(|c| (i, c)))
+                .min_by_key(|(_, c)| (self.vouched.recent(c.ip, now), c.opened))
+                .map(|(i, _)| i);
+            let Some(i) = next else { break };
+            if self.vouched.next_token() > now {
+                break;
+            }
+            let conn = self.unverified.remove(i);
+            let Some(c) = self.conns.get(&conn) else {
+                continue;
+            };
+            let (nick, cert) = (c.nick.clone(), c.cert);
+            fx.extend(self.verify(conn, &nick, cert, now));
+        }
         fx
     }
 
@@ -332,6 +392,11 @@ impl Peers {
                     "ERROR",
                     &[&format!("Could not verify {nick} in time")],
                 ));
+            }
+            Stage::Handshaking => {
+                log::info!(
+                    "direct connection from {addr} did not finish its TLS handshake in time"
+                );
             }
             Stage::AwaitHello => {
                 log::info!("direct connection from {addr} sent no PEERHELLO in time");

@@ -19,8 +19,10 @@
 //! which the receiver sends after showing it. Every wait has a deadline.
 //!
 //! This file holds the state of one login session's direct messages and the sending of a
-//! message; `server_replies` handles the server's answers (`PEER`, `FAIL PEER`), and
-//! `connections` what happens on the peer connections and their deadlines.
+//! message; `server_replies` handles the server's answers (`PEER`, `FAIL PEER`),
+//! `connections` what happens on the peer connections and their deadlines, `admission` which
+//! incoming connections and open links are kept when there are too many, and `verify_cache`
+//! how often the server is asked to vouch for a dialer.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -34,13 +36,15 @@ use super::effect::{error, Effect};
 use super::text::{parse_fingerprint, split_text};
 use super::Fingerprint;
 
+mod admission;
 mod connections;
 mod server_replies;
+mod verify_cache;
+
+use verify_cache::VerifyCache;
 
 /// Default bound on each step: server lookup, TCP connect, TLS handshake, greeting, ack.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Open or opening connections kept at once; more incoming ones are closed.
-const MAX_CONNS: usize = 64;
 /// Unanswered server lookups remembered (the server answers in order).
 const MAX_LOOKUPS: usize = 256;
 /// Longest text in one `DM` frame; longer messages are split. Frames are IRC lines of at
@@ -82,6 +86,8 @@ enum Role {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
+    /// Responder: TCP accepted, TLS handshake under way on the connection thread.
+    Handshaking,
     /// Dialer: TCP and TLS under way on the connection thread.
     Dialing,
     /// Dialer: `PEERHELLO` sent, waiting for `PEERWELCOME`.
@@ -103,9 +109,37 @@ struct Conn {
     addr: String,
     /// Responder: the fingerprint of the certificate the dialer presented.
     cert: Option<Fingerprint>,
+    /// Responder: the address the connection came from.
+    ip: Option<IpAddr>,
     /// Until the connection is open.
     deadline: Option<Instant>,
+    /// When the connection was accepted or dialled: the oldest goes first when full.
+    opened: Instant,
+    /// The last line sent or received: idle links are closed.
+    last_active: Instant,
     next_id: u64,
+}
+
+impl Conn {
+    fn new(role: Role, stage: Stage, nick: &str, addr: String, now: Instant) -> Conn {
+        Conn {
+            role,
+            stage,
+            nick: nick.to_string(),
+            addr,
+            cert: None,
+            ip: None,
+            deadline: None,
+            opened: now,
+            last_active: now,
+            next_id: 0,
+        }
+    }
+
+    /// Not (yet) proven to belong to a user: an incoming connection before the welcome.
+    fn unauthenticated(&self) -> bool {
+        self.role == Role::Responder && self.stage != Stage::Open
+    }
 }
 
 /// A `PEER` query sent to the server, waiting for its answer.
@@ -115,8 +149,8 @@ enum Lookup {
     Announce,
     /// Where to send a message.
     Send { nick: String },
-    /// Whose certificate an incoming connection claims.
-    Verify { conn: u64, nick: String },
+    /// Whose certificate the incoming connections `conns` claim.
+    Verify { conns: Vec<u64>, nick: String },
 }
 
 impl Lookup {
@@ -174,6 +208,10 @@ pub(crate) struct Peers {
     conns: HashMap<u64, Conn>,
     lookups: VecDeque<Lookup>,
     outgoing: Option<Outgoing>,
+    /// What the server said about dialers lately, and the budget for asking it.
+    vouched: VerifyCache,
+    /// Incoming connections waiting for a lookup token.
+    unverified: Vec<u64>,
 }
 
 impl Default for Peers {
@@ -222,6 +260,8 @@ impl Peers {
             conns: HashMap::new(),
             lookups: VecDeque::new(),
             outgoing: None,
+            vouched: VerifyCache::default(),
+            unverified: Vec::new(),
         }
     }
 
@@ -264,6 +304,12 @@ impl Peers {
         self.conns
             .values()
             .filter_map(|c| c.deadline)
+            .chain(self.next_idle_deadline())
+            .chain(if self.unverified.is_empty() {
+                None
+            } else {
+                Some(self.vouched.next_token())
+            })
             .chain(out)
             .min()
     }
@@ -365,6 +411,7 @@ impl Peers {
         let Some(c) = self.conns.get_mut(&conn) else {
             return Vec::new();
         };
+        c.last_active = Instant::now();
         let mut fx = Vec::new();
         let mut pending = Vec::new();
         for part in &out.parts {
@@ -687,9 +734,9 @@ mod tests {
 
     fn accepted(p: &mut Peers, cert: &str) -> u64 {
         let conn = p.conn_ids().next();
-        assert!(p
-            .on_accepted(conn, "127.0.0.1:6000".parse().unwrap(), fp(cert))
-            .is_empty());
+        let addr = "127.0.0.1:6000".parse().unwrap();
+        assert!(p.on_incoming(conn, addr).is_empty());
+        assert!(p.on_accepted(conn, addr, fp(cert)).is_empty());
         conn
     }
 
@@ -753,18 +800,22 @@ mod tests {
         assert!(server_sends(&fx).is_empty());
 
         // Claims a user who is not online / has no endpoint.
-        for (code, why) in [
-            ("NO_SUCH_NICK", "bob is not online"),
-            ("NO_ENDPOINT", "bob has no registered certificate"),
+        for (code, who, why) in [
+            ("NO_SUCH_NICK", "bob", "bob is not online"),
+            (
+                "NO_ENDPOINT",
+                "carol",
+                "carol has no registered certificate",
+            ),
         ] {
             let conn = accepted(&mut p, FP_B);
-            p.on_line(conn, &m("PEERHELLO bob alice"));
-            let fx = p.on_fail(&m(&format!(":srv FAIL PEER {code} bob :text")));
+            p.on_line(conn, &m(&format!("PEERHELLO {who} alice")));
+            let fx = p.on_fail(&m(&format!(":srv FAIL PEER {code} {who} :text")));
             assert_eq!(closes(&fx), [conn]);
             assert_eq!(
                 shows(&fx),
                 [format!(
-                    "!! refused a direct connection from 127.0.0.1:6000 claiming to be bob: {why}"
+                    "!! refused a direct connection from 127.0.0.1:6000 claiming to be {who}: {why}"
                 )]
             );
         }
@@ -775,7 +826,7 @@ mod tests {
         assert!(shows(&fx).is_empty());
         assert_eq!(closes(&fx), [conn]);
         let conn = accepted(&mut p, FP_B);
-        p.on_line(conn, &m("PEERHELLO bob alice"));
+        p.on_line(conn, &m("PEERHELLO dave alice"));
         let fx = p.on_line(conn, &m("DM 1 :too early"));
         assert!(shows(&fx).is_empty());
         assert_eq!(closes(&fx), [conn]);
@@ -790,18 +841,18 @@ mod tests {
         // Silence, and a server that does not answer.
         let quiet = accepted(&mut p, FP_B);
         let slow = accepted(&mut p, FP_B);
-        p.on_line(slow, &m("PEERHELLO bob alice"));
+        p.on_line(slow, &m("PEERHELLO erin alice"));
         let fx = p.tick(Instant::now() + Duration::from_secs(11));
         let mut closed = closes(&fx);
         closed.sort_unstable();
         assert_eq!(closed, [quiet, slow]);
         assert_eq!(
             shows(&fx),
-            ["!! refused a direct connection from 127.0.0.1:6000 claiming to be bob: the server did not confirm bob's certificate within 10 s"]
+            ["!! refused a direct connection from 127.0.0.1:6000 claiming to be erin: the server did not confirm erin's certificate within 10 s"]
         );
         // The late verdict finds nothing to do.
         assert!(p
-            .on_peer_reply(&m(&format!(":srv PEER bob 127.0.0.1 7000 {FP_B}")))
+            .on_peer_reply(&m(&format!(":srv PEER erin 127.0.0.1 7000 {FP_B}")))
             .is_empty());
     }
 
@@ -856,6 +907,124 @@ mod tests {
         assert_eq!(p.announce(), &Announce::Off);
         assert!(p.on_line(conn, &m("DM 1 :late")).is_empty());
         assert_eq!(p.on_connected(conn), [Effect::PeerClose { conn }]);
+        assert_eq!(p.next_deadline(), None);
+    }
+
+    fn incoming(p: &mut Peers, ip: &str) -> (u64, Vec<Effect>) {
+        let conn = p.conn_ids().next();
+        let fx = p.on_incoming(conn, format!("{ip}:6000").parse().unwrap());
+        (conn, fx)
+    }
+
+    #[test]
+    fn the_oldest_unauthenticated_connection_makes_room() {
+        use admission::{MAX_UNAUTH, MAX_UNAUTH_PER_ADDR};
+        let mut p = alice();
+        // One address: its own oldest goes.
+        let first: Vec<u64> = (0..MAX_UNAUTH_PER_ADDR)
+            .map(|_| {
+                let (c, fx) = incoming(&mut p, "127.0.0.2");
+                assert!(fx.is_empty());
+                c
+            })
+            .collect();
+        let (_, fx) = incoming(&mut p, "127.0.0.2");
+        assert_eq!(closes(&fx), [first[0]]);
+        // Many addresses: the oldest of all goes, never the newcomer.
+        for i in 0..MAX_UNAUTH {
+            incoming(&mut p, &format!("127.0.1.{i}"));
+        }
+        let total = p.conns.values().filter(|c| c.unauthenticated()).count();
+        assert_eq!(total, MAX_UNAUTH);
+        let (newest, fx) = incoming(&mut p, "127.0.0.9");
+        assert_eq!(closes(&fx).len(), 1);
+        assert!(p.conns.contains_key(&newest));
+        // The newcomer completes its greeting and is verified.
+        p.on_accepted(newest, "127.0.0.9:6000".parse().unwrap(), fp(FP_B));
+        let fx = p.on_line(newest, &m("PEERHELLO bob alice"));
+        assert_eq!(server_sends(&fx), ["PEER bob"]);
+        let fx = p.on_peer_reply(&m(&format!(":srv PEER bob 127.0.0.9 7000 {FP_B}")));
+        assert_eq!(
+            peer_sends(&fx),
+            [(newest, "PEERWELCOME alice bob".to_string())]
+        );
+        // Unfinished handshakes and greetings end at the short deadline.
+        let fx = p.tick(Instant::now() + admission::GREETING_TIMEOUT);
+        assert_eq!(closes(&fx).len(), MAX_UNAUTH - 1);
+        assert_eq!(p.conns.len(), 1);
+    }
+
+    /// bob dials alice on a new connection from 127.0.0.9; returns its id and effects.
+    fn bob_dials(p: &mut Peers) -> (u64, Vec<Effect>) {
+        let (conn, _) = incoming(p, "127.0.0.9");
+        p.on_accepted(conn, "127.0.0.9:6000".parse().unwrap(), fp(FP_B));
+        let mut fx = p.on_line(conn, &m("PEERHELLO bob alice"));
+        fx.extend(p.on_peer_reply(&m(&format!(":srv PEER bob 127.0.0.9 7000 {FP_B}"))));
+        (conn, fx)
+    }
+
+    #[test]
+    fn one_peer_holds_few_links_and_few_lookups() {
+        use admission::MAX_LINKS_PER_PEER;
+        let mut p = alice();
+        let (first, fx) = bob_dials(&mut p);
+        assert_eq!(server_sends(&fx), ["PEER bob"]);
+        let mut links = vec![first];
+        // Later links of bob are vouched for from the cache: no lookup, and the oldest
+        // link beyond the limit is closed.
+        for _ in 0..20 {
+            let (conn, fx) = bob_dials(&mut p);
+            assert!(server_sends(&fx).is_empty(), "{fx:?}");
+            assert_eq!(
+                peer_sends(&fx)[0],
+                (conn, "PEERWELCOME alice bob".to_string())
+            );
+            links.push(conn);
+            let n = links.len();
+            if n > MAX_LINKS_PER_PEER {
+                assert_eq!(closes(&fx), [links[n - MAX_LINKS_PER_PEER - 1]]);
+            }
+        }
+        let open = p.conns.values().filter(|c| c.stage == Stage::Open).count();
+        assert_eq!(open, MAX_LINKS_PER_PEER);
+
+        // False claims to be carol: one lookup, then the fresh answer stands.
+        let mut lookups = 0;
+        for _ in 0..20 {
+            let (conn, _) = incoming(&mut p, "127.0.0.7");
+            p.on_accepted(conn, "127.0.0.7:6000".parse().unwrap(), fp(FP_A));
+            let fx = p.on_line(conn, &m("PEERHELLO carol alice"));
+            lookups += server_sends(&fx).len();
+            p.on_peer_reply(&m(&format!(":srv PEER carol 127.0.0.8 7000 {FP_B}")));
+        }
+        assert_eq!(lookups, 1);
+
+        // Claims of many names need one lookup each, within the budget; beyond it they
+        // wait for tokens, and the address with the fewest lookups goes first.
+        let mut sent = 0;
+        for i in 0..20 {
+            let (conn, _) = incoming(&mut p, &format!("127.0.2.{}", i % 4));
+            p.on_accepted(conn, "127.0.0.7:6000".parse().unwrap(), fp(FP_A));
+            let fx = p.on_line(conn, &m(&format!("PEERHELLO user{i} alice")));
+            sent += server_sends(&fx).len();
+        }
+        assert!(sent < verify_cache::BURST as usize, "{sent} lookups");
+        let (dave, _) = incoming(&mut p, "127.0.0.5");
+        p.on_accepted(dave, "127.0.0.5:6000".parse().unwrap(), fp(FP_A));
+        assert!(p.on_line(dave, &m("PEERHELLO dave alice")).is_empty());
+        let next = p.next_deadline().unwrap();
+        let fx = p.tick(next);
+        assert_eq!(server_sends(&fx), ["PEER dave"]);
+    }
+
+    #[test]
+    fn idle_links_close() {
+        let mut p = alice();
+        let conn = open_to_bob(&mut p);
+        let idle = Instant::now() + admission::IDLE_TIMEOUT;
+        assert!(p.next_deadline().is_some_and(|d| d <= idle));
+        assert!(p.tick(idle - Duration::from_secs(5)).is_empty());
+        assert_eq!(closes(&p.tick(idle + Duration::from_secs(1))), [conn]);
         assert_eq!(p.next_deadline(), None);
     }
 

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use huddle_protocol::Message;
 
+use super::verify_cache::Vouched;
 use super::{
     parse_endpoint, peer_send, same, Announce, Conn, Lookup, OutStage, Peers, Role, Stage,
 };
@@ -42,13 +43,13 @@ impl Peers {
             },
             Some(Lookup::Send { .. }) => Vec::new(),
             Some(Lookup::Verify {
-                conn,
+                conns,
                 nick: claimed,
             }) => {
                 let vouched = endpoint
                     .map(|(spelled, _, fp)| (spelled.to_string(), fp))
                     .ok_or_else(|| format!("the server sent no usable endpoint for {claimed}"));
-                self.verified(conn, &claimed, vouched)
+                self.verified_all(&conns, &claimed, vouched)
             }
             None => {
                 log::debug!("unrequested PEER reply for {nick}");
@@ -66,19 +67,11 @@ impl Peers {
     /// Dials the recipient of the message in progress at the endpoint the server gave.
     fn dial(&mut self, spelled: &str, addr: SocketAddr, fingerprint: Fingerprint) -> Vec<Effect> {
         let conn = self.ids.next();
-        self.conns.insert(
-            conn,
-            Conn {
-                role: Role::Dialer,
-                stage: Stage::Dialing,
-                nick: spelled.to_string(),
-                addr: addr.to_string(),
-                cert: None,
-                // The dial thread bounds connect and handshake; this is a backstop.
-                deadline: Some(Instant::now() + self.timeout * 3),
-                next_id: 0,
-            },
-        );
+        let now = Instant::now();
+        let mut c = Conn::new(Role::Dialer, Stage::Dialing, spelled, addr.to_string(), now);
+        // The dial thread bounds connect and handshake; this is a backstop.
+        c.deadline = Some(now + self.timeout * 3);
+        self.conns.insert(conn, c);
         if let Some(o) = &mut self.outgoing {
             o.to = spelled.to_string();
             o.stage = OutStage::Connecting { conn };
@@ -129,7 +122,7 @@ impl Peers {
                 self.fail(format!("{why} (the message was not sent)"))
             }
             Some(Lookup::Verify {
-                conn,
+                conns,
                 nick: claimed,
             }) => {
                 let why = match code {
@@ -137,7 +130,7 @@ impl Peers {
                     "NO_ENDPOINT" => format!("{claimed} has no registered certificate"),
                     _ => format!("the server cannot vouch for {claimed} ({text})"),
                 };
-                self.verified(conn, &claimed, Err(why))
+                self.verified_all(&conns, &claimed, Err(why))
             }
             Some(Lookup::Announce) | None => {
                 log::debug!("unmatched FAIL PEER {code} {nick}");
@@ -165,14 +158,22 @@ impl Peers {
         fx
     }
 
+    /// The server's verdict on `claimed`, remembered and applied to every connection that
+    /// waited for it.
+    fn verified_all(&mut self, conns: &[u64], claimed: &str, vouched: Vouched) -> Vec<Effect> {
+        let now = Instant::now();
+        let mut fx = Vec::new();
+        for &conn in conns {
+            let cert = self.conns.get(&conn).and_then(|c| c.cert);
+            self.vouched.store(claimed, cert, vouched.clone(), now);
+            fx.extend(self.verified(conn, claimed, vouched.clone()));
+        }
+        fx
+    }
+
     /// The server's verdict on an incoming connection claiming to be `claimed`: its
     /// spelling and vouched fingerprint, or why there is none.
-    fn verified(
-        &mut self,
-        conn: u64,
-        claimed: &str,
-        vouched: Result<(String, Fingerprint), String>,
-    ) -> Vec<Effect> {
+    pub(super) fn verified(&mut self, conn: u64, claimed: &str, vouched: Vouched) -> Vec<Effect> {
         let me = self.me.clone().unwrap_or_default();
         let Some(c) = self.conns.get_mut(&conn) else {
             return Vec::new();
@@ -194,7 +195,9 @@ impl Peers {
                 c.stage = Stage::Open;
                 c.deadline = None;
                 c.nick = spelled.clone();
-                return vec![peer_send(conn, "PEERWELCOME", &[&me, &spelled])];
+                let mut fx = vec![peer_send(conn, "PEERWELCOME", &[&me, &spelled])];
+                fx.extend(self.cap_links(conn));
+                return fx;
             }
             Ok(_) => refuse(
                 format!("certificate not registered for {claimed}"),
