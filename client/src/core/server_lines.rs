@@ -44,6 +44,26 @@ fn register_failure(code: &str, server_text: &str) -> String {
     format!("registration failed: {why}")
 }
 
+/// Why a login failed (904): a refusal for too many failed attempts, with the server's wait
+/// ("try again in N s" or "wait N s"), or else a wrong name or password (the server does
+/// not tell them apart).
+fn sasl_failure(server_text: &str) -> String {
+    let lower = server_text.to_ascii_lowercase();
+    if !lower.contains("too many failed attempts") {
+        return "wrong name or password".to_string();
+    }
+    let wait = ["try again in ", "wait "].iter().find_map(|lead| {
+        let rest = &lower[lower.find(lead)? + lead.len()..];
+        let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        let unit = rest[digits.len()..].trim_start();
+        (!digits.is_empty() && digits.len() <= 6 && unit.starts_with('s')).then_some(digits)
+    });
+    match wait {
+        Some(n) => format!("too many failed attempts, try again in {n} s"),
+        None => "too many failed attempts, try again later".to_string(),
+    }
+}
+
 /// Whether `msg`'s parameter `i` names one of the direct-message commands.
 fn about_peers(msg: &Message, i: usize) -> bool {
     msg.param(i)
@@ -72,7 +92,7 @@ impl State {
             }
             "AUTHENTICATE" if msg.param(0) == Some("+") => self.on_authenticate_plus(),
             numeric::RPL_SASLSUCCESS => self.on_sasl_success(),
-            numeric::ERR_SASLFAIL => self.on_sasl_failure("wrong name or password"),
+            numeric::ERR_SASLFAIL => self.on_sasl_failure(&sasl_failure(last)),
             numeric::ERR_SASLTOOLONG | numeric::ERR_SASLABORTED | numeric::ERR_SASLALREADY => {
                 self.on_sasl_failure(last)
             }
@@ -413,6 +433,33 @@ mod tests {
 
     fn m(line: &str) -> Message {
         Message::parse(line).unwrap()
+    }
+
+    #[test]
+    fn login_refusals_for_too_many_attempts_are_not_wrong_passwords() {
+        for (text, want) in [
+            ("SASL authentication failed", "wrong name or password"),
+            (
+                "SASL authentication failed: too many failed attempts, try again in 42 s",
+                "too many failed attempts, try again in 42 s",
+            ),
+            (
+                "Too many failed attempts, wait 7 s",
+                "too many failed attempts, try again in 7 s",
+            ),
+            (
+                "too many failed attempts; try again later",
+                "too many failed attempts, try again later",
+            ),
+        ] {
+            let mut st = State::default();
+            let fx = st.on_message(&m(&format!(":srv 904 alice :{text}")));
+            assert_eq!(
+                crate::core::output::shows(&fx),
+                [format!("!! login failed: {want}")],
+                "{text}"
+            );
+        }
     }
 
     #[test]
