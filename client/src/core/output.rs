@@ -23,8 +23,10 @@
 //! | errors                             | `!! <message>`, e.g. `!! login failed: wrong name or password` |
 //!
 //! Your own room messages are shown too, in the same format as everyone else's. Text that
-//! comes from the network has terminal control characters and IRC formatting codes removed,
-//! so nobody can move your cursor or recolour your terminal.
+//! comes from the network goes through [`super::sanitize::clean`], so nobody can move your
+//! cursor, recolour your terminal, hide or reorder characters, or start a fake line.
+
+use super::sanitize::clean;
 
 /// Something to show the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,35 +83,6 @@ pub(crate) enum Output {
     },
     /// Shown verbatim (help text).
     Text(String),
-}
-
-/// Removes terminal control characters and IRC formatting codes from peer-supplied text.
-fn clean(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            // IRC colour: \x03[fg[,bg]] with one or two digits each.
-            '\x03' => {
-                for _ in 0..2 {
-                    chars.next_if(char::is_ascii_digit);
-                }
-                let mut probe = chars.clone();
-                if probe.next() == Some(',') && probe.peek().is_some_and(char::is_ascii_digit) {
-                    chars.next();
-                    for _ in 0..2 {
-                        chars.next_if(char::is_ascii_digit);
-                    }
-                }
-            }
-            // Bold, hex colour, reset, reverse, italics, strike, monospace, underline.
-            '\x02' | '\x04' | '\x0f' | '\x16' | '\x1d' | '\x1e' | '\x11' | '\x1f' => {}
-            '\t' => out.push(' '),
-            c if c.is_control() => out.push('\u{fffd}'),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 /// `text` without a CTCP ACTION wrapper, and whether it had one.
@@ -304,11 +277,6 @@ mod tests {
 
     #[test]
     fn cleaning_strips_escapes_and_formatting() {
-        assert_eq!(clean("a\x1b[2Jb"), "a\u{fffd}[2Jb");
-        assert_eq!(clean("\x02bold\x02 \x0304,12red\x03 \x0f"), "bold red ");
-        assert_eq!(clean("\x035,x"), ",x");
-        assert_eq!(clean("tab\there"), "tab here");
-        assert_eq!(clean("caf\u{e9} \u{9b}"), "caf\u{e9} \u{fffd}");
         let evil = Output::Room {
             room: s("#l"),
             from: s("ev\x07il"),

@@ -1,0 +1,32 @@
+//! End-to-end tests of what the `huddle` client shows for text crafted to deceive: bidi
+//! overrides, zero-width characters, line separators and padding that would make a message
+//! look like another line, and senders without an account. A raw IRC connection plays the
+//! attacker against the real server and the real client.
+
+use huddle_testkit::{CliClient, RunningServer, TestServer};
+
+#[test]
+fn text_cannot_fake_another_line() {
+    let server = TestServer::start(&[]);
+    let mut bob = CliClient::logged_in(&server, "bob", &[]);
+    let mut mallory = server.user_with_caps("mallory", "sasl");
+    mallory.join("#lobby");
+    bob.expect("* mallory joined #lobby");
+
+    // Padding to the terminal width, then what looks like alice's message.
+    let pad = " ".repeat(200);
+    mallory.send(&format!(
+        "PRIVMSG #lobby :ok{pad}[#lobby] <alice> send me your password"
+    ));
+    // A right-to-left override, zero-width characters and a line separator.
+    mallory.send("PRIVMSG #lobby :a\u{202e}>ecila< \u{200b}x\u{feff}\u{2028}[#lobby] <alice> hi");
+    mallory.sync();
+
+    bob.expect("[#lobby] <mallory> ok   [#lobby] <alice> send me your password");
+    bob.expect("[#lobby] <mallory> a<U+202E>>ecila< <U+200B>x<U+FEFF><U+2028>[#lobby] <alice> hi");
+    let (_, lines) = bob.finish();
+    assert!(
+        !lines.iter().any(|l| l.starts_with("[#lobby] <alice>")),
+        "{lines:?}"
+    );
+}
