@@ -14,11 +14,13 @@
 //! server.
 //!
 //! Known-servers file format: one entry per line, `host:port <64 lowercase hex digits>`; blank
-//! lines and lines starting with `#` are ignored. IPv6 hosts are written `[::1]:6697`.
+//! lines and lines starting with `#` are ignored. IPv6 hosts are written `[::1]:6697`. The
+//! file is mode 0600 and rewritten whole (see [`crate::io::config_files`]); the default
+//! configuration directory is kept at mode 0700.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write as _};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -30,6 +32,12 @@ use rustls::pki_types::CertificateDer;
 use rustls::{CertificateError, RootCertStore};
 
 use crate::core::{parse_fingerprint, Fingerprint};
+use crate::io::config_files;
+
+/// The default known-servers file: `known_servers` in the user's configuration directory.
+fn default_known_servers() -> Option<PathBuf> {
+    directories::ProjectDirs::from("", "", "huddle").map(|d| d.config_dir().join("known_servers"))
+}
 
 /// The key of a server in the known-servers file: `host:port`, host lowercased, IPv6 in
 /// brackets.
@@ -123,8 +131,31 @@ pub(crate) struct KnownServers {
 }
 
 impl KnownServers {
-    /// Reads the file; a missing file is an empty list.
+    /// Whether `path` is the default file, whose directory is the client's own.
+    fn in_own_dir(&self) -> bool {
+        default_known_servers().as_deref() == Some(self.path.as_path())
+    }
+
+    /// Reads the file; a missing file is an empty list. A file (or the client's own
+    /// configuration directory) that others may read is made private.
     pub(crate) fn load(path: &Path) -> Result<KnownServers, TrustError> {
+        let known = KnownServers {
+            path: path.to_owned(),
+            entries: Vec::new(),
+        };
+        if known.in_own_dir() {
+            if let Some(dir) = path.parent().filter(|d| d.exists()) {
+                if let Err(e) = config_files::ensure_private_dir(dir, true) {
+                    log::warn!("cannot make {} private: {e}", dir.display());
+                }
+            }
+        }
+        match config_files::tighten_file(path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                log::warn!("cannot make {} private: {e}", path.display());
+            }
+            _ => {}
+        }
         let text = match fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
@@ -136,8 +167,8 @@ impl KnownServers {
             }
         };
         Ok(KnownServers {
-            path: path.to_owned(),
             entries: parse_known_servers(&text),
+            ..known
         })
     }
 
@@ -153,33 +184,30 @@ impl KnownServers {
             .map(|(_, fp)| *fp)
     }
 
-    /// Appends an entry to the file (creating it and its directory if needed).
+    /// Adds an entry to the file (creating it, and its directory with mode 0700, if
+    /// needed): the file is rewritten whole with mode 0600.
     pub(crate) fn remember(&mut self, key: &str, fp: &Fingerprint) -> Result<(), TrustError> {
         let werr = |err| TrustError::KnownServersWrite {
             path: self.path.clone(),
             err,
         };
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            fs::create_dir_all(dir).map_err(werr)?;
+            config_files::ensure_private_dir(dir, self.in_own_dir()).map_err(werr)?;
         }
+        config_files::refuse_symlink(&self.path).map_err(werr)?;
         let existing = match fs::read(&self.path) {
             Ok(b) => Some(b),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(werr(e)),
         };
-        let mut text = String::new();
-        match &existing {
-            None => text.push_str("# huddle known servers: host:port SHA-256-fingerprint\n"),
-            Some(b) if !b.is_empty() && !b.ends_with(b"\n") => text.push('\n'),
-            Some(_) => {}
+        let mut text = existing.unwrap_or_default();
+        if text.is_empty() {
+            text.extend_from_slice(b"# huddle known servers: host:port SHA-256-fingerprint\n");
+        } else if !text.ends_with(b"\n") {
+            text.push(b'\n');
         }
-        text.push_str(&format!("{key} {}\n", hex(fp)));
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .and_then(|mut f| f.write_all(text.as_bytes()))
-            .map_err(werr)?;
+        text.extend_from_slice(format!("{key} {}\n", hex(fp)).as_bytes());
+        config_files::write_atomically(&self.path, &text).map_err(werr)?;
         self.entries.push((key.to_string(), *fp));
         Ok(())
     }
@@ -358,9 +386,7 @@ impl Trust {
     pub(crate) fn tofu(file: Option<PathBuf>) -> Result<Trust, TrustError> {
         let file = match file {
             Some(f) => f,
-            None => directories::ProjectDirs::from("", "", "huddle")
-                .map(|d| d.config_dir().join("known_servers"))
-                .ok_or(TrustError::NoConfigDir)?,
+            None => default_known_servers().ok_or(TrustError::NoConfigDir)?,
         };
         Ok(Trust::Tofu { file })
     }

@@ -11,7 +11,9 @@
 //!   certificates and rustls configurations.
 //! - [`tls_stream`]: the TLS stream both kinds of link use.
 //! - [`terminal`]: reading input and printing outputs.
+//! - [`config_files`]: the client's files on disk, private and written atomically.
 
+pub(crate) mod config_files;
 pub(crate) mod event_loop;
 mod peer_net;
 mod peer_tls;
