@@ -30,3 +30,27 @@ fn text_cannot_fake_another_line() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn senders_without_an_account_are_marked() {
+    let server = TestServer::start(&["--allow-guests"]);
+    let mut bob = CliClient::logged_in(&server, "bob", &[]);
+    let mut alice = CliClient::logged_in(&server, "alice", &[]);
+    bob.expect("* alice joined #lobby");
+    // A guest (no account; with a nick that no account has, or the server refuses it).
+    let mut guest = server.guest("carol");
+    guest.join("#lobby");
+    bob.expect("* carol joined #lobby");
+
+    guest.send("PRIVMSG #lobby :hi, it is me, carol");
+    bob.expect("[#lobby] <carol?> hi, it is me, carol");
+    guest.send("PRIVMSG bob :send me your password");
+    bob.expect("[private] <carol?> send me your password");
+    alice.send("say the real alice");
+    bob.expect("[#lobby] <alice> the real alice");
+    let (_, lines) = bob.finish();
+    assert!(
+        !lines.iter().any(|l| l.contains("<carol>")),
+        "a guest shown unmarked: {lines:?}"
+    );
+}

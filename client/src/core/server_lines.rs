@@ -5,7 +5,7 @@ use huddle_protocol::{numeric, Message};
 
 use super::effect::{error, info, Effect};
 use super::output::Output;
-use super::state::{LoginStage, Op, State, LOBBY, NOT_LOGGED_IN};
+use super::state::{LoginStage, Op, State, ACCOUNT_TAG, LOBBY, NOT_LOGGED_IN};
 use super::text::clock_of;
 
 /// Bounds on `353` replies collected before their `366`, so a misbehaving server cannot
@@ -14,6 +14,9 @@ const MAX_NAMES: usize = 100_000;
 const MAX_NAME_LISTS: usize = 64;
 /// Open history batches remembered at once (the server opens one per JOIN or request).
 const MAX_HISTORY_BATCHES: usize = 16;
+
+/// Appended to the nick of a sender without an account: `<aIice?>`.
+const UNVERIFIED: char = '?';
 
 /// The nick in a `nick!user@host` source; `None` for a server source.
 fn source_nick(msg: &Message) -> Option<&str> {
@@ -87,9 +90,7 @@ impl State {
                 self.on_batch(msg);
                 Vec::new()
             }
-            "CAP" if msg.param(1).is_some_and(|s| s.eq_ignore_ascii_case("NAK")) => {
-                vec![error(format!("the server refused capabilities: {last}"))]
-            }
+            "CAP" => self.on_cap(msg),
             "AUTHENTICATE" if msg.param(0) == Some("+") => self.on_authenticate_plus(),
             numeric::RPL_SASLSUCCESS => self.on_sasl_success(),
             numeric::ERR_SASLFAIL => self.on_sasl_failure(&sasl_failure(last)),
@@ -133,6 +134,22 @@ impl State {
                 log::debug!("not shown: {msg}");
                 Vec::new()
             }
+        }
+    }
+
+    /// `CAP ACK` / `CAP NAK`: whether messages carry the sender's account.
+    fn on_cap(&mut self, msg: &Message) -> Vec<Effect> {
+        let caps = last_param(msg);
+        let account_tag = caps.split(' ').any(|c| c == ACCOUNT_TAG);
+        match msg.param(1).map(str::to_ascii_uppercase).as_deref() {
+            Some("ACK") => {
+                self.account_tags |= account_tag;
+                Vec::new()
+            }
+            // Without account tags nobody is marked; nothing else depends on them.
+            Some("NAK") if caps.trim() == ACCOUNT_TAG => Vec::new(),
+            Some("NAK") => vec![error(format!("the server refused capabilities: {caps}"))],
+            _ => Vec::new(),
         }
     }
 
@@ -285,7 +302,12 @@ impl State {
         let history = msg
             .tag("batch")
             .is_some_and(|b| self.history_batches.iter().any(|h| h == b));
-        let (from, text) = (from.to_string(), text.to_string());
+        let mut from = from.to_string();
+        if self.account_tags && msg.tag("account").is_none() {
+            // Not logged in: a guest, whose nick proves nothing ('?' is never in a nick).
+            from.push(UNVERIFIED);
+        }
+        let text = text.to_string();
         let output = if history && target.starts_with(['#', '&']) {
             Output::History {
                 room: target.to_string(),
@@ -459,6 +481,31 @@ mod tests {
                 [format!("!! login failed: {want}")],
                 "{text}"
             );
+        }
+    }
+
+    #[test]
+    fn senders_without_an_account_are_marked() {
+        let mut st = State::default();
+        let line = ":aIice!g@h PRIVMSG #lobby :hi";
+        // Without account tags nothing can be told.
+        assert_eq!(
+            crate::core::output::shows(&st.on_message(&m(line))),
+            ["[#lobby] <aIice> hi"]
+        );
+        assert!(st.on_message(&m(":srv CAP * NAK :account-tag")).is_empty());
+        assert!(st.on_message(&m(":srv CAP * ACK :account-tag")).is_empty());
+        for (line, want) in [
+            (":aIice!g@h PRIVMSG #lobby :hi", "[#lobby] <aIice?> hi"),
+            (
+                "@account=alice :alice!a@h PRIVMSG #lobby :hi",
+                "[#lobby] <alice> hi",
+            ),
+            (":aIice!g@h PRIVMSG bob :psst", "[private] <aIice?> psst"),
+            (":aIice!g@h NOTICE #lobby :n", "[#lobby] -aIice?- n"),
+            (":huddle.local NOTICE bob :server", "-- server"),
+        ] {
+            assert_eq!(crate::core::output::shows(&st.on_message(&m(line))), [want]);
         }
     }
 

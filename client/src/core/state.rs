@@ -20,6 +20,9 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long logout and exit wait for the server to close the connection.
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The capability that tags messages with the sender's account.
+pub(super) const ACCOUNT_TAG: &str = "account-tag";
+
 pub(super) const NOT_LOGGED_IN: &str = "not logged in: use login or register";
 
 /// What a login waits for next.
@@ -91,6 +94,9 @@ pub(crate) struct State {
     pub(crate) peers: Peers,
     /// Open `chathistory` batches: lines tagged with one of these are room history.
     pub(super) history_batches: Vec<String>,
+    /// The server tags messages with the sender's account (`account-tag`), so a message
+    /// without one comes from someone who has not logged in.
+    pub(super) account_tags: bool,
 }
 
 impl State {
@@ -135,6 +141,8 @@ impl State {
                 "CAP",
                 ["REQ", "sasl draft/account-registration batch server-time"],
             )),
+            // On its own: a server without it still grants the others.
+            Effect::Send(Message::new("CAP", ["REQ", ACCOUNT_TAG])),
         ]
     }
 
