@@ -3,14 +3,16 @@
 //!
 //! No I/O: no sockets, no threads, no terminal, no files; nothing here imports the shell.
 //! It depends only on std (addresses, clocks, collections), huddle-protocol, the log facade,
-//! and the fingerprint type and hex form of huddle-trust. The I/O shell ([`crate::io`])
+//! the fingerprint type and hex form of huddle-trust, and unicode-width (how many columns a
+//! character takes, for folding lines). The I/O shell ([`crate::io`])
 //! feeds it [`Event`]s and carries out the [`Effect`]s it returns.
 //!
 //! - [`client`]: the entry point, and the questions for missing credentials.
 //! - `state`: the protocol state and its life cycle; `server_lines` and `user_commands`
 //!   are its handlers for server lines and user commands.
 //! - [`peer_link`]: the direct-message protocol between two clients.
-//! - [`command`]: parsing what the user types; [`output`]: what to show and its text.
+//! - [`command`]: parsing what the user types; [`output`]: what to show and its text;
+//!   [`sanitize`]: network text made safe to print, and lines folded for a terminal.
 
 mod client;
 pub(crate) mod command;
@@ -19,7 +21,7 @@ mod event;
 mod input;
 pub(crate) mod output;
 mod peer_link;
-mod sanitize;
+pub(crate) mod sanitize;
 mod server_lines;
 mod state;
 mod text;

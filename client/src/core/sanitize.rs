@@ -12,6 +12,11 @@
 //! - Tabs and the Unicode spaces become plain spaces, and a run of more than
 //!   [`MAX_SPACES`] spaces is shortened to that many, so padding cannot push text onto a
 //!   line of its own.
+//!
+//! On a terminal, [`fold`] breaks each printed line before the terminal would wrap it and
+//! indents the continuation, so no text, however long, starts a visual line of its own.
+
+use unicode_width::UnicodeWidthChar;
 
 /// Longest run of spaces shown.
 pub(crate) const MAX_SPACES: usize = 3;
@@ -91,6 +96,38 @@ pub(crate) fn clean(s: &str) -> String {
     out
 }
 
+/// Indentation of the continuation of a folded line.
+pub(crate) const CONTINUATION: &str = "    ";
+
+/// `text` (one or more lines) folded to a terminal `cols` columns wide: each line is broken
+/// before it would reach the last column and its continuation indented by
+/// [`CONTINUATION`], so only the start of a line is ever at the left margin. Characters
+/// of ambiguous width count as wide (a wrap too early is harmless, one too late is not).
+pub(crate) fn fold(text: &str, cols: usize) -> String {
+    let max = cols.saturating_sub(1);
+    if max <= CONTINUATION.len() + 2 {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + text.len() / max * 6);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        let mut used = 0;
+        for c in line.chars() {
+            let w = c.width_cjk().unwrap_or(0);
+            if used + w > max {
+                out.push('\n');
+                out.push_str(CONTINUATION);
+                used = CONTINUATION.len();
+            }
+            out.push(c);
+            used += w;
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +160,24 @@ mod tests {
         assert_eq!(clean(family), family);
         assert_eq!(clean("\u{2764}\u{fe0f}"), "\u{2764}\u{fe0f}");
         assert_eq!(clean("e\u{301}"), "e\u{301}", "combining marks are visible");
+    }
+
+    #[test]
+    fn folded_lines_never_start_at_the_margin() {
+        let fake = format!("[#l] <m> {}[#lobby] <alice> hi", "x".repeat(31));
+        let folded = fold(&fake, 40);
+        let lines: Vec<&str> = folded.split('\n').collect();
+        assert_eq!(lines[0].chars().count(), 39);
+        assert!(
+            lines[1..].iter().all(|l| l.starts_with(CONTINUATION)),
+            "{lines:?}"
+        );
+        assert!(lines.iter().all(|l| l.chars().count() <= 39));
+        // Wide characters count double; short lines and line breaks stay as they are.
+        let wide = fold(&"\u{4e2d}".repeat(30), 40);
+        assert!(wide.split('\n').all(|l| l.chars().count() <= 19 + 4));
+        assert_eq!(fold("a\nb", 40), "a\nb");
+        assert_eq!(fold("short", 3), "short");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use rustyline::{DefaultEditor, ExternalPrinter};
 use super::Report;
 use crate::core::command;
 use crate::core::output::render;
+use crate::core::sanitize::fold;
 use crate::core::{InputReply, InputRequest, Output};
 
 enum Out {
@@ -81,7 +82,10 @@ impl Ui {
     }
 
     pub(super) fn show(&self, d: &Output) {
-        let mut text = render(d);
+        let mut text = match terminal_columns() {
+            Some(cols) => fold(&render(d), cols),
+            None => render(d),
+        };
         text.push('\n');
         match &self.out {
             Out::Plain => {
@@ -109,6 +113,20 @@ impl Ui {
             let _ = done.recv_timeout(Duration::from_secs(1));
         }
     }
+}
+
+/// The width of the terminal on stdout; `None` when stdout is not a terminal (scripts get
+/// every output on one line).
+fn terminal_columns() -> Option<usize> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ on our stdout writes into the winsize struct passed.
+    let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
+    (rc == 0 && size.ws_col > 0).then_some(usize::from(size.ws_col))
 }
 
 fn spawn_printer(mut printer: impl ExternalPrinter + Send + 'static) -> Out {
