@@ -198,7 +198,13 @@ impl Peers {
         now: Instant,
     ) -> Vec<Effect> {
         if let Some(vouched) = self.vouched.get(from, cert, now) {
-            return self.verified(conn, from, vouched);
+            // A refusal repeated from the cache was shown when the server gave it: a dialer
+            // repeating a false claim does not fill the screen.
+            let fx = self.verified(conn, from, vouched);
+            return fx
+                .into_iter()
+                .filter(|e| !matches!(e, Effect::Show(_)))
+                .collect();
         }
         let waiting = self.lookups.iter_mut().find_map(|l| match l {
             Lookup::Verify { conns, nick } if same(nick, from) => Some(conns),

@@ -954,6 +954,26 @@ mod tests {
         assert_eq!(p.conns.len(), 1);
     }
 
+    #[test]
+    fn reopening_attackers_only_push_out_their_own_connections() {
+        use admission::{MAX_UNAUTH, MAX_UNAUTH_PER_ADDR};
+        let mut p = alice();
+        let addrs = MAX_UNAUTH / MAX_UNAUTH_PER_ADDR;
+        for i in 0..MAX_UNAUTH {
+            incoming(&mut p, &format!("127.0.3.{}", i % addrs));
+        }
+        let (bob, fx) = incoming(&mut p, "127.0.0.9");
+        assert_eq!(closes(&fx).len(), 1);
+        // Every connection closed is reopened at once, many times over.
+        for round in 0..10 * MAX_UNAUTH {
+            let (_, fx) = incoming(&mut p, &format!("127.0.3.{}", round % addrs));
+            assert!(!closes(&fx).contains(&bob), "round {round}");
+        }
+        assert!(p.conns.contains_key(&bob));
+        let unauth = p.conns.values().filter(|c| c.unauthenticated()).count();
+        assert_eq!(unauth, MAX_UNAUTH);
+    }
+
     /// bob dials alice on a new connection from 127.0.0.9; returns its id and effects.
     fn bob_dials(p: &mut Peers) -> (u64, Vec<Effect>) {
         let (conn, _) = incoming(p, "127.0.0.9");
