@@ -179,3 +179,149 @@ impl Peers {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::*;
+    use super::*;
+
+    fn incoming(p: &mut Peers, ip: &str) -> (u64, Vec<Effect>) {
+        let conn = p.conn_ids().next();
+        let fx = p.on_incoming(conn, format!("{ip}:6000").parse().unwrap());
+        (conn, fx)
+    }
+
+    #[test]
+    fn the_oldest_unauthenticated_connection_makes_room() {
+        use super::{MAX_UNAUTH, MAX_UNAUTH_PER_ADDR};
+        let mut p = alice();
+        // One address: its own oldest goes.
+        let first: Vec<u64> = (0..MAX_UNAUTH_PER_ADDR)
+            .map(|_| {
+                let (c, fx) = incoming(&mut p, "127.0.0.2");
+                assert!(fx.is_empty());
+                c
+            })
+            .collect();
+        let (_, fx) = incoming(&mut p, "127.0.0.2");
+        assert_eq!(closes(&fx), [first[0]]);
+        // Many addresses: the oldest of all goes, never the newcomer.
+        for i in 0..MAX_UNAUTH {
+            incoming(&mut p, &format!("127.0.1.{i}"));
+        }
+        let total = p.conns.values().filter(|c| c.unauthenticated()).count();
+        assert_eq!(total, MAX_UNAUTH);
+        let (newest, fx) = incoming(&mut p, "127.0.0.9");
+        assert_eq!(closes(&fx).len(), 1);
+        assert!(p.conns.contains_key(&newest));
+        // The newcomer completes its greeting and is verified.
+        p.on_accepted(newest, "127.0.0.9:6000".parse().unwrap(), fp(FP_B));
+        let fx = p.on_line(newest, &m("PEERHELLO bob alice"));
+        assert_eq!(server_sends(&fx), ["PEER bob"]);
+        let fx = p.on_peer_reply(&m(&format!(":srv PEER bob 127.0.0.9 7000 {FP_B}")));
+        assert_eq!(
+            peer_sends(&fx),
+            [(newest, "PEERWELCOME alice bob".to_string())]
+        );
+        // Unfinished handshakes and greetings end at the short deadline.
+        let fx = p.tick(Instant::now() + GREETING_TIMEOUT);
+        assert_eq!(closes(&fx).len(), MAX_UNAUTH - 1);
+        assert_eq!(p.conns.len(), 1);
+    }
+
+    #[test]
+    fn reopening_attackers_only_push_out_their_own_connections() {
+        use super::{MAX_UNAUTH, MAX_UNAUTH_PER_ADDR};
+        let mut p = alice();
+        let addrs = MAX_UNAUTH / MAX_UNAUTH_PER_ADDR;
+        for i in 0..MAX_UNAUTH {
+            incoming(&mut p, &format!("127.0.3.{}", i % addrs));
+        }
+        let (bob, fx) = incoming(&mut p, "127.0.0.9");
+        assert_eq!(closes(&fx).len(), 1);
+        // Every connection closed is reopened at once, many times over.
+        for round in 0..10 * MAX_UNAUTH {
+            let (_, fx) = incoming(&mut p, &format!("127.0.3.{}", round % addrs));
+            assert!(!closes(&fx).contains(&bob), "round {round}");
+        }
+        assert!(p.conns.contains_key(&bob));
+        let unauth = p.conns.values().filter(|c| c.unauthenticated()).count();
+        assert_eq!(unauth, MAX_UNAUTH);
+    }
+
+    /// bob dials alice on a new connection from 127.0.0.9; returns its id and effects.
+    fn bob_dials(p: &mut Peers) -> (u64, Vec<Effect>) {
+        let (conn, _) = incoming(p, "127.0.0.9");
+        p.on_accepted(conn, "127.0.0.9:6000".parse().unwrap(), fp(FP_B));
+        let mut fx = p.on_line(conn, &m("PEERHELLO bob alice"));
+        fx.extend(p.on_peer_reply(&m(&format!(":srv PEER bob 127.0.0.9 7000 {FP_B}"))));
+        (conn, fx)
+    }
+
+    #[test]
+    fn one_peer_holds_few_links_and_few_lookups() {
+        let mut p = alice();
+        let (first, fx) = bob_dials(&mut p);
+        assert_eq!(server_sends(&fx), ["PEER bob"]);
+        let mut links = vec![first];
+        // Later links of bob are vouched for from the cache: no lookup, and the oldest
+        // link beyond the limit is closed.
+        for _ in 0..20 {
+            let (conn, fx) = bob_dials(&mut p);
+            assert!(server_sends(&fx).is_empty(), "{fx:?}");
+            assert_eq!(
+                peer_sends(&fx)[0],
+                (conn, "PEERWELCOME alice bob".to_string())
+            );
+            links.push(conn);
+            let n = links.len();
+            if n > MAX_LINKS_PER_PEER {
+                assert_eq!(closes(&fx), [links[n - MAX_LINKS_PER_PEER - 1]]);
+            }
+        }
+        let open = p.conns.values().filter(|c| c.stage == Stage::Open).count();
+        assert_eq!(open, MAX_LINKS_PER_PEER);
+
+        // False claims to be carol: one lookup, then the fresh answer stands.
+        let mut lookups = 0;
+        for _ in 0..20 {
+            let (conn, _) = incoming(&mut p, "127.0.0.7");
+            p.on_accepted(conn, "127.0.0.7:6000".parse().unwrap(), fp(FP_A));
+            let fx = p.on_line(conn, &m("PEERHELLO carol alice"));
+            lookups += server_sends(&fx).len();
+            p.on_peer_reply(&m(&format!(":srv PEER carol 127.0.0.8 7000 {FP_B}")));
+        }
+        assert_eq!(lookups, 1);
+
+        // Claims of many names need one lookup each, within the budget; beyond it they
+        // wait for tokens, and the address with the fewest lookups goes first.
+        let mut sent = 0;
+        for i in 0..20 {
+            let (conn, _) = incoming(&mut p, &format!("127.0.2.{}", i % 4));
+            p.on_accepted(conn, "127.0.0.7:6000".parse().unwrap(), fp(FP_A));
+            let fx = p.on_line(conn, &m(&format!("PEERHELLO user{i} alice")));
+            sent += server_sends(&fx).len();
+        }
+        assert!(
+            sent < super::super::verify_cache::BURST as usize,
+            "{sent} lookups"
+        );
+        let (dave, _) = incoming(&mut p, "127.0.0.5");
+        p.on_accepted(dave, "127.0.0.5:6000".parse().unwrap(), fp(FP_A));
+        assert!(p.on_line(dave, &m("PEERHELLO dave alice")).is_empty());
+        let next = p.next_deadline().unwrap();
+        let fx = p.tick(next);
+        assert_eq!(server_sends(&fx), ["PEER dave"]);
+    }
+
+    #[test]
+    fn idle_links_close() {
+        let mut p = alice();
+        let conn = open_to_bob(&mut p);
+        let idle = Instant::now() + IDLE_TIMEOUT;
+        assert!(p.next_deadline().is_some_and(|d| d <= idle));
+        assert!(p.tick(idle - Duration::from_secs(5)).is_empty());
+        assert_eq!(closes(&p.tick(idle + Duration::from_secs(1))), [conn]);
+        assert_eq!(p.next_deadline(), None);
+    }
+}

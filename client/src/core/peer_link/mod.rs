@@ -446,23 +446,25 @@ impl Peers {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::core::output::shows;
     use huddle_protocol::account::is_valid_name;
 
-    const FP_A: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-    const FP_B: &str = "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
+    pub(super) const FP_A: &str =
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    pub(super) const FP_B: &str =
+        "ffeeddccbbaa99887766554433221100ffeeddccbbaa99887766554433221100";
 
-    fn m(line: &str) -> Message {
+    pub(super) fn m(line: &str) -> Message {
         Message::parse(line).unwrap()
     }
 
-    fn fp(s: &str) -> Fingerprint {
+    pub(super) fn fp(s: &str) -> Fingerprint {
         parse_fingerprint(s).unwrap()
     }
 
-    fn server_sends(fx: &[Effect]) -> Vec<String> {
+    pub(super) fn server_sends(fx: &[Effect]) -> Vec<String> {
         fx.iter()
             .filter_map(|e| match e {
                 Effect::Send(m) => Some(m.to_string()),
@@ -471,7 +473,7 @@ mod tests {
             .collect()
     }
 
-    fn peer_sends(fx: &[Effect]) -> Vec<(u64, String)> {
+    pub(super) fn peer_sends(fx: &[Effect]) -> Vec<(u64, String)> {
         fx.iter()
             .filter_map(|e| match e {
                 Effect::PeerSend { conn, msg } => Some((*conn, msg.to_string())),
@@ -480,7 +482,7 @@ mod tests {
             .collect()
     }
 
-    fn closes(fx: &[Effect]) -> Vec<u64> {
+    pub(super) fn closes(fx: &[Effect]) -> Vec<u64> {
         fx.iter()
             .filter_map(|e| match e {
                 Effect::PeerClose { conn } => Some(*conn),
@@ -503,7 +505,7 @@ mod tests {
     }
 
     /// Logged in as alice with a confirmed endpoint.
-    fn alice() -> Peers {
+    pub(super) fn alice() -> Peers {
         let mut p = Peers::new(Duration::from_secs(10));
         p.login("alice");
         let fx = p.listening(Ok((4000, fp(FP_A))));
@@ -521,7 +523,7 @@ mod tests {
     }
 
     /// alice sends "hi" to bob over a new connection; returns its id.
-    fn open_to_bob(p: &mut Peers) -> u64 {
+    pub(super) fn open_to_bob(p: &mut Peers) -> u64 {
         let fx = p.send("bob", "hi");
         assert_eq!(server_sends(&fx), ["PEER bob"]);
         assert!(p.busy());
@@ -907,144 +909,6 @@ mod tests {
         assert_eq!(p.announce(), &Announce::Off);
         assert!(p.on_line(conn, &m("DM 1 :late")).is_empty());
         assert_eq!(p.on_connected(conn), [Effect::PeerClose { conn }]);
-        assert_eq!(p.next_deadline(), None);
-    }
-
-    fn incoming(p: &mut Peers, ip: &str) -> (u64, Vec<Effect>) {
-        let conn = p.conn_ids().next();
-        let fx = p.on_incoming(conn, format!("{ip}:6000").parse().unwrap());
-        (conn, fx)
-    }
-
-    #[test]
-    fn the_oldest_unauthenticated_connection_makes_room() {
-        use admission::{MAX_UNAUTH, MAX_UNAUTH_PER_ADDR};
-        let mut p = alice();
-        // One address: its own oldest goes.
-        let first: Vec<u64> = (0..MAX_UNAUTH_PER_ADDR)
-            .map(|_| {
-                let (c, fx) = incoming(&mut p, "127.0.0.2");
-                assert!(fx.is_empty());
-                c
-            })
-            .collect();
-        let (_, fx) = incoming(&mut p, "127.0.0.2");
-        assert_eq!(closes(&fx), [first[0]]);
-        // Many addresses: the oldest of all goes, never the newcomer.
-        for i in 0..MAX_UNAUTH {
-            incoming(&mut p, &format!("127.0.1.{i}"));
-        }
-        let total = p.conns.values().filter(|c| c.unauthenticated()).count();
-        assert_eq!(total, MAX_UNAUTH);
-        let (newest, fx) = incoming(&mut p, "127.0.0.9");
-        assert_eq!(closes(&fx).len(), 1);
-        assert!(p.conns.contains_key(&newest));
-        // The newcomer completes its greeting and is verified.
-        p.on_accepted(newest, "127.0.0.9:6000".parse().unwrap(), fp(FP_B));
-        let fx = p.on_line(newest, &m("PEERHELLO bob alice"));
-        assert_eq!(server_sends(&fx), ["PEER bob"]);
-        let fx = p.on_peer_reply(&m(&format!(":srv PEER bob 127.0.0.9 7000 {FP_B}")));
-        assert_eq!(
-            peer_sends(&fx),
-            [(newest, "PEERWELCOME alice bob".to_string())]
-        );
-        // Unfinished handshakes and greetings end at the short deadline.
-        let fx = p.tick(Instant::now() + admission::GREETING_TIMEOUT);
-        assert_eq!(closes(&fx).len(), MAX_UNAUTH - 1);
-        assert_eq!(p.conns.len(), 1);
-    }
-
-    #[test]
-    fn reopening_attackers_only_push_out_their_own_connections() {
-        use admission::{MAX_UNAUTH, MAX_UNAUTH_PER_ADDR};
-        let mut p = alice();
-        let addrs = MAX_UNAUTH / MAX_UNAUTH_PER_ADDR;
-        for i in 0..MAX_UNAUTH {
-            incoming(&mut p, &format!("127.0.3.{}", i % addrs));
-        }
-        let (bob, fx) = incoming(&mut p, "127.0.0.9");
-        assert_eq!(closes(&fx).len(), 1);
-        // Every connection closed is reopened at once, many times over.
-        for round in 0..10 * MAX_UNAUTH {
-            let (_, fx) = incoming(&mut p, &format!("127.0.3.{}", round % addrs));
-            assert!(!closes(&fx).contains(&bob), "round {round}");
-        }
-        assert!(p.conns.contains_key(&bob));
-        let unauth = p.conns.values().filter(|c| c.unauthenticated()).count();
-        assert_eq!(unauth, MAX_UNAUTH);
-    }
-
-    /// bob dials alice on a new connection from 127.0.0.9; returns its id and effects.
-    fn bob_dials(p: &mut Peers) -> (u64, Vec<Effect>) {
-        let (conn, _) = incoming(p, "127.0.0.9");
-        p.on_accepted(conn, "127.0.0.9:6000".parse().unwrap(), fp(FP_B));
-        let mut fx = p.on_line(conn, &m("PEERHELLO bob alice"));
-        fx.extend(p.on_peer_reply(&m(&format!(":srv PEER bob 127.0.0.9 7000 {FP_B}"))));
-        (conn, fx)
-    }
-
-    #[test]
-    fn one_peer_holds_few_links_and_few_lookups() {
-        use admission::MAX_LINKS_PER_PEER;
-        let mut p = alice();
-        let (first, fx) = bob_dials(&mut p);
-        assert_eq!(server_sends(&fx), ["PEER bob"]);
-        let mut links = vec![first];
-        // Later links of bob are vouched for from the cache: no lookup, and the oldest
-        // link beyond the limit is closed.
-        for _ in 0..20 {
-            let (conn, fx) = bob_dials(&mut p);
-            assert!(server_sends(&fx).is_empty(), "{fx:?}");
-            assert_eq!(
-                peer_sends(&fx)[0],
-                (conn, "PEERWELCOME alice bob".to_string())
-            );
-            links.push(conn);
-            let n = links.len();
-            if n > MAX_LINKS_PER_PEER {
-                assert_eq!(closes(&fx), [links[n - MAX_LINKS_PER_PEER - 1]]);
-            }
-        }
-        let open = p.conns.values().filter(|c| c.stage == Stage::Open).count();
-        assert_eq!(open, MAX_LINKS_PER_PEER);
-
-        // False claims to be carol: one lookup, then the fresh answer stands.
-        let mut lookups = 0;
-        for _ in 0..20 {
-            let (conn, _) = incoming(&mut p, "127.0.0.7");
-            p.on_accepted(conn, "127.0.0.7:6000".parse().unwrap(), fp(FP_A));
-            let fx = p.on_line(conn, &m("PEERHELLO carol alice"));
-            lookups += server_sends(&fx).len();
-            p.on_peer_reply(&m(&format!(":srv PEER carol 127.0.0.8 7000 {FP_B}")));
-        }
-        assert_eq!(lookups, 1);
-
-        // Claims of many names need one lookup each, within the budget; beyond it they
-        // wait for tokens, and the address with the fewest lookups goes first.
-        let mut sent = 0;
-        for i in 0..20 {
-            let (conn, _) = incoming(&mut p, &format!("127.0.2.{}", i % 4));
-            p.on_accepted(conn, "127.0.0.7:6000".parse().unwrap(), fp(FP_A));
-            let fx = p.on_line(conn, &m(&format!("PEERHELLO user{i} alice")));
-            sent += server_sends(&fx).len();
-        }
-        assert!(sent < verify_cache::BURST as usize, "{sent} lookups");
-        let (dave, _) = incoming(&mut p, "127.0.0.5");
-        p.on_accepted(dave, "127.0.0.5:6000".parse().unwrap(), fp(FP_A));
-        assert!(p.on_line(dave, &m("PEERHELLO dave alice")).is_empty());
-        let next = p.next_deadline().unwrap();
-        let fx = p.tick(next);
-        assert_eq!(server_sends(&fx), ["PEER dave"]);
-    }
-
-    #[test]
-    fn idle_links_close() {
-        let mut p = alice();
-        let conn = open_to_bob(&mut p);
-        let idle = Instant::now() + admission::IDLE_TIMEOUT;
-        assert!(p.next_deadline().is_some_and(|d| d <= idle));
-        assert!(p.tick(idle - Duration::from_secs(5)).is_empty());
-        assert_eq!(closes(&p.tick(idle + Duration::from_secs(1))), [conn]);
         assert_eq!(p.next_deadline(), None);
     }
 
