@@ -9,6 +9,7 @@
 //! | event                              | line                                   |
 //! |------------------------------------|----------------------------------------|
 //! | message in a room                  | `[#lobby] <alice> hello there`         |
+//! | ... from someone without an account| `[#lobby] <carol?> hi` (`?` after the nick) |
 //! | room history replayed on join      | `[#lobby] [history 13:05] <alice> hi`  |
 //! | action (`/me`) in a room           | `[#lobby] * alice waves`               |
 //! | notice from a user in a room       | `[#lobby] -alice- text`                |
