@@ -85,11 +85,7 @@ impl Drop for Tmux {
 
 #[test]
 fn on_a_terminal_long_messages_are_folded_with_indented_continuations() {
-    let has_tmux = std::process::Command::new("tmux").arg("-V").output();
-    if !has_tmux.is_ok_and(|o| o.status.success()) {
-        eprintln!("SKIPPED: tmux is not installed; the folding is covered by unit tests only");
-        return;
-    }
+    huddle_testkit::install_test_tools("tmux");
     let server = TestServer::start(&[]);
     drop(server.user_with_caps("bob", "sasl"));
     let tmux = Tmux(format!("huddle-test-{}", std::process::id()));

@@ -9,7 +9,7 @@
 //! What each side received is checked where it lands: the `huddle` client's stdout, and the IRC
 //! client's own log file of `#lobby`.
 //!
-//! The clients are installed by `scripts/install-irc-clients.sh` when missing (apt-get, as
+//! The clients are installed by `scripts/install-test-tools.sh` when missing (apt-get, as
 //! root). Commands reach a running WeeChat through its fifo plugin and irssi through the
 //! pseudo-terminal that `script` gives it. There is no event to wait on in a client's log file,
 //! so the log is polled with short sleeps inside a deadline; everything else waits for output.
@@ -20,7 +20,6 @@ use std::io::Write;
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{ChildStdin, Command, ExitStatus, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use huddle_testkit::child::ChildGuard;
@@ -38,37 +37,9 @@ const ROOM: &str = "#lobby";
 // Set-up helpers
 // ---------------------------------------------------------------------------------------------
 
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("server/ has a parent")
-        .to_path_buf()
-}
-
-/// Runs `scripts/install-irc-clients.sh` once per test process.
+/// Installs WeeChat and irssi when missing (once per test process).
 fn install_clients() {
-    static DONE: OnceLock<Result<(), String>> = OnceLock::new();
-    let result = DONE.get_or_init(|| {
-        let script = workspace_root().join("scripts/install-irc-clients.sh");
-        let out = Command::new("bash")
-            .arg(&script)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {script:?}: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{script:?} failed ({}): WeeChat and irssi are needed for this test\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ))
-        }
-    });
-    if let Err(e) = result {
-        panic!("{e}");
-    }
+    huddle_testkit::install_test_tools("WeeChat and irssi");
 }
 
 /// Creates `name` with [`PASSWORD`] over a raw TLS connection (no login).

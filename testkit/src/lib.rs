@@ -32,6 +32,7 @@ pub mod launcher;
 pub mod proc;
 pub mod raw;
 pub mod tls;
+pub mod tools;
 pub mod wait;
 
 pub use child::{target_binary, wait_for_exit, Paused};
@@ -46,6 +47,7 @@ pub use launcher::{users_in_room, Endpoint, RunningServer};
 pub use proc::{proc_cpu_time, proc_fd_count, proc_rss_kib, server_holds_connection};
 pub use raw::{tcp_from, tcp_with_rcvbuf, RawClient};
 pub use tls::{client_config_for, client_config_trusting, pem_certs, pinned_config};
+pub use tools::install_test_tools;
 pub use wait::wait_until;
 
 /// The certificate fingerprint as the server prints it (64 lowercase hex digits).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install the IRC clients that server/tests/interop.rs drives, if they are missing:
-#   WeeChat headless (Debian `weechat-headless`, plus `weechat-plugins` for its fifo plugin),
-#   irssi, and `script` (util-linux, runs irssi on a pseudo-terminal).
+# Install the programs the end-to-end tests drive, if they are missing: the IRC clients of
+# server/tests/interop.rs (WeeChat headless: Debian `weechat-headless`, plus `weechat-plugins`
+# for its fifo plugin; irssi; `script` from util-linux, which runs irssi on a pseudo-terminal)
+# and tmux, the terminal the client's display tests run it in.
 #
 # Quiet and quick when everything is there. Otherwise it runs `apt-get update` once and
 # `apt-get install --no-install-recommends` (as root, or through sudo when that is available).
@@ -14,10 +15,11 @@ compgen -G "/usr/lib/*/weechat/plugins/fifo.so" >/dev/null ||
   compgen -G "/usr/lib/weechat/plugins/fifo.so" >/dev/null || missing+=(weechat-plugins)
 command -v irssi >/dev/null || missing+=(irssi)
 command -v script >/dev/null || missing+=(bsdutils)
+command -v tmux >/dev/null || missing+=(tmux)
 ((${#missing[@]} == 0)) && exit 0
 
 die() {
-  echo "install-irc-clients: error: $*" >&2
+  echo "install-test-tools: error: $*" >&2
   exit 1
 }
 
@@ -28,7 +30,7 @@ if [[ $(id -u) != 0 ]]; then
   sudo=(sudo -n)
 fi
 
-echo "install-irc-clients: installing ${missing[*]}" >&2
+echo "install-test-tools: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
