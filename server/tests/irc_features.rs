@@ -227,7 +227,7 @@ fn welcome_burst_is_001_to_005_with_isupport_then_422() {
         "CHANNELLEN=50",
         "CASEMAPPING=ascii",
         "NETWORK=Huddle",
-        "LINELEN=4096",
+        "LINELEN=512",
         "PEERADDR",
     ] {
         assert!(tokens.contains(&want), "005 lacks {want}: {isupport}");

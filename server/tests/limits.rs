@@ -241,9 +241,10 @@ fn slow_reader_is_disconnected_while_others_chat_on() {
     assert_eq!(flooder.join("#flood"), ["flooder", "slow"]);
     let mut calm = users_in_room(&s, &["calm1", "calm2"], "#calm");
 
-    let payload = "x".repeat(3900);
+    // As long as a relayed line may be (512 bytes with the prefix and room).
+    let payload = "x".repeat(440);
     let started = Instant::now();
-    let max_msgs = 10_000; // ~39 MB: far beyond any socket buffers plus a 64 KiB sendq
+    let max_msgs = 100_000; // ~44 MB: far beyond any socket buffers plus a 64 KiB sendq
     let max_time = Duration::from_secs(30);
     let mut quit = None;
     let mut sent = 0;
@@ -259,7 +260,7 @@ fn slow_reader_is_disconnected_while_others_chat_on() {
         let m = calm[1].recv();
         assert_msg(&m, "PRIVMSG", &["#calm", &format!("during flood {sent}")]);
 
-        for _ in 0..8 {
+        for _ in 0..64 {
             flooder.send(&format!("PRIVMSG #flood :{sent:06} {payload}"));
             sent += 1;
         }

@@ -1005,16 +1005,17 @@ fn slow_consumer_sendq() {
     let mut calm = users_in_room(&s, &["calm1", "calm2"], "#calm");
     let base_fds = proc_fd_count(pid);
 
-    let payload = "x".repeat(2000);
+    // As long as a relayed line may be (512 bytes with the prefix and room).
+    let payload = "x".repeat(440);
     let started = Instant::now();
     let mut sent = 0usize;
     let quit = loop {
         assert!(
-            sent < 20_000 && started.elapsed() < Duration::from_secs(30),
+            sent < 100_000 && started.elapsed() < Duration::from_secs(30),
             "slow reader still connected after {sent} messages ({} bytes)",
             sent * payload.len()
         );
-        for _ in 0..8 {
+        for _ in 0..32 {
             talker.send(&format!("PRIVMSG #flood :{sent:06} {payload}"));
             sent += 1;
         }

@@ -2,6 +2,7 @@
 
 use crate::irc::capabilities::{Cap, CapSet};
 use crate::irc::context::{prefix, reply, Ctx};
+use crate::irc::line_limit;
 use crate::irc::outbox::Stamp;
 use crate::irc::session::Session;
 use crate::limits::{MAX_AWAY_LEN, MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
@@ -75,6 +76,22 @@ pub fn with_caps(ctx: &Ctx, ids: &[ClientId]) -> Vec<(ClientId, CapSet)> {
 
 fn targets(list: &str) -> impl Iterator<Item = &str> {
     list.split(',').filter(|t| !t.is_empty()).take(MAX_TARGETS)
+}
+
+/// The targets of `a,b,c` with repeats left out (compared case-insensitively, the first
+/// spelling kept), at most [`MAX_TARGETS`]: a message to `alice,alice` goes out once. Each
+/// item is compared with at most `MAX_TARGETS` kept ones, however long the list.
+pub fn distinct_targets(list: &str) -> impl Iterator<Item = &str> {
+    let mut kept: [&str; MAX_TARGETS] = [""; MAX_TARGETS];
+    let mut n = 0;
+    list.split(',').filter(move |t| {
+        if t.is_empty() || n == MAX_TARGETS || kept[..n].iter().any(|k| k.eq_ignore_ascii_case(t)) {
+            return false;
+        }
+        kept[n] = t;
+        n += 1;
+        true
+    })
 }
 
 fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
@@ -169,7 +186,8 @@ fn part(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
             Ok(spelled) => {
                 let mut params = vec![spelled];
                 params.extend(reason.map(str::to_string));
-                let part = Message::new("PART", params).with_source(prefix(&nick));
+                let mut part = Message::new("PART", params).with_source(prefix(&nick));
+                line_limit::truncate_last_to_fit(&mut part);
                 let stamp = stamp(s, None);
                 let to = with_caps(ctx, &members.unwrap_or_default());
                 ctx.out.deliver(to, &part, &stamp);
@@ -219,7 +237,7 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
     command.push_str(cmd);
     let mut command = Some(command);
     let mut params = Some(params);
-    let mut targets = targets(&to).peekable();
+    let mut targets = distinct_targets(&to).peekable();
     while let Some(target) = targets.next() {
         // The last target gets the received strings; any before it, copies.
         let last = targets.peek().is_none();
@@ -263,6 +281,10 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
             }
             let echo = ctx.chat.caps_of(s.id).has(Cap::EchoMessage);
             let line = relayed(room.name.clone());
+            if !line_limit::fits(&line) {
+                too_long(s, ctx);
+                continue;
+            }
             let stamp = stamp(s, Some(ctx.msgids.next()));
             let to = ctx.chat.recipients(room, s.id, echo);
             let delivered = ctx.out.deliver(to, &line, &stamp);
@@ -282,6 +304,10 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
             };
             let spelled = ctx.chat.nick_of(peer).unwrap_or(target).to_string();
             let line = relayed(spelled.clone());
+            if !line_limit::fits(&line) {
+                too_long(s, ctx);
+                continue;
+            }
             let stamp = stamp(s, Some(ctx.msgids.next()));
             let mut to = vec![peer];
             if ctx.chat.caps_of(s.id).has(Cap::EchoMessage) && peer != s.id {
@@ -295,6 +321,17 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
             }
         }
     }
+}
+
+/// `417`: the text does not fit one relayed line once the sender's prefix is added (sent for
+/// NOTICE too: the text was dropped, and only the sender can shorten it).
+fn too_long(s: &Session, ctx: &mut Ctx) {
+    reply(
+        s,
+        ctx,
+        ERR_INPUTTOOLONG,
+        ["Input line was too long (a relayed line is at most 512 bytes)"],
+    );
 }
 
 fn names(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
@@ -438,5 +475,15 @@ mod tests {
         assert!(lines.len() > 1);
         assert!(lines.iter().all(|l| l.len() <= 400));
         assert_eq!(lines.join(" ").split(' ').count(), 200);
+    }
+
+    #[test]
+    fn repeated_targets_are_left_out_whatever_their_case() {
+        let got: Vec<&str> = distinct_targets("alice,ALICE,#a,,#A,bob,alice").collect();
+        assert_eq!(got, ["alice", "#a", "bob"]);
+        let many: String = (0..30).map(|i| format!("n{i},")).collect();
+        assert_eq!(distinct_targets(&many).count(), MAX_TARGETS);
+        let repeats = "x,".repeat(2000);
+        assert_eq!(distinct_targets(&repeats).collect::<Vec<_>>(), ["x"]);
     }
 }

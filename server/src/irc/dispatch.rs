@@ -115,7 +115,8 @@ pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
 pub fn disconnect(s: &mut Session, quit_reason: &str, ctx: &mut Ctx) {
     ctx.chat.forget_caps(s.id);
     if let Some((nick, peers)) = ctx.chat.remove_user(s.id) {
-        let quit = Message::new("QUIT", [quit_reason]).with_source(prefix(&nick));
+        let mut quit = Message::new("QUIT", [quit_reason]).with_source(prefix(&nick));
+        crate::irc::line_limit::truncate_last_to_fit(&mut quit);
         ctx.out.broadcast(peers, &quit);
     }
     s.registered = false;

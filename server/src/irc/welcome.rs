@@ -1,11 +1,11 @@
 //! What a user hears on registering: the welcome numerics (001-005) and the MOTD.
 
 use crate::irc::context::{reply, Ctx, ServerInfo};
+use crate::irc::line_limit::MAX_RELAYED_LINE;
 use crate::irc::session::Session;
 use crate::limits::{MAX_AWAY_LEN, MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
 use huddle_protocol::account::MAX_NAME_CHARS;
 use huddle_protocol::numeric::*;
-use huddle_protocol::MAX_LINE_LEN;
 
 /// The `005` tokens.
 pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
@@ -16,7 +16,8 @@ pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
         format!("CHANLIMIT=#:{MAX_ROOMS_PER_USER}"),
         // A nick is an account name (or a guest name under the same rule).
         format!("NICKLEN={MAX_NAME_CHARS}"),
-        format!("LINELEN={MAX_LINE_LEN}"),
+        // A relayed line is at most 512 bytes (longer text gets 417), so no more is offered.
+        format!("LINELEN={MAX_RELAYED_LINE}"),
         format!("NETWORK={}", info.network),
         format!("AWAYLEN={MAX_AWAY_LEN}"),
         format!("CHATHISTORY={}", crate::limits::CHATHISTORY_MAX),
