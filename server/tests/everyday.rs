@@ -141,3 +141,218 @@ fn a_target_listed_twice_gets_the_message_once_and_it_is_stored_once() {
     assert_msg(&m, "PRIVMSG", &["carol", "to all three"]);
     carol.assert_quiet();
 }
+
+const N: &str = SERVER_NAME;
+
+/// Every reply up to and including the one with command `end`; all from the server and
+/// addressed to `nick`.
+fn replies_until(c: &mut Client, nick: &str, end: &str) -> Vec<Message> {
+    let got = c.until(end);
+    for m in &got {
+        assert_eq!(m.source.as_deref(), Some(N), "{m}");
+        assert_eq!(m.param(0), Some(nick), "{m}");
+    }
+    got
+}
+
+fn commands(lines: &[Message]) -> Vec<&str> {
+    lines.iter().map(|m| m.command.as_str()).collect()
+}
+
+#[test]
+fn lusers_counts_users_rooms_and_the_peak() {
+    let s = TestServer::start(&[]);
+    let mut u = users_in_room(&s, &["alice", "bob"], "#one");
+    u[1].join("#two");
+    let carol = s.registered_user("carol");
+    drop(carol); // gone without QUIT: the server notices the close
+    u[0].send("LUSERS");
+    let mut got = replies_until(&mut u[0], "alice", "266");
+    // The close of carol may not be processed yet: ask again once it is.
+    while got[0].params[1] != "There are 2 users and 0 invisible on 1 servers" {
+        u[0].send("LUSERS");
+        got = replies_until(&mut u[0], "alice", "266");
+    }
+    assert_eq!(commands(&got), ["251", "254", "255", "265", "266"]);
+    assert_eq!(got[1].params[1..], ["2", "channels formed"]);
+    assert_eq!(got[2].params[1], "I have 2 clients and 0 servers");
+    assert_eq!(
+        got[3].params[1..],
+        ["2", "3", "Current local users 2, max 3"]
+    );
+    assert_eq!(
+        got[4].params[1..],
+        ["2", "3", "Current global users 2, max 3"]
+    );
+    u[0].send(&format!("LUSERS * {N}"));
+    assert_eq!(replies_until(&mut u[0], "alice", "266").len(), 5);
+    u[0].send("LUSERS * other.server");
+    assert_reply(
+        &u[0].recv(),
+        N,
+        "402",
+        &["alice", "other.server", "No such server"],
+    );
+}
+
+#[test]
+fn whowas_remembers_who_left_newest_first() {
+    let s = TestServer::start(&["--allow-guests"]);
+    let mut alice = s.registered_user("alice");
+    alice.send("WHOWAS nobody");
+    let got = replies_until(&mut alice, "alice", "369");
+    assert_eq!(commands(&got), ["406", "369"]);
+    assert_eq!(got[0].params[1..], ["nobody", "There was no such nickname"]);
+    assert_eq!(got[1].params[1..], ["nobody", "End of WHOWAS"]);
+
+    let mut bob = s.registered_user("bob");
+    bob.send("QUIT :bye");
+    bob.expect_closed();
+    let mut guest = s.guest("Bob2");
+    guest.send("QUIT");
+    guest.expect_closed();
+    let mut bob = s.logged_in("bob");
+    bob.send("QUIT");
+    bob.expect_closed();
+    alice.sync();
+
+    alice.send("WHOWAS BOB");
+    let got = replies_until(&mut alice, "alice", "369");
+    assert_eq!(
+        commands(&got),
+        ["314", "312", "330", "314", "312", "330", "369"]
+    );
+    assert_eq!(got[0].params[1..], ["bob", "bob", "huddle", "*", "bob"]);
+    assert_eq!(got[1].params[1..3], ["bob", N]);
+    assert!(got[1].params[3].contains("UTC"), "{}", got[1]);
+    assert_eq!(got[2].params[1..], ["bob", "bob", "was logged in as"]);
+    assert_eq!(got[6].params[1..], ["BOB", "End of WHOWAS"]);
+
+    // A count limits the entries; a guest has no 330.
+    alice.send("WHOWAS bob 1");
+    assert_eq!(
+        commands(&replies_until(&mut alice, "alice", "369")),
+        ["314", "312", "330", "369"]
+    );
+    alice.send("WHOWAS bob2");
+    let got = replies_until(&mut alice, "alice", "369");
+    assert_eq!(commands(&got), ["314", "312", "369"]);
+    assert_eq!(got[0].params[1], "Bob2");
+    alice.send("WHOWAS");
+    assert_reply(&alice.recv(), N, "431", &["alice", "No nickname given"]);
+}
+
+#[test]
+fn monitor_reports_and_notifies_online_and_offline() {
+    let s = TestServer::start(&["--allow-guests"]);
+    let mut alice = s.registered_user("alice");
+    alice.send("MONITOR + bob,Carol");
+    let got = alice.sync();
+    assert_eq!(commands(&got), ["731"]);
+    assert_eq!(got[0].params[1], "bob,Carol");
+
+    let bob = s.registered_user("bob");
+    let m = alice.recv();
+    assert_reply(&m, N, "730", &["alice", "bob!bob@huddle"]);
+    alice.send("MONITOR S");
+    let got = alice.sync();
+    assert_eq!(commands(&got), ["730", "731"]);
+    assert_eq!(got[0].params[1], "bob!bob@huddle");
+    assert_eq!(got[1].params[1], "carol", "the list keeps nicks case-folded");
+    alice.send("MONITOR L");
+    let got = replies_until(&mut alice, "alice", "733");
+    assert_eq!(commands(&got), ["732", "733"]);
+    assert_eq!(got[0].params[1], "bob,carol");
+
+    drop(bob);
+    assert_reply(&alice.recv(), N, "731", &["alice", "bob"]);
+    let _carol = s.guest("carol");
+    assert_reply(&alice.recv(), N, "730", &["alice", "carol!carol@huddle"]);
+
+    // Removed or cleared: no more notices.
+    alice.send("MONITOR - carol");
+    alice.send("MONITOR L");
+    let got = replies_until(&mut alice, "alice", "733");
+    assert_eq!(got[0].params[1], "bob");
+    alice.send("MONITOR C");
+    let _bob = s.logged_in("bob");
+    alice.assert_quiet();
+
+    // The list is bounded (MONITOR in 005): the rest is refused with 734.
+    let limit = 100;
+    let nicks: Vec<String> = (0..limit + 2).map(|i| format!("n{i}")).collect();
+    for chunk in nicks.chunks(40) {
+        alice.send(&format!("MONITOR + {}", chunk.join(",")));
+    }
+    let got = alice.sync();
+    let full: Vec<&Message> = got.iter().filter(|m| m.is("734")).collect();
+    assert_eq!(full.len(), 1, "{got:?}");
+    assert_eq!(
+        full[0].params[1..],
+        ["100", "n100,n101", "Monitor list is full"]
+    );
+    alice.send("MONITOR X");
+    assert_eq!(alice.recv().command, "461");
+}
+
+#[test]
+fn version_time_admin_and_info() {
+    let s = TestServer::start(&[
+        "--admin-name",
+        "Ada Admin",
+        "--admin-email",
+        "ada@example.org",
+    ]);
+    let mut c = s.registered_user("alice");
+    c.send("VERSION");
+    let v = c.recv();
+    assert!(
+        v.is("351") && v.params[1].starts_with("huddle-") && v.params[2] == N,
+        "{v}"
+    );
+    let isupport = c.sync();
+    assert!(
+        !isupport.is_empty() && isupport.iter().all(|m| m.is("005")),
+        "{isupport:?}"
+    );
+
+    let before = now_millis() / 1000;
+    c.send("TIME");
+    let t = c.recv();
+    assert!(t.is("391") && t.params[1] == N && t.params[3] == "0", "{t}");
+    let secs: u64 = t.params[2].parse().unwrap();
+    assert!(secs >= before && secs <= now_millis() / 1000 + 1, "{t}");
+    assert!(t.params[4].contains("UTC"), "{t}");
+
+    c.send("ADMIN");
+    let got = replies_until(&mut c, "alice", "259");
+    assert_eq!(commands(&got), ["256", "257", "258", "259"]);
+    assert_eq!(got[2].params[1], "Ada Admin");
+    assert_eq!(got[3].params[1], "ada@example.org");
+
+    c.send("INFO");
+    let got = replies_until(&mut c, "alice", "374");
+    assert!(got.len() >= 3 && got[..got.len() - 1].iter().all(|m| m.is("371")));
+    assert!(got[0].params[1].starts_with("huddle-server "), "{}", got[0]);
+
+    for cmd in ["VERSION", "TIME", "ADMIN", "INFO"] {
+        c.send(&format!("{cmd} elsewhere.example"));
+        assert_reply(
+            &c.recv(),
+            N,
+            "402",
+            &["alice", "elsewhere.example", "No such server"],
+        );
+    }
+    c.send(&format!("TIME {N}"));
+    assert!(c.recv().is("391"));
+}
+
+#[test]
+fn admin_without_configuration_says_so() {
+    let s = TestServer::start(&[]);
+    let mut c = s.registered_user("alice");
+    c.send("ADMIN");
+    let got = replies_until(&mut c, "alice", "259");
+    assert_eq!(got[3].params[1], "No contact address configured");
+}

@@ -36,6 +36,13 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
         "PEERADDR" => crate::irc::peer_directory::peeraddr(s, msg, ctx),
         "PEER" => crate::irc::peer_directory::peer(s, msg, ctx),
         "NICK" => nick(s, msg, ctx),
+        "WHOWAS" => crate::irc::whowas::whowas(s, msg, ctx),
+        "MONITOR" => crate::irc::monitor::monitor(s, msg, ctx),
+        "LUSERS" => crate::irc::server_info::lusers_command(s, msg, ctx),
+        "VERSION" => crate::irc::server_info::version(s, msg, ctx),
+        "TIME" => crate::irc::server_info::time(s, msg, ctx),
+        "ADMIN" => crate::irc::server_info::admin(s, msg, ctx),
+        "INFO" => crate::irc::server_info::info(s, msg, ctx),
         "USER" => reply(s, ctx, ERR_ALREADYREGISTERED, ["You may not reregister"]),
         _ => reply(
             s,
@@ -157,21 +164,7 @@ pub fn send_names(s: &Session, room_name: &str, ctx: &mut Ctx) {
 
 /// Space-joined nicks in pieces that keep each 353 line well under 512 bytes.
 fn name_lines<S: AsRef<str>>(nicks: &[S]) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut cur = String::new();
-    for n in nicks {
-        if !cur.is_empty() && cur.len() + 1 + n.as_ref().len() > 400 {
-            lines.push(std::mem::take(&mut cur));
-        }
-        if !cur.is_empty() {
-            cur.push(' ');
-        }
-        cur.push_str(n.as_ref());
-    }
-    if !cur.is_empty() {
-        lines.push(cur);
-    }
-    lines
+    line_limit::joined_pieces(nicks, ' ', 400)
 }
 
 fn part(s: &mut Session, msg: &Message, ctx: &mut Ctx) {

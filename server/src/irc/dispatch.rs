@@ -118,6 +118,7 @@ pub fn disconnect(s: &mut Session, quit_reason: &str, ctx: &mut Ctx) {
         let mut quit = Message::new("QUIT", [quit_reason]).with_source(prefix(&nick));
         crate::irc::line_limit::truncate_last_to_fit(&mut quit);
         ctx.out.broadcast(peers, &quit);
+        crate::irc::monitor::went_offline(&nick, ctx);
     }
     s.registered = false;
 }

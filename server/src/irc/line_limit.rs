@@ -37,6 +37,27 @@ pub fn truncate_last_to_fit(msg: &mut Message) {
     }
 }
 
+/// `items` joined with `sep` in pieces of at most `max` bytes (an item longer than `max` is a
+/// piece of its own), for replies that list many names in as few lines as fit.
+pub fn joined_pieces<S: AsRef<str>>(items: &[S], sep: char, max: usize) -> Vec<String> {
+    let mut pieces = Vec::new();
+    let mut cur = String::new();
+    for item in items {
+        let item = item.as_ref();
+        if !cur.is_empty() && cur.len() + sep.len_utf8() + item.len() > max {
+            pieces.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(sep);
+        }
+        cur.push_str(item);
+    }
+    if !cur.is_empty() {
+        pieces.push(cur);
+    }
+    pieces
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

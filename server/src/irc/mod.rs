@@ -13,13 +13,16 @@ pub mod commands;
 pub mod context;
 pub mod dispatch;
 pub mod line_limit;
+pub mod monitor;
 pub mod outbox;
 pub mod peer_directory;
 pub mod queries;
 pub mod registration;
 pub mod replay;
+pub mod server_info;
 pub mod session;
 pub mod welcome;
+pub mod whowas;
 
 #[cfg(test)]
 mod tests;

@@ -420,6 +420,7 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
         if let Some((nick, peers)) = ctx.chat.remove_user(holder) {
             let quit = Message::new("QUIT", [reason]).with_source(prefix(&nick));
             ctx.out.broadcast(peers, &quit);
+            crate::irc::monitor::went_offline(&nick, ctx);
         }
         ctx.out.close(holder, reason, reason);
         if ctx.chat.add_user(s.id, &account, new_user).is_err() {

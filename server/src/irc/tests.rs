@@ -48,6 +48,8 @@ impl World {
             created: "today".into(),
             allow_guests: false,
             motd: None,
+            admin_name: None,
+            admin_email: None,
         };
         World {
             state: HandlerState::new(info, History::in_memory(10), Guards::permissive()),

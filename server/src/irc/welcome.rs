@@ -21,6 +21,7 @@ pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
         format!("NETWORK={}", info.network),
         format!("AWAYLEN={MAX_AWAY_LEN}"),
         format!("CHATHISTORY={}", crate::limits::CHATHISTORY_MAX),
+        format!("MONITOR={}", crate::limits::MONITOR_LIMIT),
         "PEERADDR".to_string(),
         "PREFIX=".to_string(),
         format!("TOPICLEN={MAX_TOPIC_LEN}"),
@@ -51,15 +52,22 @@ pub(super) fn welcome(s: &Session, ctx: &mut Ctx) {
         [format!("This server was created {}", info.created).as_str()],
     );
     reply(s, ctx, RPL_MYINFO, [info.name.as_str(), &version, "i", "n"]);
+    send_isupport(s, ctx);
+    crate::irc::server_info::lusers(s, ctx);
+    send_motd(s, ctx);
+    crate::irc::monitor::came_online(s.target(), ctx);
+}
+
+/// The `005` lines (after 004, and after `351` for VERSION).
+pub fn send_isupport(s: &Session, ctx: &mut Ctx) {
     // At most 13 tokens per 005 line: with the nick and the text that is exactly the
     // 15-parameter limit of RFC 1459/2812.
-    let tokens = isupport_tokens(info);
+    let tokens = isupport_tokens(ctx.info);
     for chunk in tokens.chunks(13) {
         let mut params: Vec<&str> = chunk.iter().map(String::as_str).collect();
         params.push("are supported by this server");
         reply(s, ctx, RPL_ISUPPORT, params);
     }
-    send_motd(s, ctx);
 }
 
 /// `375`/`372`/`376` from the MOTD file, or `422`.

@@ -5,6 +5,8 @@
 
 use crate::limits::MAX_ROOM_NAME;
 use crate::state::caps::CapSet;
+use crate::state::monitor::Monitors;
+use crate::state::whowas::{Gone, WhoWas};
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -73,6 +75,12 @@ pub struct Chat {
     caps: Vec<CapSet>,
     /// lowercase room name -> room
     rooms: HashMap<String, Room>,
+    /// Users who left, for WHOWAS.
+    pub whowas: WhoWas,
+    /// MONITOR lists; a user's own list goes when it does.
+    pub monitors: Monitors,
+    /// The most users online at once since the server started (LUSERS).
+    max_online: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +155,16 @@ impl Chat {
         self.users.len()
     }
 
+    /// The most users online at once since the server started.
+    pub fn max_online(&self) -> usize {
+        self.max_online
+    }
+
+    /// Rooms that exist now.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
     pub fn nick_of(&self, id: ClientId) -> Option<&str> {
         self.users.get(&id).map(|u| u.nick.as_str())
     }
@@ -189,6 +207,7 @@ impl Chat {
                 signon: SystemTime::now(),
             },
         );
+        self.max_online = self.max_online.max(self.users.len());
         Ok(())
     }
 
@@ -198,6 +217,8 @@ impl Chat {
     pub fn remove_user(&mut self, id: ClientId) -> Option<(String, Vec<ClientId>)> {
         let user = self.users.remove(&id)?;
         self.by_nick.remove(&fold(&user.nick));
+        self.monitors.clear(id);
+        self.whowas.record(Gone::of(&user));
         let mut peers = Vec::new();
         for key in &user.rooms {
             if let Some(room) = self.rooms.get_mut(key) {

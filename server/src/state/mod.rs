@@ -8,5 +8,7 @@
 pub mod caps;
 pub mod chat;
 pub mod history;
+pub mod monitor;
 pub mod msgids;
 pub mod stamp;
+pub mod whowas;
