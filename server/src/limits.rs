@@ -58,3 +58,5 @@ pub const WHOWAS_ENTRIES: usize = 1000;
 pub const WHOWAS_REPLY_MAX: usize = 20;
 /// Nicks one client may watch with `MONITOR` (the `MONITOR` ISUPPORT token).
 pub const MONITOR_LIMIT: usize = 100;
+/// Longest real name (`USER`, `SETNAME`), in characters.
+pub const MAX_REALNAME_LEN: usize = 64;

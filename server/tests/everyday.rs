@@ -258,7 +258,10 @@ fn monitor_reports_and_notifies_online_and_offline() {
     let got = alice.sync();
     assert_eq!(commands(&got), ["730", "731"]);
     assert_eq!(got[0].params[1], "bob!bob@huddle");
-    assert_eq!(got[1].params[1], "carol", "the list keeps nicks case-folded");
+    assert_eq!(
+        got[1].params[1], "carol",
+        "the list keeps nicks case-folded"
+    );
     alice.send("MONITOR L");
     let got = replies_until(&mut alice, "alice", "733");
     assert_eq!(commands(&got), ["732", "733"]);
@@ -355,4 +358,150 @@ fn admin_without_configuration_says_so() {
     c.send("ADMIN");
     let got = replies_until(&mut c, "alice", "259");
     assert_eq!(got[3].params[1], "No contact address configured");
+}
+
+#[test]
+fn away_notify_tells_room_mates_who_asked() {
+    let s = TestServer::start(&[]);
+    let mut alice = s.registered_user("alice");
+    let mut watcher = s.user_with_caps("watcher", "away-notify");
+    let mut plain = s.registered_user("plain");
+    for c in [&mut alice, &mut watcher, &mut plain] {
+        c.join("#room");
+    }
+    alice.sync();
+    watcher.sync();
+    plain.sync();
+    let mut stranger = s.user_with_caps("stranger", "away-notify");
+
+    alice.send("AWAY :gone fishing");
+    assert_reply(
+        &alice.recv(),
+        N,
+        "306",
+        &["alice", "You have been marked as being away"],
+    );
+    let m = watcher.recv();
+    assert!(from_user(&m, "alice"), "{m}");
+    assert_msg(&m, "AWAY", &["gone fishing"]);
+    plain.assert_quiet();
+    stranger.assert_quiet();
+
+    // Joining while away: away-notify members learn it right after the JOIN.
+    alice.send("PART #room");
+    watcher.expect_command("PART");
+    plain.expect_command("PART");
+    alice.join("#room");
+    assert!(watcher.recv().is("JOIN"));
+    assert_msg(&watcher.recv(), "AWAY", &["gone fishing"]);
+    assert!(plain.recv().is("JOIN"));
+    plain.assert_quiet();
+
+    alice.send("AWAY");
+    alice.expect_command("305");
+    let m = watcher.recv();
+    assert!(
+        from_user(&m, "alice") && m.is("AWAY") && m.params.is_empty(),
+        "{m}"
+    );
+    plain.assert_quiet();
+}
+
+#[test]
+fn extended_join_carries_account_and_realname() {
+    let s = TestServer::start(&["--allow-guests"]);
+    let mut ext = s.user_with_caps("ext", "extended-join");
+    let mut plain = s.registered_user("plain");
+    ext.send("JOIN #room");
+    let own = ext.expect_command("JOIN");
+    assert_eq!(own.params, ["#room", "ext", "ext"], "{own}");
+    ext.sync();
+    plain.join("#room");
+    let m = ext.expect_command("JOIN");
+    assert!(
+        from_user(&m, "plain") && m.params == ["#room", "plain", "plain"],
+        "{m}"
+    );
+
+    let mut guest = s.connect("gus");
+    guest.send("NICK gus");
+    guest.send("USER gus 0 * :Gus the Guest");
+    guest.expect_command("001");
+    guest.nick = Some("gus".into());
+    guest.join("#room");
+    let m = ext.expect_command("JOIN");
+    assert_eq!(m.params, ["#room", "*", "Gus the Guest"], "{m}");
+    let m = plain.expect_command("JOIN");
+    assert_eq!(m.params, ["#room"], "{m}");
+}
+
+#[test]
+fn setname_changes_the_realname_and_tells_who_asked() {
+    let s = TestServer::start(&[]);
+    let mut alice = s.user_with_caps("alice", "setname");
+    let mut mate = s.user_with_caps("mate", "setname");
+    let mut plain = s.registered_user("plain");
+    for c in [&mut alice, &mut mate, &mut plain] {
+        c.join("#room");
+    }
+    for c in [&mut alice, &mut mate, &mut plain] {
+        c.sync();
+    }
+    alice.send("SETNAME :Alice Liddell");
+    let m = alice.recv();
+    assert!(from_user(&m, "alice"), "{m}");
+    assert_msg(&m, "SETNAME", &["Alice Liddell"]);
+    assert_msg(&mate.recv(), "SETNAME", &["Alice Liddell"]);
+    plain.assert_quiet();
+    plain.send("WHOIS alice");
+    let w = plain.expect_command("311");
+    assert_eq!(
+        w.params.last().map(String::as_str),
+        Some("Alice Liddell"),
+        "{w}"
+    );
+
+    alice.send(&format!("SETNAME :{}", "x".repeat(65)));
+    let f = alice.recv();
+    assert!(
+        f.is("FAIL") && f.params[..2] == ["SETNAME", "INVALID_REALNAME"],
+        "{f}"
+    );
+    alice.send("SETNAME :");
+    let f = alice.recv();
+    assert!(
+        f.is("FAIL") && f.params[..2] == ["SETNAME", "INVALID_REALNAME"],
+        "{f}"
+    );
+    mate.assert_quiet();
+}
+
+#[test]
+fn account_notify_and_standard_replies_are_offered_and_acknowledged() {
+    let s = TestServer::start(&[]);
+    let mut c = s.connect("alice");
+    let offered = c.cap_ls_302();
+    for cap in [
+        "account-notify",
+        "standard-replies",
+        "away-notify",
+        "extended-join",
+        "setname",
+    ] {
+        assert!(offered.iter().any(|o| o == cap), "{cap} not in {offered:?}");
+    }
+    c.cap_req("account-notify standard-replies");
+}
+
+#[test]
+fn with_standard_replies_too_long_text_gets_fail_input_too_long() {
+    let s = TestServer::start(&[]);
+    let mut c = s.user_with_caps("alice", "standard-replies");
+    c.join("#room");
+    c.send(&format!("PRIVMSG #room :{}", "x ".repeat(300)));
+    let f = c.recv();
+    assert!(
+        f.is("FAIL") && f.params[..2] == ["PRIVMSG", "INPUT_TOO_LONG"],
+        "{f}"
+    );
 }

@@ -14,7 +14,7 @@ use std::path::Path;
 const N: &str = SERVER_NAME;
 
 /// The offered capabilities (`CAP LS 302`, with values).
-const CAPS_302: [&str; 9] = [
+const CAPS_302: [&str; 14] = [
     "sasl=PLAIN",
     "draft/account-registration",
     "server-time",
@@ -24,6 +24,11 @@ const CAPS_302: [&str; 9] = [
     "cap-notify",
     "batch",
     "draft/chathistory",
+    "away-notify",
+    "account-notify",
+    "extended-join",
+    "setname",
+    "standard-replies",
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ use crate::irc::context::{prefix, reply, Ctx};
 use crate::irc::line_limit;
 use crate::irc::outbox::Stamp;
 use crate::irc::session::Session;
-use crate::limits::{MAX_AWAY_LEN, MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
+use crate::limits::{MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
 use crate::state::chat::{fold_borrowed, valid_room_name, ClientId, PartError, Topic};
 use huddle_protocol::numeric::*;
 use huddle_protocol::Message;
@@ -24,7 +24,8 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
         "NAMES" => names(s, msg, ctx),
         "HELLO" => hello(s, ctx),
         "TOPIC" => topic(s, msg, ctx),
-        "AWAY" => away(s, msg, ctx),
+        "AWAY" => crate::irc::user_changes::away(s, msg, ctx),
+        "SETNAME" => crate::irc::user_changes::setname(s, msg, ctx),
         "MOTD" => crate::irc::welcome::send_motd(s, ctx),
         "CHATHISTORY" => crate::irc::replay::chathistory(s, msg, ctx),
         "WHO" => crate::irc::queries::who(s, msg, ctx),
@@ -105,7 +106,6 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     if !need_params(s, msg, 1, ctx) {
         return;
     }
-    let nick = s.target().to_string();
     for name in targets(&msg.params[0]) {
         if !valid_room_name(name) {
             reply(s, ctx, ERR_NOSUCHCHANNEL, [name, "Illegal room name"]);
@@ -129,10 +129,8 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         };
         let spelled = room.name.clone();
         let members = room.members.clone();
-        let join = Message::new("JOIN", [spelled.as_str()]).with_source(prefix(&nick));
-        let stamp = stamp(s, None);
-        let to = with_caps(ctx, &members);
-        ctx.out.deliver(to, &join, &stamp);
+        crate::irc::join_line::announce_join(s, &spelled, &members, ctx);
+        crate::irc::user_changes::away_on_join(s, &members, ctx);
         send_topic(s, &spelled, false, ctx);
         send_names(s, &spelled, ctx);
         crate::irc::replay::on_join(s, &spelled, ctx);
@@ -275,7 +273,7 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
             let echo = ctx.chat.caps_of(s.id).has(Cap::EchoMessage);
             let line = relayed(room.name.clone());
             if !line_limit::fits(&line) {
-                too_long(s, ctx);
+                too_long(s, cmd, ctx);
                 continue;
             }
             let stamp = stamp(s, Some(ctx.msgids.next()));
@@ -298,7 +296,7 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
             let spelled = ctx.chat.nick_of(peer).unwrap_or(target).to_string();
             let line = relayed(spelled.clone());
             if !line_limit::fits(&line) {
-                too_long(s, ctx);
+                too_long(s, cmd, ctx);
                 continue;
             }
             let stamp = stamp(s, Some(ctx.msgids.next()));
@@ -316,15 +314,16 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
     }
 }
 
-/// `417`: the text does not fit one relayed line once the sender's prefix is added (sent for
-/// NOTICE too: the text was dropped, and only the sender can shorten it).
-fn too_long(s: &Session, ctx: &mut Ctx) {
-    reply(
-        s,
-        ctx,
-        ERR_INPUTTOOLONG,
-        ["Input line was too long (a relayed line is at most 512 bytes)"],
-    );
+/// `417` (or, for a client with `standard-replies`, `FAIL <cmd> INPUT_TOO_LONG`): the text
+/// does not fit one relayed line once the sender's prefix is added. Sent for NOTICE too: the
+/// text was dropped, and only the sender can shorten it.
+fn too_long(s: &Session, cmd: &str, ctx: &mut Ctx) {
+    const WHY: &str = "Input line was too long (a relayed line is at most 512 bytes)";
+    if ctx.chat.caps_of(s.id).has(Cap::StandardReplies) {
+        crate::irc::context::send_raw(s, ctx, "FAIL", [cmd, "INPUT_TOO_LONG", WHY]);
+    } else {
+        reply(s, ctx, ERR_INPUTTOOLONG, [WHY]);
+    }
 }
 
 fn names(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
@@ -406,28 +405,6 @@ fn topic(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     let line = Message::new("TOPIC", [spelled.as_str(), text.as_str()]).with_source(prefix(&nick));
     let to = with_caps(ctx, &members);
     ctx.out.deliver(to, &line, &stamp);
-}
-
-/// `AWAY :text` marks the user away (`306`); `AWAY` alone returns (`305`).
-fn away(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
-    let text = msg
-        .param(0)
-        .filter(|t| !t.is_empty())
-        .map(|t| t.chars().take(MAX_AWAY_LEN).collect::<String>());
-    let back = text.is_none();
-    if let Some(user) = ctx.chat.user_mut(s.id) {
-        user.away = text;
-    }
-    if back {
-        reply(
-            s,
-            ctx,
-            RPL_UNAWAY,
-            ["You are no longer marked as being away"],
-        );
-    } else {
-        reply(s, ctx, RPL_NOWAWAY, ["You have been marked as being away"]);
-    }
 }
 
 fn hello(s: &mut Session, ctx: &mut Ctx) {

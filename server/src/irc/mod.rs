@@ -12,6 +12,7 @@ pub mod capabilities;
 pub mod commands;
 pub mod context;
 pub mod dispatch;
+pub mod join_line;
 pub mod line_limit;
 pub mod monitor;
 pub mod outbox;
@@ -21,6 +22,7 @@ pub mod registration;
 pub mod replay;
 pub mod server_info;
 pub mod session;
+pub mod user_changes;
 pub mod welcome;
 pub mod whowas;
 

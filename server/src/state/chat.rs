@@ -234,6 +234,22 @@ impl Chat {
         Some((user.nick, peers))
     }
 
+    /// Everyone who shares a room with `id`, each once, `id` left out.
+    pub fn room_mates(&self, id: ClientId) -> Vec<ClientId> {
+        let mut mates: Vec<ClientId> = self
+            .users
+            .get(&id)
+            .into_iter()
+            .flat_map(|u| &u.rooms)
+            .filter_map(|key| self.rooms.get(key))
+            .flat_map(|room| room.members.iter().copied())
+            .filter(|&m| m != id)
+            .collect();
+        mates.sort_unstable();
+        mates.dedup();
+        mates
+    }
+
     pub fn room(&self, name: &str) -> Option<&Room> {
         self.rooms.get(&fold(name))
     }
@@ -393,6 +409,8 @@ mod tests {
         c.join("#x", 2);
         c.join("#y", 2);
         c.join("#z", 3);
+        assert_eq!(c.room_mates(1), [2]);
+        assert_eq!(c.room_mates(3), Vec::<ClientId>::new());
         assert_eq!(c.remove_user(1), Some(("a".to_string(), vec![2])));
         assert_eq!(c.remove_user(1), None);
         assert!(c.room("#x").is_some());
