@@ -505,3 +505,84 @@ fn with_standard_replies_too_long_text_gets_fail_input_too_long() {
         "{f}"
     );
 }
+
+#[test]
+fn client_tags_reach_message_tags_recipients_only() {
+    let s = TestServer::start(&[]);
+    let mut alice = s.user_with_caps("alice", "message-tags echo-message");
+    let mut tagged = s.user_with_caps("tagged", "message-tags");
+    let mut plain = s.registered_user("plain");
+    for c in [&mut alice, &mut tagged, &mut plain] {
+        c.join("#room");
+    }
+    for c in [&mut alice, &mut tagged, &mut plain] {
+        c.sync();
+    }
+
+    // PRIVMSG with client-only tags: kept for message-tags clients, server tags dropped.
+    alice.send("@+draft/reply=abc;+example.com/x=a\\sb;msgid=forged;time=x PRIVMSG #room :hi");
+    let m = tagged.recv();
+    assert_msg(&m, "PRIVMSG", &["#room", "hi"]);
+    assert_eq!(m.tag("+draft/reply"), Some("abc"), "{m}");
+    assert_eq!(m.tag("+example.com/x"), Some("a b"), "{m}");
+    assert_ne!(m.tag("msgid"), Some("forged"), "{m}");
+    assert_eq!(m.tag("time"), None, "{m}");
+    let echo = alice.recv();
+    assert_eq!(echo.tag("+draft/reply"), Some("abc"), "{echo}");
+    let m = plain.recv();
+    assert!(m.tags.is_empty(), "{m}");
+    assert_msg(&m, "PRIVMSG", &["#room", "hi"]);
+
+    // TAGMSG: to message-tags clients only, to a room and to a user.
+    alice.send("@+typing=active TAGMSG #room");
+    let m = tagged.recv();
+    assert!(
+        from_user(&m, "alice") && m.is("TAGMSG") && m.params == ["#room"],
+        "{m}"
+    );
+    assert_eq!(m.tag("+typing"), Some("active"));
+    assert!(m.tag("msgid").is_some(), "{m}");
+    assert!(alice.recv().is("TAGMSG"), "echo-message");
+    plain.assert_quiet();
+    alice.send("@+typing=paused TAGMSG tagged,TAGGED");
+    let m = tagged.recv();
+    assert!(m.is("TAGMSG") && m.params == ["tagged"], "{m}");
+    alice.expect_command("TAGMSG");
+    tagged.assert_quiet();
+    alice.send("@+typing=active TAGMSG plain");
+    alice.expect_command("TAGMSG"); // the echo only: plain has no message-tags
+    plain.assert_quiet();
+    alice.send("@+typing=active TAGMSG nobody");
+    assert_reply(
+        &alice.recv(),
+        N,
+        "401",
+        &["alice", "nobody", "No such nick"],
+    );
+    alice.send("@+typing=active TAGMSG #elsewhere");
+    assert_reply(
+        &alice.recv(),
+        N,
+        "403",
+        &["alice", "#elsewhere", "No such room"],
+    );
+    // Without client-only tags there is nothing to carry.
+    alice.send("TAGMSG #room");
+    alice.assert_quiet();
+    tagged.assert_quiet();
+
+    // Tag data is bounded: 4094 bytes pass, one more is refused with 417.
+    let value = |n: usize| "v".repeat(n - "+big=".len());
+    alice.send(&format!("@+big={} TAGMSG tagged", value(4094)));
+    let m = tagged.recv();
+    assert_eq!(m.tag("+big").map(str::len), Some(4094 - 5));
+    alice.expect_command("TAGMSG");
+    alice.send(&format!("@+big={} TAGMSG tagged", value(4095)));
+    assert_reply(
+        &alice.recv(),
+        N,
+        "417",
+        &["alice", "Input line was too long (tag data)"],
+    );
+    tagged.assert_quiet();
+}

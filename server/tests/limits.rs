@@ -116,10 +116,10 @@ fn oversized_line_before_login() {
 }
 
 #[test]
-fn line_limit_is_4096_bytes_without_the_line_ending() {
+fn line_limit_is_max_line_len_bytes_without_the_line_ending() {
     let s = TestServer::start(&[]);
     let mut c = s.registered_user("alice");
-    let max_token = "t".repeat(4096 - "PING :".len());
+    let max_token = "t".repeat(huddle_protocol::MAX_LINE_LEN - "PING :".len());
     c.send(&format!("PING :{max_token}"));
     assert_reply(&c.recv(), N, "PONG", &[N, max_token.as_str()]);
     c.send(&format!("PING :{max_token}u"));

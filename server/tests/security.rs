@@ -1227,8 +1227,8 @@ fn oversized_line() {
     let pid = s.pid();
     let mut u = users_in_room(&s, &["alice", "bob"], "#room");
     let mut anon = open_anon(&s, "anon");
-    // 4096 bytes without the line ending is the limit; one more is too long.
-    let max_token = "t".repeat(4096 - "PING :".len());
+    // MAX_LINE_LEN bytes without the line ending is the limit; one more is too long.
+    let max_token = "t".repeat(huddle_protocol::MAX_LINE_LEN - "PING :".len());
     for (c, target) in [(&mut anon, "*"), (&mut u[0], "alice")] {
         c.send(&format!("PING :{max_token}"));
         assert_reply(&c.recv(), N, "PONG", &[N, max_token.as_str()]);

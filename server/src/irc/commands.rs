@@ -25,6 +25,7 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
         "HELLO" => hello(s, ctx),
         "TOPIC" => topic(s, msg, ctx),
         "AWAY" => crate::irc::user_changes::away(s, msg, ctx),
+        "TAGMSG" => crate::irc::tagmsg::tagmsg(s, msg, ctx),
         "SETNAME" => crate::irc::user_changes::setname(s, msg, ctx),
         "MOTD" => crate::irc::welcome::send_motd(s, ctx),
         "CHATHISTORY" => crate::irc::replay::chathistory(s, msg, ctx),
@@ -197,10 +198,13 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
     // The received message's strings are reused for the relayed line (its command, its
     // parameter list and its text), so relaying allocates only what is new.
     let Message {
+        mut tags,
         mut command,
         mut params,
         ..
     } = msg;
+    // Client-only tags travel on (to recipients with message-tags); others are the server's.
+    tags.retain(|t| t.key.starts_with('+'));
     params.truncate(2);
     let text = if params.len() == 2 {
         params.pop()
@@ -233,19 +237,22 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
         // The last target gets the received strings; any before it, copies.
         let last = targets.peek().is_none();
         let mut relayed = |to: String| -> Message {
-            let (command, mut params, text) = match (last, command.take(), params.take()) {
-                (true, Some(c), Some(p)) => (c, p, std::mem::take(&mut text)),
+            let (command, mut params, text, tags) = match (last, command.take(), params.take()) {
+                (true, Some(c), Some(p)) => {
+                    (c, p, std::mem::take(&mut text), std::mem::take(&mut tags))
+                }
                 (_, c, p) => {
                     command = c;
                     params = p;
-                    (cmd.to_string(), Vec::with_capacity(2), text.clone())
+                    let fresh = Vec::with_capacity(2);
+                    (cmd.to_string(), fresh, text.clone(), tags.clone())
                 }
             };
             params.clear();
             params.push(to);
             params.push(text);
             Message {
-                tags: Vec::new(),
+                tags,
                 source: Some(prefix(s.target())),
                 command,
                 params,

@@ -8,7 +8,7 @@ use crate::irc::registration;
 use crate::irc::session::Session;
 use crate::storage::workers::Completion;
 use huddle_protocol::numeric::*;
-use huddle_protocol::{FrameError, Message, ParseError};
+use huddle_protocol::{FrameError, Message, ParseError, MAX_CLIENT_TAG_DATA};
 
 /// One framed input: a line, or why the bytes could not be framed as one.
 pub fn received(s: &mut Session, input: Result<&str, FrameError>, ctx: &mut Ctx) {
@@ -42,6 +42,19 @@ pub fn handle_frame_error(s: &mut Session, err: FrameError, ctx: &mut Ctx) {
 
 /// One received line.
 pub fn handle_line(s: &mut Session, line: &str, ctx: &mut Ctx) {
+    // IRCv3 message-tags: at most 4094 bytes of tag data from a client.
+    if let Some(tagged) = line.strip_prefix('@') {
+        let tag_data = tagged.find(' ').unwrap_or(tagged.len());
+        if tag_data > MAX_CLIENT_TAG_DATA {
+            reply(
+                s,
+                ctx,
+                ERR_INPUTTOOLONG,
+                ["Input line was too long (tag data)"],
+            );
+            return;
+        }
+    }
     match Message::parse(line) {
         Ok(msg) => handle_message(s, msg, ctx),
         Err(ParseError::Empty) => {}

@@ -22,6 +22,7 @@ pub mod registration;
 pub mod replay;
 pub mod server_info;
 pub mod session;
+pub mod tagmsg;
 pub mod user_changes;
 pub mod welcome;
 pub mod whowas;
