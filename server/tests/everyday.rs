@@ -586,3 +586,77 @@ fn client_tags_reach_message_tags_recipients_only() {
     );
     tagged.assert_quiet();
 }
+
+#[test]
+fn guests_change_nick_accounts_keep_theirs() {
+    let s = TestServer::start(&["--allow-guests"]);
+    drop(s.registered_user("bob")); // a registered account, offline
+    let mut alice = s.registered_user("alice");
+    let mut gus = s.guest("gus");
+    alice.join("#room");
+    gus.join("#room");
+    alice.expect_command("JOIN");
+    alice.send("MONITOR + newgus");
+    assert_reply(&alice.recv(), N, "731", &["alice", "newgus"]);
+
+    // A change of case.
+    gus.send("NICK Gus");
+    for c in [&mut gus, &mut alice] {
+        let m = c.recv();
+        assert!(from_user(&m, "gus"), "{m}");
+        assert_msg(&m, "NICK", &["Gus"]);
+    }
+    // A new nick, checked like a guest nick at registration.
+    gus.send("NICK newgus");
+    for c in [&mut gus, &mut alice] {
+        let m = c.expect_command("NICK");
+        assert!(from_user(&m, "Gus"), "{m}");
+        assert_msg(&m, "NICK", &["newgus"]);
+    }
+    assert_reply(&alice.recv(), N, "730", &["alice", "newgus!newgus@huddle"]);
+    gus.nick = Some("newgus".into());
+    alice.send("PRIVMSG newgus :found you");
+    assert_msg(&gus.recv(), "PRIVMSG", &["newgus", "found you"]);
+    alice.send("PRIVMSG gus :old nick");
+    assert_reply(&alice.recv(), N, "401", &["alice", "gus", "No such nick"]);
+    alice.send("WHOWAS gus");
+    let was = replies_until(&mut alice, "alice", "369");
+    let nicks: Vec<&str> = was
+        .iter()
+        .filter(|m| m.is("314"))
+        .map(|m| m.params[1].as_str())
+        .collect();
+    assert_eq!(nicks, ["Gus", "gus"]);
+
+    // Refused: in use, registered, invalid.
+    gus.send("NICK ALICE");
+    assert_reply(
+        &gus.recv(),
+        N,
+        "433",
+        &["newgus", "ALICE", "Nickname is already in use"],
+    );
+    gus.send("NICK bob");
+    let m = gus.recv();
+    assert!(m.is("433") && m.params[1] == "bob", "{m}");
+    assert!(m.params[2].contains("registered account"), "{m}");
+    gus.send("NICK bad!nick");
+    assert!(gus.recv().is("432"));
+    alice.assert_quiet();
+
+    // An account's nick is its name: no change, not even of case.
+    alice.send("NICK alice");
+    alice.assert_quiet();
+    alice.send("NICK Alice");
+    assert_reply(
+        &alice.recv(),
+        N,
+        "432",
+        &[
+            "alice",
+            "Alice",
+            "Your nick is your account name (alice) and cannot be changed",
+        ],
+    );
+    gus.assert_quiet();
+}

@@ -1399,15 +1399,17 @@ fn crlf_injection() {
         assert_msg(&m, "PRIVMSG", &["#room", odd]);
         c.assert_quiet();
     }
-    // A client tag whose value escapes CR LF is not relayed (client tags are not offered), so
-    // it cannot become a line either.
+    // A client tag whose value escapes CR LF is relayed (to message-tags clients) escaped
+    // again: one line, the value intact, nothing forged.
     alice.send("@+evil=a\\r\\nPRIVMSG\\s#room\\s:forged PRIVMSG #room :tagged");
-    for c in [&mut *bob, &mut dave] {
-        let m = c.recv();
-        assert_msg(&m, "PRIVMSG", &["#room", "tagged"]);
-        assert!(m.tag("+evil").is_none(), "{m:?}");
-        c.assert_quiet();
-    }
+    let m = bob.recv();
+    assert_msg(&m, "PRIVMSG", &["#room", "tagged"]);
+    assert!(m.tag("+evil").is_none(), "bob has no message-tags: {m:?}");
+    let m = dave.recv();
+    assert_msg(&m, "PRIVMSG", &["#room", "tagged"]);
+    assert_eq!(m.tag("+evil"), Some("a\r\nPRIVMSG #room :forged"), "{m:?}");
+    bob.assert_quiet();
+    dave.assert_quiet();
 
     // A realname with control characters reaches others (WHOIS) as one line too.
     let mut carol = s.connect("carol");

@@ -37,7 +37,7 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
         "MODE" => crate::irc::queries::mode(s, msg, ctx),
         "PEERADDR" => crate::irc::peer_directory::peeraddr(s, msg, ctx),
         "PEER" => crate::irc::peer_directory::peer(s, msg, ctx),
-        "NICK" => nick(s, msg, ctx),
+        "NICK" => crate::irc::nick_change::nick(s, msg, ctx),
         "WHOWAS" => crate::irc::whowas::whowas(s, msg, ctx),
         "MONITOR" => crate::irc::monitor::monitor(s, msg, ctx),
         "LUSERS" => crate::irc::server_info::lusers_command(s, msg, ctx),
@@ -424,21 +424,6 @@ fn hello(s: &mut Session, ctx: &mut Ctx) {
     );
     let notice = Message::new("NOTICE", [nick.as_str(), &text]).with_source(ctx.info.name.as_str());
     ctx.out.send(s.id, &notice);
-}
-
-fn nick(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
-    let Some(wanted) = msg.param(0).filter(|n| !n.is_empty()) else {
-        reply(s, ctx, ERR_NONICKNAMEGIVEN, ["No nickname given"]);
-        return;
-    };
-    if !wanted.eq_ignore_ascii_case(s.target()) {
-        let why = if s.is_guest() {
-            "Guests keep the nick they connected with"
-        } else {
-            "Your nick is your account name and cannot be changed"
-        };
-        reply(s, ctx, ERR_ERRONEUSNICKNAME, [wanted, why]);
-    }
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod dispatch;
 pub mod join_line;
 pub mod line_limit;
 pub mod monitor;
+pub mod nick_change;
 pub mod outbox;
 pub mod peer_directory;
 pub mod queries;

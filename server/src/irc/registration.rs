@@ -434,8 +434,9 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
 }
 
 /// A guest nick must be a valid name, not online, and not a registered account (asked of
-/// the account store on a worker).
-fn check_guest_nick(s: &mut Session, nick: &str, ctx: &mut Ctx) {
+/// the account store on a worker). At registration and for a registered guest's NICK alike:
+/// the outcome goes to [`finish_guest`].
+pub(super) fn check_guest_nick(s: &mut Session, nick: &str, ctx: &mut Ctx) {
     if validate_name(nick).is_err() {
         let rule = format!("Nicks are 1-{MAX_NAME_CHARS} characters of A-Z a-z 0-9 _ -");
         reply(s, ctx, ERR_ERRONEUSNICKNAME, [nick, rule.as_str()]);
@@ -477,6 +478,11 @@ fn finish_guest(s: &mut Session, nick: &str, registered: bool, ctx: &mut Ctx) {
             nick,
             "Nickname is reserved by a registered account; log in to use it",
         );
+        return;
+    }
+    if s.registered {
+        s.nick_given = None;
+        crate::irc::nick_change::rename(s, nick, ctx);
         return;
     }
     let new_user = NewUser {

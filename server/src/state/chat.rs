@@ -83,6 +83,14 @@ pub struct Chat {
     max_online: usize,
 }
 
+/// Why [`Chat::rename`] did not rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenameError {
+    /// Another user has the nick.
+    Taken,
+    NotOnline,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PartError {
     NoSuchRoom,
@@ -209,6 +217,21 @@ impl Chat {
         );
         self.max_online = self.max_online.max(self.users.len());
         Ok(())
+    }
+
+    /// Online user `id` is `new` from now on (a change of case only included); the old nick
+    /// goes to WHOWAS. Returns the old nick.
+    pub fn rename(&mut self, id: ClientId, new: &str) -> Result<String, RenameError> {
+        let key = fold(new);
+        if self.by_nick.get(&key).is_some_and(|&holder| holder != id) {
+            return Err(RenameError::Taken);
+        }
+        let user = self.users.get_mut(&id).ok_or(RenameError::NotOnline)?;
+        self.whowas.record(Gone::of(user));
+        let old = std::mem::replace(&mut user.nick, new.to_string());
+        self.by_nick.remove(&fold(&old));
+        self.by_nick.insert(key, id);
+        Ok(old)
     }
 
     /// Takes `id` offline and out of its rooms. Returns its nick and the other clients that
@@ -376,6 +399,22 @@ mod tests {
         assert_eq!(c.find_nick("ALICE"), Some(1));
         assert_eq!(c.nick_of(1), Some("Alice"));
         assert_eq!(c.online(), 1);
+    }
+
+    #[test]
+    fn rename_moves_the_nick_and_remembers_the_old_one() {
+        let mut c = Chat::new();
+        c.add_user(1, "ann", NewUser::default()).unwrap();
+        c.add_user(2, "bob", NewUser::default()).unwrap();
+        assert_eq!(c.rename(1, "BOB"), Err(RenameError::Taken));
+        assert_eq!(c.rename(9, "zed"), Err(RenameError::NotOnline));
+        assert_eq!(c.rename(1, "Ann"), Ok("ann".to_string()));
+        assert_eq!(c.nick_of(1), Some("Ann"));
+        assert_eq!(c.rename(1, "cat"), Ok("Ann".to_string()));
+        assert_eq!(c.find_nick("ann"), None);
+        assert_eq!(c.find_nick("CAT"), Some(1));
+        let was: Vec<&str> = c.whowas.find("ann").map(|g| g.nick.as_str()).collect();
+        assert_eq!(was, ["Ann", "ann"]);
     }
 
     #[test]
