@@ -660,3 +660,73 @@ fn guests_change_nick_accounts_keep_theirs() {
     );
     gus.assert_quiet();
 }
+
+#[test]
+fn labeled_response_marks_one_line_batches_several_and_acks_none() {
+    let s = TestServer::start(&[]);
+    let mut alice = s.user_with_caps("alice", "labeled-response batch");
+    let mut echo = s.user_with_caps("echo", "labeled-response echo-message batch");
+    let mut plain = s.registered_user("plain");
+    for c in [&mut alice, &mut echo, &mut plain] {
+        c.join("#room");
+    }
+    for c in [&mut alice, &mut echo, &mut plain] {
+        c.sync();
+    }
+
+    alice.send("@label=one PING tok");
+    let m = alice.recv();
+    assert!(m.is("PONG") && m.tag("label") == Some("one"), "{m}");
+
+    // No response: ACK. Room mates get the message without any label.
+    alice.send("@label=two PRIVMSG #room :hi");
+    let m = alice.recv();
+    assert!(m.is("ACK") && m.tag("label") == Some("two"), "{m}");
+    assert_eq!(m.source.as_deref(), Some(N));
+    let m = plain.recv();
+    assert!(m.is("PRIVMSG") && m.tags.is_empty(), "{m}");
+    let m = echo.recv();
+    assert!(m.is("PRIVMSG") && m.tag("label").is_none(), "{m}");
+
+    // With echo-message the echo is the response.
+    echo.send("@label=three PRIVMSG #room :echoed");
+    let m = echo.recv();
+    assert!(m.is("PRIVMSG") && m.tag("label") == Some("three"), "{m}");
+    assert!(alice.recv().tag("label").is_none());
+    plain.recv();
+
+    // Several lines: a labeled-response batch.
+    alice.send("@label=four WHOIS plain");
+    let start = alice.recv();
+    assert!(
+        start.is("BATCH")
+            && start.tag("label") == Some("four")
+            && start.params[1] == "labeled-response",
+        "{start}"
+    );
+    let id = start.params[0].strip_prefix('+').unwrap().to_string();
+    let mut inside = Vec::new();
+    loop {
+        let m = alice.recv();
+        if m.is("BATCH") {
+            assert_eq!(m.params, [format!("-{id}")]);
+            break;
+        }
+        assert_eq!(m.tag("batch"), Some(id.as_str()), "{m}");
+        assert_eq!(m.tag("label"), None, "{m}");
+        inside.push(m.command.clone());
+    }
+    assert!(
+        inside.len() > 1 && inside.last().map(String::as_str) == Some("318"),
+        "{inside:?}"
+    );
+
+    // Without the capability: no label, no ACK.
+    plain.send("@label=five PING tok");
+    let m = plain.recv();
+    assert!(m.is("PONG") && m.tags.is_empty(), "{m}");
+    plain.send("@label=six PRIVMSG #room :quiet");
+    plain.assert_quiet();
+    alice.sync();
+    echo.sync();
+}

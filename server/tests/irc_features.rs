@@ -14,7 +14,7 @@ use std::path::Path;
 const N: &str = SERVER_NAME;
 
 /// The offered capabilities (`CAP LS 302`, with values).
-const CAPS_302: [&str; 14] = [
+const CAPS_302: [&str; 15] = [
     "sasl=PLAIN",
     "draft/account-registration",
     "server-time",
@@ -29,6 +29,7 @@ const CAPS_302: [&str; 14] = [
     "extended-join",
     "setname",
     "standard-replies",
+    "labeled-response",
 ];
 
 // ---------------------------------------------------------------------------------------------

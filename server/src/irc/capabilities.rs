@@ -20,6 +20,7 @@ pub const OFFERED: &[(Cap, &str, Option<&str>)] = &[
     (Cap::ExtendedJoin, "extended-join", None),
     (Cap::Setname, "setname", None),
     (Cap::StandardReplies, "standard-replies", None),
+    (Cap::LabeledResponse, "labeled-response", None),
 ];
 
 impl Cap {

@@ -86,6 +86,18 @@ pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
         // `msg.command`).
         None => "",
     };
+    match crate::irc::labels::label_of(s, command, &msg, ctx) {
+        Some(label) => {
+            let mark = ctx.out.len();
+            run(s, command, msg, ctx);
+            crate::irc::labels::mark_response(s, &label, mark, ctx);
+        }
+        None => run(s, command, msg, ctx),
+    }
+}
+
+/// Runs one command (`command` is `msg.command` in upper case).
+fn run(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
     match command {
         "CAP" => registration::cap(s, &msg, ctx),
         "AUTHENTICATE" => registration::authenticate(s, &msg, ctx),

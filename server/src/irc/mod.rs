@@ -13,6 +13,7 @@ pub mod commands;
 pub mod context;
 pub mod dispatch;
 pub mod join_line;
+pub mod labels;
 pub mod line_limit;
 pub mod monitor;
 pub mod nick_change;

@@ -209,6 +209,21 @@ impl Outbox {
         self.effects.is_empty()
     }
 
+    /// How many effects are queued: a mark for [`Outbox::split_off`].
+    pub fn len(&self) -> usize {
+        self.effects.len()
+    }
+
+    /// Takes the effects queued after `mark` (to rewrite them and queue them again).
+    pub fn split_off(&mut self, mark: usize) -> Vec<Effect> {
+        self.effects.split_off(mark.min(self.effects.len()))
+    }
+
+    /// Queues `effects` after those queued so far.
+    pub fn extend(&mut self, effects: Vec<Effect>) {
+        self.effects.extend(effects);
+    }
+
     #[cfg(test)]
     pub fn drain(&mut self) -> std::vec::Drain<'_, Effect> {
         self.effects.drain(..)

@@ -19,6 +19,7 @@ pub enum Cap {
     ExtendedJoin,
     Setname,
     StandardReplies,
+    LabeledResponse,
 }
 
 impl Cap {
