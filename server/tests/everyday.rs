@@ -155,6 +155,17 @@ fn replies_until(c: &mut Client, nick: &str, end: &str) -> Vec<Message> {
     got
 }
 
+/// Each client joins `room` in turn; then what is pending for each (later JOINs, history) is
+/// drained.
+fn join_all(clients: &mut [&mut Client], room: &str) {
+    for c in clients.iter_mut() {
+        c.join(room);
+    }
+    for c in clients.iter_mut() {
+        c.sync();
+    }
+}
+
 fn commands(lines: &[Message]) -> Vec<&str> {
     lines.iter().map(|m| m.command.as_str()).collect()
 }
@@ -366,12 +377,7 @@ fn away_notify_tells_room_mates_who_asked() {
     let mut alice = s.registered_user("alice");
     let mut watcher = s.user_with_caps("watcher", "away-notify");
     let mut plain = s.registered_user("plain");
-    for c in [&mut alice, &mut watcher, &mut plain] {
-        c.join("#room");
-    }
-    alice.sync();
-    watcher.sync();
-    plain.sync();
+    join_all(&mut [&mut alice, &mut watcher, &mut plain], "#room");
     let mut stranger = s.user_with_caps("stranger", "away-notify");
 
     alice.send("AWAY :gone fishing");
@@ -441,12 +447,7 @@ fn setname_changes_the_realname_and_tells_who_asked() {
     let mut alice = s.user_with_caps("alice", "setname");
     let mut mate = s.user_with_caps("mate", "setname");
     let mut plain = s.registered_user("plain");
-    for c in [&mut alice, &mut mate, &mut plain] {
-        c.join("#room");
-    }
-    for c in [&mut alice, &mut mate, &mut plain] {
-        c.sync();
-    }
+    join_all(&mut [&mut alice, &mut mate, &mut plain], "#room");
     alice.send("SETNAME :Alice Liddell");
     let m = alice.recv();
     assert!(from_user(&m, "alice"), "{m}");
@@ -512,12 +513,7 @@ fn client_tags_reach_message_tags_recipients_only() {
     let mut alice = s.user_with_caps("alice", "message-tags echo-message");
     let mut tagged = s.user_with_caps("tagged", "message-tags");
     let mut plain = s.registered_user("plain");
-    for c in [&mut alice, &mut tagged, &mut plain] {
-        c.join("#room");
-    }
-    for c in [&mut alice, &mut tagged, &mut plain] {
-        c.sync();
-    }
+    join_all(&mut [&mut alice, &mut tagged, &mut plain], "#room");
 
     // PRIVMSG with client-only tags: kept for message-tags clients, server tags dropped.
     alice.send("@+draft/reply=abc;+example.com/x=a\\sb;msgid=forged;time=x PRIVMSG #room :hi");
@@ -667,12 +663,7 @@ fn labeled_response_marks_one_line_batches_several_and_acks_none() {
     let mut alice = s.user_with_caps("alice", "labeled-response batch");
     let mut echo = s.user_with_caps("echo", "labeled-response echo-message batch");
     let mut plain = s.registered_user("plain");
-    for c in [&mut alice, &mut echo, &mut plain] {
-        c.join("#room");
-    }
-    for c in [&mut alice, &mut echo, &mut plain] {
-        c.sync();
-    }
+    join_all(&mut [&mut alice, &mut echo, &mut plain], "#room");
 
     alice.send("@label=one PING tok");
     let m = alice.recv();
