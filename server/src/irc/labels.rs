@@ -140,3 +140,35 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod handler_tests {
+    use crate::irc::session::Session;
+    use crate::irc::tests::{World, LOCAL};
+
+    #[test]
+    fn the_senders_echo_is_taken_out_of_the_fan_out_and_labelled() {
+        let mut w = World::new();
+        let (mut a, mut b) = (Session::new(1, 1, LOCAL), Session::new(2, 1, LOCAL));
+        w.line(&mut a, "CAP REQ :echo-message labeled-response");
+        w.line(&mut a, "CAP END");
+        w.log_in(&mut a, "alice");
+        w.log_in(&mut b, "bob");
+        w.line(&mut a, "JOIN #r");
+        w.line(&mut b, "JOIN #r");
+        w.take(1);
+        w.line(&mut a, "@label=L1 PRIVMSG #r :hi");
+        assert_eq!(
+            w.state.out().lines_for(2),
+            [":alice!alice@huddle PRIVMSG #r hi"]
+        );
+        assert_eq!(w.take(1), ["@label=L1 :alice!alice@huddle PRIVMSG #r hi"]);
+        w.line(&mut a, "@label=L2 AWAY");
+        assert_eq!(
+            w.take(1),
+            ["@label=L2 :srv 305 alice :You are no longer marked as being away"]
+        );
+        w.line(&mut a, "@label=L3 MONITOR - x");
+        assert_eq!(w.take(1), ["@label=L3 :srv ACK"]);
+    }
+}

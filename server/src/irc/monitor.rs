@@ -28,6 +28,9 @@ pub fn monitor(s: &Session, msg: &Message, ctx: &mut Ctx) {
             let mut added = Vec::new();
             let mut refused = Vec::new();
             for nick in targets() {
+                if added.iter().any(|a: &String| a.eq_ignore_ascii_case(nick)) {
+                    continue; // listed twice in this command: reported once
+                }
                 match ctx.chat.monitors.add(s.id, nick, MONITOR_LIMIT) {
                     Ok(()) => added.push(nick.to_string()),
                     Err(ListFull) => refused.push(nick),
@@ -110,5 +113,33 @@ fn notify(nick: &str, numeric: &str, what: &str, ctx: &mut Ctx) {
         };
         let line = Message::new(numeric, [target, what]).with_source(ctx.info.name.as_str());
         ctx.out.send(id, &line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::irc::session::Session;
+    use crate::irc::tests::{World, LOCAL};
+
+    #[test]
+    fn watchers_hear_of_logins_and_disconnects_only_while_watching() {
+        let mut w = World::new();
+        let (mut a, mut b) = (Session::new(1, 1, LOCAL), Session::new(2, 1, LOCAL));
+        w.log_in(&mut a, "alice");
+        w.take(1);
+        w.line(&mut a, "MONITOR + bob,bob,BOB");
+        assert_eq!(w.take(1), [":srv 731 alice bob"]);
+        w.log_in(&mut b, "bob");
+        assert_eq!(w.take(1), [":srv 730 alice bob!bob@huddle"]);
+        crate::irc::dispatch::disconnect(
+            &mut b,
+            "Quit",
+            &mut w.state.ctx(&crate::irc::context::NoJobs),
+        );
+        assert_eq!(w.take(1), [":srv 731 alice bob"]);
+        w.line(&mut a, "MONITOR - bob");
+        let mut b = Session::new(2, 2, LOCAL);
+        w.log_in(&mut b, "bob");
+        assert!(w.take(1).is_empty());
     }
 }

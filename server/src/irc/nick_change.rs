@@ -60,3 +60,58 @@ pub(super) fn rename(s: &mut Session, new: &str, ctx: &mut Ctx) {
         crate::irc::monitor::came_online(new, ctx);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::irc::session::Session;
+    use crate::irc::tests::{World, LOCAL};
+    use crate::storage::workers::{Completion, Job};
+
+    #[test]
+    fn a_guest_rename_waits_for_the_account_check_an_account_never_renames() {
+        let mut w = World::new();
+        w.allow_guests();
+        let (mut a, mut g) = (Session::new(1, 1, LOCAL), Session::new(2, 1, LOCAL));
+        w.log_in(&mut a, "alice");
+        w.line(&mut a, "NICK Alice");
+        assert!(w
+            .take(1)
+            .iter()
+            .any(|l| l.contains(" 432 alice Alice :Your nick is your account name")));
+
+        w.line(&mut g, "NICK gus");
+        w.line(&mut g, "USER g 0 * :G");
+        let jobs = w.take_jobs();
+        let [Job::CheckNick { origin, nick }] = &jobs[..] else {
+            panic!("{jobs:?}");
+        };
+        let done = |origin, nick: &str, registered| Completion::NickChecked {
+            origin,
+            nick: nick.to_string(),
+            registered: Ok(registered),
+        };
+        w.complete(&mut g, done(*origin, nick, false));
+        w.take(2);
+        w.line(&mut g, "NICK GUS");
+        assert_eq!(w.take(2), [":gus!gus@huddle NICK GUS"]);
+        w.line(&mut g, "NICK bob");
+        let jobs = w.take_jobs();
+        let [Job::CheckNick { origin, nick }] = &jobs[..] else {
+            panic!("{jobs:?}");
+        };
+        assert!(w.take(2).is_empty(), "nothing before the check is done");
+        w.complete(&mut g, done(*origin, nick, true));
+        assert_eq!(
+            w.take(2),
+            [":srv 433 GUS bob :Nickname is reserved by a registered account; log in to use it"]
+        );
+        w.line(&mut g, "NICK gary");
+        let jobs = w.take_jobs();
+        let [Job::CheckNick { origin, nick }] = &jobs[..] else {
+            panic!("{jobs:?}");
+        };
+        w.complete(&mut g, done(*origin, nick, false));
+        assert_eq!(w.take(2), [":GUS!GUS@huddle NICK gary"]);
+        assert_eq!(g.target(), "gary");
+    }
+}

@@ -15,7 +15,7 @@ use huddle_protocol::{sasl, FrameError};
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
 
-const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(super) const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Records submitted jobs; refuses them when `full`.
 #[derive(Default)]
@@ -34,13 +34,13 @@ impl JobSink for Jobs {
     }
 }
 
-struct World {
-    state: HandlerState,
+pub(super) struct World {
+    pub(super) state: HandlerState,
     jobs: Jobs,
 }
 
 impl World {
-    fn new() -> World {
+    pub(super) fn new() -> World {
         let info = ServerInfo {
             name: "srv".into(),
             network: "Huddle".into(),
@@ -57,19 +57,29 @@ impl World {
         }
     }
 
-    fn line(&mut self, s: &mut Session, line: &str) {
+    pub(super) fn line(&mut self, s: &mut Session, line: &str) {
         handle_line(s, line, &mut self.state.ctx(&self.jobs));
     }
 
-    fn complete(&mut self, s: &mut Session, done: Completion) {
+    pub(super) fn complete(&mut self, s: &mut Session, done: Completion) {
         completed(s, done, &mut self.state.ctx(&self.jobs));
     }
 
     /// Lines sent to `id` since the last call.
-    fn take(&mut self, id: ClientId) -> Vec<String> {
+    pub(super) fn take(&mut self, id: ClientId) -> Vec<String> {
         let lines = self.state.out().lines_for(id);
         self.state.discard_effects();
         lines
+    }
+
+    /// Allows guests from now on.
+    pub(super) fn allow_guests(&mut self) {
+        self.state.info_mut().allow_guests = true;
+    }
+
+    /// The jobs handed to workers so far, taken.
+    pub(super) fn take_jobs(&mut self) -> Vec<Job> {
+        std::mem::take(&mut *self.jobs.taken.borrow_mut())
     }
 
     fn closes(&self) -> Vec<ClientId> {
@@ -85,7 +95,7 @@ impl World {
     }
 
     /// Logs `s` in as `name` through SASL PLAIN and NICK/USER.
-    fn log_in(&mut self, s: &mut Session, name: &str) {
+    pub(super) fn log_in(&mut self, s: &mut Session, name: &str) {
         self.line(s, "AUTHENTICATE PLAIN");
         let payload = sasl::encode_plain(name, "password123");
         self.line(s, &format!("AUTHENTICATE {payload}"));
