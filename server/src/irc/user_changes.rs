@@ -5,6 +5,7 @@
 use crate::irc::capabilities::Cap;
 use crate::irc::commands::{stamp, with_caps};
 use crate::irc::context::{prefix, reply, send_raw, Ctx};
+use crate::irc::line_limit::truncate_last_to_fit;
 use crate::irc::session::Session;
 use crate::limits::{MAX_AWAY_LEN, MAX_REALNAME_LEN};
 use crate::state::chat::ClientId;
@@ -18,6 +19,9 @@ pub fn away(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         .param(0)
         .filter(|t| !t.is_empty())
         .map(|t| t.chars().take(MAX_AWAY_LEN).collect::<String>());
+    // The AWAY line room mates get stays within 512 bytes: the text kept is what fits it.
+    let line = away_line(s.target(), text.as_deref());
+    let text = line.params.first().cloned();
     let back = text.is_none();
     if let Some(user) = ctx.chat.user_mut(s.id) {
         user.away.clone_from(&text);
@@ -32,14 +36,15 @@ pub fn away(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     } else {
         reply(s, ctx, RPL_NOWAWAY, ["You have been marked as being away"]);
     }
-    let line = away_line(s.target(), text.as_deref());
     let mates = ctx.chat.room_mates(s.id);
     tell(s, &mates, Cap::AwayNotify, &line, ctx);
 }
 
-/// `:nick!user@host AWAY [:text]`.
+/// `:nick!user@host AWAY [:text]`, the text cut to fit 512 bytes.
 fn away_line(nick: &str, text: Option<&str>) -> Message {
-    Message::new("AWAY", text).with_source(prefix(nick))
+    let mut line = Message::new("AWAY", text).with_source(prefix(nick));
+    truncate_last_to_fit(&mut line);
+    line
 }
 
 /// After `joiner` joined a room whose members are `members`: those with `away-notify` learn
@@ -93,5 +98,24 @@ fn tell(s: &Session, ids: &[ClientId], cap: Cap, line: &Message, ctx: &mut Ctx) 
     if !to.is_empty() {
         let stamp = stamp(s, None);
         ctx.out.deliver(to, line, &stamp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::irc::line_limit::untagged_len;
+
+    #[test]
+    fn a_long_away_text_is_cut_to_fit_the_line() {
+        let text = "\u{1f600}".repeat(MAX_AWAY_LEN); // 800 bytes in 200 characters
+        let line = away_line("someone", Some(&text));
+        assert!(
+            (509..=512).contains(&untagged_len(&line)),
+            "{}",
+            untagged_len(&line)
+        );
+        assert!(line.params[0].chars().all(|c| c == '\u{1f600}'));
+        assert_eq!(away_line("x", None).params.len(), 0);
     }
 }
