@@ -94,7 +94,10 @@ pub fn distinct_targets(list: &str) -> impl Iterator<Item = &str> {
     let mut kept: [&str; MAX_TARGETS] = [""; MAX_TARGETS];
     let mut n = 0;
     list.split(',').filter(move |t| {
-        if t.is_empty() || n == MAX_TARGETS || kept[..n].iter().any(|k| k.eq_ignore_ascii_case(t)) {
+        if t.is_empty() || n == MAX_TARGETS {
+            return false;
+        }
+        if kept[..n].iter().any(|k| k.eq_ignore_ascii_case(t)) {
             return false;
         }
         kept[n] = t;
