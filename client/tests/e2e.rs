@@ -260,3 +260,36 @@ fn bad_ca_file_is_a_startup_error() {
         "{err}"
     );
 }
+
+#[test]
+fn long_text_is_split_into_lines_the_server_relays() {
+    let server = TestServer::start(&[]);
+    let mut bob = server.registered_user("bob");
+    bob.join("#lobby");
+    let mut alice = CliClient::logged_in(&server, "alice", &[]);
+    alice.expect("-- in #lobby (2): alice bob");
+    bob.expect_command("JOIN");
+    let text: String = (0..300)
+        .map(|i| format!("word{i}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    alice.send(&format!("say {text}"));
+    let mut got = Vec::new();
+    while got.join(" ").len() < text.len() {
+        let line = bob.recv_line().expect("bob's connection closed");
+        assert!(line.len() + 2 <= 512, "{} bytes: {line}", line.len() + 2);
+        let m = huddle_protocol::Message::parse(&line).unwrap();
+        assert!(m.is("PRIVMSG") && m.params[0] == "#lobby", "{m}");
+        got.push(m.params[1].clone());
+    }
+    assert!(got.len() >= 4, "{} pieces", got.len());
+    assert_eq!(got.join(" "), text);
+    // Nothing was refused: the client's next command is answered normally.
+    alice.send("who");
+    alice.expect_prefix("-- online (2)");
+    assert!(
+        !alice.seen().iter().any(|l| l.starts_with("!!")),
+        "{:?}",
+        alice.seen()
+    );
+}

@@ -3,8 +3,13 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-/// Longest accepted line in bytes, not counting the `\r\n` / `\n` that ends it.
-pub const MAX_LINE_LEN: usize = 4096;
+/// Longest accepted line in bytes, not counting the `\r\n` / `\n` that ends it: the IRCv3
+/// message-tags bound for a client's line, a tag section of `@`, up to 4094 bytes of tag data
+/// and a space, then the 510 bytes of an RFC 1459 line without its `\r\n`.
+pub const MAX_LINE_LEN: usize = 1 + MAX_CLIENT_TAG_DATA + 1 + 510;
+
+/// Tag data (between `@` and the space) a client may send (IRCv3 message-tags).
+pub const MAX_CLIENT_TAG_DATA: usize = 4094;
 
 /// A line could not be taken from the stream. The reader has already dropped it and carries on.
 #[derive(Debug, Clone, PartialEq, Eq)]

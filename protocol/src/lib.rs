@@ -11,5 +11,5 @@ pub mod numeric;
 pub mod sasl;
 pub mod userhost;
 
-pub use framing::{FrameError, LineReader, MAX_LINE_LEN};
+pub use framing::{FrameError, LineReader, MAX_CLIENT_TAG_DATA, MAX_LINE_LEN};
 pub use message::{Message, ParseError, Tag};

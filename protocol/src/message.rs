@@ -148,14 +148,25 @@ impl Message {
     pub fn write_to(&self, out: &mut String) {
         if !self.tags.is_empty() {
             out.push('@');
-            for (i, tag) in self.tags.iter().enumerate() {
-                if i > 0 {
-                    out.push(';');
-                }
-                write_tag(out, &tag.key, tag.value.as_deref().unwrap_or_default());
-            }
+            self.write_tags(out);
             out.push(' ');
         }
+        self.write_without_tags(out);
+    }
+
+    /// The tags as `a=1;b` (without `@` and the space after), appended to `out`.
+    pub fn write_tags(&self, out: &mut String) {
+        for (i, tag) in self.tags.iter().enumerate() {
+            if i > 0 {
+                out.push(';');
+            }
+            write_tag(out, &tag.key, tag.value.as_deref().unwrap_or_default());
+        }
+    }
+
+    /// [`Message::write_to`] leaving the tags out: the source, command and parameters, with
+    /// the closing `\r\n`.
+    pub fn write_without_tags(&self, out: &mut String) {
         if let Some(source) = &self.source {
             out.push(':');
             push_clean(out, source, true);

@@ -7,6 +7,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// `--admin-name`/`--admin-email`: one line of text that fits a reply.
+fn admin_text(s: &str) -> Result<String, String> {
+    if s.len() > 200 || s.chars().any(char::is_control) {
+        return Err("at most 200 bytes, no control characters".to_string());
+    }
+    Ok(s.to_string())
+}
+
 /// Huddle chat server: TLS-only IRC-style group chat with accounts.
 #[derive(Debug, Parser)]
 #[command(name = "huddle-server", version, about, long_about = None)]
@@ -67,6 +75,14 @@ pub struct Args {
     /// Let clients connect as guests without logging in (they can't use registered names).
     #[arg(long)]
     pub allow_guests: bool,
+
+    /// Who runs the server, for `ADMIN` (up to 200 bytes).
+    #[arg(long, value_name = "TEXT", value_parser = admin_text)]
+    pub admin_name: Option<String>,
+
+    /// How to reach who runs the server, for `ADMIN` (up to 200 bytes).
+    #[arg(long, value_name = "TEXT", value_parser = admin_text)]
+    pub admin_email: Option<String>,
 
     /// Messages kept per room and replayed on JOIN (0 disables history).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=100_000))]
@@ -131,6 +147,8 @@ pub struct Config {
     pub sendq: usize,
     pub motd: Option<PathBuf>,
     pub allow_guests: bool,
+    pub admin_name: Option<String>,
+    pub admin_email: Option<String>,
     pub history: usize,
     pub plain_listener: Option<SocketAddr>,
     pub ip_policy: IpPolicy,
@@ -185,6 +203,8 @@ impl Config {
             sendq: args.sendq as usize,
             motd: args.motd,
             allow_guests: args.allow_guests,
+            admin_name: args.admin_name,
+            admin_email: args.admin_email,
             history: args.history as usize,
             plain_listener,
             ip_policy,

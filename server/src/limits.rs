@@ -52,3 +52,11 @@ pub const KEEP_WHILE_BUSY: usize = 16 * 1024;
 /// from memory rather than cache; flushing in steps of this size keeps it in cache. (256 KiB
 /// made writes too small; 4 MiB fell out of cache: both measured slower.)
 pub const FLUSH_AFTER_BYTES: usize = 512 * 1024;
+/// Departures `WHOWAS` remembers (the oldest falls out).
+pub const WHOWAS_ENTRIES: usize = 1000;
+/// Entries one `WHOWAS` reply lists at most.
+pub const WHOWAS_REPLY_MAX: usize = 20;
+/// Nicks one client may watch with `MONITOR` (the `MONITOR` ISUPPORT token).
+pub const MONITOR_LIMIT: usize = 100;
+/// Longest real name (`USER`, `SETNAME`), in characters.
+pub const MAX_REALNAME_LEN: usize = 64;

@@ -42,11 +42,16 @@ fn register_login_and_quit() {
         &["*", "SASL authentication successful"],
     );
 
-    // NICK/USER complete the registration: 001..005 then 422.
+    // NICK/USER complete the registration: 001..005, LUSERS, then 422.
     c.send("NICK alice");
     c.send("USER alice 0 * :Alice");
-    for num in ["001", "002", "003", "004", "005"] {
-        let m = c.recv();
+    for num in [
+        "001", "002", "003", "004", "005", "251", "254", "255", "265", "266",
+    ] {
+        let mut m = c.recv();
+        while num == "251" && m.is("005") {
+            m = c.recv(); // ISUPPORT may take more than one line
+        }
         assert!(m.is(num), "expected {num}, got {m}");
         assert_eq!(m.source.as_deref(), Some(N), "{m}");
         assert_eq!(m.param(0), Some("alice"), "{m}");

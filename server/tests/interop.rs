@@ -428,7 +428,8 @@ impl IrcClient for WeeChat {
     }
 
     fn joined(&self) -> bool {
-        let me = format!("{} (", self.nick);
+        // `wee (wee@huddle) has joined`, or with extended-join `wee [wee] (real name) (...)`.
+        let me = format!("{} ", self.nick);
         log_lines(&self.dir.join("logs"), ROOM).iter().any(|l| {
             WeeChat::fields(l).is_some_and(|(prefix, text)| {
                 prefix == "-->" && text.starts_with(&me) && text.contains("has joined")

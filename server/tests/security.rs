@@ -1005,16 +1005,17 @@ fn slow_consumer_sendq() {
     let mut calm = users_in_room(&s, &["calm1", "calm2"], "#calm");
     let base_fds = proc_fd_count(pid);
 
-    let payload = "x".repeat(2000);
+    // As long as a relayed line may be (512 bytes with the prefix and room).
+    let payload = "x".repeat(440);
     let started = Instant::now();
     let mut sent = 0usize;
     let quit = loop {
         assert!(
-            sent < 20_000 && started.elapsed() < Duration::from_secs(30),
+            sent < 100_000 && started.elapsed() < Duration::from_secs(30),
             "slow reader still connected after {sent} messages ({} bytes)",
             sent * payload.len()
         );
-        for _ in 0..8 {
+        for _ in 0..32 {
             talker.send(&format!("PRIVMSG #flood :{sent:06} {payload}"));
             sent += 1;
         }
@@ -1226,8 +1227,8 @@ fn oversized_line() {
     let pid = s.pid();
     let mut u = users_in_room(&s, &["alice", "bob"], "#room");
     let mut anon = open_anon(&s, "anon");
-    // 4096 bytes without the line ending is the limit; one more is too long.
-    let max_token = "t".repeat(4096 - "PING :".len());
+    // MAX_LINE_LEN bytes without the line ending is the limit; one more is too long.
+    let max_token = "t".repeat(huddle_protocol::MAX_LINE_LEN - "PING :".len());
     for (c, target) in [(&mut anon, "*"), (&mut u[0], "alice")] {
         c.send(&format!("PING :{max_token}"));
         assert_reply(&c.recv(), N, "PONG", &[N, max_token.as_str()]);
@@ -1398,15 +1399,17 @@ fn crlf_injection() {
         assert_msg(&m, "PRIVMSG", &["#room", odd]);
         c.assert_quiet();
     }
-    // A client tag whose value escapes CR LF is not relayed (client tags are not offered), so
-    // it cannot become a line either.
+    // A client tag whose value escapes CR LF is relayed (to message-tags clients) escaped
+    // again: one line, the value intact, nothing forged.
     alice.send("@+evil=a\\r\\nPRIVMSG\\s#room\\s:forged PRIVMSG #room :tagged");
-    for c in [&mut *bob, &mut dave] {
-        let m = c.recv();
-        assert_msg(&m, "PRIVMSG", &["#room", "tagged"]);
-        assert!(m.tag("+evil").is_none(), "{m:?}");
-        c.assert_quiet();
-    }
+    let m = bob.recv();
+    assert_msg(&m, "PRIVMSG", &["#room", "tagged"]);
+    assert!(m.tag("+evil").is_none(), "bob has no message-tags: {m:?}");
+    let m = dave.recv();
+    assert_msg(&m, "PRIVMSG", &["#room", "tagged"]);
+    assert_eq!(m.tag("+evil"), Some("a\r\nPRIVMSG #room :forged"), "{m:?}");
+    bob.assert_quiet();
+    dave.assert_quiet();
 
     // A realname with control characters reaches others (WHOIS) as one line too.
     let mut carol = s.connect("carol");

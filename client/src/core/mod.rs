@@ -35,8 +35,6 @@ pub(crate) use output::Output;
 pub(crate) use peer_link::{ConnIds, DialFailure};
 pub(crate) use state::State;
 pub(crate) use text::parse_fingerprint;
-#[cfg(test)]
-use user_commands::MAX_TEXT;
 
 /// SHA-256 of a certificate's DER encoding.
 pub(crate) use huddle_trust::Fingerprint;

@@ -242,6 +242,7 @@ impl State {
                 room: room.to_string(),
             })];
         }
+        self.own_prefix.clone_from(&msg.source);
         if !self.rooms.iter().any(|r| r.eq_ignore_ascii_case(room)) {
             self.rooms.push(room.to_string());
         }

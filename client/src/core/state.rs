@@ -81,6 +81,9 @@ pub(crate) struct State {
     pub(super) connected: bool,
     /// Set once the server welcomed us (001).
     pub(super) nick: Option<String>,
+    /// Our `nick!user@host` as the server relays it, from our own JOIN: what it puts before
+    /// our messages, which the 512-byte line must leave room for.
+    pub(super) own_prefix: Option<String>,
     /// The account of the SASL attempt in progress or done.
     pub(super) account: Option<String>,
     pub(super) rooms: Vec<String>,
@@ -119,6 +122,14 @@ impl State {
 
     pub(super) fn require_login(&self) -> Result<&str, Effect> {
         self.nick.as_deref().ok_or_else(|| error(NOT_LOGGED_IN))
+    }
+
+    /// Bytes of the prefix the server puts before our messages; before we have seen it, a
+    /// generous guess (`nick!~nick@` and a 63-byte host).
+    pub(super) fn own_prefix_len(&self, nick: &str) -> usize {
+        self.own_prefix
+            .as_ref()
+            .map_or(2 * nick.len() + 3 + 63, String::len)
     }
 
     pub(super) fn is_me(&self, nick: &str) -> bool {

@@ -452,3 +452,27 @@ fn session_end_closes_every_peer_link() {
     let fx = st.on_peer_accepted(9, "127.0.0.1:1".parse().unwrap(), [0; 32]);
     assert_eq!(fx, [Effect::PeerClose { conn: 9 }]);
 }
+
+#[test]
+fn long_text_is_split_so_each_relayed_line_fits_512_bytes() {
+    let mut st = logged_in();
+    // Our prefix as the server relays it, learnt from our own JOIN.
+    let prefix = "alice!~alice@a-longer-host.example";
+    st.on_message(&m(&format!(":{prefix} JOIN #lobby")));
+    let text: String = (0..400).map(|i| format!("w{i} ")).collect();
+    let fx = st.on_command(Command::Say(text.trim_end().into()));
+    let sent: Vec<Message> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send(m) => Some(m.clone()),
+            _ => None,
+        })
+        .collect();
+    assert!(sent.len() > 3);
+    for piece in &sent {
+        let relayed = format!(":{prefix} PRIVMSG #lobby :{}\r\n", piece.params[1]);
+        assert!(relayed.len() <= 512, "{} bytes", relayed.len());
+    }
+    let joined: Vec<&str> = sent.iter().map(|m| m.params[1].as_str()).collect();
+    assert_eq!(joined.join(" "), text.trim_end());
+}

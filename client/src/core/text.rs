@@ -26,6 +26,17 @@ pub(super) fn split_text(text: &str, max: usize) -> Vec<&str> {
     out
 }
 
+/// The longest relayed line the server sends (without tags), `\r\n` included.
+pub(super) const MAX_RELAYED_LINE: usize = 512;
+
+/// Bytes of text that fit one `:<prefix> <command> <target> :<text>\r\n` relayed line, where
+/// the prefix (`nick!user@host`, as the server writes it) is `prefix_len` bytes: the server
+/// refuses longer text (`417`). At least 1, so splitting always makes progress.
+pub(super) fn relayed_text_room(prefix_len: usize, command: &str, target: &str) -> usize {
+    let overhead = 1 + prefix_len + 1 + command.len() + 1 + target.len() + 2 + 2;
+    MAX_RELAYED_LINE.saturating_sub(overhead).max(1)
+}
+
 /// `HH:MM` (UTC) from a `server-time` tag like `2026-11-25T13:05:09.123Z`.
 pub(super) fn clock_of(time: &str) -> Option<String> {
     let hm = time.get(11..16)?;
@@ -63,8 +74,17 @@ mod tests {
         // Never inside a character.
         assert_eq!(split_text("ééé", 3), ["é", "é", "é"]);
         let long = "x".repeat(10_000);
-        let max = crate::core::MAX_TEXT;
+        let max = relayed_text_room(20, "PRIVMSG", "#room");
         assert!(split_text(&long, max).iter().all(|p| p.len() <= max));
+    }
+
+    #[test]
+    fn room_for_text_leaves_the_line_at_512_bytes() {
+        let prefix = "alice!alice@huddle";
+        let room = relayed_text_room(prefix.len(), "PRIVMSG", "#room");
+        let line = format!(":{prefix} PRIVMSG #room :{}\r\n", "x".repeat(room));
+        assert_eq!(line.len(), MAX_RELAYED_LINE);
+        assert_eq!(relayed_text_room(600, "PRIVMSG", "#room"), 1);
     }
 
     #[test]

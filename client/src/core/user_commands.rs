@@ -8,11 +8,7 @@ use super::effect::{error, info, Effect};
 use super::output::Output;
 use super::peer_link::Announce;
 use super::state::{LoginStage, Op, State, NOT_LOGGED_IN};
-use super::text::split_text;
-
-/// Longest text sent in one PRIVMSG; longer text is split. The server relays lines of up to
-/// 4096 bytes including its prefix, so this leaves room for it.
-pub(super) const MAX_TEXT: usize = 3000;
+use super::text::{relayed_text_room, split_text};
 
 impl State {
     /// Runs a command whose arguments are complete.
@@ -131,7 +127,8 @@ impl State {
             return vec![error("you are not in any room: use join #room")];
         };
         let mut fx = Vec::new();
-        for part in split_text(text, MAX_TEXT) {
+        let room_for_text = relayed_text_room(self.own_prefix_len(&nick), "PRIVMSG", &room);
+        for part in split_text(text, room_for_text) {
             fx.push(Effect::Send(Message::new("PRIVMSG", [room.as_str(), part])));
             fx.push(Effect::Show(Output::Room {
                 room: room.clone(),

@@ -8,10 +8,9 @@ pub const MAX_TAGS_LEN: usize = 8191;
 
 /// Longest server line without its tag section and CRLF that this harness accepts.
 ///
-/// This is deliberately looser than `MAX_LINE_LEN`: a message relayed to others carries the
-/// sender's `nick!user@host` prefix, so text that fills the sender's 4096-byte line comes
-/// out longer, and a reader limited to `MAX_LINE_LEN` (the huddle client's) drops it. See
-/// fuzz/README.md, "Known issues". The check still catches replies that grow without bound.
+/// This is deliberately looser than `MAX_LINE_LEN`: a reply that echoes input (PONG) adds the
+/// server's name to a line that may fill `MAX_LINE_LEN`. Relayed user messages stay within
+/// 512 bytes. The check still catches replies that grow without bound.
 pub const MAX_BODY_LEN: usize = MAX_LINE_LEN + 512;
 
 /// Checks one serialised line as the server queues it (with its `\r\n`): exactly one line,

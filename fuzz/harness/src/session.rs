@@ -254,6 +254,8 @@ impl World<'_> {
             created: "today".into(),
             allow_guests: false,
             motd: None,
+            admin_name: None,
+            admin_email: None,
         };
         World {
             state: HandlerState::new(info, History::in_memory(8), Guards::permissive()),

@@ -15,6 +15,12 @@ pub const OFFERED: &[(Cap, &str, Option<&str>)] = &[
     (Cap::CapNotify, "cap-notify", None),
     (Cap::Batch, "batch", None),
     (Cap::ChatHistory, "draft/chathistory", None),
+    (Cap::AwayNotify, "away-notify", None),
+    (Cap::AccountNotify, "account-notify", None),
+    (Cap::ExtendedJoin, "extended-join", None),
+    (Cap::Setname, "setname", None),
+    (Cap::StandardReplies, "standard-replies", None),
+    (Cap::LabeledResponse, "labeled-response", None),
 ];
 
 impl Cap {

@@ -2,9 +2,10 @@
 
 use crate::irc::capabilities::{Cap, CapSet};
 use crate::irc::context::{prefix, reply, Ctx};
+use crate::irc::line_limit;
 use crate::irc::outbox::Stamp;
 use crate::irc::session::Session;
-use crate::limits::{MAX_AWAY_LEN, MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
+use crate::limits::{MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
 use crate::state::chat::{fold_borrowed, valid_room_name, ClientId, PartError, Topic};
 use huddle_protocol::numeric::*;
 use huddle_protocol::Message;
@@ -23,7 +24,9 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
         "NAMES" => names(s, msg, ctx),
         "HELLO" => hello(s, ctx),
         "TOPIC" => topic(s, msg, ctx),
-        "AWAY" => away(s, msg, ctx),
+        "AWAY" => crate::irc::user_changes::away(s, msg, ctx),
+        "TAGMSG" => crate::irc::tagmsg::tagmsg(s, msg, ctx),
+        "SETNAME" => crate::irc::user_changes::setname(s, msg, ctx),
         "MOTD" => crate::irc::welcome::send_motd(s, ctx),
         "CHATHISTORY" => crate::irc::replay::chathistory(s, msg, ctx),
         "WHO" => crate::irc::queries::who(s, msg, ctx),
@@ -34,7 +37,14 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
         "MODE" => crate::irc::queries::mode(s, msg, ctx),
         "PEERADDR" => crate::irc::peer_directory::peeraddr(s, msg, ctx),
         "PEER" => crate::irc::peer_directory::peer(s, msg, ctx),
-        "NICK" => nick(s, msg, ctx),
+        "NICK" => crate::irc::nick_change::nick(s, msg, ctx),
+        "WHOWAS" => crate::irc::whowas::whowas(s, msg, ctx),
+        "MONITOR" => crate::irc::monitor::monitor(s, msg, ctx),
+        "LUSERS" => crate::irc::server_info::lusers_command(s, msg, ctx),
+        "VERSION" => crate::irc::server_info::version(s, msg, ctx),
+        "TIME" => crate::irc::server_info::time(s, msg, ctx),
+        "ADMIN" => crate::irc::server_info::admin(s, msg, ctx),
+        "INFO" => crate::irc::server_info::info(s, msg, ctx),
         "USER" => reply(s, ctx, ERR_ALREADYREGISTERED, ["You may not reregister"]),
         _ => reply(
             s,
@@ -77,11 +87,29 @@ fn targets(list: &str) -> impl Iterator<Item = &str> {
     list.split(',').filter(|t| !t.is_empty()).take(MAX_TARGETS)
 }
 
+/// The targets of `a,b,c` with repeats left out (compared case-insensitively, the first
+/// spelling kept), at most [`MAX_TARGETS`]: a message to `alice,alice` goes out once. Each
+/// item is compared with at most `MAX_TARGETS` kept ones, however long the list.
+pub fn distinct_targets(list: &str) -> impl Iterator<Item = &str> {
+    let mut kept: [&str; MAX_TARGETS] = [""; MAX_TARGETS];
+    let mut n = 0;
+    list.split(',').filter(move |t| {
+        if t.is_empty() || n == MAX_TARGETS {
+            return false;
+        }
+        if kept[..n].iter().any(|k| k.eq_ignore_ascii_case(t)) {
+            return false;
+        }
+        kept[n] = t;
+        n += 1;
+        true
+    })
+}
+
 fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     if !need_params(s, msg, 1, ctx) {
         return;
     }
-    let nick = s.target().to_string();
     for name in targets(&msg.params[0]) {
         if !valid_room_name(name) {
             reply(s, ctx, ERR_NOSUCHCHANNEL, [name, "Illegal room name"]);
@@ -105,10 +133,8 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         };
         let spelled = room.name.clone();
         let members = room.members.clone();
-        let join = Message::new("JOIN", [spelled.as_str()]).with_source(prefix(&nick));
-        let stamp = stamp(s, None);
-        let to = with_caps(ctx, &members);
-        ctx.out.deliver(to, &join, &stamp);
+        crate::irc::join_line::announce_join(s, &spelled, &members, ctx);
+        crate::irc::user_changes::away_on_join(s, &members, ctx);
         send_topic(s, &spelled, false, ctx);
         send_names(s, &spelled, ctx);
         crate::irc::replay::on_join(s, &spelled, ctx);
@@ -140,21 +166,7 @@ pub fn send_names(s: &Session, room_name: &str, ctx: &mut Ctx) {
 
 /// Space-joined nicks in pieces that keep each 353 line well under 512 bytes.
 fn name_lines<S: AsRef<str>>(nicks: &[S]) -> Vec<String> {
-    let mut lines = Vec::new();
-    let mut cur = String::new();
-    for n in nicks {
-        if !cur.is_empty() && cur.len() + 1 + n.as_ref().len() > 400 {
-            lines.push(std::mem::take(&mut cur));
-        }
-        if !cur.is_empty() {
-            cur.push(' ');
-        }
-        cur.push_str(n.as_ref());
-    }
-    if !cur.is_empty() {
-        lines.push(cur);
-    }
-    lines
+    line_limit::joined_pieces(nicks, ' ', 400)
 }
 
 fn part(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
@@ -169,7 +181,8 @@ fn part(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
             Ok(spelled) => {
                 let mut params = vec![spelled];
                 params.extend(reason.map(str::to_string));
-                let part = Message::new("PART", params).with_source(prefix(&nick));
+                let mut part = Message::new("PART", params).with_source(prefix(&nick));
+                line_limit::truncate_last_to_fit(&mut part);
                 let stamp = stamp(s, None);
                 let to = with_caps(ctx, &members.unwrap_or_default());
                 ctx.out.deliver(to, &part, &stamp);
@@ -188,10 +201,13 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
     // The received message's strings are reused for the relayed line (its command, its
     // parameter list and its text), so relaying allocates only what is new.
     let Message {
+        mut tags,
         mut command,
         mut params,
         ..
     } = msg;
+    // Client-only tags travel on (to recipients with message-tags); others are the server's.
+    tags.retain(|t| t.key.starts_with('+'));
     params.truncate(2);
     let text = if params.len() == 2 {
         params.pop()
@@ -219,24 +235,27 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
     command.push_str(cmd);
     let mut command = Some(command);
     let mut params = Some(params);
-    let mut targets = targets(&to).peekable();
+    let mut targets = distinct_targets(&to).peekable();
     while let Some(target) = targets.next() {
         // The last target gets the received strings; any before it, copies.
         let last = targets.peek().is_none();
         let mut relayed = |to: String| -> Message {
-            let (command, mut params, text) = match (last, command.take(), params.take()) {
-                (true, Some(c), Some(p)) => (c, p, std::mem::take(&mut text)),
+            let (command, mut params, text, tags) = match (last, command.take(), params.take()) {
+                (true, Some(c), Some(p)) => {
+                    (c, p, std::mem::take(&mut text), std::mem::take(&mut tags))
+                }
                 (_, c, p) => {
                     command = c;
                     params = p;
-                    (cmd.to_string(), Vec::with_capacity(2), text.clone())
+                    let fresh = Vec::with_capacity(2);
+                    (cmd.to_string(), fresh, text.clone(), tags.clone())
                 }
             };
             params.clear();
             params.push(to);
             params.push(text);
             Message {
-                tags: Vec::new(),
+                tags,
                 source: Some(prefix(s.target())),
                 command,
                 params,
@@ -263,6 +282,10 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
             }
             let echo = ctx.chat.caps_of(s.id).has(Cap::EchoMessage);
             let line = relayed(room.name.clone());
+            if !line_limit::fits(&line) {
+                too_long(s, cmd, ctx);
+                continue;
+            }
             let stamp = stamp(s, Some(ctx.msgids.next()));
             let to = ctx.chat.recipients(room, s.id, echo);
             let delivered = ctx.out.deliver(to, &line, &stamp);
@@ -282,6 +305,10 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
             };
             let spelled = ctx.chat.nick_of(peer).unwrap_or(target).to_string();
             let line = relayed(spelled.clone());
+            if !line_limit::fits(&line) {
+                too_long(s, cmd, ctx);
+                continue;
+            }
             let stamp = stamp(s, Some(ctx.msgids.next()));
             let mut to = vec![peer];
             if ctx.chat.caps_of(s.id).has(Cap::EchoMessage) && peer != s.id {
@@ -294,6 +321,18 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
                 reply(s, ctx, RPL_AWAY, [spelled.as_str(), away.as_str()]);
             }
         }
+    }
+}
+
+/// `417` (or, for a client with `standard-replies`, `FAIL <cmd> INPUT_TOO_LONG`): the text
+/// does not fit one relayed line once the sender's prefix is added. Sent for NOTICE too: the
+/// text was dropped, and only the sender can shorten it.
+fn too_long(s: &Session, cmd: &str, ctx: &mut Ctx) {
+    const WHY: &str = "Input line was too long (a relayed line is at most 512 bytes)";
+    if ctx.chat.caps_of(s.id).has(Cap::StandardReplies) {
+        crate::irc::context::send_raw(s, ctx, "FAIL", [cmd, "INPUT_TOO_LONG", WHY]);
+    } else {
+        reply(s, ctx, ERR_INPUTTOOLONG, [WHY]);
     }
 }
 
@@ -378,28 +417,6 @@ fn topic(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     ctx.out.deliver(to, &line, &stamp);
 }
 
-/// `AWAY :text` marks the user away (`306`); `AWAY` alone returns (`305`).
-fn away(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
-    let text = msg
-        .param(0)
-        .filter(|t| !t.is_empty())
-        .map(|t| t.chars().take(MAX_AWAY_LEN).collect::<String>());
-    let back = text.is_none();
-    if let Some(user) = ctx.chat.user_mut(s.id) {
-        user.away = text;
-    }
-    if back {
-        reply(
-            s,
-            ctx,
-            RPL_UNAWAY,
-            ["You are no longer marked as being away"],
-        );
-    } else {
-        reply(s, ctx, RPL_NOWAWAY, ["You have been marked as being away"]);
-    }
-}
-
 fn hello(s: &mut Session, ctx: &mut Ctx) {
     let nick = s.target().to_string();
     let n = ctx.chat.online();
@@ -410,21 +427,6 @@ fn hello(s: &mut Session, ctx: &mut Ctx) {
     );
     let notice = Message::new("NOTICE", [nick.as_str(), &text]).with_source(ctx.info.name.as_str());
     ctx.out.send(s.id, &notice);
-}
-
-fn nick(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
-    let Some(wanted) = msg.param(0).filter(|n| !n.is_empty()) else {
-        reply(s, ctx, ERR_NONICKNAMEGIVEN, ["No nickname given"]);
-        return;
-    };
-    if !wanted.eq_ignore_ascii_case(s.target()) {
-        let why = if s.is_guest() {
-            "Guests keep the nick they connected with"
-        } else {
-            "Your nick is your account name and cannot be changed"
-        };
-        reply(s, ctx, ERR_ERRONEUSNICKNAME, [wanted, why]);
-    }
 }
 
 #[cfg(test)]
@@ -438,5 +440,15 @@ mod tests {
         assert!(lines.len() > 1);
         assert!(lines.iter().all(|l| l.len() <= 400));
         assert_eq!(lines.join(" ").split(' ').count(), 200);
+    }
+
+    #[test]
+    fn repeated_targets_are_left_out_whatever_their_case() {
+        let got: Vec<&str> = distinct_targets("alice,ALICE,#a,,#A,bob,alice").collect();
+        assert_eq!(got, ["alice", "#a", "bob"]);
+        let many: String = (0..30).map(|i| format!("n{i},")).collect();
+        assert_eq!(distinct_targets(&many).count(), MAX_TARGETS);
+        let repeats = "x,".repeat(2000);
+        assert_eq!(distinct_targets(&repeats).collect::<Vec<_>>(), ["x"]);
     }
 }

@@ -40,6 +40,9 @@ pub struct ServerInfo {
     pub allow_guests: bool,
     /// Message of the day, one entry per line; `None` answers `422`.
     pub motd: Option<Vec<String>>,
+    /// Who runs the server and how to reach them (`ADMIN`), if configured.
+    pub admin_name: Option<String>,
+    pub admin_email: Option<String>,
 }
 
 /// What a handler may touch. Lent by [`HandlerState::ctx`].
@@ -229,6 +232,8 @@ mod tests {
             created: "today".into(),
             allow_guests: false,
             motd: None,
+            admin_name: None,
+            admin_email: None,
         };
         HandlerState::new(info, History::in_memory(0), Guards::permissive())
     }

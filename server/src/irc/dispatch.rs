@@ -8,7 +8,7 @@ use crate::irc::registration;
 use crate::irc::session::Session;
 use crate::storage::workers::Completion;
 use huddle_protocol::numeric::*;
-use huddle_protocol::{FrameError, Message, ParseError};
+use huddle_protocol::{FrameError, Message, ParseError, MAX_CLIENT_TAG_DATA};
 
 /// One framed input: a line, or why the bytes could not be framed as one.
 pub fn received(s: &mut Session, input: Result<&str, FrameError>, ctx: &mut Ctx) {
@@ -42,6 +42,19 @@ pub fn handle_frame_error(s: &mut Session, err: FrameError, ctx: &mut Ctx) {
 
 /// One received line.
 pub fn handle_line(s: &mut Session, line: &str, ctx: &mut Ctx) {
+    // IRCv3 message-tags: at most 4094 bytes of tag data from a client.
+    if let Some(tagged) = line.strip_prefix('@') {
+        let tag_data = tagged.find(' ').unwrap_or(tagged.len());
+        if tag_data > MAX_CLIENT_TAG_DATA {
+            reply(
+                s,
+                ctx,
+                ERR_INPUTTOOLONG,
+                ["Input line was too long (tag data)"],
+            );
+            return;
+        }
+    }
     match Message::parse(line) {
         Ok(msg) => handle_message(s, msg, ctx),
         Err(ParseError::Empty) => {}
@@ -73,6 +86,18 @@ pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
         // `msg.command`).
         None => "",
     };
+    match crate::irc::labels::label_of(s, command, &msg, ctx) {
+        Some(label) => {
+            let mark = ctx.out.len();
+            run(s, command, msg, ctx);
+            crate::irc::labels::mark_response(s, &label, mark, ctx);
+        }
+        None => run(s, command, msg, ctx),
+    }
+}
+
+/// Runs one command (`command` is `msg.command` in upper case).
+fn run(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
     match command {
         "CAP" => registration::cap(s, &msg, ctx),
         "AUTHENTICATE" => registration::authenticate(s, &msg, ctx),
@@ -115,8 +140,10 @@ pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
 pub fn disconnect(s: &mut Session, quit_reason: &str, ctx: &mut Ctx) {
     ctx.chat.forget_caps(s.id);
     if let Some((nick, peers)) = ctx.chat.remove_user(s.id) {
-        let quit = Message::new("QUIT", [quit_reason]).with_source(prefix(&nick));
+        let mut quit = Message::new("QUIT", [quit_reason]).with_source(prefix(&nick));
+        crate::irc::line_limit::truncate_last_to_fit(&mut quit);
         ctx.out.broadcast(peers, &quit);
+        crate::irc::monitor::went_offline(&nick, ctx);
     }
     s.registered = false;
 }

@@ -10,36 +10,35 @@ use huddle_protocol::Message;
 use std::rc::Rc;
 
 impl Stamp {
-    /// `msg` with the tags `tags` asks for.
+    /// `msg` with the tags `tags` asks for: the stamp's, then (with `message-tags`) the
+    /// message's own client tags. History replay uses it; [`Stamp::write_line`] writes the
+    /// same line without building the message.
     pub fn apply(&self, msg: &Message, tags: TagChoice) -> Message {
-        let mut m = msg.clone();
-        if tags.time {
+        let mut m = Message {
+            tags: Vec::new(),
+            ..msg.clone()
+        };
+        let mut tag = |key: &str, value: &str| {
             m.tags.push(huddle_protocol::Tag {
-                key: "time".into(),
-                value: Some(crate::clock::iso8601(self.time)),
-            });
+                key: key.into(),
+                value: Some(value.into()),
+            })
+        };
+        if tags.time {
+            tag("time", &crate::clock::iso8601(self.time));
+        }
+        if let (true, Some(id)) = (tags.msgid, &self.msgid) {
+            tag("msgid", id);
+        }
+        if let (true, Some(account)) = (tags.account, &self.account) {
+            tag("account", account);
         }
         if tags.msgid {
-            if let Some(id) = &self.msgid {
-                m.tags.push(huddle_protocol::Tag {
-                    key: "msgid".into(),
-                    value: Some(id.clone()),
-                });
-            }
-        }
-        if tags.account {
-            if let Some(account) = &self.account {
-                m.tags.push(huddle_protocol::Tag {
-                    key: "account".into(),
-                    value: Some(account.clone()),
-                });
-            }
+            m.tags.extend(msg.tags.iter().cloned());
         }
         m
     }
-}
 
-impl Stamp {
     /// `msg` serialised with the tags `tags` asks for: the same line as
     /// `self.apply(msg, tags).to_line()`, without copying the message first (this runs once
     /// per room message and tag choice). Handlers use [`Stamp::write_line`]; this is for
@@ -52,12 +51,9 @@ impl Stamp {
     }
 
     /// [`Stamp::line`] appended to `out` (a buffer the caller reuses). Returns where in
-    /// `out` the message without tags starts (the line ends with it), if it does.
-    pub fn write_line(&self, msg: &Message, tags: TagChoice, out: &mut String) -> Option<usize> {
-        if !msg.tags.is_empty() {
-            self.apply(msg, tags).write_to(out);
-            return None;
-        }
+    /// `out` the message without tags starts (the line ends with it). The message's own
+    /// tags (client-only tags) go only to recipients with `message-tags`.
+    pub fn write_line(&self, msg: &Message, tags: TagChoice, out: &mut String) -> usize {
         // Room for the tags (time 29, msgid and account tens of bytes each) and the message.
         out.reserve(msg.estimated_len() + 128);
         let mut sep = '@';
@@ -79,12 +75,17 @@ impl Stamp {
         if let (true, Some(account)) = (tags.account, &self.account) {
             tag(out, "account", account);
         }
+        if tags.msgid && !msg.tags.is_empty() {
+            out.push(sep);
+            sep = ';';
+            msg.write_tags(out);
+        }
         if sep != '@' {
             out.push(' ');
         }
         let untagged = out.len();
-        msg.write_to(out);
-        Some(untagged)
+        msg.write_without_tags(out);
+        untagged
     }
 }
 
@@ -115,29 +116,20 @@ pub struct Outbox {
 pub struct Delivered<'a> {
     msg: &'a Message,
     line_buf: &'a mut String,
-    /// Where the message without tags starts in `line_buf`, when the last line written
-    /// there ends with it.
+    /// Where the message without tags starts in `line_buf`, when a line was written there.
     untagged_at: Option<usize>,
 }
 
 impl<'a> Delivered<'a> {
     /// The message serialised without tags (with `\r\n`): the end of the last line
-    /// written, or written now if that one does not end with it. Saves serialising a room
-    /// message once more for the history.
+    /// written, or written now if there was no recipient. Saves serialising a room message
+    /// once more for the history.
     pub fn untagged_line(self) -> &'a str {
         if let Some(at) = self.untagged_at {
             return &self.line_buf[at..];
         }
         self.line_buf.clear();
-        if self.msg.tags.is_empty() {
-            self.msg.write_to(self.line_buf);
-        } else {
-            let untagged = Message {
-                tags: Vec::new(),
-                ..self.msg.clone()
-            };
-            untagged.write_to(self.line_buf);
-        }
+        self.msg.write_without_tags(self.line_buf);
         self.line_buf
     }
 }
@@ -191,7 +183,7 @@ impl Outbox {
                 continue;
             }
             self.line_buf.clear();
-            untagged_at = stamp.write_line(msg, TagChoice::from_index(i), &mut self.line_buf);
+            untagged_at = Some(stamp.write_line(msg, TagChoice::from_index(i), &mut self.line_buf));
             let line: Rc<str> = Rc::from(self.line_buf.as_str());
             self.effects.push(match to[..] {
                 [to] => Effect::Send { to, line },
@@ -215,6 +207,21 @@ impl Outbox {
 
     pub fn is_empty(&self) -> bool {
         self.effects.is_empty()
+    }
+
+    /// How many effects are queued: a mark for [`Outbox::split_off`].
+    pub fn len(&self) -> usize {
+        self.effects.len()
+    }
+
+    /// Takes the effects queued after `mark` (to rewrite them and queue them again).
+    pub fn split_off(&mut self, mark: usize) -> Vec<Effect> {
+        self.effects.split_off(mark.min(self.effects.len()))
+    }
+
+    /// Queues `effects` after those queued so far.
+    pub fn extend(&mut self, effects: Vec<Effect>) {
+        self.effects.extend(effects);
     }
 
     #[cfg(test)]
@@ -283,7 +290,7 @@ mod tests {
         }
         let mut appended = String::from("before|");
         let at = stamp.write_line(&msg, TagChoice::from_index(7), &mut appended);
-        assert_eq!(at.map(|at| &appended[at..]), Some(msg.to_line().as_str()));
+        assert_eq!(&appended[at..], msg.to_line());
         assert_eq!(
             appended,
             format!("before|{}", stamp.line(&msg, TagChoice::from_index(7)))
@@ -291,13 +298,16 @@ mod tests {
         let mut untagged = String::from("x");
         bare.write_line(&msg, TagChoice::default(), &mut untagged);
         assert_eq!(untagged, format!("x{}", msg.to_line()));
-        let tagged = msg.clone().with_tag("+draft/reply", Some("x".into()));
-        let some = TagChoice::from_index(3);
-        assert_eq!(
-            stamp.line(&tagged, some),
-            stamp.apply(&tagged, some).to_line()
-        );
-        assert_eq!(stamp.write_line(&tagged, some, &mut String::new()), None);
+        // Client-only tags go to message-tags recipients only, after the stamp's.
+        let tagged = msg.clone().with_tag("+draft/reply", Some("x;y".into()));
+        for tags in TagChoice::all() {
+            let line = stamp.line(&tagged, tags);
+            assert_eq!(line, stamp.apply(&tagged, tags).to_line(), "{tags:?}");
+            assert_eq!(line.contains("+draft/reply=x\\:y"), tags.msgid, "{line}");
+        }
+        let mut out = String::new();
+        let at = stamp.write_line(&tagged, TagChoice::from_index(3), &mut out);
+        assert_eq!(&out[at..], msg.to_line());
     }
 
     #[test]

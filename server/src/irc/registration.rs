@@ -420,6 +420,7 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
         if let Some((nick, peers)) = ctx.chat.remove_user(holder) {
             let quit = Message::new("QUIT", [reason]).with_source(prefix(&nick));
             ctx.out.broadcast(peers, &quit);
+            crate::irc::monitor::went_offline(&nick, ctx);
         }
         ctx.out.close(holder, reason, reason);
         if ctx.chat.add_user(s.id, &account, new_user).is_err() {
@@ -433,8 +434,9 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
 }
 
 /// A guest nick must be a valid name, not online, and not a registered account (asked of
-/// the account store on a worker).
-fn check_guest_nick(s: &mut Session, nick: &str, ctx: &mut Ctx) {
+/// the account store on a worker). At registration and for a registered guest's NICK alike:
+/// the outcome goes to [`finish_guest`].
+pub(super) fn check_guest_nick(s: &mut Session, nick: &str, ctx: &mut Ctx) {
     if validate_name(nick).is_err() {
         let rule = format!("Nicks are 1-{MAX_NAME_CHARS} characters of A-Z a-z 0-9 _ -");
         reply(s, ctx, ERR_ERRONEUSNICKNAME, [nick, rule.as_str()]);
@@ -476,6 +478,11 @@ fn finish_guest(s: &mut Session, nick: &str, registered: bool, ctx: &mut Ctx) {
             nick,
             "Nickname is reserved by a registered account; log in to use it",
         );
+        return;
+    }
+    if s.registered {
+        s.nick_given = None;
+        crate::irc::nick_change::rename(s, nick, ctx);
         return;
     }
     let new_user = NewUser {

@@ -15,7 +15,7 @@ use huddle_protocol::{sasl, FrameError};
 use std::cell::RefCell;
 use std::net::{IpAddr, Ipv4Addr};
 
-const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(super) const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
 /// Records submitted jobs; refuses them when `full`.
 #[derive(Default)]
@@ -34,13 +34,13 @@ impl JobSink for Jobs {
     }
 }
 
-struct World {
-    state: HandlerState,
+pub(super) struct World {
+    pub(super) state: HandlerState,
     jobs: Jobs,
 }
 
 impl World {
-    fn new() -> World {
+    pub(super) fn new() -> World {
         let info = ServerInfo {
             name: "srv".into(),
             network: "Huddle".into(),
@@ -48,6 +48,8 @@ impl World {
             created: "today".into(),
             allow_guests: false,
             motd: None,
+            admin_name: None,
+            admin_email: None,
         };
         World {
             state: HandlerState::new(info, History::in_memory(10), Guards::permissive()),
@@ -55,19 +57,29 @@ impl World {
         }
     }
 
-    fn line(&mut self, s: &mut Session, line: &str) {
+    pub(super) fn line(&mut self, s: &mut Session, line: &str) {
         handle_line(s, line, &mut self.state.ctx(&self.jobs));
     }
 
-    fn complete(&mut self, s: &mut Session, done: Completion) {
+    pub(super) fn complete(&mut self, s: &mut Session, done: Completion) {
         completed(s, done, &mut self.state.ctx(&self.jobs));
     }
 
     /// Lines sent to `id` since the last call.
-    fn take(&mut self, id: ClientId) -> Vec<String> {
+    pub(super) fn take(&mut self, id: ClientId) -> Vec<String> {
         let lines = self.state.out().lines_for(id);
         self.state.discard_effects();
         lines
+    }
+
+    /// Allows guests from now on.
+    pub(super) fn allow_guests(&mut self) {
+        self.state.info_mut().allow_guests = true;
+    }
+
+    /// The jobs handed to workers so far, taken.
+    pub(super) fn take_jobs(&mut self) -> Vec<Job> {
+        std::mem::take(&mut *self.jobs.taken.borrow_mut())
     }
 
     fn closes(&self) -> Vec<ClientId> {
@@ -83,7 +95,7 @@ impl World {
     }
 
     /// Logs `s` in as `name` through SASL PLAIN and NICK/USER.
-    fn log_in(&mut self, s: &mut Session, name: &str) {
+    pub(super) fn log_in(&mut self, s: &mut Session, name: &str) {
         self.line(s, "AUTHENTICATE PLAIN");
         let payload = sasl::encode_plain(name, "password123");
         self.line(s, &format!("AUTHENTICATE {payload}"));
@@ -230,7 +242,10 @@ fn sasl_login_then_registration_welcomes() {
     w.line(&mut s, "USER u 0 * :U");
     let lines = w.take(3);
     let codes: Vec<&str> = lines.iter().map(|l| l.split(' ').nth(1).unwrap()).collect();
-    assert_eq!(codes, ["001", "002", "003", "004", "005", "422"]);
+    assert_eq!(
+        codes,
+        ["001", "002", "003", "004", "005", "005", "251", "254", "255", "265", "266", "422"]
+    );
     assert!(lines[0].starts_with(":srv 001 alice :Welcome"));
     assert!(s.is_registered());
     assert_eq!(w.state.chat().find_nick("ALICE"), Some(3));

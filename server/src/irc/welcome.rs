@@ -1,11 +1,11 @@
 //! What a user hears on registering: the welcome numerics (001-005) and the MOTD.
 
 use crate::irc::context::{reply, Ctx, ServerInfo};
+use crate::irc::line_limit::MAX_RELAYED_LINE;
 use crate::irc::session::Session;
 use crate::limits::{MAX_AWAY_LEN, MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
 use huddle_protocol::account::MAX_NAME_CHARS;
 use huddle_protocol::numeric::*;
-use huddle_protocol::MAX_LINE_LEN;
 
 /// The `005` tokens.
 pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
@@ -16,10 +16,12 @@ pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
         format!("CHANLIMIT=#:{MAX_ROOMS_PER_USER}"),
         // A nick is an account name (or a guest name under the same rule).
         format!("NICKLEN={MAX_NAME_CHARS}"),
-        format!("LINELEN={MAX_LINE_LEN}"),
+        // A relayed line is at most 512 bytes (longer text gets 417), so no more is offered.
+        format!("LINELEN={MAX_RELAYED_LINE}"),
         format!("NETWORK={}", info.network),
         format!("AWAYLEN={MAX_AWAY_LEN}"),
         format!("CHATHISTORY={}", crate::limits::CHATHISTORY_MAX),
+        format!("MONITOR={}", crate::limits::MONITOR_LIMIT),
         "PEERADDR".to_string(),
         "PREFIX=".to_string(),
         format!("TOPICLEN={MAX_TOPIC_LEN}"),
@@ -50,15 +52,22 @@ pub(super) fn welcome(s: &Session, ctx: &mut Ctx) {
         [format!("This server was created {}", info.created).as_str()],
     );
     reply(s, ctx, RPL_MYINFO, [info.name.as_str(), &version, "i", "n"]);
+    send_isupport(s, ctx);
+    crate::irc::server_info::lusers(s, ctx);
+    send_motd(s, ctx);
+    crate::irc::monitor::came_online(s.target(), ctx);
+}
+
+/// The `005` lines (after 004, and after `351` for VERSION).
+pub fn send_isupport(s: &Session, ctx: &mut Ctx) {
     // At most 13 tokens per 005 line: with the nick and the text that is exactly the
     // 15-parameter limit of RFC 1459/2812.
-    let tokens = isupport_tokens(info);
+    let tokens = isupport_tokens(ctx.info);
     for chunk in tokens.chunks(13) {
         let mut params: Vec<&str> = chunk.iter().map(String::as_str).collect();
         params.push("are supported by this server");
         reply(s, ctx, RPL_ISUPPORT, params);
     }
-    send_motd(s, ctx);
 }
 
 /// `375`/`372`/`376` from the MOTD file, or `422`.

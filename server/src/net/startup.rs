@@ -64,6 +64,8 @@ impl Server {
             created: crate::clock::human_utc(SystemTime::now()),
             allow_guests: config.allow_guests,
             motd,
+            admin_name: config.admin_name.clone(),
+            admin_email: config.admin_email.clone(),
         };
         let registry = poll.registry().try_clone().map_err(ServerError::Io)?;
         Ok(Server {

@@ -14,17 +14,23 @@ pub enum Cap {
     CapNotify,
     Batch,
     ChatHistory,
+    AwayNotify,
+    AccountNotify,
+    ExtendedJoin,
+    Setname,
+    StandardReplies,
+    LabeledResponse,
 }
 
 impl Cap {
-    fn bit(self) -> u16 {
-        1 << (self as u16)
+    fn bit(self) -> u32 {
+        1 << (self as u32)
     }
 }
 
 /// A set of enabled features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct CapSet(u16);
+pub struct CapSet(u32);
 
 impl CapSet {
     pub fn has(self, cap: Cap) -> bool {

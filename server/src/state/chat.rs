@@ -5,6 +5,8 @@
 
 use crate::limits::MAX_ROOM_NAME;
 use crate::state::caps::CapSet;
+use crate::state::monitor::Monitors;
+use crate::state::whowas::{Gone, WhoWas};
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -73,6 +75,20 @@ pub struct Chat {
     caps: Vec<CapSet>,
     /// lowercase room name -> room
     rooms: HashMap<String, Room>,
+    /// Users who left, for WHOWAS.
+    pub whowas: WhoWas,
+    /// MONITOR lists; a user's own list goes when it does.
+    pub monitors: Monitors,
+    /// The most users online at once since the server started (LUSERS).
+    max_online: usize,
+}
+
+/// Why [`Chat::rename`] did not rename.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenameError {
+    /// Another user has the nick.
+    Taken,
+    NotOnline,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +163,16 @@ impl Chat {
         self.users.len()
     }
 
+    /// The most users online at once since the server started.
+    pub fn max_online(&self) -> usize {
+        self.max_online
+    }
+
+    /// Rooms that exist now.
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
     pub fn nick_of(&self, id: ClientId) -> Option<&str> {
         self.users.get(&id).map(|u| u.nick.as_str())
     }
@@ -189,7 +215,23 @@ impl Chat {
                 signon: SystemTime::now(),
             },
         );
+        self.max_online = self.max_online.max(self.users.len());
         Ok(())
+    }
+
+    /// Online user `id` is `new` from now on (a change of case only included); the old nick
+    /// goes to WHOWAS. Returns the old nick.
+    pub fn rename(&mut self, id: ClientId, new: &str) -> Result<String, RenameError> {
+        let key = fold(new);
+        if self.by_nick.get(&key).is_some_and(|&holder| holder != id) {
+            return Err(RenameError::Taken);
+        }
+        let user = self.users.get_mut(&id).ok_or(RenameError::NotOnline)?;
+        self.whowas.record(Gone::of(user));
+        let old = std::mem::replace(&mut user.nick, new.to_string());
+        self.by_nick.remove(&fold(&old));
+        self.by_nick.insert(key, id);
+        Ok(old)
     }
 
     /// Takes `id` offline and out of its rooms. Returns its nick and the other clients that
@@ -198,6 +240,8 @@ impl Chat {
     pub fn remove_user(&mut self, id: ClientId) -> Option<(String, Vec<ClientId>)> {
         let user = self.users.remove(&id)?;
         self.by_nick.remove(&fold(&user.nick));
+        self.monitors.clear(id);
+        self.whowas.record(Gone::of(&user));
         let mut peers = Vec::new();
         for key in &user.rooms {
             if let Some(room) = self.rooms.get_mut(key) {
@@ -211,6 +255,22 @@ impl Chat {
         peers.sort_unstable();
         peers.dedup();
         Some((user.nick, peers))
+    }
+
+    /// Everyone who shares a room with `id`, each once, `id` left out.
+    pub fn room_mates(&self, id: ClientId) -> Vec<ClientId> {
+        let mut mates: Vec<ClientId> = self
+            .users
+            .get(&id)
+            .into_iter()
+            .flat_map(|u| &u.rooms)
+            .filter_map(|key| self.rooms.get(key))
+            .flat_map(|room| room.members.iter().copied())
+            .filter(|&m| m != id)
+            .collect();
+        mates.sort_unstable();
+        mates.dedup();
+        mates
     }
 
     pub fn room(&self, name: &str) -> Option<&Room> {
@@ -342,6 +402,22 @@ mod tests {
     }
 
     #[test]
+    fn rename_moves_the_nick_and_remembers_the_old_one() {
+        let mut c = Chat::new();
+        c.add_user(1, "ann", NewUser::default()).unwrap();
+        c.add_user(2, "bob", NewUser::default()).unwrap();
+        assert_eq!(c.rename(1, "BOB"), Err(RenameError::Taken));
+        assert_eq!(c.rename(9, "zed"), Err(RenameError::NotOnline));
+        assert_eq!(c.rename(1, "Ann"), Ok("ann".to_string()));
+        assert_eq!(c.nick_of(1), Some("Ann"));
+        assert_eq!(c.rename(1, "cat"), Ok("Ann".to_string()));
+        assert_eq!(c.find_nick("ann"), None);
+        assert_eq!(c.find_nick("CAT"), Some(1));
+        let was: Vec<&str> = c.whowas.find("ann").map(|g| g.nick.as_str()).collect();
+        assert_eq!(was, ["Ann", "ann"]);
+    }
+
+    #[test]
     fn join_part_and_empty_rooms_vanish() {
         let mut c = Chat::new();
         c.add_user(1, "a", NewUser::default()).unwrap();
@@ -372,6 +448,8 @@ mod tests {
         c.join("#x", 2);
         c.join("#y", 2);
         c.join("#z", 3);
+        assert_eq!(c.room_mates(1), [2]);
+        assert_eq!(c.room_mates(3), Vec::<ClientId>::new());
         assert_eq!(c.remove_user(1), Some(("a".to_string(), vec![2])));
         assert_eq!(c.remove_user(1), None);
         assert!(c.room("#x").is_some());

@@ -1,4 +1,5 @@
-//! Chat state: who is online, rooms and their members, the features each connection enabled,
+//! Chat state: who is online, rooms and their members, who was (WHOWAS) and who watches whom
+//! (MONITOR), the features each connection enabled,
 //! room history (in memory and on disk through its own writer thread), message ids and the
 //! stamp (time, id, account) a relayed message carries.
 //!
@@ -8,5 +9,7 @@
 pub mod caps;
 pub mod chat;
 pub mod history;
+pub mod monitor;
 pub mod msgids;
 pub mod stamp;
+pub mod whowas;

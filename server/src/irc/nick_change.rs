@@ -1,0 +1,117 @@
+//! `NICK` after registration. A guest may change its nick as on any IRC network, a change of
+//! case included; the new nick passes the same check as a guest nick at registration
+//! ([`crate::irc::registration::check_guest_nick`]). A logged-in user's nick is its account
+//! name and stays so.
+
+use crate::irc::commands::{stamp, with_caps};
+use crate::irc::context::{prefix, reply, Ctx};
+use crate::irc::session::Session;
+use crate::state::chat::RenameError;
+use huddle_protocol::numeric::*;
+use huddle_protocol::Message;
+
+pub fn nick(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
+    let Some(wanted) = msg.param(0).filter(|n| !n.is_empty()) else {
+        reply(s, ctx, ERR_NONICKNAMEGIVEN, ["No nickname given"]);
+        return;
+    };
+    if wanted == s.target() {
+        return; // no change
+    }
+    if let Some(account) = s.account() {
+        let why = format!("Your nick is your account name ({account}) and cannot be changed");
+        reply(s, ctx, ERR_ERRONEUSNICKNAME, [wanted, why.as_str()]);
+        return;
+    }
+    if wanted.eq_ignore_ascii_case(s.target()) {
+        // A change of case: the same nick to every check.
+        rename(s, wanted, ctx);
+        return;
+    }
+    s.nick_given = Some(wanted.to_string());
+    crate::irc::registration::check_guest_nick(s, wanted, ctx);
+}
+
+/// Renames registered user `s` to `new` (checked already) and tells it and its room mates
+/// with `:old!user@host NICK new`; MONITOR watchers of either nick hear of it.
+pub(super) fn rename(s: &mut Session, new: &str, ctx: &mut Ctx) {
+    let old = match ctx.chat.rename(s.id, new) {
+        Ok(old) => old,
+        Err(RenameError::Taken) => {
+            reply(
+                s,
+                ctx,
+                ERR_NICKNAMEINUSE,
+                [new, "Nickname is already in use"],
+            );
+            return;
+        }
+        Err(RenameError::NotOnline) => return,
+    };
+    s.nick = Some(new.to_string());
+    let line = Message::new("NICK", [new]).with_source(prefix(&old));
+    let mut to = ctx.chat.room_mates(s.id);
+    to.push(s.id);
+    let to = with_caps(ctx, &to);
+    let stamp = stamp(s, None);
+    ctx.out.deliver(to, &line, &stamp);
+    if !old.eq_ignore_ascii_case(new) {
+        crate::irc::monitor::went_offline(&old, ctx);
+        crate::irc::monitor::came_online(new, ctx);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::irc::session::Session;
+    use crate::irc::tests::{World, LOCAL};
+    use crate::storage::workers::{Completion, Job};
+
+    #[test]
+    fn a_guest_rename_waits_for_the_account_check_an_account_never_renames() {
+        let mut w = World::new();
+        w.allow_guests();
+        let (mut a, mut g) = (Session::new(1, 1, LOCAL), Session::new(2, 1, LOCAL));
+        w.log_in(&mut a, "alice");
+        w.line(&mut a, "NICK Alice");
+        assert!(w
+            .take(1)
+            .iter()
+            .any(|l| l.contains(" 432 alice Alice :Your nick is your account name")));
+
+        w.line(&mut g, "NICK gus");
+        w.line(&mut g, "USER g 0 * :G");
+        let jobs = w.take_jobs();
+        let [Job::CheckNick { origin, nick }] = &jobs[..] else {
+            panic!("{jobs:?}");
+        };
+        let done = |origin, nick: &str, registered| Completion::NickChecked {
+            origin,
+            nick: nick.to_string(),
+            registered: Ok(registered),
+        };
+        w.complete(&mut g, done(*origin, nick, false));
+        w.take(2);
+        w.line(&mut g, "NICK GUS");
+        assert_eq!(w.take(2), [":gus!gus@huddle NICK GUS"]);
+        w.line(&mut g, "NICK bob");
+        let jobs = w.take_jobs();
+        let [Job::CheckNick { origin, nick }] = &jobs[..] else {
+            panic!("{jobs:?}");
+        };
+        assert!(w.take(2).is_empty(), "nothing before the check is done");
+        w.complete(&mut g, done(*origin, nick, true));
+        assert_eq!(
+            w.take(2),
+            [":srv 433 GUS bob :Nickname is reserved by a registered account; log in to use it"]
+        );
+        w.line(&mut g, "NICK gary");
+        let jobs = w.take_jobs();
+        let [Job::CheckNick { origin, nick }] = &jobs[..] else {
+            panic!("{jobs:?}");
+        };
+        w.complete(&mut g, done(*origin, nick, false));
+        assert_eq!(w.take(2), [":GUS!GUS@huddle NICK gary"]);
+        assert_eq!(g.target(), "gary");
+    }
+}
