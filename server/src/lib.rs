@@ -38,6 +38,7 @@ pub mod testing {
     pub use crate::storage::accounts::{
         validate_name, validate_password, LoginError, RegisterError,
     };
+    pub use crate::storage::rooms::RoomRecord;
     pub use crate::storage::workers::{run_job, Accounts, Completion, Job};
     pub use crate::StoreError;
 }

@@ -12,7 +12,7 @@ fn join_gives_names_and_members_see_it() {
     let j = alice.recv();
     assert!(from_user(&j, "alice"), "{j}");
     assert_msg(&j, "JOIN", &["#room"]);
-    assert_reply(&alice.recv(), N, "353", &["alice", "=", "#room", "alice"]);
+    assert_reply(&alice.recv(), N, "353", &["alice", "=", "#room", "@alice"]);
     assert_reply(
         &alice.recv(),
         N,

@@ -14,7 +14,7 @@ use std::path::Path;
 const N: &str = SERVER_NAME;
 
 /// The offered capabilities (`CAP LS 302`, with values).
-const CAPS_302: [&str; 9] = [
+const CAPS_302: [&str; 12] = [
     "sasl=PLAIN",
     "draft/account-registration",
     "server-time",
@@ -24,6 +24,9 @@ const CAPS_302: [&str; 9] = [
     "cap-notify",
     "batch",
     "draft/chathistory",
+    "multi-prefix",
+    "userhost-in-names",
+    "invite-notify",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -189,7 +192,7 @@ fn welcome_burst_is_001_to_005_with_isupport_then_422() {
     assert!(m.param(0) == Some("alice") && m.params[1].starts_with("This server was created "));
     let m = c.next_is("004");
     assert!(
-        m.params.len() == 5 && m.params[..2] == ["alice", N] && m.params[2].starts_with("huddle-"),
+        m.params.len() == 6 && m.params[..2] == ["alice", N] && m.params[2].starts_with("huddle-"),
         "{m}"
     );
     // ISUPPORT may take several 005 lines; each stays within the 15-parameter limit.
@@ -268,22 +271,23 @@ fn motd_file_is_sent_at_login_and_on_request() {
     c.send("NICK alice");
     c.send("USER alice 0 * :alice");
     c.expect_command("005");
-    let expected = |c: &mut Client| {
-        assert_reply(
-            &c.recv(),
-            N,
-            "375",
-            &["alice", &format!("- {N} Message of the day -")],
-        );
+    let expected = |c: &mut Client, first: Message| {
+        assert_reply(&first, N, "375", &["alice", &format!("- {N} Message of the day -")]);
         assert_reply(&c.recv(), N, "372", &["alice", "- Welcome to Huddle!"]);
         assert_reply(&c.recv(), N, "372", &["alice", "- "]);
         assert_reply(&c.recv(), N, "372", &["alice", "- Be kind ✓  (two spaces)"]);
         assert_reply(&c.recv(), N, "376", &["alice", "End of /MOTD command"]);
         c.assert_quiet();
     };
-    expected(&mut c);
+    // ISUPPORT may take more than one 005 line.
+    let mut first = c.recv();
+    while first.is("005") {
+        first = c.recv();
+    }
+    expected(&mut c, first);
     c.send("MOTD");
-    expected(&mut c);
+    let first = c.recv();
+    expected(&mut c, first);
 }
 
 #[test]
@@ -356,7 +360,7 @@ fn who_whois_userhost_ison() {
     };
     assert_eq!(
         rows,
-        [row("#room", "alice", "H"), row("#room", "bob", "H")]
+        [row("#room", "alice", "H@"), row("#room", "bob", "H")]
             .into_iter()
             .collect()
     );
@@ -466,7 +470,7 @@ fn list_and_mode_queries() {
     assert_reply(&a.recv(), N, "323", &["alice", "End of /LIST"]);
 
     a.send("MODE #room");
-    assert_reply(&a.recv(), N, "324", &["alice", "#room", "+n"]);
+    assert_reply(&a.recv(), N, "324", &["alice", "#room", "+nt"]);
     let m = a.recv();
     assert!(m.is("329") && m.params[..2] == ["alice", "#room"], "{m}");
     let created: u64 = m.params[2].parse().expect("329 creation time");
@@ -481,12 +485,15 @@ fn list_and_mode_queries() {
         "368",
         &["alice", "#room", "End of channel ban list"],
     );
-    a.send("MODE #room +o bob");
-    let m = a.recv();
+    // bob is no room operator (alice, who made the room, is).
+    let b = &mut u[1];
+    b.send("MODE #room +o bob");
+    let m = b.recv();
     assert!(
-        m.is("482") && m.params[..2] == ["alice", "#room"] && m.source.as_deref() == Some(N),
+        m.is("482") && m.params[..2] == ["bob", "#room"] && m.source.as_deref() == Some(N),
         "{m}"
     );
+    let a = &mut u[0];
     a.send("MODE alice");
     assert_reply(&a.recv(), N, "221", &["alice", "+i"]);
     a.send("MODE alice +i");
@@ -571,7 +578,20 @@ fn topic_set_query_clear_and_shown_on_join() {
         c.expect_command("JOIN");
     }
 
-    // Any member may change or clear it.
+    // Under +t (a new room's default) only operators may set it; alice, who made the
+    // room, lifts that, and then any member may change or clear it.
+    dave.send("TOPIC #room :mine");
+    assert_reply(
+        &dave.recv(),
+        N,
+        "482",
+        &["dave", "#room", "You're not a room operator"],
+    );
+    u[0].send("MODE #room -t");
+    for c in u.iter_mut().chain([&mut dave]) {
+        let m = c.recv();
+        assert_user_msg(&m, "alice", "MODE", "#room", "-t");
+    }
     dave.send("TOPIC #room :");
     for c in u.iter_mut().chain([&mut dave]) {
         let m = c.recv();
@@ -626,7 +646,7 @@ fn away_status_in_replies() {
         .iter()
         .map(|m| (m.params[5].clone(), m.params[6].clone()))
         .collect();
-    let want: BTreeSet<(String, String)> = [("alice", "G"), ("bob", "H")]
+    let want: BTreeSet<(String, String)> = [("alice", "G@"), ("bob", "H")]
         .map(|(n, f)| (n.to_string(), f.to_string()))
         .into();
     assert_eq!(flags, want);
@@ -793,6 +813,8 @@ fn without_caps_no_line_has_tags() {
     a.send("NOTICE #room :note");
     a.send("PRIVMSG bob :dm");
     a.send("TOPIC #room :t");
+    // A registered room's topic is announced once saved: wait for it.
+    a.expect_command("TOPIC");
     a.send("PART #room :bye");
     a.send("JOIN #room");
     a.send("QUIT :gone");
@@ -801,7 +823,10 @@ fn without_caps_no_line_has_tags() {
     let cmds: Vec<&str> = lines.iter().map(|m| m.command.as_str()).collect();
     assert_eq!(
         cmds,
-        ["JOIN", "353", "366", "PRIVMSG", "NOTICE", "PRIVMSG", "TOPIC", "PART", "JOIN", "QUIT"]
+        [
+            "JOIN", "353", "366", "PRIVMSG", "NOTICE", "PRIVMSG", "TOPIC", "PART", "JOIN", "MODE",
+            "QUIT"
+        ]
     );
     for m in &lines {
         assert!(
@@ -975,7 +1000,8 @@ fn history_survives_a_restart() {
 
     // New messages get new ids, and CHATHISTORY reaches across the restart.
     alice.send("PRIVMSG #lobby :after the restart");
-    let m = bob.recv();
+    // (alice, the room's founder, was given operator status again on joining.)
+    let m = bob.expect_command("PRIVMSG");
     let new_id = m.tag("msgid").unwrap().to_string();
     assert!(
         sent.iter().all(|(_, id)| *id != new_id),
@@ -1214,9 +1240,14 @@ fn guest_registers_without_login_joins_and_chats() {
         "001",
         &["gina", "Welcome to the Huddle chat network, gina"],
     );
-    for code in ["002", "003", "004", "005", "422"] {
+    for code in ["002", "003", "004", "005"] {
         gina.next_is(code);
     }
+    let mut m = gina.recv();
+    while m.is("005") {
+        m = gina.recv();
+    }
+    assert!(m.is("422"), "{m}");
     gina.nick = Some("gina".into());
 
     assert_eq!(gina.join("#lobby"), ["alice", "gina"]);
@@ -1287,6 +1318,11 @@ fn guest_queries_topic_away_and_history() {
     gina.send("MOTD");
     assert_reply(&gina.recv(), N, "422", &["gina", "MOTD File is missing"]);
 
+    // The room is +t: alice, its operator, lifts that so anyone in it may set the topic.
+    alice.send("MODE #lobby -t");
+    for c in [&mut gina, &mut alice] {
+        c.expect_command("MODE");
+    }
     gina.send("TOPIC #lobby :set by a guest");
     for c in [&mut gina, &mut alice] {
         assert_user_msg(&c.recv(), "gina", "TOPIC", "#lobby", "set by a guest");

@@ -15,6 +15,9 @@ pub const OFFERED: &[(Cap, &str, Option<&str>)] = &[
     (Cap::CapNotify, "cap-notify", None),
     (Cap::Batch, "batch", None),
     (Cap::ChatHistory, "draft/chathistory", None),
+    (Cap::MultiPrefix, "multi-prefix", None),
+    (Cap::UserhostInNames, "userhost-in-names", None),
+    (Cap::InviteNotify, "invite-notify", None),
 ];
 
 impl Cap {

@@ -129,6 +129,10 @@ impl HandlerState {
         &self.chat
     }
 
+    pub fn chat_mut(&mut self) -> &mut Chat {
+        &mut self.chat
+    }
+
     pub fn info(&self) -> &ServerInfo {
         &self.info
     }

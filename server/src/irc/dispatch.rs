@@ -20,7 +20,10 @@ pub fn received(s: &mut Session, input: Result<&str, FrameError>, ctx: &mut Ctx)
 
 /// A worker finished a job for this session.
 pub fn completed(s: &mut Session, done: Completion, ctx: &mut Ctx) {
-    registration::handle_completion(s, done, ctx);
+    match done {
+        Completion::RoomSaved { .. } => crate::irc::rooms::persist::saved(Some(s), done, ctx),
+        done => registration::handle_completion(s, done, ctx),
+    }
 }
 
 /// A line that could not be framed.

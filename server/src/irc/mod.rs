@@ -17,6 +17,7 @@ pub mod peer_directory;
 pub mod queries;
 pub mod registration;
 pub mod replay;
+pub mod rooms;
 pub mod session;
 pub mod welcome;
 

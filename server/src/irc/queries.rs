@@ -1,7 +1,6 @@
 //! Read-only queries stock IRC clients send: WHO, WHOIS, USERHOST, ISON, LIST, MODE.
-//!
-//! Huddle has no operators and no settable modes; MODE queries get a sensible answer and
-//! attempts to change modes a clear refusal.
+//! Secret rooms and the members of private rooms stay hidden from non-members (see
+//! [`crate::irc::rooms::visibility`]).
 
 use crate::irc::context::{reply, Ctx, HOST_CLOAK};
 use crate::irc::session::Session;
@@ -9,9 +8,13 @@ use crate::state::chat::{ClientId, User};
 use huddle_protocol::numeric::*;
 use huddle_protocol::Message;
 
-fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &(String, String, bool, bool)) {
-    let (nick, realname, away, _guest) = user;
-    let flags = if *away { "G" } else { "H" };
+/// Nick, realname, away, guest, status prefix in the room asked about.
+type WhoRow = (String, String, bool, bool, &'static str);
+
+fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &WhoRow) {
+    let (nick, realname, away, _guest, status) = user;
+    let flags = format!("{}{status}", if *away { "G" } else { "H" });
+    let flags = flags.as_str();
     let server = &ctx.info.name;
     let real = format!("0 {realname}");
     reply(
@@ -30,25 +33,33 @@ fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &(String, String, bool
     );
 }
 
-fn summary(u: &User) -> (String, String, bool, bool) {
+fn summary(u: &User) -> WhoRow {
     (
         u.nick.clone(),
         u.realname.clone(),
         u.away.is_some(),
         u.account.is_none(),
+        "",
     )
 }
 
 /// `WHO #room` lists its members; `WHO nick` that user; `WHO` / `WHO *` everyone online.
 pub fn who(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let mask = msg.param(0).filter(|m| !m.is_empty()).unwrap_or("*");
-    let mut rows: Vec<(String, (String, String, bool, bool))> = Vec::new();
+    let mut rows: Vec<(String, WhoRow)> = Vec::new();
     if mask.starts_with('#') {
-        if let Some(room) = ctx.chat.room(mask) {
+        let multi = ctx.chat.caps_of(s.id).has(crate::irc::capabilities::Cap::MultiPrefix);
+        let room = ctx
+            .chat
+            .room(mask)
+            .filter(|r| crate::irc::rooms::visibility::members_shown(r, s.id));
+        if let Some(room) = room {
             let spelled = room.name.clone();
-            for id in room.members.clone() {
+            for &id in &room.members {
                 if let Some(u) = ctx.chat.user(id) {
-                    rows.push((spelled.clone(), summary(u)));
+                    let mut row = summary(u);
+                    row.4 = crate::irc::rooms::visibility::prefix_of(room, id, multi);
+                    rows.push((spelled.clone(), row));
                 }
             }
         }
@@ -90,10 +101,16 @@ pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
         u.away.clone(),
         u.account.clone(),
     );
+    let multi = ctx.chat.caps_of(s.id).has(crate::irc::capabilities::Cap::MultiPrefix);
     let rooms: Vec<String> = u
         .rooms
         .iter()
-        .filter_map(|r| ctx.chat.room(r).map(|room| room.name.clone()))
+        .filter_map(|r| ctx.chat.room(r))
+        .filter(|room| crate::irc::rooms::visibility::room_listed(room, s.id))
+        .map(|room| {
+            let status = crate::irc::rooms::visibility::prefix_of(room, id, multi);
+            format!("{status}{}", room.name)
+        })
         .collect();
     let signon = crate::clock::unix_millis(u.signon) / 1000;
     let server = &ctx.info.name;
@@ -186,20 +203,18 @@ pub fn ison(s: &Session, msg: &Message, ctx: &mut Ctx) {
     reply(s, ctx, RPL_ISON, [online.join(" ").as_str()]);
 }
 
-/// `LIST` every room (or the comma-separated ones asked for).
+/// `LIST` the rooms the asker may know of; `LIST <terms>` with comma-separated terms:
+/// `>n` (more than n users), `<n` (fewer than n), and room names or `*`/`?` masks.
 pub fn list(s: &Session, msg: &Message, ctx: &mut Ctx) {
-    let wanted: Option<Vec<String>> = msg
+    let filter = msg
         .param(0)
-        .filter(|p| p.starts_with('#'))
-        .map(|p| p.split(',').map(crate::state::chat::fold).collect());
+        .map(crate::irc::rooms::listing::Filter::parse)
+        .unwrap_or_default();
     let mut rows: Vec<(String, usize, String)> = ctx
         .chat
         .rooms()
-        .filter(|r| {
-            wanted
-                .as_ref()
-                .is_none_or(|w| w.contains(&crate::state::chat::fold(&r.name)))
-        })
+        .filter(|r| crate::irc::rooms::visibility::room_listed(r, s.id))
+        .filter(|r| filter.admits(&r.name, r.members.len()))
         .map(|r| {
             let topic = r.topic.as_ref().map_or(String::new(), |t| t.text.clone());
             (r.name.clone(), r.members.len(), topic)
@@ -219,8 +234,8 @@ pub fn list(s: &Session, msg: &Message, ctx: &mut Ctx) {
     reply(s, ctx, RPL_LISTEND, ["End of /LIST"]);
 }
 
-/// `MODE #room` -> `324 +n`; `MODE #room b` -> empty ban list; `MODE me` -> `221 +i`; changing
-/// modes is refused clearly.
+/// `MODE #room ...` is the room's (see [`crate::irc::rooms::modes`]); `MODE me` -> `221 +i`;
+/// other user modes are refused clearly.
 pub fn mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let Some(target) = msg.param(0).filter(|t| !t.is_empty()) else {
         reply(
@@ -233,47 +248,7 @@ pub fn mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
     };
     let change = msg.param(1);
     if target.starts_with('#') {
-        let Some(room) = ctx.chat.room(target) else {
-            reply(s, ctx, ERR_NOSUCHCHANNEL, [target, "No such room"]);
-            return;
-        };
-        let spelled = room.name.clone();
-        let created = (crate::clock::unix_millis(room.created) / 1000).to_string();
-        match change {
-            None => {
-                reply(s, ctx, RPL_CHANNELMODEIS, [spelled.as_str(), "+n"]);
-                reply(s, ctx, "329", [spelled.as_str(), created.as_str()]);
-            }
-            Some(m) if m.trim_start_matches('+') == "b" => {
-                reply(s, ctx, "368", [spelled.as_str(), "End of channel ban list"]);
-            }
-            Some(m) if m.trim_start_matches('+') == "e" => {
-                reply(
-                    s,
-                    ctx,
-                    "349",
-                    [spelled.as_str(), "End of channel exception list"],
-                );
-            }
-            Some(m) if m.trim_start_matches('+') == "I" => {
-                reply(
-                    s,
-                    ctx,
-                    "347",
-                    [spelled.as_str(), "End of channel invite list"],
-                );
-            }
-            Some(_) => reply(
-                s,
-                ctx,
-                "482",
-                [
-                    spelled.as_str(),
-                    "Huddle rooms have no operators or settable modes",
-                ],
-            ),
-        }
-        return;
+        return crate::irc::rooms::modes::room_mode(s, msg, ctx);
     }
     if !target.eq_ignore_ascii_case(s.target()) {
         let text = if ctx.chat.find_nick(target).is_some() {

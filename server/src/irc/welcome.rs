@@ -9,7 +9,7 @@ use huddle_protocol::MAX_LINE_LEN;
 
 /// The `005` tokens.
 pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
-    vec![
+    let mut tokens = vec![
         "CASEMAPPING=ascii".to_string(),
         "CHANTYPES=#".to_string(),
         format!("CHANNELLEN={}", crate::limits::MAX_ROOM_NAME),
@@ -21,10 +21,12 @@ pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
         format!("AWAYLEN={MAX_AWAY_LEN}"),
         format!("CHATHISTORY={}", crate::limits::CHATHISTORY_MAX),
         "PEERADDR".to_string(),
-        "PREFIX=".to_string(),
+        "PREFIX=(ov)@+".to_string(),
         format!("TOPICLEN={MAX_TOPIC_LEN}"),
-        format!("TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},NAMES:{MAX_TARGETS}"),
-    ]
+        format!("TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},NAMES:{MAX_TARGETS},KICK:{MAX_TARGETS}"),
+    ];
+    tokens.extend(crate::irc::rooms::modes::isupport_tokens());
+    tokens
 }
 
 pub(super) fn welcome(s: &Session, ctx: &mut Ctx) {
@@ -49,7 +51,12 @@ pub(super) fn welcome(s: &Session, ctx: &mut Ctx) {
         RPL_CREATED,
         [format!("This server was created {}", info.created).as_str()],
     );
-    reply(s, ctx, RPL_MYINFO, [info.name.as_str(), &version, "i", "n"]);
+    reply(
+        s,
+        ctx,
+        RPL_MYINFO,
+        [info.name.as_str(), &version, "i", "beIiklmnostv", "beIklov"],
+    );
     // At most 13 tokens per 005 line: with the nick and the text that is exactly the
     // 15-parameter limit of RFC 1459/2812.
     let tokens = isupport_tokens(info);

@@ -270,6 +270,7 @@ impl Storage {
             Completion::NickChecked { registered, .. } => {
                 matches!(registered, Err(why) if storage(why))
             }
+            Completion::RoomSaved { result, .. } => matches!(result, Err(why) if storage(why)),
         };
         if !failed {
             self.errors = 0;

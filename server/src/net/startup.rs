@@ -44,6 +44,12 @@ impl Server {
         };
         let history_tree = store.open_tree("history").map_err(ServerError::Store)?;
         let history = History::open(history_tree, config.history).map_err(ServerError::History)?;
+        let rooms_tree = store
+            .open_tree(crate::storage::rooms::TREE)
+            .map_err(ServerError::Store)?;
+        let rooms = crate::storage::rooms::load_all(&rooms_tree);
+        let highest_revision = crate::storage::rooms::highest_revision(&rooms_tree);
+        log::info!("{} registered rooms", rooms.len());
         let guards = Guards {
             ip: IpLimits::new(config.ip_policy.clone()),
             logins: LoginGuard::new(config.login_failures),
@@ -66,11 +72,13 @@ impl Server {
             motd,
         };
         let registry = poll.registry().try_clone().map_err(ServerError::Io)?;
+        let mut state = HandlerState::new(info, history, guards);
+        crate::irc::rooms::persist::install(&mut state, rooms, highest_revision);
         Ok(Server {
             poll,
             listeners,
             clients: Clients::new(registry, config.max_clients.min(1024)),
-            state: HandlerState::new(info, history, guards),
+            state,
             storage: Storage {
                 workers: Some(workers),
                 completions,

@@ -14,6 +14,9 @@ pub enum Cap {
     CapNotify,
     Batch,
     ChatHistory,
+    MultiPrefix,
+    UserhostInNames,
+    InviteNotify,
 }
 
 impl Cap {

@@ -5,6 +5,7 @@
 
 use crate::limits::MAX_ROOM_NAME;
 use crate::state::caps::CapSet;
+use crate::state::room_modes::RoomModes;
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
 use std::time::SystemTime;
@@ -19,6 +20,25 @@ pub struct Room {
     pub members: Vec<ClientId>,
     pub topic: Option<Topic>,
     pub created: SystemTime,
+    pub modes: RoomModes,
+}
+
+impl Room {
+    /// An empty room named `name` with the modes of a new room (`+nt`).
+    pub fn new(name: &str, created: SystemTime) -> Room {
+        Room {
+            name: name.to_string(),
+            members: Vec::new(),
+            topic: None,
+            created,
+            modes: RoomModes::fresh(),
+        }
+    }
+
+    /// A registered room stays while empty.
+    pub fn is_registered(&self) -> bool {
+        self.modes.founder.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +93,9 @@ pub struct Chat {
     caps: Vec<CapSet>,
     /// lowercase room name -> room
     rooms: HashMap<String, Room>,
+    /// Last revision handed out for saving a registered room (saves may finish out of
+    /// order; the newest revision wins on disk).
+    room_revision: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -202,8 +225,9 @@ impl Chat {
         for key in &user.rooms {
             if let Some(room) = self.rooms.get_mut(key) {
                 room.members.retain(|&m| m != id);
+                room.modes.forget_member(id);
                 peers.extend(room.members.iter().copied());
-                if room.members.is_empty() {
+                if room.members.is_empty() && !room.is_registered() {
                     self.rooms.remove(key);
                 }
             }
@@ -248,12 +272,10 @@ impl Chat {
             return false;
         }
         user.rooms.push(key.clone());
-        let room = self.rooms.entry(key).or_insert_with(|| Room {
-            name: name.to_string(),
-            members: Vec::new(),
-            topic: None,
-            created: SystemTime::now(),
-        });
+        let room = self
+            .rooms
+            .entry(key)
+            .or_insert_with(|| Room::new(name, SystemTime::now()));
         room.members.push(id);
         true
     }
@@ -267,22 +289,15 @@ impl Chat {
         if room.members.len() == before {
             return Err(PartError::NotMember);
         }
+        room.modes.forget_member(id);
         let spelled = room.name.clone();
-        if room.members.is_empty() {
+        if room.members.is_empty() && !room.is_registered() {
             self.rooms.remove(&key);
         }
         if let Some(user) = self.users.get_mut(&id) {
             user.rooms.retain(|r| *r != key);
         }
         Ok(spelled)
-    }
-
-    /// Nicks of a room's members, in join order.
-    pub fn member_nicks(&self, room: &Room) -> Vec<&str> {
-        room.members
-            .iter()
-            .filter_map(|id| self.nick_of(*id))
-            .collect()
     }
 
     /// All online nicks, sorted case-insensitively.
@@ -294,6 +309,34 @@ impl Chat {
 
     pub fn rooms(&self) -> impl Iterator<Item = &Room> {
         self.rooms.values()
+    }
+
+    /// Puts a room read back from storage in place (empty; registered rooms stay so).
+    pub fn install_room(&mut self, room: Room, revision: u64) {
+        self.room_revision = self.room_revision.max(revision);
+        self.rooms.insert(fold(&room.name), room);
+    }
+
+    /// Forgets the room under folded `key` if nobody is in it and it is not registered.
+    pub fn remove_if_unused(&mut self, key: &str) {
+        if self
+            .rooms
+            .get(key)
+            .is_some_and(|r| r.members.is_empty() && !r.is_registered())
+        {
+            self.rooms.remove(key);
+        }
+    }
+
+    /// Saves get revisions above `highest` (the highest found on disk).
+    pub fn install_revision(&mut self, highest: u64) {
+        self.room_revision = self.room_revision.max(highest);
+    }
+
+    /// The next revision for saving a room.
+    pub fn next_room_revision(&mut self) -> u64 {
+        self.room_revision += 1;
+        self.room_revision
     }
 }
 
@@ -351,7 +394,7 @@ mod tests {
         assert!(c.join("#lobby", 2));
         let room = c.room("#LOBBY").unwrap();
         assert_eq!(room.name, "#Lobby");
-        assert_eq!(c.member_nicks(room), vec!["a", "b"]);
+        assert_eq!(room.members, vec![1, 2]);
         assert_eq!(c.part("#lobby", 3), Err(PartError::NotMember));
         assert_eq!(c.part("#nope", 1), Err(PartError::NoSuchRoom));
         assert_eq!(c.user(1).unwrap().rooms, vec!["#lobby".to_string()]);

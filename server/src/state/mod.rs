@@ -9,4 +9,5 @@ pub mod caps;
 pub mod chat;
 pub mod history;
 pub mod msgids;
+pub mod room_modes;
 pub mod stamp;

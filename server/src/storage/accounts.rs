@@ -231,6 +231,11 @@ impl AccountStore {
             .map_err(|e| StoreError::Io(e.to_string()))
     }
 
+    /// The database itself (registered rooms are saved in it, see `storage::rooms`).
+    pub fn database(&self) -> &sled::Db {
+        &self.db
+    }
+
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db
             .flush()

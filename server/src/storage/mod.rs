@@ -8,5 +8,6 @@
 pub mod accounts;
 pub mod faults;
 pub mod identity;
+pub mod rooms;
 pub mod server_files;
 pub mod workers;

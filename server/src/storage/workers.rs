@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::storage::accounts::{AccountStore, LoginError, RegisterError, StoreError};
+use crate::storage::rooms::{RoomAck, RoomRecord};
 use crate::storage::server_files::{Reloaded, ServerFiles};
 
 /// Which connection asked: slab slot plus a generation, since slots are reused.
@@ -35,6 +36,14 @@ pub enum Job {
     },
     /// Is `nick` a registered account name? (guests may not take those)
     CheckNick { origin: Origin, nick: String },
+    /// Save a registered room (`None`: drop its registration), flush, then acknowledge.
+    SaveRoom {
+        origin: Origin,
+        key: String,
+        revision: u64,
+        record: Option<Box<RoomRecord>>,
+        ack: Box<RoomAck>,
+    },
 }
 
 impl fmt::Debug for Job {
@@ -47,6 +56,7 @@ impl fmt::Debug for Job {
                 origin, account, ..
             } => ("Login", origin, account),
             Job::CheckNick { origin, nick } => ("CheckNick", origin, nick),
+            Job::SaveRoom { origin, key, .. } => ("SaveRoom", origin, key),
         };
         f.debug_struct(kind)
             .field("origin", origin)
@@ -63,7 +73,8 @@ impl Job {
         match self {
             Job::Register { origin, .. }
             | Job::Login { origin, .. }
-            | Job::CheckNick { origin, .. } => *origin,
+            | Job::CheckNick { origin, .. }
+            | Job::SaveRoom { origin, .. } => *origin,
         }
     }
 
@@ -89,6 +100,11 @@ impl Job {
                 nick: nick.clone(),
                 registered: Err(why.to_string()),
             },
+            Job::SaveRoom { origin, ack, .. } => Completion::RoomSaved {
+                origin: *origin,
+                result: Err(why.to_string()),
+                ack: ack.clone(),
+            },
         }
     }
 }
@@ -111,6 +127,12 @@ pub enum Completion {
         nick: String,
         registered: Result<bool, String>,
     },
+    /// A registered room was saved and flushed (or not): announce `ack` now.
+    RoomSaved {
+        origin: Origin,
+        result: Result<(), String>,
+        ack: Box<RoomAck>,
+    },
 }
 
 impl Completion {
@@ -119,7 +141,8 @@ impl Completion {
         match self {
             Completion::Registered { origin, .. }
             | Completion::LoggedIn { origin, .. }
-            | Completion::NickChecked { origin, .. } => *origin,
+            | Completion::NickChecked { origin, .. }
+            | Completion::RoomSaved { origin, .. } => *origin,
         }
     }
 }
@@ -331,6 +354,9 @@ pub trait Accounts {
     fn register(&self, name: &str, password: &str) -> Result<String, RegisterError>;
     fn verify(&self, name: &str, password: &str) -> Result<String, LoginError>;
     fn exists(&self, name: &str) -> Result<bool, StoreError>;
+    /// Saves a registered room durably (see [`crate::storage::rooms::save`]).
+    fn save_room(&self, key: &str, revision: u64, record: Option<&RoomRecord>)
+        -> Result<(), String>;
 }
 
 impl Accounts for AccountStore {
@@ -344,6 +370,15 @@ impl Accounts for AccountStore {
 
     fn exists(&self, name: &str) -> Result<bool, StoreError> {
         AccountStore::exists(self, name)
+    }
+
+    fn save_room(
+        &self,
+        key: &str,
+        revision: u64,
+        record: Option<&RoomRecord>,
+    ) -> Result<(), String> {
+        crate::storage::rooms::save(self.database(), key, revision, record)
     }
 }
 
@@ -383,6 +418,17 @@ pub fn run_job(store: &impl Accounts, job: Job) -> Completion {
             origin,
             registered: store.exists(&nick).map_err(|e| e.to_string()),
             nick,
+        },
+        Job::SaveRoom {
+            origin,
+            key,
+            revision,
+            record,
+            ack,
+        } => Completion::RoomSaved {
+            origin,
+            result: store.save_room(&key, revision, record.as_deref()),
+            ack,
         },
     }
 }

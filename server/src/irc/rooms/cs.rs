@@ -1,0 +1,105 @@
+//! `CS` (also `CHANSERV`), the founder's command, shaped like ergo's ChanServ:
+//! `CS INFO #room`, `CS TRANSFER #room account` (to an account that is online),
+//! `CS DROP #room`. Answers come as NOTICEs from the server; a change is saved before it
+//! is confirmed.
+
+use crate::irc::context::{reply, Ctx};
+use crate::irc::rooms::persist::save_then;
+use crate::irc::rooms::visibility::room_listed;
+use crate::irc::session::Session;
+use crate::state::chat::fold;
+use crate::storage::rooms::RoomAck;
+use huddle_protocol::numeric::*;
+use huddle_protocol::Message;
+
+const USAGE: &str = "Usage: CS INFO <#room> | CS TRANSFER <#room> <account> | CS DROP <#room>";
+
+fn notice(s: &Session, ctx: &Ctx, text: &str) -> Message {
+    Message::new("NOTICE", [s.target(), text]).with_source(ctx.info.name.as_str())
+}
+
+fn tell(s: &Session, ctx: &mut Ctx, text: &str) {
+    let msg = notice(s, ctx, text);
+    ctx.out.send(s.id, &msg);
+}
+
+pub fn cs(s: &Session, msg: &Message, ctx: &mut Ctx) {
+    let (Some(sub), Some(name)) = (msg.param(0), msg.param(1)) else {
+        reply(s, ctx, ERR_NEEDMOREPARAMS, ["CS", "Not enough parameters"]);
+        tell(s, ctx, USAGE);
+        return;
+    };
+    let Some(room) = ctx.chat.room(name).filter(|r| room_listed(r, s.id)) else {
+        tell(s, ctx, &format!("{name} does not exist"));
+        return;
+    };
+    let spelled = room.name.clone();
+    let founder = room.modes.founder.clone();
+    let sub = sub.to_ascii_uppercase();
+    if sub == "INFO" {
+        let text = match &founder {
+            Some(f) => format!("{spelled} is registered; its founder is {f}"),
+            None => format!("{spelled} is not registered"),
+        };
+        tell(s, ctx, &text);
+        return;
+    }
+    let Some(founder) = founder else {
+        tell(s, ctx, &format!("{spelled} is not registered"));
+        return;
+    };
+    let is_founder = s.account().is_some_and(|a| fold(a) == fold(&founder));
+    if !is_founder {
+        tell(s, ctx, &format!("Only the founder of {spelled} ({founder}) may do that"));
+        return;
+    }
+    match sub.as_str() {
+        "TRANSFER" => transfer(s, ctx, &spelled, msg.param(2)),
+        "DROP" => drop_registration(s, ctx, &spelled),
+        _ => tell(s, ctx, USAGE),
+    }
+}
+
+fn transfer(s: &Session, ctx: &mut Ctx, spelled: &str, to: Option<&str>) {
+    let Some(to) = to.filter(|a| !a.is_empty()) else {
+        tell(s, ctx, USAGE);
+        return;
+    };
+    let account = ctx
+        .chat
+        .users()
+        .find_map(|(_, u)| u.account.clone().filter(|a| fold(a) == fold(to)));
+    let Some(account) = account else {
+        tell(s, ctx, &format!("{to} must be logged in to receive the room"));
+        return;
+    };
+    if let Some(room) = ctx.chat.room_mut(spelled) {
+        room.modes.founder = Some(account.clone());
+    }
+    log::info!("room {spelled}: {} handed it to {account}", s.target());
+    let text = format!("{spelled} now belongs to {account}");
+    let ack = RoomAck {
+        room: spelled.to_string(),
+        to_members: Vec::new(),
+        to_origin: vec![notice(s, ctx, &text)],
+        account: None,
+    };
+    save_then(Some(s), ctx, spelled, ack, false);
+}
+
+fn drop_registration(s: &Session, ctx: &mut Ctx, spelled: &str) {
+    if let Some(room) = ctx.chat.room_mut(spelled) {
+        room.modes.founder = None;
+        room.modes.op_accounts.clear();
+    }
+    log::info!("room {spelled}: registration dropped by {}", s.target());
+    let text = format!("{spelled} is no longer registered");
+    let ack = RoomAck {
+        room: spelled.to_string(),
+        to_members: Vec::new(),
+        to_origin: vec![notice(s, ctx, &text)],
+        account: None,
+    };
+    save_then(Some(s), ctx, spelled, ack, true);
+    ctx.chat.remove_if_unused(&fold(spelled));
+}
