@@ -272,7 +272,12 @@ fn motd_file_is_sent_at_login_and_on_request() {
     c.send("USER alice 0 * :alice");
     c.expect_command("005");
     let expected = |c: &mut Client, first: Message| {
-        assert_reply(&first, N, "375", &["alice", &format!("- {N} Message of the day -")]);
+        assert_reply(
+            &first,
+            N,
+            "375",
+            &["alice", &format!("- {N} Message of the day -")],
+        );
         assert_reply(&c.recv(), N, "372", &["alice", "- Welcome to Huddle!"]);
         assert_reply(&c.recv(), N, "372", &["alice", "- "]);
         assert_reply(&c.recv(), N, "372", &["alice", "- Be kind ✓  (two spaces)"]);

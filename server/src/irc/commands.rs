@@ -149,7 +149,11 @@ pub fn send_names(s: &Session, room_name: &str, ctx: &mut Ctx) {
             })
         })
         .collect();
-    let kind = if room.modes.flags.has(crate::state::room_modes::Flags::SECRET) {
+    let kind = if room
+        .modes
+        .flags
+        .has(crate::state::room_modes::Flags::SECRET)
+    {
         "@"
     } else {
         "="

@@ -48,7 +48,10 @@ pub fn who(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let mask = msg.param(0).filter(|m| !m.is_empty()).unwrap_or("*");
     let mut rows: Vec<(String, WhoRow)> = Vec::new();
     if mask.starts_with('#') {
-        let multi = ctx.chat.caps_of(s.id).has(crate::irc::capabilities::Cap::MultiPrefix);
+        let multi = ctx
+            .chat
+            .caps_of(s.id)
+            .has(crate::irc::capabilities::Cap::MultiPrefix);
         let room = ctx
             .chat
             .room(mask)
@@ -101,7 +104,10 @@ pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
         u.away.clone(),
         u.account.clone(),
     );
-    let multi = ctx.chat.caps_of(s.id).has(crate::irc::capabilities::Cap::MultiPrefix);
+    let multi = ctx
+        .chat
+        .caps_of(s.id)
+        .has(crate::irc::capabilities::Cap::MultiPrefix);
     let rooms: Vec<String> = u
         .rooms
         .iter()

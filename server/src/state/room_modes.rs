@@ -263,7 +263,10 @@ pub fn mask_matches(mask: &str, who: Who) -> bool {
             .account
             .is_some_and(|a| glob(&account.to_ascii_lowercase(), &a.to_ascii_lowercase()));
     }
-    glob(&mask.to_ascii_lowercase(), &who.hostmask.to_ascii_lowercase())
+    glob(
+        &mask.to_ascii_lowercase(),
+        &who.hostmask.to_ascii_lowercase(),
+    )
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
@@ -290,7 +293,13 @@ pub fn normalise_mask(mask: &str) -> Option<String> {
         None => (mask, "*@*"),
     };
     let (user, host) = rest.split_once('@').unwrap_or((rest, "*"));
-    let part = |p: &str| if p.is_empty() { "*".to_string() } else { p.to_string() };
+    let part = |p: &str| {
+        if p.is_empty() {
+            "*".to_string()
+        } else {
+            p.to_string()
+        }
+    };
     Some(format!("{}!{}@{}", part(nick), part(user), part(host)))
 }
 

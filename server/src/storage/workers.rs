@@ -355,8 +355,12 @@ pub trait Accounts {
     fn verify(&self, name: &str, password: &str) -> Result<String, LoginError>;
     fn exists(&self, name: &str) -> Result<bool, StoreError>;
     /// Saves a registered room durably (see [`crate::storage::rooms::save`]).
-    fn save_room(&self, key: &str, revision: u64, record: Option<&RoomRecord>)
-        -> Result<(), String>;
+    fn save_room(
+        &self,
+        key: &str,
+        revision: u64,
+        record: Option<&RoomRecord>,
+    ) -> Result<(), String>;
 }
 
 impl Accounts for AccountStore {

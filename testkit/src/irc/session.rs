@@ -188,7 +188,10 @@ impl<S: Transport> IrcClient<S> {
                     .map(String::from),
             );
         }
-        names.sort_by(|a, b| a.trim_start_matches(['@', '+']).cmp(b.trim_start_matches(['@', '+'])));
+        names.sort_by(|a, b| {
+            a.trim_start_matches(['@', '+'])
+                .cmp(b.trim_start_matches(['@', '+']))
+        });
         names
     }
 }

@@ -94,9 +94,15 @@ pub fn joined(s: &Session, ctx: &mut Ctx, spelled: &str, created: bool) {
         return;
     }
     // The joiner sees its status in the NAMES that follows; the others hear it now.
-    let members: Vec<_> = room.members.iter().copied().filter(|&m| m != s.id).collect();
-    let line = Message::new("MODE", [spelled, "+o", nick.as_str()])
-        .with_source(ctx.info.name.as_str());
+    let members: Vec<_> = room
+        .members
+        .iter()
+        .copied()
+        .filter(|&m| m != s.id)
+        .collect();
+    let line =
+        Message::new("MODE", [spelled, "+o", nick.as_str()]).with_source(ctx.info.name.as_str());
     let to = with_caps(ctx, &members);
-    ctx.out.deliver(to, &line, &crate::irc::commands::stamp(s, None));
+    ctx.out
+        .deliver(to, &line, &crate::irc::commands::stamp(s, None));
 }

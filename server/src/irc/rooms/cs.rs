@@ -50,7 +50,11 @@ pub fn cs(s: &Session, msg: &Message, ctx: &mut Ctx) {
     };
     let is_founder = s.account().is_some_and(|a| fold(a) == fold(&founder));
     if !is_founder {
-        tell(s, ctx, &format!("Only the founder of {spelled} ({founder}) may do that"));
+        tell(
+            s,
+            ctx,
+            &format!("Only the founder of {spelled} ({founder}) may do that"),
+        );
         return;
     }
     match sub.as_str() {
@@ -70,7 +74,11 @@ fn transfer(s: &Session, ctx: &mut Ctx, spelled: &str, to: Option<&str>) {
         .users()
         .find_map(|(_, u)| u.account.clone().filter(|a| fold(a) == fold(to)));
     let Some(account) = account else {
-        tell(s, ctx, &format!("{to} must be logged in to receive the room"));
+        tell(
+            s,
+            ctx,
+            &format!("{to} must be logged in to receive the room"),
+        );
         return;
     };
     if let Some(room) = ctx.chat.room_mut(spelled) {

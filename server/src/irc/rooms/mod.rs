@@ -6,8 +6,8 @@
 pub mod admission;
 pub mod cs;
 pub mod listing;
-pub mod modes;
 pub mod moderation;
+pub mod modes;
 pub mod persist;
 pub mod speech;
 pub mod visibility;

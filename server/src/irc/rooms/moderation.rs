@@ -20,7 +20,12 @@ const MAX_KICK_REASON: usize = 300;
 fn need(s: &Session, ctx: &mut Ctx, msg: &Message, n: usize) -> bool {
     if msg.params.len() < n || msg.params.iter().take(n).any(String::is_empty) {
         let cmd = msg.command.to_ascii_uppercase();
-        reply(s, ctx, ERR_NEEDMOREPARAMS, [cmd.as_str(), "Not enough parameters"]);
+        reply(
+            s,
+            ctx,
+            ERR_NEEDMOREPARAMS,
+            [cmd.as_str(), "Not enough parameters"],
+        );
         return false;
     }
     true
@@ -51,11 +56,21 @@ pub fn kick(s: &Session, msg: &Message, ctx: &mut Ctx) {
         return;
     };
     if !member {
-        reply(s, ctx, ERR_NOTONCHANNEL, [spelled.as_str(), "You're not in that room"]);
+        reply(
+            s,
+            ctx,
+            ERR_NOTONCHANNEL,
+            [spelled.as_str(), "You're not in that room"],
+        );
         return;
     }
     if !op {
-        reply(s, ctx, "482", [spelled.as_str(), "You're not a room operator"]);
+        reply(
+            s,
+            ctx,
+            "482",
+            [spelled.as_str(), "You're not a room operator"],
+        );
         return;
     }
     let reason: String = msg
@@ -65,7 +80,11 @@ pub fn kick(s: &Session, msg: &Message, ctx: &mut Ctx) {
         .chars()
         .take(MAX_KICK_REASON)
         .collect();
-    for nick in msg.params[1].split(',').filter(|n| !n.is_empty()).take(MAX_TARGETS) {
+    for nick in msg.params[1]
+        .split(',')
+        .filter(|n| !n.is_empty())
+        .take(MAX_TARGETS)
+    {
         let target = ctx.chat.find_nick(nick);
         let members = ctx
             .chat
@@ -73,7 +92,12 @@ pub fn kick(s: &Session, msg: &Message, ctx: &mut Ctx) {
             .map(|r| r.members.clone())
             .unwrap_or_default();
         let Some(target) = target.filter(|t| members.contains(t)) else {
-            reply(s, ctx, "441", [nick, spelled.as_str(), "They aren't in that room"]);
+            reply(
+                s,
+                ctx,
+                "441",
+                [nick, spelled.as_str(), "They aren't in that room"],
+            );
             continue;
         };
         let kicked = ctx.chat.nick_of(target).unwrap_or(nick).to_string();
@@ -101,14 +125,24 @@ pub fn invite(s: &Session, msg: &Message, ctx: &mut Ctx) {
         return;
     };
     if !member {
-        reply(s, ctx, ERR_NOTONCHANNEL, [spelled.as_str(), "You're not in that room"]);
+        reply(
+            s,
+            ctx,
+            ERR_NOTONCHANNEL,
+            [spelled.as_str(), "You're not in that room"],
+        );
         return;
     }
     let Some(room) = ctx.chat.room_mut(&spelled) else {
         return;
     };
     if room.modes.flags.has(Flags::INVITE_ONLY) && !op {
-        reply(s, ctx, "482", [spelled.as_str(), "You're not a room operator"]);
+        reply(
+            s,
+            ctx,
+            "482",
+            [spelled.as_str(), "You're not a room operator"],
+        );
         return;
     }
     let invited = ctx.chat.nick_of(target).unwrap_or(nick).to_string();
@@ -116,7 +150,16 @@ pub fn invite(s: &Session, msg: &Message, ctx: &mut Ctx) {
         return;
     };
     if room.members.contains(&target) {
-        reply(s, ctx, "443", [invited.as_str(), spelled.as_str(), "is already in that room"]);
+        reply(
+            s,
+            ctx,
+            "443",
+            [
+                invited.as_str(),
+                spelled.as_str(),
+                "is already in that room",
+            ],
+        );
         return;
     }
     room.modes.invite(target, &invited);
@@ -127,8 +170,8 @@ pub fn invite(s: &Session, msg: &Message, ctx: &mut Ctx) {
         .filter(|&m| m != s.id && room.modes.is_op(m))
         .collect();
     reply(s, ctx, "341", [invited.as_str(), spelled.as_str()]);
-    let line =
-        Message::new("INVITE", [invited.as_str(), spelled.as_str()]).with_source(prefix(s.target()));
+    let line = Message::new("INVITE", [invited.as_str(), spelled.as_str()])
+        .with_source(prefix(s.target()));
     ctx.out.send(target, &line);
     let notify: Vec<_> = notify
         .into_iter()
@@ -162,22 +205,42 @@ pub fn topic(s: &Session, msg: &Message, ctx: &mut Ctx) {
         return;
     };
     let Some(text) = msg.param(1) else {
-        if !member && ctx.chat.room(&spelled).is_some_and(|r| r.modes.flags.has(Flags::SECRET)) {
-            reply(s, ctx, ERR_NOTONCHANNEL, [spelled.as_str(), "You're not in that room"]);
+        if !member
+            && ctx
+                .chat
+                .room(&spelled)
+                .is_some_and(|r| r.modes.flags.has(Flags::SECRET))
+        {
+            reply(
+                s,
+                ctx,
+                ERR_NOTONCHANNEL,
+                [spelled.as_str(), "You're not in that room"],
+            );
             return;
         }
         send_topic(s, &spelled, true, ctx);
         return;
     };
     if !member {
-        reply(s, ctx, ERR_NOTONCHANNEL, [spelled.as_str(), "You're not in that room"]);
+        reply(
+            s,
+            ctx,
+            ERR_NOTONCHANNEL,
+            [spelled.as_str(), "You're not in that room"],
+        );
         return;
     }
     let Some(room) = ctx.chat.room_mut(&spelled) else {
         return;
     };
     if room.modes.flags.has(Flags::TOPIC_LOCK) && !op {
-        reply(s, ctx, "482", [spelled.as_str(), "You're not a room operator"]);
+        reply(
+            s,
+            ctx,
+            "482",
+            [spelled.as_str(), "You're not a room operator"],
+        );
         return;
     }
     let text: String = text.chars().take(MAX_TOPIC_LEN).collect();

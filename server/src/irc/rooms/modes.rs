@@ -104,7 +104,12 @@ pub fn room_mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
                         s,
                         ctx,
                         "696",
-                        [spelled.as_str(), &c.to_string(), "*", "This mode needs a parameter"],
+                        [
+                            spelled.as_str(),
+                            &c.to_string(),
+                            "*",
+                            "This mode needs a parameter",
+                        ],
                     );
                     continue;
                 }
@@ -238,9 +243,7 @@ fn change_list(
     let by = s.target().to_string();
     let room = ctx.chat.room_mut(spelled)?;
     let list = room.modes.list_mut(kind);
-    let at = list
-        .iter()
-        .position(|e| e.mask.eq_ignore_ascii_case(&mask));
+    let at = list.iter().position(|e| e.mask.eq_ignore_ascii_case(&mask));
     match (sign, at) {
         (true, Some(_)) | (false, None) => None,
         (true, None) if list.len() >= MAX_LIST => {
@@ -331,7 +334,12 @@ fn change_setting(
                 && !key.is_empty()
                 && !key.chars().any(|c| c == ' ' || c == ',' || c.is_control());
             if !valid {
-                invalid(s, ctx, key, "Keys are 1-32 characters without spaces or commas");
+                invalid(
+                    s,
+                    ctx,
+                    key,
+                    "Keys are 1-32 characters without spaces or commas",
+                );
                 return None;
             }
             let room = ctx.chat.room_mut(spelled)?;
@@ -375,9 +383,7 @@ pub fn refresh_mutes(ctx: &mut Ctx, spelled: &str) {
         .members
         .iter()
         .copied()
-        .filter(|&id| {
-            Identity::of(ctx, id).is_some_and(|me| room.modes.is_banned(me.who()))
-        })
+        .filter(|&id| Identity::of(ctx, id).is_some_and(|me| room.modes.is_banned(me.who())))
         .collect();
     if let Some(room) = ctx.chat.room_mut(spelled) {
         room.modes.muted = muted;

@@ -118,7 +118,10 @@ pub fn save_then(s: Option<&Session>, ctx: &mut Ctx, key: &str, ack: RoomAck, dr
         if let Job::SaveRoom { ack, .. } = job {
             let note = Message::new(
                 "NOTICE",
-                [s.target(), "The server is busy: this change was not saved to disk"],
+                [
+                    s.target(),
+                    "The server is busy: this change was not saved to disk",
+                ],
             )
             .with_source(ctx.info.name.as_str());
             ctx.out.send(s.id, &note);
@@ -130,8 +133,7 @@ pub fn save_then(s: Option<&Session>, ctx: &mut Ctx, key: &str, ack: RoomAck, dr
 /// A save finished: the change is announced now (after a failed save, with a warning to
 /// whoever made it).
 pub fn saved(s: Option<&mut Session>, done: Completion, ctx: &mut Ctx) {
-    let Completion::RoomSaved { result, ack, .. } = done
-    else {
+    let Completion::RoomSaved { result, ack, .. } = done else {
         return;
     };
     let origin_id = s.as_ref().map(|s| s.id);

@@ -25,7 +25,7 @@ pub fn refusal(ctx: &Ctx, room: &Room, from: ClientId) -> Option<&'static str> {
     if m.flags.has(Flags::MODERATED) {
         return Some("Cannot send to room (+m): you need voice");
     }
-    let banned = !m.bans.is_empty()
-        && Identity::of(ctx, from).is_some_and(|me| m.is_banned(me.who()));
+    let banned =
+        !m.bans.is_empty() && Identity::of(ctx, from).is_some_and(|me| m.is_banned(me.who()));
     banned.then_some("Cannot send to room (+b): you are banned")
 }
