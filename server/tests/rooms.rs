@@ -628,3 +628,28 @@ fn acknowledged_changes_survive_kill_9() {
     s.start_again();
     check_kept(&s, "the last word");
 }
+
+#[test]
+fn a_room_made_again_does_not_show_what_was_said_before() {
+    let s = TestServer::start(&["--allow-guests"]);
+    let mut gina = s.guest("gina");
+    gina.join("#g");
+    gina.send("PRIVMSG #g :for the first crowd only");
+    gina.send("PART #g");
+    gina.expect_command("PART");
+    let mut hank = s.guest("hank");
+    hank.join("#g");
+    hank.send("CHATHISTORY LATEST #g * 10");
+    let got = hank.sync();
+    assert!(!got.iter().any(|m| m.is("PRIVMSG")), "{got:?}");
+    // A registered room keeps its history while empty, for whoever may join it.
+    let mut alice = s.registered_user("alice");
+    alice.join("#kept");
+    alice.send("PRIVMSG #kept :still here later");
+    alice.send("PART #kept");
+    alice.expect_command("PART");
+    let mut bob = s.registered_user("bob");
+    bob.join("#kept");
+    let got = bob.sync();
+    assert!(got.iter().any(|m| m.is("PRIVMSG")), "{got:?}");
+}

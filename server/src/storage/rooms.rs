@@ -10,12 +10,13 @@ use huddle_protocol::Message;
 /// The tree registered rooms live in.
 pub const TREE: &str = "rooms";
 
-/// What is kept of a registered room. Times are Unix seconds.
+/// What is kept of a registered room. Times are Unix seconds, but for the creation time in
+/// milliseconds (history from before it is not shown).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RoomRecord {
     pub name: String,
     pub founder: String,
-    pub created: u64,
+    pub created_ms: u64,
     /// Text, setter, time.
     pub topic: Option<(String, String, u64)>,
     /// Flag letters, e.g. `nt`.
@@ -113,7 +114,7 @@ impl RoomRecord {
         let mut out = Vec::with_capacity(256);
         put_str(&mut out, &self.name);
         put_str(&mut out, &self.founder);
-        put_u64(&mut out, self.created);
+        put_u64(&mut out, self.created_ms);
         match &self.topic {
             None => out.push(0),
             Some((text, by, at)) => {
@@ -140,7 +141,7 @@ impl RoomRecord {
         let mut r = Reader(bytes);
         let name = r.str()?;
         let founder = r.str()?;
-        let created = r.u64()?;
+        let created_ms = r.u64()?;
         let topic = match r.bytes(1)?[0] {
             0 => None,
             _ => Some((r.str()?, r.str()?, r.u64()?)),
@@ -162,7 +163,7 @@ impl RoomRecord {
         Some(RoomRecord {
             name,
             founder,
-            created,
+            created_ms,
             topic,
             flags,
             key,
@@ -248,7 +249,7 @@ mod tests {
         RoomRecord {
             name: "#Den".into(),
             founder: "alice".into(),
-            created: 7,
+            created_ms: 7,
             topic: Some(("hi there".into(), "alice".into(), 9)),
             flags: "imnst".into(),
             key: Some("sekrit".into()),

@@ -43,7 +43,7 @@ pub fn record_of(room: &Room) -> Option<RoomRecord> {
     Some(RoomRecord {
         name: room.name.clone(),
         founder: m.founder.clone()?,
-        created: secs(room.created),
+        created_ms: crate::clock::unix_millis(room.created),
         topic: room
             .topic
             .as_ref()
@@ -60,7 +60,8 @@ pub fn record_of(room: &Room) -> Option<RoomRecord> {
 
 /// An empty room from its record.
 pub fn room_of(record: RoomRecord) -> Room {
-    let mut room = Room::new(&record.name, time_of(record.created));
+    let created = UNIX_EPOCH + Duration::from_millis(record.created_ms);
+    let mut room = Room::new(&record.name, created);
     room.topic = record.topic.map(|(text, set_by, at)| Topic {
         text,
         set_by,
