@@ -61,7 +61,7 @@ fn time_tag(m: &Message, not_before: u64) -> String {
     v
 }
 
-/// `m` is `:<nick>!<nick>@huddle <cmd> <room> :<text>`.
+/// `m` is `:<nick>!~<user>@huddle <cmd> <room> :<text>`.
 #[track_caller]
 fn assert_user_msg(m: &Message, nick: &str, cmd: &str, target: &str, text: &str) {
     assert!(from_user(m, nick), "expected a line from {nick}, got `{m}`");
@@ -359,9 +359,19 @@ fn who_whois_userhost_ison() {
         .collect();
     let row = |room: &str, nick: &str, flag: &str| -> Vec<String> {
         let real = format!("0 {nick}");
-        ["alice", room, nick, "huddle", N, nick, flag, real.as_str()]
-            .map(String::from)
-            .to_vec()
+        let ident = format!("~{nick}");
+        [
+            "alice",
+            room,
+            ident.as_str(),
+            "huddle",
+            N,
+            nick,
+            flag,
+            real.as_str(),
+        ]
+        .map(String::from)
+        .to_vec()
     };
     assert_eq!(
         rows,
@@ -398,7 +408,7 @@ fn who_whois_userhost_ison() {
         vec![
             (
                 "311".into(),
-                v(&["alice", "bob", "bob", "huddle", "*", "bob"])
+                v(&["alice", "bob", "~bob", "huddle", "*", "bob"])
             ),
             ("319".into(), v(&["alice", "bob", "#room"])),
             ("312".into(), v(&["alice", "bob", N, "Huddle chat server"])),
@@ -430,7 +440,7 @@ fn who_whois_userhost_ison() {
         &a.recv(),
         N,
         "302",
-        &["alice", "bob=+bob@huddle carol=+carol@huddle"],
+        &["alice", "bob=+~bob@huddle carol=+~carol@huddle"],
     );
     a.send("ISON bob nobody CAROL");
     assert_reply(&a.recv(), N, "303", &["alice", "bob carol"]);
@@ -660,7 +670,7 @@ fn away_status_in_replies() {
         &b.recv(),
         N,
         "302",
-        &["bob", "alice=-alice@huddle bob=+bob@huddle"],
+        &["bob", "alice=-~alice@huddle bob=+~bob@huddle"],
     );
     b.send("WHOIS alice");
     let whois = b.until("318");
@@ -677,7 +687,7 @@ fn away_status_in_replies() {
     b.send("PRIVMSG alice :back?");
     assert_user_msg(&a.recv(), "bob", "PRIVMSG", "alice", "back?");
     b.send("USERHOST alice");
-    assert_reply(&b.recv(), N, "302", &["bob", "alice=+alice@huddle"]);
+    assert_reply(&b.recv(), N, "302", &["bob", "alice=+~alice@huddle"]);
     b.send("WHO alice");
     let m = b.recv();
     assert!(m.is("352") && m.params[6] == "H", "{m}");
@@ -1288,9 +1298,9 @@ fn guest_registers_without_login_joins_and_chats() {
     assert_eq!(
         replay,
         [
-            ":gina!gina@huddle PRIVMSG #lobby :hello from a guest",
-            ":alice!alice@huddle PRIVMSG #lobby :welcome gina",
-            ":gina!gina@huddle NOTICE #lobby :guest notice",
+            ":gina!~gina@huddle PRIVMSG #lobby :hello from a guest",
+            ":alice!~alice@huddle PRIVMSG #lobby :welcome gina",
+            ":gina!~gina@huddle NOTICE #lobby :guest notice",
         ]
     );
     alice.expect_command("JOIN");
@@ -1382,7 +1392,7 @@ fn guest_queries_topic_away_and_history() {
         &gina.recv(),
         N,
         "302",
-        &["gina", "gina=+gina@huddle alice=+alice@huddle"],
+        &["gina", "gina=+~gina@huddle alice=+~alice@huddle"],
     );
     gina.send("ISON alice gina");
     assert_reply(&gina.recv(), N, "303", &["gina", "alice gina"]);

@@ -122,9 +122,9 @@ fn creator_is_operator_and_new_rooms_are_nt() {
     assert_eq!(
         got,
         [
-            "@+bob!bob@huddle",
-            "@alice!alice@huddle",
-            "dave!dave@huddle"
+            "@+bob!~bob@huddle",
+            "@alice!~alice@huddle",
+            "dave!~dave@huddle"
         ]
     );
     multi.send("WHO #den");
@@ -177,11 +177,11 @@ fn bans_by_mask_and_by_account_and_exceptions() {
     // A banned member may not speak; lifting the ban lets it.
     alice.expect_command("JOIN");
     dave.expect_command("JOIN");
-    set_mode(&mut alice, "#den +b *!dave@*", &mut [&mut bob, &mut dave]);
+    set_mode(&mut alice, "#den +b *!~dave@*", &mut [&mut bob, &mut dave]);
     dave.send("PRIVMSG #den :can you hear me?");
     numeric(&mut dave, "404", "dave", "#den");
     bob.assert_quiet();
-    set_mode(&mut alice, "#den -b *!dave@*", &mut [&mut bob, &mut dave]);
+    set_mode(&mut alice, "#den -b *!~dave@*", &mut [&mut bob, &mut dave]);
     dave.send("PRIVMSG #den :now?");
     assert_msg(&bob.expect_command("PRIVMSG"), "PRIVMSG", &["#den", "now?"]);
     alice.expect_command("PRIVMSG");

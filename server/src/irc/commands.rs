@@ -85,7 +85,6 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     if !need_params(s, msg, 1, ctx) {
         return;
     }
-    let nick = s.target().to_string();
     let mut keys = msg.param(1).unwrap_or_default().split(',');
     for name in targets(&msg.params[0]) {
         let key = keys.next().filter(|k| !k.is_empty());
@@ -115,7 +114,7 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         };
         let spelled = room.name.clone();
         let members = room.members.clone();
-        let join = Message::new("JOIN", [spelled.as_str()]).with_source(prefix(&nick));
+        let join = Message::new("JOIN", [spelled.as_str()]).with_source(s.source());
         let stamp = stamp(s, None);
         let to = with_caps(ctx, &members);
         ctx.out.deliver(to, &join, &stamp);
@@ -140,12 +139,12 @@ pub fn send_names(s: &Session, room_name: &str, ctx: &mut Ctx) {
         .members
         .iter()
         .filter_map(|&id| {
-            let nick = ctx.chat.nick_of(id)?;
+            let user = ctx.chat.user(id)?;
             let status = prefix_of(room, id, multi);
             Some(if uhnames {
-                format!("{status}{}", prefix(nick))
+                format!("{status}{}", prefix(&user.nick, &user.ident))
             } else {
-                format!("{status}{nick}")
+                format!("{status}{}", user.nick)
             })
         })
         .collect();
@@ -192,7 +191,6 @@ fn part(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     if !need_params(s, msg, 1, ctx) {
         return;
     }
-    let nick = s.target().to_string();
     let reason = msg.param(1).filter(|r| !r.is_empty());
     for name in targets(&msg.params[0]) {
         let members = ctx.chat.room(name).map(|r| r.members.clone());
@@ -200,7 +198,7 @@ fn part(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
             Ok(spelled) => {
                 let mut params = vec![spelled];
                 params.extend(reason.map(str::to_string));
-                let part = Message::new("PART", params).with_source(prefix(&nick));
+                let part = Message::new("PART", params).with_source(s.source());
                 let stamp = stamp(s, None);
                 let to = with_caps(ctx, &members.unwrap_or_default());
                 ctx.out.deliver(to, &part, &stamp);
@@ -268,7 +266,7 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
             params.push(text);
             Message {
                 tags: Vec::new(),
-                source: Some(prefix(s.target())),
+                source: Some(s.source()),
                 command,
                 params,
             }
@@ -332,12 +330,14 @@ fn names(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
             }
         }
         None => {
-            let nicks: Vec<String> = ctx
+            // Every user the asker may see (users with +i only if they share a room).
+            let mut nicks: Vec<String> = ctx
                 .chat
-                .all_nicks()
-                .into_iter()
-                .map(str::to_string)
+                .users()
+                .filter(|(id, _)| crate::irc::queries::user_visible(ctx, s.id, *id))
+                .map(|(_, u)| u.nick.clone())
                 .collect();
+            nicks.sort_by_key(|n| n.to_ascii_lowercase());
             for chunk in name_lines(&nicks) {
                 reply(s, ctx, RPL_NAMREPLY, ["*", "*", &chunk]);
             }

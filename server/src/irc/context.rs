@@ -162,13 +162,14 @@ impl HandlerState {
     }
 }
 
-/// `nick!nick@huddle`
-pub fn prefix(nick: &str) -> String {
+/// `nick!ident@huddle`, the ident being the user name `USER` gave, shown with `~` (no
+/// ident lookup vouches for it).
+pub fn prefix(nick: &str, ident: &str) -> String {
     // Concatenated rather than `format!`ted: this runs for every message.
-    let mut p = String::with_capacity(2 * nick.len() + 2 + HOST_CLOAK.len());
+    let mut p = String::with_capacity(nick.len() + ident.len() + 2 + HOST_CLOAK.len());
     p.push_str(nick);
     p.push('!');
-    p.push_str(nick);
+    p.push_str(ident);
     p.push('@');
     p.push_str(HOST_CLOAK);
     p
@@ -244,7 +245,11 @@ mod tests {
         {
             let ctx = state.ctx(&NoJobs);
             for (id, nick) in [(1, "ann"), (2, "bob")] {
-                ctx.chat.add_user(id, nick, NewUser::default()).unwrap();
+                let new = NewUser {
+                    ident: format!("~{nick}"),
+                    ..NewUser::default()
+                };
+                ctx.chat.add_user(id, nick, new).unwrap();
                 ctx.chat.join("#r", id);
             }
             ctx.out.send(1, &Message::new("NOTICE", ["ann", "first"]));
@@ -256,7 +261,7 @@ mod tests {
             to.sent,
             [
                 (1, "NOTICE ann first".to_string()),
-                (1, ":bob!bob@huddle QUIT Quit".to_string())
+                (1, ":bob!~bob@huddle QUIT Quit".to_string())
             ]
         );
         assert!(state.out().is_empty());

@@ -117,8 +117,13 @@ pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
 /// capabilities are forgotten (the slot will serve another connection).
 pub fn disconnect(s: &mut Session, quit_reason: &str, ctx: &mut Ctx) {
     ctx.chat.forget_caps(s.id);
+    let ident = ctx
+        .chat
+        .user(s.id)
+        .map(|u| u.ident.clone())
+        .unwrap_or_default();
     if let Some((nick, peers)) = ctx.chat.remove_user(s.id) {
-        let quit = Message::new("QUIT", [quit_reason]).with_source(prefix(&nick));
+        let quit = Message::new("QUIT", [quit_reason]).with_source(prefix(&nick, &ident));
         ctx.out.broadcast(peers, &quit);
     }
     s.registered = false;

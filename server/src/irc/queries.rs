@@ -8,13 +8,12 @@ use crate::state::chat::{ClientId, User};
 use huddle_protocol::numeric::*;
 use huddle_protocol::Message;
 
-/// Nick, realname, away, guest, status prefix in the room asked about.
-type WhoRow = (String, String, bool, bool, &'static str);
+/// Nick, ident, realname, away, status prefix in the room asked about.
+type WhoRow = (String, String, String, bool, &'static str);
 
 fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &WhoRow) {
-    let (nick, realname, away, _guest, status) = user;
+    let (nick, ident, realname, away, status) = user;
     let flags = format!("{}{status}", if *away { "G" } else { "H" });
-    let flags = flags.as_str();
     let server = &ctx.info.name;
     let real = format!("0 {realname}");
     reply(
@@ -23,11 +22,11 @@ fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &WhoRow) {
         RPL_WHOREPLY,
         [
             room,
-            nick.as_str(),
+            ident.as_str(),
             HOST_CLOAK,
             server.as_str(),
             nick.as_str(),
-            flags,
+            flags.as_str(),
             real.as_str(),
         ],
     );
@@ -36,14 +35,43 @@ fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &WhoRow) {
 fn summary(u: &User) -> WhoRow {
     (
         u.nick.clone(),
+        u.ident.clone(),
         u.realname.clone(),
         u.away.is_some(),
-        u.account.is_none(),
         "",
     )
 }
 
-/// `WHO #room` lists its members; `WHO nick` that user; `WHO` / `WHO *` everyone online.
+/// Whether `asker` may see user `id` in a list of users (WHO with a mask, NAMES without a
+/// room): itself, users without `+i`, and users it shares a room with.
+pub fn user_visible(ctx: &Ctx, asker: ClientId, id: ClientId) -> bool {
+    let Some(user) = ctx.chat.user(id) else {
+        return false;
+    };
+    if id == asker || !user.invisible {
+        return true;
+    }
+    let mine = ctx
+        .chat
+        .user(asker)
+        .map(|u| u.rooms.as_slice())
+        .unwrap_or_default();
+    user.rooms.iter().any(|r| mine.contains(r))
+}
+
+/// Whether WHO's `mask` (folded) matches user `u`: its nick, `nick!ident@host` or real
+/// name.
+fn who_matches(mask: &str, u: &User) -> bool {
+    use crate::state::room_modes::glob;
+    let hostmask = crate::irc::context::prefix(&u.nick, &u.ident).to_ascii_lowercase();
+    glob(mask, &u.nick.to_ascii_lowercase())
+        || glob(mask, &hostmask)
+        || glob(mask, &u.realname.to_ascii_lowercase())
+}
+
+/// `WHO #room` lists its members (if the asker may see them); `WHO nick` that user;
+/// `WHO`, `WHO *` or `WHO <mask>` the users matching (nick, `nick!ident@host` or real
+/// name, with `*` and `?`) that the asker may see (see [`user_visible`]).
 pub fn who(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let mask = msg.param(0).filter(|m| !m.is_empty()).unwrap_or("*");
     let mut rows: Vec<(String, WhoRow)> = Vec::new();
@@ -66,12 +94,23 @@ pub fn who(s: &Session, msg: &Message, ctx: &mut Ctx) {
                 }
             }
         }
-    } else if mask == "*" || mask == "0" {
-        let mut all: Vec<_> = ctx.chat.users().map(|(_, u)| summary(u)).collect();
+    } else if let Some(u) = ctx.chat.find_nick(mask).and_then(|id| ctx.chat.user(id)) {
+        // An exact nick is answered whatever the user's modes.
+        rows.push(("*".to_string(), summary(u)));
+    } else {
+        let folded = if mask == "0" {
+            "*".to_string()
+        } else {
+            mask.to_ascii_lowercase()
+        };
+        let mut all: Vec<_> = ctx
+            .chat
+            .users()
+            .filter(|(id, u)| user_visible(ctx, s.id, *id) && who_matches(&folded, u))
+            .map(|(_, u)| summary(u))
+            .collect();
         all.sort_by_key(|r| r.0.to_ascii_lowercase());
         rows.extend(all.into_iter().map(|r| ("*".to_string(), r)));
-    } else if let Some(u) = ctx.chat.find_nick(mask).and_then(|id| ctx.chat.user(id)) {
-        rows.push(("*".to_string(), summary(u)));
     }
     for (room, row) in &rows {
         who_line(s, ctx, room, row);
@@ -98,8 +137,9 @@ pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let Some(u) = ctx.chat.user(id) else {
         return;
     };
-    let (spelled, realname, away, account) = (
+    let (spelled, ident, realname, away, account) = (
         u.nick.clone(),
+        u.ident.clone(),
         u.realname.clone(),
         u.away.clone(),
         u.account.clone(),
@@ -125,7 +165,7 @@ pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
         s,
         ctx,
         RPL_WHOISUSER,
-        [nick, nick, HOST_CLOAK, "*", realname.as_str()],
+        [nick, ident.as_str(), HOST_CLOAK, "*", realname.as_str()],
     );
     if !rooms.is_empty() {
         reply(s, ctx, RPL_WHOISCHANNELS, [nick, rooms.join(" ").as_str()]);
@@ -180,7 +220,7 @@ pub fn userhost(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let parts: Vec<String> = online_users(ctx, &nicks)
         .map(|u| {
             let away = if u.away.is_some() { '-' } else { '+' };
-            format!("{}={away}{}@{HOST_CLOAK}", u.nick, u.nick)
+            format!("{}={away}{}@{HOST_CLOAK}", u.nick, u.ident)
         })
         .collect();
     reply(s, ctx, RPL_USERHOST, [parts.join(" ").as_str()]);
@@ -274,10 +314,29 @@ pub fn mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
         }
         return;
     }
+    let invisible = ctx.chat.user(s.id).is_some_and(|u| u.invisible);
     match change {
-        None => reply(s, ctx, RPL_UMODEIS, ["+i"]),
-        // Clients set +i on connect; it is already the case.
-        Some(m) if m.chars().all(|c| matches!(c, '+' | '-' | 'i')) => {}
+        None => reply(s, ctx, RPL_UMODEIS, [if invisible { "+i" } else { "+" }]),
+        Some(m) if m.chars().all(|c| matches!(c, '+' | '-' | 'i')) => {
+            // The last sign before an `i` wins; users start `+i`.
+            let mut sign = true;
+            let mut wanted = invisible;
+            for c in m.chars() {
+                match c {
+                    '+' => sign = true,
+                    '-' => sign = false,
+                    _ => wanted = sign,
+                }
+            }
+            if wanted != invisible {
+                if let Some(u) = ctx.chat.user_mut(s.id) {
+                    u.invisible = wanted;
+                }
+                let change = if wanted { "+i" } else { "-i" };
+                let line = Message::new("MODE", [s.target(), change]).with_source(s.source());
+                ctx.out.send(s.id, &line);
+            }
+        }
         Some(_) => reply(s, ctx, ERR_UMODEUNKNOWNFLAG, ["Unknown MODE flag"]),
     }
 }

@@ -24,7 +24,11 @@ pub fn on_join(s: &Session, room: &str, ctx: &mut Ctx) {
 /// Only what was said in this room since it was created: a room that vanished when empty
 /// and was made again by someone else does not show what its earlier members said.
 fn since_creation(ctx: &Ctx, room: &str, mut entries: Vec<Entry>) -> Vec<Entry> {
-    if let Some(created) = ctx.chat.room(room).map(|r| crate::clock::unix_millis(r.created)) {
+    if let Some(created) = ctx
+        .chat
+        .room(room)
+        .map(|r| crate::clock::unix_millis(r.created))
+    {
         entries.retain(|e| e.time_ms >= created);
     }
     entries

@@ -58,6 +58,10 @@ pub struct User {
     /// The account logged in as; `None` for a guest.
     pub account: Option<String>,
     pub realname: String,
+    /// `~username` from `USER`, shown in `nick!ident@host`.
+    pub ident: String,
+    /// User mode `+i`: hidden from WHO and NAMES of users it shares no room with.
+    pub invisible: bool,
     pub away: Option<String>,
     pub signon: SystemTime,
 }
@@ -67,6 +71,7 @@ pub struct User {
 pub struct NewUser {
     pub account: Option<String>,
     pub realname: String,
+    pub ident: String,
 }
 
 /// Where a user's client accepts direct TLS connections, and the certificate it will show.
@@ -208,6 +213,8 @@ impl Chat {
                 endpoint: None,
                 account: new.account,
                 realname: new.realname,
+                ident: new.ident,
+                invisible: true,
                 away: None,
                 signon: SystemTime::now(),
             },
@@ -298,13 +305,6 @@ impl Chat {
             user.rooms.retain(|r| *r != key);
         }
         Ok(spelled)
-    }
-
-    /// All online nicks, sorted case-insensitively.
-    pub fn all_nicks(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.users.values().map(|u| u.nick.as_str()).collect();
-        v.sort_by_key(|n| fold(n));
-        v
     }
 
     pub fn rooms(&self) -> impl Iterator<Item = &Room> {
@@ -419,7 +419,7 @@ mod tests {
         assert_eq!(c.remove_user(1), None);
         assert!(c.room("#x").is_some());
         assert_eq!(c.find_nick("a"), None);
-        assert_eq!(c.all_nicks(), vec!["b", "c"]);
+        assert_eq!(c.online(), 2);
     }
 
     #[test]

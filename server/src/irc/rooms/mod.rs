@@ -26,7 +26,7 @@ impl Identity {
     pub fn of(ctx: &Ctx, id: ClientId) -> Option<Identity> {
         let user = ctx.chat.user(id)?;
         Some(Identity {
-            hostmask: prefix(&user.nick),
+            hostmask: prefix(&user.nick, &user.ident),
             account: user.account.clone(),
         })
     }

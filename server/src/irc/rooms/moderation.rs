@@ -3,7 +3,7 @@
 
 use crate::irc::capabilities::Cap;
 use crate::irc::commands::{stamp, with_caps};
-use crate::irc::context::{prefix, reply, Ctx};
+use crate::irc::context::{reply, Ctx};
 use crate::irc::rooms::persist::save_then;
 use crate::irc::rooms::visibility::room_listed;
 use crate::irc::session::Session;
@@ -102,7 +102,7 @@ pub fn kick(s: &Session, msg: &Message, ctx: &mut Ctx) {
         };
         let kicked = ctx.chat.nick_of(target).unwrap_or(nick).to_string();
         let line = Message::new("KICK", [spelled.as_str(), kicked.as_str(), reason.as_str()])
-            .with_source(prefix(s.target()));
+            .with_source(s.source());
         let to = with_caps(ctx, &members);
         ctx.out.deliver(to, &line, &stamp(s, None));
         let _ = ctx.chat.part(&spelled, target);
@@ -170,8 +170,7 @@ pub fn invite(s: &Session, msg: &Message, ctx: &mut Ctx) {
         .filter(|&m| m != s.id && room.modes.is_op(m))
         .collect();
     reply(s, ctx, "341", [invited.as_str(), spelled.as_str()]);
-    let line = Message::new("INVITE", [invited.as_str(), spelled.as_str()])
-        .with_source(prefix(s.target()));
+    let line = Message::new("INVITE", [invited.as_str(), spelled.as_str()]).with_source(s.source());
     ctx.out.send(target, &line);
     let notify: Vec<_> = notify
         .into_iter()
@@ -250,7 +249,7 @@ pub fn topic(s: &Session, msg: &Message, ctx: &mut Ctx) {
         set_by: nick.clone(),
         set_at: std::time::SystemTime::now(),
     });
-    let line = Message::new("TOPIC", [spelled.as_str(), text.as_str()]).with_source(prefix(&nick));
+    let line = Message::new("TOPIC", [spelled.as_str(), text.as_str()]).with_source(s.source());
     let ack = RoomAck {
         room: spelled.clone(),
         to_members: vec![line],

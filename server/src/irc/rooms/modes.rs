@@ -2,7 +2,7 @@
 //! lets room operators change them. `CHANMODES=beI,k,l,imnst`, `PREFIX=(ov)@+`, at most
 //! [`MAX_MODE_PARAMS`] modes with a parameter per command; an invalid parameter gets 696.
 
-use crate::irc::context::{prefix, reply, Ctx};
+use crate::irc::context::{reply, Ctx};
 use crate::irc::rooms::persist::save_then;
 use crate::irc::rooms::visibility::room_listed;
 use crate::irc::rooms::{now_secs, Identity};
@@ -164,7 +164,7 @@ pub fn room_mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
     }
     let mut params = vec![spelled.clone(), mode_string(&applied)];
     params.extend(applied.into_iter().filter_map(|(_, _, p)| p));
-    let line = Message::new("MODE", params).with_source(prefix(s.target()));
+    let line = Message::new("MODE", params).with_source(s.source());
     let ack = RoomAck {
         room: spelled.clone(),
         to_members: vec![line],
