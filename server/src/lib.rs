@@ -18,7 +18,7 @@ pub(crate) mod storage;
 
 pub use config::{Args, Config};
 pub use net::server::{Server, ServerError, ShutdownHandle};
-pub use storage::accounts::StoreError;
+pub use storage::accounts::{hash_password, StoreError};
 pub use storage::identity::TlsError;
 pub use storage::workers::lower_thread_priority;
 

@@ -133,6 +133,12 @@ impl Accounts for Store {
         Ok(self.accounts.borrow().contains_key(&fold(name)))
     }
 
+    /// Plain comparison: the harness's operators (none by default) keep their password in
+    /// the clear.
+    fn check_oper(&self, phc: Option<&str>, password: &str) -> bool {
+        phc == Some(password)
+    }
+
     /// The real store's rule: a save replaces only an older revision.
     fn save_room(
         &self,
@@ -175,6 +181,11 @@ fn storage_failure(job: Job) -> Completion {
             origin,
             result: Err(why),
             ack,
+        },
+        Job::Oper { origin, name, .. } => Completion::Opered {
+            origin,
+            name,
+            ok: false,
         },
     }
 }
@@ -277,6 +288,7 @@ impl World<'_> {
             created: "today".into(),
             allow_guests: false,
             motd: None,
+            opers: Vec::new(),
         };
         World {
             state: HandlerState::new(info, History::in_memory(8), Guards::permissive()),

@@ -27,6 +27,10 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
         "KICK" => crate::irc::rooms::moderation::kick(s, msg, ctx),
         "INVITE" => crate::irc::rooms::moderation::invite(s, msg, ctx),
         "CS" | "CHANSERV" => crate::irc::rooms::cs::cs(s, msg, ctx),
+        "OPER" => crate::irc::operators::oper(s, msg, ctx),
+        "KILL" => crate::irc::operators::kill(s, msg, ctx),
+        "WALLOPS" => crate::irc::operators::wallops(s, msg, ctx),
+        "REHASH" => crate::irc::operators::rehash(s, ctx),
         "AWAY" => away(s, msg, ctx),
         "MOTD" => crate::irc::welcome::send_motd(s, ctx),
         "CHATHISTORY" => crate::irc::replay::chathistory(s, msg, ctx),
@@ -126,8 +130,13 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
 }
 
 pub fn send_names(s: &Session, room_name: &str, ctx: &mut Ctx) {
-    use crate::irc::rooms::visibility::{members_shown, prefix_of};
-    let Some(room) = ctx.chat.room(room_name).filter(|r| members_shown(r, s.id)) else {
+    use crate::irc::rooms::visibility::{members_shown, prefix_of, Viewer};
+    let viewer = Viewer::of(ctx, s.id);
+    let Some(room) = ctx
+        .chat
+        .room(room_name)
+        .filter(|r| members_shown(r, viewer))
+    else {
         reply(s, ctx, RPL_ENDOFNAMES, [room_name, "End of /NAMES list"]);
         return;
     };

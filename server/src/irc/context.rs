@@ -40,6 +40,8 @@ pub struct ServerInfo {
     pub allow_guests: bool,
     /// Message of the day, one entry per line; `None` answers `422`.
     pub motd: Option<Vec<String>>,
+    /// Server operators: name and argon2id hash.
+    pub opers: Vec<crate::storage::opers::Oper>,
 }
 
 /// What a handler may touch. Lent by [`HandlerState::ctx`].
@@ -141,6 +143,12 @@ impl HandlerState {
         &mut self.info
     }
 
+    /// Whether an operator asked (REHASH) to read the server's files again; asking clears
+    /// it.
+    pub fn take_rehash(&mut self) -> bool {
+        self.out.take_rehash()
+    }
+
     pub fn guards_mut(&mut self) -> &mut Guards {
         &mut self.guards
     }
@@ -234,6 +242,7 @@ mod tests {
             created: "today".into(),
             allow_guests: false,
             motd: None,
+            opers: Vec::new(),
         };
         HandlerState::new(info, History::in_memory(0), Guards::permissive())
     }

@@ -22,6 +22,7 @@ pub fn received(s: &mut Session, input: Result<&str, FrameError>, ctx: &mut Ctx)
 pub fn completed(s: &mut Session, done: Completion, ctx: &mut Ctx) {
     match done {
         Completion::RoomSaved { .. } => crate::irc::rooms::persist::saved(Some(s), done, ctx),
+        Completion::Opered { name, ok, .. } => crate::irc::operators::opered(s, &name, ok, ctx),
         done => registration::handle_completion(s, done, ctx),
     }
 }

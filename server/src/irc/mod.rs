@@ -12,6 +12,7 @@ pub mod capabilities;
 pub mod commands;
 pub mod context;
 pub mod dispatch;
+pub mod operators;
 pub mod outbox;
 pub mod peer_directory;
 pub mod queries;

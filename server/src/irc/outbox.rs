@@ -109,6 +109,8 @@ pub struct Outbox {
     /// Where a fan-out line is written before it is shared (reused: one allocation per
     /// line, the shared one, instead of two).
     line_buf: String,
+    /// An operator asked the server to read its files again (REHASH).
+    rehash: bool,
 }
 
 /// A message [`Outbox::deliver`] just queued, and the buffer it was serialised in.
@@ -215,6 +217,16 @@ impl Outbox {
 
     pub fn is_empty(&self) -> bool {
         self.effects.is_empty()
+    }
+
+    /// Asks the event loop to read the server's files again, as on SIGHUP.
+    pub fn request_rehash(&mut self) {
+        self.rehash = true;
+    }
+
+    /// Whether a rehash was asked for since the last call.
+    pub fn take_rehash(&mut self) -> bool {
+        std::mem::take(&mut self.rehash)
     }
 
     #[cfg(test)]

@@ -74,6 +74,7 @@ fn who_matches(mask: &str, u: &User) -> bool {
 /// name, with `*` and `?`) that the asker may see (see [`user_visible`]).
 pub fn who(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let mask = msg.param(0).filter(|m| !m.is_empty()).unwrap_or("*");
+    let viewer = crate::irc::rooms::visibility::Viewer::of(ctx, s.id);
     let mut rows: Vec<(String, WhoRow)> = Vec::new();
     if mask.starts_with('#') {
         let multi = ctx
@@ -83,7 +84,7 @@ pub fn who(s: &Session, msg: &Message, ctx: &mut Ctx) {
         let room = ctx
             .chat
             .room(mask)
-            .filter(|r| crate::irc::rooms::visibility::members_shown(r, s.id));
+            .filter(|r| crate::irc::rooms::visibility::members_shown(r, viewer));
         if let Some(room) = room {
             let spelled = room.name.clone();
             for &id in &room.members {
@@ -148,11 +149,12 @@ pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
         .chat
         .caps_of(s.id)
         .has(crate::irc::capabilities::Cap::MultiPrefix);
+    let viewer = crate::irc::rooms::visibility::Viewer::of(ctx, s.id);
     let rooms: Vec<String> = u
         .rooms
         .iter()
         .filter_map(|r| ctx.chat.room(r))
-        .filter(|room| crate::irc::rooms::visibility::room_listed(room, s.id))
+        .filter(|room| crate::irc::rooms::visibility::room_listed(room, viewer))
         .map(|room| {
             let status = crate::irc::rooms::visibility::prefix_of(room, id, multi);
             format!("{status}{}", room.name)
@@ -187,6 +189,9 @@ pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
     }
     if let Some(text) = &away {
         reply(s, ctx, RPL_AWAY, [nick, text.as_str()]);
+    }
+    if crate::irc::operators::oper_of(ctx, id).is_some() {
+        reply(s, ctx, "313", [nick, "is an IRC operator"]);
     }
     let signon = signon.to_string();
     reply(
@@ -256,10 +261,11 @@ pub fn list(s: &Session, msg: &Message, ctx: &mut Ctx) {
         .param(0)
         .map(crate::irc::rooms::listing::Filter::parse)
         .unwrap_or_default();
+    let viewer = crate::irc::rooms::visibility::Viewer::of(ctx, s.id);
     let mut rows: Vec<(String, usize, String)> = ctx
         .chat
         .rooms()
-        .filter(|r| crate::irc::rooms::visibility::room_listed(r, s.id))
+        .filter(|r| crate::irc::rooms::visibility::room_listed(r, viewer))
         .filter(|r| filter.admits(&r.name, r.members.len()))
         .map(|r| {
             let topic = r.topic.as_ref().map_or(String::new(), |t| t.text.clone());

@@ -374,8 +374,8 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
                 ),
             }
         }
-        // Routed to the rooms by `dispatch::completed`.
-        Completion::RoomSaved { .. } => {}
+        // Routed elsewhere by `dispatch::completed`.
+        Completion::RoomSaved { .. } | Completion::Opered { .. } => {}
     }
 }
 

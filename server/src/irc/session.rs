@@ -33,6 +33,8 @@ pub struct Session {
     /// A guest's nick is being checked against registered accounts.
     pub(super) nick_check_in_flight: bool,
     pub(super) register_in_flight: bool,
+    /// An OPER password is being checked.
+    pub(crate) oper_in_flight: bool,
 }
 
 impl Session {
@@ -51,6 +53,7 @@ impl Session {
             ident: String::new(),
             nick_check_in_flight: false,
             register_in_flight: false,
+            oper_in_flight: false,
         }
     }
 
@@ -76,11 +79,6 @@ impl Session {
             (Some(n), true) => n,
             _ => "*",
         }
-    }
-
-    /// The ident shown in this user's `nick!ident@host`.
-    pub fn ident(&self) -> &str {
-        &self.ident
     }
 
     /// `nick!ident@host` of this (registered) user.

@@ -48,6 +48,7 @@ impl World {
             created: "today".into(),
             allow_guests: false,
             motd: None,
+            opers: Vec::new(),
         };
         World {
             state: HandlerState::new(info, History::in_memory(10), Guards::permissive()),

@@ -42,6 +42,11 @@ impl Server {
             Some(path) => Some(read_motd(path).map_err(|e| ServerError::Motd(path.clone(), e))?),
             None => None,
         };
+        let opers = match &config.opers {
+            Some(path) => crate::storage::opers::read_opers(path)
+                .map_err(|e| ServerError::Opers(path.clone(), e))?,
+            None => Vec::new(),
+        };
         let history_tree = store.open_tree("history").map_err(ServerError::Store)?;
         let history = History::open(history_tree, config.history).map_err(ServerError::History)?;
         let rooms_tree = store
@@ -70,6 +75,7 @@ impl Server {
             created: crate::clock::human_utc(SystemTime::now()),
             allow_guests: config.allow_guests,
             motd,
+            opers,
         };
         let registry = poll.registry().try_clone().map_err(ServerError::Io)?;
         let mut state = HandlerState::new(info, history, guards);

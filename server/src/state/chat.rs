@@ -62,6 +62,8 @@ pub struct User {
     pub ident: String,
     /// User mode `+i`: hidden from WHO and NAMES of users it shares no room with.
     pub invisible: bool,
+    /// The server operator name this user identified as with OPER.
+    pub oper: Option<String>,
     pub away: Option<String>,
     pub signon: SystemTime,
 }
@@ -215,6 +217,7 @@ impl Chat {
                 realname: new.realname,
                 ident: new.ident,
                 invisible: true,
+                oper: None,
                 away: None,
                 signon: SystemTime::now(),
             },

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod faults;
 pub mod identity;
+pub mod opers;
 pub mod rooms;
 pub mod server_files;
 pub mod workers;

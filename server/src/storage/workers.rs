@@ -36,6 +36,13 @@ pub enum Job {
     },
     /// Is `nick` a registered account name? (guests may not take those)
     CheckNick { origin: Origin, nick: String },
+    /// Check a server operator's password (`phc` is `None` for a name not listed).
+    Oper {
+        origin: Origin,
+        name: String,
+        password: String,
+        phc: Option<String>,
+    },
     /// Save a registered room (`None`: drop its registration), flush, then acknowledge.
     SaveRoom {
         origin: Origin,
@@ -57,6 +64,7 @@ impl fmt::Debug for Job {
             } => ("Login", origin, account),
             Job::CheckNick { origin, nick } => ("CheckNick", origin, nick),
             Job::SaveRoom { origin, key, .. } => ("SaveRoom", origin, key),
+            Job::Oper { origin, name, .. } => ("Oper", origin, name),
         };
         f.debug_struct(kind)
             .field("origin", origin)
@@ -74,7 +82,8 @@ impl Job {
             Job::Register { origin, .. }
             | Job::Login { origin, .. }
             | Job::CheckNick { origin, .. }
-            | Job::SaveRoom { origin, .. } => *origin,
+            | Job::SaveRoom { origin, .. }
+            | Job::Oper { origin, .. } => *origin,
         }
     }
 
@@ -105,6 +114,11 @@ impl Job {
                 result: Err(why.to_string()),
                 ack: ack.clone(),
             },
+            Job::Oper { origin, name, .. } => Completion::Opered {
+                origin: *origin,
+                name: name.clone(),
+                ok: false,
+            },
         }
     }
 }
@@ -127,6 +141,12 @@ pub enum Completion {
         nick: String,
         registered: Result<bool, String>,
     },
+    /// An OPER password was checked.
+    Opered {
+        origin: Origin,
+        name: String,
+        ok: bool,
+    },
     /// A registered room was saved and flushed (or not): announce `ack` now.
     RoomSaved {
         origin: Origin,
@@ -142,7 +162,8 @@ impl Completion {
             Completion::Registered { origin, .. }
             | Completion::LoggedIn { origin, .. }
             | Completion::NickChecked { origin, .. }
-            | Completion::RoomSaved { origin, .. } => *origin,
+            | Completion::RoomSaved { origin, .. }
+            | Completion::Opered { origin, .. } => *origin,
         }
     }
 }
@@ -354,6 +375,8 @@ pub trait Accounts {
     fn register(&self, name: &str, password: &str) -> Result<String, RegisterError>;
     fn verify(&self, name: &str, password: &str) -> Result<String, LoginError>;
     fn exists(&self, name: &str) -> Result<bool, StoreError>;
+    /// Checks a server operator's password (see [`AccountStore::check_oper`]).
+    fn check_oper(&self, phc: Option<&str>, password: &str) -> bool;
     /// Saves a registered room durably (see [`crate::storage::rooms::save`]).
     fn save_room(
         &self,
@@ -383,6 +406,10 @@ impl Accounts for AccountStore {
         record: Option<&RoomRecord>,
     ) -> Result<(), String> {
         crate::storage::rooms::save(self.database(), key, revision, record)
+    }
+
+    fn check_oper(&self, phc: Option<&str>, password: &str) -> bool {
+        AccountStore::check_oper(self, phc, password)
     }
 }
 
@@ -422,6 +449,16 @@ pub fn run_job(store: &impl Accounts, job: Job) -> Completion {
             origin,
             registered: store.exists(&nick).map_err(|e| e.to_string()),
             nick,
+        },
+        Job::Oper {
+            origin,
+            name,
+            password,
+            phc,
+        } => Completion::Opered {
+            origin,
+            ok: store.check_oper(phc.as_deref(), &password),
+            name,
         },
         Job::SaveRoom {
             origin,
@@ -683,6 +720,7 @@ mod tests {
             cert: None,
             key: None,
             motd: Some(dir.path().join("no-motd.txt")),
+            opers: None,
         };
         pool.submit_reload(files.clone()).unwrap();
         let broken = ServerFiles {

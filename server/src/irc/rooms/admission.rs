@@ -28,7 +28,15 @@ pub fn admit(s: &Session, ctx: &mut Ctx, name: &str, key: Option<&str>) -> bool 
         return true;
     }
     let m = &room.modes;
-    let trusted = me.account.as_deref().is_some_and(|a| m.grants_op(a));
+    let oper = crate::irc::operators::oper_of(ctx, s.id);
+    let trusted = oper.is_some() || me.account.as_deref().is_some_and(|a| m.grants_op(a));
+    if let Some(oper) = &oper {
+        log::warn!(
+            "server operator {oper} ({}) joins {} past its modes",
+            s.target(),
+            room.name
+        );
+    }
     let nick = fold(s.target());
     let invited = m.invited.iter().any(|(id, n)| *id == s.id && *n == nick);
     let refusal = if trusted {

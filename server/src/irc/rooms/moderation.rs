@@ -5,7 +5,7 @@ use crate::irc::capabilities::Cap;
 use crate::irc::commands::{stamp, with_caps};
 use crate::irc::context::{reply, Ctx};
 use crate::irc::rooms::persist::save_then;
-use crate::irc::rooms::visibility::room_listed;
+use crate::irc::rooms::visibility::{room_listed, Viewer};
 use crate::irc::session::Session;
 use crate::limits::{MAX_TARGETS, MAX_TOPIC_LEN};
 use crate::state::chat::Topic;
@@ -31,15 +31,23 @@ fn need(s: &Session, ctx: &mut Ctx, msg: &Message, n: usize) -> bool {
     true
 }
 
-/// The room `name` as `s` may see it: its spelling, whether `s` is in it and an operator.
-/// Answers 403 when there is no such room (or it is secret to `s`).
+/// The room `name` as `s` may see it: its spelling, whether `s` is in it and may act as
+/// its operator (a server operator may, logged as an override). Answers 403 when there is
+/// no such room (or it is secret to `s`).
 fn room_for(s: &Session, ctx: &mut Ctx, name: &str) -> Option<(String, bool, bool)> {
-    match ctx.chat.room(name).filter(|r| room_listed(r, s.id)) {
-        Some(r) => Some((
-            r.name.clone(),
-            r.members.contains(&s.id),
-            r.modes.is_op(s.id),
-        )),
+    let viewer = Viewer::of(ctx, s.id);
+    match ctx.chat.room(name).filter(|r| room_listed(r, viewer)) {
+        Some(r) => {
+            let op = r.modes.is_op(s.id);
+            if viewer.oper && !op {
+                log::warn!(
+                    "server operator {} acts as operator of {}",
+                    s.target(),
+                    r.name
+                );
+            }
+            Some((r.name.clone(), r.members.contains(&s.id), op || viewer.oper))
+        }
         None => {
             reply(s, ctx, ERR_NOSUCHCHANNEL, [name, "No such room"]);
             None

@@ -4,7 +4,7 @@
 
 use crate::irc::context::{reply, Ctx};
 use crate::irc::rooms::persist::save_then;
-use crate::irc::rooms::visibility::room_listed;
+use crate::irc::rooms::visibility::{room_listed, Viewer};
 use crate::irc::rooms::{now_secs, Identity};
 use crate::irc::session::Session;
 use crate::state::chat::{fold, ClientId};
@@ -37,7 +37,11 @@ type Change = (bool, char, Option<String>);
 /// `MODE #room [changes [params...]]`.
 pub fn room_mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let target = msg.params[0].as_str();
-    let Some(room) = ctx.chat.room(target).filter(|r| room_listed(r, s.id)) else {
+    let Some(room) = ctx
+        .chat
+        .room(target)
+        .filter(|r| room_listed(r, Viewer::of(ctx, s.id)))
+    else {
         reply(s, ctx, ERR_NOSUCHCHANNEL, [target, "No such room"]);
         return;
     };
@@ -52,7 +56,10 @@ pub fn room_mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
         reply(s, ctx, "329", [spelled.as_str(), created.as_str()]);
         return;
     };
-    let is_op = room.modes.is_op(s.id);
+    let viewer = Viewer::of(ctx, s.id);
+    // A server operator may change any room's modes (logged below).
+    let overriding = viewer.oper && !room.modes.is_op(s.id);
+    let is_op = room.modes.is_op(s.id) || viewer.oper;
     let mut args = msg.params.iter().skip(2).map(String::as_str);
     let mut applied: Vec<Change> = Vec::new();
     let mut refused = false;
@@ -161,6 +168,13 @@ pub fn room_mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
     }
     if applied.iter().any(|(_, c, _)| matches!(c, 'b' | 'e')) {
         refresh_mutes(ctx, &spelled);
+    }
+    if overriding {
+        log::warn!(
+            "server operator {} overrode the modes of {spelled}: {}",
+            s.target(),
+            mode_string(&applied)
+        );
     }
     let mut params = vec![spelled.clone(), mode_string(&applied)];
     params.extend(applied.into_iter().filter_map(|(_, _, p)| p));
