@@ -19,6 +19,7 @@ mod event;
 mod input;
 pub(crate) mod output;
 mod peer_link;
+mod room_commands;
 mod server_lines;
 mod state;
 mod text;
