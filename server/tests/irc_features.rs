@@ -510,9 +510,14 @@ fn list_and_mode_queries() {
     );
     let a = &mut u[0];
     a.send("MODE alice");
-    assert_reply(&a.recv(), N, "221", &["alice", "+i"]);
+    assert_reply(&a.recv(), N, "221", &["alice", "+"]);
+    a.send("MODE alice +i");
+    let m = a.recv();
+    assert!(from_user(&m, "alice") && m.params == ["alice", "+i"], "{m}");
     a.send("MODE alice +i");
     a.assert_quiet();
+    a.send("MODE alice");
+    assert_reply(&a.recv(), N, "221", &["alice", "+i"]);
     a.send("MODE bob");
     assert_reply(
         &a.recv(),
@@ -1406,7 +1411,7 @@ fn guest_queries_topic_away_and_history() {
     );
     gina.next_is("323");
     gina.send("MODE gina");
-    assert_reply(&gina.recv(), N, "221", &["gina", "+i"]);
+    assert_reply(&gina.recv(), N, "221", &["gina", "+"]);
     gina.send("MODE #lobby");
     assert_reply(&gina.recv(), N, "324", &["gina", "#lobby", "+n"]);
     gina.next_is("329");

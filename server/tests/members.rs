@@ -84,12 +84,19 @@ fn invisible_users_are_listed_only_to_those_sharing_a_room() {
     let mut alice = s.registered_user("alice");
     let mut bob = s.registered_user("bob");
     let mut carol = s.registered_user("carol");
-    alice.send("MODE alice");
-    assert_reply(&alice.recv(), N, "221", &["alice", "+i"]);
     let nicks = |rows: Vec<Vec<String>>| -> Vec<String> {
         rows.into_iter().map(|r| r[5].clone()).collect()
     };
-    // Everyone starts +i: bob sees only himself.
+    // Users start without +i: everyone is listed.
+    assert_eq!(nicks(who(&mut bob, "*")), ["alice", "bob", "carol"]);
+    for c in [&mut alice, &mut bob, &mut carol] {
+        let nick = c.nick.clone().unwrap();
+        c.send(&format!("MODE {nick} +i"));
+        c.expect_command("MODE");
+        c.send(&format!("MODE {nick}"));
+        assert_reply(&c.recv(), N, "221", &[nick.as_str(), "+i"]);
+    }
+    // All +i: bob sees only himself.
     assert_eq!(nicks(who(&mut bob, "*")), ["bob"]);
     // An exact nick is answered anyway.
     assert_eq!(nicks(who(&mut bob, "alice")), ["alice"]);

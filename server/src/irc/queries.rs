@@ -324,7 +324,7 @@ pub fn mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
     match change {
         None => reply(s, ctx, RPL_UMODEIS, [if invisible { "+i" } else { "+" }]),
         Some(m) if m.chars().all(|c| matches!(c, '+' | '-' | 'i')) => {
-            // The last sign before an `i` wins; users start `+i`.
+            // The last sign before an `i` wins; users start without `+i`.
             let mut sign = true;
             let mut wanted = invisible;
             for c in m.chars() {

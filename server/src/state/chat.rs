@@ -60,7 +60,8 @@ pub struct User {
     pub realname: String,
     /// `~username` from `USER`, shown in `nick!ident@host`.
     pub ident: String,
-    /// User mode `+i`: hidden from WHO and NAMES of users it shares no room with.
+    /// User mode `+i` (off at first; clients may set it): hidden from WHO and NAMES of
+    /// users it shares no room with.
     pub invisible: bool,
     /// The server operator name this user identified as with OPER.
     pub oper: Option<String>,
@@ -216,7 +217,7 @@ impl Chat {
                 account: new.account,
                 realname: new.realname,
                 ident: new.ident,
-                invisible: true,
+                invisible: false,
                 oper: None,
                 away: None,
                 signon: SystemTime::now(),
