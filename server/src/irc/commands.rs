@@ -53,7 +53,8 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
     }
 }
 
-fn need_params(s: &Session, msg: &Message, n: usize, ctx: &mut Ctx) -> bool {
+/// Whether `msg` has its first `n` parameters, non-empty; answers 461 if not.
+pub(crate) fn need_params(s: &Session, msg: &Message, n: usize, ctx: &mut Ctx) -> bool {
     if msg.params.len() < n || msg.params.iter().take(n).any(String::is_empty) {
         let cmd = msg.command.to_ascii_uppercase();
         reply(

@@ -19,17 +19,7 @@ pub fn oper_of(ctx: &Ctx, id: ClientId) -> Option<String> {
 }
 
 fn need(s: &Session, ctx: &mut Ctx, msg: &Message, n: usize) -> bool {
-    if msg.params.len() < n || msg.params.iter().take(n).any(String::is_empty) {
-        let cmd = msg.command.to_ascii_uppercase();
-        reply(
-            s,
-            ctx,
-            ERR_NEEDMOREPARAMS,
-            [cmd.as_str(), "Not enough parameters"],
-        );
-        return false;
-    }
-    true
+    crate::irc::commands::need_params(s, msg, n, ctx)
 }
 
 /// The operator name of `s`, or 481 and `None`.

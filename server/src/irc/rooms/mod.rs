@@ -39,6 +39,21 @@ impl Identity {
     }
 }
 
+/// `442`: `s` is not in room `spelled`.
+pub fn not_in_room(s: &crate::irc::session::Session, ctx: &mut Ctx, spelled: &str) {
+    crate::irc::context::reply(
+        s,
+        ctx,
+        huddle_protocol::numeric::ERR_NOTONCHANNEL,
+        [spelled, "You're not in that room"],
+    );
+}
+
+/// `482`: `s` is not an operator of room `spelled`.
+pub fn not_operator(s: &crate::irc::session::Session, ctx: &mut Ctx, spelled: &str) {
+    crate::irc::context::reply(s, ctx, "482", [spelled, "You're not a room operator"]);
+}
+
 /// Unix seconds now.
 pub fn now_secs() -> u64 {
     crate::clock::unix_millis(std::time::SystemTime::now()) / 1000

@@ -4,13 +4,13 @@
 use crate::irc::capabilities::Cap;
 use crate::irc::commands::{stamp, with_caps};
 use crate::irc::context::{reply, Ctx};
-use crate::irc::rooms::persist::save_then;
+use crate::irc::rooms::persist::announce_change;
 use crate::irc::rooms::visibility::{room_listed, Viewer};
+use crate::irc::rooms::{not_in_room, not_operator};
 use crate::irc::session::Session;
 use crate::limits::{MAX_TARGETS, MAX_TOPIC_LEN};
 use crate::state::chat::Topic;
 use crate::state::room_modes::Flags;
-use crate::storage::rooms::RoomAck;
 use huddle_protocol::numeric::*;
 use huddle_protocol::Message;
 
@@ -18,17 +18,7 @@ use huddle_protocol::Message;
 const MAX_KICK_REASON: usize = 300;
 
 fn need(s: &Session, ctx: &mut Ctx, msg: &Message, n: usize) -> bool {
-    if msg.params.len() < n || msg.params.iter().take(n).any(String::is_empty) {
-        let cmd = msg.command.to_ascii_uppercase();
-        reply(
-            s,
-            ctx,
-            ERR_NEEDMOREPARAMS,
-            [cmd.as_str(), "Not enough parameters"],
-        );
-        return false;
-    }
-    true
+    crate::irc::commands::need_params(s, msg, n, ctx)
 }
 
 /// The room `name` as `s` may see it: its spelling, whether `s` is in it and may act as
@@ -64,21 +54,11 @@ pub fn kick(s: &Session, msg: &Message, ctx: &mut Ctx) {
         return;
     };
     if !member {
-        reply(
-            s,
-            ctx,
-            ERR_NOTONCHANNEL,
-            [spelled.as_str(), "You're not in that room"],
-        );
+        not_in_room(s, ctx, &spelled);
         return;
     }
     if !op {
-        reply(
-            s,
-            ctx,
-            "482",
-            [spelled.as_str(), "You're not a room operator"],
-        );
+        not_operator(s, ctx, &spelled);
         return;
     }
     let reason: String = msg
@@ -133,24 +113,14 @@ pub fn invite(s: &Session, msg: &Message, ctx: &mut Ctx) {
         return;
     };
     if !member {
-        reply(
-            s,
-            ctx,
-            ERR_NOTONCHANNEL,
-            [spelled.as_str(), "You're not in that room"],
-        );
+        not_in_room(s, ctx, &spelled);
         return;
     }
     let Some(room) = ctx.chat.room_mut(&spelled) else {
         return;
     };
     if room.modes.flags.has(Flags::INVITE_ONLY) && !op {
-        reply(
-            s,
-            ctx,
-            "482",
-            [spelled.as_str(), "You're not a room operator"],
-        );
+        not_operator(s, ctx, &spelled);
         return;
     }
     let invited = ctx.chat.nick_of(target).unwrap_or(nick).to_string();
@@ -218,36 +188,21 @@ pub fn topic(s: &Session, msg: &Message, ctx: &mut Ctx) {
                 .room(&spelled)
                 .is_some_and(|r| r.modes.flags.has(Flags::SECRET))
         {
-            reply(
-                s,
-                ctx,
-                ERR_NOTONCHANNEL,
-                [spelled.as_str(), "You're not in that room"],
-            );
+            not_in_room(s, ctx, &spelled);
             return;
         }
         send_topic(s, &spelled, true, ctx);
         return;
     };
     if !member {
-        reply(
-            s,
-            ctx,
-            ERR_NOTONCHANNEL,
-            [spelled.as_str(), "You're not in that room"],
-        );
+        not_in_room(s, ctx, &spelled);
         return;
     }
     let Some(room) = ctx.chat.room_mut(&spelled) else {
         return;
     };
     if room.modes.flags.has(Flags::TOPIC_LOCK) && !op {
-        reply(
-            s,
-            ctx,
-            "482",
-            [spelled.as_str(), "You're not a room operator"],
-        );
+        not_operator(s, ctx, &spelled);
         return;
     }
     let text: String = text.chars().take(MAX_TOPIC_LEN).collect();
@@ -258,11 +213,5 @@ pub fn topic(s: &Session, msg: &Message, ctx: &mut Ctx) {
         set_at: std::time::SystemTime::now(),
     });
     let line = Message::new("TOPIC", [spelled.as_str(), text.as_str()]).with_source(s.source());
-    let ack = RoomAck {
-        room: spelled.clone(),
-        to_members: vec![line],
-        to_origin: Vec::new(),
-        account: s.account().map(str::to_string),
-    };
-    save_then(Some(s), ctx, &spelled, ack, false);
+    announce_change(s, ctx, &spelled, line);
 }

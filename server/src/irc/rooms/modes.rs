@@ -3,16 +3,15 @@
 //! [`MAX_MODE_PARAMS`] modes with a parameter per command; an invalid parameter gets 696.
 
 use crate::irc::context::{reply, Ctx};
-use crate::irc::rooms::persist::save_then;
+use crate::irc::rooms::persist::announce_change;
 use crate::irc::rooms::visibility::{room_listed, Viewer};
-use crate::irc::rooms::{now_secs, Identity};
+use crate::irc::rooms::{not_in_room, not_operator, now_secs, Identity};
 use crate::irc::session::Session;
 use crate::state::chat::{fold, ClientId};
 use crate::state::room_modes::{
     normalise_mask, Flags, ListEntry, ListKind, RoomModes, MAX_KEY_LEN, MAX_LIST, MAX_OP_ACCOUNTS,
     OP, VOICE,
 };
-use crate::storage::rooms::RoomAck;
 use huddle_protocol::numeric::*;
 use huddle_protocol::Message;
 
@@ -29,6 +28,30 @@ pub fn isupport_tokens() -> Vec<String> {
         "INVEX=I".to_string(),
         "EXTBAN=~,a".to_string(),
     ]
+}
+
+/// Counts the modes with a parameter in one command and notes refusals.
+#[derive(Default)]
+struct Budget {
+    with_param: usize,
+    refused: bool,
+}
+
+impl Budget {
+    /// A mode with a parameter: within [`MAX_MODE_PARAMS`] (beyond, ignored) and by an
+    /// operator (else noted as refused).
+    fn allows(&mut self, is_op: bool) -> bool {
+        self.with_param += 1;
+        self.with_param <= MAX_MODE_PARAMS && self.op(is_op)
+    }
+
+    /// A change needing operator status.
+    fn op(&mut self, is_op: bool) -> bool {
+        if !is_op {
+            self.refused = true;
+        }
+        is_op
+    }
 }
 
 /// One change applied: sign, letter, parameter.
@@ -62,8 +85,7 @@ pub fn room_mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let is_op = room.modes.is_op(s.id) || viewer.oper;
     let mut args = msg.params.iter().skip(2).map(String::as_str);
     let mut applied: Vec<Change> = Vec::new();
-    let mut refused = false;
-    let mut with_param = 0;
+    let mut budget = Budget::default();
     let mut sign = true;
     for c in changes.chars() {
         match c {
@@ -74,12 +96,7 @@ pub fn room_mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
                 match args.next() {
                     None => send_list(s, ctx, &spelled, kind),
                     Some(mask) => {
-                        with_param += 1;
-                        if with_param > MAX_MODE_PARAMS {
-                            continue;
-                        }
-                        if !is_op {
-                            refused = true;
+                        if !budget.allows(is_op) {
                             continue;
                         }
                         if let Some(change) = change_list(s, ctx, &spelled, kind, sign, mask) {
@@ -92,12 +109,7 @@ pub fn room_mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
                 let Some(nick) = args.next() else {
                     continue;
                 };
-                with_param += 1;
-                if with_param > MAX_MODE_PARAMS {
-                    continue;
-                }
-                if !is_op {
-                    refused = true;
+                if !budget.allows(is_op) {
                     continue;
                 }
                 if let Some(change) = change_status(s, ctx, &spelled, c, sign, nick) {
@@ -120,14 +132,11 @@ pub fn room_mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
                     );
                     continue;
                 }
-                if arg.is_some() {
-                    with_param += 1;
-                    if with_param > MAX_MODE_PARAMS {
-                        continue;
-                    }
-                }
-                if !is_op {
-                    refused = true;
+                let allowed = match arg {
+                    Some(_) => budget.allows(is_op),
+                    None => budget.op(is_op),
+                };
+                if !allowed {
                     continue;
                 }
                 if let Some(change) = change_setting(s, ctx, &spelled, c, sign, arg) {
@@ -144,7 +153,7 @@ pub fn room_mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
                         applied.push((sign, c, None));
                     }
                 }
-                Some(_) => refused = true,
+                Some(_) => budget.refused = true,
                 None => reply(
                     s,
                     ctx,
@@ -154,14 +163,10 @@ pub fn room_mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
             },
         }
     }
-    if refused {
-        let text = if member {
-            "You're not a room operator"
-        } else {
-            "You're not in that room"
-        };
-        let code = if member { "482" } else { ERR_NOTONCHANNEL };
-        reply(s, ctx, code, [spelled.as_str(), text]);
+    if budget.refused && member {
+        not_operator(s, ctx, &spelled);
+    } else if budget.refused {
+        not_in_room(s, ctx, &spelled);
     }
     if applied.is_empty() {
         return;
@@ -179,13 +184,7 @@ pub fn room_mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let mut params = vec![spelled.clone(), mode_string(&applied)];
     params.extend(applied.into_iter().filter_map(|(_, _, p)| p));
     let line = Message::new("MODE", params).with_source(s.source());
-    let ack = RoomAck {
-        room: spelled.clone(),
-        to_members: vec![line],
-        to_origin: Vec::new(),
-        account: s.account().map(str::to_string),
-    };
-    save_then(Some(s), ctx, &spelled, ack, false);
+    announce_change(s, ctx, &spelled, line);
 }
 
 /// `+nt-k` from the applied changes.

@@ -131,6 +131,17 @@ pub fn save_then(s: Option<&Session>, ctx: &mut Ctx, key: &str, ack: RoomAck, dr
     }
 }
 
+/// `line` from `s` to the members of room `spelled`, once the room is saved.
+pub fn announce_change(s: &Session, ctx: &mut Ctx, spelled: &str, line: Message) {
+    let ack = RoomAck {
+        room: spelled.to_string(),
+        to_members: vec![line],
+        to_origin: Vec::new(),
+        account: s.account().map(str::to_string),
+    };
+    save_then(Some(s), ctx, spelled, ack, false);
+}
+
 /// A save finished: the change is announced now (after a failed save, with a warning to
 /// whoever made it).
 pub fn saved(s: Option<&mut Session>, done: Completion, ctx: &mut Ctx) {
