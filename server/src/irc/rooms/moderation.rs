@@ -45,6 +45,25 @@ fn room_for(s: &Session, ctx: &mut Ctx, name: &str) -> Option<(String, bool, boo
     }
 }
 
+/// Whether a member (`who.0`) may go on; with `lock` set on the room, only an operator
+/// (`who.1`) may. Answers 442 or 482 if not.
+fn may_act(s: &Session, ctx: &mut Ctx, spelled: &str, who: (bool, bool), lock: u8) -> bool {
+    let (member, op) = who;
+    if !member {
+        not_in_room(s, ctx, spelled);
+        return false;
+    }
+    let locked = ctx
+        .chat
+        .room(spelled)
+        .is_some_and(|r| r.modes.flags.has(lock));
+    if locked && !op {
+        not_operator(s, ctx, spelled);
+        return false;
+    }
+    true
+}
+
 /// `KICK #room nick[,nick...] [:reason]`
 pub fn kick(s: &Session, msg: &Message, ctx: &mut Ctx) {
     if !need(s, ctx, msg, 2) {
@@ -112,15 +131,7 @@ pub fn invite(s: &Session, msg: &Message, ctx: &mut Ctx) {
         reply(s, ctx, ERR_NOSUCHNICK, [nick, "No such nick"]);
         return;
     };
-    if !member {
-        not_in_room(s, ctx, &spelled);
-        return;
-    }
-    let Some(room) = ctx.chat.room_mut(&spelled) else {
-        return;
-    };
-    if room.modes.flags.has(Flags::INVITE_ONLY) && !op {
-        not_operator(s, ctx, &spelled);
+    if !may_act(s, ctx, &spelled, (member, op), Flags::INVITE_ONLY) {
         return;
     }
     let invited = ctx.chat.nick_of(target).unwrap_or(nick).to_string();
@@ -194,17 +205,12 @@ pub fn topic(s: &Session, msg: &Message, ctx: &mut Ctx) {
         send_topic(s, &spelled, true, ctx);
         return;
     };
-    if !member {
-        not_in_room(s, ctx, &spelled);
+    if !may_act(s, ctx, &spelled, (member, op), Flags::TOPIC_LOCK) {
         return;
     }
     let Some(room) = ctx.chat.room_mut(&spelled) else {
         return;
     };
-    if room.modes.flags.has(Flags::TOPIC_LOCK) && !op {
-        not_operator(s, ctx, &spelled);
-        return;
-    }
     let text: String = text.chars().take(MAX_TOPIC_LEN).collect();
     let nick = s.target().to_string();
     room.topic = (!text.is_empty()).then(|| Topic {
