@@ -65,6 +65,9 @@ pub struct User {
     pub invisible: bool,
     /// The server operator name this user identified as with OPER.
     pub oper: Option<String>,
+    /// Folded rooms holding an invitation for this user (at most [`MAX_INVITED_TO`]), so
+    /// they are forgotten when it goes offline.
+    pub invited_to: Vec<String>,
     pub away: Option<String>,
     pub signon: SystemTime,
 }
@@ -111,6 +114,9 @@ pub enum PartError {
     NoSuchRoom,
     NotMember,
 }
+
+/// Most rooms a user holds invitations to at once (the oldest is forgotten first).
+pub const MAX_INVITED_TO: usize = 50;
 
 /// ASCII case folding used for nick and room keys.
 pub fn fold(name: &str) -> String {
@@ -219,6 +225,7 @@ impl Chat {
                 ident: new.ident,
                 invisible: false,
                 oper: None,
+                invited_to: Vec::new(),
                 away: None,
                 signon: SystemTime::now(),
             },
@@ -232,6 +239,11 @@ impl Chat {
     pub fn remove_user(&mut self, id: ClientId) -> Option<(String, Vec<ClientId>)> {
         let user = self.users.remove(&id)?;
         self.by_nick.remove(&fold(&user.nick));
+        for key in &user.invited_to {
+            if let Some(room) = self.rooms.get_mut(key) {
+                room.modes.invited.retain(|(m, _)| *m != id);
+            }
+        }
         let mut peers = Vec::new();
         for key in &user.rooms {
             if let Some(room) = self.rooms.get_mut(key) {
@@ -332,6 +344,25 @@ impl Chat {
         }
     }
 
+    /// Records an invitation of online user `id` to the room `name` (see
+    /// [`crate::state::room_modes::RoomModes::invite`]).
+    pub fn invite(&mut self, name: &str, id: ClientId) {
+        let key = fold(name);
+        let (Some(user), Some(room)) = (self.users.get_mut(&id), self.rooms.get_mut(&key)) else {
+            return;
+        };
+        room.modes.invite(id, &user.nick);
+        if !user.invited_to.contains(&key) {
+            if user.invited_to.len() >= MAX_INVITED_TO {
+                let oldest = user.invited_to.remove(0);
+                if let Some(old) = self.rooms.get_mut(&oldest) {
+                    old.modes.invited.retain(|(m, _)| *m != id);
+                }
+            }
+            user.invited_to.push(key);
+        }
+    }
+
     /// Saves get revisions above `highest` (the highest found on disk).
     pub fn install_revision(&mut self, highest: u64) {
         self.room_revision = self.room_revision.max(highest);
@@ -424,6 +455,18 @@ mod tests {
         assert!(c.room("#x").is_some());
         assert_eq!(c.find_nick("a"), None);
         assert_eq!(c.online(), 2);
+    }
+
+    #[test]
+    fn invitations_go_with_the_user() {
+        let mut c = Chat::new();
+        c.add_user(1, "a", NewUser::default()).unwrap();
+        c.add_user(2, "g", NewUser::default()).unwrap();
+        c.join("#r", 1);
+        c.invite("#r", 2);
+        assert_eq!(c.room("#r").unwrap().modes.invited, [(2, "g".to_string())]);
+        c.remove_user(2);
+        assert!(c.room("#r").unwrap().modes.invited.is_empty());
     }
 
     #[test]

@@ -151,7 +151,10 @@ pub fn invite(s: &Session, msg: &Message, ctx: &mut Ctx) {
         );
         return;
     }
-    room.modes.invite(target, &invited);
+    ctx.chat.invite(&spelled, target);
+    let Some(room) = ctx.chat.room(&spelled) else {
+        return;
+    };
     let notify: Vec<_> = room
         .members
         .iter()
