@@ -185,6 +185,19 @@ fn bans_by_mask_and_by_account_and_exceptions() {
     dave.send("PRIVMSG #den :now?");
     assert_msg(&bob.expect_command("PRIVMSG"), "PRIVMSG", &["#den", "now?"]);
     alice.expect_command("PRIVMSG");
+    // By account, the same; an exception for the account lets dave speak again.
+    set_mode(&mut alice, "#den +b ~a:dave", &mut [&mut bob, &mut dave]);
+    dave.send("PRIVMSG #den :and now?");
+    numeric(&mut dave, "404", "dave", "#den");
+    bob.assert_quiet();
+    set_mode(&mut alice, "#den +e ~a:dave", &mut [&mut bob, &mut dave]);
+    dave.send("PRIVMSG #den :excepted");
+    assert_msg(
+        &bob.expect_command("PRIVMSG"),
+        "PRIVMSG",
+        &["#den", "excepted"],
+    );
+    alice.expect_command("PRIVMSG");
     // A bad mask is refused with 696.
     alice.send("MODE #den +b a,b");
     numeric(&mut alice, "696", "alice", "#den");
