@@ -1,7 +1,8 @@
 //! IRC handling: dispatch of each line, the handler context every handler shares,
 //! registration (CAP, SASL, REGISTER, NICK/USER), the welcome burst, the commands of
-//! logged-in users, queries, history replay, the direct-message peer directory,
-//! capabilities, and the outbox of effects a handler produces.
+//! logged-in users, queries, rooms (modes, moderation, registration), server operators,
+//! history replay, the direct-message peer directory, capabilities, and the outbox of
+//! effects a handler produces.
 //!
 //! Never touches a socket: handlers take state and a parsed message and queue what is to be
 //! sent to whom; `net/` applies the queued effects through [`context::Deliver`]. Depends on
