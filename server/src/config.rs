@@ -129,6 +129,16 @@ pub struct Args {
     /// Lines that may wait for flood control before the client is cut off ("Excess flood").
     #[arg(long, default_value_t = 100)]
     pub flood_queue: u32,
+
+    /// Server operators: one `name $argon2id$...` a line (make the hash with
+    /// --hash-password); read again on SIGHUP and REHASH.
+    #[arg(long, value_name = "FILE")]
+    pub opers: Option<PathBuf>,
+
+    /// Read a password from standard input, print its argon2id hash for the --opers file,
+    /// and exit.
+    #[arg(long)]
+    pub hash_password: bool,
 }
 
 /// Everything the server needs to start, validated.
@@ -154,6 +164,7 @@ pub struct Config {
     pub ip_policy: IpPolicy,
     pub flood: FloodPolicy,
     pub login_failures: usize,
+    pub opers: Option<PathBuf>,
 }
 
 impl Config {
@@ -210,6 +221,7 @@ impl Config {
             ip_policy,
             flood,
             login_failures,
+            opers: args.opers,
         })
     }
 

@@ -18,7 +18,7 @@ pub(crate) mod storage;
 
 pub use config::{Args, Config};
 pub use net::server::{Server, ServerError, ShutdownHandle};
-pub use storage::accounts::StoreError;
+pub use storage::accounts::{hash_password, StoreError};
 pub use storage::identity::TlsError;
 pub use storage::workers::lower_thread_priority;
 
@@ -38,6 +38,7 @@ pub mod testing {
     pub use crate::storage::accounts::{
         validate_name, validate_password, LoginError, RegisterError,
     };
+    pub use crate::storage::rooms::RoomRecord;
     pub use crate::storage::workers::{run_job, Accounts, Completion, Job};
     pub use crate::StoreError;
 }

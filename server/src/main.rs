@@ -10,6 +10,9 @@ fn main() -> ExitCode {
     release_large_allocations();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let args = Args::parse();
+    if args.hash_password {
+        return hash_password();
+    }
     let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => return fail(&e),
@@ -40,6 +43,26 @@ fn main() -> ExitCode {
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// `--hash-password`: one line from standard input (the password, without its line end)
+/// becomes an argon2id PHC string on standard output, for the `--opers` file.
+fn hash_password() -> ExitCode {
+    let mut line = String::new();
+    if let Err(e) = std::io::stdin().read_line(&mut line) {
+        return fail(&format!("cannot read the password: {e}"));
+    }
+    let password = line.trim_end_matches(['\r', '\n']);
+    if password.is_empty() {
+        return fail("the password is empty");
+    }
+    match huddle_server::hash_password(password) {
+        Ok(phc) => {
+            println!("{phc}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("cannot hash the password: {e}")),
     }
 }
 

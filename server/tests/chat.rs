@@ -12,7 +12,7 @@ fn join_gives_names_and_members_see_it() {
     let j = alice.recv();
     assert!(from_user(&j, "alice"), "{j}");
     assert_msg(&j, "JOIN", &["#room"]);
-    assert_reply(&alice.recv(), N, "353", &["alice", "=", "#room", "alice"]);
+    assert_reply(&alice.recv(), N, "353", &["alice", "=", "#room", "@alice"]);
     assert_reply(
         &alice.recv(),
         N,
@@ -169,7 +169,8 @@ fn names_with_and_without_argument() {
     u[0].send("NAMES #room");
     assert_eq!(u[0].names_reply("#room"), ["alice", "bob"]);
 
-    // No argument: every online user, in one or more `353 <nick> * * :...` lines.
+    // No argument: every online user bob may see (users start without +i), in one or more
+    // `353 <nick> * * :...` lines.
     u[1].send("NAMES");
     let mut names = Vec::new();
     loop {

@@ -264,11 +264,11 @@ fn monitor_reports_and_notifies_online_and_offline() {
 
     let bob = s.registered_user("bob");
     let m = alice.recv();
-    assert_reply(&m, N, "730", &["alice", "bob!bob@huddle"]);
+    assert_reply(&m, N, "730", &["alice", "bob!~bob@huddle"]);
     alice.send("MONITOR S");
     let got = alice.sync();
     assert_eq!(commands(&got), ["730", "731"]);
-    assert_eq!(got[0].params[1], "bob!bob@huddle");
+    assert_eq!(got[0].params[1], "bob!~bob@huddle");
     assert_eq!(
         got[1].params[1], "carol",
         "the list keeps nicks case-folded"
@@ -281,7 +281,7 @@ fn monitor_reports_and_notifies_online_and_offline() {
     drop(bob);
     assert_reply(&alice.recv(), N, "731", &["alice", "bob"]);
     let _carol = s.guest("carol");
-    assert_reply(&alice.recv(), N, "730", &["alice", "carol!carol@huddle"]);
+    assert_reply(&alice.recv(), N, "730", &["alice", "carol!~carol@huddle"]);
 
     // Removed or cleared: no more notices.
     alice.send("MONITOR - carol");
@@ -400,7 +400,10 @@ fn away_notify_tells_room_mates_who_asked() {
     alice.join("#room");
     assert!(watcher.recv().is("JOIN"));
     assert_msg(&watcher.recv(), "AWAY", &["gone fishing"]);
+    // alice founded #room: the members then hear that it is an operator again.
+    assert_reply(&watcher.recv(), N, "MODE", &["#room", "+o", "alice"]);
     assert!(plain.recv().is("JOIN"));
+    assert_reply(&plain.recv(), N, "MODE", &["#room", "+o", "alice"]);
     plain.assert_quiet();
 
     alice.send("AWAY");
@@ -609,7 +612,8 @@ fn guests_change_nick_accounts_keep_theirs() {
         assert!(from_user(&m, "Gus"), "{m}");
         assert_msg(&m, "NICK", &["newgus"]);
     }
-    assert_reply(&alice.recv(), N, "730", &["alice", "newgus!newgus@huddle"]);
+    // The ident stays the one USER gave.
+    assert_reply(&alice.recv(), N, "730", &["alice", "newgus!~gus@huddle"]);
     gus.nick = Some("newgus".into());
     alice.send("PRIVMSG newgus :found you");
     assert_msg(&gus.recv(), "PRIVMSG", &["newgus", "found you"]);

@@ -5,7 +5,9 @@
 //! `alice` logs in with the `huddle` CLI (plain mode, `--ca <data-dir>/cert.pem`) and sits in
 //! `#lobby`; the IRC client connects with TLS (WeeChat pins the certificate fingerprint the
 //! server printed, irssi verifies the generated certificate as its CA for `localhost`), logs in
-//! with SASL PLAIN, autojoins `#lobby`, says something, must receive alice's answer, and quits.
+//! with SASL PLAIN, autojoins `#lobby`, says something, must receive alice's answer; made a
+//! room operator by alice, it sets the topic, bans and kicks alice with its own commands;
+//! then it quits.
 //! What each side received is checked where it lands: the `huddle` client's stdout, and the IRC
 //! client's own log file of `#lobby`.
 //!
@@ -206,6 +208,12 @@ trait IrcClient {
     fn say(&mut self, text: &str);
     /// Asks the client to quit with this reason.
     fn quit(&mut self, reason: &str);
+    /// Sets the topic of `#lobby` with the client's own command.
+    fn topic(&mut self, text: &str);
+    /// Bans `nick` from `#lobby` with the client's own command (it makes the mask).
+    fn ban(&mut self, nick: &str);
+    /// Kicks `nick` from `#lobby` with the client's own command.
+    fn kick(&mut self, nick: &str, reason: &str);
     /// Waits (bounded) for the client process to exit.
     fn wait_exit(&mut self) -> ExitStatus;
     /// The client's log of `#lobby`: (sender nick, text) for each message line, in order.
@@ -261,6 +269,42 @@ fn exchange(server: &TestServer, alice: &mut CliClient, client: &mut dyn IrcClie
         1,
         "{nick} logged alice's message other than once: {messages:#?}"
     );
+
+    // Moderation through the client's own commands, once alice (who made #lobby) has made
+    // it a room operator; alice's huddle client shows each change.
+    alice.send(&format!("op {nick}"));
+    expect_line(
+        alice,
+        &format!("* alice sets mode +o {nick} on {ROOM}"),
+        || client.diagnostics(),
+    );
+    let topic = format!("{nick} sets the topic");
+    client.topic(&topic);
+    expect_line(
+        alice,
+        &format!("* {nick} changed the topic of {ROOM} to: {topic}"),
+        || client.diagnostics(),
+    );
+    client.ban("alice");
+    let ban = alice.expect_with(
+        &format!("{nick}'s ban"),
+        |l| {
+            l.starts_with(&format!("* {nick} sets mode +b ")) && l.ends_with(&format!(" on {ROOM}"))
+        },
+        || client.diagnostics(),
+    );
+    // (The mask is the client's choice: WeeChat bans `*!*@host`, which here is every user,
+    // since all share the host `huddle`; the README says to ban by nick or account.)
+    assert!(ban.contains('!') && ban.contains('@'), "{ban}");
+    client.kick("alice", "interop kick");
+    expect_line(
+        alice,
+        &format!("* {nick} kicked you from {ROOM} (interop kick)"),
+        || client.diagnostics(),
+    );
+    // alice founded the room: the ban does not keep her out.
+    alice.send(&format!("join {ROOM}"));
+    expect_line(alice, &format!("-- joined {ROOM}"), || client.diagnostics());
 
     // Quit: alice sees it, and the client exits by itself.
     client.quit("interop test done");
@@ -403,6 +447,18 @@ impl IrcClient for WeeChat {
 
     fn quit(&mut self, reason: &str) {
         self.command(&format!("*/quit {reason}"));
+    }
+
+    fn topic(&mut self, text: &str) {
+        self.command(&format!("irc.huddle.{ROOM} */topic {text}"));
+    }
+
+    fn ban(&mut self, nick: &str) {
+        self.command(&format!("irc.huddle.{ROOM} */ban {nick}"));
+    }
+
+    fn kick(&mut self, nick: &str, reason: &str) {
+        self.command(&format!("irc.huddle.{ROOM} */kick {nick} {reason}"));
     }
 
     fn wait_exit(&mut self) -> ExitStatus {
@@ -550,6 +606,18 @@ impl IrcClient for Irssi {
 
     fn quit(&mut self, reason: &str) {
         self.type_line(&format!("/quit {reason}"));
+    }
+
+    fn topic(&mut self, text: &str) {
+        self.type_line(&format!("/topic {ROOM} {text}"));
+    }
+
+    fn ban(&mut self, nick: &str) {
+        self.type_line(&format!("/ban {ROOM} {nick}"));
+    }
+
+    fn kick(&mut self, nick: &str, reason: &str) {
+        self.type_line(&format!("/kick {ROOM} {nick} {reason}"));
     }
 
     fn wait_exit(&mut self) -> ExitStatus {

@@ -14,7 +14,7 @@ use std::path::Path;
 const N: &str = SERVER_NAME;
 
 /// The offered capabilities (`CAP LS 302`, with values).
-const CAPS_302: [&str; 15] = [
+const CAPS_302: [&str; 18] = [
     "sasl=PLAIN",
     "draft/account-registration",
     "server-time",
@@ -30,6 +30,9 @@ const CAPS_302: [&str; 15] = [
     "setname",
     "standard-replies",
     "labeled-response",
+    "multi-prefix",
+    "userhost-in-names",
+    "invite-notify",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -64,7 +67,7 @@ fn time_tag(m: &Message, not_before: u64) -> String {
     v
 }
 
-/// `m` is `:<nick>!<nick>@huddle <cmd> <room> :<text>`.
+/// `m` is `:<nick>!~<user>@huddle <cmd> <room> :<text>`.
 #[track_caller]
 fn assert_user_msg(m: &Message, nick: &str, cmd: &str, target: &str, text: &str) {
     assert!(from_user(m, nick), "expected a line from {nick}, got `{m}`");
@@ -195,7 +198,7 @@ fn welcome_burst_is_001_to_005_with_isupport_then_422() {
     assert!(m.param(0) == Some("alice") && m.params[1].starts_with("This server was created "));
     let m = c.next_is("004");
     assert!(
-        m.params.len() == 5 && m.params[..2] == ["alice", N] && m.params[2].starts_with("huddle-"),
+        m.params.len() == 6 && m.params[..2] == ["alice", N] && m.params[2].starts_with("huddle-"),
         "{m}"
     );
     // ISUPPORT may take several 005 lines; each stays within the 15-parameter limit.
@@ -285,9 +288,9 @@ fn motd_file_is_sent_at_login_and_on_request() {
     c.send("NICK alice");
     c.send("USER alice 0 * :alice");
     c.expect_command("266");
-    let expected = |c: &mut Client| {
+    let expected = |c: &mut Client, first: Message| {
         assert_reply(
-            &c.recv(),
+            &first,
             N,
             "375",
             &["alice", &format!("- {N} Message of the day -")],
@@ -298,9 +301,11 @@ fn motd_file_is_sent_at_login_and_on_request() {
         assert_reply(&c.recv(), N, "376", &["alice", "End of /MOTD command"]);
         c.assert_quiet();
     };
-    expected(&mut c);
+    let first = c.recv();
+    expected(&mut c, first);
     c.send("MOTD");
-    expected(&mut c);
+    let first = c.recv();
+    expected(&mut c, first);
 }
 
 #[test]
@@ -367,13 +372,23 @@ fn who_whois_userhost_ison() {
         .collect();
     let row = |room: &str, nick: &str, flag: &str| -> Vec<String> {
         let real = format!("0 {nick}");
-        ["alice", room, nick, "huddle", N, nick, flag, real.as_str()]
-            .map(String::from)
-            .to_vec()
+        let ident = format!("~{nick}");
+        [
+            "alice",
+            room,
+            ident.as_str(),
+            "huddle",
+            N,
+            nick,
+            flag,
+            real.as_str(),
+        ]
+        .map(String::from)
+        .to_vec()
     };
     assert_eq!(
         rows,
-        [row("#room", "alice", "H"), row("#room", "bob", "H")]
+        [row("#room", "alice", "H@"), row("#room", "bob", "H")]
             .into_iter()
             .collect()
     );
@@ -406,7 +421,7 @@ fn who_whois_userhost_ison() {
         vec![
             (
                 "311".into(),
-                v(&["alice", "bob", "bob", "huddle", "*", "bob"])
+                v(&["alice", "bob", "~bob", "huddle", "*", "bob"])
             ),
             ("319".into(), v(&["alice", "bob", "#room"])),
             ("312".into(), v(&["alice", "bob", N, "Huddle chat server"])),
@@ -438,7 +453,7 @@ fn who_whois_userhost_ison() {
         &a.recv(),
         N,
         "302",
-        &["alice", "bob=+bob@huddle carol=+carol@huddle"],
+        &["alice", "bob=+~bob@huddle carol=+~carol@huddle"],
     );
     a.send("ISON bob nobody CAROL");
     assert_reply(&a.recv(), N, "303", &["alice", "bob carol"]);
@@ -483,7 +498,7 @@ fn list_and_mode_queries() {
     assert_reply(&a.recv(), N, "323", &["alice", "End of /LIST"]);
 
     a.send("MODE #room");
-    assert_reply(&a.recv(), N, "324", &["alice", "#room", "+n"]);
+    assert_reply(&a.recv(), N, "324", &["alice", "#room", "+nt"]);
     let m = a.recv();
     assert!(m.is("329") && m.params[..2] == ["alice", "#room"], "{m}");
     let created: u64 = m.params[2].parse().expect("329 creation time");
@@ -498,16 +513,24 @@ fn list_and_mode_queries() {
         "368",
         &["alice", "#room", "End of channel ban list"],
     );
-    a.send("MODE #room +o bob");
-    let m = a.recv();
+    // bob is no room operator (alice, who made the room, is).
+    let b = &mut u[1];
+    b.send("MODE #room +o bob");
+    let m = b.recv();
     assert!(
-        m.is("482") && m.params[..2] == ["alice", "#room"] && m.source.as_deref() == Some(N),
+        m.is("482") && m.params[..2] == ["bob", "#room"] && m.source.as_deref() == Some(N),
         "{m}"
     );
+    let a = &mut u[0];
     a.send("MODE alice");
-    assert_reply(&a.recv(), N, "221", &["alice", "+i"]);
+    assert_reply(&a.recv(), N, "221", &["alice", "+"]);
+    a.send("MODE alice +i");
+    let m = a.recv();
+    assert!(from_user(&m, "alice") && m.params == ["alice", "+i"], "{m}");
     a.send("MODE alice +i");
     a.assert_quiet();
+    a.send("MODE alice");
+    assert_reply(&a.recv(), N, "221", &["alice", "+i"]);
     a.send("MODE bob");
     assert_reply(
         &a.recv(),
@@ -588,7 +611,20 @@ fn topic_set_query_clear_and_shown_on_join() {
         c.expect_command("JOIN");
     }
 
-    // Any member may change or clear it.
+    // Under +t (a new room's default) only operators may set it; alice, who made the
+    // room, lifts that, and then any member may change or clear it.
+    dave.send("TOPIC #room :mine");
+    assert_reply(
+        &dave.recv(),
+        N,
+        "482",
+        &["dave", "#room", "You're not a room operator"],
+    );
+    u[0].send("MODE #room -t");
+    for c in u.iter_mut().chain([&mut dave]) {
+        let m = c.recv();
+        assert_user_msg(&m, "alice", "MODE", "#room", "-t");
+    }
     dave.send("TOPIC #room :");
     for c in u.iter_mut().chain([&mut dave]) {
         let m = c.recv();
@@ -643,7 +679,7 @@ fn away_status_in_replies() {
         .iter()
         .map(|m| (m.params[5].clone(), m.params[6].clone()))
         .collect();
-    let want: BTreeSet<(String, String)> = [("alice", "G"), ("bob", "H")]
+    let want: BTreeSet<(String, String)> = [("alice", "G@"), ("bob", "H")]
         .map(|(n, f)| (n.to_string(), f.to_string()))
         .into();
     assert_eq!(flags, want);
@@ -652,7 +688,7 @@ fn away_status_in_replies() {
         &b.recv(),
         N,
         "302",
-        &["bob", "alice=-alice@huddle bob=+bob@huddle"],
+        &["bob", "alice=-~alice@huddle bob=+~bob@huddle"],
     );
     b.send("WHOIS alice");
     let whois = b.until("318");
@@ -669,7 +705,7 @@ fn away_status_in_replies() {
     b.send("PRIVMSG alice :back?");
     assert_user_msg(&a.recv(), "bob", "PRIVMSG", "alice", "back?");
     b.send("USERHOST alice");
-    assert_reply(&b.recv(), N, "302", &["bob", "alice=+alice@huddle"]);
+    assert_reply(&b.recv(), N, "302", &["bob", "alice=+~alice@huddle"]);
     b.send("WHO alice");
     let m = b.recv();
     assert!(m.is("352") && m.params[6] == "H", "{m}");
@@ -810,6 +846,8 @@ fn without_caps_no_line_has_tags() {
     a.send("NOTICE #room :note");
     a.send("PRIVMSG bob :dm");
     a.send("TOPIC #room :t");
+    // A registered room's topic is announced once saved: wait for it.
+    a.expect_command("TOPIC");
     a.send("PART #room :bye");
     a.send("JOIN #room");
     a.send("QUIT :gone");
@@ -818,7 +856,10 @@ fn without_caps_no_line_has_tags() {
     let cmds: Vec<&str> = lines.iter().map(|m| m.command.as_str()).collect();
     assert_eq!(
         cmds,
-        ["JOIN", "353", "366", "PRIVMSG", "NOTICE", "PRIVMSG", "TOPIC", "PART", "JOIN", "QUIT"]
+        [
+            "JOIN", "353", "366", "PRIVMSG", "NOTICE", "PRIVMSG", "TOPIC", "PART", "JOIN", "MODE",
+            "QUIT"
+        ]
     );
     for m in &lines {
         assert!(
@@ -992,7 +1033,8 @@ fn history_survives_a_restart() {
 
     // New messages get new ids, and CHATHISTORY reaches across the restart.
     alice.send("PRIVMSG #lobby :after the restart");
-    let m = bob.recv();
+    // (alice, the room's founder, was given operator status again on joining.)
+    let m = bob.expect_command("PRIVMSG");
     let new_id = m.tag("msgid").unwrap().to_string();
     assert!(
         sent.iter().all(|(_, id)| *id != new_id),
@@ -1235,7 +1277,11 @@ fn guest_registers_without_login_joins_and_chats() {
         gina.next_is(code);
     }
     // ISUPPORT may take more than one line; then LUSERS and the MOTD.
-    gina.expect_command("251");
+    let mut m = gina.recv();
+    while m.is("005") {
+        m = gina.recv();
+    }
+    assert!(m.is("251"), "{m}");
     for code in ["254", "255", "265", "266", "422"] {
         gina.next_is(code);
     }
@@ -1274,9 +1320,9 @@ fn guest_registers_without_login_joins_and_chats() {
     assert_eq!(
         replay,
         [
-            ":gina!gina@huddle PRIVMSG #lobby :hello from a guest",
-            ":alice!alice@huddle PRIVMSG #lobby :welcome gina",
-            ":gina!gina@huddle NOTICE #lobby :guest notice",
+            ":gina!~gina@huddle PRIVMSG #lobby :hello from a guest",
+            ":alice!~alice@huddle PRIVMSG #lobby :welcome gina",
+            ":gina!~gina@huddle NOTICE #lobby :guest notice",
         ]
     );
     alice.expect_command("JOIN");
@@ -1309,6 +1355,11 @@ fn guest_queries_topic_away_and_history() {
     gina.send("MOTD");
     assert_reply(&gina.recv(), N, "422", &["gina", "MOTD File is missing"]);
 
+    // The room is +t: alice, its operator, lifts that so anyone in it may set the topic.
+    alice.send("MODE #lobby -t");
+    for c in [&mut gina, &mut alice] {
+        c.expect_command("MODE");
+    }
     gina.send("TOPIC #lobby :set by a guest");
     for c in [&mut gina, &mut alice] {
         assert_user_msg(&c.recv(), "gina", "TOPIC", "#lobby", "set by a guest");
@@ -1363,7 +1414,7 @@ fn guest_queries_topic_away_and_history() {
         &gina.recv(),
         N,
         "302",
-        &["gina", "gina=+gina@huddle alice=+alice@huddle"],
+        &["gina", "gina=+~gina@huddle alice=+~alice@huddle"],
     );
     gina.send("ISON alice gina");
     assert_reply(&gina.recv(), N, "303", &["gina", "alice gina"]);
@@ -1377,7 +1428,7 @@ fn guest_queries_topic_away_and_history() {
     );
     gina.next_is("323");
     gina.send("MODE gina");
-    assert_reply(&gina.recv(), N, "221", &["gina", "+i"]);
+    assert_reply(&gina.recv(), N, "221", &["gina", "+"]);
     gina.send("MODE #lobby");
     assert_reply(&gina.recv(), N, "324", &["gina", "#lobby", "+n"]);
     gina.next_is("329");

@@ -1388,8 +1388,12 @@ fn crlf_injection() {
         c.assert_quiet();
     }
     alice.join("#room");
-    bob.expect_command("JOIN");
-    dave.expect_command("JOIN");
+    // alice founded the room: she is its operator again.
+    for c in [&mut *bob, &mut dave] {
+        c.expect_command("JOIN");
+        let m = c.expect_command("MODE");
+        assert_eq!(m.params, ["#room", "+o", "alice"], "{m}");
+    }
     // Other control characters are text: delivered, as exactly one line, with nothing forged.
     let odd = "a\x0bb\x0cc\x1b[31md\x7fe \x01ACTION waves\x01 \u{85} \u{2028} \\r\\n f";
     alice.send(&format!("PRIVMSG #room :{odd}"));

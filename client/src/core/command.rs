@@ -25,12 +25,43 @@ pub(crate) enum Command {
     /// Always starts with `#`.
     Join(String),
     Who,
+    /// Room commands (see [`super::room_commands`]).
+    Room(RoomCommand),
     /// Direct message to one user, peer to peer (never through the server).
     Message {
         to: Option<String>,
         text: String,
     },
     Exit,
+}
+
+/// A command about a room: the current one unless a `#room` is given first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum RoomCommand {
+    Part {
+        room: Option<String>,
+        reason: String,
+    },
+    Topic {
+        room: Option<String>,
+        text: String,
+    },
+    Names(Option<String>),
+    Mode {
+        room: Option<String>,
+        modes: String,
+    },
+    Kick {
+        nick: String,
+        reason: String,
+    },
+    Ban(String),
+    Unban(String),
+    Invite(String),
+    Op(String),
+    Deop(String),
+    /// `LIST` with optional filters (`>5`, `#rust*`).
+    List(String),
 }
 
 /// Why a line is not a command.
@@ -63,6 +94,15 @@ commands:
   say TEXT                    send TEXT to the current room
   join #ROOM                  join (or create) a room and make it the current room
   who                         list the users online
+  part [#ROOM] [REASON]       leave a room (the current one)
+  topic [#ROOM] [TEXT]        show or set a room's topic
+  names [#ROOM]               list the members of a room
+  list [>N] [<N] [#MASK]      list rooms (by user count or name)
+  mode [#ROOM] [MODES...]     show or change room modes, e.g. mode +m or mode +k KEY
+  op NICK, deop NICK          give or take operator status in the current room
+  kick NICK [REASON]          remove someone from the current room
+  ban NICK|MASK, unban MASK   ban by nick, nick!user@host mask or ~a:account
+  invite NICK                 invite someone into the current room
   hello, hi                   ask the server for a greeting
   message, msg NAME TEXT      direct message, client to client (never through the server)
   help                        this list
@@ -119,6 +159,8 @@ pub(super) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             }
         }
         "who" => Command::Who,
+        "part" | "topic" | "names" | "list" | "mode" | "kick" | "ban" | "unban" | "invite"
+        | "op" | "deop" => Command::Room(room_command(&verb, rest)?),
         "message" | "msg" => {
             let (to, text) = word(rest);
             Command::Message {
@@ -131,6 +173,68 @@ pub(super) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         _ => return Err(CommandError::Unknown(verb)),
     };
     Ok(Some(cmd))
+}
+
+/// `#room` off the front of `rest`, if it starts with one.
+fn room_arg(rest: &str) -> (Option<String>, &str) {
+    let (first, after) = word(rest);
+    if first.starts_with('#') {
+        (Some(first.to_string()), after)
+    } else {
+        (None, rest)
+    }
+}
+
+/// One word, required and alone: a nick or mask.
+fn one(rest: &str, usage: &'static str) -> Result<String, CommandError> {
+    let (w, extra) = word(rest);
+    if w.is_empty() || !extra.is_empty() {
+        return Err(CommandError::Usage(usage));
+    }
+    Ok(w.to_string())
+}
+
+fn room_command(verb: &str, rest: &str) -> Result<RoomCommand, CommandError> {
+    Ok(match verb {
+        "part" => {
+            let (room, reason) = room_arg(rest);
+            RoomCommand::Part {
+                room,
+                reason: reason.trim().to_string(),
+            }
+        }
+        "topic" => {
+            let (room, text) = room_arg(rest);
+            RoomCommand::Topic {
+                room,
+                text: text.trim().to_string(),
+            }
+        }
+        "names" => RoomCommand::Names(room_arg(rest).0),
+        "list" => RoomCommand::List(rest.split_whitespace().collect::<Vec<_>>().join(",")),
+        "mode" => {
+            let (room, modes) = room_arg(rest);
+            RoomCommand::Mode {
+                room,
+                modes: modes.trim().to_string(),
+            }
+        }
+        "kick" => {
+            let (nick, reason) = word(rest);
+            if nick.is_empty() {
+                return Err(CommandError::Usage("kick NICK [REASON]"));
+            }
+            RoomCommand::Kick {
+                nick: nick.to_string(),
+                reason: reason.trim().to_string(),
+            }
+        }
+        "ban" => RoomCommand::Ban(one(rest, "ban NICK|MASK")?),
+        "unban" => RoomCommand::Unban(one(rest, "unban MASK")?),
+        "invite" => RoomCommand::Invite(one(rest, "invite NICK")?),
+        "op" => RoomCommand::Op(one(rest, "op NICK")?),
+        _ => RoomCommand::Deop(one(rest, "deop NICK")?),
+    })
 }
 
 /// What goes into the line editor's history for `line`: passwords typed on the command line
@@ -248,10 +352,61 @@ mod tests {
     }
 
     #[test]
+    fn room_commands() {
+        let r = |s: &str| match p(s) {
+            Command::Room(c) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            r("part"),
+            RoomCommand::Part {
+                room: None,
+                reason: String::new()
+            }
+        );
+        assert_eq!(
+            r("part #x bye now"),
+            RoomCommand::Part {
+                room: Some("#x".into()),
+                reason: "bye now".into()
+            }
+        );
+        assert_eq!(
+            r("topic the plan"),
+            RoomCommand::Topic {
+                room: None,
+                text: "the plan".into()
+            }
+        );
+        assert_eq!(
+            r("kick bob off topic"),
+            RoomCommand::Kick {
+                nick: "bob".into(),
+                reason: "off topic".into()
+            }
+        );
+        assert_eq!(r("ban ~a:eve"), RoomCommand::Ban("~a:eve".into()));
+        assert_eq!(r("list >2 #r*"), RoomCommand::List(">2,#r*".into()));
+        assert_eq!(
+            r("mode #x +k key"),
+            RoomCommand::Mode {
+                room: Some("#x".into()),
+                modes: "+k key".into()
+            }
+        );
+        assert_eq!(
+            parse("kick"),
+            Err(CommandError::Usage("kick NICK [REASON]"))
+        );
+        assert_eq!(parse("op a b"), Err(CommandError::Usage("op NICK")));
+    }
+
+    #[test]
     fn help_mentions_every_command() {
         for c in [
             "register", "login", "logout", "say", "join", "who", "hello", "hi", "message", "msg",
-            "help", "exit",
+            "help", "exit", "part", "topic", "names", "list", "mode", "op", "deop", "kick", "ban",
+            "unban", "invite",
         ] {
             assert!(HELP.contains(c), "{c}");
         }

@@ -21,6 +21,7 @@ mod event;
 mod input;
 pub(crate) mod output;
 mod peer_link;
+mod room_commands;
 pub(crate) mod sanitize;
 mod server_lines;
 mod state;

@@ -82,6 +82,8 @@ pub(crate) enum Output {
         room: String,
         names: Vec<String>,
     },
+    /// Something that happened in a room: a kick, a mode change, a topic change.
+    Event(String),
     /// Shown verbatim (help text).
     Text(String),
 }
@@ -161,6 +163,7 @@ pub(crate) fn render(d: &Output) -> String {
             names.len(),
             sorted(names).join(" ")
         ),
+        Output::Event(t) => format!("* {}", clean(t)),
         Output::Text(t) => t.clone(),
     }
 }

@@ -102,6 +102,15 @@ impl State {
             "PART" => self.on_part(msg),
             "QUIT" => self.on_quit(msg),
             "PRIVMSG" | "NOTICE" => self.on_text(msg),
+            "KICK" | "MODE" | "TOPIC" | "INVITE" => self.on_room_event(msg),
+            numeric::RPL_TOPIC
+            | numeric::RPL_NOTOPIC
+            | numeric::RPL_CHANNELMODEIS
+            | numeric::RPL_LIST
+            | "341"
+            | "346"
+            | "348"
+            | "367" => self.on_room_reply(msg),
             numeric::RPL_NAMREPLY => {
                 self.on_names(msg);
                 Vec::new()
@@ -269,14 +278,7 @@ impl State {
                 reason: msg.param(1).map(str::to_string),
             })];
         }
-        self.rooms.retain(|r| !r.eq_ignore_ascii_case(room));
-        if self
-            .current
-            .as_deref()
-            .is_some_and(|c| c.eq_ignore_ascii_case(room))
-        {
-            self.current = self.rooms.last().cloned();
-        }
+        self.forget_room(room);
         vec![info(format!("left {room}"))]
     }
 

@@ -22,6 +22,7 @@ impl State {
             Command::Hello => self.logged_in_send(Message::new("HELLO", Vec::<String>::new())),
             Command::Who => self.logged_in_send(Message::new("NAMES", Vec::<String>::new())),
             Command::Join(room) => self.join(room),
+            Command::Room(cmd) => self.room_command(cmd),
             Command::Say(text) => self.say(&text),
             Command::Message { to, text } => self.direct_message(to.as_deref(), &text),
         }

@@ -19,14 +19,15 @@
 //! [`check_server_line`]); no line goes to a connection already closed; the chat state
 //! agrees with the sessions (every registered session is online under its nick, every
 //! online user is a registered session, room membership is consistent both ways). At the
-//! end every connection drops and nobody may be left online and no room left over.
+//! end every connection drops and nobody may be left online and no room left over but the
+//! registered ones (an account that creates a room registers it).
 
 use crate::lines::check_server_line;
 use huddle_protocol::{LineReader, Message};
 use huddle_server::testing::{
     completed, disconnect, fold, received, run_job, validate_name, validate_password, Accounts,
     ClientId, Completion, Deliver, Guards, HandlerState, History, IpPolicy, Job, JobSink,
-    LoginError, NoJobs, RegisterError, ServerInfo, Session, StoreError,
+    LoginError, NoJobs, RegisterError, RoomRecord, ServerInfo, Session, StoreError,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -83,6 +84,8 @@ impl JobSink for Jobs {
 /// the workers' own [`run_job`].
 struct Store {
     accounts: RefCell<HashMap<String, (String, String)>>,
+    /// Registered rooms as saved: folded name -> (revision, record or dropped).
+    rooms: RefCell<HashMap<String, (u64, Option<RoomRecord>)>>,
 }
 
 impl Store {
@@ -93,6 +96,7 @@ impl Store {
             .collect();
         Store {
             accounts: RefCell::new(accounts),
+            rooms: RefCell::new(HashMap::new()),
         }
     }
 
@@ -128,6 +132,26 @@ impl Accounts for Store {
     fn exists(&self, name: &str) -> Result<bool, StoreError> {
         Ok(self.accounts.borrow().contains_key(&fold(name)))
     }
+
+    /// Plain comparison: the harness's operators (none by default) keep their password in
+    /// the clear.
+    fn check_oper(&self, phc: Option<&str>, password: &str) -> bool {
+        phc == Some(password)
+    }
+
+    /// The real store's rule: a save replaces only an older revision.
+    fn save_room(
+        &self,
+        key: &str,
+        revision: u64,
+        record: Option<&RoomRecord>,
+    ) -> Result<(), String> {
+        let mut rooms = self.rooms.borrow_mut();
+        if rooms.get(key).is_none_or(|(r, _)| *r <= revision) {
+            rooms.insert(key.to_string(), (revision, record.cloned()));
+        }
+        Ok(())
+    }
 }
 
 /// What a worker answers when storage fails.
@@ -152,6 +176,16 @@ fn storage_failure(job: Job) -> Completion {
             origin,
             nick,
             registered: Err(why),
+        },
+        Job::SaveRoom { origin, ack, .. } => Completion::RoomSaved {
+            origin,
+            result: Err(why),
+            ack,
+        },
+        Job::Oper { origin, name, .. } => Completion::Opered {
+            origin,
+            name,
+            ok: false,
         },
     }
 }
@@ -256,6 +290,7 @@ impl World<'_> {
             motd: None,
             admin_name: None,
             admin_email: None,
+            opers: Vec::new(),
         };
         World {
             state: HandlerState::new(info, History::in_memory(8), Guards::permissive()),
@@ -454,7 +489,11 @@ impl World<'_> {
             }
         }
         for room in chat.rooms() {
-            assert!(!room.members.is_empty(), "empty room {} kept", room.name);
+            assert!(
+                !room.members.is_empty() || room.is_registered(),
+                "empty unregistered room {} kept",
+                room.name
+            );
             let unique: HashSet<_> = room.members.iter().collect();
             assert_eq!(unique.len(), room.members.len(), "{:?}", room.members);
             for &id in &room.members {
@@ -480,7 +519,11 @@ impl World<'_> {
         }
         let chat = self.state.chat();
         assert_eq!(chat.online(), 0, "users left online");
-        assert_eq!(chat.rooms().count(), 0, "rooms left over");
+        assert_eq!(
+            chat.rooms().filter(|r| !r.is_registered()).count(),
+            0,
+            "unregistered rooms left over"
+        );
         self.check_consistency();
         // The reader limits hold whatever came in.
         for conn in &self.conns.slots {

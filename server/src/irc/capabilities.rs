@@ -21,6 +21,9 @@ pub const OFFERED: &[(Cap, &str, Option<&str>)] = &[
     (Cap::Setname, "setname", None),
     (Cap::StandardReplies, "standard-replies", None),
     (Cap::LabeledResponse, "labeled-response", None),
+    (Cap::MultiPrefix, "multi-prefix", None),
+    (Cap::UserhostInNames, "userhost-in-names", None),
+    (Cap::InviteNotify, "invite-notify", None),
 ];
 
 impl Cap {

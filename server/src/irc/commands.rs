@@ -1,12 +1,13 @@
-//! Commands of a registered user: rooms, messages, topics, away, names, HELLO.
+//! Commands of a registered user: rooms, messages, away, names, HELLO (room moderation is
+//! in [`crate::irc::rooms`]).
 
 use crate::irc::capabilities::{Cap, CapSet};
 use crate::irc::context::{prefix, reply, Ctx};
 use crate::irc::line_limit;
 use crate::irc::outbox::Stamp;
 use crate::irc::session::Session;
-use crate::limits::{MAX_ROOMS_PER_USER, MAX_TARGETS, MAX_TOPIC_LEN};
-use crate::state::chat::{fold_borrowed, valid_room_name, ClientId, PartError, Topic};
+use crate::limits::{MAX_ROOMS_PER_USER, MAX_TARGETS};
+use crate::state::chat::{fold_borrowed, valid_room_name, ClientId, PartError};
 use huddle_protocol::numeric::*;
 use huddle_protocol::Message;
 use std::time::SystemTime;
@@ -23,7 +24,14 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
         "PART" => part(s, msg, ctx),
         "NAMES" => names(s, msg, ctx),
         "HELLO" => hello(s, ctx),
-        "TOPIC" => topic(s, msg, ctx),
+        "TOPIC" => crate::irc::rooms::moderation::topic(s, msg, ctx),
+        "KICK" => crate::irc::rooms::moderation::kick(s, msg, ctx),
+        "INVITE" => crate::irc::rooms::moderation::invite(s, msg, ctx),
+        "CS" | "CHANSERV" => crate::irc::rooms::cs::cs(s, msg, ctx),
+        "OPER" => crate::irc::operators::oper(s, msg, ctx),
+        "KILL" => crate::irc::operators::kill(s, msg, ctx),
+        "WALLOPS" => crate::irc::operators::wallops(s, msg, ctx),
+        "REHASH" => crate::irc::operators::rehash(s, ctx),
         "AWAY" => crate::irc::user_changes::away(s, msg, ctx),
         "TAGMSG" => crate::irc::tagmsg::tagmsg(s, msg, ctx),
         "SETNAME" => crate::irc::user_changes::setname(s, msg, ctx),
@@ -55,7 +63,8 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
     }
 }
 
-fn need_params(s: &Session, msg: &Message, n: usize, ctx: &mut Ctx) -> bool {
+/// Whether `msg` has its first `n` parameters, non-empty; answers 461 if not.
+pub(crate) fn need_params(s: &Session, msg: &Message, n: usize, ctx: &mut Ctx) -> bool {
     if msg.params.len() < n || msg.params.iter().take(n).any(String::is_empty) {
         let cmd = msg.command.to_ascii_uppercase();
         reply(
@@ -110,7 +119,9 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     if !need_params(s, msg, 1, ctx) {
         return;
     }
+    let mut keys = msg.param(1).unwrap_or_default().split(',');
     for name in targets(&msg.params[0]) {
+        let key = keys.next().filter(|k| !k.is_empty());
         if !valid_room_name(name) {
             reply(s, ctx, ERR_NOSUCHCHANNEL, [name, "Illegal room name"]);
             continue;
@@ -125,6 +136,10 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
             reply(s, ctx, "405", [name, "You have joined too many rooms"]);
             continue;
         }
+        if !crate::irc::rooms::admission::admit(s, ctx, name, key) {
+            continue;
+        }
+        let created = ctx.chat.room(name).is_none();
         if !ctx.chat.join(name, s.id) {
             continue; // already a member: nothing to say
         }
@@ -135,26 +150,52 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         let members = room.members.clone();
         crate::irc::join_line::announce_join(s, &spelled, &members, ctx);
         crate::irc::user_changes::away_on_join(s, &members, ctx);
-        send_topic(s, &spelled, false, ctx);
+        crate::irc::rooms::admission::joined(s, ctx, &spelled, created);
+        crate::irc::rooms::moderation::send_topic(s, &spelled, false, ctx);
         send_names(s, &spelled, ctx);
         crate::irc::replay::on_join(s, &spelled, ctx);
     }
 }
 
 pub fn send_names(s: &Session, room_name: &str, ctx: &mut Ctx) {
-    let Some(room) = ctx.chat.room(room_name) else {
+    use crate::irc::rooms::visibility::{members_shown, prefix_of, Viewer};
+    let viewer = Viewer::of(ctx, s.id);
+    let Some(room) = ctx
+        .chat
+        .room(room_name)
+        .filter(|r| members_shown(r, viewer))
+    else {
         reply(s, ctx, RPL_ENDOFNAMES, [room_name, "End of /NAMES list"]);
         return;
     };
     let spelled = room.name.clone();
-    let nicks: Vec<String> = ctx
-        .chat
-        .member_nicks(room)
-        .into_iter()
-        .map(str::to_string)
+    let caps = ctx.chat.caps_of(s.id);
+    let multi = caps.has(Cap::MultiPrefix);
+    let uhnames = caps.has(Cap::UserhostInNames);
+    let nicks: Vec<String> = room
+        .members
+        .iter()
+        .filter_map(|&id| {
+            let user = ctx.chat.user(id)?;
+            let status = prefix_of(room, id, multi);
+            Some(if uhnames {
+                format!("{status}{}", prefix(&user.nick, &user.ident))
+            } else {
+                format!("{status}{}", user.nick)
+            })
+        })
         .collect();
+    let kind = if room
+        .modes
+        .flags
+        .has(crate::state::room_modes::Flags::SECRET)
+    {
+        "@"
+    } else {
+        "="
+    };
     for chunk in name_lines(&nicks) {
-        reply(s, ctx, RPL_NAMREPLY, ["=", spelled.as_str(), &chunk]);
+        reply(s, ctx, RPL_NAMREPLY, [kind, spelled.as_str(), &chunk]);
     }
     reply(
         s,
@@ -173,7 +214,6 @@ fn part(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     if !need_params(s, msg, 1, ctx) {
         return;
     }
-    let nick = s.target().to_string();
     let reason = msg.param(1).filter(|r| !r.is_empty());
     for name in targets(&msg.params[0]) {
         let members = ctx.chat.room(name).map(|r| r.members.clone());
@@ -181,7 +221,7 @@ fn part(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
             Ok(spelled) => {
                 let mut params = vec![spelled];
                 params.extend(reason.map(str::to_string));
-                let mut part = Message::new("PART", params).with_source(prefix(&nick));
+                let mut part = Message::new("PART", params).with_source(s.source());
                 line_limit::truncate_last_to_fit(&mut part);
                 let stamp = stamp(s, None);
                 let to = with_caps(ctx, &members.unwrap_or_default());
@@ -256,7 +296,7 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
             params.push(text);
             Message {
                 tags,
-                source: Some(prefix(s.target())),
+                source: Some(s.source()),
                 command,
                 params,
             }
@@ -269,14 +309,9 @@ fn message(s: &mut Session, msg: Message, ctx: &mut Ctx, privmsg: bool) {
                 }
                 continue;
             };
-            if !room.members.contains(&s.id) {
+            if let Some(why) = crate::irc::rooms::speech::refusal(ctx, room, s.id) {
                 if privmsg {
-                    reply(
-                        s,
-                        ctx,
-                        ERR_CANNOTSENDTOCHAN,
-                        [target, "You must join the room to send to it"],
-                    );
+                    reply(s, ctx, ERR_CANNOTSENDTOCHAN, [target, why]);
                 }
                 continue;
             }
@@ -345,76 +380,20 @@ fn names(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
             }
         }
         None => {
-            let nicks: Vec<String> = ctx
+            // Every user the asker may see (users with +i only if they share a room).
+            let mut nicks: Vec<String> = ctx
                 .chat
-                .all_nicks()
-                .into_iter()
-                .map(str::to_string)
+                .users()
+                .filter(|(id, _)| crate::irc::queries::user_visible(ctx, s.id, *id))
+                .map(|(_, u)| u.nick.clone())
                 .collect();
+            nicks.sort_by_key(|n| n.to_ascii_lowercase());
             for chunk in name_lines(&nicks) {
                 reply(s, ctx, RPL_NAMREPLY, ["*", "*", &chunk]);
             }
             reply(s, ctx, RPL_ENDOFNAMES, ["*", "End of /NAMES list"]);
         }
     }
-}
-
-/// `332`/`333` for a room's topic; `331` only when asked explicitly.
-fn send_topic(s: &Session, room_name: &str, explicit: bool, ctx: &mut Ctx) {
-    let topic = ctx.chat.room(room_name).and_then(|r| r.topic.clone());
-    match topic {
-        Some(t) => {
-            reply(s, ctx, RPL_TOPIC, [room_name, t.text.as_str()]);
-            let at = (crate::clock::unix_millis(t.set_at) / 1000).to_string();
-            reply(s, ctx, "333", [room_name, t.set_by.as_str(), at.as_str()]);
-        }
-        None if explicit => reply(s, ctx, RPL_NOTOPIC, [room_name, "No topic is set"]),
-        None => {}
-    }
-}
-
-/// `TOPIC #room` shows it; `TOPIC #room :text` sets it (any member may; no operators here).
-fn topic(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
-    if !need_params(s, msg, 1, ctx) {
-        return;
-    }
-    let name = msg.params[0].as_str();
-    let Some(room) = ctx.chat.room(name) else {
-        reply(s, ctx, ERR_NOSUCHCHANNEL, [name, "No such room"]);
-        return;
-    };
-    let spelled = room.name.clone();
-    let member = room.members.contains(&s.id);
-    let Some(text) = msg.param(1) else {
-        send_topic(s, &spelled, true, ctx);
-        return;
-    };
-    if !member {
-        reply(
-            s,
-            ctx,
-            ERR_NOTONCHANNEL,
-            [spelled.as_str(), "You're not in that room"],
-        );
-        return;
-    }
-    let text: String = text.chars().take(MAX_TOPIC_LEN).collect();
-    let nick = s.target().to_string();
-    let stamp = stamp(s, None);
-    let members = match ctx.chat.room_mut(&spelled) {
-        Some(room) => {
-            room.topic = (!text.is_empty()).then(|| Topic {
-                text: text.clone(),
-                set_by: nick.clone(),
-                set_at: stamp.time,
-            });
-            room.members.clone()
-        }
-        None => return,
-    };
-    let line = Message::new("TOPIC", [spelled.as_str(), text.as_str()]).with_source(prefix(&nick));
-    let to = with_caps(ctx, &members);
-    ctx.out.deliver(to, &line, &stamp);
 }
 
 fn hello(s: &mut Session, ctx: &mut Ctx) {

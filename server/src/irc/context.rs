@@ -43,6 +43,8 @@ pub struct ServerInfo {
     /// Who runs the server and how to reach them (`ADMIN`), if configured.
     pub admin_name: Option<String>,
     pub admin_email: Option<String>,
+    /// Server operators: name and argon2id hash.
+    pub opers: Vec<crate::storage::opers::Oper>,
 }
 
 /// What a handler may touch. Lent by [`HandlerState::ctx`].
@@ -132,12 +134,22 @@ impl HandlerState {
         &self.chat
     }
 
+    pub fn chat_mut(&mut self) -> &mut Chat {
+        &mut self.chat
+    }
+
     pub fn info(&self) -> &ServerInfo {
         &self.info
     }
 
     pub fn info_mut(&mut self) -> &mut ServerInfo {
         &mut self.info
+    }
+
+    /// Whether an operator asked (REHASH) to read the server's files again; asking clears
+    /// it.
+    pub fn take_rehash(&mut self) -> bool {
+        self.out.take_rehash()
     }
 
     pub fn guards_mut(&mut self) -> &mut Guards {
@@ -161,13 +173,14 @@ impl HandlerState {
     }
 }
 
-/// `nick!nick@huddle`
-pub fn prefix(nick: &str) -> String {
+/// `nick!ident@huddle`, the ident being the user name `USER` gave, shown with `~` (no
+/// ident lookup vouches for it).
+pub fn prefix(nick: &str, ident: &str) -> String {
     // Concatenated rather than `format!`ted: this runs for every message.
-    let mut p = String::with_capacity(2 * nick.len() + 2 + HOST_CLOAK.len());
+    let mut p = String::with_capacity(nick.len() + ident.len() + 2 + HOST_CLOAK.len());
     p.push_str(nick);
     p.push('!');
-    p.push_str(nick);
+    p.push_str(ident);
     p.push('@');
     p.push_str(HOST_CLOAK);
     p
@@ -234,6 +247,7 @@ mod tests {
             motd: None,
             admin_name: None,
             admin_email: None,
+            opers: Vec::new(),
         };
         HandlerState::new(info, History::in_memory(0), Guards::permissive())
     }
@@ -245,7 +259,11 @@ mod tests {
         {
             let ctx = state.ctx(&NoJobs);
             for (id, nick) in [(1, "ann"), (2, "bob")] {
-                ctx.chat.add_user(id, nick, NewUser::default()).unwrap();
+                let new = NewUser {
+                    ident: format!("~{nick}"),
+                    ..NewUser::default()
+                };
+                ctx.chat.add_user(id, nick, new).unwrap();
                 ctx.chat.join("#r", id);
             }
             ctx.out.send(1, &Message::new("NOTICE", ["ann", "first"]));
@@ -257,7 +275,7 @@ mod tests {
             to.sent,
             [
                 (1, "NOTICE ann first".to_string()),
-                (1, ":bob!bob@huddle QUIT Quit".to_string())
+                (1, ":bob!~bob@huddle QUIT Quit".to_string())
             ]
         );
         assert!(state.out().is_empty());

@@ -20,7 +20,11 @@ pub fn received(s: &mut Session, input: Result<&str, FrameError>, ctx: &mut Ctx)
 
 /// A worker finished a job for this session.
 pub fn completed(s: &mut Session, done: Completion, ctx: &mut Ctx) {
-    registration::handle_completion(s, done, ctx);
+    match done {
+        Completion::RoomSaved { .. } => crate::irc::rooms::persist::saved(Some(s), done, ctx),
+        Completion::Opered { name, ok, .. } => crate::irc::operators::opered(s, &name, ok, ctx),
+        done => registration::handle_completion(s, done, ctx),
+    }
 }
 
 /// A line that could not be framed.
@@ -89,8 +93,12 @@ pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
     match crate::irc::labels::label_of(s, command, &msg, ctx) {
         Some(label) => {
             let mark = ctx.out.len();
+            ctx.out.take_answer_later();
             run(s, command, msg, ctx);
-            crate::irc::labels::mark_response(s, &label, mark, ctx);
+            // A command answered by a worker later is not labelled (nor ACKed now).
+            if !ctx.out.take_answer_later() {
+                crate::irc::labels::mark_response(s, &label, mark, ctx);
+            }
         }
         None => run(s, command, msg, ctx),
     }
@@ -139,8 +147,13 @@ fn run(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
 /// capabilities are forgotten (the slot will serve another connection).
 pub fn disconnect(s: &mut Session, quit_reason: &str, ctx: &mut Ctx) {
     ctx.chat.forget_caps(s.id);
+    let ident = ctx
+        .chat
+        .user(s.id)
+        .map(|u| u.ident.clone())
+        .unwrap_or_default();
     if let Some((nick, peers)) = ctx.chat.remove_user(s.id) {
-        let mut quit = Message::new("QUIT", [quit_reason]).with_source(prefix(&nick));
+        let mut quit = Message::new("QUIT", [quit_reason]).with_source(prefix(&nick, &ident));
         crate::irc::line_limit::truncate_last_to_fit(&mut quit);
         ctx.out.broadcast(peers, &quit);
         crate::irc::monitor::went_offline(&nick, ctx);

@@ -4,14 +4,14 @@
 
 use crate::irc::capabilities::Cap;
 use crate::irc::commands::{stamp, with_caps};
-use crate::irc::context::{prefix, Ctx};
+use crate::irc::context::Ctx;
 use crate::irc::session::Session;
 use crate::state::chat::ClientId;
 use huddle_protocol::Message;
 
 /// Tells `members` (the joiner included) that `s` joined `room`.
 pub fn announce_join(s: &Session, room: &str, members: &[ClientId], ctx: &mut Ctx) {
-    let source = prefix(s.target());
+    let source = s.source();
     let (extended, plain): (Vec<_>, Vec<_>) = with_caps(ctx, members)
         .into_iter()
         .partition(|(_, caps)| caps.has(Cap::ExtendedJoin));

@@ -5,7 +5,8 @@
 //!
 //! Works on the effects a handler queued for the sender, after the handler ran; handlers know
 //! nothing of labels. Commands whose answer comes later from a worker (REGISTER,
-//! AUTHENTICATE, a guest's NICK) and QUIT are not labelled.
+//! AUTHENTICATE, a guest's NICK, OPER, a change to a registered room, which is announced once
+//! saved: see [`crate::irc::outbox::Outbox::answer_later`]) and QUIT are not labelled.
 
 use crate::irc::capabilities::Cap;
 use crate::irc::context::Ctx;
@@ -145,6 +146,7 @@ mod tests {
 mod handler_tests {
     use crate::irc::session::Session;
     use crate::irc::tests::{World, LOCAL};
+    use crate::storage::workers::{Completion, Job};
 
     #[test]
     fn the_senders_echo_is_taken_out_of_the_fan_out_and_labelled() {
@@ -160,9 +162,9 @@ mod handler_tests {
         w.line(&mut a, "@label=L1 PRIVMSG #r :hi");
         assert_eq!(
             w.state.out().lines_for(2),
-            [":alice!alice@huddle PRIVMSG #r hi"]
+            [":alice!~u@huddle PRIVMSG #r hi"]
         );
-        assert_eq!(w.take(1), ["@label=L1 :alice!alice@huddle PRIVMSG #r hi"]);
+        assert_eq!(w.take(1), ["@label=L1 :alice!~u@huddle PRIVMSG #r hi"]);
         w.line(&mut a, "@label=L2 AWAY");
         assert_eq!(
             w.take(1),
@@ -170,5 +172,38 @@ mod handler_tests {
         );
         w.line(&mut a, "@label=L3 MONITOR - x");
         assert_eq!(w.take(1), ["@label=L3 :srv ACK"]);
+    }
+
+    #[test]
+    fn a_change_announced_after_a_save_gets_no_ack_and_no_label() {
+        let mut w = World::new();
+        let mut a = Session::new(1, 1, LOCAL);
+        w.line(&mut a, "CAP REQ :labeled-response");
+        w.line(&mut a, "CAP END");
+        w.log_in(&mut a, "alice");
+        w.line(&mut a, "JOIN #r");
+        w.take_jobs();
+        w.take(1);
+        // alice founded #r, so it is registered: the change waits for the save.
+        w.line(&mut a, "@label=L1 MODE #r +m");
+        assert_eq!(w.take(1), Vec::<String>::new());
+        let jobs = w.take_jobs();
+        let [Job::SaveRoom { origin, ack, .. }] = &jobs[..] else {
+            panic!("expected one save, got {jobs:?}");
+        };
+        let done = Completion::RoomSaved {
+            origin: *origin,
+            result: Ok(()),
+            ack: ack.clone(),
+        };
+        w.complete(&mut a, done);
+        assert_eq!(w.take(1), [":alice!~u@huddle MODE #r +m"]);
+        // A labelled query is answered at once.
+        w.line(&mut a, "@label=L2 MODE #r");
+        let got = w.take(1);
+        assert!(
+            got[0].starts_with("@label=L2 ") || got[0].contains("label=L2;"),
+            "{got:?}"
+        );
     }
 }

@@ -1,9 +1,8 @@
 //! IRC handling: dispatch of each line, the handler context every handler shares,
 //! registration (CAP, SASL, REGISTER, NICK/USER), the welcome burst, the commands of
-//! logged-in users (messages within the 512-byte line, TAGMSG, nick changes, AWAY/SETNAME,
-//! MONITOR, WHOWAS, the server's own queries), queries, history replay, the direct-message
-//! peer directory, capabilities (labeled-response among them), and the outbox of effects a
-//! handler produces.
+//! logged-in users, queries, rooms (modes, moderation, registration), server operators,
+//! history replay, the direct-message peer directory, capabilities, and the outbox of
+//! effects a handler produces.
 //!
 //! Never touches a socket: handlers take state and a parsed message and queue what is to be
 //! sent to whom; `net/` applies the queued effects through [`context::Deliver`]. Depends on
@@ -19,11 +18,13 @@ pub mod labels;
 pub mod line_limit;
 pub mod monitor;
 pub mod nick_change;
+pub mod operators;
 pub mod outbox;
 pub mod peer_directory;
 pub mod queries;
 pub mod registration;
 pub mod replay;
+pub mod rooms;
 pub mod server_info;
 pub mod session;
 pub mod tagmsg;

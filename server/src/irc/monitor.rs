@@ -80,8 +80,8 @@ fn status(s: &Session, nicks: &[String], ctx: &mut Ctx) {
     let mut online = Vec::new();
     let mut offline = Vec::new();
     for nick in nicks {
-        match ctx.chat.find_nick(nick).and_then(|id| ctx.chat.nick_of(id)) {
-            Some(spelled) => online.push(prefix(spelled)),
+        match ctx.chat.find_nick(nick).and_then(|id| ctx.chat.user(id)) {
+            Some(user) => online.push(prefix(&user.nick, &user.ident)),
             None => offline.push(nick.clone()),
         }
     }
@@ -93,10 +93,9 @@ fn status(s: &Session, nicks: &[String], ctx: &mut Ctx) {
     }
 }
 
-/// Tells whoever monitors `nick` that it came online (it is online now).
-pub fn came_online(nick: &str, ctx: &mut Ctx) {
-    let mask = prefix(nick);
-    notify(nick, RPL_MONONLINE, &mask, ctx);
+/// Tells whoever monitors `s`'s nick that it came online (it is online now).
+pub fn came_online(s: &Session, ctx: &mut Ctx) {
+    notify(s.target(), RPL_MONONLINE, &s.source(), ctx);
 }
 
 /// Tells whoever monitors `nick` that it went offline.
@@ -130,7 +129,7 @@ mod tests {
         w.line(&mut a, "MONITOR + bob,bob,BOB");
         assert_eq!(w.take(1), [":srv 731 alice bob"]);
         w.log_in(&mut b, "bob");
-        assert_eq!(w.take(1), [":srv 730 alice bob!bob@huddle"]);
+        assert_eq!(w.take(1), [":srv 730 alice bob!~u@huddle"]);
         crate::irc::dispatch::disconnect(
             &mut b,
             "Quit",

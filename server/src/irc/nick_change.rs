@@ -49,7 +49,7 @@ pub(super) fn rename(s: &mut Session, new: &str, ctx: &mut Ctx) {
         Err(RenameError::NotOnline) => return,
     };
     s.nick = Some(new.to_string());
-    let line = Message::new("NICK", [new]).with_source(prefix(&old));
+    let line = Message::new("NICK", [new]).with_source(prefix(&old, &s.ident));
     let mut to = ctx.chat.room_mates(s.id);
     to.push(s.id);
     let to = with_caps(ctx, &to);
@@ -57,7 +57,7 @@ pub(super) fn rename(s: &mut Session, new: &str, ctx: &mut Ctx) {
     ctx.out.deliver(to, &line, &stamp);
     if !old.eq_ignore_ascii_case(new) {
         crate::irc::monitor::went_offline(&old, ctx);
-        crate::irc::monitor::came_online(new, ctx);
+        crate::irc::monitor::came_online(s, ctx);
     }
 }
 
@@ -93,7 +93,7 @@ mod tests {
         w.complete(&mut g, done(*origin, nick, false));
         w.take(2);
         w.line(&mut g, "NICK GUS");
-        assert_eq!(w.take(2), [":gus!gus@huddle NICK GUS"]);
+        assert_eq!(w.take(2), [":gus!~g@huddle NICK GUS"]);
         w.line(&mut g, "NICK bob");
         let jobs = w.take_jobs();
         let [Job::CheckNick { origin, nick }] = &jobs[..] else {
@@ -111,7 +111,7 @@ mod tests {
             panic!("{jobs:?}");
         };
         w.complete(&mut g, done(*origin, nick, false));
-        assert_eq!(w.take(2), [":GUS!GUS@huddle NICK gary"]);
+        assert_eq!(w.take(2), [":GUS!~g@huddle NICK gary"]);
         assert_eq!(g.target(), "gary");
     }
 }

@@ -110,6 +110,11 @@ pub struct Outbox {
     /// Where a fan-out line is written before it is shared (reused: one allocation per
     /// line, the shared one, instead of two).
     line_buf: String,
+    /// An operator asked the server to read its files again (REHASH).
+    rehash: bool,
+    /// The command being handled is answered once a worker finishes (see
+    /// [`Outbox::answer_later`]).
+    answered_later: bool,
 }
 
 /// A message [`Outbox::deliver`] just queued, and the buffer it was serialised in.
@@ -222,6 +227,27 @@ impl Outbox {
     /// Queues `effects` after those queued so far.
     pub fn extend(&mut self, effects: Vec<Effect>) {
         self.effects.extend(effects);
+    }
+
+    /// Asks the event loop to read the server's files again, as on SIGHUP.
+    pub fn request_rehash(&mut self) {
+        self.rehash = true;
+    }
+
+    /// Whether a rehash was asked for since the last call.
+    pub fn take_rehash(&mut self) -> bool {
+        std::mem::take(&mut self.rehash)
+    }
+
+    /// Notes that the command being handled is answered later, when a job handed to a
+    /// worker finishes (a labelled command's response is then not what is queued now).
+    pub fn answer_later(&mut self) {
+        self.answered_later = true;
+    }
+
+    /// Whether [`Outbox::answer_later`] was called since the last call.
+    pub fn take_answer_later(&mut self) -> bool {
+        std::mem::take(&mut self.answered_later)
     }
 
     #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Read-only queries stock IRC clients send: WHO, WHOIS, USERHOST, ISON, LIST, MODE.
-//!
-//! Huddle has no operators and no settable modes; MODE queries get a sensible answer and
-//! attempts to change modes a clear refusal.
+//! Secret rooms and the members of private rooms stay hidden from non-members (see
+//! [`crate::irc::rooms::visibility`]).
 
 use crate::irc::context::{reply, Ctx, HOST_CLOAK};
 use crate::irc::session::Session;
@@ -9,9 +8,12 @@ use crate::state::chat::{ClientId, User};
 use huddle_protocol::numeric::*;
 use huddle_protocol::Message;
 
-fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &(String, String, bool, bool)) {
-    let (nick, realname, away, _guest) = user;
-    let flags = if *away { "G" } else { "H" };
+/// Nick, ident, realname, away, status prefix in the room asked about.
+type WhoRow = (String, String, String, bool, &'static str);
+
+fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &WhoRow) {
+    let (nick, ident, realname, away, status) = user;
+    let flags = format!("{}{status}", if *away { "G" } else { "H" });
     let server = &ctx.info.name;
     let real = format!("0 {realname}");
     reply(
@@ -20,44 +22,96 @@ fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &(String, String, bool
         RPL_WHOREPLY,
         [
             room,
-            nick.as_str(),
+            ident.as_str(),
             HOST_CLOAK,
             server.as_str(),
             nick.as_str(),
-            flags,
+            flags.as_str(),
             real.as_str(),
         ],
     );
 }
 
-fn summary(u: &User) -> (String, String, bool, bool) {
+fn summary(u: &User) -> WhoRow {
     (
         u.nick.clone(),
+        u.ident.clone(),
         u.realname.clone(),
         u.away.is_some(),
-        u.account.is_none(),
+        "",
     )
 }
 
-/// `WHO #room` lists its members; `WHO nick` that user; `WHO` / `WHO *` everyone online.
+/// Whether `asker` may see user `id` in a list of users (WHO with a mask, NAMES without a
+/// room): itself, users without `+i`, and users it shares a room with.
+pub fn user_visible(ctx: &Ctx, asker: ClientId, id: ClientId) -> bool {
+    let Some(user) = ctx.chat.user(id) else {
+        return false;
+    };
+    if id == asker || !user.invisible {
+        return true;
+    }
+    let mine = ctx
+        .chat
+        .user(asker)
+        .map(|u| u.rooms.as_slice())
+        .unwrap_or_default();
+    user.rooms.iter().any(|r| mine.contains(r))
+}
+
+/// Whether WHO's `mask` (folded) matches user `u`: its nick, `nick!ident@host` or real
+/// name.
+fn who_matches(mask: &str, u: &User) -> bool {
+    use crate::state::room_modes::glob;
+    let hostmask = crate::irc::context::prefix(&u.nick, &u.ident).to_ascii_lowercase();
+    glob(mask, &u.nick.to_ascii_lowercase())
+        || glob(mask, &hostmask)
+        || glob(mask, &u.realname.to_ascii_lowercase())
+}
+
+/// `WHO #room` lists its members (if the asker may see them); `WHO nick` that user;
+/// `WHO`, `WHO *` or `WHO <mask>` the users matching (nick, `nick!ident@host` or real
+/// name, with `*` and `?`) that the asker may see (see [`user_visible`]).
 pub fn who(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let mask = msg.param(0).filter(|m| !m.is_empty()).unwrap_or("*");
-    let mut rows: Vec<(String, (String, String, bool, bool))> = Vec::new();
+    let viewer = crate::irc::rooms::visibility::Viewer::of(ctx, s.id);
+    let mut rows: Vec<(String, WhoRow)> = Vec::new();
     if mask.starts_with('#') {
-        if let Some(room) = ctx.chat.room(mask) {
+        let multi = ctx
+            .chat
+            .caps_of(s.id)
+            .has(crate::irc::capabilities::Cap::MultiPrefix);
+        let room = ctx
+            .chat
+            .room(mask)
+            .filter(|r| crate::irc::rooms::visibility::members_shown(r, viewer));
+        if let Some(room) = room {
             let spelled = room.name.clone();
-            for id in room.members.clone() {
+            for &id in &room.members {
                 if let Some(u) = ctx.chat.user(id) {
-                    rows.push((spelled.clone(), summary(u)));
+                    let mut row = summary(u);
+                    row.4 = crate::irc::rooms::visibility::prefix_of(room, id, multi);
+                    rows.push((spelled.clone(), row));
                 }
             }
         }
-    } else if mask == "*" || mask == "0" {
-        let mut all: Vec<_> = ctx.chat.users().map(|(_, u)| summary(u)).collect();
+    } else if let Some(u) = ctx.chat.find_nick(mask).and_then(|id| ctx.chat.user(id)) {
+        // An exact nick is answered whatever the user's modes.
+        rows.push(("*".to_string(), summary(u)));
+    } else {
+        let folded = if mask == "0" {
+            "*".to_string()
+        } else {
+            mask.to_ascii_lowercase()
+        };
+        let mut all: Vec<_> = ctx
+            .chat
+            .users()
+            .filter(|(id, u)| user_visible(ctx, s.id, *id) && who_matches(&folded, u))
+            .map(|(_, u)| summary(u))
+            .collect();
         all.sort_by_key(|r| r.0.to_ascii_lowercase());
         rows.extend(all.into_iter().map(|r| ("*".to_string(), r)));
-    } else if let Some(u) = ctx.chat.find_nick(mask).and_then(|id| ctx.chat.user(id)) {
-        rows.push(("*".to_string(), summary(u)));
     }
     for (room, row) in &rows {
         who_line(s, ctx, room, row);
@@ -84,16 +138,27 @@ pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let Some(u) = ctx.chat.user(id) else {
         return;
     };
-    let (spelled, realname, away, account) = (
+    let (spelled, ident, realname, away, account) = (
         u.nick.clone(),
+        u.ident.clone(),
         u.realname.clone(),
         u.away.clone(),
         u.account.clone(),
     );
+    let multi = ctx
+        .chat
+        .caps_of(s.id)
+        .has(crate::irc::capabilities::Cap::MultiPrefix);
+    let viewer = crate::irc::rooms::visibility::Viewer::of(ctx, s.id);
     let rooms: Vec<String> = u
         .rooms
         .iter()
-        .filter_map(|r| ctx.chat.room(r).map(|room| room.name.clone()))
+        .filter_map(|r| ctx.chat.room(r))
+        .filter(|room| crate::irc::rooms::visibility::room_listed(room, viewer))
+        .map(|room| {
+            let status = crate::irc::rooms::visibility::prefix_of(room, id, multi);
+            format!("{status}{}", room.name)
+        })
         .collect();
     let signon = crate::clock::unix_millis(u.signon) / 1000;
     let server = &ctx.info.name;
@@ -102,7 +167,7 @@ pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
         s,
         ctx,
         RPL_WHOISUSER,
-        [nick, nick, HOST_CLOAK, "*", realname.as_str()],
+        [nick, ident.as_str(), HOST_CLOAK, "*", realname.as_str()],
     );
     if !rooms.is_empty() {
         reply(s, ctx, RPL_WHOISCHANNELS, [nick, rooms.join(" ").as_str()]);
@@ -124,6 +189,9 @@ pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
     }
     if let Some(text) = &away {
         reply(s, ctx, RPL_AWAY, [nick, text.as_str()]);
+    }
+    if crate::irc::operators::oper_of(ctx, id).is_some() {
+        reply(s, ctx, "313", [nick, "is an IRC operator"]);
     }
     let signon = signon.to_string();
     reply(
@@ -157,7 +225,7 @@ pub fn userhost(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let parts: Vec<String> = online_users(ctx, &nicks)
         .map(|u| {
             let away = if u.away.is_some() { '-' } else { '+' };
-            format!("{}={away}{}@{HOST_CLOAK}", u.nick, u.nick)
+            format!("{}={away}{}@{HOST_CLOAK}", u.nick, u.ident)
         })
         .collect();
     reply(s, ctx, RPL_USERHOST, [parts.join(" ").as_str()]);
@@ -186,20 +254,19 @@ pub fn ison(s: &Session, msg: &Message, ctx: &mut Ctx) {
     reply(s, ctx, RPL_ISON, [online.join(" ").as_str()]);
 }
 
-/// `LIST` every room (or the comma-separated ones asked for).
+/// `LIST` the rooms the asker may know of; `LIST <terms>` with comma-separated terms:
+/// `>n` (more than n users), `<n` (fewer than n), and room names or `*`/`?` masks.
 pub fn list(s: &Session, msg: &Message, ctx: &mut Ctx) {
-    let wanted: Option<Vec<String>> = msg
+    let filter = msg
         .param(0)
-        .filter(|p| p.starts_with('#'))
-        .map(|p| p.split(',').map(crate::state::chat::fold).collect());
+        .map(crate::irc::rooms::listing::Filter::parse)
+        .unwrap_or_default();
+    let viewer = crate::irc::rooms::visibility::Viewer::of(ctx, s.id);
     let mut rows: Vec<(String, usize, String)> = ctx
         .chat
         .rooms()
-        .filter(|r| {
-            wanted
-                .as_ref()
-                .is_none_or(|w| w.contains(&crate::state::chat::fold(&r.name)))
-        })
+        .filter(|r| crate::irc::rooms::visibility::room_listed(r, viewer))
+        .filter(|r| filter.admits(&r.name, r.members.len()))
         .map(|r| {
             let topic = r.topic.as_ref().map_or(String::new(), |t| t.text.clone());
             (r.name.clone(), r.members.len(), topic)
@@ -219,8 +286,8 @@ pub fn list(s: &Session, msg: &Message, ctx: &mut Ctx) {
     reply(s, ctx, RPL_LISTEND, ["End of /LIST"]);
 }
 
-/// `MODE #room` -> `324 +n`; `MODE #room b` -> empty ban list; `MODE me` -> `221 +i`; changing
-/// modes is refused clearly.
+/// `MODE #room ...` is the room's (see [`crate::irc::rooms::modes`]); `MODE me` -> `221 +i`;
+/// other user modes are refused clearly.
 pub fn mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let Some(target) = msg.param(0).filter(|t| !t.is_empty()) else {
         reply(
@@ -233,47 +300,7 @@ pub fn mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
     };
     let change = msg.param(1);
     if target.starts_with('#') {
-        let Some(room) = ctx.chat.room(target) else {
-            reply(s, ctx, ERR_NOSUCHCHANNEL, [target, "No such room"]);
-            return;
-        };
-        let spelled = room.name.clone();
-        let created = (crate::clock::unix_millis(room.created) / 1000).to_string();
-        match change {
-            None => {
-                reply(s, ctx, RPL_CHANNELMODEIS, [spelled.as_str(), "+n"]);
-                reply(s, ctx, "329", [spelled.as_str(), created.as_str()]);
-            }
-            Some(m) if m.trim_start_matches('+') == "b" => {
-                reply(s, ctx, "368", [spelled.as_str(), "End of channel ban list"]);
-            }
-            Some(m) if m.trim_start_matches('+') == "e" => {
-                reply(
-                    s,
-                    ctx,
-                    "349",
-                    [spelled.as_str(), "End of channel exception list"],
-                );
-            }
-            Some(m) if m.trim_start_matches('+') == "I" => {
-                reply(
-                    s,
-                    ctx,
-                    "347",
-                    [spelled.as_str(), "End of channel invite list"],
-                );
-            }
-            Some(_) => reply(
-                s,
-                ctx,
-                "482",
-                [
-                    spelled.as_str(),
-                    "Huddle rooms have no operators or settable modes",
-                ],
-            ),
-        }
-        return;
+        return crate::irc::rooms::modes::room_mode(s, msg, ctx);
     }
     if !target.eq_ignore_ascii_case(s.target()) {
         let text = if ctx.chat.find_nick(target).is_some() {
@@ -293,10 +320,29 @@ pub fn mode(s: &Session, msg: &Message, ctx: &mut Ctx) {
         }
         return;
     }
+    let invisible = ctx.chat.user(s.id).is_some_and(|u| u.invisible);
     match change {
-        None => reply(s, ctx, RPL_UMODEIS, ["+i"]),
-        // Clients set +i on connect; it is already the case.
-        Some(m) if m.chars().all(|c| matches!(c, '+' | '-' | 'i')) => {}
+        None => reply(s, ctx, RPL_UMODEIS, [if invisible { "+i" } else { "+" }]),
+        Some(m) if m.chars().all(|c| matches!(c, '+' | '-' | 'i')) => {
+            // The last sign before an `i` wins; users start without `+i`.
+            let mut sign = true;
+            let mut wanted = invisible;
+            for c in m.chars() {
+                match c {
+                    '+' => sign = true,
+                    '-' => sign = false,
+                    _ => wanted = sign,
+                }
+            }
+            if wanted != invisible {
+                if let Some(u) = ctx.chat.user_mut(s.id) {
+                    u.invisible = wanted;
+                }
+                let change = if wanted { "+i" } else { "-i" };
+                let line = Message::new("MODE", [s.target(), change]).with_source(s.source());
+                ctx.out.send(s.id, &line);
+            }
+        }
         Some(_) => reply(s, ctx, ERR_UMODEUNKNOWNFLAG, ["Unknown MODE flag"]),
     }
 }

@@ -30,18 +30,23 @@ pub(super) fn nick(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     }
 }
 
-/// `USER` before registration: only the real name is kept.
+/// `USER <username> 0 * :<realname>` before registration: the user name (shown as the
+/// ident) and the real name are kept. An empty or unusable user name, or an empty real
+/// name, is answered with 461 (as the Modern IRC documents allow).
 pub(super) fn user(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
-    if msg.params.len() < 4 {
-        reply(
+    let ident = msg.param(0).and_then(crate::irc::session::ident_of);
+    match (ident, msg.param(3).filter(|r| !r.is_empty())) {
+        (Some(ident), Some(realname)) if msg.params.len() >= 4 => {
+            s.ident = ident;
+            s.realname = Some(realname.chars().take(64).collect());
+            try_complete(s, ctx);
+        }
+        _ => reply(
             s,
             ctx,
             ERR_NEEDMOREPARAMS,
             ["USER", "Not enough parameters"],
-        );
-    } else {
-        s.realname = Some(msg.params[3].chars().take(64).collect());
-        try_complete(s, ctx);
+        ),
     }
 }
 
@@ -369,6 +374,8 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
                 ),
             }
         }
+        // Routed elsewhere by `dispatch::completed`.
+        Completion::RoomSaved { .. } | Completion::Opered { .. } => {}
     }
 }
 
@@ -409,6 +416,7 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
     let new_user = NewUser {
         account: Some(account.clone()),
         realname: s.realname.clone().unwrap_or_default(),
+        ident: s.ident.clone(),
     };
     if let Err(holder) = ctx.chat.add_user(s.id, &account, new_user.clone()) {
         // The nick is online already (the same account elsewhere, or a guest that took the
@@ -417,8 +425,13 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
             Some(true) => "Nick reclaimed by its registered account",
             _ => "Logged in from another connection",
         };
+        let ident = ctx
+            .chat
+            .user(holder)
+            .map(|u| u.ident.clone())
+            .unwrap_or_default();
         if let Some((nick, peers)) = ctx.chat.remove_user(holder) {
-            let quit = Message::new("QUIT", [reason]).with_source(prefix(&nick));
+            let quit = Message::new("QUIT", [reason]).with_source(prefix(&nick, &ident));
             ctx.out.broadcast(peers, &quit);
             crate::irc::monitor::went_offline(&nick, ctx);
         }
@@ -488,6 +501,7 @@ fn finish_guest(s: &mut Session, nick: &str, registered: bool, ctx: &mut Ctx) {
     let new_user = NewUser {
         account: None,
         realname: s.realname.clone().unwrap_or_default(),
+        ident: s.ident.clone(),
     };
     if ctx.chat.add_user(s.id, nick, new_user).is_err() {
         refuse_guest_nick(s, ctx, nick, "Nickname is already in use");

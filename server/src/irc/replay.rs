@@ -15,9 +15,23 @@ use huddle_protocol::{Message, Tag};
 /// Replays the recent history of `room` (as spelled) to a user who just joined it.
 pub fn on_join(s: &Session, room: &str, ctx: &mut Ctx) {
     let entries = ctx.history.latest(&fold(room), JOIN_REPLAY);
+    let entries = since_creation(ctx, room, entries);
     if !entries.is_empty() {
         send_entries(s, room, &entries, ctx);
     }
+}
+
+/// Only what was said in this room since it was created: a room that vanished when empty
+/// and was made again by someone else does not show what its earlier members said.
+fn since_creation(ctx: &Ctx, room: &str, mut entries: Vec<Entry>) -> Vec<Entry> {
+    if let Some(created) = ctx
+        .chat
+        .room(room)
+        .map(|r| crate::clock::unix_millis(r.created))
+    {
+        entries.retain(|e| e.time_ms >= created);
+    }
+    entries
 }
 
 fn send_entries(s: &Session, room: &str, entries: &[Entry], ctx: &mut Ctx) {
@@ -139,5 +153,6 @@ pub fn chathistory(s: &Session, msg: &Message, ctx: &mut Ctx) {
             }
         }
     };
+    let entries = since_creation(ctx, &spelled, entries);
     send_entries(s, &spelled, &entries, ctx);
 }

@@ -28,9 +28,13 @@ pub struct Session {
     /// The nick once registered (the account name, or the guest's chosen nick).
     pub(super) nick: Option<String>,
     pub(super) realname: Option<String>,
+    /// `~` and the user name `USER` gave (see [`ident_of`]).
+    pub(super) ident: String,
     /// A guest's nick is being checked against registered accounts.
     pub(super) nick_check_in_flight: bool,
     pub(super) register_in_flight: bool,
+    /// An OPER password is being checked.
+    pub(crate) oper_in_flight: bool,
 }
 
 impl Session {
@@ -46,8 +50,10 @@ impl Session {
             nick_given: None,
             nick: None,
             realname: None,
+            ident: String::new(),
             nick_check_in_flight: false,
             register_in_flight: false,
+            oper_in_flight: false,
         }
     }
 
@@ -75,8 +81,44 @@ impl Session {
         }
     }
 
+    /// `nick!ident@host` of this (registered) user.
+    pub fn source(&self) -> String {
+        crate::irc::context::prefix(self.target(), &self.ident)
+    }
+
     /// Registered without an account.
     pub fn is_guest(&self) -> bool {
         self.registered && self.account.is_none()
+    }
+}
+
+/// Longest user name kept from `USER` (`USERLEN`).
+pub const USERLEN: usize = 10;
+
+/// The ident shown for user name `username`: `~` (unverified, as servers without an ident
+/// lookup show it) and the name's letters, digits, `-`, `_` and `.`, at most [`USERLEN`];
+/// `None` if nothing usable is left.
+pub fn ident_of(username: &str) -> Option<String> {
+    let kept: String = username
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        .take(USERLEN)
+        .collect();
+    (!kept.is_empty()).then(|| format!("~{kept}"))
+}
+
+#[cfg(test)]
+mod ident_tests {
+    use super::ident_of;
+
+    #[test]
+    fn idents() {
+        assert_eq!(ident_of("alice").as_deref(), Some("~alice"));
+        assert_eq!(ident_of("a!b@c d").as_deref(), Some("~abcd"));
+        assert_eq!(
+            ident_of("averyverylongname").as_deref(),
+            Some("~averyveryl")
+        );
+        assert_eq!(ident_of("!!"), None);
     }
 }

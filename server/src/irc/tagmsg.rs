@@ -4,7 +4,7 @@
 
 use crate::irc::capabilities::Cap;
 use crate::irc::commands::{distinct_targets, stamp, with_caps};
-use crate::irc::context::{prefix, reply, Ctx};
+use crate::irc::context::{reply, Ctx};
 use crate::irc::session::Session;
 use crate::state::chat::ClientId;
 use huddle_protocol::numeric::*;
@@ -38,7 +38,7 @@ pub fn tagmsg(s: &Session, msg: &Message, ctx: &mut Ctx) {
         }
         let line = Message {
             tags: tags.clone(),
-            source: Some(prefix(s.target())),
+            source: Some(s.source()),
             command: "TAGMSG".to_string(),
             params: vec![spelled],
         };

@@ -50,6 +50,7 @@ impl World {
             motd: None,
             admin_name: None,
             admin_email: None,
+            opers: Vec::new(),
         };
         World {
             state: HandlerState::new(info, History::in_memory(10), Guards::permissive()),
@@ -142,14 +143,11 @@ fn one_privmsg_to_several_targets_reaches_each_with_the_same_text() {
     assert_eq!(
         to_bob,
         vec![
-            ":alice!alice@huddle PRIVMSG #r :hi  there",
-            ":alice!alice@huddle PRIVMSG bob :hi  there"
+            ":alice!~u@huddle PRIVMSG #r :hi  there",
+            ":alice!~u@huddle PRIVMSG bob :hi  there"
         ]
     );
-    assert_eq!(
-        to_carol,
-        vec![":alice!alice@huddle PRIVMSG carol :hi  there"]
-    );
+    assert_eq!(to_carol, vec![":alice!~u@huddle PRIVMSG carol :hi  there"]);
     assert_eq!(to_alice, vec![":srv 403 alice #nope :No such room"]);
     w.take(1);
     // Too few parameters: the right error, nothing relayed.
@@ -410,7 +408,7 @@ fn second_login_takes_over() {
     assert!(w.out_has_close(3));
     assert!(w
         .take(1)
-        .contains(&":bob!bob@huddle QUIT :Logged in from another connection".to_string()));
+        .contains(&":bob!~u@huddle QUIT :Logged in from another connection".to_string()));
     assert_eq!(w.state.chat().find_nick("bob"), Some(2));
 }
 

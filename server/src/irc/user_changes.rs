@@ -4,7 +4,7 @@
 
 use crate::irc::capabilities::Cap;
 use crate::irc::commands::{stamp, with_caps};
-use crate::irc::context::{prefix, reply, send_raw, Ctx};
+use crate::irc::context::{reply, send_raw, Ctx};
 use crate::irc::line_limit::truncate_last_to_fit;
 use crate::irc::session::Session;
 use crate::limits::{MAX_AWAY_LEN, MAX_REALNAME_LEN};
@@ -20,7 +20,7 @@ pub fn away(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         .filter(|t| !t.is_empty())
         .map(|t| t.chars().take(MAX_AWAY_LEN).collect::<String>());
     // The AWAY line room mates get stays within 512 bytes: the text kept is what fits it.
-    let line = away_line(s.target(), text.as_deref());
+    let line = away_line(s.source(), text.as_deref());
     let text = line.params.first().cloned();
     let back = text.is_none();
     if let Some(user) = ctx.chat.user_mut(s.id) {
@@ -41,8 +41,8 @@ pub fn away(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
 }
 
 /// `:nick!user@host AWAY [:text]`, the text cut to fit 512 bytes.
-fn away_line(nick: &str, text: Option<&str>) -> Message {
-    let mut line = Message::new("AWAY", text).with_source(prefix(nick));
+fn away_line(source: String, text: Option<&str>) -> Message {
+    let mut line = Message::new("AWAY", text).with_source(source);
     truncate_last_to_fit(&mut line);
     line
 }
@@ -54,7 +54,7 @@ pub fn away_on_join(s: &Session, members: &[ClientId], ctx: &mut Ctx) {
         return;
     };
     let others: Vec<ClientId> = members.iter().copied().filter(|&m| m != s.id).collect();
-    let line = away_line(s.target(), Some(&text));
+    let line = away_line(s.source(), Some(&text));
     tell(s, &others, Cap::AwayNotify, &line, ctx);
 }
 
@@ -83,7 +83,7 @@ pub fn setname(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     if let Some(user) = ctx.chat.user_mut(s.id) {
         user.realname = name.to_string();
     }
-    let line = Message::new("SETNAME", [name]).with_source(prefix(s.target()));
+    let line = Message::new("SETNAME", [name]).with_source(s.source());
     let mut to = ctx.chat.room_mates(s.id);
     to.push(s.id);
     tell(s, &to, Cap::Setname, &line, ctx);
@@ -104,18 +104,19 @@ fn tell(s: &Session, ids: &[ClientId], cap: Cap, line: &Message, ctx: &mut Ctx) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::irc::context::prefix;
     use crate::irc::line_limit::untagged_len;
 
     #[test]
     fn a_long_away_text_is_cut_to_fit_the_line() {
         let text = "\u{1f600}".repeat(MAX_AWAY_LEN); // 800 bytes in 200 characters
-        let line = away_line("someone", Some(&text));
+        let line = away_line(prefix("someone", "~someone"), Some(&text));
         assert!(
             (509..=512).contains(&untagged_len(&line)),
             "{}",
             untagged_len(&line)
         );
         assert!(line.params[0].chars().all(|c| c == '\u{1f600}'));
-        assert_eq!(away_line("x", None).params.len(), 0);
+        assert_eq!(away_line(prefix("x", "~x"), None).params.len(), 0);
     }
 }

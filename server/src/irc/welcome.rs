@@ -9,7 +9,7 @@ use huddle_protocol::numeric::*;
 
 /// The `005` tokens.
 pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
-    vec![
+    let mut tokens = vec![
         "CASEMAPPING=ascii".to_string(),
         "CHANTYPES=#".to_string(),
         format!("CHANNELLEN={}", crate::limits::MAX_ROOM_NAME),
@@ -23,10 +23,12 @@ pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
         format!("CHATHISTORY={}", crate::limits::CHATHISTORY_MAX),
         format!("MONITOR={}", crate::limits::MONITOR_LIMIT),
         "PEERADDR".to_string(),
-        "PREFIX=".to_string(),
+        "PREFIX=(ov)@+".to_string(),
         format!("TOPICLEN={MAX_TOPIC_LEN}"),
-        format!("TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},NAMES:{MAX_TARGETS}"),
-    ]
+        format!("TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},NAMES:{MAX_TARGETS},KICK:{MAX_TARGETS}"),
+    ];
+    tokens.extend(crate::irc::rooms::modes::isupport_tokens());
+    tokens
 }
 
 pub(super) fn welcome(s: &Session, ctx: &mut Ctx) {
@@ -51,11 +53,16 @@ pub(super) fn welcome(s: &Session, ctx: &mut Ctx) {
         RPL_CREATED,
         [format!("This server was created {}", info.created).as_str()],
     );
-    reply(s, ctx, RPL_MYINFO, [info.name.as_str(), &version, "i", "n"]);
+    reply(
+        s,
+        ctx,
+        RPL_MYINFO,
+        [info.name.as_str(), &version, "i", "beIiklmnostv", "beIklov"],
+    );
     send_isupport(s, ctx);
     crate::irc::server_info::lusers(s, ctx);
     send_motd(s, ctx);
-    crate::irc::monitor::came_online(s.target(), ctx);
+    crate::irc::monitor::came_online(s, ctx);
 }
 
 /// The `005` lines (after 004, and after `351` for VERSION).

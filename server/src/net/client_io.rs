@@ -187,6 +187,11 @@ impl Server {
                 .is_some_and(|c| c.session.generation == origin.generation);
             if same {
                 self.handle(origin.slot, Input::Done(done));
+            } else if let Completion::RoomSaved { .. } = done {
+                // The room still hears of a change whose author has left.
+                let mut ctx = self.state.ctx(self.storage.jobs());
+                crate::irc::rooms::persist::saved(None, done, &mut ctx);
+                self.apply_effects();
             }
             // Otherwise that client is gone; the result (if a registration) is on disk anyway.
         }

@@ -71,7 +71,7 @@ impl Server {
             if self.control.shutdown.load(Ordering::SeqCst) || self.control.fatal.is_some() {
                 break;
             }
-            if self.control.reload.swap(false, Ordering::SeqCst) {
+            if self.control.reload.swap(false, Ordering::SeqCst) | self.state.take_rehash() {
                 self.request_reload();
             }
             self.process_paced();
@@ -131,6 +131,14 @@ impl Server {
         match reloaded.motd {
             Some(Ok(lines)) => self.state.info_mut().motd = Some(lines),
             Some(Err(e)) => log::error!("MOTD reload failed, keeping the old one: {e}"),
+            None => {}
+        }
+        match reloaded.opers {
+            Some(Ok(opers)) => {
+                log::info!("reloaded operators: {} listed", opers.len());
+                self.state.info_mut().opers = opers;
+            }
+            Some(Err(e)) => log::error!("operators file reload failed, keeping the old list: {e}"),
             None => {}
         }
     }
@@ -270,6 +278,8 @@ impl Storage {
             Completion::NickChecked { registered, .. } => {
                 matches!(registered, Err(why) if storage(why))
             }
+            Completion::RoomSaved { result, .. } => matches!(result, Err(why) if storage(why)),
+            Completion::Opered { .. } => false,
         };
         if !failed {
             self.errors = 0;

@@ -24,6 +24,7 @@ use std::sync::Arc;
 pub enum ServerError {
     DataDir(PathBuf, io::Error),
     Motd(PathBuf, io::Error),
+    Opers(PathBuf, io::Error),
     History(String),
     Store(StoreError),
     Tls(TlsError),
@@ -40,6 +41,9 @@ impl fmt::Display for ServerError {
                 write!(f, "cannot use data directory {}: {e}", p.display())
             }
             ServerError::Motd(p, e) => write!(f, "cannot read MOTD file {}: {e}", p.display()),
+            ServerError::Opers(p, e) => {
+                write!(f, "cannot read operators file {}: {e}", p.display())
+            }
             ServerError::History(e) => write!(f, "{e}"),
             ServerError::Store(e) => write!(f, "{e}"),
             ServerError::Tls(e) => write!(f, "{e}"),

@@ -42,8 +42,19 @@ impl Server {
             Some(path) => Some(read_motd(path).map_err(|e| ServerError::Motd(path.clone(), e))?),
             None => None,
         };
+        let opers = match &config.opers {
+            Some(path) => crate::storage::opers::read_opers(path)
+                .map_err(|e| ServerError::Opers(path.clone(), e))?,
+            None => Vec::new(),
+        };
         let history_tree = store.open_tree("history").map_err(ServerError::Store)?;
         let history = History::open(history_tree, config.history).map_err(ServerError::History)?;
+        let rooms_tree = store
+            .open_tree(crate::storage::rooms::TREE)
+            .map_err(ServerError::Store)?;
+        let rooms = crate::storage::rooms::load_all(&rooms_tree);
+        let highest_revision = crate::storage::rooms::highest_revision(&rooms_tree);
+        log::info!("{} registered rooms", rooms.len());
         let guards = Guards {
             ip: IpLimits::new(config.ip_policy.clone()),
             logins: LoginGuard::new(config.login_failures),
@@ -66,13 +77,16 @@ impl Server {
             motd,
             admin_name: config.admin_name.clone(),
             admin_email: config.admin_email.clone(),
+            opers,
         };
         let registry = poll.registry().try_clone().map_err(ServerError::Io)?;
+        let mut state = HandlerState::new(info, history, guards);
+        crate::irc::rooms::persist::install(&mut state, rooms, highest_revision);
         Ok(Server {
             poll,
             listeners,
             clients: Clients::new(registry, config.max_clients.min(1024)),
-            state: HandlerState::new(info, history, guards),
+            state,
             storage: Storage {
                 workers: Some(workers),
                 completions,

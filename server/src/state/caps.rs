@@ -20,6 +20,9 @@ pub enum Cap {
     Setname,
     StandardReplies,
     LabeledResponse,
+    MultiPrefix,
+    UserhostInNames,
+    InviteNotify,
 }
 
 impl Cap {

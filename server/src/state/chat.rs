@@ -6,6 +6,7 @@
 use crate::limits::MAX_ROOM_NAME;
 use crate::state::caps::CapSet;
 use crate::state::monitor::Monitors;
+use crate::state::room_modes::RoomModes;
 use crate::state::whowas::{Gone, WhoWas};
 use rustc_hash::FxHashMap;
 use std::collections::HashMap;
@@ -21,6 +22,25 @@ pub struct Room {
     pub members: Vec<ClientId>,
     pub topic: Option<Topic>,
     pub created: SystemTime,
+    pub modes: RoomModes,
+}
+
+impl Room {
+    /// An empty room named `name` with the modes of a new room (`+nt`).
+    pub fn new(name: &str, created: SystemTime) -> Room {
+        Room {
+            name: name.to_string(),
+            members: Vec::new(),
+            topic: None,
+            created,
+            modes: RoomModes::fresh(),
+        }
+    }
+
+    /// A registered room stays while empty.
+    pub fn is_registered(&self) -> bool {
+        self.modes.founder.is_some()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +60,16 @@ pub struct User {
     /// The account logged in as; `None` for a guest.
     pub account: Option<String>,
     pub realname: String,
+    /// `~username` from `USER`, shown in `nick!ident@host`.
+    pub ident: String,
+    /// User mode `+i` (off at first; clients may set it): hidden from WHO and NAMES of
+    /// users it shares no room with.
+    pub invisible: bool,
+    /// The server operator name this user identified as with OPER.
+    pub oper: Option<String>,
+    /// Folded rooms holding an invitation for this user (at most [`MAX_INVITED_TO`]), so
+    /// they are forgotten when it goes offline.
+    pub invited_to: Vec<String>,
     pub away: Option<String>,
     pub signon: SystemTime,
 }
@@ -49,6 +79,7 @@ pub struct User {
 pub struct NewUser {
     pub account: Option<String>,
     pub realname: String,
+    pub ident: String,
 }
 
 /// Where a user's client accepts direct TLS connections, and the certificate it will show.
@@ -81,6 +112,9 @@ pub struct Chat {
     pub monitors: Monitors,
     /// The most users online at once since the server started (LUSERS).
     max_online: usize,
+    /// Last revision handed out for saving a registered room (saves may finish out of
+    /// order; the newest revision wins on disk).
+    room_revision: u64,
 }
 
 /// Why [`Chat::rename`] did not rename.
@@ -96,6 +130,9 @@ pub enum PartError {
     NoSuchRoom,
     NotMember,
 }
+
+/// Most rooms a user holds invitations to at once (the oldest is forgotten first).
+pub const MAX_INVITED_TO: usize = 50;
 
 /// ASCII case folding used for nick and room keys.
 pub fn fold(name: &str) -> String {
@@ -211,6 +248,10 @@ impl Chat {
                 endpoint: None,
                 account: new.account,
                 realname: new.realname,
+                ident: new.ident,
+                invisible: false,
+                oper: None,
+                invited_to: Vec::new(),
                 away: None,
                 signon: SystemTime::now(),
             },
@@ -242,12 +283,18 @@ impl Chat {
         self.by_nick.remove(&fold(&user.nick));
         self.monitors.clear(id);
         self.whowas.record(Gone::of(&user));
+        for key in &user.invited_to {
+            if let Some(room) = self.rooms.get_mut(key) {
+                room.modes.invited.retain(|(m, _)| *m != id);
+            }
+        }
         let mut peers = Vec::new();
         for key in &user.rooms {
             if let Some(room) = self.rooms.get_mut(key) {
                 room.members.retain(|&m| m != id);
+                room.modes.forget_member(id);
                 peers.extend(room.members.iter().copied());
-                if room.members.is_empty() {
+                if room.members.is_empty() && !room.is_registered() {
                     self.rooms.remove(key);
                 }
             }
@@ -308,12 +355,10 @@ impl Chat {
             return false;
         }
         user.rooms.push(key.clone());
-        let room = self.rooms.entry(key).or_insert_with(|| Room {
-            name: name.to_string(),
-            members: Vec::new(),
-            topic: None,
-            created: SystemTime::now(),
-        });
+        let room = self
+            .rooms
+            .entry(key)
+            .or_insert_with(|| Room::new(name, SystemTime::now()));
         room.members.push(id);
         true
     }
@@ -327,8 +372,9 @@ impl Chat {
         if room.members.len() == before {
             return Err(PartError::NotMember);
         }
+        room.modes.forget_member(id);
         let spelled = room.name.clone();
-        if room.members.is_empty() {
+        if room.members.is_empty() && !room.is_registered() {
             self.rooms.remove(&key);
         }
         if let Some(user) = self.users.get_mut(&id) {
@@ -337,23 +383,55 @@ impl Chat {
         Ok(spelled)
     }
 
-    /// Nicks of a room's members, in join order.
-    pub fn member_nicks(&self, room: &Room) -> Vec<&str> {
-        room.members
-            .iter()
-            .filter_map(|id| self.nick_of(*id))
-            .collect()
-    }
-
-    /// All online nicks, sorted case-insensitively.
-    pub fn all_nicks(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.users.values().map(|u| u.nick.as_str()).collect();
-        v.sort_by_key(|n| fold(n));
-        v
-    }
-
     pub fn rooms(&self) -> impl Iterator<Item = &Room> {
         self.rooms.values()
+    }
+
+    /// Puts a room read back from storage in place (empty; registered rooms stay so).
+    pub fn install_room(&mut self, room: Room, revision: u64) {
+        self.room_revision = self.room_revision.max(revision);
+        self.rooms.insert(fold(&room.name), room);
+    }
+
+    /// Forgets the room under folded `key` if nobody is in it and it is not registered.
+    pub fn remove_if_unused(&mut self, key: &str) {
+        if self
+            .rooms
+            .get(key)
+            .is_some_and(|r| r.members.is_empty() && !r.is_registered())
+        {
+            self.rooms.remove(key);
+        }
+    }
+
+    /// Records an invitation of online user `id` to the room `name` (see
+    /// [`crate::state::room_modes::RoomModes::invite`]).
+    pub fn invite(&mut self, name: &str, id: ClientId) {
+        let key = fold(name);
+        let (Some(user), Some(room)) = (self.users.get_mut(&id), self.rooms.get_mut(&key)) else {
+            return;
+        };
+        room.modes.invite(id, &user.nick);
+        if !user.invited_to.contains(&key) {
+            if user.invited_to.len() >= MAX_INVITED_TO {
+                let oldest = user.invited_to.remove(0);
+                if let Some(old) = self.rooms.get_mut(&oldest) {
+                    old.modes.invited.retain(|(m, _)| *m != id);
+                }
+            }
+            user.invited_to.push(key);
+        }
+    }
+
+    /// Saves get revisions above `highest` (the highest found on disk).
+    pub fn install_revision(&mut self, highest: u64) {
+        self.room_revision = self.room_revision.max(highest);
+    }
+
+    /// The next revision for saving a room.
+    pub fn next_room_revision(&mut self) -> u64 {
+        self.room_revision += 1;
+        self.room_revision
     }
 }
 
@@ -427,7 +505,7 @@ mod tests {
         assert!(c.join("#lobby", 2));
         let room = c.room("#LOBBY").unwrap();
         assert_eq!(room.name, "#Lobby");
-        assert_eq!(c.member_nicks(room), vec!["a", "b"]);
+        assert_eq!(room.members, vec![1, 2]);
         assert_eq!(c.part("#lobby", 3), Err(PartError::NotMember));
         assert_eq!(c.part("#nope", 1), Err(PartError::NoSuchRoom));
         assert_eq!(c.user(1).unwrap().rooms, vec!["#lobby".to_string()]);
@@ -454,7 +532,19 @@ mod tests {
         assert_eq!(c.remove_user(1), None);
         assert!(c.room("#x").is_some());
         assert_eq!(c.find_nick("a"), None);
-        assert_eq!(c.all_nicks(), vec!["b", "c"]);
+        assert_eq!(c.online(), 2);
+    }
+
+    #[test]
+    fn invitations_go_with_the_user() {
+        let mut c = Chat::new();
+        c.add_user(1, "a", NewUser::default()).unwrap();
+        c.add_user(2, "g", NewUser::default()).unwrap();
+        c.join("#r", 1);
+        c.invite("#r", 2);
+        assert_eq!(c.room("#r").unwrap().modes.invited, [(2, "g".to_string())]);
+        c.remove_user(2);
+        assert!(c.room("#r").unwrap().modes.invited.is_empty());
     }
 
     #[test]

@@ -11,5 +11,6 @@ pub mod chat;
 pub mod history;
 pub mod monitor;
 pub mod msgids;
+pub mod room_modes;
 pub mod stamp;
 pub mod whowas;

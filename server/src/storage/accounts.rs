@@ -216,6 +216,21 @@ impl AccountStore {
         }
     }
 
+    /// Checks a server operator's password against `phc` (from the operator file); without
+    /// one, against the dummy hash, so an unknown operator name costs the same.
+    pub fn check_oper(&self, phc: Option<&str>, password: &str) -> bool {
+        match phc {
+            Some(phc) => check_password(phc, password).unwrap_or_else(|e| {
+                log::error!("an operator's password hash is unusable: {e}");
+                false
+            }),
+            None => {
+                let _ = check_password(&self.dummy_phc, password);
+                false
+            }
+        }
+    }
+
     /// Writes everything pending to disk.
     /// Whether an account with this name (any case) exists.
     pub fn exists(&self, name: &str) -> Result<bool, StoreError> {
@@ -229,6 +244,11 @@ impl AccountStore {
         self.db
             .open_tree(name)
             .map_err(|e| StoreError::Io(e.to_string()))
+    }
+
+    /// The database itself (registered rooms are saved in it, see `storage::rooms`).
+    pub fn database(&self) -> &sled::Db {
+        &self.db
     }
 
     pub fn flush(&self) -> Result<(), StoreError> {
@@ -308,7 +328,7 @@ fn argon2_output(
 }
 
 /// A PHC string (`$argon2id$v=19$m=...`) for `password` with a fresh salt.
-fn hash_password(password: &str) -> Result<String, password_hash::Error> {
+pub fn hash_password(password: &str) -> Result<String, password_hash::Error> {
     let salt = SaltString::generate(&mut OsRng);
     let argon2 = Argon2::default();
     let len = argon2
@@ -328,7 +348,7 @@ fn hash_password(password: &str) -> Result<String, password_hash::Error> {
 
 /// `Ok(false)` for a wrong password, `Err` when the stored hash itself is unusable. Uses the
 /// algorithm, version and parameters the hash was made with.
-fn check_password(phc: &str, password: &str) -> Result<bool, password_hash::Error> {
+pub fn check_password(phc: &str, password: &str) -> Result<bool, password_hash::Error> {
     let parsed = PasswordHash::new(phc)?;
     let algorithm = Algorithm::try_from(parsed.algorithm)?;
     let version = parsed

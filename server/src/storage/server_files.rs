@@ -18,6 +18,7 @@ pub struct ServerFiles {
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     pub motd: Option<PathBuf>,
+    pub opers: Option<PathBuf>,
 }
 
 /// The rustls configuration built from the certificate and key, and the certificate's
@@ -35,6 +36,8 @@ pub struct Reloaded {
     pub tls: Result<LoadedTls, TlsError>,
     /// `None` without a MOTD file.
     pub motd: Option<io::Result<Vec<String>>>,
+    /// `None` without an operators file.
+    pub opers: Option<io::Result<Vec<crate::storage::opers::Oper>>>,
 }
 
 impl ServerFiles {
@@ -44,6 +47,7 @@ impl ServerFiles {
             cert: config.cert.clone(),
             key: config.key.clone(),
             motd: config.motd.clone(),
+            opers: config.opers.clone(),
         }
     }
 
@@ -64,6 +68,7 @@ impl ServerFiles {
         Reloaded {
             tls: self.load_tls(),
             motd: self.motd.as_deref().map(read_motd),
+            opers: self.opers.as_deref().map(crate::storage::opers::read_opers),
         }
     }
 }
@@ -74,6 +79,7 @@ impl Reloaded {
         Reloaded {
             tls: Err(TlsError::Config(why.to_string())),
             motd: None,
+            opers: None,
         }
     }
 }

@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
 use crate::storage::accounts::{AccountStore, LoginError, RegisterError, StoreError};
+use crate::storage::rooms::{RoomAck, RoomRecord};
 use crate::storage::server_files::{Reloaded, ServerFiles};
 
 /// Which connection asked: slab slot plus a generation, since slots are reused.
@@ -35,6 +36,21 @@ pub enum Job {
     },
     /// Is `nick` a registered account name? (guests may not take those)
     CheckNick { origin: Origin, nick: String },
+    /// Check a server operator's password (`phc` is `None` for a name not listed).
+    Oper {
+        origin: Origin,
+        name: String,
+        password: String,
+        phc: Option<String>,
+    },
+    /// Save a registered room (`None`: drop its registration), flush, then acknowledge.
+    SaveRoom {
+        origin: Origin,
+        key: String,
+        revision: u64,
+        record: Option<Box<RoomRecord>>,
+        ack: Box<RoomAck>,
+    },
 }
 
 impl fmt::Debug for Job {
@@ -47,6 +63,8 @@ impl fmt::Debug for Job {
                 origin, account, ..
             } => ("Login", origin, account),
             Job::CheckNick { origin, nick } => ("CheckNick", origin, nick),
+            Job::SaveRoom { origin, key, .. } => ("SaveRoom", origin, key),
+            Job::Oper { origin, name, .. } => ("Oper", origin, name),
         };
         f.debug_struct(kind)
             .field("origin", origin)
@@ -63,7 +81,9 @@ impl Job {
         match self {
             Job::Register { origin, .. }
             | Job::Login { origin, .. }
-            | Job::CheckNick { origin, .. } => *origin,
+            | Job::CheckNick { origin, .. }
+            | Job::SaveRoom { origin, .. }
+            | Job::Oper { origin, .. } => *origin,
         }
     }
 
@@ -89,6 +109,16 @@ impl Job {
                 nick: nick.clone(),
                 registered: Err(why.to_string()),
             },
+            Job::SaveRoom { origin, ack, .. } => Completion::RoomSaved {
+                origin: *origin,
+                result: Err(why.to_string()),
+                ack: ack.clone(),
+            },
+            Job::Oper { origin, name, .. } => Completion::Opered {
+                origin: *origin,
+                name: name.clone(),
+                ok: false,
+            },
         }
     }
 }
@@ -111,6 +141,18 @@ pub enum Completion {
         nick: String,
         registered: Result<bool, String>,
     },
+    /// An OPER password was checked.
+    Opered {
+        origin: Origin,
+        name: String,
+        ok: bool,
+    },
+    /// A registered room was saved and flushed (or not): announce `ack` now.
+    RoomSaved {
+        origin: Origin,
+        result: Result<(), String>,
+        ack: Box<RoomAck>,
+    },
 }
 
 impl Completion {
@@ -119,7 +161,9 @@ impl Completion {
         match self {
             Completion::Registered { origin, .. }
             | Completion::LoggedIn { origin, .. }
-            | Completion::NickChecked { origin, .. } => *origin,
+            | Completion::NickChecked { origin, .. }
+            | Completion::RoomSaved { origin, .. }
+            | Completion::Opered { origin, .. } => *origin,
         }
     }
 }
@@ -331,6 +375,15 @@ pub trait Accounts {
     fn register(&self, name: &str, password: &str) -> Result<String, RegisterError>;
     fn verify(&self, name: &str, password: &str) -> Result<String, LoginError>;
     fn exists(&self, name: &str) -> Result<bool, StoreError>;
+    /// Checks a server operator's password (see [`AccountStore::check_oper`]).
+    fn check_oper(&self, phc: Option<&str>, password: &str) -> bool;
+    /// Saves a registered room durably (see [`crate::storage::rooms::save`]).
+    fn save_room(
+        &self,
+        key: &str,
+        revision: u64,
+        record: Option<&RoomRecord>,
+    ) -> Result<(), String>;
 }
 
 impl Accounts for AccountStore {
@@ -344,6 +397,19 @@ impl Accounts for AccountStore {
 
     fn exists(&self, name: &str) -> Result<bool, StoreError> {
         AccountStore::exists(self, name)
+    }
+
+    fn save_room(
+        &self,
+        key: &str,
+        revision: u64,
+        record: Option<&RoomRecord>,
+    ) -> Result<(), String> {
+        crate::storage::rooms::save(self.database(), key, revision, record)
+    }
+
+    fn check_oper(&self, phc: Option<&str>, password: &str) -> bool {
+        AccountStore::check_oper(self, phc, password)
     }
 }
 
@@ -383,6 +449,27 @@ pub fn run_job(store: &impl Accounts, job: Job) -> Completion {
             origin,
             registered: store.exists(&nick).map_err(|e| e.to_string()),
             nick,
+        },
+        Job::Oper {
+            origin,
+            name,
+            password,
+            phc,
+        } => Completion::Opered {
+            origin,
+            ok: store.check_oper(phc.as_deref(), &password),
+            name,
+        },
+        Job::SaveRoom {
+            origin,
+            key,
+            revision,
+            record,
+            ack,
+        } => Completion::RoomSaved {
+            origin,
+            result: store.save_room(&key, revision, record.as_deref()),
+            ack,
         },
     }
 }
@@ -633,6 +720,7 @@ mod tests {
             cert: None,
             key: None,
             motd: Some(dir.path().join("no-motd.txt")),
+            opers: None,
         };
         pool.submit_reload(files.clone()).unwrap();
         let broken = ServerFiles {

@@ -10,12 +10,14 @@ pub fn source_nick(m: &Message) -> Option<&str> {
         .map(|s| s.split('!').next().unwrap_or(s))
 }
 
-/// True when `m` comes from `nick!nick@<host>` (the contract's user source format).
+/// True when `m` comes from user `nick`: `nick!<user>@<host>`, both non-empty (the user
+/// part is the ident from `USER`, e.g. `~nick`).
 pub fn from_user(m: &Message, nick: &str) -> bool {
     m.source
         .as_deref()
-        .and_then(|s| s.strip_prefix(&format!("{nick}!{nick}@")))
-        .is_some_and(|host| !host.is_empty())
+        .and_then(|s| s.strip_prefix(nick)?.strip_prefix('!'))
+        .and_then(|rest| rest.split_once('@'))
+        .is_some_and(|(user, host)| !user.is_empty() && !host.is_empty())
 }
 
 /// Checks the text of the `HELLO` reply.

@@ -148,8 +148,17 @@ impl<S: Transport> IrcClient<S> {
         self.names_reply(room)
     }
 
-    /// Reads `353 <nick> = <room> :names` lines until `366`; returns the names, sorted.
+    /// Reads `353 <nick> =|@ <room> :names` lines until `366`; returns the names without
+    /// their status prefixes (`@`, `+`), sorted. [`IrcClient::names_with_prefixes`] keeps them.
     pub fn names_reply(&mut self, room: &str) -> Vec<String> {
+        self.names_with_prefixes(room)
+            .into_iter()
+            .map(|n| n.trim_start_matches(['@', '+']).to_string())
+            .collect()
+    }
+
+    /// [`IrcClient::names_reply`] with each nick's status prefixes kept, sorted by nick.
+    pub fn names_with_prefixes(&mut self, room: &str) -> Vec<String> {
         let nick = self.nick.clone().expect("names before login");
         let mut names = Vec::new();
         loop {
@@ -165,7 +174,10 @@ impl<S: Transport> IrcClient<S> {
             }
             assert!(m.is("353"), "[{}] expected 353/366, got {m}", self.label());
             assert!(
-                m.params.len() == 4 && m.params[..3] == [nick.as_str(), "=", room],
+                m.params.len() == 4
+                    && m.params[0] == nick
+                    && (m.params[1] == "=" || m.params[1] == "@")
+                    && m.params[2] == room,
                 "[{}] bad 353: {m}",
                 self.label()
             );
@@ -176,7 +188,10 @@ impl<S: Transport> IrcClient<S> {
                     .map(String::from),
             );
         }
-        names.sort();
+        names.sort_by(|a, b| {
+            a.trim_start_matches(['@', '+'])
+                .cmp(b.trim_start_matches(['@', '+']))
+        });
         names
     }
 }
