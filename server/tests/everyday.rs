@@ -233,7 +233,8 @@ fn whowas_remembers_who_left_newest_first() {
         commands(&got),
         ["314", "312", "330", "314", "312", "330", "369"]
     );
-    assert_eq!(got[0].params[1..], ["bob", "bob", "huddle", "*", "bob"]);
+    // 314 shows the ident the user had: `~` and the user name from USER.
+    assert_eq!(got[0].params[1..], ["bob", "~bob", "huddle", "*", "bob"]);
     assert_eq!(got[1].params[1..3], ["bob", N]);
     assert!(got[1].params[3].contains("UTC"), "{}", got[1]);
     assert_eq!(got[2].params[1..], ["bob", "bob", "was logged in as"]);

@@ -15,12 +15,11 @@ pub struct Gone {
 }
 
 impl Gone {
-    /// `user` as it leaves now. The user part is the nick, as in every prefix the server
-    /// writes.
+    /// `user` as it leaves now, with the ident its prefix showed (`~name` from `USER`).
     pub fn of(user: &crate::state::chat::User) -> Gone {
         Gone {
             nick: user.nick.clone(),
-            user: user.nick.clone(),
+            user: user.ident.clone(),
             realname: user.realname.clone(),
             account: user.account.clone(),
             left_at: SystemTime::now(),
