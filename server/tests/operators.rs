@@ -194,3 +194,36 @@ fn a_bad_operators_file_stops_the_start() {
     let text = format!("{err:?}");
     assert!(text.contains("cannot read operators file"), "{text}");
 }
+
+#[test]
+fn lusers_counts_invisible_users_and_operators() {
+    let dir = tempfile::tempdir().unwrap();
+    let opers = dir.path().join("opers");
+    write_opers(&opers, &[("root", "opersecret")]);
+    let s = TestServer::start(&["--opers", opers.to_str().unwrap()]);
+    let mut carol = s.registered_user("carol");
+    let lusers = |c: &mut Client| {
+        c.send("LUSERS");
+        c.until("266")
+    };
+    let got = lusers(&mut carol);
+    assert_eq!(
+        got[0].params[1],
+        "There are 1 users and 0 invisible on 1 servers"
+    );
+    assert!(got.iter().all(|m| !m.is("252")), "{got:?}");
+
+    let _alice = oper(&s, "alice");
+    let mut bob = s.registered_user("bob");
+    bob.send("MODE bob +i");
+    bob.expect_command("MODE");
+    let got = lusers(&mut carol);
+    assert_eq!(
+        got[0].params[1],
+        "There are 2 users and 1 invisible on 1 servers"
+    );
+    assert_eq!(got[1].params, ["carol", "1", "operator(s) online"]);
+    assert!(got[1].is("252"), "{}", got[1]);
+    assert_eq!(got[2].params[1], "0");
+    assert!(got[2].is("254"), "{}", got[2]);
+}

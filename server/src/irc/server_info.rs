@@ -29,8 +29,19 @@ pub fn lusers(s: &Session, ctx: &mut Ctx) {
     let users = ctx.chat.online();
     let max = ctx.chat.max_online().max(users);
     let rooms = ctx.chat.room_count();
-    let text = format!("There are {users} users and 0 invisible on 1 servers");
+    let (invisible, opers) = ctx.chat.users().fold((0, 0), |(i, o), (_, u)| {
+        (
+            i + usize::from(u.invisible),
+            o + usize::from(u.oper.is_some()),
+        )
+    });
+    let visible = users - invisible;
+    let text = format!("There are {visible} users and {invisible} invisible on 1 servers");
     reply(s, ctx, RPL_LUSERCLIENT, [text.as_str()]);
+    if opers > 0 {
+        let opers = opers.to_string();
+        reply(s, ctx, RPL_LUSEROP, [opers.as_str(), "operator(s) online"]);
+    }
     let rooms = rooms.to_string();
     reply(
         s,
