@@ -726,3 +726,37 @@ fn labeled_response_marks_one_line_batches_several_and_acks_none() {
     alice.sync();
     echo.sync();
 }
+
+#[test]
+fn topic_and_kick_lines_are_cut_to_512_bytes() {
+    let s = TestServer::start(&[]);
+    let mut u = users_in_room(&s, &["alice", "bob", "carol"], "#room");
+    // 390 two-byte characters: 780 bytes, more than a TOPIC line can carry.
+    let long = "é".repeat(390);
+    u[0].send(&format!("TOPIC #room :{long}"));
+    let (len, m) = raw_line(&mut u[1]);
+    assert!(m.is("TOPIC") && from_user(&m, "alice"), "{m}");
+    assert!((510..=512).contains(&len), "{len} bytes: {m}");
+    let kept = m.params[1].clone();
+    assert!(kept.len() > 400 && long.starts_with(&kept), "{kept}");
+    assert_eq!(u[0].expect_command("TOPIC"), m);
+    // The topic kept is the one shown later.
+    u[2].expect_command("TOPIC");
+    u[2].send("TOPIC #room");
+    let t = u[2].expect_command("332");
+    assert_eq!(t.params[1..], ["#room", kept.as_str()]);
+
+    // A KICK reason of 300 two-byte characters is cut the same way.
+    let reason = "ü".repeat(300);
+    u[0].send(&format!("KICK #room carol :{reason}"));
+    let (len, m) = raw_line(&mut u[1]);
+    assert!(m.is("KICK") && from_user(&m, "alice"), "{m}");
+    assert!((510..=512).contains(&len), "{len} bytes: {m}");
+    assert_eq!(m.params[..2], ["#room", "carol"]);
+    assert!(
+        m.params[2].len() > 400 && reason.starts_with(&m.params[2]),
+        "{m}"
+    );
+    let k = u[2].expect_command("KICK");
+    assert_eq!(k, m);
+}

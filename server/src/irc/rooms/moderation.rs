@@ -4,6 +4,7 @@
 use crate::irc::capabilities::Cap;
 use crate::irc::commands::{stamp, with_caps};
 use crate::irc::context::{reply, Ctx};
+use crate::irc::line_limit::truncate_last_to_fit;
 use crate::irc::rooms::persist::announce_change;
 use crate::irc::rooms::visibility::{room_listed, Viewer};
 use crate::irc::rooms::{not_in_room, not_operator};
@@ -108,8 +109,10 @@ pub fn kick(s: &Session, msg: &Message, ctx: &mut Ctx) {
             continue;
         };
         let kicked = ctx.chat.nick_of(target).unwrap_or(nick).to_string();
-        let line = Message::new("KICK", [spelled.as_str(), kicked.as_str(), reason.as_str()])
+        let mut line = Message::new("KICK", [spelled.as_str(), kicked.as_str(), reason.as_str()])
             .with_source(s.source());
+        // The reason is cut so that the KICK line stays within 512 bytes.
+        truncate_last_to_fit(&mut line);
         let to = with_caps(ctx, &members);
         ctx.out.deliver(to, &line, &stamp(s, None));
         let _ = ctx.chat.part(&spelled, target);
@@ -211,16 +214,17 @@ pub fn topic(s: &Session, msg: &Message, ctx: &mut Ctx) {
     if !may_act(s, ctx, &spelled, (member, op), Flags::TOPIC_LOCK) {
         return;
     }
+    let text: String = text.chars().take(MAX_TOPIC_LEN).collect();
+    // The topic kept is what fits the TOPIC line members get within 512 bytes.
+    let mut line = Message::new("TOPIC", [spelled.as_str(), text.as_str()]).with_source(s.source());
+    truncate_last_to_fit(&mut line);
     let Some(room) = ctx.chat.room_mut(&spelled) else {
         return;
     };
-    let text: String = text.chars().take(MAX_TOPIC_LEN).collect();
-    let nick = s.target().to_string();
-    room.topic = (!text.is_empty()).then(|| Topic {
-        text: text.clone(),
-        set_by: nick.clone(),
+    room.topic = line.params.get(1).filter(|t| !t.is_empty()).map(|t| Topic {
+        text: t.clone(),
+        set_by: s.target().to_string(),
         set_at: std::time::SystemTime::now(),
     });
-    let line = Message::new("TOPIC", [spelled.as_str(), text.as_str()]).with_source(s.source());
     announce_change(s, ctx, &spelled, line);
 }
