@@ -666,3 +666,47 @@ fn a_room_made_again_does_not_show_what_was_said_before() {
     let got = bob.sync();
     assert!(got.iter().any(|m| m.is("PRIVMSG")), "{got:?}");
 }
+
+#[test]
+fn tagmsg_to_a_room_is_checked_like_privmsg() {
+    let s = TestServer::start(&[]);
+    let mut alice = s.user_with_caps("alice", "message-tags");
+    alice.join("#den");
+    let mut bob = s.user_with_caps("bob", "message-tags");
+    assert_eq!(bob.join("#den"), ["alice", "bob"]);
+    alice.expect_command("JOIN");
+    let mut eve = s.user_with_caps("eve", "message-tags");
+    // New rooms are +n: an outsider's TAGMSG is refused.
+    eve.send("@+typing=active TAGMSG #den");
+    let m = numeric(&mut eve, "404", "eve", "#den");
+    assert!(m.params[2].contains("+n"), "{m}");
+    // A member's goes through.
+    bob.send("@+typing=active TAGMSG #den");
+    let t = alice.expect_command("TAGMSG");
+    assert!(
+        from_user(&t, "bob") && t.tag("+typing") == Some("active"),
+        "{t}"
+    );
+    // +m: without voice, refused.
+    set_mode(&mut alice, "#den +m", &mut [&mut bob]);
+    bob.send("@+typing=active TAGMSG #den");
+    let m = numeric(&mut bob, "404", "bob", "#den");
+    assert!(m.params[2].contains("+m"), "{m}");
+    alice.assert_quiet();
+    set_mode(&mut alice, "#den -m", &mut [&mut bob]);
+    // Banned by account: refused.
+    set_mode(&mut alice, "#den +b ~a:bob", &mut [&mut bob]);
+    bob.send("@+typing=active TAGMSG #den");
+    let m = numeric(&mut bob, "404", "bob", "#den");
+    assert!(m.params[2].contains("+b"), "{m}");
+    alice.assert_quiet();
+    // Without +n, an outsider may.
+    set_mode(&mut alice, "#den -n", &mut [&mut bob]);
+    eve.send("@+typing=paused TAGMSG #den");
+    let t = alice.expect_command("TAGMSG");
+    assert!(
+        from_user(&t, "eve") && t.tag("+typing") == Some("paused"),
+        "{t}"
+    );
+    eve.assert_quiet();
+}

@@ -60,21 +60,21 @@ fn recipients(
             reply(s, ctx, ERR_NOSUCHCHANNEL, [target, "No such room"]);
             return None;
         };
-        if !room.members.contains(&s.id) {
-            reply(
-                s,
-                ctx,
-                ERR_CANNOTSENDTOCHAN,
-                [target, "You must join the room to send to it"],
-            );
+        // The checks PRIVMSG makes: +n, +m, bans.
+        if let Some(why) = crate::irc::rooms::speech::refusal(ctx, room, s.id) {
+            reply(s, ctx, ERR_CANNOTSENDTOCHAN, [target, why]);
             return None;
         }
-        let ids = room
+        // A non-member may send to a room without +n; its echo comes all the same.
+        let mut ids: Vec<ClientId> = room
             .members
             .iter()
             .copied()
-            .filter(|&m| m != s.id || echo)
+            .filter(|&m| m != s.id)
             .collect();
+        if echo {
+            ids.push(s.id);
+        }
         return Some((room.name.clone(), ids));
     }
     let Some(peer) = ctx.chat.find_nick(target) else {
