@@ -20,7 +20,6 @@ use rustls::ClientConnection;
 
 const N: &str = SERVER_NAME;
 const NOT_REGISTERED: &str = "You have not registered (log in with SASL PLAIN first)";
-const LOCKED_OUT: &str = "SASL authentication failed: too many failed attempts, try again later";
 
 // ---------------------------------------------------------------------------------------------
 // Helpers for this file
@@ -1677,66 +1676,6 @@ fn message_flood() {
 // ---------------------------------------------------------------------------------------------
 // Accounts and logins
 // ---------------------------------------------------------------------------------------------
-
-#[test]
-fn bruteforce_lockout() {
-    let s = TestServer::start(&["--login-failures", "3", "--exempt-net", "none"]);
-    s.registered_user("alice");
-    s.registered_user("bob");
-    let failed = ["*", "SASL authentication failed"];
-    let locked = ["*", LOCKED_OUT];
-    let mut c = s.connect("guesser");
-    // Three wrong passwords for alice (threshold 3): plain failures.
-    for i in 0..3 {
-        let m = sasl_attempt(&mut c, "alice", &format!("wrong password {i}"));
-        assert_reply(&m, N, "904", &failed);
-    }
-    // Now even the right password is refused, with the reason.
-    assert_reply(&sasl_attempt(&mut c, "alice", PW), N, "904", &locked);
-    // The same for a name that does not exist: the reply does not tell.
-    for i in 0..3 {
-        let m = sasl_attempt(&mut c, "nobody", &format!("wrong password {i}"));
-        assert_reply(&m, N, "904", &failed);
-    }
-    assert_reply(&sasl_attempt(&mut c, "nobody", PW), N, "904", &locked);
-    // Six failures from this address (twice the per-name threshold): the address is locked out
-    // too, so bob's correct password is refused as well, on a new connection too.
-    assert_reply(&sasl_attempt(&mut c, "bob", PW), N, "904", &locked);
-    let mut fresh = s.connect("fresh");
-    assert_reply(&sasl_attempt(&mut fresh, "alice", PW), N, "904", &locked);
-
-    // Back-off before the lockout (default threshold 10): from the third failure on, the next
-    // attempt must wait; the right password is refused until then, then accepted.
-    let b = TestServer::start(&["--exempt-net", "none"]);
-    b.registered_user("carol");
-    let mut c = b.connect("guesser");
-    for i in 0..3 {
-        let m = sasl_attempt(&mut c, "carol", &format!("wrong password {i}"));
-        assert_reply(&m, N, "904", &failed);
-    }
-    let refused_at = Instant::now();
-    let m = sasl_attempt(&mut c, "carol", PW);
-    assert_reply(
-        &m,
-        N,
-        "904",
-        &[
-            "*",
-            "SASL authentication failed: too many failed attempts, wait 1 s",
-        ],
-    );
-    // Waiting out the back-off is the subject here.
-    thread::sleep(Duration::from_millis(1100).saturating_sub(refused_at.elapsed()));
-    assert!(c.login("carol", PW), "right password after the back-off");
-    // Success clears the record: a wrong password is a plain failure again.
-    let mut d = b.connect("d");
-    assert_reply(
-        &sasl_attempt(&mut d, "carol", "wrong again"),
-        N,
-        "904",
-        &failed,
-    );
-}
 
 #[test]
 fn login_timing_no_enum() {

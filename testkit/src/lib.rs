@@ -8,6 +8,7 @@
 //!   ([`Client`]), plain TCP ([`PlainClient`]) or the server side of a TLS link
 //!   ([`PeerLink`]); plus the assertions on IRC messages.
 //! - [`raw`]: a plain TCP client for bytes that are not IRC, and socket helpers.
+//! - [`source`]: connections from a chosen 127.0.0.x source address.
 //! - [`tls`]: rustls client configurations (trusting a PEM file, pinning a fingerprint).
 //! - [`cli`]: drives the `huddle` command-line client in its plain (non-terminal) mode.
 //! - [`child`]: child processes: locating workspace binaries, waiting for exit, signals.
@@ -31,6 +32,7 @@ pub mod irc;
 pub mod launcher;
 pub mod proc;
 pub mod raw;
+pub mod source;
 pub mod tls;
 pub mod wait;
 
@@ -45,6 +47,7 @@ pub use launcher::process::{ProcessOptions, StartFailure, TestServer};
 pub use launcher::{users_in_room, Endpoint, RunningServer};
 pub use proc::{proc_cpu_time, proc_fd_count, proc_rss_kib, server_holds_connection};
 pub use raw::{tcp_with_rcvbuf, RawClient};
+pub use source::{connect_from, loopback, tcp_from};
 pub use tls::{client_config_for, client_config_trusting, pem_certs, pinned_config};
 pub use wait::wait_until;
 

@@ -5,7 +5,6 @@
 //! Handlers are free of I/O: they read and change [`Session`] and the chat state, and push
 //! what is to be sent into the outbox. Slow work (hashing) is handed to the job sink.
 
-use crate::guards::logins::Refused;
 use crate::irc::capabilities::{self, Cap};
 use crate::irc::context::{prefix, reply, send_raw, Ctx, HOST_CLOAK};
 use crate::irc::session::{Sasl, Session};
@@ -163,24 +162,11 @@ pub(super) fn authenticate(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
                     return;
                 }
             };
-            let now = Instant::now();
-            let refused = match ctx.guards.logins.check(&creds.authcid, now) {
-                Err(r) => Some(r),
-                Ok(()) if ctx.guards.ip.login_locked(s.peer_ip, now) => Some(Refused::LockedOut),
-                Ok(()) => None,
-            };
-            if let Some(refused) = refused {
-                let text = match refused {
-                    Refused::Backoff(wait) => format!(
-                        "SASL authentication failed: too many failed attempts, wait {} s",
-                        wait.as_secs().max(1)
-                    ),
-                    Refused::LockedOut => {
-                        "SASL authentication failed: too many failed attempts, try again later"
-                            .to_string()
-                    }
-                };
-                reply(s, ctx, ERR_SASLFAIL, [text.as_str()]);
+            if let Err(refused) = ctx
+                .guards
+                .check_login(s.peer_ip, &creds.authcid, Instant::now())
+            {
+                reply(s, ctx, ERR_SASLFAIL, [refused.message().as_str()]);
                 return;
             }
             let job = Job::Login {
@@ -331,11 +317,9 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
             }
             s.sasl = Sasl::Idle;
             match &result {
-                Ok(_) => ctx.guards.logins.succeeded(&account),
+                Ok(_) => ctx.guards.logins.succeeded(s.peer_ip, &account),
                 Err(LoginError::Invalid) => {
-                    let now = Instant::now();
-                    ctx.guards.logins.failed(&account, now);
-                    ctx.guards.ip.login_failed(s.peer_ip, now);
+                    ctx.guards.login_failed(s.peer_ip, &account, Instant::now())
                 }
                 Err(LoginError::Unavailable(_)) => {}
             }

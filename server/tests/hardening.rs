@@ -1,0 +1,148 @@
+//! Hardening against what a probe from outside tried: lockout abuse, pre-login connections
+//! filling the server, look-alike guest nicks, reconnect storms, data readable by other local
+//! users, unbounded room history. Each test runs the attack against the real `huddle-server`
+//! binary; 127.0.0.x source addresses stand in for separate attackers and victims, and the
+//! server runs with `--exempt-net none` where per-address limits matter. Sleeps appear only
+//! where time itself is the subject (waiting out a back-off), each with a comment saying so.
+
+use std::thread;
+use std::time::{Duration, Instant};
+
+use huddle_protocol::{sasl, Message};
+use huddle_testkit::*;
+
+const N: &str = SERVER_NAME;
+const FAILED: &str = "SASL authentication failed";
+const TOO_MANY: &str = "SASL authentication failed: too many failed attempts, try again in ";
+
+/// One SASL PLAIN attempt on `c`; returns the final `900` (its `903` consumed) or `904`.
+fn sasl_attempt(c: &mut Client, name: &str, pw: &str) -> Message {
+    let mut bytes = b"AUTHENTICATE PLAIN\r\n".to_vec();
+    for chunk in sasl::chunks(&sasl::encode_plain(name, pw)) {
+        bytes.extend_from_slice(format!("AUTHENTICATE {chunk}\r\n").as_bytes());
+    }
+    c.send_raw(&bytes);
+    c.expect("AUTHENTICATE +", |m| m.is("AUTHENTICATE"));
+    let m = c.expect("900/904", |m| m.is("900") || m.is("904"));
+    if m.is("900") {
+        c.expect_command("903");
+    }
+    m
+}
+
+/// Asserts a plain `904` (wrong password and unknown name look the same).
+fn assert_failed(m: &Message) {
+    assert_reply(m, N, "904", &["*", FAILED]);
+}
+
+/// Asserts a refusal for too many failed attempts and returns the wait it names, in seconds.
+fn assert_too_many(m: &Message) -> u64 {
+    assert!(m.is("904"), "expected 904, got {m}");
+    let text = m.param(1).unwrap_or("");
+    let secs = text
+        .strip_prefix(TOO_MANY)
+        .and_then(|rest| rest.strip_suffix(" s"))
+        .and_then(|n| n.parse::<u64>().ok())
+        .unwrap_or_else(|| panic!("not a too-many-attempts refusal: {m}"));
+    assert!(secs >= 1, "{m}");
+    secs
+}
+
+// ---------------------------------------------------------------------------------------------
+// Logins: lockout abuse and back-off
+// ---------------------------------------------------------------------------------------------
+
+/// Failures from one address stop that address (for that name, then for every name after
+/// failing for many); the account's owner on another address logs in all along, and the
+/// refusal says why and for how long.
+#[test]
+fn failed_logins_lock_out_the_attacker_never_the_owner() {
+    let s = TestServer::start(&["--login-failures", "3", "--exempt-net", "none"]);
+    s.registered_user("carol");
+    s.registered_user("dave");
+    let attacker = loopback(2);
+    let owner = loopback(3);
+
+    let mut a = connect_from(&s, attacker, "attacker");
+    for i in 0..3 {
+        assert_failed(&sasl_attempt(
+            &mut a,
+            "carol",
+            &format!("wrong password {i}"),
+        ));
+    }
+    // This address and name are locked out for the rest of the 10-minute window; even the
+    // right password is refused, with the reason, on a new connection too.
+    let wait = assert_too_many(&sasl_attempt(&mut a, "carol", PW));
+    assert!((590..=600).contains(&wait), "lockout of {wait} s");
+    let mut a2 = connect_from(&s, attacker, "attacker2");
+    assert_too_many(&sasl_attempt(&mut a2, "carol", PW));
+
+    // The owner, from an address that has not failed, is never refused.
+    let mut o = connect_from(&s, owner, "owner");
+    assert!(o.login("carol", PW), "the owner logs in despite the attack");
+
+    // Failing for other names (existing or not, answered alike) backs the address off from
+    // half the address limit (3 of 6) and then locks it out for every name.
+    assert_failed(&sasl_attempt(&mut a, "nobody1", "wrong password"));
+    let failed_at = Instant::now();
+    assert_eq!(assert_too_many(&sasl_attempt(&mut a, "nobody2", PW)), 1);
+    // Waiting out the one-second back-off is the subject here.
+    thread::sleep(Duration::from_millis(1100).saturating_sub(failed_at.elapsed()));
+    assert_failed(&sasl_attempt(&mut a, "dave", "wrong password"));
+    let failed_at = Instant::now();
+    assert_eq!(assert_too_many(&sasl_attempt(&mut a, "nobody3", PW)), 2);
+    // Waiting out the two-second back-off is the subject here.
+    thread::sleep(Duration::from_millis(2100).saturating_sub(failed_at.elapsed()));
+    assert_failed(&sasl_attempt(&mut a, "nobody3", "wrong password"));
+    let mut a3 = connect_from(&s, attacker, "attacker3");
+    let wait = assert_too_many(&sasl_attempt(&mut a3, "dave", PW));
+    assert!(wait >= 590, "address lockout of {wait} s");
+
+    // dave, like carol, still logs in from his own address.
+    let mut d = connect_from(&s, owner, "dave");
+    assert!(
+        d.login("dave", PW),
+        "dave logs in from an address that has not failed"
+    );
+}
+
+/// The back-off the README describes: from the third failure for a name, an attempt within
+/// 1 s, then 2 s, ... of the last failure is refused at once with the wait, and an attempt
+/// after it is checked again.
+#[test]
+fn backoff_waits_one_then_two_seconds() {
+    let s = TestServer::start(&["--exempt-net", "none"]);
+    s.registered_user("erin");
+    let mut c = connect_from(&s, loopback(4), "guesser");
+    for i in 0..3 {
+        assert_failed(&sasl_attempt(
+            &mut c,
+            "erin",
+            &format!("wrong password {i}"),
+        ));
+    }
+    for expected in [1u64, 2] {
+        let failed_at = Instant::now();
+        let m = sasl_attempt(&mut c, "erin", PW);
+        let answered = failed_at.elapsed();
+        assert_eq!(assert_too_many(&m), expected, "{m}");
+        assert!(answered < Duration::from_millis(900), "refused at once");
+        // Waiting out the back-off is the subject here; until it is over, refused again.
+        thread::sleep(Duration::from_millis(expected * 1000 - 300));
+        assert_eq!(assert_too_many(&sasl_attempt(&mut c, "erin", PW)), 1);
+        thread::sleep(
+            Duration::from_millis(expected * 1000 + 100).saturating_sub(failed_at.elapsed()),
+        );
+        if expected == 1 {
+            assert_failed(&sasl_attempt(&mut c, "erin", "wrong again"));
+        }
+    }
+    assert!(
+        c.login("erin", PW),
+        "the right password once the back-off is over"
+    );
+    // Success clears the record: a wrong password is a plain failure again.
+    let mut d = connect_from(&s, loopback(4), "d");
+    assert_failed(&sasl_attempt(&mut d, "erin", "wrong again"));
+}
