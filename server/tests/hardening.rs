@@ -146,3 +146,70 @@ fn backoff_waits_one_then_two_seconds() {
     let mut d = connect_from(&s, loopback(4), "d");
     assert_failed(&sasl_attempt(&mut d, "erin", "wrong again"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Connections that never log in
+// ---------------------------------------------------------------------------------------------
+
+/// A handshaken TLS connection from `source` that answered a PING and never logs in.
+fn anon_from(s: &TestServer, source: std::net::Ipv4Addr, label: &str) -> Client {
+    let mut c = connect_from(s, source, label);
+    c.handshake();
+    c.sync();
+    c
+}
+
+/// Registers and logs in `name` from `source`.
+fn user_from(s: &TestServer, source: std::net::Ipv4Addr, name: &str) -> Client {
+    let mut c = connect_from(s, source, name);
+    c.register_ok(name, PW);
+    assert!(c.login(name, PW), "[{name}] login failed");
+    c
+}
+
+/// Is `c` still served? A PING gets its PONG, or the connection ends (after an ERROR).
+fn served(c: &mut Client) -> bool {
+    if c.try_send_raw(b"PING :alive\r\n").is_err() {
+        return false;
+    }
+    loop {
+        match c.poll(Duration::from_secs(10)) {
+            Event::Line(l) if l.contains("PONG") => return true,
+            Event::Line(_) => {}
+            Event::Closed => return false,
+            Event::Nothing => panic!("[{}] neither PONG nor close", c.label()),
+        }
+    }
+}
+
+/// 4 addresses x 5 connections that never log in cannot fill `--max-clients 20`: they hold
+/// at most half the slots, the oldest make room for newcomers, and logged-in users are never
+/// displaced.
+#[test]
+fn connections_that_never_log_in_cannot_fill_the_server() {
+    let s = TestServer::start(&["--max-clients", "20", "--exempt-net", "none"]);
+    let mut users: Vec<Client> = (0..5)
+        .map(|i| user_from(&s, loopback(20 + i), &format!("user{i}")))
+        .collect();
+    let mut idle: Vec<Client> = (0..4u8)
+        .flat_map(|a| (0..5).map(move |k| (a, k)))
+        .map(|(a, k)| anon_from(&s, loopback(2 + a), &format!("idle{a}.{k}")))
+        .collect();
+    let held: Vec<bool> = idle.iter_mut().map(served).collect();
+    assert_eq!(held.iter().filter(|h| **h).count(), 10, "half the slots");
+    assert!(
+        held[10..].iter().all(|h| *h),
+        "the newest are kept: {held:?}"
+    );
+
+    // Fifteen more users fill the server; each gets in.
+    for i in 5..20 {
+        users.push(user_from(&s, loopback(20 + i), &format!("user{i}")));
+    }
+    // Full of logged-in users: a newcomer is refused, nobody is displaced.
+    connect_from(&s, loopback(2), "late")
+        .expect_error_and_close("Server full (20 clients), try again later");
+    for u in users.iter_mut() {
+        assert!(served(u), "[{}] displaced", u.label());
+    }
+}
