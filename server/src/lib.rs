@@ -33,6 +33,7 @@ pub mod testing {
     pub use crate::irc::context::{Deliver, HandlerState, JobSink, NoJobs, ServerInfo};
     pub use crate::irc::dispatch::{completed, disconnect, received};
     pub use crate::irc::session::Session;
+    pub use crate::state::account_names::AccountNames;
     pub use crate::state::chat::{fold, Chat, ClientId};
     pub use crate::state::history::History;
     pub use crate::storage::accounts::{

@@ -213,3 +213,155 @@ fn connections_that_never_log_in_cannot_fill_the_server() {
         assert!(served(u), "[{}] displaced", u.label());
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Guest nicks that look like accounts
+// ---------------------------------------------------------------------------------------------
+
+/// With `--allow-guests`, a guest cannot take a nick confusable with an account (case,
+/// I/l/1, O/0, rn/m), whether the account existed at start-up or was registered since.
+#[test]
+fn guest_nicks_that_look_like_accounts_are_refused() {
+    let mut s = TestServer::start(&["--allow-guests"]);
+    drop(s.registered_user("alice"));
+    drop(s.registered_user("bob"));
+    drop(s.registered_user("mallory"));
+    let check = |s: &TestServer| {
+        let mut g = s.connect("g");
+        g.send("USER g 0 * :G");
+        for fake in ["aIice", "a1ice", "ALICE", "b0b", "B0B", "rnallory"] {
+            g.send(&format!("NICK {fake}"));
+            let m = g.recv();
+            assert!(m.is("433") && m.param(1) == Some(fake), "{fake}: {m}");
+        }
+        g.send("NICK alicia");
+        assert_eq!(g.recv().command, "001", "a different name is fine");
+    };
+    check(&s);
+    // Account names are read from the store at start-up.
+    s.restart();
+    check(&s);
+    // And added as accounts are created.
+    let mut r = s.connect("registrar");
+    r.register_ok("dave", PW);
+    let mut g = s.connect("g2");
+    g.send("USER g 0 * :G");
+    g.send("NICK DAVE");
+    let m = g.recv();
+    assert_reply(
+        &m,
+        N,
+        "433",
+        &[
+            "*",
+            "DAVE",
+            "Nickname is reserved by a registered account; log in to use it",
+        ],
+    );
+    g.send("NICK Dav3");
+    assert_eq!(g.recv().command, "001");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reconnect storm
+// ---------------------------------------------------------------------------------------------
+
+/// `n` clients connect at once, half logging in with SASL (accounts made beforehand), half
+/// as guests; every one must get its `001` (none refused as busy). Loopback is exempt from
+/// the per-address limits; `--max-clients` leaves room for all of them to wait to log in.
+fn reconnect_storm(n: usize) -> Duration {
+    let max = (2 * n + 50).to_string();
+    let s = TestServer::start(&["--allow-guests", "--max-clients", &max]);
+    let accounts = n / 2;
+    // Accounts first (not part of the storm), a few registrations at a time.
+    let names: Vec<String> = (0..accounts).map(|i| format!("storm{i}")).collect();
+    thread::scope(|scope| {
+        for chunk in names.chunks(accounts.div_ceil(8).max(1)) {
+            let s = &s;
+            scope.spawn(move || {
+                let mut c = s.connect("registrar");
+                for name in chunk {
+                    c.register_ok(name, PW);
+                }
+            });
+        }
+    });
+    const PER_THREAD: usize = 10;
+    let threads = n.div_ceil(PER_THREAD);
+    let barrier = std::sync::Barrier::new(threads);
+    let started = Instant::now();
+    let failures: Vec<String> = thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads)
+            .map(|t| {
+                let (s, barrier) = (&s, &barrier);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let ids = (t * PER_THREAD)..((t + 1) * PER_THREAD).min(n);
+                    let mut conns: Vec<(Client, String)> = ids
+                        .map(|i| {
+                            let nick = if i % 2 == 0 {
+                                format!("storm{}", i / 2)
+                            } else {
+                                format!("guest{i}")
+                            };
+                            let mut c = s.connect(&nick);
+                            let mut lines = String::new();
+                            if i % 2 == 0 {
+                                let creds = sasl::encode_plain(&nick, PW);
+                                lines.push_str(&format!(
+                                    "AUTHENTICATE PLAIN\r\nAUTHENTICATE {creds}\r\n"
+                                ));
+                            }
+                            lines.push_str(&format!("NICK {nick}\r\nUSER {nick} 0 * :{nick}\r\n"));
+                            c.send_raw(lines.as_bytes());
+                            (c, nick)
+                        })
+                        .collect();
+                    let deadline = Instant::now() + Duration::from_secs(240);
+                    let mut failed = Vec::new();
+                    for (c, nick) in conns.iter_mut() {
+                        loop {
+                            match c.next_line(deadline) {
+                                Ok(l) if l.contains(" 001 ") => break,
+                                Ok(l)
+                                    if l.contains(" 904 ")
+                                        || l.starts_with("ERROR")
+                                        || l.contains("FAIL") =>
+                                {
+                                    failed.push(format!("{nick}: {l}"));
+                                    break;
+                                }
+                                Ok(_) => {}
+                                Err(e) => {
+                                    failed.push(format!("{nick}: {e}"));
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    failed
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("storm thread"))
+            .collect()
+    });
+    let took = started.elapsed();
+    assert!(
+        failures.is_empty(),
+        "{} of {n} refused or lost, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    took
+}
+
+/// The storm of the issue: 1,000 clients at once, 500 of them logging in with SASL (about
+/// 10 s in a debug build on two cores, most of it argon2).
+#[test]
+fn reconnect_storm_of_a_thousand_gets_everyone_in() {
+    let took = reconnect_storm(1000);
+    eprintln!("1000 clients (500 SASL logins, 500 guests) in {took:?}");
+}

@@ -26,7 +26,7 @@ use huddle_protocol::{LineReader, Message};
 use huddle_server::testing::{
     completed, disconnect, fold, received, run_job, validate_name, validate_password, Accounts,
     ClientId, Completion, Deliver, Guards, HandlerState, History, IpPolicy, Job, JobSink,
-    LoginError, NoJobs, RegisterError, ServerInfo, Session, StoreError,
+    LoginError, NoJobs, RegisterError, ServerInfo, Session,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -124,10 +124,6 @@ impl Accounts for Store {
             _ => Err(LoginError::Invalid),
         }
     }
-
-    fn exists(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self.accounts.borrow().contains_key(&fold(name)))
-    }
 }
 
 /// What a worker answers when storage fails.
@@ -147,11 +143,6 @@ fn storage_failure(job: Job) -> Completion {
             origin,
             account,
             result: Err(LoginError::Unavailable(why)),
-        },
-        Job::CheckNick { origin, nick } => Completion::NickChecked {
-            origin,
-            nick,
-            registered: Err(why),
         },
     }
 }
@@ -255,8 +246,10 @@ impl World<'_> {
             allow_guests: false,
             motd: None,
         };
+        let mut state = HandlerState::new(info, History::in_memory(8), Guards::permissive());
+        state.set_account_names(SEEDED_ACCOUNTS.iter().map(|(name, _)| *name).collect());
         World {
-            state: HandlerState::new(info, History::in_memory(8), Guards::permissive()),
+            state,
             jobs: Jobs::default(),
             store: Store::seeded(),
             conns: Conns {
@@ -404,6 +397,7 @@ impl World<'_> {
 
     /// Delivers a worker's answer if its connection is still the one that asked.
     fn complete(&mut self, done: Completion) {
+        self.state.note_completion(&done);
         let origin = done.origin();
         let conn = &mut self.conns.slots[origin.slot];
         if !conn.open || conn.session.generation != origin.generation {

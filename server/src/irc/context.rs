@@ -5,10 +5,11 @@
 use crate::guards::logins::Guards;
 use crate::irc::outbox::{Effect, Outbox};
 use crate::irc::session::Session;
+use crate::state::account_names::AccountNames;
 use crate::state::chat::{Chat, ClientId};
 use crate::state::history::History;
 use crate::state::msgids::MsgIds;
-use crate::storage::workers::Job;
+use crate::storage::workers::{Completion, Job};
 use huddle_protocol::Message;
 
 /// Host part shown in every user's `nick!user@host` (client addresses are not disclosed).
@@ -51,6 +52,8 @@ pub struct Ctx<'a> {
     pub history: &'a mut History,
     pub guards: &'a mut Guards,
     pub msgids: &'a mut MsgIds,
+    /// Every registered account name, for guest nick checks.
+    pub accounts: &'a mut AccountNames,
 }
 
 /// Where applied effects go: the connections. The event loop queues lines on sockets; the
@@ -73,6 +76,7 @@ pub struct HandlerState {
     guards: Guards,
     info: ServerInfo,
     msgids: MsgIds,
+    accounts: AccountNames,
     /// Reused between passes by [`HandlerState::apply_effects`].
     effect_batch: Vec<Effect>,
 }
@@ -86,6 +90,7 @@ impl HandlerState {
             guards,
             info,
             msgids: MsgIds::new(),
+            accounts: AccountNames::new(),
             effect_batch: Vec::new(),
         }
     }
@@ -100,6 +105,7 @@ impl HandlerState {
             history: &mut self.history,
             guards: &mut self.guards,
             msgids: &mut self.msgids,
+            accounts: &mut self.accounts,
         }
     }
 
@@ -127,6 +133,22 @@ impl HandlerState {
     #[cfg(any(test, feature = "testing"))]
     pub fn chat(&self) -> &Chat {
         &self.chat
+    }
+
+    /// The registered account names (loaded from the store at start-up).
+    pub fn set_account_names(&mut self, accounts: AccountNames) {
+        self.accounts = accounts;
+    }
+
+    /// Every worker result passes here, whether or not the connection that asked is still
+    /// there: a new account's name is recorded.
+    pub fn note_completion(&mut self, done: &Completion) {
+        if let Completion::Registered {
+            result: Ok(name), ..
+        } = done
+        {
+            self.accounts.insert(name);
+        }
     }
 
     pub fn info(&self) -> &ServerInfo {

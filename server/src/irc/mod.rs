@@ -12,6 +12,7 @@ pub mod capabilities;
 pub mod commands;
 pub mod context;
 pub mod dispatch;
+pub mod guest_nick;
 pub mod outbox;
 pub mod peer_directory;
 pub mod queries;

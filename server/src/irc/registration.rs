@@ -7,13 +7,13 @@
 
 use crate::irc::capabilities::{self, Cap};
 use crate::irc::context::{prefix, reply, send_raw, Ctx, HOST_CLOAK};
+use crate::irc::guest_nick::guest_nick_refusal;
 use crate::irc::session::{Sasl, Session};
 use crate::irc::welcome::welcome;
 use crate::limits::MAX_SASL_PAYLOAD;
 use crate::state::chat::NewUser;
 use crate::storage::accounts::{validate_name, validate_password, LoginError, RegisterError};
 use crate::storage::workers::{Completion, Job};
-use huddle_protocol::account::MAX_NAME_CHARS;
 use huddle_protocol::numeric::*;
 use huddle_protocol::{caps, sasl, Message};
 use std::time::Instant;
@@ -299,16 +299,6 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
                 }
             }
         }
-        Completion::NickChecked {
-            nick, registered, ..
-        } => match registered {
-            Ok(registered) => finish_guest(s, &nick, registered, ctx),
-            Err(_) => {
-                s.nick_check_in_flight = false;
-                ctx.out
-                    .close(s.id, "Server busy, try again shortly", "Server busy");
-            }
-        },
         Completion::LoggedIn {
             result, account, ..
         } => {
@@ -359,7 +349,7 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
 /// Completes registration once everything is in: login (or guest nick), NICK, USER, end of
 /// CAP negotiation.
 fn try_complete(s: &mut Session, ctx: &mut Ctx) {
-    if s.registered || s.cap_negotiating || s.realname.is_none() || s.nick_check_in_flight {
+    if s.registered || s.cap_negotiating || s.realname.is_none() {
         return;
     }
     let Some(nick_given) = s.nick_given.clone() else {
@@ -416,50 +406,11 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
     welcome(s, ctx);
 }
 
-/// A guest nick must be a valid name, not online, and not a registered account (asked of
-/// the account store on a worker).
+/// A guest's nick: refused (`432`/`433`, the guest must send another NICK) or taken.
 fn check_guest_nick(s: &mut Session, nick: &str, ctx: &mut Ctx) {
-    if validate_name(nick).is_err() {
-        let rule = format!("Nicks are 1-{MAX_NAME_CHARS} characters of A-Z a-z 0-9 _ -");
-        reply(s, ctx, ERR_ERRONEUSNICKNAME, [nick, rule.as_str()]);
+    if let Some((code, text)) = guest_nick_refusal(ctx, nick) {
+        reply(s, ctx, code, [nick, text.as_str()]);
         s.nick_given = None;
-        return;
-    }
-    if ctx.chat.find_nick(nick).is_some() {
-        refuse_guest_nick(s, ctx, nick, "Nickname is already in use");
-        return;
-    }
-    let job = Job::CheckNick {
-        origin: s.origin(),
-        nick: nick.to_string(),
-    };
-    if ctx.jobs.submit(job).is_err() {
-        ctx.out
-            .close(s.id, "Server busy, try again shortly", "Server busy");
-        return;
-    }
-    s.nick_check_in_flight = true;
-}
-
-/// `433` for a guest's nick; the guest must send another NICK.
-fn refuse_guest_nick(s: &mut Session, ctx: &mut Ctx, nick: &str, why: &str) {
-    reply(s, ctx, ERR_NICKNAMEINUSE, [nick, why]);
-    s.nick_given = None;
-}
-
-fn finish_guest(s: &mut Session, nick: &str, registered: bool, ctx: &mut Ctx) {
-    s.nick_check_in_flight = false;
-    if s.nick_given.as_deref() != Some(nick) {
-        try_complete(s, ctx); // the client changed its mind meanwhile
-        return;
-    }
-    if registered {
-        refuse_guest_nick(
-            s,
-            ctx,
-            nick,
-            "Nickname is reserved by a registered account; log in to use it",
-        );
         return;
     }
     let new_user = NewUser {
@@ -467,7 +418,13 @@ fn finish_guest(s: &mut Session, nick: &str, registered: bool, ctx: &mut Ctx) {
         realname: s.realname.clone().unwrap_or_default(),
     };
     if ctx.chat.add_user(s.id, nick, new_user).is_err() {
-        refuse_guest_nick(s, ctx, nick, "Nickname is already in use");
+        reply(
+            s,
+            ctx,
+            ERR_NICKNAMEINUSE,
+            [nick, "Nickname is already in use"],
+        );
+        s.nick_given = None;
         return;
     }
     s.nick = Some(nick.to_string());

@@ -28,8 +28,6 @@ pub struct Session {
     /// The nick once registered (the account name, or the guest's chosen nick).
     pub(super) nick: Option<String>,
     pub(super) realname: Option<String>,
-    /// A guest's nick is being checked against registered accounts.
-    pub(super) nick_check_in_flight: bool,
     pub(super) register_in_flight: bool,
 }
 
@@ -46,7 +44,6 @@ impl Session {
             nick_given: None,
             nick: None,
             realname: None,
-            nick_check_in_flight: false,
             register_in_flight: false,
         }
     }

@@ -267,9 +267,6 @@ impl Storage {
             Completion::LoggedIn { result, .. } => {
                 matches!(result, Err(LoginError::Unavailable(why)) if storage(why))
             }
-            Completion::NickChecked { registered, .. } => {
-                matches!(registered, Err(why) if storage(why))
-            }
         };
         if !failed {
             self.errors = 0;

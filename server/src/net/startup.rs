@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::guards::ip_limits::IpLimits;
 use crate::guards::logins::{Guards, LoginGuard};
 use crate::irc::context::{HandlerState, ServerInfo};
-use crate::limits::{JOBS_PER_WORKER, MIN_JOB_QUEUE, REJECT_SLOTS};
+use crate::limits::{MIN_JOB_QUEUE, REJECT_SLOTS};
 use crate::net::accept::Listeners;
 use crate::net::clients::Clients;
 use crate::net::descriptors;
@@ -42,6 +42,7 @@ impl Server {
             Some(path) => Some(read_motd(path).map_err(|e| ServerError::Motd(path.clone(), e))?),
             None => None,
         };
+        let account_names = store.names().map_err(ServerError::Store)?;
         let history_tree = store.open_tree("history").map_err(ServerError::Store)?;
         let history = History::open(history_tree, config.history).map_err(ServerError::History)?;
         let guards = Guards {
@@ -51,7 +52,7 @@ impl Server {
         let (done_tx, completions) = crossbeam_channel::unbounded();
         let workers = WorkerPool::start(
             config.workers,
-            (config.workers * JOBS_PER_WORKER).max(MIN_JOB_QUEUE),
+            job_queue_capacity(&config),
             Arc::clone(&store),
             done_tx,
             Arc::clone(&waker),
@@ -66,11 +67,13 @@ impl Server {
             motd,
         };
         let registry = poll.registry().try_clone().map_err(ServerError::Io)?;
+        let mut state = HandlerState::new(info, history, guards);
+        state.set_account_names(account_names.into_iter().collect());
         Ok(Server {
             poll,
             listeners,
             clients: Clients::new(registry, config.max_clients.min(1024)),
-            state: HandlerState::new(info, history, guards),
+            state,
             storage: Storage {
                 workers: Some(workers),
                 completions,
@@ -87,6 +90,12 @@ impl Server {
             config,
         })
     }
+}
+
+/// Each connection has at most one login and one registration in flight: with room for all
+/// of them, a burst of logins waits for the workers instead of being turned away.
+fn job_queue_capacity(config: &Config) -> usize {
+    (2 * (config.max_clients + REJECT_SLOTS)).max(MIN_JOB_QUEUE)
 }
 
 fn create_private_dir(dir: &Path) -> io::Result<()> {

@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::storage::accounts::{AccountStore, LoginError, RegisterError, StoreError};
+use crate::storage::accounts::{AccountStore, LoginError, RegisterError};
 use crate::storage::server_files::{Reloaded, ServerFiles};
 
 /// Which connection asked: slab slot plus a generation, since slots are reused.
@@ -33,8 +33,6 @@ pub enum Job {
         account: String,
         password: String,
     },
-    /// Is `nick` a registered account name? (guests may not take those)
-    CheckNick { origin: Origin, nick: String },
 }
 
 impl fmt::Debug for Job {
@@ -46,7 +44,6 @@ impl fmt::Debug for Job {
             Job::Login {
                 origin, account, ..
             } => ("Login", origin, account),
-            Job::CheckNick { origin, nick } => ("CheckNick", origin, nick),
         };
         f.debug_struct(kind)
             .field("origin", origin)
@@ -61,9 +58,7 @@ impl Job {
     #[cfg(test)]
     pub fn origin(&self) -> Origin {
         match self {
-            Job::Register { origin, .. }
-            | Job::Login { origin, .. }
-            | Job::CheckNick { origin, .. } => *origin,
+            Job::Register { origin, .. } | Job::Login { origin, .. } => *origin,
         }
     }
 
@@ -84,11 +79,6 @@ impl Job {
                 account: account.clone(),
                 result: Err(LoginError::Unavailable(why.to_string())),
             },
-            Job::CheckNick { origin, nick } => Completion::NickChecked {
-                origin: *origin,
-                nick: nick.clone(),
-                registered: Err(why.to_string()),
-            },
         }
     }
 }
@@ -106,20 +96,13 @@ pub enum Completion {
         account: String,
         result: Result<String, LoginError>,
     },
-    NickChecked {
-        origin: Origin,
-        nick: String,
-        registered: Result<bool, String>,
-    },
 }
 
 impl Completion {
     /// The connection the result belongs to.
     pub fn origin(&self) -> Origin {
         match self {
-            Completion::Registered { origin, .. }
-            | Completion::LoggedIn { origin, .. }
-            | Completion::NickChecked { origin, .. } => *origin,
+            Completion::Registered { origin, .. } | Completion::LoggedIn { origin, .. } => *origin,
         }
     }
 }
@@ -330,7 +313,6 @@ fn guarded<T>(work: impl FnOnce() -> T, fallback: T) -> T {
 pub trait Accounts {
     fn register(&self, name: &str, password: &str) -> Result<String, RegisterError>;
     fn verify(&self, name: &str, password: &str) -> Result<String, LoginError>;
-    fn exists(&self, name: &str) -> Result<bool, StoreError>;
 }
 
 impl Accounts for AccountStore {
@@ -341,18 +323,13 @@ impl Accounts for AccountStore {
     fn verify(&self, name: &str, password: &str) -> Result<String, LoginError> {
         AccountStore::verify(self, name, password)
     }
-
-    fn exists(&self, name: &str) -> Result<bool, StoreError> {
-        AccountStore::exists(self, name)
-    }
 }
 
 /// A worker's answer to `job`.
 pub fn run_job(store: &impl Accounts, job: Job) -> Completion {
-    if let Job::Register { account, .. } | Job::Login { account, .. } = &job {
-        if crate::storage::faults::get().panics_on(account) {
-            panic!("injected fault: worker panic for account {account}");
-        }
+    let (Job::Register { account, .. } | Job::Login { account, .. }) = &job;
+    if crate::storage::faults::get().panics_on(account) {
+        panic!("injected fault: worker panic for account {account}");
     }
     match job {
         Job::Register {
@@ -379,11 +356,6 @@ pub fn run_job(store: &impl Accounts, job: Job) -> Completion {
                 result,
             }
         }
-        Job::CheckNick { origin, nick } => Completion::NickChecked {
-            origin,
-            registered: store.exists(&nick).map_err(|e| e.to_string()),
-            nick,
-        },
     }
 }
 
