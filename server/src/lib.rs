@@ -20,6 +20,7 @@ pub use config::{Args, Config};
 pub use net::server::{Server, ServerError, ShutdownHandle};
 pub use storage::accounts::StoreError;
 pub use storage::identity::TlsError;
+pub use storage::private_files::private_umask;
 pub use storage::workers::lower_thread_priority;
 
 /// The handlers and their state, as the event loop drives them, for the fuzz harness: lend

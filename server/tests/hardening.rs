@@ -365,3 +365,66 @@ fn reconnect_storm_of_a_thousand_gets_everyone_in() {
     let took = reconnect_storm(1000);
     eprintln!("1000 clients (500 SASL logins, 500 guests) in {took:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Data at rest
+// ---------------------------------------------------------------------------------------------
+
+/// The mode bits of `p` (not following a symlink).
+fn mode_of(p: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(p)
+        .unwrap_or_else(|e| panic!("{p:?}: {e}"))
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// Every directory and file under `dir` must be private: 0700 and 0600.
+fn assert_private_tree(dir: &std::path::Path) {
+    assert_eq!(mode_of(dir), 0o700, "{dir:?}");
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            assert_private_tree(&p);
+        } else {
+            assert_eq!(mode_of(&p), 0o600, "{p:?}");
+        }
+    }
+}
+
+/// With umask 022 and a data directory that existed (0755) before the first start, the
+/// directory ends up 0700 and every file in it (database, certificate, key) 0600, including
+/// those written while the server runs.
+#[test]
+fn data_directory_is_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask only sets this process's file creation mask (inherited by the server).
+    unsafe {
+        libc::umask(0o022);
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut s = TestServer::start_in(&dir, &[]);
+    assert_private_tree(&dir);
+    let mut u = users_in_room(&s, &["alice", "bob"], "#room");
+    for i in 0..20 {
+        u[0].send(&format!("PRIVMSG #room :line {i}"));
+    }
+    u[1].sync();
+    drop(u);
+    assert_eq!(s.terminate().code(), Some(0));
+    assert_private_tree(&dir);
+    // A tree left readable by an older version is made private at start.
+    for e in std::fs::read_dir(dir.join("accounts")).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let _again = TestServer::start_in(&dir, &[]);
+    assert_private_tree(&dir);
+}

@@ -12,14 +12,17 @@ use crate::net::descriptors;
 use crate::net::server::{Control, Server, ServerError, Storage};
 use crate::state::history::History;
 use crate::storage::accounts::AccountStore;
+use crate::storage::identity::{CERT_FILE, KEY_FILE};
+use crate::storage::private_files::{create_private_dir, restrict};
 use crate::storage::server_files::{read_motd, ServerFiles};
 use crate::storage::workers::WorkerPool;
 use mio::{Poll, Token, Waker};
-use std::io;
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::SystemTime;
+
+/// The sled database's directory inside the data directory.
+const ACCOUNTS_DIR: &str = "accounts";
 
 pub(super) const WAKER: Token = Token(usize::MAX - 2);
 
@@ -33,7 +36,7 @@ impl Server {
         let files = ServerFiles::of(&config);
         let tls = files.load_tls().map_err(ServerError::Tls)?;
         let store = Arc::new(
-            AccountStore::open(&config.data_dir.join("accounts")).map_err(ServerError::Store)?,
+            AccountStore::open(&config.data_dir.join(ACCOUNTS_DIR)).map_err(ServerError::Store)?,
         );
         let poll = Poll::new().map_err(ServerError::Io)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServerError::Io)?);
@@ -45,6 +48,9 @@ impl Server {
         let account_names = store.names().map_err(ServerError::Store)?;
         let history_tree = store.open_tree("history").map_err(ServerError::Store)?;
         let history = History::open(history_tree, config.history).map_err(ServerError::History)?;
+        // Everything in the data directory is there now (certificate, key, database).
+        restrict(&config.data_dir, &[ACCOUNTS_DIR, CERT_FILE, KEY_FILE])
+            .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
         let guards = Guards {
             ip: IpLimits::new(config.ip_policy.clone()),
             logins: LoginGuard::new(config.login_failures),
@@ -96,15 +102,4 @@ impl Server {
 /// of them, a burst of logins waits for the workers instead of being turned away.
 fn job_queue_capacity(config: &Config) -> usize {
     (2 * (config.max_clients + REJECT_SLOTS)).max(MIN_JOB_QUEUE)
-}
-
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
 }
