@@ -428,3 +428,78 @@ fn data_directory_is_private_whatever_the_umask() {
     let _again = TestServer::start_in(&dir, &[]);
     assert_private_tree(&dir);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Normal use trips no limit
+// ---------------------------------------------------------------------------------------------
+
+/// A refusal or error a legitimate user should never see.
+fn is_refusal(m: &Message) -> bool {
+    m.is("ERROR")
+        || m.is("FAIL")
+        || m.is("904")
+        || m.command.starts_with('4')
+        || m.command.starts_with('5')
+}
+
+/// Everything received so far by `c` (up to a PING/PONG), none of it a refusal.
+fn assert_no_refusal(c: &mut Client) -> usize {
+    let got = c.sync();
+    for m in &got {
+        assert!(!is_refusal(m), "[{}] refused in normal use: {m}", c.label());
+    }
+    got.len()
+}
+
+/// 20 users, each on an address of its own, with every limit at its default and loopback not
+/// exempt, chat in a shared room, join and leave rooms, message each other directly and log
+/// out and in again, in 15 rounds (each user's lines at about the pace flood control allows
+/// a person typing: the bucket's burst, then its rate). Nobody is refused anything.
+#[test]
+fn twenty_users_in_normal_use_trip_no_limit() {
+    const USERS: usize = 20;
+    const ROUNDS: usize = 15;
+    let s = TestServer::start(&["--exempt-net", "none"]);
+    let addr = |i: usize| loopback(100 + i as u8);
+    let name = |i: usize| format!("user{i}");
+    let mut users: Vec<Client> = (0..USERS)
+        .map(|i| user_from(&s, addr(i), &name(i)))
+        .collect();
+    for u in users.iter_mut() {
+        u.send("JOIN #lobby");
+    }
+    let mut delivered = 0;
+    for round in 0..ROUNDS {
+        for i in 0..USERS {
+            let u = &mut users[i];
+            u.send(&format!("PRIVMSG #lobby :round {round} from {i}"));
+            u.send(&format!("PRIVMSG {} :psst {round}", name((i + 1) % USERS)));
+            let side = format!("#side{}", (i + round) % 4);
+            u.send(&format!("JOIN {side}"));
+            u.send(&format!("PRIVMSG {side} :hi"));
+            if round % 3 == 2 {
+                u.send(&format!("PART {side}"));
+            }
+        }
+        for u in users.iter_mut() {
+            delivered += assert_no_refusal(u);
+        }
+        // A few log out and in again (a new connection from the same address).
+        for i in (0..USERS).filter(|i| (i + round) % 5 == 0) {
+            let u = &mut users[i];
+            u.send("QUIT :brb");
+            u.expect_closed();
+            let mut again = connect_from(&s, addr(i), &name(i));
+            assert!(again.login(&name(i), PW), "[{}] login again", name(i));
+            again.send("JOIN #lobby");
+            users[i] = again;
+        }
+    }
+    for u in users.iter_mut() {
+        delivered += assert_no_refusal(u);
+    }
+    assert!(
+        delivered > USERS * ROUNDS * 10,
+        "only {delivered} lines seen"
+    );
+}
