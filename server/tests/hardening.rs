@@ -470,8 +470,7 @@ fn twenty_users_in_normal_use_trip_no_limit() {
     }
     let mut delivered = 0;
     for round in 0..ROUNDS {
-        for i in 0..USERS {
-            let u = &mut users[i];
+        for (i, u) in users.iter_mut().enumerate() {
             u.send(&format!("PRIVMSG #lobby :round {round} from {i}"));
             u.send(&format!("PRIVMSG {} :psst {round}", name((i + 1) % USERS)));
             let side = format!("#side{}", (i + round) % 4);
