@@ -163,6 +163,15 @@ impl HandlerState {
         &mut self.guards
     }
 
+    /// Expires the history of rooms that no longer exist (see [`History::expire`]): a room
+    /// is kept while it has members.
+    pub fn expire_history(&mut self, max_age: std::time::Duration, now: std::time::Instant) {
+        let chat = &self.chat;
+        let is_kept = |room: &str| chat.room_by_key(room).is_some();
+        let now_ms = crate::clock::unix_millis(std::time::SystemTime::now());
+        self.history.expire(max_age, now_ms, now, &is_kept);
+    }
+
     pub fn history_mut(&mut self) -> &mut History {
         &mut self.history
     }

@@ -47,7 +47,8 @@ impl Server {
         };
         let account_names = store.names().map_err(ServerError::Store)?;
         let history_tree = store.open_tree("history").map_err(ServerError::Store)?;
-        let history = History::open(history_tree, config.history).map_err(ServerError::History)?;
+        let history = History::open(history_tree, config.history, config.history_memory)
+            .map_err(ServerError::History)?;
         // Everything in the data directory is there now (certificate, key, database).
         restrict(&config.data_dir, &[ACCOUNTS_DIR, CERT_FILE, KEY_FILE])
             .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
