@@ -88,6 +88,16 @@ pub struct Args {
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=100_000))]
     pub history: u64,
 
+    /// Bytes of room history kept in memory across all rooms; beyond it the least recently
+    /// used rooms are dropped from memory (they stay on disk and are read again when used).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20, value_parser = clap::value_parser!(u64).range(65536..=1 << 36))]
+    pub history_memory: u64,
+
+    /// Seconds after its last message that the history of a room that no longer exists (no
+    /// members) is deleted (0: never).
+    #[arg(long, value_name = "SECS", default_value_t = 30 * 24 * 3600)]
+    pub history_expire: u64,
+
     /// Also listen WITHOUT TLS on [ADDR:]PORT (address defaults to 127.0.0.1), for local tools.
     #[arg(long, value_name = "[ADDR:]PORT")]
     pub plain_listener: Option<String>,
@@ -160,6 +170,8 @@ pub struct Config {
     pub admin_name: Option<String>,
     pub admin_email: Option<String>,
     pub history: usize,
+    pub history_memory: usize,
+    pub history_expire: Duration,
     pub plain_listener: Option<SocketAddr>,
     pub ip_policy: IpPolicy,
     pub flood: FloodPolicy,
@@ -217,6 +229,8 @@ impl Config {
             admin_name: args.admin_name,
             admin_email: args.admin_email,
             history: args.history as usize,
+            history_memory: args.history_memory as usize,
+            history_expire: Duration::from_secs(args.history_expire),
             plain_listener,
             ip_policy,
             flood,

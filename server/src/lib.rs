@@ -20,6 +20,7 @@ pub use config::{Args, Config};
 pub use net::server::{Server, ServerError, ShutdownHandle};
 pub use storage::accounts::{hash_password, StoreError};
 pub use storage::identity::TlsError;
+pub use storage::private_files::private_umask;
 pub use storage::workers::lower_thread_priority;
 
 /// The handlers and their state, as the event loop drives them, for the fuzz harness: lend
@@ -33,6 +34,7 @@ pub mod testing {
     pub use crate::irc::context::{Deliver, HandlerState, JobSink, NoJobs, ServerInfo};
     pub use crate::irc::dispatch::{completed, disconnect, received};
     pub use crate::irc::session::Session;
+    pub use crate::state::account_names::AccountNames;
     pub use crate::state::chat::{fold, Chat, ClientId};
     pub use crate::state::history::History;
     pub use crate::storage::accounts::{

@@ -14,11 +14,8 @@ pub const MAX_TARGETS: usize = 10;
 pub const TLS_BUFFER_LIMIT: usize = 64 * 1024;
 /// Bytes read from a socket per read call.
 pub const READ_CHUNK: usize = 16 * 1024;
-/// Worker queue slots per worker thread (pending registrations and logins are bounded by this).
-pub const JOBS_PER_WORKER: usize = 64;
-/// The worker queue holds at least this many jobs, whatever the worker count: a small box
-/// runs one worker (the loop keeps the other core) but should still queue a burst of logins
-/// rather than turn them away.
+/// The worker queue holds at least this many jobs; beyond that it has room for two per
+/// connection (a login and a registration), so a burst of logins is queued, not refused.
 pub const MIN_JOB_QUEUE: usize = 128;
 /// Connections the event loop accepts from one listener per pass. Each costs an accept, a
 /// registration and a fresh TLS session (some microseconds); with a thousand connections

@@ -8,11 +8,13 @@
 //!   ([`Client`]), plain TCP ([`PlainClient`]) or the server side of a TLS link
 //!   ([`PeerLink`]); plus the assertions on IRC messages.
 //! - [`raw`]: a plain TCP client for bytes that are not IRC, and socket helpers.
+//! - [`source`]: connections from a chosen 127.0.0.x source address.
 //! - [`tls`]: rustls client configurations (trusting a PEM file, pinning a fingerprint).
 //! - [`cli`]: drives the `huddle` command-line client in its plain (non-terminal) mode.
 //! - [`child`]: child processes: locating workspace binaries, waiting for exit, signals.
 //! - [`proc`]: what Linux `/proc` tells about a process (descriptors, memory, CPU, sockets).
 //! - [`wait`]: bounded waits for state that has no reply to wait on.
+//! - [`tools`]: installs the IRC programs some end-to-end tests drive (WeeChat, irssi, tmux).
 //!
 //! Synchronisation rule: nothing here sleeps to wait for the server. Every wait reads until the
 //! expected line arrives, or panics at a deadline with everything seen so far.
@@ -31,6 +33,7 @@ pub mod irc;
 pub mod launcher;
 pub mod proc;
 pub mod raw;
+pub mod source;
 pub mod tls;
 pub mod tools;
 pub mod wait;
@@ -46,6 +49,7 @@ pub use launcher::process::{ProcessOptions, StartFailure, TestServer};
 pub use launcher::{users_in_room, Endpoint, RunningServer};
 pub use proc::{proc_cpu_time, proc_fd_count, proc_rss_kib, server_holds_connection};
 pub use raw::{tcp_from, tcp_with_rcvbuf, RawClient};
+pub use source::{connect_from, loopback};
 pub use tls::{client_config_for, client_config_trusting, pem_certs, pinned_config};
 pub use tools::install_test_tools;
 pub use wait::wait_until;

@@ -27,7 +27,7 @@ use huddle_protocol::{LineReader, Message};
 use huddle_server::testing::{
     completed, disconnect, fold, received, run_job, validate_name, validate_password, Accounts,
     ClientId, Completion, Deliver, Guards, HandlerState, History, IpPolicy, Job, JobSink,
-    LoginError, NoJobs, RegisterError, RoomRecord, ServerInfo, Session, StoreError,
+    LoginError, NoJobs, RegisterError, RoomRecord, ServerInfo, Session,
 };
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -129,10 +129,6 @@ impl Accounts for Store {
         }
     }
 
-    fn exists(&self, name: &str) -> Result<bool, StoreError> {
-        Ok(self.accounts.borrow().contains_key(&fold(name)))
-    }
-
     /// Plain comparison: the harness's operators (none by default) keep their password in
     /// the clear.
     fn check_oper(&self, phc: Option<&str>, password: &str) -> bool {
@@ -171,11 +167,6 @@ fn storage_failure(job: Job) -> Completion {
             origin,
             account,
             result: Err(LoginError::Unavailable(why)),
-        },
-        Job::CheckNick { origin, nick } => Completion::NickChecked {
-            origin,
-            nick,
-            registered: Err(why),
         },
         Job::SaveRoom { origin, ack, .. } => Completion::RoomSaved {
             origin,
@@ -292,8 +283,10 @@ impl World<'_> {
             admin_email: None,
             opers: Vec::new(),
         };
+        let mut state = HandlerState::new(info, History::in_memory(8), Guards::permissive());
+        state.set_account_names(SEEDED_ACCOUNTS.iter().map(|(name, _)| *name).collect());
         World {
-            state: HandlerState::new(info, History::in_memory(8), Guards::permissive()),
+            state,
             jobs: Jobs::default(),
             store: Store::seeded(),
             conns: Conns {
@@ -441,6 +434,7 @@ impl World<'_> {
 
     /// Delivers a worker's answer if its connection is still the one that asked.
     fn complete(&mut self, done: Completion) {
+        self.state.note_completion(&done);
         let origin = done.origin();
         let conn = &mut self.conns.slots[origin.slot];
         if !conn.open || conn.session.generation != origin.generation {

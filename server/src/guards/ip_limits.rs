@@ -194,22 +194,17 @@ impl IpLimits {
         Ok(())
     }
 
-    /// Failed logins from `ip` in the window.
-    pub fn failures(&mut self, ip: IpAddr, now: Instant) -> usize {
-        match self.table.get_mut(&ip) {
-            Some(e) => {
-                expire(&mut e.failures, now, FAILURE_WINDOW);
-                e.failures.len()
-            }
-            None => 0,
+    /// How long `ip` must wait before its next login attempt, if at all: from half the
+    /// failure limit on, each failure (for any name) backs off further; at the limit the
+    /// address is refused until its failures age out of the window.
+    pub fn login_wait(&mut self, ip: IpAddr, now: Instant) -> Option<Duration> {
+        let limit = self.policy.login_failures;
+        if self.is_exempt(ip) || limit == 0 {
+            return None;
         }
-    }
-
-    /// Is `ip` locked out of logging in?
-    pub fn login_locked(&mut self, ip: IpAddr, now: Instant) -> bool {
-        !self.is_exempt(ip)
-            && self.policy.login_failures > 0
-            && self.failures(ip, now) >= self.policy.login_failures
+        let e = self.table.get_mut(&ip)?;
+        expire(&mut e.failures, now, FAILURE_WINDOW);
+        crate::guards::logins::wait_for(&e.failures, limit, limit / 2, now)
     }
 
     pub fn login_failed(&mut self, ip: IpAddr, now: Instant) {
@@ -219,7 +214,13 @@ impl IpLimits {
         if !self.table.contains_key(&ip) && self.table.len() >= MAX_TRACKED {
             return;
         }
-        self.table.entry(ip).or_default().failures.push_back(now);
+        let limit = self.policy.login_failures.max(1);
+        let failures = &mut self.table.entry(ip).or_default().failures;
+        failures.push_back(now);
+        // Failures beyond the limit change nothing: keep the record bounded.
+        while failures.len() > limit {
+            failures.pop_front();
+        }
     }
 
     /// Forgets addresses with nothing left to remember.
@@ -296,11 +297,16 @@ mod tests {
         assert_eq!(l.register(ip, t), Ok(()));
         assert_eq!(l.register(ip, t), Err(Refusal::TooManyRegistrations));
         assert_eq!(l.register(ip, t + HOUR), Ok(()));
-        assert!(!l.login_locked(ip, t));
+        assert_eq!(l.login_wait(ip, t), None);
         l.login_failed(ip, t);
+        assert_eq!(l.login_wait(ip, t), None, "half the limit costs nothing");
         l.login_failed(ip, t);
-        assert!(l.login_locked(ip, t));
-        assert!(!l.login_locked(ip, t + FAILURE_WINDOW));
+        assert_eq!(l.login_wait(ip, t), Some(FAILURE_WINDOW));
+        assert_eq!(l.login_wait(ip, t + FAILURE_WINDOW), None);
+        let lo = "127.0.0.1".parse().unwrap();
+        l.login_failed(lo, t);
+        l.login_failed(lo, t);
+        assert_eq!(l.login_wait(lo, t), None, "exempt");
     }
 
     #[test]

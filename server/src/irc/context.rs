@@ -5,10 +5,11 @@
 use crate::guards::logins::Guards;
 use crate::irc::outbox::{Effect, Outbox};
 use crate::irc::session::Session;
+use crate::state::account_names::AccountNames;
 use crate::state::chat::{Chat, ClientId};
 use crate::state::history::History;
 use crate::state::msgids::MsgIds;
-use crate::storage::workers::Job;
+use crate::storage::workers::{Completion, Job};
 use huddle_protocol::Message;
 
 /// Host part shown in every user's `nick!user@host` (client addresses are not disclosed).
@@ -56,6 +57,8 @@ pub struct Ctx<'a> {
     pub history: &'a mut History,
     pub guards: &'a mut Guards,
     pub msgids: &'a mut MsgIds,
+    /// Every registered account name, for guest nick checks.
+    pub accounts: &'a mut AccountNames,
 }
 
 /// Where applied effects go: the connections. The event loop queues lines on sockets; the
@@ -78,6 +81,7 @@ pub struct HandlerState {
     guards: Guards,
     info: ServerInfo,
     msgids: MsgIds,
+    accounts: AccountNames,
     /// Reused between passes by [`HandlerState::apply_effects`].
     effect_batch: Vec<Effect>,
 }
@@ -91,6 +95,7 @@ impl HandlerState {
             guards,
             info,
             msgids: MsgIds::new(),
+            accounts: AccountNames::new(),
             effect_batch: Vec::new(),
         }
     }
@@ -105,6 +110,7 @@ impl HandlerState {
             history: &mut self.history,
             guards: &mut self.guards,
             msgids: &mut self.msgids,
+            accounts: &mut self.accounts,
         }
     }
 
@@ -138,6 +144,22 @@ impl HandlerState {
         &mut self.chat
     }
 
+    /// The registered account names (loaded from the store at start-up).
+    pub fn set_account_names(&mut self, accounts: AccountNames) {
+        self.accounts = accounts;
+    }
+
+    /// Every worker result passes here, whether or not the connection that asked is still
+    /// there: a new account's name is recorded.
+    pub fn note_completion(&mut self, done: &Completion) {
+        if let Completion::Registered {
+            result: Ok(name), ..
+        } = done
+        {
+            self.accounts.insert(name);
+        }
+    }
+
     pub fn info(&self) -> &ServerInfo {
         &self.info
     }
@@ -154,6 +176,20 @@ impl HandlerState {
 
     pub fn guards_mut(&mut self) -> &mut Guards {
         &mut self.guards
+    }
+
+    /// Expires the history of rooms that no longer exist (see [`History::expire`]): a room
+    /// is kept while it has members.
+    pub fn expire_history(&mut self, max_age: std::time::Duration, now: std::time::Instant) {
+        let chat = &self.chat;
+        // A room is kept while it exists with members or is registered (registered rooms
+        // stay in the chat state while empty).
+        let is_kept = |room: &str| {
+            chat.room_by_key(room)
+                .is_some_and(|r| !r.members.is_empty() || r.is_registered())
+        };
+        let now_ms = crate::clock::unix_millis(std::time::SystemTime::now());
+        self.history.expire(max_age, now_ms, now, &is_kept);
     }
 
     pub fn history_mut(&mut self) -> &mut History {

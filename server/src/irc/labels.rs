@@ -5,7 +5,7 @@
 //!
 //! Works on the effects a handler queued for the sender, after the handler ran; handlers know
 //! nothing of labels. Commands whose answer comes later from a worker (REGISTER,
-//! AUTHENTICATE, a guest's NICK, OPER, a change to a registered room, which is announced once
+//! AUTHENTICATE, OPER, a change to a registered room, which is announced once
 //! saved: see [`crate::irc::outbox::Outbox::answer_later`]) and QUIT are not labelled.
 
 use crate::irc::capabilities::Cap;
@@ -26,9 +26,6 @@ pub fn label_of(s: &Session, command: &str, msg: &Message, ctx: &Ctx) -> Option<
         return None;
     }
     if !s.is_registered() || matches!(command, "QUIT" | "REGISTER" | "AUTHENTICATE") {
-        return None;
-    }
-    if command == "NICK" && s.is_guest() {
         return None;
     }
     msg.tag("label")

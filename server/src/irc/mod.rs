@@ -13,6 +13,7 @@ pub mod capabilities;
 pub mod commands;
 pub mod context;
 pub mod dispatch;
+pub mod guest_nick;
 pub mod join_line;
 pub mod labels;
 pub mod line_limit;

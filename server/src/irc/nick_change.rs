@@ -28,7 +28,6 @@ pub fn nick(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         rename(s, wanted, ctx);
         return;
     }
-    s.nick_given = Some(wanted.to_string());
     crate::irc::registration::check_guest_nick(s, wanted, ctx);
 }
 
@@ -65,12 +64,13 @@ pub(super) fn rename(s: &mut Session, new: &str, ctx: &mut Ctx) {
 mod tests {
     use crate::irc::session::Session;
     use crate::irc::tests::{World, LOCAL};
-    use crate::storage::workers::{Completion, Job};
 
     #[test]
-    fn a_guest_rename_waits_for_the_account_check_an_account_never_renames() {
+    fn a_guest_rename_is_checked_at_once_an_account_never_renames() {
         let mut w = World::new();
         w.allow_guests();
+        w.state
+            .set_account_names(["alice", "bob"].into_iter().collect());
         let (mut a, mut g) = (Session::new(1, 1, LOCAL), Session::new(2, 1, LOCAL));
         w.log_in(&mut a, "alice");
         w.line(&mut a, "NICK Alice");
@@ -81,37 +81,23 @@ mod tests {
 
         w.line(&mut g, "NICK gus");
         w.line(&mut g, "USER g 0 * :G");
-        let jobs = w.take_jobs();
-        let [Job::CheckNick { origin, nick }] = &jobs[..] else {
-            panic!("{jobs:?}");
-        };
-        let done = |origin, nick: &str, registered| Completion::NickChecked {
-            origin,
-            nick: nick.to_string(),
-            registered: Ok(registered),
-        };
-        w.complete(&mut g, done(*origin, nick, false));
+        assert!(w.take_jobs().is_empty(), "a guest nick needs no worker");
         w.take(2);
         w.line(&mut g, "NICK GUS");
         assert_eq!(w.take(2), [":gus!~g@huddle NICK GUS"]);
         w.line(&mut g, "NICK bob");
-        let jobs = w.take_jobs();
-        let [Job::CheckNick { origin, nick }] = &jobs[..] else {
-            panic!("{jobs:?}");
-        };
-        assert!(w.take(2).is_empty(), "nothing before the check is done");
-        w.complete(&mut g, done(*origin, nick, true));
         assert_eq!(
             w.take(2),
             [":srv 433 GUS bob :Nickname is reserved by a registered account; log in to use it"]
         );
+        w.line(&mut g, "NICK b0b");
+        assert_eq!(
+            w.take(2),
+            [":srv 433 GUS b0b :Nickname looks like a registered account; choose another"]
+        );
         w.line(&mut g, "NICK gary");
-        let jobs = w.take_jobs();
-        let [Job::CheckNick { origin, nick }] = &jobs[..] else {
-            panic!("{jobs:?}");
-        };
-        w.complete(&mut g, done(*origin, nick, false));
         assert_eq!(w.take(2), [":GUS!~g@huddle NICK gary"]);
         assert_eq!(g.target(), "gary");
+        assert!(w.take_jobs().is_empty());
     }
 }

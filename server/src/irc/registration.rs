@@ -5,16 +5,15 @@
 //! Handlers are free of I/O: they read and change [`Session`] and the chat state, and push
 //! what is to be sent into the outbox. Slow work (hashing) is handed to the job sink.
 
-use crate::guards::logins::Refused;
 use crate::irc::capabilities::{self, Cap};
 use crate::irc::context::{prefix, reply, send_raw, Ctx, HOST_CLOAK};
+use crate::irc::guest_nick::guest_nick_refusal;
 use crate::irc::session::{Sasl, Session};
 use crate::irc::welcome::welcome;
 use crate::limits::MAX_SASL_PAYLOAD;
 use crate::state::chat::NewUser;
 use crate::storage::accounts::{validate_name, validate_password, LoginError, RegisterError};
 use crate::storage::workers::{Completion, Job};
-use huddle_protocol::account::MAX_NAME_CHARS;
 use huddle_protocol::numeric::*;
 use huddle_protocol::{caps, sasl, Message};
 use std::time::Instant;
@@ -168,24 +167,11 @@ pub(super) fn authenticate(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
                     return;
                 }
             };
-            let now = Instant::now();
-            let refused = match ctx.guards.logins.check(&creds.authcid, now) {
-                Err(r) => Some(r),
-                Ok(()) if ctx.guards.ip.login_locked(s.peer_ip, now) => Some(Refused::LockedOut),
-                Ok(()) => None,
-            };
-            if let Some(refused) = refused {
-                let text = match refused {
-                    Refused::Backoff(wait) => format!(
-                        "SASL authentication failed: too many failed attempts, wait {} s",
-                        wait.as_secs().max(1)
-                    ),
-                    Refused::LockedOut => {
-                        "SASL authentication failed: too many failed attempts, try again later"
-                            .to_string()
-                    }
-                };
-                reply(s, ctx, ERR_SASLFAIL, [text.as_str()]);
+            if let Err(refused) = ctx
+                .guards
+                .check_login(s.peer_ip, &creds.authcid, Instant::now())
+            {
+                reply(s, ctx, ERR_SASLFAIL, [refused.message().as_str()]);
                 return;
             }
             let job = Job::Login {
@@ -318,16 +304,6 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
                 }
             }
         }
-        Completion::NickChecked {
-            nick, registered, ..
-        } => match registered {
-            Ok(registered) => finish_guest(s, &nick, registered, ctx),
-            Err(_) => {
-                s.nick_check_in_flight = false;
-                ctx.out
-                    .close(s.id, "Server busy, try again shortly", "Server busy");
-            }
-        },
         Completion::LoggedIn {
             result, account, ..
         } => {
@@ -336,11 +312,9 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
             }
             s.sasl = Sasl::Idle;
             match &result {
-                Ok(_) => ctx.guards.logins.succeeded(&account),
+                Ok(_) => ctx.guards.logins.succeeded(s.peer_ip, &account),
                 Err(LoginError::Invalid) => {
-                    let now = Instant::now();
-                    ctx.guards.logins.failed(&account, now);
-                    ctx.guards.ip.login_failed(s.peer_ip, now);
+                    ctx.guards.login_failed(s.peer_ip, &account, Instant::now())
                 }
                 Err(LoginError::Unavailable(_)) => {}
             }
@@ -382,7 +356,7 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
 /// Completes registration once everything is in: login (or guest nick), NICK, USER, end of
 /// CAP negotiation.
 fn try_complete(s: &mut Session, ctx: &mut Ctx) {
-    if s.registered || s.cap_negotiating || s.realname.is_none() || s.nick_check_in_flight {
+    if s.registered || s.cap_negotiating || s.realname.is_none() {
         return;
     }
     let Some(nick_given) = s.nick_given.clone() else {
@@ -446,55 +420,17 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
     welcome(s, ctx);
 }
 
-/// A guest nick must be a valid name, not online, and not a registered account (asked of
-/// the account store on a worker). At registration and for a registered guest's NICK alike:
-/// the outcome goes to [`finish_guest`].
+/// A guest's nick, at registration and for a registered guest's `NICK` alike: refused
+/// (`432`/`433`, the guest must send another NICK) or taken. Answered from memory
+/// ([`guest_nick_refusal`]); a registered guest changing only the case of its own nick never
+/// comes here (its own nick counts as in use).
 pub(super) fn check_guest_nick(s: &mut Session, nick: &str, ctx: &mut Ctx) {
-    if validate_name(nick).is_err() {
-        let rule = format!("Nicks are 1-{MAX_NAME_CHARS} characters of A-Z a-z 0-9 _ -");
-        reply(s, ctx, ERR_ERRONEUSNICKNAME, [nick, rule.as_str()]);
+    if let Some((code, text)) = guest_nick_refusal(ctx, nick) {
+        reply(s, ctx, code, [nick, text.as_str()]);
         s.nick_given = None;
-        return;
-    }
-    if ctx.chat.find_nick(nick).is_some() {
-        refuse_guest_nick(s, ctx, nick, "Nickname is already in use");
-        return;
-    }
-    let job = Job::CheckNick {
-        origin: s.origin(),
-        nick: nick.to_string(),
-    };
-    if ctx.jobs.submit(job).is_err() {
-        ctx.out
-            .close(s.id, "Server busy, try again shortly", "Server busy");
-        return;
-    }
-    s.nick_check_in_flight = true;
-}
-
-/// `433` for a guest's nick; the guest must send another NICK.
-fn refuse_guest_nick(s: &mut Session, ctx: &mut Ctx, nick: &str, why: &str) {
-    reply(s, ctx, ERR_NICKNAMEINUSE, [nick, why]);
-    s.nick_given = None;
-}
-
-fn finish_guest(s: &mut Session, nick: &str, registered: bool, ctx: &mut Ctx) {
-    s.nick_check_in_flight = false;
-    if s.nick_given.as_deref() != Some(nick) {
-        try_complete(s, ctx); // the client changed its mind meanwhile
-        return;
-    }
-    if registered {
-        refuse_guest_nick(
-            s,
-            ctx,
-            nick,
-            "Nickname is reserved by a registered account; log in to use it",
-        );
         return;
     }
     if s.registered {
-        s.nick_given = None;
         crate::irc::nick_change::rename(s, nick, ctx);
         return;
     }
@@ -504,7 +440,13 @@ fn finish_guest(s: &mut Session, nick: &str, registered: bool, ctx: &mut Ctx) {
         ident: s.ident.clone(),
     };
     if ctx.chat.add_user(s.id, nick, new_user).is_err() {
-        refuse_guest_nick(s, ctx, nick, "Nickname is already in use");
+        reply(
+            s,
+            ctx,
+            ERR_NICKNAMEINUSE,
+            [nick, "Nickname is already in use"],
+        );
+        s.nick_given = None;
         return;
     }
     s.nick = Some(nick.to_string());

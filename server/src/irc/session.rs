@@ -30,8 +30,6 @@ pub struct Session {
     pub(super) realname: Option<String>,
     /// `~` and the user name `USER` gave (see [`ident_of`]).
     pub(super) ident: String,
-    /// A guest's nick is being checked against registered accounts.
-    pub(super) nick_check_in_flight: bool,
     pub(super) register_in_flight: bool,
     /// An OPER password is being checked.
     pub(crate) oper_in_flight: bool,
@@ -51,7 +49,6 @@ impl Session {
             nick: None,
             realname: None,
             ident: String::new(),
-            nick_check_in_flight: false,
             register_in_flight: false,
             oper_in_flight: false,
         }

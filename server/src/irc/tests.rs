@@ -355,42 +355,39 @@ fn register_validates_before_queueing_and_reports_busy() {
 }
 
 #[test]
-fn login_finishing_after_guest_registration_is_refused() {
+fn a_guest_nick_is_checked_from_memory() {
     let mut w = World::new();
     w.state.info_mut().allow_guests = true;
+    w.state
+        .set_account_names(["alice", "Bob"].into_iter().collect());
     let mut s = Session::new(1, 1, LOCAL);
-    w.line(&mut s, "NICK guest1");
+    w.line(&mut s, "NICK aIice");
     w.line(&mut s, "USER g 0 * :G");
-    w.line(&mut s, "AUTHENTICATE PLAIN");
-    w.line(
-        &mut s,
-        &format!("AUTHENTICATE {}", sasl::encode_plain("alice", "pw")),
+    assert_eq!(
+        w.take(1),
+        vec![":srv 433 * aIice :Nickname looks like a registered account; choose another"]
     );
-    let origin = s.origin();
-    w.complete(
-        &mut s,
-        Completion::NickChecked {
-            origin,
-            nick: "guest1".into(),
-            registered: Ok(false),
-        },
+    w.line(&mut s, "NICK BOB");
+    assert_eq!(
+        w.take(1),
+        vec![":srv 433 * BOB :Nickname is reserved by a registered account; log in to use it"]
     );
-    assert!(s.is_guest());
+    w.line(&mut s, "NICK no.dots");
+    assert_eq!(
+        w.take(1),
+        vec![":srv 432 * no.dots :Nicks are 1-32 characters of A-Z a-z 0-9 _ -"]
+    );
+    w.line(&mut s, "NICK guest1");
+    assert!(s.is_guest(), "no worker job needed");
+    assert!(w.jobs.taken.borrow().is_empty());
     w.take(1);
-    w.complete(
-        &mut s,
-        Completion::LoggedIn {
-            origin,
-            account: "alice".into(),
-            result: Ok("alice".into()),
-        },
-    );
+    // A guest cannot log in on the same connection.
+    w.line(&mut s, "AUTHENTICATE PLAIN");
     assert_eq!(
         w.take(1),
         vec![":srv 907 guest1 :You are connected as a guest; reconnect to log in"]
     );
     assert_eq!(s.account(), None);
-    assert!(s.is_guest());
 }
 
 #[test]

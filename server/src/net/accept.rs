@@ -182,6 +182,7 @@ impl Server {
             let _ = socket.shutdown(std::net::Shutdown::Both);
             return;
         }
+        self.make_room_for_newcomer();
         let _ = socket.set_nodelay(true);
         let tls = (!plain).then(|| Arc::clone(&self.tls.config));
         let conn = match Connection::new(socket, peer, tls, self.config.sendq) {

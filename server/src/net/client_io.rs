@@ -180,6 +180,7 @@ impl Server {
             if let Some(why) = self.storage.count_result(&done) {
                 self.control.fatal = Some(why);
             }
+            self.state.note_completion(&done);
             let origin = done.origin();
             let same = self
                 .clients

@@ -80,6 +80,7 @@ impl Server {
                 self.sweep(now);
                 self.state.guards_mut().ip.prune(now);
                 self.state.guards_mut().logins.prune(now);
+                self.state.expire_history(self.config.history_expire, now);
                 next_sweep = now + tick;
             }
             self.flush();
@@ -274,9 +275,6 @@ impl Storage {
             }
             Completion::LoggedIn { result, .. } => {
                 matches!(result, Err(LoginError::Unavailable(why)) if storage(why))
-            }
-            Completion::NickChecked { registered, .. } => {
-                matches!(registered, Err(why) if storage(why))
             }
             Completion::RoomSaved { result, .. } => matches!(result, Err(why) if storage(why)),
             Completion::Opered { .. } => false,

@@ -11,6 +11,7 @@ mod clients;
 pub mod connection;
 pub mod descriptors;
 mod lifecycle;
+mod prelogin;
 pub mod server;
 mod startup;
 pub mod tls_stream;

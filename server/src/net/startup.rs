@@ -5,21 +5,24 @@ use crate::config::Config;
 use crate::guards::ip_limits::IpLimits;
 use crate::guards::logins::{Guards, LoginGuard};
 use crate::irc::context::{HandlerState, ServerInfo};
-use crate::limits::{JOBS_PER_WORKER, MIN_JOB_QUEUE, REJECT_SLOTS};
+use crate::limits::{MIN_JOB_QUEUE, REJECT_SLOTS};
 use crate::net::accept::Listeners;
 use crate::net::clients::Clients;
 use crate::net::descriptors;
 use crate::net::server::{Control, Server, ServerError, Storage};
 use crate::state::history::History;
 use crate::storage::accounts::AccountStore;
+use crate::storage::identity::{CERT_FILE, KEY_FILE};
+use crate::storage::private_files::{create_private_dir, restrict};
 use crate::storage::server_files::{read_motd, ServerFiles};
 use crate::storage::workers::WorkerPool;
 use mio::{Poll, Token, Waker};
-use std::io;
-use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::SystemTime;
+
+/// The sled database's directory inside the data directory.
+const ACCOUNTS_DIR: &str = "accounts";
 
 pub(super) const WAKER: Token = Token(usize::MAX - 2);
 
@@ -33,7 +36,7 @@ impl Server {
         let files = ServerFiles::of(&config);
         let tls = files.load_tls().map_err(ServerError::Tls)?;
         let store = Arc::new(
-            AccountStore::open(&config.data_dir.join("accounts")).map_err(ServerError::Store)?,
+            AccountStore::open(&config.data_dir.join(ACCOUNTS_DIR)).map_err(ServerError::Store)?,
         );
         let poll = Poll::new().map_err(ServerError::Io)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServerError::Io)?);
@@ -47,14 +50,20 @@ impl Server {
                 .map_err(|e| ServerError::Opers(path.clone(), e))?,
             None => Vec::new(),
         };
+        let account_names = store.names().map_err(ServerError::Store)?;
         let history_tree = store.open_tree("history").map_err(ServerError::Store)?;
-        let history = History::open(history_tree, config.history).map_err(ServerError::History)?;
+        let history = History::open(history_tree, config.history, config.history_memory)
+            .map_err(ServerError::History)?;
         let rooms_tree = store
             .open_tree(crate::storage::rooms::TREE)
             .map_err(ServerError::Store)?;
         let rooms = crate::storage::rooms::load_all(&rooms_tree);
         let highest_revision = crate::storage::rooms::highest_revision(&rooms_tree);
         log::info!("{} registered rooms", rooms.len());
+        // Everything in the data directory is there now (certificate, key, the database
+        // with accounts, registered rooms and history).
+        restrict(&config.data_dir, &[ACCOUNTS_DIR, CERT_FILE, KEY_FILE])
+            .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
         let guards = Guards {
             ip: IpLimits::new(config.ip_policy.clone()),
             logins: LoginGuard::new(config.login_failures),
@@ -62,7 +71,7 @@ impl Server {
         let (done_tx, completions) = crossbeam_channel::unbounded();
         let workers = WorkerPool::start(
             config.workers,
-            (config.workers * JOBS_PER_WORKER).max(MIN_JOB_QUEUE),
+            job_queue_capacity(&config),
             Arc::clone(&store),
             done_tx,
             Arc::clone(&waker),
@@ -82,6 +91,7 @@ impl Server {
         let registry = poll.registry().try_clone().map_err(ServerError::Io)?;
         let mut state = HandlerState::new(info, history, guards);
         crate::irc::rooms::persist::install(&mut state, rooms, highest_revision);
+        state.set_account_names(account_names.into_iter().collect());
         Ok(Server {
             poll,
             listeners,
@@ -105,13 +115,8 @@ impl Server {
     }
 }
 
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
+/// Each connection has at most one login and one registration in flight: with room for all
+/// of them, a burst of logins waits for the workers instead of being turned away.
+fn job_queue_capacity(config: &Config) -> usize {
+    (2 * (config.max_clients + REJECT_SLOTS)).max(MIN_JOB_QUEUE)
 }

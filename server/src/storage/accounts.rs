@@ -231,12 +231,16 @@ impl AccountStore {
         }
     }
 
-    /// Writes everything pending to disk.
-    /// Whether an account with this name (any case) exists.
-    pub fn exists(&self, name: &str) -> Result<bool, StoreError> {
+    /// Every account name (lowercase), read in one pass at start-up.
+    pub fn names(&self) -> Result<Vec<String>, StoreError> {
         self.tree
-            .contains_key(name.to_ascii_lowercase())
-            .map_err(|e| StoreError::Io(e.to_string()))
+            .iter()
+            .keys()
+            .map(|k| {
+                let k = k.map_err(|e| StoreError::Io(e.to_string()))?;
+                Ok(String::from_utf8_lossy(&k).into_owned())
+            })
+            .collect()
     }
 
     /// Another tree in the same database (room history lives beside the accounts).
@@ -251,6 +255,7 @@ impl AccountStore {
         &self.db
     }
 
+    /// Writes everything pending to disk.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db
             .flush()

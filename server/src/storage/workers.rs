@@ -11,7 +11,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
-use crate::storage::accounts::{AccountStore, LoginError, RegisterError, StoreError};
+use crate::storage::accounts::{AccountStore, LoginError, RegisterError};
 use crate::storage::rooms::{RoomAck, RoomRecord};
 use crate::storage::server_files::{Reloaded, ServerFiles};
 
@@ -34,8 +34,6 @@ pub enum Job {
         account: String,
         password: String,
     },
-    /// Is `nick` a registered account name? (guests may not take those)
-    CheckNick { origin: Origin, nick: String },
     /// Check a server operator's password (`phc` is `None` for a name not listed).
     Oper {
         origin: Origin,
@@ -62,7 +60,6 @@ impl fmt::Debug for Job {
             Job::Login {
                 origin, account, ..
             } => ("Login", origin, account),
-            Job::CheckNick { origin, nick } => ("CheckNick", origin, nick),
             Job::SaveRoom { origin, key, .. } => ("SaveRoom", origin, key),
             Job::Oper { origin, name, .. } => ("Oper", origin, name),
         };
@@ -81,7 +78,6 @@ impl Job {
         match self {
             Job::Register { origin, .. }
             | Job::Login { origin, .. }
-            | Job::CheckNick { origin, .. }
             | Job::SaveRoom { origin, .. }
             | Job::Oper { origin, .. } => *origin,
         }
@@ -103,11 +99,6 @@ impl Job {
                 origin: *origin,
                 account: account.clone(),
                 result: Err(LoginError::Unavailable(why.to_string())),
-            },
-            Job::CheckNick { origin, nick } => Completion::NickChecked {
-                origin: *origin,
-                nick: nick.clone(),
-                registered: Err(why.to_string()),
             },
             Job::SaveRoom { origin, ack, .. } => Completion::RoomSaved {
                 origin: *origin,
@@ -136,11 +127,6 @@ pub enum Completion {
         account: String,
         result: Result<String, LoginError>,
     },
-    NickChecked {
-        origin: Origin,
-        nick: String,
-        registered: Result<bool, String>,
-    },
     /// An OPER password was checked.
     Opered {
         origin: Origin,
@@ -161,7 +147,6 @@ impl Completion {
         match self {
             Completion::Registered { origin, .. }
             | Completion::LoggedIn { origin, .. }
-            | Completion::NickChecked { origin, .. }
             | Completion::RoomSaved { origin, .. }
             | Completion::Opered { origin, .. } => *origin,
         }
@@ -374,7 +359,6 @@ fn guarded<T>(work: impl FnOnce() -> T, fallback: T) -> T {
 pub trait Accounts {
     fn register(&self, name: &str, password: &str) -> Result<String, RegisterError>;
     fn verify(&self, name: &str, password: &str) -> Result<String, LoginError>;
-    fn exists(&self, name: &str) -> Result<bool, StoreError>;
     /// Checks a server operator's password (see [`AccountStore::check_oper`]).
     fn check_oper(&self, phc: Option<&str>, password: &str) -> bool;
     /// Saves a registered room durably (see [`crate::storage::rooms::save`]).
@@ -393,10 +377,6 @@ impl Accounts for AccountStore {
 
     fn verify(&self, name: &str, password: &str) -> Result<String, LoginError> {
         AccountStore::verify(self, name, password)
-    }
-
-    fn exists(&self, name: &str) -> Result<bool, StoreError> {
-        AccountStore::exists(self, name)
     }
 
     fn save_room(
@@ -445,11 +425,6 @@ pub fn run_job(store: &impl Accounts, job: Job) -> Completion {
                 result,
             }
         }
-        Job::CheckNick { origin, nick } => Completion::NickChecked {
-            origin,
-            registered: store.exists(&nick).map_err(|e| e.to_string()),
-            nick,
-        },
         Job::Oper {
             origin,
             name,

@@ -8,6 +8,7 @@
 //! room holds fewer than `limit` + one segment's entries.
 
 use super::entry::Entry;
+use super::expiry::{delete_stale, find_stale, Maintenance};
 use super::pending::Segment;
 use crossbeam_channel::{Receiver, Sender};
 use std::collections::{HashMap, VecDeque};
@@ -21,7 +22,51 @@ const WRITE_BATCHES: usize = 4;
 const SPENT_QUEUE: usize = 2 * WRITE_BATCHES;
 
 /// Stored segments of a room, oldest first: first sequence number and entry count.
-pub(super) type Stored = HashMap<String, VecDeque<(u64, u64)>>;
+type Stored = HashMap<String, VecDeque<(u64, u64)>>;
+
+/// Rooms whose segments the writer keeps track of; beyond this it forgets them all and reads
+/// each room's keys again when it next writes to it.
+const TRACKED_ROOMS: usize = 4096;
+
+/// The key prefix of a room's segments.
+fn prefix(room: &str) -> Vec<u8> {
+    let mut p = Vec::with_capacity(room.len() + 1);
+    p.extend_from_slice(room.as_bytes());
+    p.push(0);
+    p
+}
+
+/// A room's history from the disk: its next sequence number (0 if it has none) and its
+/// newest `limit` entries, oldest first.
+pub(super) fn load_room(tree: &sled::Tree, room: &str, limit: usize) -> (u64, Vec<Entry>) {
+    let mut next_seq = 0;
+    let mut entries = Vec::new();
+    for item in tree.scan_prefix(prefix(room)) {
+        let (k, v) = match item {
+            Ok(kv) => kv,
+            Err(e) => {
+                log::error!("cannot read the history of {room}: {e}");
+                break;
+            }
+        };
+        let Some((_, first)) = parse_key(&k) else {
+            continue;
+        };
+        next_seq = first + segment_len(&v);
+        entries.extend(decode_segment(room, first, &v));
+    }
+    let excess = entries.len().saturating_sub(limit);
+    entries.drain(..excess);
+    (next_seq, entries)
+}
+
+/// The segments of `room` on disk, oldest first.
+fn stored_segments(tree: &sled::Tree, room: &str) -> VecDeque<(u64, u64)> {
+    tree.scan_prefix(prefix(room))
+        .filter_map(Result::ok)
+        .filter_map(|(k, v)| Some((parse_key(&k)?.1, segment_len(&v))))
+        .collect()
+}
 
 pub(super) fn key(room: &str, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(room.len() + 9);
@@ -66,73 +111,147 @@ pub(super) struct Writer {
     /// Batches the writer is done with, handed back so the event loop reuses or frees their
     /// buffers (see [`super::pending::Pending::recycle`]).
     pub spent: Receiver<Vec<Segment>>,
+    /// Expiry requests (see [`super::expiry`]).
+    pub maintenance: Sender<Maintenance>,
+    /// Rooms found stale, back to the loop.
+    pub stale: Receiver<Vec<String>>,
     thread: JoinHandle<()>,
 }
 
 impl Writer {
-    pub fn start(tree: sled::Tree, limit: usize, stored: Stored) -> Result<Writer, String> {
+    pub fn start(tree: sled::Tree, limit: usize) -> Result<Writer, String> {
         let (tx, rx) = crossbeam_channel::bounded(WRITE_BATCHES);
         let (spent_tx, spent) = crossbeam_channel::bounded(SPENT_QUEUE);
+        let (maintenance, maintenance_rx) = crossbeam_channel::bounded(2);
+        let (stale_tx, stale) = crossbeam_channel::bounded(1);
         let thread = std::thread::Builder::new()
             .name("huddle-history".into())
-            .spawn(move || write_loop(tree, rx, &spent_tx, limit, stored))
+            .spawn(move || {
+                let channels = Channels {
+                    segments: rx,
+                    spent: spent_tx,
+                    maintenance: maintenance_rx,
+                    stale: stale_tx,
+                };
+                write_loop(tree, &channels, limit)
+            })
             .map_err(|e| format!("cannot start the history writer: {e}"))?;
-        Ok(Writer { tx, spent, thread })
+        Ok(Writer {
+            tx,
+            spent,
+            maintenance,
+            stale,
+            thread,
+        })
     }
 
     /// Waits until everything sent has been stored.
     pub fn stop(self) {
         drop(self.tx);
+        drop(self.maintenance);
         if self.thread.join().is_err() {
             log::error!("the history writer panicked");
         }
     }
 }
 
-/// Stores the batches it is given, as they come.
-fn write_loop(
-    tree: sled::Tree,
-    rx: Receiver<Vec<Segment>>,
-    spent: &Sender<Vec<Segment>>,
-    limit: usize,
-    mut stored: Stored,
-) {
+/// The writer's ends of its channels.
+struct Channels {
+    segments: Receiver<Vec<Segment>>,
+    spent: Sender<Vec<Segment>>,
+    maintenance: Receiver<Maintenance>,
+    stale: Sender<Vec<String>>,
+}
+
+/// Stores the batches it is given, as they come, and answers expiry requests in between.
+fn write_loop(tree: sled::Tree, ch: &Channels, limit: usize) {
     // Normal priority, unlike the hashing workers: at nice 19 the writer got almost no CPU
     // while the loop and busy clients kept both cores of a small box busy, its queue filled
     // within a tenth of a second, and most of a fan-out's messages were never stored.
-    // Blocks on the channel: whatever piled up while the last write ran is taken at once.
-    while let Ok(first) = rx.recv() {
-        let mut batches = vec![first];
-        batches.extend(rx.try_iter());
-        let mut batch = sled::Batch::default();
-        for segment in batches.iter().flatten() {
-            let room = &*segment.room;
-            batch.insert(key(room, segment.first), &segment.value[..]);
-            let segments = match stored.get_mut(room) {
-                Some(s) => s,
-                None => stored.entry(room.to_string()).or_default(),
-            };
-            segments.push_back((segment.first, segment.count));
-            let mut kept: u64 = segments.iter().map(|s| s.1).sum();
-            while let Some(&(old_first, old_count)) = segments.front() {
-                if kept - old_count < limit as u64 {
-                    break;
+    // Blocks on the channels: whatever piled up while the last write ran is taken at once.
+    let mut stored = Stored::new();
+    let mut maintained = true;
+    loop {
+        let first = if maintained {
+            crossbeam_channel::select! {
+                recv(ch.segments) -> batch => match batch {
+                    Ok(batch) => batch,
+                    Err(_) => break,
+                },
+                recv(ch.maintenance) -> request => {
+                    match request {
+                        Ok(request) => maintain(&tree, request, &mut stored, &ch.stale),
+                        Err(_) => maintained = false,
+                    }
+                    continue;
                 }
-                batch.remove(key(room, old_first));
-                kept -= old_count;
-                segments.pop_front();
             }
-        }
-        if let Err(e) = tree.apply_batch(batch) {
-            log::error!("cannot store room history: {e}");
-        }
+        } else {
+            match ch.segments.recv() {
+                Ok(batch) => batch,
+                Err(_) => break,
+            }
+        };
+        let mut batches = vec![first];
+        batches.extend(ch.segments.try_iter());
+        store_batches(&tree, &batches, &mut stored, limit);
         // Back to the loop to be reused there (or freed here, if it is not taking them).
         for done in batches {
-            let _ = spent.try_send(done);
+            let _ = ch.spent.try_send(done);
         }
     }
     if let Err(e) = tree.flush() {
         log::error!("cannot flush room history: {e}");
+    }
+}
+
+fn maintain(
+    tree: &sled::Tree,
+    request: Maintenance,
+    stored: &mut Stored,
+    stale: &Sender<Vec<String>>,
+) {
+    match request {
+        Maintenance::FindStale { cutoff_ms } => {
+            let _ = stale.try_send(find_stale(tree, cutoff_ms));
+        }
+        Maintenance::Delete { rooms, cutoff_ms } => {
+            for room in delete_stale(tree, &rooms, cutoff_ms) {
+                stored.remove(&room);
+            }
+        }
+    }
+}
+
+/// Stores the segments of `batches` in one sled batch, dropping each room's oldest segments
+/// once the rest still hold the limit.
+fn store_batches(tree: &sled::Tree, batches: &[Vec<Segment>], stored: &mut Stored, limit: usize) {
+    if stored.len() >= TRACKED_ROOMS {
+        stored.clear();
+    }
+    let mut batch = sled::Batch::default();
+    for segment in batches.iter().flatten() {
+        let room = &*segment.room;
+        batch.insert(key(room, segment.first), &segment.value[..]);
+        let segments = match stored.get_mut(room) {
+            Some(s) => s,
+            None => stored
+                .entry(room.to_string())
+                .or_insert_with(|| stored_segments(tree, room)),
+        };
+        segments.push_back((segment.first, segment.count));
+        let mut kept: u64 = segments.iter().map(|s| s.1).sum();
+        while let Some(&(old_first, old_count)) = segments.front() {
+            if kept - old_count < limit as u64 {
+                break;
+            }
+            batch.remove(key(room, old_first));
+            kept -= old_count;
+            segments.pop_front();
+        }
+    }
+    if let Err(e) = tree.apply_batch(batch) {
+        log::error!("cannot store room history: {e}");
     }
 }
 
@@ -175,7 +294,15 @@ mod tests {
         tx.send(vec![segment(&room, 5..10)]).unwrap();
         drop(tx);
         let (spent_tx, spent_rx) = crossbeam_channel::bounded(SPENT_QUEUE);
-        write_loop(tree.clone(), rx, &spent_tx, 3, HashMap::new());
+        let (_maintenance, maintenance_rx) = crossbeam_channel::bounded(1);
+        let (stale_tx, _stale) = crossbeam_channel::bounded(1);
+        let channels = Channels {
+            segments: rx,
+            spent: spent_tx,
+            maintenance: maintenance_rx,
+            stale: stale_tx,
+        };
+        write_loop(tree.clone(), &channels, 3);
         assert_eq!(spent_rx.try_iter().map(|b| b.len()).sum::<usize>(), 2);
         let keys: Vec<_> = tree
             .iter()
