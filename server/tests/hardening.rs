@@ -262,6 +262,35 @@ fn guest_nicks_that_look_like_accounts_are_refused() {
     assert_eq!(g.recv().command, "001");
 }
 
+/// A registered guest changing its nick passes the same check as at registration: no
+/// look-alike of an account, no account name; its own nick in another case is fine.
+#[test]
+fn a_guest_cannot_rename_itself_to_a_look_alike_of_an_account() {
+    let s = TestServer::start(&["--allow-guests"]);
+    drop(s.registered_user("alice"));
+    let mut g = s.guest("gus");
+    for fake in ["aIice", "a1ice", "ALICE"] {
+        g.send(&format!("NICK {fake}"));
+        let m = g.recv();
+        assert!(m.is("433") && m.param(1) == Some(fake), "{fake}: {m}");
+    }
+    g.send("NICK aIlce");
+    assert_reply(
+        &g.recv(),
+        N,
+        "433",
+        &[
+            "gus",
+            "aIlce",
+            "Nickname looks like a registered account; choose another",
+        ],
+    );
+    g.send("NICK GUS");
+    let m = g.recv();
+    assert!(from_user(&m, "gus"), "{m}");
+    assert_msg(&m, "NICK", &["GUS"]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Reconnect storm
 // ---------------------------------------------------------------------------------------------
@@ -513,6 +542,30 @@ fn room_lines(c: &mut Client, room: &str) -> usize {
         .iter()
         .filter(|m| m.is("PRIVMSG") && m.param(0) == Some(room))
         .count()
+}
+
+/// A registered room (made by an account) keeps its history while nobody is in it, past
+/// `--history-expire`, while a guest's room that is gone loses its history in the same scan.
+#[test]
+fn history_of_an_empty_registered_room_does_not_expire() {
+    let s = TestServer::start(&["--history-expire", "2", "--allow-guests"]);
+    let mut alice = s.registered_user("alice");
+    let mut gwen = s.guest("gwen");
+    alice.join("#registered");
+    alice.send("PRIVMSG #registered :remember me");
+    alice.send("PART #registered");
+    alice.sync();
+    // Newer than the registered room's message: when this room is found stale, so was it.
+    gwen.join("#gone");
+    gwen.send("PRIVMSG #gone :forget me");
+    gwen.send("PART #gone");
+    gwen.sync();
+    s.wait_for_log("deleting the history of 1 rooms that are gone");
+    alice.send("CS INFO #registered");
+    let info = alice.expect_command("NOTICE");
+    assert!(info.params[1].contains("is registered"), "{info}");
+    alice.send("JOIN #registered");
+    assert_eq!(room_lines(&mut alice, "#registered"), 1);
 }
 
 /// One account cycling through many rooms with long lines: the server's memory stays within
