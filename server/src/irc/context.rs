@@ -179,11 +179,9 @@ impl HandlerState {
     }
 
     /// Expires the history of rooms that no longer exist (see [`History::expire`]): a room
-    /// is kept while it has members.
+    /// is kept while it has members or is registered (a registered room stays while empty).
     pub fn expire_history(&mut self, max_age: std::time::Duration, now: std::time::Instant) {
         let chat = &self.chat;
-        // A room is kept while it exists with members or is registered (registered rooms
-        // stay in the chat state while empty).
         let is_kept = |room: &str| {
             chat.room_by_key(room)
                 .is_some_and(|r| !r.members.is_empty() || r.is_registered())

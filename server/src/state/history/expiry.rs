@@ -1,6 +1,6 @@
 //! Expiry: the history of a room that no longer exists is deleted once its newest message is
-//! older than the configured age. Which rooms exist is the caller's to say (`is_kept`: today
-//! a room with members; registered rooms are kept too once rooms can be registered).
+//! older than the configured age. Which rooms exist is the caller's to say (`is_kept`: a room
+//! with members or a registered one).
 //!
 //! The writer thread, which owns the disk, looks for rooms whose newest entry is older than
 //! the cut-off ([`find_stale`]); the loop keeps those `is_kept` names and drops the rest from
