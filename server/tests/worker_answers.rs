@@ -1,8 +1,11 @@
 //! Commands a worker answers (a change to a registered room, REGISTER, AUTHENTICATE), end to
-//! end over TLS: their answer carries the command's `label`.
+//! end over TLS: their answer carries the command's `label`, and a client's later lines wait
+//! for it, so room mates hear a change before what its author sent next.
 
 use huddle_protocol::sasl;
 use huddle_testkit::*;
+
+const N: &str = SERVER_NAME;
 
 #[test]
 fn a_labelled_change_to_a_registered_room_is_answered_with_its_label() {
@@ -68,4 +71,39 @@ fn labelled_register_and_authenticate_before_registration() {
     }
     c.send("CAP END");
     c.finish_registration("carol");
+}
+
+#[test]
+fn a_change_is_announced_before_what_its_author_sends_next() {
+    let s = TestServer::start(&[]);
+    let mut alice = s.registered_user("alice");
+    let mut bob = s.registered_user("bob");
+    alice.join("#r");
+    bob.join("#r");
+    alice.expect_command("JOIN");
+    for round in 0..5 {
+        let (mode, text) = if round % 2 == 0 {
+            ("+m", format!("after +m {round}"))
+        } else {
+            ("-m", format!("after -m {round}"))
+        };
+        // One write: the server reads both lines at once.
+        alice.send_raw(format!("MODE #r {mode}\r\nPRIVMSG #r :{text}\r\n").as_bytes());
+        let first = bob.recv();
+        assert!(
+            first.is("MODE") && first.params == ["#r", mode],
+            "round {round}: the MODE must come first, got {first}"
+        );
+        let next = bob.recv();
+        assert!(
+            next.is("PRIVMSG") && next.params == ["#r", text.as_str()],
+            "{next}"
+        );
+        let echo = alice.recv();
+        assert!(echo.is("MODE"), "{echo}");
+    }
+    // Other clients are not held: bob is answered while alice's lines flow.
+    bob.send(&format!("PING :{N}"));
+    bob.expect_command("PONG");
+    alice.sync();
 }
