@@ -227,3 +227,19 @@ fn lusers_counts_invisible_users_and_operators() {
     assert_eq!(got[2].params[1], "0");
     assert!(got[2].is("254"), "{}", got[2]);
 }
+
+#[test]
+fn a_labelled_oper_is_answered_with_its_label() {
+    let dir = tempfile::tempdir().unwrap();
+    let opers = dir.path().join("opers");
+    write_opers(&opers, &[("root", "opersecret")]);
+    let s = TestServer::start(&["--opers", opers.to_str().unwrap()]);
+    let mut bob = s.user_with_caps("bob", "labeled-response");
+    bob.send("@label=o1 OPER root wrong");
+    let m = bob.recv();
+    assert!(m.is("464") && m.tag("label") == Some("o1"), "{m}");
+    bob.send("@label=o2 OPER root opersecret");
+    let m = bob.recv();
+    assert!(m.is("381") && m.tag("label") == Some("o2"), "{m}");
+    bob.sync();
+}

@@ -69,6 +69,15 @@ impl Bucket {
         self.held.drain(..n).collect()
     }
 
+    /// Puts back lines taken by [`Bucket::take_ready`] but not handled, in front of the rest
+    /// and with the tokens they cost: they are taken again later, in order.
+    pub fn put_back(&mut self, lines: impl DoubleEndedIterator<Item = Line>) {
+        for line in lines.rev() {
+            self.held.push_front(line);
+            self.tokens += 1.0;
+        }
+    }
+
     pub fn has_held(&self) -> bool {
         !self.held.is_empty()
     }
@@ -114,5 +123,23 @@ mod tests {
         let got = b.take_ready(&p, t);
         assert_eq!(got.len(), 1000);
         assert_eq!(got[999], Ok("L999".to_string()));
+    }
+
+    #[test]
+    fn lines_put_back_come_first_and_cost_nothing_twice() {
+        let p = FloodPolicy {
+            burst: 3,
+            rate: 1,
+            max_queued: 10,
+        };
+        let t = Instant::now();
+        let mut b = Bucket::new(&p, t);
+        b.push(&p, lines(4)).unwrap();
+        let mut taken = b.take_ready(&p, t).into_iter();
+        assert_eq!(taken.next(), Some(Ok("L0".to_string())));
+        b.put_back(taken);
+        let again = b.take_ready(&p, t);
+        assert_eq!(again, [Ok("L1".to_string()), Ok("L2".to_string())]);
+        assert!(b.has_held());
     }
 }

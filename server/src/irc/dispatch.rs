@@ -19,11 +19,22 @@ pub fn received(s: &mut Session, input: Result<&str, FrameError>, ctx: &mut Ctx)
 }
 
 /// A worker finished a job for this session.
+/// What the result queues for the client answers the command that submitted the job, and
+/// carries its label.
 pub fn completed(s: &mut Session, done: Completion, ctx: &mut Ctx) {
+    let label = if done.answers_command() {
+        s.answer_came()
+    } else {
+        None
+    };
+    let mark = ctx.out.len();
     match done {
         Completion::RoomSaved { .. } => crate::irc::rooms::persist::saved(Some(s), done, ctx),
         Completion::Opered { name, ok, .. } => crate::irc::operators::opered(s, &name, ok, ctx),
         done => registration::handle_completion(s, done, ctx),
+    }
+    if let Some(label) = label {
+        crate::irc::labels::mark_response(s, &label, mark, ctx);
     }
 }
 
@@ -90,17 +101,15 @@ pub fn handle_message(s: &mut Session, msg: Message, ctx: &mut Ctx) {
         // `msg.command`).
         None => "",
     };
-    match crate::irc::labels::label_of(s, command, &msg, ctx) {
-        Some(label) => {
-            let mark = ctx.out.len();
-            ctx.out.take_answer_later();
-            run(s, command, msg, ctx);
-            // A command answered by a worker later is not labelled (nor ACKed now).
-            if !ctx.out.take_answer_later() {
-                crate::irc::labels::mark_response(s, &label, mark, ctx);
-            }
-        }
-        None => run(s, command, msg, ctx),
+    let label = crate::irc::labels::label_of(s, command, &msg, ctx);
+    let mark = ctx.out.len();
+    ctx.out.take_answer_later();
+    run(s, command, msg, ctx);
+    if ctx.out.take_answer_later() {
+        // Answered when the worker's result comes (see `completed`), labelled then.
+        s.expect_answer(label);
+    } else if let Some(label) = label {
+        crate::irc::labels::mark_response(s, &label, mark, ctx);
     }
 }
 

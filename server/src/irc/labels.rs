@@ -4,9 +4,10 @@
 //! a command with no response gets `ACK`.
 //!
 //! Works on the effects a handler queued for the sender, after the handler ran; handlers know
-//! nothing of labels. Commands whose answer comes later from a worker (REGISTER,
-//! AUTHENTICATE, OPER, a change to a registered room, which is announced once
-//! saved: see [`crate::irc::outbox::Outbox::answer_later`]) and QUIT are not labelled.
+//! nothing of labels. A command whose answer comes later from a worker (REGISTER,
+//! AUTHENTICATE, OPER, a change to a registered room, which is announced once saved: see
+//! [`crate::irc::outbox::Outbox::answer_later`]) keeps its label in the session, and what the
+//! worker's result queues for the client is marked the same way. QUIT is not labelled.
 
 use crate::irc::capabilities::Cap;
 use crate::irc::context::Ctx;
@@ -25,7 +26,7 @@ pub fn label_of(s: &Session, command: &str, msg: &Message, ctx: &Ctx) -> Option<
     if msg.tags.is_empty() || !ctx.chat.caps_of(s.id).has(Cap::LabeledResponse) {
         return None;
     }
-    if !s.is_registered() || matches!(command, "QUIT" | "REGISTER" | "AUTHENTICATE") {
+    if command == "QUIT" {
         return None;
     }
     msg.tag("label")
@@ -172,7 +173,7 @@ mod handler_tests {
     }
 
     #[test]
-    fn a_change_announced_after_a_save_gets_no_ack_and_no_label() {
+    fn a_change_announced_after_a_save_is_labelled_when_announced() {
         let mut w = World::new();
         let mut a = Session::new(1, 1, LOCAL);
         w.line(&mut a, "CAP REQ :labeled-response");
@@ -193,8 +194,10 @@ mod handler_tests {
             result: Ok(()),
             ack: ack.clone(),
         };
+        assert!(a.awaits_answer());
         w.complete(&mut a, done);
-        assert_eq!(w.take(1), [":alice!~u@huddle MODE #r +m"]);
+        assert!(!a.awaits_answer());
+        assert_eq!(w.take(1), ["@label=L1 :alice!~u@huddle MODE #r +m"]);
         // A labelled query is answered at once.
         w.line(&mut a, "@label=L2 MODE #r");
         let got = w.take(1);

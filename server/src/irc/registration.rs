@@ -189,6 +189,7 @@ pub(super) fn authenticate(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
                 return;
             }
             s.sasl = Sasl::Verifying;
+            ctx.out.answer_later();
         }
         Sasl::Verifying => {
             s.sasl = Sasl::Verifying;
@@ -275,6 +276,7 @@ pub(super) fn register(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         return;
     }
     s.register_in_flight = true;
+    ctx.out.answer_later();
 }
 
 fn register_error(e: &RegisterError) -> (&'static str, String) {

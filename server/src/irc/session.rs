@@ -33,6 +33,10 @@ pub struct Session {
     pub(super) register_in_flight: bool,
     /// An OPER password is being checked.
     pub(crate) oper_in_flight: bool,
+    /// A command's answer is due from a worker: the connection's next lines wait for it.
+    answer_due: bool,
+    /// The label that answer carries (see [`crate::irc::labels`]).
+    due_label: Option<String>,
 }
 
 impl Session {
@@ -51,6 +55,8 @@ impl Session {
             ident: String::new(),
             register_in_flight: false,
             oper_in_flight: false,
+            answer_due: false,
+            due_label: None,
         }
     }
 
@@ -81,6 +87,24 @@ impl Session {
     /// `nick!ident@host` of this (registered) user.
     pub fn source(&self) -> String {
         crate::irc::context::prefix(self.target(), &self.ident)
+    }
+
+    /// Whether a command's answer is due from a worker; the connection's later lines are
+    /// held until it comes, so that they are answered after it.
+    pub fn awaits_answer(&self) -> bool {
+        self.answer_due
+    }
+
+    /// Notes that the command just handled is answered later, with `label` if it had one.
+    pub(super) fn expect_answer(&mut self, label: Option<String>) {
+        self.answer_due = true;
+        self.due_label = label;
+    }
+
+    /// The answer came: input may flow again. Returns the label it is to carry.
+    pub(super) fn answer_came(&mut self) -> Option<String> {
+        self.answer_due = false;
+        self.due_label.take()
     }
 
     /// Registered without an account.

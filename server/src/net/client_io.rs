@@ -1,5 +1,6 @@
 //! Client input: readiness events, TLS handshakes within each pass's budget, reading lines,
-//! flood control, and handing each line and worker result to the handlers.
+//! flood control, and handing each line and worker result to the handlers; a client waiting
+//! for a worker's answer to one of its commands has its further input held until it comes.
 
 use crate::irc::dispatch;
 use crate::net::clients::Phase;
@@ -48,6 +49,10 @@ impl Server {
             self.clients.mark_dirty(id);
         }
         if !ready.readable {
+            return;
+        }
+        if self.awaits_answer(id) {
+            // Its input waits in the socket until the answer comes (`resume_input`).
             return;
         }
         let clients = &mut self.clients;
@@ -124,26 +129,34 @@ impl Server {
     }
 
     /// Handles the lines flood control lets through now; a client with more held back is
-    /// looked at again on a later pass.
+    /// looked at again on a later pass (or, while it waits for a worker's answer, when the
+    /// answer comes).
     fn process_and_pace(&mut self, id: ClientId) {
         self.process_ready_lines(id);
         if self
             .clients
             .slab
             .get(id)
-            .is_some_and(|c| c.bucket.has_held())
+            .is_some_and(|c| c.bucket.has_held() && !c.session.awaits_answer())
         {
             self.clients.paced.push(id);
         }
     }
 
-    /// Handles the lines flood control lets through now.
+    /// Handles the lines flood control lets through now, until one leaves the client waiting
+    /// for a worker's answer: the rest wait for it.
     fn process_ready_lines(&mut self, id: ClientId) {
         let Some(client) = self.clients.slab.get_mut(id) else {
             return;
         };
-        let lines = client.bucket.take_ready(&self.config.flood, Instant::now());
-        for line in lines {
+        if client.session.awaits_answer() {
+            return;
+        }
+        let mut lines = client
+            .bucket
+            .take_ready(&self.config.flood, Instant::now())
+            .into_iter();
+        while let Some(line) = lines.next() {
             if self.clients.open_mut(id).is_none() {
                 return;
             }
@@ -151,7 +164,40 @@ impl Server {
                 Ok(text) => self.handle(id, Input::Line(Ok(&text))),
                 Err(e) => self.handle(id, Input::Line(Err(e))),
             }
+            if let Some(client) = self.clients.open_mut(id) {
+                if client.session.awaits_answer() {
+                    client.bucket.put_back(lines);
+                    return;
+                }
+            }
         }
+    }
+
+    /// Whether client `id`'s input is held until a worker's answer comes.
+    fn awaits_answer(&self, id: ClientId) -> bool {
+        self.clients
+            .slab
+            .get(id)
+            .is_some_and(|c| c.session.awaits_answer())
+    }
+
+    /// The answer client `id` waited for came: handles the lines it held, then reads what
+    /// waited in the socket.
+    fn resume_input(&mut self, id: ClientId) {
+        if self.awaits_answer(id) {
+            return;
+        }
+        self.process_and_pace(id);
+        if self.awaits_answer(id) {
+            return;
+        }
+        // Nothing reports input that arrived while it was held: read to the end.
+        let ready = Readiness {
+            readable: true,
+            to_end: true,
+            writable: false,
+        };
+        self.client_event(id, ready);
     }
 
     /// Lines held back by flood control whose turn has come.
@@ -187,7 +233,11 @@ impl Server {
                 .open_mut(origin.slot)
                 .is_some_and(|c| c.session.generation == origin.generation);
             if same {
+                let waited = self.awaits_answer(origin.slot);
                 self.handle(origin.slot, Input::Done(done));
+                if waited {
+                    self.resume_input(origin.slot);
+                }
             } else if let Completion::RoomSaved { .. } = done {
                 // The room still hears of a change whose author has left.
                 let mut ctx = self.state.ctx(self.storage.jobs());

@@ -41,6 +41,14 @@ pub struct RoomAck {
     pub account: Option<String>,
 }
 
+impl RoomAck {
+    /// Whether this acknowledgement answers the command that made the change (it carries
+    /// lines to send); a save with nothing to announce answers nothing.
+    pub fn answers_command(&self) -> bool {
+        !(self.to_members.is_empty() && self.to_origin.is_empty())
+    }
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u32).to_be_bytes());
     out.extend_from_slice(s.as_bytes());

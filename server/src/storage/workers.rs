@@ -151,6 +151,15 @@ impl Completion {
             | Completion::Opered { origin, .. } => *origin,
         }
     }
+
+    /// Whether this result is the answer to the command that submitted the job (rather than
+    /// a save nobody waits for).
+    pub fn answers_command(&self) -> bool {
+        match self {
+            Completion::RoomSaved { ack, .. } => ack.answers_command(),
+            _ => true,
+        }
+    }
 }
 
 /// What a worker hands back to the event loop.

@@ -107,7 +107,7 @@ pub fn save_then(s: Option<&Session>, ctx: &mut Ctx, key: &str, ack: RoomAck, dr
         return announce(None, ctx, ack);
     };
     let revision = ctx.chat.next_room_revision();
-    let answered_later = !(ack.to_members.is_empty() && ack.to_origin.is_empty());
+    let answered_later = ack.answers_command();
     let job = Job::SaveRoom {
         origin: s.origin(),
         key: key.clone(),
