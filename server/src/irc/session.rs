@@ -30,6 +30,8 @@ pub struct Session {
     pub(super) realname: Option<String>,
     /// `~` and the user name `USER` gave (see [`ident_of`]).
     pub(super) ident: String,
+    /// The cloaked host, set when registration completes (see [`crate::irc::cloak`]).
+    pub(super) host: String,
     pub(super) register_in_flight: bool,
     /// An OPER password is being checked.
     pub(crate) oper_in_flight: bool,
@@ -49,6 +51,7 @@ impl Session {
             nick: None,
             realname: None,
             ident: String::new(),
+            host: String::new(),
             register_in_flight: false,
             oper_in_flight: false,
         }
@@ -80,7 +83,7 @@ impl Session {
 
     /// `nick!ident@host` of this (registered) user.
     pub fn source(&self) -> String {
-        crate::irc::context::prefix(self.target(), &self.ident)
+        crate::irc::context::prefix(self.target(), &self.ident, &self.host)
     }
 
     /// Registered without an account.
