@@ -20,6 +20,29 @@ pub fn from_user(m: &Message, nick: &str) -> bool {
         .is_some_and(|(user, host)| !user.is_empty() && !host.is_empty())
 }
 
+/// The host the server shows for a user logged in as `account`: `<account>.user.huddle`,
+/// the account name lower-cased.
+pub fn account_host(account: &str) -> String {
+    format!("{}.user.huddle", account.to_ascii_lowercase())
+}
+
+/// True for a guest's cloaked host: `g-`, 10 lowercase hex digits, `.guest.huddle`.
+pub fn is_guest_host(host: &str) -> bool {
+    host.strip_prefix("g-")
+        .and_then(|rest| rest.strip_suffix(".guest.huddle"))
+        .is_some_and(|hex| {
+            hex.len() == 10
+                && hex
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        })
+}
+
+/// The host of a `nick!user@host` source.
+pub fn source_host(m: &Message) -> Option<&str> {
+    m.source.as_deref()?.rsplit_once('@').map(|(_, host)| host)
+}
+
 /// Checks the text of the `HELLO` reply.
 ///
 /// The contract writes it as `Hello <nick>! This is <name>, <N> user(s) online.`; "user(s)" is
@@ -156,5 +179,15 @@ mod tests {
         assert!(!from_user(&m, "bob"));
         let server = Message::parse(":huddle.local NOTICE alice :hi").expect("valid line");
         assert!(!from_user(&server, "alice"));
+    }
+
+    #[test]
+    fn cloaked_hosts_are_recognised() {
+        let m = Message::parse(":Al!~al@al.user.huddle PRIVMSG #r :hi").expect("valid line");
+        assert_eq!(source_host(&m), Some(account_host("AL").as_str()));
+        assert!(is_guest_host("g-0123456789.guest.huddle"));
+        assert!(!is_guest_host("g-012345678.guest.huddle"));
+        assert!(!is_guest_host("g-012345678A.guest.huddle"));
+        assert!(!is_guest_host("al.user.huddle"));
     }
 }
