@@ -1,5 +1,5 @@
 //! Cloaked hosts end to end, against the real binary over TLS: each account shows
-//! `<account>.user.huddle` on every connection, a guest a keyed hash of its address that is
+//! `huddle/user/<account>` on every connection, a guest a keyed hash of its address that is
 //! the same on reconnect and after a restart and shows no part of the address, and a
 //! `*!*@host` ban (what stock clients make of `/ban nick`) keeps out that user only.
 //!
@@ -33,10 +33,10 @@ fn each_account_has_its_own_host_on_every_connection() {
     let m = bob.expect_command("PRIVMSG");
     assert_eq!(
         m.source.as_deref(),
-        Some("Alice!~Alice@alice.user.huddle"),
+        Some("Alice!~Alice@huddle/user/alice"),
         "{m}"
     );
-    assert_eq!(whois_host(&mut alice, "bob"), "bob.user.huddle");
+    assert_eq!(whois_host(&mut alice, "bob"), "huddle/user/bob");
     assert_eq!(whois_host(&mut bob, "Alice"), account_host("Alice"));
 
     // The same account on a new connection: the same host.
@@ -46,13 +46,13 @@ fn each_account_has_its_own_host_on_every_connection() {
         m.source.as_deref()
     );
     let mut alice = s.logged_in("Alice");
-    assert_eq!(whois_host(&mut bob, "alice"), "alice.user.huddle");
+    assert_eq!(whois_host(&mut bob, "alice"), "huddle/user/alice");
     alice.send("USERHOST bob");
     assert_reply(
         &alice.recv(),
         N,
         "302",
-        &["Alice", "bob=+~bob@bob.user.huddle"],
+        &["Alice", "bob=+~bob@huddle/user/bob"],
     );
 }
 
@@ -74,7 +74,7 @@ fn a_guest_keeps_its_cloak_across_reconnects_and_restarts() {
     assert_eq!(whois_host(&mut gus, "gus"), host);
     // An account from the same address shows its account, not the address's cloak.
     let mut bob = s.registered_user("bob");
-    assert_eq!(whois_host(&mut bob, "bob"), "bob.user.huddle");
+    assert_eq!(whois_host(&mut bob, "bob"), "huddle/user/bob");
     drop((gus, ann, bob));
 
     // The secret is private and survives a restart, and so does the cloak.
@@ -107,9 +107,9 @@ fn a_host_ban_keeps_out_that_user_only() {
     bob.join("#r");
     alice.expect_command("JOIN");
 
-    alice.send("MODE #r +b *!*@bob.user.huddle");
+    alice.send("MODE #r +b *!*@huddle/user/bob");
     let m = alice.expect_command("MODE");
-    assert_eq!(m.params, ["#r", "+b", "*!*@bob.user.huddle"]);
+    assert_eq!(m.params, ["#r", "+b", "*!*@huddle/user/bob"]);
     bob.expect_command("MODE");
     // bob, still a member, cannot speak; once gone he cannot come back.
     bob.send("PRIVMSG #r :let me talk");
@@ -125,7 +125,7 @@ fn a_host_ban_keeps_out_that_user_only() {
     alice.expect_command("JOIN");
     carol.send("PRIVMSG #r :I am not bob");
     let m = alice.expect_command("PRIVMSG");
-    assert_eq!(m.source.as_deref(), Some("carol!~carol@carol.user.huddle"));
+    assert_eq!(m.source.as_deref(), Some("carol!~carol@huddle/user/carol"));
     // The account keeps its host, hence the ban, on a new connection.
     drop(bob);
     let mut bob = s.logged_in("bob");

@@ -236,7 +236,7 @@ fn whowas_remembers_who_left_newest_first() {
     // 314 shows the ident the user had: `~` and the user name from USER.
     assert_eq!(
         got[0].params[1..],
-        ["bob", "~bob", "bob.user.huddle", "*", "bob"]
+        ["bob", "~bob", "huddle/user/bob", "*", "bob"]
     );
     assert_eq!(got[1].params[1..3], ["bob", N]);
     assert!(got[1].params[3].contains("UTC"), "{}", got[1]);
@@ -268,11 +268,11 @@ fn monitor_reports_and_notifies_online_and_offline() {
 
     let bob = s.registered_user("bob");
     let m = alice.recv();
-    assert_reply(&m, N, "730", &["alice", "bob!~bob@bob.user.huddle"]);
+    assert_reply(&m, N, "730", &["alice", "bob!~bob@huddle/user/bob"]);
     alice.send("MONITOR S");
     let got = alice.sync();
     assert_eq!(commands(&got), ["730", "731"]);
-    assert_eq!(got[0].params[1], "bob!~bob@bob.user.huddle");
+    assert_eq!(got[0].params[1], "bob!~bob@huddle/user/bob");
     assert_eq!(
         got[1].params[1], "carol",
         "the list keeps nicks case-folded"

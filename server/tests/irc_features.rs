@@ -422,7 +422,7 @@ fn who_whois_userhost_ison() {
         vec![
             (
                 "311".into(),
-                v(&["alice", "bob", "~bob", "bob.user.huddle", "*", "bob"])
+                v(&["alice", "bob", "~bob", "huddle/user/bob", "*", "bob"])
             ),
             ("319".into(), v(&["alice", "bob", "#room"])),
             ("312".into(), v(&["alice", "bob", N, "Huddle chat server"])),
@@ -456,7 +456,7 @@ fn who_whois_userhost_ison() {
         "302",
         &[
             "alice",
-            "bob=+~bob@bob.user.huddle carol=+~carol@carol.user.huddle",
+            "bob=+~bob@huddle/user/bob carol=+~carol@huddle/user/carol",
         ],
     );
     a.send("ISON bob nobody CAROL");
@@ -694,7 +694,7 @@ fn away_status_in_replies() {
         "302",
         &[
             "bob",
-            "alice=-~alice@alice.user.huddle bob=+~bob@bob.user.huddle",
+            "alice=-~alice@huddle/user/alice bob=+~bob@huddle/user/bob",
         ],
     );
     b.send("WHOIS alice");
@@ -716,7 +716,7 @@ fn away_status_in_replies() {
         &b.recv(),
         N,
         "302",
-        &["bob", "alice=+~alice@alice.user.huddle"],
+        &["bob", "alice=+~alice@huddle/user/alice"],
     );
     b.send("WHO alice");
     let m = b.recv();
@@ -1335,7 +1335,7 @@ fn guest_registers_without_login_joins_and_chats() {
         replay,
         [
             format!(":gina!~gina@{gina_host} PRIVMSG #lobby :hello from a guest"),
-            ":alice!~alice@alice.user.huddle PRIVMSG #lobby :welcome gina".to_string(),
+            ":alice!~alice@huddle/user/alice PRIVMSG #lobby :welcome gina".to_string(),
             format!(":gina!~gina@{gina_host} NOTICE #lobby :guest notice"),
         ]
     );
@@ -1429,7 +1429,7 @@ fn guest_queries_topic_away_and_history() {
     let (own, theirs) = m.params[1].split_once(' ').expect("two replies");
     let own_host = own.strip_prefix("gina=+~gina@").expect("gina's reply");
     assert!(is_guest_host(own_host), "{m}");
-    assert_eq!(theirs, "alice=+~alice@alice.user.huddle");
+    assert_eq!(theirs, "alice=+~alice@huddle/user/alice");
     gina.send("ISON alice gina");
     assert_reply(&gina.recv(), N, "303", &["gina", "alice gina"]);
     gina.send("LIST");

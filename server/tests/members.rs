@@ -35,14 +35,14 @@ fn ident_and_realname_come_from_user() {
     alice.expect_command("JOIN");
     alice.send("PRIVMSG #tea :hello");
     let m = bob.expect_command("PRIVMSG");
-    assert_eq!(m.source.as_deref(), Some("alice!~alice@alice.user.huddle"));
+    assert_eq!(m.source.as_deref(), Some("alice!~alice@huddle/user/alice"));
     assert_eq!(
         who(&mut bob, "alice"),
         [[
             "bob",
             "*",
             "~alice",
-            "alice.user.huddle",
+            "huddle/user/alice",
             N,
             "alice",
             "H",
@@ -57,7 +57,7 @@ fn ident_and_realname_come_from_user() {
             "bob",
             "alice",
             "~alice",
-            "alice.user.huddle",
+            "huddle/user/alice",
             "*",
             "Alice Liddell"
         ]
@@ -67,7 +67,7 @@ fn ident_and_realname_come_from_user() {
         &bob.recv(),
         N,
         "302",
-        &["bob", "alice=+~alice@alice.user.huddle"],
+        &["bob", "alice=+~alice@huddle/user/alice"],
     );
     let _carol = user_as(&s, "carol", "c", "Carol");
     bob.send("WHO carol");
@@ -126,7 +126,7 @@ fn invisible_users_are_listed_only_to_those_sharing_a_room() {
     assert_reply(&carol.recv(), N, "221", &["carol", "+"]);
     assert_eq!(nicks(who(&mut bob, "*")), ["alice", "bob", "carol"]);
     assert_eq!(nicks(who(&mut bob, "c*")), ["carol"]);
-    assert_eq!(nicks(who(&mut bob, "*!~b*@*.user.huddle")), ["bob"]);
+    assert_eq!(nicks(who(&mut bob, "*!~b*@huddle/user/*")), ["bob"]);
     assert_eq!(nicks(who(&mut bob, "0")), ["alice", "bob", "carol"]);
     assert!(who(&mut bob, "zz*").is_empty());
     // NAMES without a room: the same rule.

@@ -310,7 +310,7 @@ mod tests {
             to.sent,
             [
                 (1, "NOTICE ann first".to_string()),
-                (1, ":bob!~bob@bob.user.huddle QUIT Quit".to_string())
+                (1, ":bob!~bob@huddle/user/bob QUIT Quit".to_string())
             ]
         );
         assert!(state.out().is_empty());

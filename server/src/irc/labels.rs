@@ -159,11 +159,11 @@ mod handler_tests {
         w.line(&mut a, "@label=L1 PRIVMSG #r :hi");
         assert_eq!(
             w.state.out().lines_for(2),
-            [":alice!~u@alice.user.huddle PRIVMSG #r hi"]
+            [":alice!~u@huddle/user/alice PRIVMSG #r hi"]
         );
         assert_eq!(
             w.take(1),
-            ["@label=L1 :alice!~u@alice.user.huddle PRIVMSG #r hi"]
+            ["@label=L1 :alice!~u@huddle/user/alice PRIVMSG #r hi"]
         );
         w.line(&mut a, "@label=L2 AWAY");
         assert_eq!(
@@ -197,7 +197,7 @@ mod handler_tests {
             ack: ack.clone(),
         };
         w.complete(&mut a, done);
-        assert_eq!(w.take(1), [":alice!~u@alice.user.huddle MODE #r +m"]);
+        assert_eq!(w.take(1), [":alice!~u@huddle/user/alice MODE #r +m"]);
         // A labelled query is answered at once.
         w.line(&mut a, "@label=L2 MODE #r");
         let got = w.take(1);

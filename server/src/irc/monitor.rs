@@ -129,7 +129,7 @@ mod tests {
         w.line(&mut a, "MONITOR + bob,bob,BOB");
         assert_eq!(w.take(1), [":srv 731 alice bob"]);
         w.log_in(&mut b, "bob");
-        assert_eq!(w.take(1), [":srv 730 alice bob!~u@bob.user.huddle"]);
+        assert_eq!(w.take(1), [":srv 730 alice bob!~u@huddle/user/bob"]);
         crate::irc::dispatch::disconnect(
             &mut b,
             "Quit",

@@ -84,7 +84,7 @@ mod tests {
         assert!(w.take_jobs().is_empty(), "a guest nick needs no worker");
         w.take(2);
         let host = crate::irc::cloak::guest_host(&[0; crate::irc::cloak::SECRET_LEN], g.peer_ip);
-        assert!(host.ends_with(".guest.huddle"));
+        assert!(host.starts_with("huddle/guest/"));
         w.line(&mut g, "NICK GUS");
         assert_eq!(w.take(2), [format!(":gus!~g@{host} NICK GUS")]);
         w.line(&mut g, "NICK bob");

@@ -76,7 +76,7 @@ mod tests {
         Gone {
             nick: nick.into(),
             user: nick.into(),
-            host: format!("{nick}.user.huddle"),
+            host: format!("huddle/user/{nick}"),
             realname: realname.into(),
             account: None,
             left_at: SystemTime::UNIX_EPOCH,

@@ -20,22 +20,20 @@ pub fn from_user(m: &Message, nick: &str) -> bool {
         .is_some_and(|(user, host)| !user.is_empty() && !host.is_empty())
 }
 
-/// The host the server shows for a user logged in as `account`: `<account>.user.huddle`,
+/// The host the server shows for a user logged in as `account`: `huddle/user/<account>`,
 /// the account name lower-cased.
 pub fn account_host(account: &str) -> String {
-    format!("{}.user.huddle", account.to_ascii_lowercase())
+    format!("huddle/user/{}", account.to_ascii_lowercase())
 }
 
-/// True for a guest's cloaked host: `g-`, 10 lowercase hex digits, `.guest.huddle`.
+/// True for a guest's cloaked host: `huddle/guest/` and 10 lowercase hex digits.
 pub fn is_guest_host(host: &str) -> bool {
-    host.strip_prefix("g-")
-        .and_then(|rest| rest.strip_suffix(".guest.huddle"))
-        .is_some_and(|hex| {
-            hex.len() == 10
-                && hex
-                    .bytes()
-                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        })
+    host.strip_prefix("huddle/guest/").is_some_and(|hex| {
+        hex.len() == 10
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// The host of a `nick!user@host` source.
@@ -183,11 +181,11 @@ mod tests {
 
     #[test]
     fn cloaked_hosts_are_recognised() {
-        let m = Message::parse(":Al!~al@al.user.huddle PRIVMSG #r :hi").expect("valid line");
+        let m = Message::parse(":Al!~al@huddle/user/al PRIVMSG #r :hi").expect("valid line");
         assert_eq!(source_host(&m), Some(account_host("AL").as_str()));
-        assert!(is_guest_host("g-0123456789.guest.huddle"));
-        assert!(!is_guest_host("g-012345678.guest.huddle"));
-        assert!(!is_guest_host("g-012345678A.guest.huddle"));
-        assert!(!is_guest_host("al.user.huddle"));
+        assert!(is_guest_host("huddle/guest/0123456789"));
+        assert!(!is_guest_host("huddle/guest/012345678"));
+        assert!(!is_guest_host("huddle/guest/012345678A"));
+        assert!(!is_guest_host("huddle/user/al"));
     }
 }
