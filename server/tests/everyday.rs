@@ -234,7 +234,10 @@ fn whowas_remembers_who_left_newest_first() {
         ["314", "312", "330", "314", "312", "330", "369"]
     );
     // 314 shows the ident the user had: `~` and the user name from USER.
-    assert_eq!(got[0].params[1..], ["bob", "~bob", "huddle", "*", "bob"]);
+    assert_eq!(
+        got[0].params[1..],
+        ["bob", "~bob", "huddle/user/bob", "*", "bob"]
+    );
     assert_eq!(got[1].params[1..3], ["bob", N]);
     assert!(got[1].params[3].contains("UTC"), "{}", got[1]);
     assert_eq!(got[2].params[1..], ["bob", "bob", "was logged in as"]);
@@ -265,11 +268,11 @@ fn monitor_reports_and_notifies_online_and_offline() {
 
     let bob = s.registered_user("bob");
     let m = alice.recv();
-    assert_reply(&m, N, "730", &["alice", "bob!~bob@huddle"]);
+    assert_reply(&m, N, "730", &["alice", "bob!~bob@huddle/user/bob"]);
     alice.send("MONITOR S");
     let got = alice.sync();
     assert_eq!(commands(&got), ["730", "731"]);
-    assert_eq!(got[0].params[1], "bob!~bob@huddle");
+    assert_eq!(got[0].params[1], "bob!~bob@huddle/user/bob");
     assert_eq!(
         got[1].params[1], "carol",
         "the list keeps nicks case-folded"
@@ -282,7 +285,12 @@ fn monitor_reports_and_notifies_online_and_offline() {
     drop(bob);
     assert_reply(&alice.recv(), N, "731", &["alice", "bob"]);
     let _carol = s.guest("carol");
-    assert_reply(&alice.recv(), N, "730", &["alice", "carol!~carol@huddle"]);
+    let m = alice.recv();
+    assert_eq!(m.command, "730", "{m}");
+    let mask = m.params[1]
+        .strip_prefix("carol!~carol@")
+        .expect("carol's mask");
+    assert!(is_guest_host(mask), "{m}");
 
     // Removed or cleared: no more notices.
     alice.send("MONITOR - carol");
@@ -599,12 +607,15 @@ fn guests_change_nick_accounts_keep_theirs() {
     alice.send("MONITOR + newgus");
     assert_reply(&alice.recv(), N, "731", &["alice", "newgus"]);
 
-    // A change of case.
+    // A change of case; the host stays the guest's cloak.
     gus.send("NICK Gus");
+    let mut host = String::new();
     for c in [&mut gus, &mut alice] {
         let m = c.recv();
         assert!(from_user(&m, "gus"), "{m}");
         assert_msg(&m, "NICK", &["Gus"]);
+        host = source_host(&m).expect("a host").to_string();
+        assert!(is_guest_host(&host), "{m}");
     }
     // A new nick, checked like a guest nick at registration.
     gus.send("NICK newgus");
@@ -614,7 +625,8 @@ fn guests_change_nick_accounts_keep_theirs() {
         assert_msg(&m, "NICK", &["newgus"]);
     }
     // The ident stays the one USER gave.
-    assert_reply(&alice.recv(), N, "730", &["alice", "newgus!~gus@huddle"]);
+    let mask = format!("newgus!~gus@{host}");
+    assert_reply(&alice.recv(), N, "730", &["alice", mask.as_str()]);
     gus.nick = Some("newgus".into());
     alice.send("PRIVMSG newgus :found you");
     assert_msg(&gus.recv(), "PRIVMSG", &["newgus", "found you"]);

@@ -285,24 +285,14 @@ fn exchange(server: &TestServer, alice: &mut CliClient, client: &mut dyn IrcClie
         &format!("* {nick} changed the topic of {ROOM} to: {topic}"),
         || client.diagnostics(),
     );
-    client.ban("alice");
-    let ban = alice.expect_with(
-        &format!("{nick}'s ban"),
-        |l| {
-            l.starts_with(&format!("* {nick} sets mode +b ")) && l.ends_with(&format!(" on {ROOM}"))
-        },
-        || client.diagnostics(),
-    );
-    // (The mask is the client's choice: WeeChat bans `*!*@host`, which here is every user,
-    // since all share the host `huddle`; the README says to ban by nick or account.)
-    assert!(ban.contains('!') && ban.contains('@'), "{ban}");
+    ban_only_the_target(server, alice, client);
     client.kick("alice", "interop kick");
     expect_line(
         alice,
         &format!("* {nick} kicked you from {ROOM} (interop kick)"),
         || client.diagnostics(),
     );
-    // alice founded the room: the ban does not keep her out.
+    // The ban was bob's alone: alice comes back.
     alice.send(&format!("join {ROOM}"));
     expect_line(alice, &format!("-- joined {ROOM}"), || client.diagnostics());
 
@@ -327,6 +317,60 @@ fn exchange(server: &TestServer, alice: &mut CliClient, client: &mut dyn IrcClie
         "{nick} cannot log in again after quitting"
     );
     again.sync();
+}
+
+/// The client's own `/ban bob` (the mask is its choice, made from the host it saw in bob's
+/// JOIN) keeps out bob, and only bob: another user still joins and speaks.
+fn ban_only_the_target(server: &TestServer, alice: &mut CliClient, client: &mut dyn IrcClient) {
+    let nick = client.nick().to_string();
+    let mut bob = server.connect("bob");
+    assert!(bob.login("bob", PASSWORD), "bob cannot log in");
+    bob.send(&format!("JOIN {ROOM}"));
+    bob.until("366");
+    expect_line(alice, &format!("* bob joined {ROOM}"), || {
+        client.diagnostics()
+    });
+    bob.send(&format!("PRIVMSG {ROOM} :bob is here"));
+    // Once the client logged bob's message it has seen his JOIN, hence his host.
+    let said = ("bob".to_string(), "bob is here".to_string());
+    wait_for(
+        &format!("bob's message in {nick}'s log"),
+        || client.room_messages().contains(&said).then_some(()),
+        || client.diagnostics(),
+    );
+    client.ban("bob");
+    let ban = alice.expect_with(
+        &format!("{nick}'s ban"),
+        |l| {
+            l.starts_with(&format!("* {nick} sets mode +b ")) && l.ends_with(&format!(" on {ROOM}"))
+        },
+        || client.diagnostics(),
+    );
+    assert!(ban.contains("@huddle/user/bob "), "{ban}");
+    bob.expect_command("MODE");
+    client.kick("bob", "banned");
+    expect_line(
+        alice,
+        &format!("* {nick} kicked bob from {ROOM} (banned)"),
+        || client.diagnostics(),
+    );
+    bob.expect_command("KICK");
+    bob.send(&format!("JOIN {ROOM}"));
+    assert_eq!(bob.expect_command("474").param(1), Some(ROOM));
+
+    let mut carol = server.connect("carol");
+    assert!(carol.login("carol", PASSWORD), "carol cannot log in");
+    carol.send(&format!("JOIN {ROOM}"));
+    carol.until("366");
+    expect_line(alice, &format!("* carol joined {ROOM}"), || {
+        client.diagnostics()
+    });
+    carol.send(&format!("PRIVMSG {ROOM} :carol is not banned"));
+    expect_line(
+        alice,
+        &format!("[{ROOM}] <carol> carol is not banned"),
+        || client.diagnostics(),
+    );
 }
 
 // --- WeeChat ---------------------------------------------------------------------------------
@@ -484,7 +528,7 @@ impl IrcClient for WeeChat {
     }
 
     fn joined(&self) -> bool {
-        // `wee (wee@huddle) has joined`, or with extended-join `wee [wee] (real name) (...)`.
+        // `wee (~wee@huddle/user/wee) has joined`, or with extended-join `wee [wee] (real name) (...)`.
         let me = format!("{} ", self.nick);
         log_lines(&self.dir.join("logs"), ROOM).iter().any(|l| {
             WeeChat::fields(l).is_some_and(|(prefix, text)| {
@@ -652,8 +696,9 @@ impl IrcClient for Irssi {
 fn setup(nick: &str) -> (TestServer, TempDir, CliClient) {
     install_clients();
     let server = TestServer::start(&[]);
-    register(&server, "alice");
-    register(&server, nick);
+    for name in ["alice", "bob", "carol", nick] {
+        register(&server, name);
+    }
     let scratch = tempfile::Builder::new()
         .prefix("huddle-interop-")
         .tempdir()

@@ -67,7 +67,7 @@ fn time_tag(m: &Message, not_before: u64) -> String {
     v
 }
 
-/// `m` is `:<nick>!~<user>@huddle <cmd> <room> :<text>`.
+/// `m` is `:<nick>!~<user>@<host> <cmd> <room> :<text>`.
 #[track_caller]
 fn assert_user_msg(m: &Message, nick: &str, cmd: &str, target: &str, text: &str) {
     assert!(from_user(m, nick), "expected a line from {nick}, got `{m}`");
@@ -373,11 +373,12 @@ fn who_whois_userhost_ison() {
     let row = |room: &str, nick: &str, flag: &str| -> Vec<String> {
         let real = format!("0 {nick}");
         let ident = format!("~{nick}");
+        let host = account_host(nick);
         [
             "alice",
             room,
             ident.as_str(),
-            "huddle",
+            host.as_str(),
             N,
             nick,
             flag,
@@ -421,7 +422,7 @@ fn who_whois_userhost_ison() {
         vec![
             (
                 "311".into(),
-                v(&["alice", "bob", "~bob", "huddle", "*", "bob"])
+                v(&["alice", "bob", "~bob", "huddle/user/bob", "*", "bob"])
             ),
             ("319".into(), v(&["alice", "bob", "#room"])),
             ("312".into(), v(&["alice", "bob", N, "Huddle chat server"])),
@@ -453,7 +454,10 @@ fn who_whois_userhost_ison() {
         &a.recv(),
         N,
         "302",
-        &["alice", "bob=+~bob@huddle carol=+~carol@huddle"],
+        &[
+            "alice",
+            "bob=+~bob@huddle/user/bob carol=+~carol@huddle/user/carol",
+        ],
     );
     a.send("ISON bob nobody CAROL");
     assert_reply(&a.recv(), N, "303", &["alice", "bob carol"]);
@@ -688,7 +692,10 @@ fn away_status_in_replies() {
         &b.recv(),
         N,
         "302",
-        &["bob", "alice=-~alice@huddle bob=+~bob@huddle"],
+        &[
+            "bob",
+            "alice=-~alice@huddle/user/alice bob=+~bob@huddle/user/bob",
+        ],
     );
     b.send("WHOIS alice");
     let whois = b.until("318");
@@ -705,7 +712,12 @@ fn away_status_in_replies() {
     b.send("PRIVMSG alice :back?");
     assert_user_msg(&a.recv(), "bob", "PRIVMSG", "alice", "back?");
     b.send("USERHOST alice");
-    assert_reply(&b.recv(), N, "302", &["bob", "alice=+~alice@huddle"]);
+    assert_reply(
+        &b.recv(),
+        N,
+        "302",
+        &["bob", "alice=+~alice@huddle/user/alice"],
+    );
     b.send("WHO alice");
     let m = b.recv();
     assert!(m.is("352") && m.params[6] == "H", "{m}");
@@ -1295,6 +1307,8 @@ fn guest_registers_without_login_joins_and_chats() {
     gina.send("PRIVMSG #lobby :hello from a guest");
     let m = alice.recv();
     assert_user_msg(&m, "gina", "PRIVMSG", "#lobby", "hello from a guest");
+    let gina_host = source_host(&m).expect("gina's host").to_string();
+    assert!(is_guest_host(&gina_host), "{m}");
     assert!(
         m.tag("msgid").is_some() && m.tag("account").is_none(),
         "{m}"
@@ -1320,9 +1334,9 @@ fn guest_registers_without_login_joins_and_chats() {
     assert_eq!(
         replay,
         [
-            ":gina!~gina@huddle PRIVMSG #lobby :hello from a guest",
-            ":alice!~alice@huddle PRIVMSG #lobby :welcome gina",
-            ":gina!~gina@huddle NOTICE #lobby :guest notice",
+            format!(":gina!~gina@{gina_host} PRIVMSG #lobby :hello from a guest"),
+            ":alice!~alice@huddle/user/alice PRIVMSG #lobby :welcome gina".to_string(),
+            format!(":gina!~gina@{gina_host} NOTICE #lobby :guest notice"),
         ]
     );
     alice.expect_command("JOIN");
@@ -1410,12 +1424,12 @@ fn guest_queries_topic_away_and_history() {
     gina.send("WHO #lobby");
     assert_eq!(gina.until("315").len(), 3);
     gina.send("USERHOST gina alice");
-    assert_reply(
-        &gina.recv(),
-        N,
-        "302",
-        &["gina", "gina=+~gina@huddle alice=+~alice@huddle"],
-    );
+    let m = gina.recv();
+    assert_eq!(m.params.len(), 2, "{m}");
+    let (own, theirs) = m.params[1].split_once(' ').expect("two replies");
+    let own_host = own.strip_prefix("gina=+~gina@").expect("gina's reply");
+    assert!(is_guest_host(own_host), "{m}");
+    assert_eq!(theirs, "alice=+~alice@huddle/user/alice");
     gina.send("ISON alice gina");
     assert_reply(&gina.recv(), N, "303", &["gina", "alice gina"]);
     gina.send("LIST");

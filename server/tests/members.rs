@@ -35,14 +35,14 @@ fn ident_and_realname_come_from_user() {
     alice.expect_command("JOIN");
     alice.send("PRIVMSG #tea :hello");
     let m = bob.expect_command("PRIVMSG");
-    assert_eq!(m.source.as_deref(), Some("alice!~alice@huddle"));
+    assert_eq!(m.source.as_deref(), Some("alice!~alice@huddle/user/alice"));
     assert_eq!(
         who(&mut bob, "alice"),
         [[
             "bob",
             "*",
             "~alice",
-            "huddle",
+            "huddle/user/alice",
             N,
             "alice",
             "H",
@@ -53,10 +53,22 @@ fn ident_and_realname_come_from_user() {
     let whois = bob.until("318");
     assert_eq!(
         whois[0].params,
-        ["bob", "alice", "~alice", "huddle", "*", "Alice Liddell"]
+        [
+            "bob",
+            "alice",
+            "~alice",
+            "huddle/user/alice",
+            "*",
+            "Alice Liddell"
+        ]
     );
     bob.send("USERHOST alice");
-    assert_reply(&bob.recv(), N, "302", &["bob", "alice=+~alice@huddle"]);
+    assert_reply(
+        &bob.recv(),
+        N,
+        "302",
+        &["bob", "alice=+~alice@huddle/user/alice"],
+    );
     let _carol = user_as(&s, "carol", "c", "Carol");
     bob.send("WHO carol");
     assert_eq!(bob.recv().params[2], "~c");
@@ -114,7 +126,7 @@ fn invisible_users_are_listed_only_to_those_sharing_a_room() {
     assert_reply(&carol.recv(), N, "221", &["carol", "+"]);
     assert_eq!(nicks(who(&mut bob, "*")), ["alice", "bob", "carol"]);
     assert_eq!(nicks(who(&mut bob, "c*")), ["carol"]);
-    assert_eq!(nicks(who(&mut bob, "*!~b*@huddle")), ["bob"]);
+    assert_eq!(nicks(who(&mut bob, "*!~b*@huddle/user/*")), ["bob"]);
     assert_eq!(nicks(who(&mut bob, "0")), ["alice", "bob", "carol"]);
     assert!(who(&mut bob, "zz*").is_empty());
     // NAMES without a room: the same rule.

@@ -122,9 +122,9 @@ fn creator_is_operator_and_new_rooms_are_nt() {
     assert_eq!(
         got,
         [
-            "@+bob!~bob@huddle",
-            "@alice!~alice@huddle",
-            "dave!~dave@huddle"
+            "@+bob!~bob@huddle/user/bob",
+            "@alice!~alice@huddle/user/alice",
+            "dave!~dave@huddle/user/dave"
         ]
     );
     multi.send("WHO #den");

@@ -41,7 +41,8 @@ pub mod wait;
 pub use child::{target_binary, wait_for_exit, Paused};
 pub use cli::CliClient;
 pub use irc::assertions::{
-    assert_hello, assert_msg, assert_reply, from_user, now_millis, parse_server_time, source_nick,
+    account_host, assert_hello, assert_msg, assert_reply, from_user, is_guest_host, now_millis,
+    parse_server_time, source_host, source_nick,
 };
 pub use irc::{Client, Event, IrcClient, PeerLink, PlainClient, Transport};
 pub use launcher::in_process::{InProcServer, NO_RATE_LIMITS};

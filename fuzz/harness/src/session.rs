@@ -282,6 +282,7 @@ impl World<'_> {
             admin_name: None,
             admin_email: None,
             opers: Vec::new(),
+            cloak_secret: [0; huddle_server::testing::CLOAK_SECRET_LEN],
         };
         let mut state = HandlerState::new(info, History::in_memory(8), Guards::permissive());
         state.set_account_names(SEEDED_ACCOUNTS.iter().map(|(name, _)| *name).collect());

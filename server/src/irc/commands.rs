@@ -179,7 +179,7 @@ pub fn send_names(s: &Session, room_name: &str, ctx: &mut Ctx) {
             let user = ctx.chat.user(id)?;
             let status = prefix_of(room, id, multi);
             Some(if uhnames {
-                format!("{status}{}", prefix(&user.nick, &user.ident))
+                format!("{status}{}", prefix(&user.nick, &user.ident, &user.host))
             } else {
                 format!("{status}{}", user.nick)
             })

@@ -12,9 +12,6 @@ use crate::state::msgids::MsgIds;
 use crate::storage::workers::{Completion, Job};
 use huddle_protocol::Message;
 
-/// Host part shown in every user's `nick!user@host` (client addresses are not disclosed).
-pub const HOST_CLOAK: &str = "huddle";
-
 /// Where jobs for the worker pool go. `Err` gives the job back when the queue is full.
 pub trait JobSink {
     fn submit(&self, job: Job) -> Result<(), Job>;
@@ -46,6 +43,8 @@ pub struct ServerInfo {
     pub admin_email: Option<String>,
     /// Server operators: name and argon2id hash.
     pub opers: Vec<crate::storage::opers::Oper>,
+    /// Key of the guests' address cloaks (see [`crate::irc::cloak`]).
+    pub cloak_secret: [u8; crate::irc::cloak::SECRET_LEN],
 }
 
 /// What a handler may touch. Lent by [`HandlerState::ctx`].
@@ -207,16 +206,16 @@ impl HandlerState {
     }
 }
 
-/// `nick!ident@huddle`, the ident being the user name `USER` gave, shown with `~` (no
-/// ident lookup vouches for it).
-pub fn prefix(nick: &str, ident: &str) -> String {
+/// `nick!ident@host`, the ident being the user name `USER` gave, shown with `~` (no ident
+/// lookup vouches for it), and the host the user's cloak (see [`crate::irc::cloak`]).
+pub fn prefix(nick: &str, ident: &str, host: &str) -> String {
     // Concatenated rather than `format!`ted: this runs for every message.
-    let mut p = String::with_capacity(nick.len() + ident.len() + 2 + HOST_CLOAK.len());
+    let mut p = String::with_capacity(nick.len() + ident.len() + 2 + host.len());
     p.push_str(nick);
     p.push('!');
     p.push_str(ident);
     p.push('@');
-    p.push_str(HOST_CLOAK);
+    p.push_str(host);
     p
 }
 
@@ -282,6 +281,7 @@ mod tests {
             admin_name: None,
             admin_email: None,
             opers: Vec::new(),
+            cloak_secret: [0; crate::irc::cloak::SECRET_LEN],
         };
         HandlerState::new(info, History::in_memory(0), Guards::permissive())
     }
@@ -295,6 +295,7 @@ mod tests {
             for (id, nick) in [(1, "ann"), (2, "bob")] {
                 let new = NewUser {
                     ident: format!("~{nick}"),
+                    host: crate::irc::cloak::account_host(nick),
                     ..NewUser::default()
                 };
                 ctx.chat.add_user(id, nick, new).unwrap();
@@ -309,7 +310,7 @@ mod tests {
             to.sent,
             [
                 (1, "NOTICE ann first".to_string()),
-                (1, ":bob!~bob@huddle QUIT Quit".to_string())
+                (1, ":bob!~bob@huddle/user/bob QUIT Quit".to_string())
             ]
         );
         assert!(state.out().is_empty());

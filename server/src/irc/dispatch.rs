@@ -156,13 +156,12 @@ fn run(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
 /// capabilities are forgotten (the slot will serve another connection).
 pub fn disconnect(s: &mut Session, quit_reason: &str, ctx: &mut Ctx) {
     ctx.chat.forget_caps(s.id);
-    let ident = ctx
+    let source = ctx
         .chat
         .user(s.id)
-        .map(|u| u.ident.clone())
-        .unwrap_or_default();
+        .map(|u| prefix(&u.nick, &u.ident, &u.host));
     if let Some((nick, peers)) = ctx.chat.remove_user(s.id) {
-        let mut quit = Message::new("QUIT", [quit_reason]).with_source(prefix(&nick, &ident));
+        let mut quit = Message::new("QUIT", [quit_reason]).with_source(source.unwrap_or_default());
         crate::irc::line_limit::truncate_last_to_fit(&mut quit);
         ctx.out.broadcast(peers, &quit);
         crate::irc::monitor::went_offline(&nick, ctx);

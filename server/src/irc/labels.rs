@@ -160,9 +160,12 @@ mod handler_tests {
         w.line(&mut a, "@label=L1 PRIVMSG #r :hi");
         assert_eq!(
             w.state.out().lines_for(2),
-            [":alice!~u@huddle PRIVMSG #r hi"]
+            [":alice!~u@huddle/user/alice PRIVMSG #r hi"]
         );
-        assert_eq!(w.take(1), ["@label=L1 :alice!~u@huddle PRIVMSG #r hi"]);
+        assert_eq!(
+            w.take(1),
+            ["@label=L1 :alice!~u@huddle/user/alice PRIVMSG #r hi"]
+        );
         w.line(&mut a, "@label=L2 AWAY");
         assert_eq!(
             w.take(1),
@@ -197,7 +200,10 @@ mod handler_tests {
         assert!(a.awaits_answer());
         w.complete(&mut a, done);
         assert!(!a.awaits_answer());
-        assert_eq!(w.take(1), ["@label=L1 :alice!~u@huddle MODE #r +m"]);
+        assert_eq!(
+            w.take(1),
+            ["@label=L1 :alice!~u@huddle/user/alice MODE #r +m"]
+        );
         // A labelled query is answered at once.
         w.line(&mut a, "@label=L2 MODE #r");
         let got = w.take(1);

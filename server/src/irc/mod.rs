@@ -10,6 +10,7 @@
 //! to workers) and the protocol crate.
 
 pub mod capabilities;
+pub mod cloak;
 pub mod commands;
 pub mod context;
 pub mod dispatch;

@@ -81,7 +81,7 @@ fn status(s: &Session, nicks: &[String], ctx: &mut Ctx) {
     let mut offline = Vec::new();
     for nick in nicks {
         match ctx.chat.find_nick(nick).and_then(|id| ctx.chat.user(id)) {
-            Some(user) => online.push(prefix(&user.nick, &user.ident)),
+            Some(user) => online.push(prefix(&user.nick, &user.ident, &user.host)),
             None => offline.push(nick.clone()),
         }
     }
@@ -129,7 +129,7 @@ mod tests {
         w.line(&mut a, "MONITOR + bob,bob,BOB");
         assert_eq!(w.take(1), [":srv 731 alice bob"]);
         w.log_in(&mut b, "bob");
-        assert_eq!(w.take(1), [":srv 730 alice bob!~u@huddle"]);
+        assert_eq!(w.take(1), [":srv 730 alice bob!~u@huddle/user/bob"]);
         crate::irc::dispatch::disconnect(
             &mut b,
             "Quit",

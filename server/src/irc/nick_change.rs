@@ -48,7 +48,7 @@ pub(super) fn rename(s: &mut Session, new: &str, ctx: &mut Ctx) {
         Err(RenameError::NotOnline) => return,
     };
     s.nick = Some(new.to_string());
-    let line = Message::new("NICK", [new]).with_source(prefix(&old, &s.ident));
+    let line = Message::new("NICK", [new]).with_source(prefix(&old, &s.ident, &s.host));
     let mut to = ctx.chat.room_mates(s.id);
     to.push(s.id);
     let to = with_caps(ctx, &to);
@@ -83,8 +83,10 @@ mod tests {
         w.line(&mut g, "USER g 0 * :G");
         assert!(w.take_jobs().is_empty(), "a guest nick needs no worker");
         w.take(2);
+        let host = crate::irc::cloak::guest_host(&[0; crate::irc::cloak::SECRET_LEN], g.peer_ip);
+        assert!(host.starts_with("huddle/guest/"));
         w.line(&mut g, "NICK GUS");
-        assert_eq!(w.take(2), [":gus!~g@huddle NICK GUS"]);
+        assert_eq!(w.take(2), [format!(":gus!~g@{host} NICK GUS")]);
         w.line(&mut g, "NICK bob");
         assert_eq!(
             w.take(2),
@@ -96,7 +98,7 @@ mod tests {
             [":srv 433 GUS b0b :Nickname looks like a registered account; choose another"]
         );
         w.line(&mut g, "NICK gary");
-        assert_eq!(w.take(2), [":GUS!~g@huddle NICK gary"]);
+        assert_eq!(w.take(2), [format!(":GUS!~g@{host} NICK gary")]);
         assert_eq!(g.target(), "gary");
         assert!(w.take_jobs().is_empty());
     }

@@ -2,17 +2,17 @@
 //! Secret rooms and the members of private rooms stay hidden from non-members (see
 //! [`crate::irc::rooms::visibility`]).
 
-use crate::irc::context::{reply, Ctx, HOST_CLOAK};
+use crate::irc::context::{reply, Ctx};
 use crate::irc::session::Session;
 use crate::state::chat::{ClientId, User};
 use huddle_protocol::numeric::*;
 use huddle_protocol::Message;
 
-/// Nick, ident, realname, away, status prefix in the room asked about.
-type WhoRow = (String, String, String, bool, &'static str);
+/// Nick, ident, host, realname, away, status prefix in the room asked about.
+type WhoRow = (String, String, String, String, bool, &'static str);
 
 fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &WhoRow) {
-    let (nick, ident, realname, away, status) = user;
+    let (nick, ident, host, realname, away, status) = user;
     let flags = format!("{}{status}", if *away { "G" } else { "H" });
     let server = &ctx.info.name;
     let real = format!("0 {realname}");
@@ -23,7 +23,7 @@ fn who_line(s: &Session, ctx: &mut Ctx, room: &str, user: &WhoRow) {
         [
             room,
             ident.as_str(),
-            HOST_CLOAK,
+            host.as_str(),
             server.as_str(),
             nick.as_str(),
             flags.as_str(),
@@ -36,6 +36,7 @@ fn summary(u: &User) -> WhoRow {
     (
         u.nick.clone(),
         u.ident.clone(),
+        u.host.clone(),
         u.realname.clone(),
         u.away.is_some(),
         "",
@@ -63,7 +64,7 @@ pub fn user_visible(ctx: &Ctx, asker: ClientId, id: ClientId) -> bool {
 /// name.
 fn who_matches(mask: &str, u: &User) -> bool {
     use crate::state::room_modes::glob;
-    let hostmask = crate::irc::context::prefix(&u.nick, &u.ident).to_ascii_lowercase();
+    let hostmask = crate::irc::context::prefix(&u.nick, &u.ident, &u.host).to_ascii_lowercase();
     glob(mask, &u.nick.to_ascii_lowercase())
         || glob(mask, &hostmask)
         || glob(mask, &u.realname.to_ascii_lowercase())
@@ -90,7 +91,7 @@ pub fn who(s: &Session, msg: &Message, ctx: &mut Ctx) {
             for &id in &room.members {
                 if let Some(u) = ctx.chat.user(id) {
                     let mut row = summary(u);
-                    row.4 = crate::irc::rooms::visibility::prefix_of(room, id, multi);
+                    row.5 = crate::irc::rooms::visibility::prefix_of(room, id, multi);
                     rows.push((spelled.clone(), row));
                 }
             }
@@ -138,9 +139,10 @@ pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let Some(u) = ctx.chat.user(id) else {
         return;
     };
-    let (spelled, ident, realname, away, account) = (
+    let (spelled, ident, host, realname, away, account) = (
         u.nick.clone(),
         u.ident.clone(),
+        u.host.clone(),
         u.realname.clone(),
         u.away.clone(),
         u.account.clone(),
@@ -167,7 +169,7 @@ pub fn whois(s: &Session, msg: &Message, ctx: &mut Ctx) {
         s,
         ctx,
         RPL_WHOISUSER,
-        [nick, ident.as_str(), HOST_CLOAK, "*", realname.as_str()],
+        [nick, ident.as_str(), host.as_str(), "*", realname.as_str()],
     );
     if !rooms.is_empty() {
         reply(s, ctx, RPL_WHOISCHANNELS, [nick, rooms.join(" ").as_str()]);
@@ -225,7 +227,7 @@ pub fn userhost(s: &Session, msg: &Message, ctx: &mut Ctx) {
     let parts: Vec<String> = online_users(ctx, &nicks)
         .map(|u| {
             let away = if u.away.is_some() { '-' } else { '+' };
-            format!("{}={away}{}@{HOST_CLOAK}", u.nick, u.ident)
+            format!("{}={away}{}@{}", u.nick, u.ident, u.host)
         })
         .collect();
     reply(s, ctx, RPL_USERHOST, [parts.join(" ").as_str()]);

@@ -6,7 +6,7 @@
 //! what is to be sent into the outbox. Slow work (hashing) is handed to the job sink.
 
 use crate::irc::capabilities::{self, Cap};
-use crate::irc::context::{prefix, reply, send_raw, Ctx, HOST_CLOAK};
+use crate::irc::context::{prefix, reply, send_raw, Ctx};
 use crate::irc::guest_nick::guest_nick_refusal;
 use crate::irc::session::{Sasl, Session};
 use crate::irc::welcome::welcome;
@@ -328,10 +328,10 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
             }
             match result {
                 Ok(name) => {
-                    let mask = format!(
-                        "{}!{}@{HOST_CLOAK}",
+                    let mask = prefix(
                         s.nick_given.as_deref().unwrap_or("*"),
-                        name
+                        &name,
+                        &crate::irc::cloak::account_host(&name),
                     );
                     let text = format!("You are now logged in as {name}");
                     reply(s, ctx, RPL_LOGGEDIN, [mask.as_str(), &name, &text]);
@@ -389,10 +389,12 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
         );
         return;
     };
+    s.host = crate::irc::cloak::account_host(&account);
     let new_user = NewUser {
         account: Some(account.clone()),
         realname: s.realname.clone().unwrap_or_default(),
         ident: s.ident.clone(),
+        host: s.host.clone(),
     };
     if let Err(holder) = ctx.chat.add_user(s.id, &account, new_user.clone()) {
         // The nick is online already (the same account elsewhere, or a guest that took the
@@ -401,13 +403,13 @@ fn try_complete(s: &mut Session, ctx: &mut Ctx) {
             Some(true) => "Nick reclaimed by its registered account",
             _ => "Logged in from another connection",
         };
-        let ident = ctx
+        let (ident, host) = ctx
             .chat
             .user(holder)
-            .map(|u| u.ident.clone())
+            .map(|u| (u.ident.clone(), u.host.clone()))
             .unwrap_or_default();
         if let Some((nick, peers)) = ctx.chat.remove_user(holder) {
-            let quit = Message::new("QUIT", [reason]).with_source(prefix(&nick, &ident));
+            let quit = Message::new("QUIT", [reason]).with_source(prefix(&nick, &ident, &host));
             ctx.out.broadcast(peers, &quit);
             crate::irc::monitor::went_offline(&nick, ctx);
         }
@@ -436,10 +438,12 @@ pub(super) fn check_guest_nick(s: &mut Session, nick: &str, ctx: &mut Ctx) {
         crate::irc::nick_change::rename(s, nick, ctx);
         return;
     }
+    s.host = crate::irc::cloak::guest_host(&ctx.info.cloak_secret, s.peer_ip);
     let new_user = NewUser {
         account: None,
         realname: s.realname.clone().unwrap_or_default(),
         ident: s.ident.clone(),
+        host: s.host.clone(),
     };
     if ctx.chat.add_user(s.id, nick, new_user).is_err() {
         reply(

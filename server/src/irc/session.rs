@@ -30,6 +30,8 @@ pub struct Session {
     pub(super) realname: Option<String>,
     /// `~` and the user name `USER` gave (see [`ident_of`]).
     pub(super) ident: String,
+    /// The cloaked host, set when registration completes (see [`crate::irc::cloak`]).
+    pub(super) host: String,
     pub(super) register_in_flight: bool,
     /// An OPER password is being checked.
     pub(crate) oper_in_flight: bool,
@@ -53,6 +55,7 @@ impl Session {
             nick: None,
             realname: None,
             ident: String::new(),
+            host: String::new(),
             register_in_flight: false,
             oper_in_flight: false,
             answer_due: false,
@@ -86,7 +89,7 @@ impl Session {
 
     /// `nick!ident@host` of this (registered) user.
     pub fn source(&self) -> String {
-        crate::irc::context::prefix(self.target(), &self.ident)
+        crate::irc::context::prefix(self.target(), &self.ident, &self.host)
     }
 
     /// Whether a command's answer is due from a worker; the connection's later lines are

@@ -51,6 +51,7 @@ impl World {
             admin_name: None,
             admin_email: None,
             opers: Vec::new(),
+            cloak_secret: [0; crate::irc::cloak::SECRET_LEN],
         };
         World {
             state: HandlerState::new(info, History::in_memory(10), Guards::permissive()),
@@ -143,11 +144,14 @@ fn one_privmsg_to_several_targets_reaches_each_with_the_same_text() {
     assert_eq!(
         to_bob,
         vec![
-            ":alice!~u@huddle PRIVMSG #r :hi  there",
-            ":alice!~u@huddle PRIVMSG bob :hi  there"
+            ":alice!~u@huddle/user/alice PRIVMSG #r :hi  there",
+            ":alice!~u@huddle/user/alice PRIVMSG bob :hi  there"
         ]
     );
-    assert_eq!(to_carol, vec![":alice!~u@huddle PRIVMSG carol :hi  there"]);
+    assert_eq!(
+        to_carol,
+        vec![":alice!~u@huddle/user/alice PRIVMSG carol :hi  there"]
+    );
     assert_eq!(to_alice, vec![":srv 403 alice #nope :No such room"]);
     w.take(1);
     // Too few parameters: the right error, nothing relayed.
@@ -233,7 +237,7 @@ fn sasl_login_then_registration_welcomes() {
     let lines = w.take(3);
     assert_eq!(
         lines[0],
-        ":srv 900 * *!alice@huddle alice :You are now logged in as alice"
+        ":srv 900 * *!alice@huddle/user/alice alice :You are now logged in as alice"
     );
     assert_eq!(lines[1], ":srv 903 * :SASL authentication successful");
     w.line(&mut s, "NICK whatever");
@@ -405,7 +409,7 @@ fn second_login_takes_over() {
     assert!(w.out_has_close(3));
     assert!(w
         .take(1)
-        .contains(&":bob!~u@huddle QUIT :Logged in from another connection".to_string()));
+        .contains(&":bob!~u@huddle/user/bob QUIT :Logged in from another connection".to_string()));
     assert_eq!(w.state.chat().find_nick("bob"), Some(2));
 }
 

@@ -110,13 +110,21 @@ mod tests {
     #[test]
     fn a_long_away_text_is_cut_to_fit_the_line() {
         let text = "\u{1f600}".repeat(MAX_AWAY_LEN); // 800 bytes in 200 characters
-        let line = away_line(prefix("someone", "~someone"), Some(&text));
+        let line = away_line(
+            prefix("someone", "~someone", "huddle/user/someone"),
+            Some(&text),
+        );
         assert!(
             (509..=512).contains(&untagged_len(&line)),
             "{}",
             untagged_len(&line)
         );
         assert!(line.params[0].chars().all(|c| c == '\u{1f600}'));
-        assert_eq!(away_line(prefix("x", "~x"), None).params.len(), 0);
+        assert_eq!(
+            away_line(prefix("x", "~x", "huddle/user/x"), None)
+                .params
+                .len(),
+            0
+        );
     }
 }

@@ -2,7 +2,7 @@
 //! state keeps (`314`, `312` with the time they left, `330` for an account, `369`; `406` when
 //! nothing is known).
 
-use crate::irc::context::{reply, Ctx, HOST_CLOAK};
+use crate::irc::context::{reply, Ctx};
 use crate::irc::session::Session;
 use crate::limits::WHOWAS_REPLY_MAX;
 use crate::state::whowas::Gone;
@@ -37,7 +37,7 @@ pub fn whowas(s: &Session, msg: &Message, ctx: &mut Ctx) {
             s,
             ctx,
             RPL_WHOWASUSER,
-            [&gone.nick, user, HOST_CLOAK, "*", &gone.realname],
+            [&gone.nick, user, &gone.host, "*", &gone.realname],
         );
         let left = crate::clock::human_utc(gone.left_at);
         reply(

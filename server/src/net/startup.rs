@@ -12,6 +12,7 @@ use crate::net::descriptors;
 use crate::net::server::{Control, Server, ServerError, Storage};
 use crate::state::history::History;
 use crate::storage::accounts::AccountStore;
+use crate::storage::cloak_secret::CLOAK_SECRET_FILE;
 use crate::storage::identity::{CERT_FILE, KEY_FILE};
 use crate::storage::private_files::{create_private_dir, restrict};
 use crate::storage::server_files::{read_motd, ServerFiles};
@@ -50,6 +51,8 @@ impl Server {
                 .map_err(|e| ServerError::Opers(path.clone(), e))?,
             None => Vec::new(),
         };
+        let cloak_secret = crate::storage::cloak_secret::load_or_create(&config.data_dir)
+            .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
         let account_names = store.names().map_err(ServerError::Store)?;
         let history_tree = store.open_tree("history").map_err(ServerError::Store)?;
         let history = History::open(history_tree, config.history, config.history_memory)
@@ -62,8 +65,11 @@ impl Server {
         log::info!("{} registered rooms", rooms.len());
         // Everything in the data directory is there now (certificate, key, the database
         // with accounts, registered rooms and history).
-        restrict(&config.data_dir, &[ACCOUNTS_DIR, CERT_FILE, KEY_FILE])
-            .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
+        restrict(
+            &config.data_dir,
+            &[ACCOUNTS_DIR, CERT_FILE, KEY_FILE, CLOAK_SECRET_FILE],
+        )
+        .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
         let guards = Guards {
             ip: IpLimits::new(config.ip_policy.clone()),
             logins: LoginGuard::new(config.login_failures),
@@ -87,6 +93,7 @@ impl Server {
             admin_name: config.admin_name.clone(),
             admin_email: config.admin_email.clone(),
             opers,
+            cloak_secret,
         };
         let registry = poll.registry().try_clone().map_err(ServerError::Io)?;
         let mut state = HandlerState::new(info, history, guards);

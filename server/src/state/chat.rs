@@ -62,6 +62,8 @@ pub struct User {
     pub realname: String,
     /// `~username` from `USER`, shown in `nick!ident@host`.
     pub ident: String,
+    /// The cloaked host shown in `nick!ident@host`, fixed at registration.
+    pub host: String,
     /// User mode `+i` (off at first; clients may set it): hidden from WHO and NAMES of
     /// users it shares no room with.
     pub invisible: bool,
@@ -80,6 +82,7 @@ pub struct NewUser {
     pub account: Option<String>,
     pub realname: String,
     pub ident: String,
+    pub host: String,
 }
 
 /// Where a user's client accepts direct TLS connections, and the certificate it will show.
@@ -249,6 +252,7 @@ impl Chat {
                 account: new.account,
                 realname: new.realname,
                 ident: new.ident,
+                host: new.host,
                 invisible: false,
                 oper: None,
                 invited_to: Vec::new(),

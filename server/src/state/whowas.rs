@@ -9,6 +9,7 @@ use std::time::SystemTime;
 pub struct Gone {
     pub nick: String,
     pub user: String,
+    pub host: String,
     pub realname: String,
     pub account: Option<String>,
     pub left_at: SystemTime,
@@ -20,6 +21,7 @@ impl Gone {
         Gone {
             nick: user.nick.clone(),
             user: user.ident.clone(),
+            host: user.host.clone(),
             realname: user.realname.clone(),
             account: user.account.clone(),
             left_at: SystemTime::now(),
@@ -74,6 +76,7 @@ mod tests {
         Gone {
             nick: nick.into(),
             user: nick.into(),
+            host: format!("huddle/user/{nick}"),
             realname: realname.into(),
             account: None,
             left_at: SystemTime::UNIX_EPOCH,

@@ -7,6 +7,7 @@
 //! or IRC replies (a room save carries the protocol messages to announce once it is done).
 
 pub mod accounts;
+pub mod cloak_secret;
 pub mod faults;
 pub mod identity;
 pub mod opers;

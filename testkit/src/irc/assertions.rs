@@ -20,6 +20,27 @@ pub fn from_user(m: &Message, nick: &str) -> bool {
         .is_some_and(|(user, host)| !user.is_empty() && !host.is_empty())
 }
 
+/// The host the server shows for a user logged in as `account`: `huddle/user/<account>`,
+/// the account name lower-cased.
+pub fn account_host(account: &str) -> String {
+    format!("huddle/user/{}", account.to_ascii_lowercase())
+}
+
+/// True for a guest's cloaked host: `huddle/guest/` and 10 lowercase hex digits.
+pub fn is_guest_host(host: &str) -> bool {
+    host.strip_prefix("huddle/guest/").is_some_and(|hex| {
+        hex.len() == 10
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// The host of a `nick!user@host` source.
+pub fn source_host(m: &Message) -> Option<&str> {
+    m.source.as_deref()?.rsplit_once('@').map(|(_, host)| host)
+}
+
 /// Checks the text of the `HELLO` reply.
 ///
 /// The contract writes it as `Hello <nick>! This is <name>, <N> user(s) online.`; "user(s)" is
@@ -156,5 +177,15 @@ mod tests {
         assert!(!from_user(&m, "bob"));
         let server = Message::parse(":huddle.local NOTICE alice :hi").expect("valid line");
         assert!(!from_user(&server, "alice"));
+    }
+
+    #[test]
+    fn cloaked_hosts_are_recognised() {
+        let m = Message::parse(":Al!~al@huddle/user/al PRIVMSG #r :hi").expect("valid line");
+        assert_eq!(source_host(&m), Some(account_host("AL").as_str()));
+        assert!(is_guest_host("huddle/guest/0123456789"));
+        assert!(!is_guest_host("huddle/guest/012345678"));
+        assert!(!is_guest_host("huddle/guest/012345678A"));
+        assert!(!is_guest_host("huddle/user/al"));
     }
 }

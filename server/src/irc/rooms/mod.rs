@@ -26,7 +26,7 @@ impl Identity {
     pub fn of(ctx: &Ctx, id: ClientId) -> Option<Identity> {
         let user = ctx.chat.user(id)?;
         Some(Identity {
-            hostmask: prefix(&user.nick, &user.ident),
+            hostmask: prefix(&user.nick, &user.ident, &user.host),
             account: user.account.clone(),
         })
     }
