@@ -11,8 +11,7 @@
 use ring::hmac;
 use std::net::IpAddr;
 
-/// Length of the per-server secret the guest cloak is keyed with.
-pub const SECRET_LEN: usize = 32;
+pub use crate::storage::cloak_secret::SECRET_LEN;
 
 /// Hex digits of the keyed hash kept in a guest's host (40 bits).
 const GUEST_HASH_HEX: usize = 10;

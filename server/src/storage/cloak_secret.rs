@@ -2,13 +2,15 @@
 //! (mode 0600), created on the first start and read on every later one, so a guest's host
 //! stays the same across restarts.
 
-use crate::irc::cloak::SECRET_LEN;
 use std::fs;
 use std::io::{self, Write};
 use std::path::Path;
 
 /// The secret's file in the data directory.
 pub const CLOAK_SECRET_FILE: &str = "cloak.key";
+
+/// Length of the per-server secret the guest cloak is keyed with.
+pub const SECRET_LEN: usize = 32;
 
 /// Reads the secret from `data_dir`, or creates it there if it does not exist yet.
 pub fn load_or_create(data_dir: &Path) -> io::Result<[u8; SECRET_LEN]> {
