@@ -11,43 +11,15 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 use huddle_testkit::{
-    sha256_hex, CliClient, Client, Paused, PeerLink, RunningServer, TestServer,
-    CLI_DEADLINE as DEADLINE, PW,
+    CliClient, Client, Paused, PeerLink, RunningServer, TestServer, CLI_DEADLINE as DEADLINE, PW,
 };
 
-/// A certificate and its key, as a test-controlled peer would have.
-struct Id {
-    cert: CertificateDer<'static>,
-    key: PrivatePkcs8KeyDer<'static>,
-    fp: String,
-}
-
-impl Id {
-    fn new() -> Id {
-        let params = rcgen::CertificateParams::new(vec!["huddle-peer".to_string()]).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap().der().clone();
-        Id {
-            fp: sha256_hex(cert.as_ref()),
-            cert,
-            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
-        }
-    }
-
-    fn key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(self.key.clone_key())
-    }
-
-    fn pair(&self) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-        (self.cert.clone(), self.key())
-    }
-}
+use huddle_testkit::PeerIdentity as Id;
 
 /// Presents one certificate while signing with a possibly unrelated key.
 #[derive(Debug)]

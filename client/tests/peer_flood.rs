@@ -15,40 +15,14 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 
 use huddle_testkit::{
-    pinned_config, sha256_hex, tcp_from, CliClient, Client, RunningServer, TestServer,
-    CLI_DEADLINE as DEADLINE,
+    pinned_config, tcp_from, CliClient, Client, RunningServer, TestServer, CLI_DEADLINE as DEADLINE,
 };
 
-/// A certificate and its key, as a peer of the attacker's would have.
-struct Id {
-    cert: CertificateDer<'static>,
-    key: PrivatePkcs8KeyDer<'static>,
-    fp: String,
-}
-
-impl Id {
-    fn new() -> Id {
-        let params = rcgen::CertificateParams::new(vec!["huddle-peer".to_string()]).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap().der().clone();
-        Id {
-            fp: sha256_hex(cert.as_ref()),
-            cert,
-            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
-        }
-    }
-
-    fn pair(&self) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
-        (
-            self.cert.clone(),
-            PrivateKeyDer::Pkcs8(self.key.clone_key()),
-        )
-    }
-}
+use huddle_testkit::PeerIdentity as Id;
 
 /// The port and fingerprint the server reports for `nick`, asked by a raw user.
 fn endpoint_of(server: &TestServer, nick: &str) -> (SocketAddr, String) {

@@ -606,20 +606,22 @@ fn history_memory_is_bounded_and_does_not_grow_with_rooms_ever_seen() {
         alice.sync();
     }
     // Rooms written in the last two seconds stay in memory whatever the bound (their newest
-    // lines may not be on disk yet): waiting that out is the subject here. The next message
-    // then makes the server drop the least recently used rooms from memory.
-    thread::sleep(Duration::from_millis(2100));
+    // lines may not be on disk yet). After that, a new message makes the server drop the
+    // least recently used rooms and log what it keeps: nudge with messages (each answered,
+    // through `sync`) until the latest such line is within the bound.
     alice.send("JOIN #last");
-    alice.send("PRIVMSG #last :the last one");
-    alice.sync();
+    wait_until(
+        "history in memory within its bound",
+        Duration::from_secs(20),
+        || {
+            alice.send("PRIVMSG #last :the last one");
+            alice.sync();
+            matches!(kept_in_memory(&s.stderr_log()).last(), Some(&k) if k <= 262_144)
+        },
+    );
     let rss_full = proc_rss_kib(s.pid());
     // The server's own account of what it keeps (logged at debug level when it drops rooms).
-    let kept: Vec<usize> = s
-        .stderr_log()
-        .lines()
-        .filter_map(|l| l.split("rooms dropped from memory; ").nth(1))
-        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
-        .collect();
+    let kept = kept_in_memory(&s.stderr_log());
     let last = *kept.last().expect("no rooms dropped from memory");
     assert!(last <= 262_144, "kept {kept:?} bytes");
     // The first room left memory long ago; its history is read back from the disk.
@@ -650,6 +652,14 @@ fn history_memory_is_bounded_and_does_not_grow_with_rooms_ever_seen() {
         room_lines(&mut carol, &format!("#room{}", ROOMS - 1)),
         PER_ROOM
     );
+}
+
+/// The bytes of history kept in memory, from each "rooms dropped from memory" debug line.
+fn kept_in_memory(log: &str) -> Vec<usize> {
+    log.lines()
+        .filter_map(|l| l.split("rooms dropped from memory; ").nth(1))
+        .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+        .collect()
 }
 
 /// The history of a room that no longer exists (a guest's room, never registered, left

@@ -51,7 +51,7 @@ pub use launcher::{users_in_room, Endpoint, RunningServer};
 pub use proc::{proc_cpu_time, proc_fd_count, proc_rss_kib, server_holds_connection};
 pub use raw::{tcp_from, tcp_with_rcvbuf, RawClient};
 pub use source::{connect_from, loopback};
-pub use tls::{client_config_for, client_config_trusting, pem_certs, pinned_config};
+pub use tls::{client_config_for, client_config_trusting, pem_certs, pinned_config, PeerIdentity};
 pub use tools::install_test_tools;
 pub use wait::wait_until;
 

@@ -9,12 +9,50 @@ use std::time::Instant;
 
 use huddle_trust::{Fingerprint, Pinned, Verifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 
 use crate::irc::{Client, IrcClient};
 use crate::raw::is_timeout;
 use crate::REPLY_DEADLINE;
+
+/// A fresh self-signed certificate and its key, as a test-controlled peer presents on a
+/// direct link.
+pub struct PeerIdentity {
+    pub cert: CertificateDer<'static>,
+    key: PrivatePkcs8KeyDer<'static>,
+    /// The certificate's SHA-256 fingerprint, as the server hands it out.
+    pub fp: String,
+}
+
+impl PeerIdentity {
+    pub fn new() -> PeerIdentity {
+        let params = rcgen::CertificateParams::new(vec!["huddle-peer".to_string()])
+            .expect("certificate parameters");
+        let key = rcgen::KeyPair::generate().expect("key pair");
+        let cert = params.self_signed(&key).expect("self-signed").der().clone();
+        PeerIdentity {
+            fp: huddle_trust::sha256_hex(cert.as_ref()),
+            cert,
+            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+        }
+    }
+
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(self.key.clone_key())
+    }
+
+    /// Certificate and key, as a client-auth pair.
+    pub fn pair(&self) -> (CertificateDer<'static>, PrivateKeyDer<'static>) {
+        (self.cert.clone(), self.key())
+    }
+}
+
+impl Default for PeerIdentity {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// A client TLS configuration (TLS 1.2 and 1.3) that trusts exactly the certificates in the
 /// PEM file at `path`.
