@@ -31,7 +31,6 @@ pub use storage::workers::lower_thread_priority;
 pub mod testing {
     pub use crate::guards::ip_limits::IpPolicy;
     pub use crate::guards::logins::Guards;
-    pub use crate::irc::cloak::SECRET_LEN as CLOAK_SECRET_LEN;
     pub use crate::irc::context::{Deliver, HandlerState, JobSink, NoJobs, ServerInfo};
     pub use crate::irc::dispatch::{completed, disconnect, received};
     pub use crate::irc::session::Session;

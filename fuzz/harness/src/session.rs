@@ -273,16 +273,8 @@ impl World<'_> {
             })
             .collect();
         let info = ServerInfo {
-            name: "irc.huddle.test".into(),
-            network: "Huddle".into(),
             version: "0.1.0".into(),
-            created: "today".into(),
-            allow_guests: false,
-            motd: None,
-            admin_name: None,
-            admin_email: None,
-            opers: Vec::new(),
-            cloak_secret: [0; huddle_server::testing::CLOAK_SECRET_LEN],
+            ..ServerInfo::unconfigured("irc.huddle.test")
         };
         let mut state = HandlerState::new(info, History::in_memory(8), Guards::permissive());
         state.set_account_names(SEEDED_ACCOUNTS.iter().map(|(name, _)| *name).collect());

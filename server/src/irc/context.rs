@@ -47,6 +47,26 @@ pub struct ServerInfo {
     pub cloak_secret: [u8; crate::irc::cloak::SECRET_LEN],
 }
 
+impl ServerInfo {
+    /// A server called `name` with nothing configured (no guests, MOTD, admin or operators,
+    /// an all-zero cloak key): for driving the handlers without a server.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn unconfigured(name: &str) -> ServerInfo {
+        ServerInfo {
+            name: name.into(),
+            network: "Huddle".into(),
+            version: "0".into(),
+            created: "today".into(),
+            allow_guests: false,
+            motd: None,
+            admin_name: None,
+            admin_email: None,
+            opers: Vec::new(),
+            cloak_secret: [0; crate::irc::cloak::SECRET_LEN],
+        }
+    }
+}
+
 /// What a handler may touch. Lent by [`HandlerState::ctx`].
 pub struct Ctx<'a> {
     pub chat: &'a mut Chat,
@@ -271,18 +291,7 @@ mod tests {
     }
 
     fn state() -> HandlerState {
-        let info = ServerInfo {
-            name: "srv".into(),
-            network: "Huddle".into(),
-            version: "0".into(),
-            created: "today".into(),
-            allow_guests: false,
-            motd: None,
-            admin_name: None,
-            admin_email: None,
-            opers: Vec::new(),
-            cloak_secret: [0; crate::irc::cloak::SECRET_LEN],
-        };
+        let info = ServerInfo::unconfigured("srv");
         HandlerState::new(info, History::in_memory(0), Guards::permissive())
     }
 

@@ -41,18 +41,7 @@ pub(super) struct World {
 
 impl World {
     pub(super) fn new() -> World {
-        let info = ServerInfo {
-            name: "srv".into(),
-            network: "Huddle".into(),
-            version: "0".into(),
-            created: "today".into(),
-            allow_guests: false,
-            motd: None,
-            admin_name: None,
-            admin_email: None,
-            opers: Vec::new(),
-            cloak_secret: [0; crate::irc::cloak::SECRET_LEN],
-        };
+        let info = ServerInfo::unconfigured("srv");
         World {
             state: HandlerState::new(info, History::in_memory(10), Guards::permissive()),
             jobs: Jobs::default(),
