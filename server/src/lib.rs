@@ -17,6 +17,7 @@ pub(crate) mod state;
 pub(crate) mod storage;
 
 pub use config::{Args, Config};
+pub use net::connect_hint::connect_hint;
 pub use net::server::{Server, ServerError, ShutdownHandle};
 pub use storage::accounts::{hash_password, StoreError};
 pub use storage::identity::TlsError;

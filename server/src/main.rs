@@ -1,7 +1,7 @@
 //! `huddle-server`: parse flags, set up logging and signals, run the event loop.
 
 use clap::Parser;
-use huddle_server::Server;
+use huddle_server::{connect_hint, Server};
 use huddle_server::{Args, Config};
 use std::io::Write;
 use std::process::ExitCode;
@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return fail(&e),
     };
+    let hint_config = config.clone();
     let server = match Server::bind(config) {
         Ok(s) => s,
         Err(e) => return fail(&e.to_string()),
@@ -25,9 +26,8 @@ fn main() -> ExitCode {
     if let Err(e) = install_signal_handlers(&server) {
         return fail(&format!("cannot install signal handlers: {e}"));
     }
-    log::info!("listening on {} (TLS)", server.local_addr());
-    log::info!("certificate SHA-256 fingerprint {}", server.fingerprint());
-    // Machine-readable start-up lines: scripts and tests wait for these.
+    // Machine-readable start-up lines (scripts and tests wait for the first two), printed
+    // once: stdout, not the log.
     let mut stdout = std::io::stdout().lock();
     let _ = writeln!(stdout, "huddle-server listening on {}", server.local_addr());
     let _ = writeln!(
@@ -38,6 +38,9 @@ fn main() -> ExitCode {
     if let Some(plain) = server.plain_addr() {
         log::warn!("plaintext (no TLS) listener on {plain}");
         let _ = writeln!(stdout, "huddle-server plaintext listener on {plain}");
+    }
+    for line in connect_hint(&hint_config, server.local_addr()) {
+        let _ = writeln!(stdout, "{line}");
     }
     let _ = stdout.flush();
     drop(stdout);

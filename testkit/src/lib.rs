@@ -38,7 +38,7 @@ pub mod tls;
 pub mod tools;
 pub mod wait;
 
-pub use child::{target_binary, wait_for_exit, Paused};
+pub use child::{line_channel, target_binary, wait_for_exit, ChildGuard, Paused};
 pub use cli::CliClient;
 pub use irc::assertions::{
     account_host, assert_hello, assert_msg, assert_reply, from_user, is_guest_host, now_millis,

@@ -9,6 +9,7 @@
 //! `state/`, `guards/`, `storage/` (the account-name and password rules, and the jobs handed
 //! to workers) and the protocol crate.
 
+mod account_log;
 pub mod capabilities;
 pub mod cloak;
 pub mod commands;

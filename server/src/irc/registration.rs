@@ -5,6 +5,7 @@
 //! Handlers are free of I/O: they read and change [`Session`] and the chat state, and push
 //! what is to be sent into the outbox. Slow work (hashing) is handed to the job sink.
 
+use crate::irc::account_log;
 use crate::irc::capabilities::{self, Cap};
 use crate::irc::context::{prefix, reply, send_raw, Ctx};
 use crate::irc::guest_nick::guest_nick_refusal;
@@ -171,6 +172,7 @@ pub(super) fn authenticate(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
                 .guards
                 .check_login(s.peer_ip, &creds.authcid, Instant::now())
             {
+                account_log::login_failed(s.peer_ip, &creds.authcid, refused.message().as_str());
                 reply(s, ctx, ERR_SASLFAIL, [refused.message().as_str()]);
                 return;
             }
@@ -298,6 +300,12 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
             account, result, ..
         } => {
             s.register_in_flight = false;
+            match &result {
+                Ok(name) => account_log::registered(s.peer_ip, name),
+                Err(e) => {
+                    account_log::registration_failed(s.peer_ip, &account, &register_error(e).1)
+                }
+            }
             match result {
                 Ok(name) => send_raw(s, ctx, "REGISTER", ["SUCCESS", &name, "Account created"]),
                 Err(e) => {
@@ -314,11 +322,17 @@ pub fn handle_completion(s: &mut Session, done: Completion, ctx: &mut Ctx) {
             }
             s.sasl = Sasl::Idle;
             match &result {
-                Ok(_) => ctx.guards.logins.succeeded(s.peer_ip, &account),
-                Err(LoginError::Invalid) => {
-                    ctx.guards.login_failed(s.peer_ip, &account, Instant::now())
+                Ok(name) => {
+                    account_log::logged_in(s.peer_ip, name);
+                    ctx.guards.logins.succeeded(s.peer_ip, &account);
                 }
-                Err(LoginError::Unavailable(_)) => {}
+                Err(LoginError::Invalid) => {
+                    account_log::login_failed(s.peer_ip, &account, "wrong name or password");
+                    ctx.guards.login_failed(s.peer_ip, &account, Instant::now());
+                }
+                Err(LoginError::Unavailable(why)) => {
+                    account_log::login_failed(s.peer_ip, &account, why);
+                }
             }
             if s.registered {
                 // A guest registration finished while the login was being checked: the

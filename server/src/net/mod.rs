@@ -8,6 +8,7 @@
 mod accept;
 mod client_io;
 mod clients;
+pub mod connect_hint;
 pub mod connection;
 pub mod descriptors;
 mod lifecycle;

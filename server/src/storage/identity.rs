@@ -325,7 +325,7 @@ fn write_atomically(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsEr
 }
 
 /// This machine's host name, lowercase, if it is a plausible DNS name.
-fn hostname() -> Option<String> {
+pub(crate) fn hostname() -> Option<String> {
     let raw = hostname_libc().or_else(|| fs::read_to_string("/etc/hostname").ok())?;
     let name = raw.trim().trim_end_matches('.').to_ascii_lowercase();
     let plausible = !name.is_empty()
