@@ -90,8 +90,7 @@ fn main() -> ExitCode {
     if interactive {
         forward_ctrl_c(app.sender());
     }
-    app.run();
-    ExitCode::SUCCESS
+    ExitCode::from(app.run())
 }
 
 /// Outside the line editor (which reads Ctrl-C as a key), Ctrl-C cancels the command that is

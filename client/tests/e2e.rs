@@ -161,8 +161,9 @@ fn trust_on_first_use_pins_the_certificate() {
     let second =
         TestServer::start_in_with(&tmp.path().join("second"), &[], ProcessOptions::port(port));
     assert_ne!(second.fingerprint(), first_fp);
+    // The client connects at start; a changed certificate ends it with status 4 before it
+    // reads any command.
     let mut c = CliClient::start("tofu-3", &args, Some(&known));
-    c.send(&format!("register frank {PW}"));
     let refusal = c.expect_prefix("!! SERVER CERTIFICATE CHANGED for 127.0.0.1:");
     let expected_fp = text
         .lines()
@@ -171,9 +172,8 @@ fn trust_on_first_use_pins_the_certificate() {
     assert!(refusal.contains(&format!("expected SHA-256 fingerprint {expected_fp}")));
     assert!(refusal.contains(&format!("presented {}", second.fingerprint())));
     assert!(refusal.contains(&known.display().to_string()), "{refusal}");
-    c.send("who");
-    c.expect("!! not logged in: use login or register");
-    c.finish();
+    let (status, _) = c.finish();
+    assert_eq!(status.code(), Some(4), "{status:?}");
     assert_eq!(fs::read_to_string(&known).unwrap(), text, "file untouched");
 
     // --ca with the old certificate refuses the new server too.
@@ -187,11 +187,11 @@ fn trust_on_first_use_pins_the_certificate() {
         ],
         None,
     );
-    c.send(&format!("login erin {PW}"));
     c.expect_prefix(&format!(
         "!! secure connection to 127.0.0.1:{port} failed: the server's certificate is not trusted"
     ));
-    c.finish();
+    let (status, _) = c.finish();
+    assert_eq!(status.code(), Some(4), "{status:?}");
 }
 
 #[test]
@@ -234,12 +234,12 @@ fn connection_refused_is_reported() {
         &["127.0.0.1".into(), port.to_string()],
         Some(&tmp.path().join("known")),
     );
-    c.send(&format!("login alice {PW}"));
+    // The client connects at start: a refusal then ends it with status 3.
     c.expect(&format!(
         "!! cannot connect to 127.0.0.1:{port}: connection refused (is huddle-server running there?)"
     ));
     let (status, _) = c.finish();
-    assert!(status.success());
+    assert_eq!(status.code(), Some(3), "{status:?}");
 }
 
 #[test]

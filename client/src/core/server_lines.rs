@@ -168,6 +168,12 @@ impl State {
             return Vec::new();
         }
         self.error_shown = true;
+        if self.nick.is_none() && self.op.is_none() {
+            // Connected at start but not logged in: nothing was lost.
+            return vec![info(format!(
+                "disconnected: {text}; register or login connects again"
+            ))];
+        }
         vec![error(format!("disconnected: {text}"))]
     }
 

@@ -13,13 +13,15 @@ use std::time::Instant;
 
 use huddle_protocol::Message;
 
+use super::exit_code;
+use super::first_contact::{self, TrustQuestion};
 pub(crate) use super::peers::PeerOptions;
 use super::peers::Peers;
-use super::server_link::{Link, NetEvent, TrustNote};
+use super::server_link::{FirstContact, Link, NetEvent, TrustNote};
 use super::terminal::Ui;
 use super::tls_stream::io_text;
 use super::Report;
-use crate::core::{Client, Effect, Event, Output, State};
+use crate::core::{Client, Effect, Event, InputReply, Output, State};
 use crate::trust::{self, Trust};
 
 /// The application: the event loop around the core.
@@ -38,6 +40,20 @@ pub(crate) struct App {
     deadline: Option<Instant>,
     awaiting_input: bool,
     exit: bool,
+    /// The exit status of the program.
+    status: u8,
+    /// The first connection, made at start, has no outcome yet.
+    at_start: bool,
+    /// A first-seen certificate waiting for the user's trust.
+    question: Option<TrustQuestion>,
+}
+
+/// How an attempt to connect went.
+enum Connected {
+    Up,
+    /// Up, but the certificate is seen for the first time and the user is asked first.
+    Asking(FirstContact),
+    Failed,
 }
 
 impl App {
@@ -66,6 +82,9 @@ impl App {
             deadline: None,
             awaiting_input: false,
             exit: false,
+            status: exit_code::OK,
+            at_start: true,
+            question: None,
         }
     }
 
@@ -74,8 +93,9 @@ impl App {
         self.tx.clone()
     }
 
-    /// Runs until `exit` or the end of input.
-    pub(crate) fn run(mut self) {
+    /// Connects, then runs until `exit`, the end of input or a fatal error; returns the
+    /// exit status.
+    pub(crate) fn run(mut self) -> u8 {
         if self.ui.interactive() {
             self.ui.show(&Output::Info(format!(
                 "huddle {} for {}: type help for commands; register or login to start",
@@ -83,8 +103,15 @@ impl App {
                 trust::server_key(&self.host, self.port)
             )));
         }
+        self.apply(vec![Effect::Connect]);
+        if self.question.is_none() {
+            self.at_start = false;
+        }
         while !self.exit {
-            if !self.awaiting_input && self.client.state.op.is_none() {
+            if !self.awaiting_input && self.question.is_some() {
+                self.ui.request(TrustQuestion::request());
+                self.awaiting_input = true;
+            } else if !self.awaiting_input && self.client.state.op.is_none() {
                 self.ui.request(self.client.request());
                 self.awaiting_input = true;
             }
@@ -97,6 +124,7 @@ impl App {
         self.peers.stop();
         self.close_link();
         self.ui.finish();
+        self.status
     }
 
     /// Waits for the next report, or until the earliest deadline.
@@ -118,6 +146,10 @@ impl App {
         let event = match report {
             Report::Input(reply) => {
                 self.awaiting_input = false;
+                if let Some(question) = self.question.take() {
+                    self.answer_trust(question, &reply);
+                    return;
+                }
                 Event::Input(reply)
             }
             Report::Server { link, event } => {
@@ -172,13 +204,20 @@ impl App {
         while let Some(effect) = queue.pop_front() {
             let follow = match effect {
                 Effect::Connect if self.link.is_some() => None,
-                Effect::Connect => {
-                    if !self.connect() {
+                Effect::Connect => match self.connect() {
+                    Connected::Up => Some(Event::ServerConnected),
+                    Connected::Asking(contact) => {
+                        self.question = Some(TrustQuestion {
+                            contact,
+                            rest: std::mem::take(&mut queue),
+                        });
+                        break;
+                    }
+                    Connected::Failed => {
                         self.handle(Event::ConnectFailed);
                         break;
                     }
-                    Some(Event::ServerConnected)
-                }
+                },
                 effect => self.carry_out(effect),
             };
             if let Some(event) = follow {
@@ -244,30 +283,88 @@ impl App {
         }
     }
 
-    /// Opens the connection to the server. False (after telling the user why) on failure.
-    fn connect(&mut self) -> bool {
+    /// Opens the connection to the server, telling the user why when it fails. A fatal
+    /// failure ends the program.
+    fn connect(&mut self) -> Connected {
         let id = self.next_link;
         self.next_link += 1;
         match Link::connect(&self.host, self.port, &self.trust, id, self.tx.clone()) {
             Ok((link, note)) => {
-                if let TrustNote::Remembered { fingerprint, file } = note {
-                    let key = trust::server_key(&self.host, self.port);
-                    self.ui.show(&Output::Info(format!(
-                        "first connection to {key}: certificate SHA-256 fingerprint {}",
-                        huddle_trust::hex(&fingerprint)
-                    )));
-                    self.ui.show(&Output::Info(format!(
-                        "remembered in {}; you will be warned if it ever changes",
-                        file.display()
-                    )));
-                }
                 self.link = Some(link);
-                true
+                match note {
+                    TrustNote::Trusted => Connected::Up,
+                    TrustNote::FirstContact(contact) => {
+                        self.ui.show(&first_contact::announce(&contact));
+                        if self.ui.interactive() {
+                            return Connected::Asking(contact);
+                        }
+                        self.pin(contact)
+                    }
+                }
             }
             Err(e) => {
                 self.ui.show(&Output::Error(e.to_string()));
-                false
+                if let Some(status) = exit_code::for_connect_error(&e, self.at_start) {
+                    self.fatal(status);
+                }
+                Connected::Failed
             }
         }
+    }
+
+    /// Pins a first-seen certificate.
+    fn pin(&mut self, contact: FirstContact) -> Connected {
+        match contact.remember() {
+            Ok(file) => {
+                self.ui.show(&Output::Info(format!(
+                    "remembered in {}; you will be warned if it ever changes",
+                    file.display()
+                )));
+                Connected::Up
+            }
+            Err(e) => {
+                self.ui.show(&Output::Error(e.to_string()));
+                self.close_link();
+                Connected::Failed
+            }
+        }
+    }
+
+    /// The user's answer to the trust question: yes pins the certificate and carries on
+    /// with what was to follow the connection; anything else closes it, sending nothing
+    /// (and ends the program if this was the connection made at start).
+    fn answer_trust(&mut self, question: TrustQuestion, reply: &InputReply) {
+        let at_start = std::mem::replace(&mut self.at_start, false);
+        let outcome = if !first_contact::accepted(reply) {
+            self.close_link();
+            self.ui.show(&Output::Error(
+                "certificate not trusted: disconnected, nothing was sent".to_string(),
+            ));
+            if at_start {
+                self.fatal(exit_code::UNTRUSTED);
+            }
+            Connected::Failed
+        } else if self.link.is_none() {
+            self.ui.show(&Output::Error(
+                "the server closed the connection while you were deciding".to_string(),
+            ));
+            Connected::Failed
+        } else {
+            self.pin(question.contact)
+        };
+        match outcome {
+            Connected::Up => {
+                let mut fx = self.client.handle(Event::ServerConnected);
+                fx.extend(question.rest);
+                self.apply(fx);
+            }
+            _ => self.handle(Event::ConnectFailed),
+        }
+    }
+
+    /// Ends the program with `status` after a fatal error.
+    fn fatal(&mut self, status: u8) {
+        self.status = status;
+        self.exit = true;
     }
 }

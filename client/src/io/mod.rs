@@ -15,6 +15,8 @@
 
 pub(crate) mod config_files;
 pub(crate) mod event_loop;
+mod exit_code;
+mod first_contact;
 mod peer_net;
 mod peer_tls;
 mod peers;

@@ -41,10 +41,35 @@ pub(crate) enum NetEvent {
 #[derive(Debug)]
 pub(super) enum ConnectError {
     BadHost(String),
-    Resolve { host: String, err: io::Error },
-    Connect { addr: String, err: io::Error },
-    Tls { addr: String, err: String },
+    Resolve {
+        host: String,
+        err: io::Error,
+    },
+    Connect {
+        addr: String,
+        err: io::Error,
+    },
+    Tls {
+        addr: String,
+        err: String,
+    },
+    /// The certificate is not one the `--ca` file vouches for.
+    Untrusted {
+        addr: String,
+        err: String,
+    },
     Trust(TrustError),
+}
+
+impl ConnectError {
+    /// The server's certificate was refused: it changed since it was pinned, or the `--ca`
+    /// file does not vouch for it.
+    pub(super) fn is_trust_refusal(&self) -> bool {
+        matches!(
+            self,
+            ConnectError::Untrusted { .. } | ConnectError::Trust(TrustError::Changed { .. })
+        )
+    }
 }
 
 impl fmt::Display for ConnectError {
@@ -61,7 +86,7 @@ impl fmt::Display for ConnectError {
                 };
                 write!(f, "cannot connect to {addr}: {}{hint}", io_text(err))
             }
-            ConnectError::Tls { addr, err } => {
+            ConnectError::Tls { addr, err } | ConnectError::Untrusted { addr, err } => {
                 write!(f, "secure connection to {addr} failed: {err}")
             }
             ConnectError::Trust(e) => write!(f, "{e}"),
@@ -78,15 +103,29 @@ impl From<TrustError> for ConnectError {
 }
 
 /// What the caller should tell the user about the certificate after connecting.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub(super) enum TrustNote {
     /// `--ca`, or a remembered fingerprint that matched.
     Trusted,
-    /// First contact under trust on first use; the fingerprint was saved in `file`.
-    Remembered {
-        fingerprint: Fingerprint,
-        file: std::path::PathBuf,
-    },
+    /// First contact under trust on first use: nothing is remembered until
+    /// [`FirstContact::remember`] is called (after the user agreed, on a terminal).
+    FirstContact(FirstContact),
+}
+
+/// A certificate seen for the first time, not yet pinned.
+#[derive(Debug)]
+pub(super) struct FirstContact {
+    pub(super) key: String,
+    pub(super) fingerprint: Fingerprint,
+    known: KnownServers,
+}
+
+impl FirstContact {
+    /// Pins the certificate in the known-servers file; returns that file.
+    pub(super) fn remember(mut self) -> Result<std::path::PathBuf, TrustError> {
+        self.known.remember(&self.key, &self.fingerprint)?;
+        Ok(self.known.path().to_owned())
+    }
 }
 
 /// A TLS connection to the server with its reader thread.
@@ -132,7 +171,7 @@ impl Link {
         if let Err(e) = tls_stream::handshake(&mut conn, &mut sock, CONNECT_TIMEOUT) {
             return Err(check.handshake_failed(&e, &key));
         }
-        let note = check.note(&key)?;
+        let note = check.note(&key);
 
         let (writer, reader) = tls_stream::split(conn, sock).map_err(io_err)?;
         let reader = std::thread::Builder::new()
@@ -230,7 +269,12 @@ impl CertCheck {
             }
             _ => match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
                 Some(rustls::Error::InvalidCertificate(c)) if matches!(self, CertCheck::Ca(_)) => {
-                    format!("the server's certificate is not trusted by the --ca file ({c:?})")
+                    return ConnectError::Untrusted {
+                        addr: key.to_string(),
+                        err: format!(
+                            "the server's certificate is not trusted by the --ca file ({c:?})"
+                        ),
+                    };
                 }
                 _ => io_text(e),
             },
@@ -241,24 +285,18 @@ impl CertCheck {
         }
     }
 
-    /// After a successful handshake: remembers a first-seen certificate.
-    fn note(self, key: &str) -> Result<TrustNote, TrustError> {
-        let CertCheck::Tofu {
-            verifier,
-            mut known,
-        } = self
-        else {
-            return Ok(TrustNote::Trusted);
+    /// After a successful handshake: whether the certificate was seen for the first time.
+    fn note(self, key: &str) -> TrustNote {
+        let CertCheck::Tofu { verifier, known } = self else {
+            return TrustNote::Trusted;
         };
         match verifier.policy().verdict() {
-            Some(PinVerdict::FirstContact(fp)) => {
-                known.remember(key, &fp)?;
-                Ok(TrustNote::Remembered {
-                    fingerprint: fp,
-                    file: known.path().to_owned(),
-                })
-            }
-            _ => Ok(TrustNote::Trusted),
+            Some(PinVerdict::FirstContact(fingerprint)) => TrustNote::FirstContact(FirstContact {
+                key: key.to_string(),
+                fingerprint,
+                known,
+            }),
+            _ => TrustNote::Trusted,
         }
     }
 }
