@@ -378,7 +378,6 @@ fn fixed_peer_port_is_used_and_a_busy_one_is_reported() {
     let mut bob = CliClient::trusting(&server, "bob", &["--peer-port", &port.to_string()]);
     bob.send(&format!("register bob {}", PW));
     bob.expect("-- registered bob");
-    bob.send(&format!("login bob {}", PW));
     bob.expect(&format!(
         "!! direct messages are unavailable: cannot listen on 127.0.0.1:{port}: address already in use"
     ));

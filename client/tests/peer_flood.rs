@@ -197,7 +197,6 @@ fn dialling_fast_neither_floods_the_server_nor_holds_many_links() {
     let mut bob = CliClient::spawn_with_stderr("bob", cmd, Stdio::from(log.reopen().unwrap()));
     bob.send(&format!("register bob {}", huddle_testkit::PW));
     bob.expect("-- registered bob");
-    bob.send(&format!("login bob {}", huddle_testkit::PW));
     bob.expect("-- joined #lobby");
     let (bob_addr, bob_fp) = endpoint_of(&server, "bob");
 

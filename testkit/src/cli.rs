@@ -73,13 +73,12 @@ impl CliClient {
         CliClient::start(name, &args, None)
     }
 
-    /// [`CliClient::trusting`] that registers and logs in `name` (password [`PW`]) and waits
-    /// until it is in #lobby.
+    /// [`CliClient::trusting`] that registers `name` (password [`PW`]), which logs it in, and
+    /// waits until it is in #lobby.
     pub fn logged_in(server: &impl RunningServer, name: &str, extra: &[&str]) -> CliClient {
         let mut c = CliClient::trusting(server, name, extra);
         c.send(&format!("register {name} {PW}"));
         c.expect(&format!("-- registered {name}"));
-        c.send(&format!("login {name} {PW}"));
         c.expect(&format!("-- logged in as {name}"));
         c.expect("-- joined #lobby");
         c

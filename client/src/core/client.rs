@@ -112,6 +112,13 @@ impl Client {
             }
             ask.name = Some(name.to_string());
         } else if ask.password.is_none() {
+            if ask.register {
+                if let Err(why) = super::user_commands::password_rules(&line) {
+                    // Asked again: nothing was sent.
+                    self.ask = Some(ask);
+                    return vec![error(why)];
+                }
+            }
             ask.password = Some(line);
             // On a terminal a new password is typed twice.
             if !(ask.register && self.interactive) {
@@ -165,12 +172,19 @@ mod tests {
     fn a_new_password_is_typed_twice_on_a_terminal() {
         let mut c = Client::new(State::default(), true);
         line(&mut c, "register bob");
-        line(&mut c, "pw one");
+        // The rules are checked before the password is asked again.
+        let fx = line(&mut c, "short");
+        assert_eq!(
+            shows(&fx),
+            ["!! the password must be 8 to 256 bytes long (it is 5)"]
+        );
+        assert_eq!(c.request(), InputRequest::Secret("password: ".into()));
+        line(&mut c, "pw one two");
         assert_eq!(
             c.request(),
             InputRequest::Secret("repeat password: ".into())
         );
-        let fx = line(&mut c, "pw two");
+        let fx = line(&mut c, "pw two one");
         assert_eq!(
             shows(&fx),
             ["!! the passwords do not match; nothing was registered"]
@@ -178,8 +192,8 @@ mod tests {
         assert_eq!(c.request(), InputRequest::Command("huddle> ".into()));
 
         line(&mut c, "register bob");
-        line(&mut c, "pw one");
-        let fx = line(&mut c, "pw one");
+        line(&mut c, "pw one two");
+        let fx = line(&mut c, "pw one two");
         assert_eq!(fx[0], Effect::Connect);
     }
 

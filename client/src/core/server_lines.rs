@@ -380,14 +380,20 @@ impl State {
     }
 
     /// `REGISTER SUCCESS <account> :text` (or another verdict).
+    /// A registration that succeeded logs in with the same credentials (unless this
+    /// connection is logged in already).
     fn on_registered(&mut self, msg: &Message) -> Vec<Effect> {
         let account = msg.param(1).unwrap_or("");
-        let fx = match msg.param(0) {
+        let mut fx = match msg.param(0) {
             Some("SUCCESS") => vec![info(format!("registered {account}"))],
             _ => vec![info(format!("registered {account}: {}", last_param(msg)))],
         };
-        if matches!(self.op, Some(Op::Register { .. })) {
-            self.op = None;
+        if let Some(Op::Register { account, password }) =
+            self.op.take_if(|op| matches!(op, Op::Register { .. }))
+        {
+            if self.nick.is_none() && msg.param(0) == Some("SUCCESS") {
+                fx.extend(self.login(Some(account), Some(password)));
+            }
         }
         fx
     }

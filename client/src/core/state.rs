@@ -41,8 +41,10 @@ pub(crate) enum LoginStage {
 /// A command waiting for the server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Op {
+    /// A successful registration logs in with the same credentials.
     Register {
         account: String,
+        password: String,
     },
     Login {
         account: String,

@@ -118,11 +118,24 @@ fn register_replies() {
     assert_eq!(sends(&fx), ["REGISTER bob * :pw with spaces"]);
     let fx = st.on_message(&m(":s.local REGISTER SUCCESS bob :Account created"));
     assert_eq!(shows(&fx), ["-- registered bob"]);
-    assert_eq!(st.op, None);
+    // Registering logs in with the same credentials.
+    assert_eq!(sends(&fx), ["AUTHENTICATE PLAIN"]);
+    assert!(matches!(&st.op, Some(Op::Login { account, .. }) if account == "bob"));
 
-    st.on_command(Command::Register {
+    let mut st = State::default();
+    let fx = st.on_command(Command::Register {
         name: Some("bob".into()),
         password: Some("pw".into()),
+    });
+    // Too short: refused before anything is sent.
+    assert_eq!(
+        shows(&fx),
+        ["!! registration failed: the password must be 8 to 256 bytes long (it is 2)"]
+    );
+    assert_eq!(st.op, None);
+    st.on_command(Command::Register {
+        name: Some("bob".into()),
+        password: Some("long enough".into()),
     });
     let fx = st.on_message(&m(
         ":s.local FAIL REGISTER ACCOUNT_EXISTS bob :Account already exists",
@@ -293,7 +306,7 @@ fn unexpected_close_and_timeouts() {
     );
     st.on_command(Command::Register {
         name: Some("a".into()),
-        password: Some("b".into()),
+        password: Some("long enough".into()),
     });
     let fx = st.on_closed(None);
     assert_eq!(

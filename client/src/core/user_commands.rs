@@ -1,6 +1,6 @@
 //! What each user command (with its arguments complete) sends and shows.
 
-use huddle_protocol::account::is_valid_name;
+use huddle_protocol::account::{is_valid_name, MAX_PASSWORD_BYTES, MIN_PASSWORD_BYTES};
 use huddle_protocol::{sasl, Message};
 
 use super::command::{self, Command};
@@ -32,6 +32,9 @@ impl State {
         let (Some(account), Some(password)) = (name, password) else {
             return vec![error("usage: register NAME PASSWORD")];
         };
+        if let Err(why) = password_rules(&password) {
+            return vec![error(format!("registration failed: {why}"))];
+        }
         let fx = vec![
             Effect::Connect,
             Effect::Send(Message::new(
@@ -39,11 +42,11 @@ impl State {
                 [account.as_str(), "*", password.as_str()],
             )),
         ];
-        self.op = Some(Op::Register { account });
+        self.op = Some(Op::Register { account, password });
         fx
     }
 
-    fn login(&mut self, name: Option<String>, password: Option<String>) -> Vec<Effect> {
+    pub(super) fn login(&mut self, name: Option<String>, password: Option<String>) -> Vec<Effect> {
         if let Some(nick) = &self.nick {
             return vec![error(format!("already logged in as {nick}: logout first"))];
         }
@@ -172,5 +175,19 @@ impl State {
             self.op = Some(Op::Direct { to: to.to_string() });
         }
         fx
+    }
+}
+
+/// The server's rules for a new password, checked before it is sent (and before it is typed
+/// a second time).
+pub(super) fn password_rules(password: &str) -> Result<(), String> {
+    if (MIN_PASSWORD_BYTES..=MAX_PASSWORD_BYTES).contains(&password.len()) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the password must be {MIN_PASSWORD_BYTES} to {MAX_PASSWORD_BYTES} bytes long \
+             (it is {})",
+            password.len()
+        ))
     }
 }
