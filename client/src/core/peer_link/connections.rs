@@ -232,16 +232,21 @@ impl Peers {
         let Some(c) = self.conns.get(&conn) else {
             return Vec::new();
         };
-        let from = c.nick.clone();
+        let (from, cert) = (c.nick.clone(), c.cert);
         match msg.command.to_ascii_uppercase().as_str() {
             "DM" => match (msg.param(0), msg.param(1)) {
-                (Some(id), Some(text)) if valid_id(id) && msg.params.len() == 2 => vec![
-                    Effect::Show(Output::Direct {
-                        from,
-                        text: text.to_string(),
-                    }),
-                    peer_send(conn, "ACK", &[id]),
-                ],
+                (Some(id), Some(text)) if valid_id(id) && msg.params.len() == 2 => {
+                    let mut fx = Vec::new();
+                    // A resend of a frame already shown is only acknowledged again.
+                    if cert.is_none_or(|cert| self.seen.first_time(cert, id)) {
+                        fx.push(Effect::Show(Output::Direct {
+                            from,
+                            text: text.to_string(),
+                        }));
+                    }
+                    fx.push(peer_send(conn, "ACK", &[id]));
+                    fx
+                }
                 _ => {
                     log::warn!("malformed DM from {from}");
                     Vec::new()
@@ -267,8 +272,12 @@ impl Peers {
         }
     }
 
-    /// `ACK <id>` on `conn`: the message in progress is delivered once every part is.
+    /// `ACK <id>` on `conn`: the message in progress is delivered once every part is; an
+    /// overdue one is reported as delivered late.
     fn on_ack(&mut self, conn: u64, id: &str) -> Vec<Effect> {
+        if let Some(to) = self.late.ack(conn, id) {
+            return vec![info(format!("delivered to {to} (late)"))];
+        }
         let Some(out) = &mut self.outgoing else {
             return Vec::new();
         };
@@ -295,6 +304,7 @@ impl Peers {
         let Some(c) = self.conns.remove(&conn) else {
             return Vec::new();
         };
+        self.late.forget(conn);
         let Some(mut out) = self.outgoing.take() else {
             return Vec::new();
         };
@@ -442,14 +452,18 @@ impl Peers {
                 "the server did not say where {to} is within {} s (the message was not sent)",
                 self.secs()
             )),
-            OutStage::Acks { deadline, conn, .. } if deadline <= now => {
-                // A peer that does not acknowledge is not trusted with the next message.
-                let mut fx = vec![self.close(conn)];
-                fx.extend(self.fail(format!(
-                    "{to} did not acknowledge the message within {} s",
+            OutStage::Acks {
+                deadline,
+                conn,
+                ref pending,
+            } if deadline <= now => {
+                // The link stays open for a late acknowledgement, but the next message to
+                // this user dials afresh.
+                self.late.add(conn, &to, pending.clone());
+                self.fail(format!(
+                    "{to} did not acknowledge the message within {} s; you will be told if it arrives later",
                     self.secs()
-                )));
-                fx
+                ))
             }
             _ => Vec::new(),
         }

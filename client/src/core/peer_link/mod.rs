@@ -38,9 +38,11 @@ use super::Fingerprint;
 
 mod admission;
 mod connections;
+mod delivery;
 mod server_replies;
 mod verify_cache;
 
+use delivery::{LateAcks, SeenFrames};
 use verify_cache::VerifyCache;
 
 /// Default bound on each step: server lookup, TCP connect, TLS handshake, greeting, ack.
@@ -107,7 +109,8 @@ struct Conn {
     nick: String,
     /// `ip:port` of the other end, for messages.
     addr: String,
-    /// Responder: the fingerprint of the certificate the dialer presented.
+    /// The fingerprint of the other end's certificate: the one the dialer presented
+    /// (responder), or the one the server vouched for and the dial pinned (dialer).
     cert: Option<Fingerprint>,
     /// Responder: the address the connection came from.
     ip: Option<IpAddr>,
@@ -117,7 +120,6 @@ struct Conn {
     opened: Instant,
     /// The last line sent or received: idle links are closed.
     last_active: Instant,
-    next_id: u64,
 }
 
 impl Conn {
@@ -132,7 +134,6 @@ impl Conn {
             deadline: None,
             opened: now,
             last_active: now,
-            next_id: 0,
         }
     }
 
@@ -182,6 +183,8 @@ enum OutStage {
 struct Outgoing {
     to: String,
     parts: Vec<String>,
+    /// The frame id of each part: the same on every link it is sent on.
+    ids: Vec<String>,
     stage: OutStage,
     /// Sent on a connection opened earlier: if that turns out to be dead, dial once more.
     reused: bool,
@@ -212,6 +215,12 @@ pub(crate) struct Peers {
     vouched: VerifyCache,
     /// Incoming connections waiting for a lookup token.
     unverified: Vec<u64>,
+    /// The last `DM` frame id used in this session.
+    last_frame: u64,
+    /// Frames shown lately, so a resend is not shown twice.
+    seen: SeenFrames,
+    /// Messages reported as not acknowledged whose `ACK` may still come.
+    late: LateAcks,
 }
 
 impl Default for Peers {
@@ -262,6 +271,9 @@ impl Peers {
             outgoing: None,
             vouched: VerifyCache::default(),
             unverified: Vec::new(),
+            last_frame: 0,
+            seen: SeenFrames::default(),
+            late: LateAcks::default(),
         }
     }
 
@@ -370,15 +382,26 @@ impl Peers {
             .into_iter()
             .map(str::to_string)
             .collect();
+        // A link with an overdue acknowledgement is left to it; a new one is dialled.
         let open = self
             .conns
             .iter()
-            .filter(|(_, c)| c.stage == Stage::Open && same(&c.nick, to))
+            .filter(|(&id, c)| {
+                c.stage == Stage::Open && same(&c.nick, to) && !self.late.waits_on(id)
+            })
             .map(|(&id, _)| id)
             .max();
+        let ids = parts
+            .iter()
+            .map(|_| {
+                self.last_frame += 1;
+                self.last_frame.to_string()
+            })
+            .collect();
         let mut out = Outgoing {
             to: to.to_string(),
             parts,
+            ids,
             stage: OutStage::Connecting { conn: 0 },
             reused: false,
         };
@@ -413,13 +436,10 @@ impl Peers {
         };
         c.last_active = Instant::now();
         let mut fx = Vec::new();
-        let mut pending = Vec::new();
-        for part in &out.parts {
-            c.next_id += 1;
-            let id = c.next_id.to_string();
-            fx.push(peer_send(conn, "DM", &[&id, part]));
-            pending.push(id);
+        for (id, part) in out.ids.iter().zip(&out.parts) {
+            fx.push(peer_send(conn, "DM", &[id, part]));
         }
+        let pending = out.ids.clone();
         out.stage = OutStage::Acks {
             conn,
             pending,
@@ -441,6 +461,7 @@ impl Peers {
 
     fn close(&mut self, conn: u64) -> Effect {
         self.conns.remove(&conn);
+        self.late.forget(conn);
         Effect::PeerClose { conn }
     }
 }
@@ -697,19 +718,24 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn ack_timeout_closes_the_link() {
+    fn ack_timeout_leaves_the_link_for_a_late_ack() {
         let mut p = alice();
         let conn = open_to_bob(&mut p);
         p.send("bob", "are you there?");
         let fx = p.tick(Instant::now() + Duration::from_secs(11));
-        assert_eq!(closes(&fx), [conn]);
+        assert!(closes(&fx).is_empty());
         assert_eq!(
             shows(&fx),
-            ["!! Bob did not acknowledge the message within 10 s"]
+            ["!! Bob did not acknowledge the message within 10 s; you will be told if it arrives later"]
         );
+        assert!(!p.busy());
         // The next message dials again.
         let fx = p.send("bob", "hello?");
         assert_eq!(server_sends(&fx), ["PEER bob"]);
+        // The late acknowledgement on the old link is reported, once.
+        let fx = p.on_line(conn, &m("ACK 2"));
+        assert_eq!(shows(&fx), ["-- delivered to Bob (late)"]);
+        assert!(p.on_line(conn, &m("ACK 2")).is_empty());
     }
 
     #[test]
@@ -724,7 +750,7 @@ pub(super) mod tests {
         let (conn, _, _) = dialled(&fx);
         p.on_connected(conn);
         let fx = p.on_line(conn, &m("PEERWELCOME bob alice"));
-        assert_eq!(peer_sends(&fx), [(conn, "DM 1 :still there?".to_string())]);
+        assert_eq!(peer_sends(&fx), [(conn, "DM 2 :still there?".to_string())]);
         // A fresh link that breaks is not retried.
         let fx = p.on_closed(conn, None);
         assert_eq!(

@@ -69,6 +69,7 @@ impl Peers {
         let conn = self.ids.next();
         let now = Instant::now();
         let mut c = Conn::new(Role::Dialer, Stage::Dialing, spelled, addr.to_string(), now);
+        c.cert = Some(fingerprint);
         // The dial thread bounds connect and handshake; this is a backstop.
         c.deadline = Some(now + self.timeout * 3);
         self.conns.insert(conn, c);
