@@ -45,7 +45,7 @@ fn senders_without_an_account_are_marked() {
     guest.send("PRIVMSG #lobby :hi, it is me, carol");
     bob.expect("[#lobby] <carol?> hi, it is me, carol");
     guest.send("PRIVMSG bob :send me your password");
-    bob.expect("[private] <carol?> send me your password");
+    bob.expect("[via server] <carol?> send me your password");
     alice.send("say the real alice");
     bob.expect("[#lobby] <alice> the real alice");
     let (_, lines) = bob.finish();

@@ -32,6 +32,16 @@ pub(crate) enum Command {
         to: Option<String>,
         text: String,
     },
+    /// Private message relayed by the server (`/pm`), for users without a direct endpoint.
+    Pm {
+        to: String,
+        text: String,
+    },
+    /// Connect to another server (`/connect HOST [PORT]`).
+    Connect {
+        host: String,
+        port: u16,
+    },
     Exit,
 }
 
@@ -105,6 +115,8 @@ commands:
   invite NICK                 invite someone into the current room
   hello, hi                   ask the server for a greeting
   message, msg NAME TEXT      direct message, client to client (never through the server)
+  pm NICK TEXT                private message through the server (for users of other clients)
+  connect HOST [PORT]         connect to another server (logs out of this one)
   help                        this list
   exit, quit                  leave huddle (Ctrl-D too)";
 
@@ -168,11 +180,41 @@ pub(super) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
                 text: text.trim().to_string(),
             }
         }
+        "pm" => {
+            let (to, text) = word(rest);
+            match (opt(to), opt(text)) {
+                (Some(to), Some(text)) => Command::Pm { to, text },
+                _ => return Err(CommandError::Usage("pm NICK TEXT")),
+            }
+        }
+        "connect" => connect_args(rest)?,
         "exit" | "quit" => Command::Exit,
         "" => return Err(CommandError::Unknown(line.to_string())),
         _ => return Err(CommandError::Unknown(verb)),
     };
     Ok(Some(cmd))
+}
+
+/// `HOST [PORT]` of `connect` (the port defaults to 6697).
+fn connect_args(rest: &str) -> Result<Command, CommandError> {
+    const USAGE: &str = "connect HOST [PORT]";
+    let mut words = rest.split_whitespace();
+    let host = words.next().ok_or(CommandError::Usage(USAGE))?;
+    let port = match words.next() {
+        Some(p) => p
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or(CommandError::Usage(USAGE))?,
+        None => 6697,
+    };
+    if words.next().is_some() {
+        return Err(CommandError::Usage(USAGE));
+    }
+    Ok(Command::Connect {
+        host: host.to_string(),
+        port,
+    })
 }
 
 /// `#room` off the front of `rest`, if it starts with one.
@@ -261,6 +303,38 @@ mod tests {
 
     fn p(s: &str) -> Command {
         parse(s).unwrap().unwrap()
+    }
+
+    #[test]
+    fn pm_and_connect() {
+        assert_eq!(
+            p("/pm carol hi there"),
+            Command::Pm {
+                to: "carol".into(),
+                text: "hi there".into()
+            }
+        );
+        assert_eq!(
+            parse("pm carol").unwrap_err(),
+            CommandError::Usage("pm NICK TEXT")
+        );
+        assert_eq!(
+            p("/connect example.org 7000"),
+            Command::Connect {
+                host: "example.org".into(),
+                port: 7000
+            }
+        );
+        assert_eq!(
+            p("connect example.org"),
+            Command::Connect {
+                host: "example.org".into(),
+                port: 6697
+            }
+        );
+        for bad in ["connect", "connect h 0", "connect h x", "connect h 1 2"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -18,6 +18,11 @@ pub(crate) enum Effect {
     Show(Output),
     /// Close the connection without waiting for the server.
     Close,
+    /// Talk to this server from now on (the connection is closed already).
+    Server {
+        host: String,
+        port: u16,
+    },
     /// Leave the program.
     Exit,
     /// Start the direct-message listener with a fresh certificate and report the outcome

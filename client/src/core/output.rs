@@ -13,8 +13,10 @@
 //! | room history replayed on join      | `[#lobby] [history 13:05] <alice> hi`  |
 //! | action (`/me`) in a room           | `[#lobby] * alice waves`               |
 //! | notice from a user in a room       | `[#lobby] -alice- text`                |
-//! | private message (PRIVMSG to a nick)| `[private] <alice> text`               |
+//! | private message through the server | `[via server] <alice> text`            |
+//! | ... your own (`/pm bob text`)      | `[via server to bob] <alice> text`     |
 //! | direct message (peer to peer)      | `[direct] <alice> text`                |
+//! | ... your own (`msg bob text`)      | `[direct to bob] <alice> text`         |
 //! | direct message acknowledged        | `-- delivered to bob (direct)`         |
 //! | notice from the server             | `-- <text>`                            |
 //! | information                        | `-- registered alice`, `-- logged in as alice`, `-- joined #lobby`, `-- logged out` |
@@ -56,11 +58,19 @@ pub(crate) enum Output {
         from: String,
         text: String,
     },
-    /// A message sent to us by nick.
+    /// A message sent to us by nick, relayed by the server.
     Private {
         from: String,
         text: String,
         notice: bool,
+    },
+    /// Our own message to `to`: `direct` peer to peer (`msg`), or relayed by the server
+    /// (`/pm`).
+    Sent {
+        to: String,
+        from: String,
+        text: String,
+        direct: bool,
     },
     Joined {
         nick: String,
@@ -143,8 +153,19 @@ pub(crate) fn render(d: &Output) -> String {
         ),
         Output::Direct { from, text } => format!("[direct] <{}> {}", clean(from), clean(text)),
         Output::Private { from, text, notice } => {
-            format!("[private] {}", message_body(from, text, *notice))
+            format!("[via server] {}", message_body(from, text, *notice))
         }
+        Output::Sent {
+            to,
+            from,
+            text,
+            direct,
+        } => format!(
+            "[{} to {}] {}",
+            if *direct { "direct" } else { "via server" },
+            clean(to),
+            message_body(from, text, false)
+        ),
         Output::Joined { nick, room } => format!("* {} joined {}", clean(nick), clean(room)),
         Output::Left {
             nick,
@@ -215,7 +236,21 @@ mod tests {
             text: s("hi bob"),
             notice: false,
         };
-        assert_eq!(render(&private), "[private] <alice> hi bob");
+        assert_eq!(render(&private), "[via server] <alice> hi bob");
+        let sent = Output::Sent {
+            to: s("bob"),
+            from: s("alice"),
+            text: s("hi"),
+            direct: false,
+        };
+        assert_eq!(render(&sent), "[via server to bob] <alice> hi");
+        let sent = Output::Sent {
+            to: s("bob"),
+            from: s("alice"),
+            text: s("hi"),
+            direct: true,
+        };
+        assert_eq!(render(&sent), "[direct to bob] <alice> hi");
         let direct = Output::Direct {
             from: s("alice"),
             text: s("hi \x1b[2Jbob"),

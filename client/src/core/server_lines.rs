@@ -516,7 +516,7 @@ mod tests {
                 "@account=alice :alice!a@h PRIVMSG #lobby :hi",
                 "[#lobby] <alice> hi",
             ),
-            (":aIice!g@h PRIVMSG bob :psst", "[private] <aIice?> psst"),
+            (":aIice!g@h PRIVMSG bob :psst", "[via server] <aIice?> psst"),
             (":aIice!g@h NOTICE #lobby :n", "[#lobby] -aIice?- n"),
             (":huddle.local NOTICE bob :server", "-- server"),
         ] {

@@ -118,7 +118,7 @@ impl State {
     }
 
     /// Back to the start, keeping the configuration.
-    fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         *self = State::with_peers(self.peers.fresh());
     }
 

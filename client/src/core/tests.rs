@@ -185,7 +185,7 @@ fn chatting() {
     let fx = st.on_message(&m(":bob!bob@127.0.0.1 PRIVMSG #lobby :hi alice"));
     assert_eq!(shows(&fx), ["[#lobby] <bob> hi alice"]);
     let fx = st.on_message(&m(":bob!bob@127.0.0.1 PRIVMSG alice :psst"));
-    assert_eq!(shows(&fx), ["[private] <bob> psst"]);
+    assert_eq!(shows(&fx), ["[via server] <bob> psst"]);
     let fx = st.on_message(&m(
         ":huddle.local NOTICE alice :Hello alice! This is huddle.local, 2 user(s) online.",
     ));
@@ -390,6 +390,8 @@ fn msg_waits_for_the_outcome() {
     let mut st = announced();
     let fx = msg(&mut st, "bob", "hi there");
     assert_eq!(sends(&fx), ["PEER bob"]);
+    // Our own line first; the outcome follows.
+    assert_eq!(shows(&fx), ["[direct to bob] <alice> hi there"]);
     assert_eq!(st.op, Some(Op::Direct { to: "bob".into() }));
     let fx = st.on_message(&m(&format!(":s PEER bob 127.0.0.1 5000 {FP}")));
     let conn = match fx[..] {
@@ -488,4 +490,44 @@ fn long_text_is_split_so_each_relayed_line_fits_512_bytes() {
     }
     let joined: Vec<&str> = sent.iter().map(|m| m.params[1].as_str()).collect();
     assert_eq!(joined.join(" "), text.trim_end());
+}
+
+#[test]
+fn pm_goes_through_the_server_only_on_request_and_is_labelled() {
+    let mut st = logged_in();
+    let fx = st.on_command(Command::Pm {
+        to: "carol".into(),
+        text: "hi there".into(),
+    });
+    assert_eq!(sends(&fx), ["PRIVMSG carol :hi there"]);
+    assert_eq!(shows(&fx), ["[via server to carol] <alice> hi there"]);
+    let fx = st.on_command(Command::Pm {
+        to: "#lobby".into(),
+        text: "x".into(),
+    });
+    assert!(sends(&fx).is_empty());
+    let fx = st.on_message(&m(":carol!c@h PRIVMSG alice :hello back"));
+    assert_eq!(shows(&fx), ["[via server] <carol> hello back"]);
+}
+
+#[test]
+fn connect_leaves_this_server_for_another() {
+    let mut st = logged_in();
+    let fx = st.on_command(Command::Connect {
+        host: "other.example".into(),
+        port: 7000,
+    });
+    assert_eq!(sends(&fx), ["QUIT :switching servers"]);
+    let close = fx.iter().position(|e| *e == Effect::Close).unwrap();
+    let server = fx
+        .iter()
+        .position(|e| {
+            *e == Effect::Server {
+                host: "other.example".into(),
+                port: 7000,
+            }
+        })
+        .unwrap();
+    assert!(close < server && fx.last() == Some(&Effect::Connect));
+    assert!(st.nick.is_none() && st.rooms.is_empty());
 }

@@ -25,6 +25,8 @@ impl State {
             Command::Room(cmd) => self.room_command(cmd),
             Command::Say(text) => self.say(&text),
             Command::Message { to, text } => self.direct_message(to.as_deref(), &text),
+            Command::Pm { to, text } => self.private_message(&to, &text),
+            Command::Connect { host, port } => self.switch_server(host, port),
         }
     }
 
@@ -170,10 +172,62 @@ impl State {
                 return vec![error("direct messages are not set up yet")]
             }
         }
-        let fx = self.peers.send(to, text);
+        let mut fx = self.peers.send(to, text);
         if self.peers.busy() {
             self.op = Some(Op::Direct { to: to.to_string() });
+            // Our own line first, then the outcome.
+            fx.insert(
+                0,
+                Effect::Show(Output::Sent {
+                    to: to.to_string(),
+                    from: me,
+                    text: text.to_string(),
+                    direct: true,
+                }),
+            );
         }
+        fx
+    }
+
+    /// `/pm`: a private message relayed by the server, only on this explicit command (for
+    /// users of other IRC clients, who have no direct endpoint).
+    fn private_message(&self, to: &str, text: &str) -> Vec<Effect> {
+        let nick = match self.require_login() {
+            Ok(n) => n.to_string(),
+            Err(e) => return vec![e],
+        };
+        if to.starts_with(['#', '&']) {
+            return vec![error(
+                "pm is for users; say TEXT (or plain text) goes to the current room",
+            )];
+        }
+        if to.eq_ignore_ascii_case(&nick) {
+            return vec![error("that is you: private messages go to other users")];
+        }
+        let mut fx = Vec::new();
+        let room_for_text = relayed_text_room(self.own_prefix_len(&nick), "PRIVMSG", to);
+        for part in split_text(text, room_for_text) {
+            fx.push(Effect::Send(Message::new("PRIVMSG", [to, part])));
+            fx.push(Effect::Show(Output::Sent {
+                to: to.to_string(),
+                from: nick.clone(),
+                text: part.to_string(),
+                direct: false,
+            }));
+        }
+        fx
+    }
+
+    /// `/connect HOST PORT`: leaves this server (the session ends) and connects to another.
+    fn switch_server(&mut self, host: String, port: u16) -> Vec<Effect> {
+        let mut fx = self.peers.stop();
+        if self.nick.is_some() {
+            fx.push(Effect::Send(Message::new("QUIT", ["switching servers"])));
+        }
+        fx.push(Effect::Close);
+        self.reset();
+        fx.push(Effect::Server { host, port });
+        fx.push(Effect::Connect);
         fx
     }
 }

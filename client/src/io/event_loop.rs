@@ -243,6 +243,10 @@ impl App {
             Effect::Send(msg) => self.send(&msg),
             Effect::Show(output) => self.ui.show(&output),
             Effect::Close => self.close_link(),
+            Effect::Server { host, port } => {
+                self.host = host;
+                self.port = port;
+            }
             Effect::Exit => self.exit = true,
             Effect::PeerListen => {
                 let local = self

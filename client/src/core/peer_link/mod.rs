@@ -620,7 +620,10 @@ pub(super) mod tests {
         let fx = p.on_fail(&m(":srv FAIL PEER NO_ENDPOINT Carol :no endpoint"));
         assert_eq!(
             shows(&fx),
-            ["!! carol has no direct-message endpoint (the message was not sent)"]
+            [
+                "!! carol has no direct-message endpoint (the message was not sent)",
+                "-- carol cannot take direct messages (another IRC client?): /pm carol TEXT sends it through the server"
+            ]
         );
 
         p.send("dave", "x");

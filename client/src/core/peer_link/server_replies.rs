@@ -120,7 +120,15 @@ impl Peers {
                     "NO_ENDPOINT" => format!("{asked} has no direct-message endpoint"),
                     _ => format!("cannot find {asked}: {text}"),
                 };
-                self.fail(format!("{why} (the message was not sent)"))
+                let mut fx = self.fail(format!("{why} (the message was not sent)"));
+                if code == "NO_ENDPOINT" {
+                    // A user of another IRC client: only the server can carry the message.
+                    fx.push(info(format!(
+                        "{asked} cannot take direct messages (another IRC client?): \
+                         /pm {asked} TEXT sends it through the server"
+                    )));
+                }
+                fx
             }
             Some(Lookup::Verify {
                 conns,
