@@ -201,11 +201,25 @@ fn trust_on_first_use_pins_the_certificate() {
 }
 
 #[test]
-fn server_going_away_leaves_the_client_at_its_prompt() {
+fn server_going_away_is_retried_until_logout() {
     let mut server = TestServer::start(&[]);
     let mut alice = CliClient::logged_in(&server, "alice", &[]);
     server.terminate();
     alice.expect("!! disconnected: Server shutting down");
+    alice.expect_prefix("-- reconnecting in ");
+    alice.send("say anyone?");
+    alice.expect("!! not connected: reconnecting to the server (logout stops it)");
+    // The attempts fail while nothing listens, and back off.
+    alice.expect_prefix(&format!("!! cannot connect to 127.0.0.1:{}", server.port()));
+    let next = alice.expect_prefix("-- reconnecting in ");
+    let secs: u64 = next["-- reconnecting in ".len()..]
+        .split(' ')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(secs >= 2, "the wait grows: {next}");
+    alice.send("logout");
+    alice.expect("-- stopped reconnecting");
     alice.send("say anyone?");
     alice.expect("!! not logged in: use login or register");
     alice.send(&format!("login alice {PW}"));

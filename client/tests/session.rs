@@ -1,7 +1,8 @@
 //! The session and its connection, end to end with the real `huddle` binary in plain mode:
-//! private messages through the server only on `/pm`, labelled both ways.
+//! private messages through the server only on `/pm`, labelled both ways; a server restart
+//! survived without typing, with the rooms rejoined and only the missed messages shown.
 
-use huddle_testkit::{CliClient, RunningServer, TestServer};
+use huddle_testkit::{CliClient, Paused, ProcessOptions, RunningServer, TestServer};
 
 #[test]
 fn pm_reaches_a_stock_irc_client_and_is_labelled() {
@@ -36,4 +37,57 @@ fn pm_reaches_a_stock_irc_client_and_is_labelled() {
             .any(|l| l.contains("[via server] <carol> hello?")),
         "{lines:?}"
     );
+}
+
+#[test]
+fn a_server_restart_is_survived_with_the_missed_messages_shown_once() {
+    let mut server = TestServer::start(&[]);
+    let port = server.port();
+    let mut alice = CliClient::logged_in(&server, "alice", &[]);
+    alice.send("join #dev");
+    alice.expect("-- joined #dev");
+    let mut bob = server.registered_user("bob");
+    bob.join("#dev");
+    bob.send("PRIVMSG #dev :before the restart");
+    alice.expect("[#dev] <bob> before the restart");
+
+    // alice is away (stopped) while the server restarts and bob talks.
+    {
+        let _away = Paused::stop(alice.pid());
+        server.terminate();
+        server.start_again_with(ProcessOptions::port(port));
+        let mut bob = server.logged_in("bob");
+        bob.join("#dev");
+        bob.send("PRIVMSG #dev :missed one");
+        bob.send("PRIVMSG #dev :missed two");
+        bob.sync();
+    }
+
+    // Back without typing anything: logged in again, rooms rejoined, the missed lines shown.
+    alice.expect("!! disconnected: Server shutting down");
+    alice.expect_prefix("-- reconnecting in ");
+    alice.expect("-- logged in as alice");
+    let one = alice.expect_prefix("[#dev] [history ");
+    assert!(one.ends_with("] <bob> missed one"), "{one}");
+    let two = alice.expect_prefix("[#dev] [history ");
+    assert!(two.ends_with("] <bob> missed two"), "{two}");
+    alice.expect("-- reconnected; rejoined #lobby, #dev; 2 missed messages");
+
+    // The session carries on in the room alice was in.
+    let mut bob = server.logged_in("bob");
+    bob.join("#dev");
+    alice.send("say I am back");
+    bob.expect_by("alice's line", |l| l.ends_with("PRIVMSG #dev :I am back"));
+    bob.send("PRIVMSG #dev :welcome back");
+    alice.expect("[#dev] <bob> welcome back");
+
+    let (status, lines) = alice.finish();
+    assert!(status.success());
+    for text in ["before the restart", "missed one", "missed two"] {
+        let shown = lines
+            .iter()
+            .filter(|l| l.ends_with(&format!("<bob> {text}")))
+            .count();
+        assert_eq!(shown, 1, "{text:?} shown {shown} times: {lines:#?}");
+    }
 }

@@ -43,10 +43,8 @@ impl Client {
             Event::Timeout => st.on_timeout(),
             Event::PeerTick(now) => st.on_peer_tick(now),
             Event::ServerConnected => st.on_connected(),
-            Event::ConnectFailed => {
-                st.on_connect_failed();
-                Vec::new()
-            }
+            Event::ConnectFailed => st.on_connect_failed(),
+            Event::Reconnect(now) => st.on_reconnect(now),
             Event::ServerLine(msg) => st.on_message(&msg),
             Event::ServerClosed(reason) => st.on_closed(reason.as_deref()),
             Event::Listening(result) => st.on_listening(result),

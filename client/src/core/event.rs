@@ -21,6 +21,8 @@ pub(crate) enum Event {
     Timeout,
     /// Direct-message deadlines up to this moment are due.
     PeerTick(Instant),
+    /// The back-off before reconnecting to the server is over.
+    Reconnect(Instant),
     /// A connection to the server is up (after [`super::Effect::Connect`]).
     ServerConnected,
     /// [`super::Effect::Connect`] failed; the user has been told why.

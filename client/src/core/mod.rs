@@ -14,6 +14,7 @@
 //! - [`command`]: parsing what the user types; [`output`]: what to show and its text;
 //!   [`sanitize`]: network text made safe to print, and lines folded for a terminal.
 
+mod backoff;
 mod client;
 pub(crate) mod command;
 mod effect;
@@ -21,6 +22,7 @@ mod event;
 mod input;
 pub(crate) mod output;
 mod peer_link;
+mod resume;
 mod room_commands;
 pub(crate) mod sanitize;
 mod server_lines;

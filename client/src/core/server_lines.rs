@@ -5,6 +5,7 @@ use huddle_protocol::{numeric, Message};
 
 use super::effect::{error, info, Effect};
 use super::output::Output;
+use super::resume::Verdict;
 use super::state::{LoginStage, Op, State, ACCOUNT_TAG, LOBBY, NOT_LOGGED_IN};
 use super::text::clock_of;
 
@@ -85,6 +86,7 @@ impl State {
         let cmd = msg.command.to_ascii_uppercase();
         match cmd.as_str() {
             "PING" => vec![Effect::Send(Message::new("PONG", msg.params.clone()))],
+            "PONG" => self.on_pong(msg),
             "ERROR" => self.on_error(last),
             "BATCH" => {
                 self.on_batch(msg);
@@ -168,6 +170,7 @@ impl State {
             return Vec::new();
         }
         self.error_shown = true;
+        self.resume.server_error(text);
         if self.nick.is_none() && self.op.is_none() {
             // Connected at start but not logged in: nothing was lost.
             return vec![info(format!(
@@ -186,6 +189,7 @@ impl State {
                     self.history_batches.remove(0);
                 }
                 self.history_batches.push(id.to_string());
+                self.resume.batch_opened(id, msg.param(2).unwrap_or(""));
             }
         } else if let Some(id) = reference.strip_prefix('-') {
             self.history_batches.retain(|b| b != id);
@@ -222,6 +226,7 @@ impl State {
         if let Some(Op::Login { stage, .. }) = &mut self.op {
             *stage = LoginStage::Welcome;
         }
+        self.resume.logged_in();
         fx
     }
 
@@ -229,7 +234,9 @@ impl State {
         if matches!(self.op, Some(Op::Login { .. })) {
             self.op = None;
         }
-        vec![error(format!("login failed: {why}"))]
+        let mut fx = vec![error(format!("login failed: {why}"))];
+        fx.extend(self.resume_login_refused());
+        fx
     }
 
     /// 001: registered as `nick`.
@@ -239,7 +246,10 @@ impl State {
         // with both answered.
         self.peers.login(nick);
         fx.push(Effect::PeerListen);
-        fx.push(Effect::Send(Message::new("JOIN", [LOBBY])));
+        match self.rejoin() {
+            Some(joins) => fx.extend(joins),
+            None => fx.push(Effect::Send(Message::new("JOIN", [LOBBY]))),
+        }
         self.nick = Some(nick.to_string());
         if let Some(Op::Login { stage, .. }) = &mut self.op {
             *stage = LoginStage::Lobby;
@@ -299,7 +309,7 @@ impl State {
     }
 
     /// `PRIVMSG`/`NOTICE`: to a room (live or replayed history), to us, or from the server.
-    fn on_text(&self, msg: &Message) -> Vec<Effect> {
+    fn on_text(&mut self, msg: &Message) -> Vec<Effect> {
         let notice = msg.is("NOTICE");
         let (Some(target), Some(text)) = (msg.param(0), msg.param(1)) else {
             return Vec::new();
@@ -308,6 +318,12 @@ impl State {
             // From the server itself (HELLO's reply, announcements).
             return vec![info(text)];
         };
+        if target.starts_with(['#', '&']) {
+            let mine = self.is_me(from);
+            if self.resume.verdict(msg, target, mine) == Verdict::Drop {
+                return Vec::new();
+            }
+        }
         let history = msg
             .tag("batch")
             .is_some_and(|b| self.history_batches.iter().any(|h| h == b));

@@ -11,6 +11,7 @@ use huddle_protocol::Message;
 
 use super::effect::{error, info, Effect};
 use super::peer_link::{Announce, DialFailure, Peers};
+use super::resume::Resume;
 use super::Fingerprint;
 
 /// The room joined at login.
@@ -102,6 +103,8 @@ pub(crate) struct State {
     /// The server tags messages with the sender's account (`account-tag`), so a message
     /// without one comes from someone who has not logged in.
     pub(super) account_tags: bool,
+    /// What survives a lost connection: credentials, rooms, the last message seen.
+    pub(crate) resume: Resume,
 }
 
 impl State {
@@ -123,7 +126,13 @@ impl State {
     }
 
     pub(super) fn require_login(&self) -> Result<&str, Effect> {
-        self.nick.as_deref().ok_or_else(|| error(NOT_LOGGED_IN))
+        self.nick.as_deref().ok_or_else(|| {
+            if self.resume.waiting() || self.resume.connecting() {
+                error("not connected: reconnecting to the server (logout stops it)")
+            } else {
+                error(NOT_LOGGED_IN)
+            }
+        })
     }
 
     /// Bytes of the prefix the server puts before our messages; before we have seen it, a
@@ -146,6 +155,7 @@ impl State {
             connected: true,
             op: self.op.take(),
             account: self.account.take(),
+            resume: std::mem::take(&mut self.resume),
             ..State::with_peers(self.peers.fresh())
         };
         vec![
@@ -154,14 +164,18 @@ impl State {
                 "CAP",
                 ["REQ", "sasl draft/account-registration batch server-time"],
             )),
-            // On its own: a server without it still grants the others.
+            // On their own: a server without them still grants the others.
             Effect::Send(Message::new("CAP", ["REQ", ACCOUNT_TAG])),
+            // Message ids: where to resume the rooms' history after a reconnection.
+            Effect::Send(Message::new("CAP", ["REQ", "message-tags"])),
         ]
     }
 
-    /// The connection could not be opened; the command that needed it is over.
-    pub(super) fn on_connect_failed(&mut self) {
+    /// The connection could not be opened; the command that needed it is over (a
+    /// reconnection tries again later).
+    pub(super) fn on_connect_failed(&mut self) -> Vec<Effect> {
         self.op = None;
+        self.resume_connect_failed()
     }
 
     /// Ends ops whose conditions are met: a login once it is in the lobby and the server
@@ -172,7 +186,8 @@ impl State {
                 stage: LoginStage::Lobby,
                 ..
             }) => {
-                self.rooms.iter().any(|r| r.eq_ignore_ascii_case(LOBBY))
+                (self.rooms.iter().any(|r| r.eq_ignore_ascii_case(LOBBY))
+                    || self.resume.after_reconnect())
                     && *self.peers.announce() != Announce::Pending
             }
             Some(Op::Direct { .. }) => !self.peers.busy(),
@@ -183,10 +198,11 @@ impl State {
         }
     }
 
-    /// The connection is gone.
+    /// The connection is gone; a session is resumed after a back-off.
     pub(super) fn on_closed(&mut self, reason: Option<&str>) -> Vec<Effect> {
         let mut fx = self.peers.stop();
         let op = self.op.take();
+        let logging_out = matches!(op, Some(Op::Logout { .. }));
         match op {
             Some(Op::Logout { exit: true }) => fx.push(Effect::Exit),
             Some(Op::Logout { exit: false }) => fx.push(info("logged out")),
@@ -201,7 +217,14 @@ impl State {
                 None => "the server closed the connection".to_string(),
             })),
         }
+        let resume = std::mem::take(&mut self.resume);
+        let (rooms, current) = (std::mem::take(&mut self.rooms), self.current.take());
+        let was_logged_in = self.nick.is_some();
         self.reset();
+        if !logging_out {
+            self.resume = resume;
+            fx.extend(self.resume_after_loss(was_logged_in, rooms, current));
+        }
         fx
     }
 
@@ -225,6 +248,20 @@ impl State {
                 vec![error(format!(
                     "direct message to {to}: no outcome in time; it may not have arrived"
                 ))]
+            }
+            Some(op @ Op::Login { .. }) if self.resume.connecting() => {
+                // A reconnection that hangs: drop the link and try again later.
+                let mut fx = vec![
+                    error(format!(
+                        "{} failed: no answer from the server within {} s",
+                        op.what(),
+                        REPLY_TIMEOUT.as_secs()
+                    )),
+                    Effect::Close,
+                ];
+                self.error_shown = true;
+                fx.extend(self.on_closed(None));
+                fx
             }
             Some(op) => vec![error(format!(
                 "{} failed: no answer from the server within {} s",

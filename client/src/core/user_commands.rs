@@ -56,6 +56,7 @@ impl State {
             return vec![error("usage: login NAME PASSWORD")];
         };
         let payload = sasl::chunks(&sasl::encode_plain(&account, &password));
+        self.resume.logging_in(&account, &password);
         self.account = Some(account.clone());
         self.op = Some(Op::Login {
             account,
@@ -78,6 +79,9 @@ impl State {
     }
 
     fn logout(&mut self) -> Vec<Effect> {
+        if self.stop_resuming() {
+            return vec![info("stopped reconnecting")];
+        }
         if self.nick.is_some() {
             self.quit("logout", false)
         } else if self.connected {

@@ -133,6 +133,7 @@ impl App {
             .deadline
             .into_iter()
             .chain(self.client.state.peers.next_deadline())
+            .chain(self.client.state.resume.due())
             .min();
         match wake {
             Some(d) => self
@@ -187,6 +188,9 @@ impl App {
             .is_some_and(|d| d <= now)
         {
             self.handle(Event::PeerTick(now));
+        }
+        if self.client.state.resume.due().is_some_and(|d| d <= now) {
+            self.handle(Event::Reconnect(now));
         }
     }
 
