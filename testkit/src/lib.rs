@@ -48,7 +48,7 @@ pub use irc::{Client, Event, IrcClient, PeerLink, PlainClient, Transport};
 pub use launcher::in_process::{InProcServer, NO_RATE_LIMITS};
 pub use launcher::process::{ProcessOptions, StartFailure, TestServer};
 pub use launcher::{users_in_room, Endpoint, RunningServer};
-pub use proc::{proc_cpu_time, proc_fd_count, proc_rss_kib, server_holds_connection};
+pub use proc::{children_of, proc_cpu_time, proc_fd_count, proc_rss_kib, server_holds_connection};
 pub use raw::{tcp_from, tcp_with_rcvbuf, RawClient};
 pub use source::{connect_from, loopback};
 pub use tls::{client_config_for, client_config_trusting, pem_certs, pinned_config, PeerIdentity};
