@@ -18,6 +18,8 @@ use huddle_testkit::{
 /// dropped (with the client in it).
 struct Terminal {
     socket: String,
+    /// Where the pane's shell writes the client's exit status.
+    status_file: std::path::PathBuf,
 }
 
 impl Terminal {
@@ -26,7 +28,9 @@ impl Terminal {
         install_test_tools("tmux");
         let t = Terminal {
             socket: format!("i17s-{name}-{}", std::process::id()),
+            status_file: known.with_file_name(format!("{name}.status")),
         };
+        let status_file = t.status_file.display().to_string();
         let huddle = target_binary("huddle").display().to_string();
         let env = format!("HUDDLE_KNOWN_SERVERS={}", known.display());
         // Under a shell that waits for it, not as the pane's own process: tmux continues a
@@ -43,14 +47,15 @@ impl Terminal {
             "--",
             "sh",
             "-c",
-            "\"$@\"; exit $?",
-            "sh",
+            "\"$@\"; s=$?; echo $s > \"$0\"; exit $s",
+            &status_file,
             "env",
             &env,
             &huddle,
         ];
         cmd.extend(args.iter().map(String::as_str));
         t.tmux(&cmd);
+        // The screen stays readable after the client exits.
         t.tmux(&["set-option", "-t", "s", "remain-on-exit", "on"]);
         t
     }
@@ -108,21 +113,13 @@ impl Terminal {
         children[0]
     }
 
-    /// The exit status once the program has ended.
+    /// The exit status once the program has ended (the pane's shell writes it to a file).
     fn exit_status(&self) -> i32 {
         let mut status = None;
         wait_until("the client to exit", CLI_DEADLINE, || {
-            let out = self.tmux(&[
-                "display-message",
-                "-p",
-                "-t",
-                "s",
-                "#{pane_dead} #{pane_dead_status}",
-            ]);
-            status = out
-                .trim()
-                .strip_prefix("1 ")
-                .and_then(|s| s.parse::<i32>().ok());
+            status = std::fs::read_to_string(&self.status_file)
+                .ok()
+                .and_then(|s| s.trim().parse::<i32>().ok());
             status.is_some()
         });
         status.unwrap_or(-1)
@@ -161,6 +158,7 @@ fn the_certificate_question_comes_before_any_password() {
     assert!(known.exists());
 
     t.type_line("register");
+    t.wait_for("account name:");
     t.type_line("carol");
     let prompt = t.wait_for("password:");
     assert!(question < prompt, "{:#?}", t.screen());
