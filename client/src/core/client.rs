@@ -45,6 +45,7 @@ impl Client {
             Event::ServerConnected => st.on_connected(),
             Event::ConnectFailed => st.on_connect_failed(),
             Event::Reconnect(now) => st.on_reconnect(now),
+            Event::Keepalive(now) => st.on_keepalive(now),
             Event::ServerLine(msg) => st.on_message(&msg),
             Event::ServerClosed(reason) => st.on_closed(reason.as_deref()),
             Event::Listening(result) => st.on_listening(result),

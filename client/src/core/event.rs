@@ -23,6 +23,8 @@ pub(crate) enum Event {
     PeerTick(Instant),
     /// The back-off before reconnecting to the server is over.
     Reconnect(Instant),
+    /// The server has been silent too long: ask it, or give the connection up.
+    Keepalive(Instant),
     /// A connection to the server is up (after [`super::Effect::Connect`]).
     ServerConnected,
     /// [`super::Effect::Connect`] failed; the user has been told why.

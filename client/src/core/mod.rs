@@ -20,6 +20,7 @@ pub(crate) mod command;
 mod effect;
 mod event;
 mod input;
+mod keepalive;
 pub(crate) mod output;
 mod peer_link;
 mod resume;

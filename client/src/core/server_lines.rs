@@ -82,6 +82,7 @@ fn last_param(msg: &Message) -> &str {
 impl State {
     /// One line from the server.
     pub(super) fn on_message(&mut self, msg: &Message) -> Vec<Effect> {
+        self.keepalive.heard(std::time::Instant::now());
         let last = last_param(msg);
         let cmd = msg.command.to_ascii_uppercase();
         match cmd.as_str() {

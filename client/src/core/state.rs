@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use huddle_protocol::Message;
 
 use super::effect::{error, info, Effect};
+use super::keepalive::Keepalive;
 use super::peer_link::{Announce, DialFailure, Peers};
 use super::resume::Resume;
 use super::Fingerprint;
@@ -105,6 +106,8 @@ pub(crate) struct State {
     pub(super) account_tags: bool,
     /// What survives a lost connection: credentials, rooms, the last message seen.
     pub(crate) resume: Resume,
+    /// When the server was last heard from: a silent connection is checked, then dropped.
+    pub(crate) keepalive: Keepalive,
 }
 
 impl State {
@@ -158,6 +161,7 @@ impl State {
             resume: std::mem::take(&mut self.resume),
             ..State::with_peers(self.peers.fresh())
         };
+        self.keepalive.heard(Instant::now());
         vec![
             Effect::Send(Message::new("CAP", ["LS", "302"])),
             Effect::Send(Message::new(

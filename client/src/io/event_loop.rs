@@ -134,6 +134,7 @@ impl App {
             .into_iter()
             .chain(self.client.state.peers.next_deadline())
             .chain(self.client.state.resume.due())
+            .chain(self.client.state.keepalive.due())
             .min();
         match wake {
             Some(d) => self
@@ -191,6 +192,9 @@ impl App {
         }
         if self.client.state.resume.due().is_some_and(|d| d <= now) {
             self.handle(Event::Reconnect(now));
+        }
+        if self.client.state.keepalive.due().is_some_and(|d| d <= now) {
+            self.handle(Event::Keepalive(now));
         }
     }
 
