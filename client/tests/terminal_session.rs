@@ -1,7 +1,7 @@
 //! The session half of the terminal client, with the real `huddle` binary in a real terminal
 //! (a private `tmux` server per test, 120x40): the certificate question before any password,
-//! a refused certificate ending the program with status 4, and a server restart survived
-//! without typing.
+//! a refused certificate ending the program with status 4, a server restart survived without
+//! typing, `/pm` labelled both ways, and a late acknowledgement of a direct message.
 //!
 //! Every wait reads the screen until the expected text shows, bounded by the kit's
 //! deadline; nothing sleeps to synchronise.
@@ -252,4 +252,64 @@ fn a_server_restart_is_survived_without_typing() {
     // Typing carries on in #dev.
     t.type_line("say back again");
     bob.expect_by("alice's line", |l| l.ends_with("PRIVMSG #dev :back again"));
+}
+
+#[test]
+fn pm_reaches_a_stock_client_and_is_labelled_on_screen() {
+    let server = TestServer::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = server_args(&server);
+    args.extend(["--ca".into(), server.cert_path().display().to_string()]);
+    let t = Terminal::start("pm", &tmp.path().join("known"), &args);
+    t.wait_for("huddle>");
+    t.type_line(&format!("register alice {PW}"));
+    t.wait_for("-- joined #lobby");
+    let mut carol = server.user_with_caps("carol", "sasl draft/account-registration");
+
+    t.type_line("msg carol are you there?");
+    t.wait_for("/pm carol TEXT sends it through the server");
+    t.type_line("/pm carol lunch at noon?");
+    t.wait_for("[via server to carol] <alice> lunch at noon?");
+    let got = carol.expect_by("alice's message", |l| l.contains(" PRIVMSG carol "));
+    assert!(got.ends_with("PRIVMSG carol :lunch at noon?"), "{got}");
+    carol.send("PRIVMSG alice :sure");
+    t.wait_for("[via server] <carol> sure");
+}
+
+#[test]
+fn a_late_acknowledgement_is_reported_and_the_message_shown_once() {
+    let server = TestServer::start(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let mut args = server_args(&server);
+    args.extend([
+        "--ca".into(),
+        server.cert_path().display().to_string(),
+        "--peer-timeout".into(),
+        "1".into(),
+    ]);
+    let t = Terminal::start("late", &tmp.path().join("known"), &args);
+    t.wait_for("huddle>");
+    t.type_line(&format!("register alice {PW}"));
+    t.wait_for("-- joined #lobby");
+    let mut bob = huddle_testkit::CliClient::logged_in(&server, "bob", &[]);
+    t.type_line("msg bob hi");
+    t.wait_for("-- delivered to bob (direct)");
+    bob.expect("[direct] <alice> hi");
+
+    {
+        let _paused = huddle_testkit::Paused::stop(bob.pid());
+        t.type_line("msg bob are you there?");
+        t.wait_for("[direct to bob] <alice> are you there?");
+        t.wait_for("!! bob did not acknowledge the message within 1 s");
+    }
+    t.wait_for("-- delivered to bob (late)");
+    bob.expect("[direct] <alice> are you there?");
+    bob.send("who");
+    bob.expect_prefix("-- online (2)");
+    let shown = bob
+        .seen()
+        .iter()
+        .filter(|l| l.as_str() == "[direct] <alice> are you there?")
+        .count();
+    assert_eq!(shown, 1);
 }
