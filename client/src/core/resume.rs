@@ -232,7 +232,11 @@ impl State {
                     current,
                 }
             }
-            _ => return Vec::new(),
+            phase => {
+                // A connection that never logged in changes nothing.
+                self.resume.phase = phase;
+                return Vec::new();
+            }
         };
         if self.resume.refused || self.resume.credentials.is_none() {
             self.resume = Resume::default();
@@ -544,6 +548,36 @@ mod tests {
             ["-- stopped reconnecting"]
         );
         assert_eq!(st.resume.due(), None);
+
+        // Logging in by hand during the back-off replaces it.
+        st.on_command(Command::Login {
+            name: Some("alice".into()),
+            password: Some("secret pw".into()),
+        });
+        log_in(&mut st);
+        st.on_message(&m(":alice!a@h JOIN #lobby"));
+        st.on_closed(None);
+        assert!(st.resume.waiting());
+        let fx = st.on_command(Command::Login {
+            name: Some("alice".into()),
+            password: Some("secret pw".into()),
+        });
+        assert_eq!(fx[0], Effect::Connect);
+        assert!(!st.resume.waiting());
+
+        // A connection that closes before logging in leaves a waiting resume alone.
+        st.on_closed(None);
+        st.on_command(Command::Login {
+            name: Some("alice".into()),
+            password: Some("secret pw".into()),
+        });
+        log_in(&mut st);
+        st.on_message(&m(":alice!a@h JOIN #lobby"));
+        st.on_closed(None);
+        assert!(st.resume.waiting());
+        st.on_connected();
+        st.on_closed(None);
+        assert!(st.resume.waiting());
     }
 
     #[test]

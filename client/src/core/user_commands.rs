@@ -34,6 +34,8 @@ impl State {
         let (Some(account), Some(password)) = (name, password) else {
             return vec![error("usage: register NAME PASSWORD")];
         };
+        // Logging in by hand replaces a reconnection that waits.
+        self.stop_resuming();
         if let Err(why) = password_rules(&password) {
             return vec![error(format!("registration failed: {why}"))];
         }
@@ -55,6 +57,7 @@ impl State {
         let (Some(account), Some(password)) = (name, password) else {
             return vec![error("usage: login NAME PASSWORD")];
         };
+        self.stop_resuming();
         let payload = sasl::chunks(&sasl::encode_plain(&account, &password));
         self.resume.logging_in(&account, &password);
         self.account = Some(account.clone());
