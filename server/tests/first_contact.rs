@@ -72,6 +72,9 @@ fn logins_and_registrations_are_logged_without_passwords() {
     let r = taken.register("alice", PW);
     assert!(r.is("FAIL"), "{r}");
     s.wait_for_log("failed registration: \"alice\" from 127.0.0.1: Account name already taken");
+    let r = taken.register("dave", "short");
+    assert!(r.is("FAIL"), "{r}");
+    s.wait_for_log("failed registration: \"dave\" from 127.0.0.1: ");
     let log = s.stderr_log();
     assert!(!log.contains(PW), "a password reached the log:\n{log}");
     assert!(!log.contains("not-the-password"), "{log}");

@@ -98,7 +98,7 @@ impl std::error::Error for CommandError {}
 /// The help text, one command per line.
 pub(super) const HELP: &str = "\
 commands:
-  register [NAME] [PASSWORD]  create an account (asks for what is missing)
+  register [NAME] [PASSWORD]  create an account and log in (asks for what is missing)
   login [NAME] [PASSWORD]     log in and join #lobby (asks for what is missing)
   logout                      end the session; you stay in huddle
   say TEXT                    send TEXT to the current room

@@ -239,6 +239,7 @@ pub(super) fn register(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
     let checked = validate_name(&account).and_then(|()| validate_password(password));
     if let Err(e) = checked {
         let (code, text) = register_error(&e);
+        account_log::registration_failed(s.peer_ip, &account, &text);
         fail_register(s, ctx, code, &account, &text);
         return;
     }
