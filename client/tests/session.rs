@@ -91,3 +91,17 @@ fn a_server_restart_is_survived_with_the_missed_messages_shown_once() {
         assert_eq!(shown, 1, "{text:?} shown {shown} times: {lines:#?}");
     }
 }
+
+#[test]
+fn an_idle_connection_closed_before_login_is_reopened_by_register() {
+    let server = TestServer::start(&["--login-timeout", "1"]);
+    let mut carol = CliClient::trusting(&server, "carol", &[]);
+    // Connected at start; the server closes a connection that does not log in in time.
+    carol.expect("-- disconnected: Closing link: login timeout; register or login connects again");
+    carol.send(&format!("register carol {}", huddle_testkit::PW));
+    carol.expect("-- registered carol");
+    carol.expect("-- logged in as carol");
+    let (status, lines) = carol.finish();
+    assert!(status.success());
+    assert!(!lines.iter().any(|l| l.starts_with("!!")), "{lines:?}");
+}
