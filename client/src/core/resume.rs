@@ -286,8 +286,8 @@ impl State {
         }
     }
 
-    /// The login of a resume was refused: stop, the user logs in by hand.
-    pub(super) fn resume_login_refused(&mut self) -> Vec<Effect> {
+    /// The login of a resume was refused or cancelled: stop, the user logs in by hand.
+    pub(super) fn abandon_resume(&mut self) -> Vec<Effect> {
         if !self.resume.connecting() {
             return Vec::new();
         }
@@ -603,6 +603,22 @@ mod tests {
         );
         st.on_closed(None);
         assert_eq!(st.resume.due(), None);
+
+        // Ctrl-C while logging in again stops it too.
+        log_in(&mut st);
+        st.on_message(&m(":alice!a@h JOIN #lobby"));
+        st.resume.logging_in("alice", "secret pw");
+        st.resume.logged_in();
+        st.on_closed(None);
+        st.on_reconnect(st.resume.due().unwrap());
+        assert_eq!(
+            shows(&st.on_interrupt()),
+            [
+                "-- login cancelled",
+                "-- stopped reconnecting: log in again"
+            ]
+        );
+        assert!(!st.resume.connecting() && st.resume.due().is_none());
 
         // A logout is not a loss.
         let mut st = State::default();

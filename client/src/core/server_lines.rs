@@ -236,7 +236,7 @@ impl State {
             self.op = None;
         }
         let mut fx = vec![error(format!("login failed: {why}"))];
-        fx.extend(self.resume_login_refused());
+        fx.extend(self.abandon_resume());
         fx
     }
 

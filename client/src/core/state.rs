@@ -284,7 +284,9 @@ impl State {
                 let what = op.what();
                 self.op = None;
                 self.peers.cancel();
-                vec![info(format!("{what} cancelled"))]
+                let mut fx = vec![info(format!("{what} cancelled"))];
+                fx.extend(self.abandon_resume());
+                fx
             }
             None => Vec::new(),
         }
