@@ -464,10 +464,15 @@ impl State {
             _ if arg.is_empty() => last.to_string(),
             _ => format!("{arg}: {last}"),
         };
+        let ends_login = matches!(self.op, Some(Op::Login { .. })) && self.op_fails_on_error();
         if joining || self.op_fails_on_error() {
             self.op = None;
         }
-        vec![error(text)]
+        let mut fx = vec![error(text)];
+        if ends_login {
+            fx.extend(self.abandon_resume());
+        }
+        fx
     }
 
     /// Whether an error reply ends the pending op: registration, and login until the
