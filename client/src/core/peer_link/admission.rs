@@ -145,8 +145,8 @@ impl Peers {
     fn outgoing_conn(&self) -> Option<u64> {
         use super::OutStage;
         match self.outgoing.as_ref()?.stage {
-            OutStage::Connecting { conn } | OutStage::Acks { conn, .. } => Some(conn),
-            OutStage::Lookup { .. } => None,
+            OutStage::Acks { conn, .. } => Some(conn),
+            OutStage::Lookup { .. } | OutStage::Connecting => None,
         }
     }
 

@@ -31,39 +31,57 @@ impl Peers {
 
     /// A dial failed.
     pub(crate) fn on_dial_failed(&mut self, conn: u64, failure: &DialFailure) -> Vec<Effect> {
-        let Some(c) = self.conns.remove(&conn) else {
+        let Some(c) = self.conns.get(&conn) else {
             return Vec::new();
         };
         if !self.is_connecting(conn) {
+            self.conns.remove(&conn);
             return Vec::new();
         }
-        let (to, addr) = (c.nick, c.addr);
-        let text = match failure {
-            DialFailure::Unreachable(why) => {
-                format!("cannot reach {to} directly at {addr}: {why} (the message was not sent)")
-            }
-            DialFailure::TimedOut => format!(
+        let (to, addr) = (c.nick.clone(), c.addr.clone());
+        let (why, text) = match failure {
+            DialFailure::Unreachable(why) => (
+                why.clone(),
+                format!("cannot reach {to} directly at {addr}: {why} (the message was not sent)"),
+            ),
+            DialFailure::TimedOut => ("timed out".to_string(), format!(
                 "cannot reach {to} directly at {addr}: no answer within {} s (the message was not sent)",
                 self.secs()
+            )),
+            DialFailure::WrongCertificate { seen } => (
+                format!("not {to}: another certificate ({})", huddle_trust::hex(seen)),
+                format!(
+                    "refused: the peer at {addr} did not prove it is {to} (certificate fingerprint \
+                     mismatch: it presented {}); nothing was sent",
+                    huddle_trust::hex(seen)
+                ),
             ),
-            DialFailure::WrongCertificate { seen } => format!(
-                "refused: the peer at {addr} did not prove it is {to} (certificate fingerprint \
-                 mismatch: it presented {}); nothing was sent",
-                huddle_trust::hex(seen)
+            DialFailure::BadSignature => (
+                format!("not {to}: {to}'s certificate without its key"),
+                format!(
+                    "refused: the peer at {addr} did not prove it is {to} (it presented {to}'s \
+                     certificate without signing with its key); nothing was sent"
+                ),
             ),
-            DialFailure::BadSignature => format!(
-                "refused: the peer at {addr} did not prove it is {to} (it presented {to}'s \
-                 certificate without signing with its key); nothing was sent"
-            ),
-            DialFailure::Tls(why) => format!(
-                "secure connection to {to} at {addr} failed: {why} (the message was not sent)"
+            DialFailure::Tls(why) => (
+                format!("TLS failed: {why}"),
+                format!(
+                    "secure connection to {to} at {addr} failed: {why} (the message was not sent)"
+                ),
             ),
         };
-        self.fail(text)
+        self.attempt_failed(conn, addr, why, text)
     }
 
+    /// `conn` is one of the connections tried for the message in progress.
     fn is_connecting(&self, conn: u64) -> bool {
-        matches!(&self.outgoing, Some(Outgoing { stage: OutStage::Connecting { conn: c }, .. }) if *c == conn)
+        matches!(
+            &self.outgoing,
+            Some(Outgoing {
+                stage: OutStage::Connecting,
+                ..
+            })
+        ) && self.in_attempt(conn)
     }
 
     /// The TLS handshake of an incoming connection is done (admitted by
@@ -111,13 +129,14 @@ impl Peers {
             return Vec::new();
         };
         let (to, addr) = (c.nick.clone(), c.addr.clone());
-        let text = if msg.is("PEERWELCOME") {
+        let (why, text) = if msg.is("PEERWELCOME") {
             c.stage = Stage::Open;
             c.deadline = None;
             let mut fx = Vec::new();
             if self.is_connecting(conn) {
+                fx = self.attempt_won(conn);
                 if let Some(mut out) = self.outgoing.take() {
-                    fx = self.transmit(&mut out, conn);
+                    fx.extend(self.transmit(&mut out, conn));
                     self.outgoing = Some(out);
                 }
             }
@@ -125,19 +144,25 @@ impl Peers {
             return fx;
         } else if msg.is("ERROR") {
             let why = msg.param(0).unwrap_or("no reason given");
-            format!(
-                "{to}'s client at {addr} refused the direct connection: {why}; nothing was sent"
+            (
+                format!("refused by the peer: {why}"),
+                format!(
+                    "{to}'s client at {addr} refused the direct connection: {why}; nothing was sent"
+                ),
             )
         } else {
-            format!(
-                "{to}'s client at {addr} answered {} instead of PEERWELCOME; nothing was sent",
-                msg.command
+            (
+                format!("answered {} instead of PEERWELCOME", msg.command),
+                format!(
+                    "{to}'s client at {addr} answered {} instead of PEERWELCOME; nothing was sent",
+                    msg.command
+                ),
             )
         };
         let connecting = self.is_connecting(conn);
         let mut out = vec![self.close(conn)];
         if connecting {
-            out.extend(self.fail(text));
+            out.extend(self.attempt_failed(conn, addr, why, text));
         }
         out
     }
@@ -287,7 +312,8 @@ impl Peers {
         }
         let to = out.to.clone();
         self.outgoing = None;
-        vec![info(format!("delivered to {to} (direct)"))]
+        let via = self.conns.get(&conn).map(|c| c.via).unwrap_or_default();
+        vec![info(format!("delivered to {to} ({})", via.describe()))]
     }
 
     /// A peer connection ended.
@@ -300,12 +326,14 @@ impl Peers {
         };
         let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
         match out.stage {
-            OutStage::Connecting { conn: oc } if oc == conn => {
+            OutStage::Connecting if self.in_attempt(conn) => {
                 let text = format!(
                     "{}'s client at {} closed the connection before accepting it{why}; nothing was sent",
                     c.nick, c.addr
                 );
-                self.fail(text)
+                self.outgoing = Some(out);
+                let why = format!("closed before accepting{why}");
+                self.attempt_failed(conn, c.addr, why, text)
             }
             OutStage::Acks { conn: oc, .. } if oc == conn => {
                 if out.reused {
@@ -342,6 +370,7 @@ impl Peers {
         }
         fx.extend(self.idle_expired(now));
         fx.extend(self.outgoing_expired(now));
+        fx.extend(self.attempt_progress(now));
         fx.extend(self.verify_waiting(now));
         fx
     }
@@ -416,16 +445,16 @@ impl Peers {
         }
         fx.push(self.close(conn));
         if connecting && role == Role::Dialer {
-            let text = match stage {
-                Stage::Greeting => format!(
+            let (why, text) = match stage {
+                Stage::Greeting => ("no welcome in time".to_string(), format!(
                     "{nick}'s client at {addr} did not accept the direct connection within {} s; nothing was sent",
                     self.secs()
-                ),
-                _ => format!(
+                )),
+                _ => ("timed out".to_string(), format!(
                     "cannot reach {nick} directly at {addr}: no answer in time (the message was not sent)"
-                ),
+                )),
             };
-            fx.extend(self.fail(text));
+            fx.extend(self.attempt_failed(conn, addr, why, text));
         }
         fx
     }

@@ -22,7 +22,8 @@
 //! message; `server_replies` handles the server's answers (`PEER`, `FAIL PEER`),
 //! `connections` what happens on the peer connections and their deadlines, `admission` which
 //! incoming connections and open links are kept when there are too many, and `verify_cache`
-//! how often the server is asked to vouch for a dialer.
+//! how often the server is asked to vouch for a dialer, and `reach` how a peer is reached
+//! across NATs (every endpoint at once, hole punching, the opt-in relay).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -38,9 +39,11 @@ use super::Fingerprint;
 
 mod admission;
 mod connections;
+mod reach;
 mod server_replies;
 mod verify_cache;
 
+use reach::{Nat, Via};
 use verify_cache::VerifyCache;
 
 /// Default bound on each step: server lookup, TCP connect, TLS handshake, greeting, ack.
@@ -118,6 +121,10 @@ struct Conn {
     /// The last line sent or received: idle links are closed.
     last_active: Instant,
     next_id: u64,
+    /// How the link was made.
+    via: Via,
+    /// Made answering the call (or relay request) with this token.
+    call: Option<String>,
 }
 
 impl Conn {
@@ -133,6 +140,8 @@ impl Conn {
             opened: now,
             last_active: now,
             next_id: 0,
+            via: Via::Direct,
+            call: None,
         }
     }
 
@@ -167,9 +176,8 @@ enum OutStage {
     Lookup {
         deadline: Instant,
     },
-    Connecting {
-        conn: u64,
-    },
+    /// Reaching the peer (see `reach`).
+    Connecting,
     Acks {
         conn: u64,
         pending: Vec<String>,
@@ -212,6 +220,8 @@ pub(crate) struct Peers {
     vouched: VerifyCache,
     /// Incoming connections waiting for a lookup token.
     unverified: Vec<u64>,
+    /// NAT traversal: what the server offers, our hints, the attempt under way.
+    nat: Nat,
 }
 
 impl Default for Peers {
@@ -262,6 +272,7 @@ impl Peers {
             outgoing: None,
             vouched: VerifyCache::default(),
             unverified: Vec::new(),
+            nat: Nat::default(),
         }
     }
 
@@ -269,6 +280,7 @@ impl Peers {
     pub(crate) fn fresh(&self) -> Peers {
         Peers {
             ids: self.ids.clone(),
+            nat: self.nat.fresh(),
             ..Peers::new(self.timeout)
         }
     }
@@ -299,7 +311,7 @@ impl Peers {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let out = self.outgoing.as_ref().and_then(|o| match o.stage {
             OutStage::Lookup { deadline } | OutStage::Acks { deadline, .. } => Some(deadline),
-            OutStage::Connecting { .. } => None,
+            OutStage::Connecting => None,
         });
         self.conns
             .values()
@@ -311,6 +323,7 @@ impl Peers {
                 Some(self.vouched.next_token())
             })
             .chain(out)
+            .chain(self.attempt_deadline())
             .min()
     }
 
@@ -331,10 +344,11 @@ impl Peers {
             Ok((port, fp)) => {
                 self.announce = Announce::Pending;
                 self.push_lookup(Lookup::Announce);
-                vec![Effect::Send(Message::new(
-                    "PEERADDR",
-                    [port.to_string(), huddle_trust::hex(&fp)],
-                ))]
+                let mut params = vec![port.to_string(), huddle_trust::hex(&fp)];
+                if !self.nat.hints.is_empty() {
+                    params.push(reach::join_endpoints(&self.nat.hints));
+                }
+                vec![Effect::Send(Message::new("PEERADDR", params))]
             }
             Err(e) => {
                 let fx = vec![error(format!("direct messages are unavailable: {e}"))];
@@ -379,7 +393,7 @@ impl Peers {
         let mut out = Outgoing {
             to: to.to_string(),
             parts,
-            stage: OutStage::Connecting { conn: 0 },
+            stage: OutStage::Connecting,
             reused: false,
         };
         let fx = match open {
@@ -428,15 +442,19 @@ impl Peers {
         fx
     }
 
-    /// Gives up the message in progress (Ctrl-C). Connections stay.
+    /// Gives up the message in progress (Ctrl-C). Open connections stay; the attempt to
+    /// reach the peer ends (its connections are closed as they report in).
     pub(crate) fn cancel(&mut self) -> Option<String> {
+        let _ = self.drop_attempt();
         self.outgoing.take().map(|o| o.to)
     }
 
-    /// Ends the message in progress with an error.
+    /// Ends the message in progress with an error (and the attempt to reach the peer).
     fn fail(&mut self, text: String) -> Vec<Effect> {
         self.outgoing = None;
-        vec![error(text)]
+        let mut fx = self.drop_attempt();
+        fx.push(error(text));
+        fx
     }
 
     fn close(&mut self, conn: u64) -> Effect {

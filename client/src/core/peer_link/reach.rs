@@ -1,0 +1,666 @@
+//! Reaching a peer across NATs: the one strategy every direct link goes through.
+//!
+//! Given the server's `PEER` answer (the peer's certificate fingerprint and every endpoint:
+//! its public mapping, the address the server sees, its local hints), [`Peers::reach`]:
+//!
+//! 1. dials every endpoint at once (happy eyeballs); each dial leaves from our listening
+//!    port, so our NAT's mapping for that port is the one the peer knows;
+//! 2. after [`CALL_AFTER`], or at once when every dial has failed, asks the server to ring
+//!    the peer (`PEERCALL <nick> <token>`): the peer dials back from its listening port to
+//!    our endpoints for a few seconds, which opens its NAT to our dials (TCP simultaneous
+//!    open) or reaches our listener if we are reachable;
+//! 3. after [`RELAY_AFTER`], only with `--allow-relay` and a server that offers one, asks
+//!    for the blind relay (`PEERRELAY <nick>`) and runs the usual TLS handshake and greeting
+//!    through it, end to end;
+//! 4. keeps the first connection whose greeting completes and closes the others; gives up
+//!    after [`PLAN_LIMIT`] (or as soon as nothing is left to try) with one error naming what
+//!    was tried.
+//!
+//! On every connection made for a call the caller is the TLS client. The callee side
+//! (answering `PEERCALL` and `PEERRELAY` from the server) is [`Peers::answer_call`] and
+//! [`Peers::answer_relay`].
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use huddle_protocol::Message;
+
+use super::admission::GREETING_TIMEOUT;
+use super::{same, Conn, OutStage, Peers, Role, Stage};
+use crate::core::effect::Effect;
+use crate::core::Fingerprint;
+
+/// The whole attempt: direct dials, hole punching and the relay.
+pub(super) const PLAN_LIMIT: Duration = Duration::from_secs(15);
+/// Direct dials alone for this long before the peer is rung.
+pub(super) const CALL_AFTER: Duration = Duration::from_millis(500);
+/// How long a ringing call may take to produce a link (the callee dials back for
+/// [`DIAL_BACK_WINDOW`]).
+pub(super) const CALL_WINDOW: Duration = Duration::from_secs(7);
+/// Direct attempts and hole punching alone for this long before the relay is asked for.
+pub(super) const RELAY_AFTER: Duration = Duration::from_secs(2);
+/// How long a callee keeps dialing back.
+pub(super) const DIAL_BACK_WINDOW: Duration = Duration::from_secs(5);
+/// Endpoints dialed per attempt, and per call answered.
+pub(super) const MAX_ENDPOINTS: usize = 8;
+/// Calls (and relay requests) answered at once; more are ignored until those end.
+pub(super) const MAX_ANSWERING: usize = 4;
+/// Local address hints announced.
+pub(super) const MAX_HINTS: usize = 8;
+
+/// How an open link was made, as the delivery line says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) enum Via {
+    /// One end dialed the other's endpoint.
+    #[default]
+    Direct,
+    /// Our dial and the callee's dial-back met (TCP simultaneous open through both NATs).
+    HolePunched,
+    /// The other end connected because a call asked it to: the callee's dial-back reached
+    /// our listener, or (on the callee) the dial-back we made.
+    DialBack,
+    /// Through the server's blind relay, end-to-end encrypted.
+    Relayed,
+}
+
+impl Via {
+    pub(super) fn describe(self) -> &'static str {
+        match self {
+            Via::Direct => "direct",
+            Via::HolePunched => "direct, hole punched",
+            Via::DialBack => "direct, dial-back",
+            Via::Relayed => "relayed, end-to-end encrypted",
+        }
+    }
+}
+
+/// One of the later steps of an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Step {
+    /// Not yet: due at this moment.
+    Due(Instant),
+    /// Asked the server; waiting until this moment.
+    Asked(Instant),
+    /// Over, or never possible: why, for the error.
+    Over(String),
+}
+
+/// What the server offers and this client allows, and the attempt under way.
+#[derive(Debug, Default)]
+pub(super) struct Nat {
+    /// `--allow-relay`.
+    pub(super) allow_relay: bool,
+    /// The server rings peers (`PEERCALL` in ISUPPORT).
+    pub(super) calls: bool,
+    /// The server's relay port (`PEERRELAY=<port>` in ISUPPORT).
+    pub(super) relay_port: Option<u16>,
+    /// Where else our listener can be reached (announced with `PEERADDR`).
+    pub(super) hints: Vec<SocketAddr>,
+    pub(super) attempt: Option<Attempt>,
+    tokens: u64,
+}
+
+impl Nat {
+    /// The same configuration for a new session; nothing learnt from the server.
+    pub(super) fn fresh(&self) -> Nat {
+        Nat {
+            allow_relay: self.allow_relay,
+            hints: self.hints.clone(),
+            tokens: self.tokens,
+            ..Nat::default()
+        }
+    }
+
+    /// A fresh call token: 32 hex digits from the process's random hash keys.
+    fn token(&mut self) -> String {
+        self.tokens += 1;
+        let mut out = String::with_capacity(32);
+        for half in 0..2u64 {
+            let mut h = RandomState::new().build_hasher();
+            h.write_u64(self.tokens);
+            h.write_u64(half);
+            h.write_u128(Instant::now().elapsed().as_nanos());
+            out.push_str(&format!("{:016x}", h.finish()));
+        }
+        out
+    }
+}
+
+/// Reaching one peer.
+#[derive(Debug)]
+pub(super) struct Attempt {
+    nick: String,
+    fp: Fingerprint,
+    endpoints: Vec<SocketAddr>,
+    deadline: Instant,
+    /// Connections still being tried.
+    pub(super) conns: Vec<u64>,
+    /// Direct failures: why, and where.
+    direct: Vec<(String, String)>,
+    /// The full error of the last direct failure, for an attempt that had nothing else.
+    last_text: Option<String>,
+    call: Step,
+    token: Option<String>,
+    relay: Step,
+}
+
+/// The endpoints of a `PEER` reply: the trailing list, else `<ip>:<port>`; deduplicated.
+pub(super) fn endpoints(msg: &Message, primary: SocketAddr) -> Vec<SocketAddr> {
+    let mut out: Vec<SocketAddr> = Vec::new();
+    let listed = msg
+        .param(4)
+        .unwrap_or("")
+        .split(' ')
+        .filter_map(|e| e.parse().ok());
+    for addr in listed.chain(std::iter::once(primary)) {
+        if !out.contains(&addr) && out.len() < MAX_ENDPOINTS && addr.port() != 0 {
+            out.push(addr);
+        }
+    }
+    out
+}
+
+/// A list of `ip:port` (the trailing parameter of several extension commands).
+pub(super) fn join_endpoints(addrs: &[SocketAddr]) -> String {
+    addrs
+        .iter()
+        .map(SocketAddr::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+impl Peers {
+    /// Sets `--allow-relay`.
+    pub(crate) fn allow_relay(&mut self, allow: bool) {
+        self.nat.allow_relay = allow;
+    }
+
+    /// Our local endpoints, announced with the next `PEERADDR`.
+    pub(crate) fn set_hints(&mut self, hints: Vec<SocketAddr>) {
+        self.nat.hints = hints.into_iter().take(MAX_HINTS).collect();
+    }
+
+    /// `005` tokens: `PEERCALL`, `PEERRELAY=<port>`.
+    pub(crate) fn on_isupport(&mut self, msg: &Message) {
+        let tokens = msg
+            .params
+            .iter()
+            .skip(1)
+            .take(msg.params.len().saturating_sub(2));
+        for t in tokens {
+            let (key, value) = t.split_once('=').unwrap_or((t, ""));
+            if key.eq_ignore_ascii_case("PEERCALL") {
+                self.nat.calls = true;
+            } else if key.eq_ignore_ascii_case("PEERRELAY") {
+                self.nat.relay_port = value.parse().ok().filter(|&p| p != 0);
+            }
+        }
+    }
+
+    /// Starts reaching `nick` (as the server spells it) at `endpoints`, pinned to `fp`.
+    pub(super) fn reach(
+        &mut self,
+        nick: &str,
+        endpoints: Vec<SocketAddr>,
+        fp: Fingerprint,
+    ) -> Vec<Effect> {
+        let mut fx = self.drop_attempt();
+        let now = Instant::now();
+        let relay = if !self.nat.allow_relay {
+            Step::Over("not allowed (start with --allow-relay)".into())
+        } else if self.nat.relay_port.is_none() {
+            Step::Over("the server offers none".into())
+        } else {
+            Step::Due(now + RELAY_AFTER)
+        };
+        let call = if self.nat.calls {
+            Step::Due(now + CALL_AFTER)
+        } else {
+            Step::Over("the server does not offer it".into())
+        };
+        let mut attempt = Attempt {
+            nick: nick.to_string(),
+            fp,
+            endpoints: endpoints.clone(),
+            deadline: now + PLAN_LIMIT,
+            conns: Vec::new(),
+            direct: Vec::new(),
+            last_text: None,
+            call,
+            token: None,
+            relay,
+        };
+        for addr in endpoints {
+            let conn = self.ids.next();
+            let mut c = Conn::new(Role::Dialer, Stage::Dialing, nick, addr.to_string(), now);
+            c.deadline = Some(attempt.deadline);
+            self.conns.insert(conn, c);
+            attempt.conns.push(conn);
+            fx.push(Effect::PeerDial {
+                conn,
+                addr,
+                fingerprint: fp,
+            });
+        }
+        self.nat.attempt = Some(attempt);
+        if let Some(o) = &mut self.outgoing {
+            o.to = nick.to_string();
+            o.stage = OutStage::Connecting;
+        }
+        fx.extend(self.attempt_progress(now));
+        fx
+    }
+
+    /// Connection `conn` is one of the attempt's.
+    pub(super) fn in_attempt(&self, conn: u64) -> bool {
+        self.nat
+            .attempt
+            .as_ref()
+            .is_some_and(|a| a.conns.contains(&conn))
+    }
+
+    /// The attempt's connection `conn` (to `addr`) failed before its greeting completed:
+    /// `why` for the summary, `text` the whole story should it be the only thing tried.
+    pub(super) fn attempt_failed(
+        &mut self,
+        conn: u64,
+        addr: String,
+        why: String,
+        text: String,
+    ) -> Vec<Effect> {
+        let Some(a) = &mut self.nat.attempt else {
+            return Vec::new();
+        };
+        a.conns.retain(|&c| c != conn);
+        self.conns.remove(&conn);
+        a.direct.push((why, addr));
+        a.last_text = Some(text);
+        self.attempt_progress(Instant::now())
+    }
+
+    /// The attempt's connection `conn` completed its greeting: it wins, the others close.
+    pub(super) fn attempt_won(&mut self, conn: u64) -> Vec<Effect> {
+        let Some(a) = self.nat.attempt.take() else {
+            return Vec::new();
+        };
+        let mut fx = Vec::new();
+        for other in a.conns.into_iter().filter(|&c| c != conn) {
+            fx.push(self.close(other));
+        }
+        if let Some(token) = a.token {
+            fx.push(Effect::PeerForgetCallback { token });
+        }
+        fx
+    }
+
+    /// Ends the attempt under way, closing what it still tries.
+    pub(super) fn drop_attempt(&mut self) -> Vec<Effect> {
+        let Some(a) = self.nat.attempt.take() else {
+            return Vec::new();
+        };
+        let mut fx: Vec<Effect> = a.conns.into_iter().map(|c| self.close(c)).collect();
+        if let Some(token) = a.token {
+            fx.push(Effect::PeerForgetCallback { token });
+        }
+        fx
+    }
+
+    /// When the attempt next has something to do.
+    pub(super) fn attempt_deadline(&self) -> Option<Instant> {
+        let a = self.nat.attempt.as_ref()?;
+        let step = |s: &Step| match s {
+            Step::Due(t) | Step::Asked(t) => Some(*t),
+            Step::Over(_) => None,
+        };
+        [Some(a.deadline), step(&a.call), step(&a.relay)]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Moves the attempt on at `now`: rings the peer, asks for the relay, marks steps that
+    /// ran out, and gives up when nothing is left.
+    pub(super) fn attempt_progress(&mut self, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let Some(a) = &mut self.nat.attempt else {
+            return fx;
+        };
+        let mut late = Vec::new();
+        if now >= a.deadline {
+            if !a.conns.is_empty() {
+                a.direct.push(("timed out".into(), String::new()));
+            }
+            late = std::mem::take(&mut a.conns);
+            for step in [&mut a.call, &mut a.relay] {
+                if !matches!(step, Step::Over(_)) {
+                    *step = Step::Over("no link in time".into());
+                }
+            }
+        }
+        let call_due = match a.call {
+            Step::Due(t) => t <= now || a.conns.is_empty(),
+            _ => false,
+        };
+        for conn in late {
+            fx.push(self.close(conn));
+        }
+        if call_due {
+            let token = self.nat.token();
+            let Some(a) = self.nat.attempt.as_mut() else {
+                return fx;
+            };
+            a.call = Step::Asked(now + CALL_WINDOW);
+            a.token = Some(token.clone());
+            fx.push(Effect::PeerExpectCallback {
+                token: token.clone(),
+                fingerprint: a.fp,
+            });
+            fx.push(Effect::Send(Message::new(
+                "PEERCALL",
+                [a.nick.as_str(), token.as_str()],
+            )));
+        }
+        let Some(a) = &mut self.nat.attempt else {
+            return fx;
+        };
+        if matches!(a.call, Step::Asked(t) if t <= now) {
+            a.call = Step::Over("no answer".into());
+        }
+        if matches!(a.relay, Step::Due(t) if t <= now) {
+            a.relay = Step::Asked(a.deadline);
+            fx.push(Effect::Send(Message::new("PEERRELAY", [a.nick.as_str()])));
+        }
+        let done = a.conns.is_empty()
+            && matches!(a.call, Step::Over(_))
+            && matches!(a.relay, Step::Over(_) | Step::Due(_));
+        if done {
+            fx.extend(self.attempt_exhausted());
+        }
+        fx
+    }
+
+    /// Nothing is left to try: the message fails with what was tried.
+    fn attempt_exhausted(&mut self) -> Vec<Effect> {
+        let Some(a) = &self.nat.attempt else {
+            return Vec::new();
+        };
+        let only_direct = a.direct.len() <= 1
+            && a.endpoints.len() <= 1
+            && a.token.is_none()
+            && !matches!(a.relay, Step::Asked(_));
+        let text = match (&a.last_text, only_direct) {
+            (Some(t), true) => t.clone(),
+            _ => a.summary(),
+        };
+        let mut fx = self.drop_attempt();
+        fx.extend(self.fail(text));
+        fx
+    }
+
+    /// The server rang: `PEERCALL <nick> <token> :ringing`.
+    pub(super) fn on_call_ringing(&mut self, msg: &Message) -> Vec<Effect> {
+        let ours = self.nat.attempt.as_ref().is_some_and(|a| {
+            msg.param(0).is_some_and(|n| same(n, &a.nick)) && a.token.as_deref() == msg.param(1)
+        });
+        if ours {
+            log::info!("the server rings {}", msg.param(0).unwrap_or(""));
+        }
+        Vec::new()
+    }
+
+    /// `FAIL PEERCALL|PEERRELAY <code> <nick> :text` for the attempt under way.
+    pub(super) fn on_step_refused(&mut self, relay: bool, msg: &Message) -> Vec<Effect> {
+        let code = msg.param(1).unwrap_or("");
+        let nick = msg.param(2).unwrap_or("");
+        let text = msg.params.last().map(String::as_str).unwrap_or("");
+        let Some(a) = &mut self.nat.attempt else {
+            return Vec::new();
+        };
+        if !same(nick, &a.nick) {
+            return Vec::new();
+        }
+        let why = match code {
+            "NO_SUCH_NICK" => format!("{nick} is not online"),
+            "NO_ENDPOINT" => format!("{nick} has no endpoint"),
+            "RATE_LIMITED" => "refused by the server: too many attempts, try again shortly".into(),
+            "DISABLED" => "the server offers none".into(),
+            "LIMIT" => "refused by the server: too many relayed links".into(),
+            _ => format!("refused by the server ({code}: {text})"),
+        };
+        let mut fx = Vec::new();
+        if relay {
+            a.relay = Step::Over(why);
+        } else {
+            a.call = Step::Over(why);
+            if let Some(token) = a.token.clone() {
+                fx.push(Effect::PeerForgetCallback { token });
+            }
+        }
+        fx.extend(self.attempt_progress(Instant::now()));
+        fx
+    }
+
+    /// The relay is ready for us: `PEERRELAY <nick> <token>`; we are its TLS client.
+    pub(super) fn on_relay_ready(&mut self, msg: &Message) -> Vec<Effect> {
+        let (Some(nick), Some(token)) = (msg.param(0), msg.param(1)) else {
+            return Vec::new();
+        };
+        let (Some(port), Some(a)) = (self.nat.relay_port, &mut self.nat.attempt) else {
+            return Vec::new();
+        };
+        if !same(nick, &a.nick) || !matches!(a.relay, Step::Asked(_)) {
+            return Vec::new();
+        }
+        a.relay = Step::Over("the relayed link failed".into());
+        let conn = self.ids.next();
+        let now = Instant::now();
+        let mut c = Conn::new(
+            Role::Dialer,
+            Stage::Dialing,
+            &a.nick,
+            "the relay".into(),
+            now,
+        );
+        c.deadline = Some(a.deadline);
+        c.via = Via::Relayed;
+        a.conns.push(conn);
+        let fingerprint = a.fp;
+        self.conns.insert(conn, c);
+        vec![Effect::PeerRelay {
+            conn,
+            port,
+            token: token.to_string(),
+            expect: Some(fingerprint),
+        }]
+    }
+
+    /// A connection began with the dial-back preamble of the call `token`: on one of our
+    /// dials (the two dials met), or on our listener (then it becomes one of the attempt's
+    /// connections, and we are its TLS client).
+    pub(crate) fn on_callback(&mut self, conn: u64, token: &str, on_listener: bool) -> Vec<Effect> {
+        let ours = self
+            .nat
+            .attempt
+            .as_ref()
+            .is_some_and(|a| a.token.as_deref() == Some(token));
+        if !ours {
+            return vec![self.close(conn)];
+        }
+        let Some(a) = &mut self.nat.attempt else {
+            return Vec::new();
+        };
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return vec![Effect::PeerClose { conn }];
+        };
+        if on_listener {
+            if c.role != Role::Responder || c.stage != Stage::Handshaking {
+                return vec![self.close(conn)];
+            }
+            c.role = Role::Dialer;
+            c.stage = Stage::Dialing;
+            c.nick = a.nick.clone();
+            c.deadline = Some(a.deadline);
+            c.via = Via::DialBack;
+            a.conns.push(conn);
+        } else if a.conns.contains(&conn) {
+            c.via = Via::HolePunched;
+        }
+        Vec::new()
+    }
+
+    /// The server rings us: `:alice!... PEERCALL alice <token> <fp> :<endpoints>`. We dial
+    /// back from our listening port to each endpoint for a few seconds, send the preamble,
+    /// and are the TLS server; the greeting is checked as on any incoming connection.
+    pub(super) fn answer_call(&mut self, msg: &Message) -> Vec<Effect> {
+        let (Some(from), Some(token)) = (msg.param(0), msg.param(1)) else {
+            return Vec::new();
+        };
+        if self.me.is_none() || !valid_token(token) || self.answering() >= MAX_ANSWERING {
+            log::info!("not answering a call from {from}");
+            return Vec::new();
+        }
+        let addrs = msg
+            .param(3)
+            .unwrap_or("")
+            .split(' ')
+            .filter_map(|e| e.parse().ok());
+        let mut seen: Vec<SocketAddr> = Vec::new();
+        let now = Instant::now();
+        let mut fx = Vec::new();
+        for addr in addrs {
+            if seen.contains(&addr) || seen.len() >= MAX_ENDPOINTS {
+                continue;
+            }
+            seen.push(addr);
+            let conn = self.ids.next();
+            let mut c = Conn::new(
+                Role::Responder,
+                Stage::Handshaking,
+                "",
+                addr.to_string(),
+                now,
+            );
+            c.ip = Some(addr.ip());
+            c.deadline = Some(now + DIAL_BACK_WINDOW + GREETING_TIMEOUT.min(self.timeout));
+            c.call = Some(token.to_string());
+            c.via = Via::DialBack;
+            self.conns.insert(conn, c);
+            fx.push(Effect::PeerDialBack {
+                conn,
+                addr,
+                token: token.to_string(),
+            });
+        }
+        log::info!("{from} calls: dialing back to {} endpoints", seen.len());
+        fx
+    }
+
+    /// The server asks us to meet `alice` at the relay: `:alice!... PEERRELAY alice <token>
+    /// <fp>`. Only with `--allow-relay`; we are the TLS server.
+    pub(super) fn answer_relay(&mut self, msg: &Message) -> Vec<Effect> {
+        let (Some(from), Some(token)) = (msg.param(0), msg.param(1)) else {
+            return Vec::new();
+        };
+        let Some(port) = self.nat.relay_port else {
+            return Vec::new();
+        };
+        if !self.nat.allow_relay || self.me.is_none() || self.answering() >= MAX_ANSWERING {
+            log::info!("not meeting {from} at the relay (not allowed, or busy)");
+            return Vec::new();
+        }
+        let conn = self.ids.next();
+        let now = Instant::now();
+        let mut c = Conn::new(
+            Role::Responder,
+            Stage::Handshaking,
+            "",
+            "the relay".into(),
+            now,
+        );
+        c.deadline = Some(now + self.timeout);
+        c.call = Some(token.to_string());
+        c.via = Via::Relayed;
+        self.conns.insert(conn, c);
+        vec![Effect::PeerRelay {
+            conn,
+            port,
+            token: token.to_string(),
+            expect: None,
+        }]
+    }
+
+    /// Calls and relay requests we answer that have not produced a link yet.
+    fn answering(&self) -> usize {
+        let mut tokens: Vec<&str> = self
+            .conns
+            .values()
+            .filter(|c| c.stage != Stage::Open)
+            .filter_map(|c| c.call.as_deref())
+            .collect();
+        tokens.sort_unstable();
+        tokens.dedup();
+        tokens.len()
+    }
+
+    /// Link `conn`, made answering a call, is open: the other dial-backs of that call stop.
+    pub(super) fn call_answered(&mut self, conn: u64) -> Vec<Effect> {
+        let Some(token) = self.conns.get(&conn).and_then(|c| c.call.clone()) else {
+            return Vec::new();
+        };
+        let siblings: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(&id, c)| {
+                id != conn && c.stage != Stage::Open && c.call.as_deref() == Some(&token)
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        siblings.into_iter().map(|id| self.close(id)).collect()
+    }
+}
+
+fn valid_token(token: &str) -> bool {
+    (16..=64).contains(&token.len()) && token.bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+impl Attempt {
+    /// `cannot reach bob: direct: timed out (…); hole punching: no answer; relay: not allowed`.
+    fn summary(&self) -> String {
+        let mut reasons: Vec<(String, Vec<&str>)> = Vec::new();
+        for (why, addr) in &self.direct {
+            match reasons.iter_mut().find(|(w, _)| w == why) {
+                Some((_, addrs)) => addrs.push(addr),
+                None => reasons.push((why.clone(), vec![addr.as_str()])),
+            }
+        }
+        let direct = if reasons.is_empty() {
+            "nothing to dial".to_string()
+        } else {
+            reasons
+                .iter()
+                .map(|(why, addrs)| {
+                    let addrs: Vec<&str> =
+                        addrs.iter().copied().filter(|a| !a.is_empty()).collect();
+                    if addrs.is_empty() {
+                        why.clone()
+                    } else {
+                        format!("{why} ({})", addrs.join(", "))
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let step = |s: &Step| match s {
+            Step::Over(why) => why.clone(),
+            Step::Due(_) | Step::Asked(_) => "not tried".to_string(),
+        };
+        format!(
+            "cannot reach {}: direct: {direct}; hole punching: {}; relay: {} (the message was not sent)",
+            self.nick,
+            step(&self.call),
+            step(&self.relay)
+        )
+    }
+}
