@@ -86,7 +86,8 @@ pub trait Deliver {
     /// Queue one serialised line (with `\r\n`) for client `to` (a client that cannot take it
     /// may be closed, with a context from `state`).
     fn send(&mut self, state: &mut HandlerState, to: ClientId, line: &str);
-    /// Close client `id`: `ERROR :<error>` to it, `quit` to its room mates (through
+    /// Close client `id`: `ERROR :<error>` to it (nothing if `error` is empty), `quit` to
+    /// its room mates (through
     /// [`crate::irc::dispatch::disconnect`] with a context from `state`).
     fn close(&mut self, state: &mut HandlerState, id: ClientId, error: &str, quit: &str);
 }

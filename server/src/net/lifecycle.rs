@@ -80,6 +80,8 @@ impl Server {
                 self.sweep(now);
                 self.state.guards_mut().ip.prune(now);
                 self.state.guards_mut().logins.prune(now);
+                self.state.guards_mut().calls.prune(now);
+                self.state.guards_mut().relays.prune(now);
                 self.state.expire_history(self.config.history_expire, now);
                 next_sweep = now + tick;
             }

@@ -73,6 +73,8 @@ impl Server {
         let guards = Guards {
             ip: IpLimits::new(config.ip_policy.clone()),
             logins: LoginGuard::new(config.login_failures),
+            calls: crate::guards::peer_calls::CallLimiter::new(),
+            relays: crate::guards::peer_calls::CallLimiter::new(),
         };
         let (done_tx, completions) = crossbeam_channel::unbounded();
         let workers = WorkerPool::start(
