@@ -82,10 +82,16 @@ fn reusable(addr: &SocketAddr) -> io::Result<Socket> {
     Ok(sock)
 }
 
-/// A listener on `addr` whose port outbound sockets may share.
+/// A listener on `addr` whose port outbound sockets may share. It binds before it allows
+/// sharing, so a port another program holds is still refused ("address already in use").
 pub(super) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
-    let sock = reusable(&addr)?;
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    sock.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
     sock.bind(&SockAddr::from(addr))?;
+    sock.set_reuse_port(true)?;
     sock.listen(128)?;
     Ok(sock.into())
 }
@@ -227,6 +233,9 @@ mod tests {
         // The listener still accepts.
         let _c = TcpStream::connect(local).unwrap();
         listener.accept().unwrap();
+        // A port already taken is refused.
+        let err = listen(local).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
     }
 
     #[test]

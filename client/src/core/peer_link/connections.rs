@@ -49,7 +49,11 @@ impl Peers {
                 self.secs()
             )),
             DialFailure::WrongCertificate { seen } => (
-                format!("not {to}: another certificate ({})", huddle_trust::hex(seen)),
+                format!(
+                    "refused: the peer did not prove it is {to} (certificate fingerprint \
+                     mismatch: it presented {})",
+                    huddle_trust::hex(seen)
+                ),
                 format!(
                     "refused: the peer at {addr} did not prove it is {to} (certificate fingerprint \
                      mismatch: it presented {}); nothing was sent",
@@ -57,7 +61,10 @@ impl Peers {
                 ),
             ),
             DialFailure::BadSignature => (
-                format!("not {to}: {to}'s certificate without its key"),
+                format!(
+                    "refused: the peer did not prove it is {to} (it presented {to}'s \
+                     certificate without signing with its key)"
+                ),
                 format!(
                     "refused: the peer at {addr} did not prove it is {to} (it presented {to}'s \
                      certificate without signing with its key); nothing was sent"

@@ -664,3 +664,7 @@ impl Attempt {
         )
     }
 }
+
+#[cfg(test)]
+#[path = "reach_tests.rs"]
+mod tests;
