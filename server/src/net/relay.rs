@@ -328,16 +328,12 @@ fn valid_token(t: &str) -> bool {
     t.len() == 32 && t.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
-impl Server {
+impl Relay {
     /// Accepts every waiting relay connection.
-    pub(super) fn relay_accept(&mut self) {
-        let Some(relay) = self.relay.as_mut() else {
-            return;
-        };
-        let registry = &self.clients.registry;
+    pub(super) fn accept_all(&mut self, registry: &Registry) {
         loop {
-            match relay.listener.accept() {
-                Ok((stream, peer)) => relay.admit(registry, stream, peer),
+            match self.listener.accept() {
+                Ok((stream, peer)) => self.admit(registry, stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -350,48 +346,38 @@ impl Server {
     }
 
     /// A readiness event on relay socket `key` (its token less [`RELAY_BASE`]).
-    pub(super) fn relay_event(&mut self, key: usize) {
-        let now = Instant::now();
-        let book = &mut self.state.chat_mut().relays;
-        let Some(relay) = self.relay.as_mut() else {
-            return;
-        };
-        let registry = &self.clients.registry;
-        match relay.socks.get(key) {
-            Some(Sock::Half(_)) => relay.half_event(registry, book, key, now),
-            Some(&Sock::Linked(link)) => relay.pump(registry, book, link, now),
+    pub(super) fn on_event(
+        &mut self,
+        registry: &Registry,
+        book: &mut RelayBook,
+        key: usize,
+        now: Instant,
+    ) {
+        match self.socks.get(key) {
+            Some(Sock::Half(_)) => self.half_event(registry, book, key, now),
+            Some(&Sock::Linked(link)) => self.pump(registry, book, link, now),
             None => {}
         }
     }
 
-    /// Pumps the links whose cap lets them go on again; called once per loop pass.
-    pub(super) fn relay_resume(&mut self) {
-        let now = Instant::now();
-        let book = &mut self.state.chat_mut().relays;
-        let Some(relay) = self.relay.as_mut() else {
-            return;
-        };
-        let due: Vec<usize> = relay
+    /// Pumps the links whose cap lets them go on again.
+    pub(super) fn resume_due(&mut self, registry: &Registry, book: &mut RelayBook, now: Instant) {
+        let due: Vec<usize> = self
             .links
             .iter()
             .filter(|(_, l)| l.resume_at.is_some_and(|at| at <= now))
             .map(|(k, _)| k)
             .collect();
         for key in due {
-            relay.pump(&self.clients.registry, book, key, now);
+            self.pump(registry, book, key, now);
         }
     }
 
-    /// Enforces the preamble, waiting and idle deadlines, and accepts what may have been
-    /// left waiting (after running out of descriptors).
-    pub(super) fn relay_sweep(&mut self, now: Instant) {
-        self.relay_accept();
-        let book = &mut self.state.chat_mut().relays;
-        let Some(relay) = self.relay.as_mut() else {
-            return;
-        };
-        let registry = &self.clients.registry;
-        let late: Vec<usize> = relay
+    /// Enforces the preamble, waiting and idle deadlines, forgets expired tokens, and accepts
+    /// what may have been left waiting (after running out of descriptors).
+    pub(super) fn sweep(&mut self, registry: &Registry, book: &mut RelayBook, now: Instant) {
+        self.accept_all(registry);
+        let late: Vec<usize> = self
             .socks
             .iter()
             .filter_map(|(k, s)| match s {
@@ -400,41 +386,73 @@ impl Server {
                         Stage::Preamble(_) => PREAMBLE_TIMEOUT,
                         Stage::Waiting { .. } => HALF_WAIT,
                     };
-                    (now.duration_since(h.since) >= limit).then_some(k)
+                    (now.saturating_duration_since(h.since) >= limit).then_some(k)
                 }
                 Sock::Linked(_) => None,
             })
             .collect();
         for key in late {
-            relay.drop_half(registry, key, "timed out");
+            self.drop_half(registry, key, "timed out");
         }
-        let idle: Vec<usize> = relay
+        let idle: Vec<usize> = self
             .links
             .iter()
             .filter(|(_, l)| l.idle_for(IDLE_TIMEOUT, now))
             .map(|(k, _)| k)
             .collect();
         for key in idle {
-            relay.close_link(registry, book, key, "idle", now);
+            self.close_link(registry, book, key, "idle", now);
         }
         book.expire(now);
     }
 
-    /// Closes every relay connection (shutting down).
-    pub(super) fn relay_shutdown(&mut self) {
-        let book = &mut self.state.chat_mut().relays;
-        let Some(relay) = self.relay.as_mut() else {
-            return;
-        };
-        let registry = &self.clients.registry;
+    /// Closes every relay connection (the server is shutting down).
+    pub(super) fn close_all(&mut self, registry: &Registry, book: &mut RelayBook) {
         let now = Instant::now();
-        let links: Vec<usize> = relay.links.iter().map(|(k, _)| k).collect();
+        let links: Vec<usize> = self.links.iter().map(|(k, _)| k).collect();
         for key in links {
-            relay.close_link(registry, book, key, "server shutting down", now);
+            self.close_link(registry, book, key, "server shutting down", now);
         }
-        let halves: Vec<usize> = relay.socks.iter().map(|(k, _)| k).collect();
+        let halves: Vec<usize> = self.socks.iter().map(|(k, _)| k).collect();
         for key in halves {
-            relay.drop_half(registry, key, "server shutting down");
+            self.drop_half(registry, key, "server shutting down");
+        }
+    }
+}
+
+impl Server {
+    pub(super) fn relay_accept(&mut self) {
+        if let Some(relay) = self.relay.as_mut() {
+            relay.accept_all(&self.clients.registry);
+        }
+    }
+
+    pub(super) fn relay_event(&mut self, key: usize) {
+        if let Some(relay) = self.relay.as_mut() {
+            let book = &mut self.state.chat_mut().relays;
+            relay.on_event(&self.clients.registry, book, key, Instant::now());
+        }
+    }
+
+    /// Once per loop pass: links whose cap lets them go on again.
+    pub(super) fn relay_resume(&mut self) {
+        if let Some(relay) = self.relay.as_mut() {
+            let book = &mut self.state.chat_mut().relays;
+            relay.resume_due(&self.clients.registry, book, Instant::now());
+        }
+    }
+
+    pub(super) fn relay_sweep(&mut self, now: Instant) {
+        if let Some(relay) = self.relay.as_mut() {
+            let book = &mut self.state.chat_mut().relays;
+            relay.sweep(&self.clients.registry, book, now);
+        }
+    }
+
+    pub(super) fn relay_shutdown(&mut self) {
+        if let Some(relay) = self.relay.as_mut() {
+            let book = &mut self.state.chat_mut().relays;
+            relay.close_all(&self.clients.registry, book);
         }
     }
 }
@@ -442,11 +460,150 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mio::{Events, Poll};
+    use std::io::Write;
+    use std::net::TcpStream as StdStream;
 
     #[test]
     fn tokens() {
         assert!(valid_token(&"0a".repeat(16)));
         assert!(!valid_token(&"0A".repeat(16)));
         assert!(!valid_token(&"0a".repeat(15)));
+    }
+
+    struct Rig {
+        poll: Poll,
+        relay: Relay,
+        book: RelayBook,
+    }
+
+    impl Rig {
+        fn new() -> Rig {
+            let poll = Poll::new().expect("poll");
+            let config = RelayConfig {
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                rate: 1 << 20,
+            };
+            let relay = Relay::bind(config, poll.registry()).expect("bind");
+            Rig {
+                poll,
+                relay,
+                book: RelayBook::default(),
+            }
+        }
+
+        fn connect(&self, first: &[u8]) -> StdStream {
+            let mut c = StdStream::connect(self.relay.addr).expect("connect");
+            c.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            c.write_all(first).expect("write");
+            c
+        }
+
+        /// Hands readiness events to the relay until `done` holds (at most 10 s).
+        fn drive(&mut self, done: impl Fn(&Relay) -> bool) {
+            let mut events = Events::with_capacity(64);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !done(&self.relay) {
+                assert!(Instant::now() < deadline, "the relay did not get there");
+                self.poll
+                    .poll(&mut events, Some(Duration::from_millis(100)))
+                    .expect("poll");
+                let registry = self.poll.registry();
+                for event in events.iter() {
+                    match event.token() {
+                        RELAY_LISTENER => self.relay.accept_all(registry),
+                        Token(t) => {
+                            let now = Instant::now();
+                            self.relay
+                                .on_event(registry, &mut self.book, t - RELAY_BASE, now)
+                        }
+                    }
+                }
+            }
+        }
+
+        fn sweep(&mut self, at: Instant) {
+            self.relay.sweep(self.poll.registry(), &mut self.book, at);
+        }
+
+        fn grant(&mut self) -> String {
+            let token = "ab".repeat(16);
+            self.book
+                .grant("ann", "bob", token.clone(), Instant::now())
+                .expect("grant");
+            token
+        }
+    }
+
+    /// The server closed `c` (it reads the end of the stream).
+    fn closed(c: &mut StdStream) -> bool {
+        let mut buf = [0u8; 64];
+        matches!(c.read(&mut buf), Ok(0))
+    }
+
+    #[test]
+    fn a_silent_connection_is_closed_at_the_preamble_deadline() {
+        let mut rig = Rig::new();
+        let mut c = rig.connect(b"RELAY ");
+        rig.drive(|r| r.socks.len() == 1);
+        let t0 = Instant::now();
+        rig.sweep(t0 + PREAMBLE_TIMEOUT - Duration::from_secs(1));
+        assert_eq!(rig.relay.socks.len(), 1, "kept before the deadline");
+        rig.sweep(t0 + PREAMBLE_TIMEOUT);
+        assert_eq!(rig.relay.socks.len(), 0);
+        assert!(closed(&mut c));
+    }
+
+    #[test]
+    fn a_half_waits_for_the_other_at_most_half_wait() {
+        let mut rig = Rig::new();
+        let token = rig.grant();
+        let mut c = rig.connect(format!("RELAY {token}\r\n").as_bytes());
+        rig.drive(|r| r.waiting.len() == 1);
+        let t0 = Instant::now();
+        rig.sweep(t0 + HALF_WAIT - Duration::from_secs(1));
+        assert_eq!(rig.relay.waiting.len(), 1, "kept before the deadline");
+        rig.sweep(t0 + HALF_WAIT);
+        assert!(rig.relay.waiting.is_empty() && rig.relay.socks.is_empty());
+        assert!(closed(&mut c));
+    }
+
+    #[test]
+    fn an_idle_link_is_closed_and_no_longer_counts() {
+        let mut rig = Rig::new();
+        let token = rig.grant();
+        let mut a = rig.connect(format!("RELAY {token}\r\nfirst").as_bytes());
+        rig.drive(|r| r.waiting.len() == 1);
+        let mut b = rig.connect(format!("RELAY {token}\n").as_bytes());
+        rig.drive(|r| r.links.len() == 1);
+        let mut got = [0u8; 5];
+        b.read_exact(&mut got).expect("relayed");
+        assert_eq!(&got, b"first");
+        assert_eq!(rig.book.total(), 1);
+        let t0 = Instant::now();
+        rig.sweep(t0 + IDLE_TIMEOUT - Duration::from_secs(1));
+        assert_eq!(rig.relay.links.len(), 1, "kept before the deadline");
+        rig.sweep(t0 + IDLE_TIMEOUT);
+        assert!(rig.relay.links.is_empty() && rig.relay.socks.is_empty());
+        assert_eq!(rig.book.total(), 0);
+        assert!(closed(&mut a) && closed(&mut b));
+    }
+
+    #[test]
+    fn unnamed_connections_from_one_address_push_out_the_oldest() {
+        let mut rig = Rig::new();
+        let mut first = rig.connect(b"");
+        rig.drive(|r| r.socks.len() == 1);
+        let _rest: Vec<StdStream> = (1..MAX_UNNAMED_PER_IP).map(|_| rig.connect(b"")).collect();
+        rig.drive(|r| r.socks.len() == MAX_UNNAMED_PER_IP);
+        let _newcomer = rig.connect(b"RELAY");
+        rig.drive(|r| {
+            r.socks
+                .iter()
+                .any(|(_, s)| matches!(s, Sock::Half(h) if matches!(&h.stage, Stage::Preamble(b) if !b.is_empty())))
+        });
+        assert_eq!(rig.relay.socks.len(), MAX_UNNAMED_PER_IP);
+        assert!(closed(&mut first), "the oldest made room");
     }
 }
