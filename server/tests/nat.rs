@@ -562,7 +562,8 @@ fn the_bandwidth_cap_holds_back_the_sender_without_buffering() {
         "alice pushed {pushed} bytes while bob got {received}: buffered somewhere"
     );
     drop(b);
-    a.shutdown(Shutdown::Both).expect("shutdown");
+    // Bob gone, the relay may have closed alice already.
+    let _ = a.shutdown(Shutdown::Both);
     writer.join().expect("writer");
 }
 
