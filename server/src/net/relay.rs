@@ -11,6 +11,7 @@
 //! [`crate::state::relay_book`]); a link silent both ways for [`IDLE_TIMEOUT`] is closed.
 
 use crate::config::RelayConfig;
+use crate::limits::ACCEPTS_PER_PASS;
 use crate::net::relay_link::{End, Link};
 use crate::net::server::{Server, ServerError};
 use crate::state::relay_book::RelayBook;
@@ -67,6 +68,9 @@ pub(super) struct Relay {
     links: slab::Slab<Link>,
     /// Token -> the half waiting with it.
     waiting: HashMap<String, usize>,
+    /// The listener had more connections than one pass takes: the next pass goes on (the
+    /// listener is edge-triggered and will not report them again).
+    accept_more: bool,
 }
 
 impl Relay {
@@ -84,11 +88,16 @@ impl Relay {
             socks: slab::Slab::new(),
             links: slab::Slab::new(),
             waiting: HashMap::new(),
+            accept_more: false,
         })
     }
 
-    /// The earliest time a link stopped by its cap is to be pumped again.
+    /// The earliest time the relay wants a pass: a link stopped by its cap is to be pumped
+    /// again, or connections wait to be accepted (now).
     pub(super) fn next_resume(&self) -> Option<Instant> {
+        if self.accept_more {
+            return Some(Instant::now());
+        }
         self.links.iter().filter_map(|(_, l)| l.resume_at).min()
     }
 
@@ -329,9 +338,11 @@ fn valid_token(t: &str) -> bool {
 }
 
 impl Relay {
-    /// Accepts every waiting relay connection.
+    /// Accepts the waiting relay connections, up to [`ACCEPTS_PER_PASS`] (the next pass takes
+    /// the rest, so a storm of connections cannot hold up the chat).
     pub(super) fn accept_all(&mut self, registry: &Registry) {
-        loop {
+        self.accept_more = false;
+        for _ in 0..ACCEPTS_PER_PASS {
             match self.listener.accept() {
                 Ok((stream, peer)) => self.admit(registry, stream, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -343,6 +354,7 @@ impl Relay {
                 }
             }
         }
+        self.accept_more = true;
     }
 
     /// A readiness event on relay socket `key` (its token less [`RELAY_BASE`]).
@@ -360,8 +372,11 @@ impl Relay {
         }
     }
 
-    /// Pumps the links whose cap lets them go on again.
+    /// Pumps the links whose cap lets them go on again, and accepts what one pass left.
     pub(super) fn resume_due(&mut self, registry: &Registry, book: &mut RelayBook, now: Instant) {
+        if self.accept_more {
+            self.accept_all(registry);
+        }
         let due: Vec<usize> = self
             .links
             .iter()
@@ -382,11 +397,11 @@ impl Relay {
             .iter()
             .filter_map(|(k, s)| match s {
                 Sock::Half(h) => {
-                    let limit = match h.stage {
-                        Stage::Preamble(_) => PREAMBLE_TIMEOUT,
-                        Stage::Waiting { .. } => HALF_WAIT,
+                    let (limit, dead_token) = match &h.stage {
+                        Stage::Preamble(_) => (PREAMBLE_TIMEOUT, false),
+                        Stage::Waiting { token, .. } => (HALF_WAIT, !book.is_valid(token, now)),
                     };
-                    (now.saturating_duration_since(h.since) >= limit).then_some(k)
+                    (dead_token || now.saturating_duration_since(h.since) >= limit).then_some(k)
                 }
                 Sock::Linked(_) => None,
             })
