@@ -582,3 +582,46 @@ fn set_send_buffer(sock: &TcpStream, bytes: libc::c_int) {
     };
     assert_eq!(rc, 0, "SO_SNDBUF: {}", std::io::Error::last_os_error());
 }
+
+#[test]
+fn two_clients_run_pinned_tls_end_to_end_through_the_relay() {
+    let (s, mut alice_irc, mut bob_irc) = relay_pair(&["--relay"]);
+    let addr = relay_addr(&s);
+    let token = relay_token(&mut alice_irc, &mut bob_irc);
+    let bob_id = PeerIdentity::new();
+    let alice_id = PeerIdentity::new();
+
+    // Bob (the callee) is the TLS server, requiring alice's certificate.
+    let bob_sock = relay_half(addr, &token, b"");
+    let alice_fp = alice_id.fp.clone();
+    let (bob_cert, bob_key) = bob_id.pair();
+    let bob = thread::spawn(move || {
+        let verifier = huddle_trust::Verifier::new(huddle_trust::Pinned(
+            huddle_testkit::tls::parse_fingerprint(&alice_fp),
+        ));
+        let config = rustls::ServerConfig::builder_with_provider(huddle_trust::provider())
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_client_cert_verifier(Arc::new(verifier))
+            .with_single_cert(vec![bob_cert], bob_key)
+            .expect("bob's certificate");
+        let conn = rustls::ServerConnection::new(Arc::new(config)).expect("server session");
+        let mut link = PeerLink::new(rustls::StreamOwned::new(conn, bob_sock), "bob");
+        let hello = link.recv();
+        link.send("PEERWELCOME bob alice");
+        hello
+    });
+
+    // Alice (the caller) is the TLS client, pinning bob's certificate.
+    let alice_sock = relay_half(addr, &token, b"");
+    let config = pinned_config(&bob_id.fp, Some(alice_id.pair()));
+    let mut alice = Client::over(alice_sock, config, "alice");
+    alice.send("PEERHELLO alice bob");
+    let welcome = alice.recv();
+    assert_msg(&welcome, "PEERWELCOME", &["bob", "alice"]);
+    let hello = bob.join().expect("bob's side");
+    assert_msg(&hello, "PEERHELLO", &["alice", "bob"]);
+    drop(alice);
+    let log = wait_for_log(&s, "relayed link alice <-> bob closed");
+    assert!(!log.contains("PEERHELLO"), "plaintext in the log");
+}
