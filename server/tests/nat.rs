@@ -625,3 +625,106 @@ fn two_clients_run_pinned_tls_end_to_end_through_the_relay() {
     let log = wait_for_log(&s, "relayed link alice <-> bob closed");
     assert!(!log.contains("PEERHELLO"), "plaintext in the log");
 }
+
+/// A TCP connection to `dst` from 127.0.0.1:`port`, a port a listener also holds (both with
+/// SO_REUSEADDR and SO_REUSEPORT), as a client probes from its direct-link listening port.
+fn tcp_from_listening_port(port: u16, dst: SocketAddr) -> TcpStream {
+    use std::os::fd::FromRawFd;
+    let SocketAddr::V4(dst) = dst else {
+        panic!("IPv4 only: {dst}")
+    };
+    let sockaddr = |ip: std::net::Ipv4Addr, port: u16| libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    // SAFETY: plain socket calls on a descriptor the returned stream owns; the option value
+    // and the sockaddrs are live, initialised and of the sizes passed.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let stream = TcpStream::from_raw_fd(fd);
+        reuse_port(fd);
+        let local = sockaddr(std::net::Ipv4Addr::LOCALHOST, port);
+        let rc = libc::bind(fd, &local as *const _ as *const libc::sockaddr, size);
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        let remote = sockaddr(*dst.ip(), dst.port());
+        let rc = libc::connect(fd, &remote as *const _ as *const libc::sockaddr, size);
+        assert_eq!(rc, 0, "connect: {}", std::io::Error::last_os_error());
+        stream
+    }
+}
+
+/// SO_REUSEADDR and SO_REUSEPORT on `fd`.
+fn reuse_port(fd: libc::c_int) {
+    let on: libc::c_int = 1;
+    for option in [libc::SO_REUSEADDR, libc::SO_REUSEPORT] {
+        // SAFETY: a valid descriptor and a pointer to a live c_int of the size passed.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                option,
+                &on as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "setsockopt: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// A listener on 127.0.0.1 (a free port) that lets other sockets bind its port too.
+fn shared_listener() -> std::net::TcpListener {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // Bound through std first for a free port, then rebound with the options set.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    // SAFETY: as in `tcp_from_listening_port`.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0);
+        assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+        let listener = std::net::TcpListener::from_raw_fd(fd);
+        reuse_port(listener.as_raw_fd());
+        let local = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: port.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(std::net::Ipv4Addr::LOCALHOST).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        let size = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        let rc = libc::bind(fd, &local as *const _ as *const libc::sockaddr, size);
+        assert_eq!(rc, 0, "bind: {}", std::io::Error::last_os_error());
+        assert_eq!(libc::listen(fd, 16), 0, "listen");
+        listener
+    }
+}
+
+#[test]
+fn a_probe_from_the_shared_listening_port_reports_that_port() {
+    let s = TestServer::start(&[]);
+    let listener = shared_listener();
+    let port = listener.local_addr().expect("addr").port();
+    let mut alice = s.registered_user("alice");
+    let (_, token) = announce(&mut alice, port, &fp('a'), "");
+
+    let sock = tcp_from_listening_port(port, s.addr());
+    let mut probe = Client::over(sock, s.tls_config(), "probe");
+    probe.send(&format!("PEERMAP {token}"));
+    let (lines, clean) = probe.read_to_close();
+    assert_eq!(lines, [format!(":{N} PEERMAP 127.0.0.1:{port}")]);
+    assert!(clean);
+    // Without a NAT the mapping is the announced endpoint: listed once.
+    let mut bob = s.registered_user("bob");
+    bob.send("PEER alice");
+    let peer = bob.expect_command("PEER");
+    assert_eq!(peer.params[4], format!("127.0.0.1:{port}"), "{peer}");
+    drop(listener);
+}
