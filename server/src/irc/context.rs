@@ -45,6 +45,8 @@ pub struct ServerInfo {
     pub opers: Vec<crate::storage::opers::Oper>,
     /// Key of the guests' address cloaks (see [`crate::irc::cloak`]).
     pub cloak_secret: [u8; crate::irc::cloak::SECRET_LEN],
+    /// The relay's port (`--relay`), announced as `PEERRELAY=<port>`; `None` without a relay.
+    pub relay_port: Option<u16>,
 }
 
 impl ServerInfo {
@@ -63,6 +65,7 @@ impl ServerInfo {
             admin_email: None,
             opers: Vec::new(),
             cloak_secret: [0; crate::irc::cloak::SECRET_LEN],
+            relay_port: None,
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod peer_call;
 pub mod peer_directory;
 pub mod peer_hints;
 pub mod peer_map;
+pub mod peer_relay;
 pub mod queries;
 pub mod registration;
 pub mod replay;

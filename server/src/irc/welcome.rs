@@ -28,6 +28,9 @@ pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
         format!("TOPICLEN={MAX_TOPIC_LEN}"),
         format!("TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},NAMES:{MAX_TARGETS},KICK:{MAX_TARGETS}"),
     ];
+    if let Some(port) = info.relay_port {
+        tokens.push(format!("PEERRELAY={port}"));
+    }
     tokens.extend(crate::irc::rooms::modes::isupport_tokens());
     tokens
 }

@@ -7,6 +7,7 @@ use crate::limits::MAX_ROOM_NAME;
 use crate::state::caps::CapSet;
 use crate::state::monitor::Monitors;
 use crate::state::peer_reach::MappingProbes;
+use crate::state::relay_book::RelayBook;
 use crate::state::room_modes::RoomModes;
 use crate::state::whowas::{Gone, WhoWas};
 use rustc_hash::FxHashMap;
@@ -121,6 +122,8 @@ pub struct Chat {
     pub monitors: Monitors,
     /// Outstanding mapping-probe tokens; a user's goes when it does.
     pub probes: MappingProbes,
+    /// Relay tokens granted and relayed links open (see [`RelayBook`]).
+    pub relays: RelayBook,
     /// The most users online at once since the server started (LUSERS).
     max_online: usize,
     /// Last revision handed out for saving a registered room (saves may finish out of
