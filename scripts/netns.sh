@@ -12,9 +12,10 @@
 #   NAME-pub    the "internet": a bridge joining the public segment 203.0.113.0/24
 #   NAME-srv    the server's host, 203.0.113.1 on its interface "wan"
 #   NAME-c      a client with a public address, 203.0.113.4
-#   NAME-nata   home router A: 203.0.113.2 outside, 10.0.1.1 inside (LAN bridge "lan")
+#   NAME-nata   home router A: 203.0.113.2 outside ("wan"), 10.0.1.1 inside ("lan")
+#   NAME-lana   the switch of LAN A (a bridge)
 #   NAME-a      a client behind A, 10.0.1.2      NAME-a2  another one behind A, 10.0.1.3
-#   NAME-natb   home router B: 203.0.113.3 outside, 10.0.2.1 inside
+#   NAME-natb   home router B: 203.0.113.3 outside, 10.0.2.1 inside (switch NAME-lanb)
 #   NAME-b      a client behind B, 10.0.2.2
 #
 # Each router masquerades its LAN (nftables) and, as home routers do, silently drops every
@@ -45,7 +46,7 @@ usage() {
 action=$1
 name=$2
 [[ $name =~ ^[A-Za-z0-9-]{1,20}$ ]] || die "bad NAME '$name'"
-hosts=(pub srv c nata a a2 natb b)
+hosts=(pub srv c nata lana a a2 natb lanb b)
 
 down() {
   local ns
@@ -66,7 +67,8 @@ in_ns() {
   ip netns exec "$name-$ns" "$@"
 }
 
-# A veth from host namespace $1 (interface $2, address $3) to bridge $5 in namespace $4.
+# A veth from namespace $1 (interface $2, address $3) to bridge $5 in namespace $4, where
+# its end is called $6.
 plug() {
   local ns=$1 ifname=$2 addr=$3 hub=$4 bridge=$5 port=$6
   ip link add "$ifname" netns "$name-$ns" type veth peer name "$port" netns "$name-$hub"
@@ -75,16 +77,23 @@ plug() {
   ip -n "$name-$ns" link set "$ifname" up
 }
 
+# A bridge named $2 in namespace $1.
+switch() {
+  ip -n "$name-$1" link add "$2" type bridge
+  ip -n "$name-$1" link set "$2" up
+}
+
+# Router $1 with LAN address $2 on switch $3, NAT mode $4. The LAN's switch is a namespace
+# of its own, so traffic inside the LAN never meets the router's firewall.
 router() {
-  local ns=$1 lan_addr=$2 mode=$3 masq
+  local ns=$1 lan_addr=$2 sw=$3 mode=$4 masq
   case $mode in
     eim) masq="masquerade" ;;
     random) masq="masquerade random,fully-random" ;;
     *) die "NAT mode '$mode': eim or random" ;;
   esac
-  ip -n "$name-$ns" link add lan type bridge
-  ip -n "$name-$ns" addr add "$lan_addr" dev lan
-  ip -n "$name-$ns" link set lan up
+  switch "$sw" lan
+  plug "$ns" lan "$lan_addr" "$sw" lan "p-$ns"
   in_ns "$ns" sysctl -qw net.ipv4.ip_forward=1
   in_ns "$ns" nft -f - <<EOF
 table ip home {
@@ -115,17 +124,16 @@ up() {
     ip netns add "$name-$ns"
     ip -n "$name-$ns" link set lo up
   done
-  ip -n "$name-pub" link add pub type bridge
-  ip -n "$name-pub" link set pub up
+  switch pub pub
   plug srv wan 203.0.113.1/24 pub pub p-srv
   plug nata wan 203.0.113.2/24 pub pub p-nata
   plug natb wan 203.0.113.3/24 pub pub p-natb
   plug c wan 203.0.113.4/24 pub pub p-c
-  router nata 10.0.1.1/24 "$mode_a"
-  router natb 10.0.2.1/24 "$mode_b"
-  plug a eth0 10.0.1.2/24 nata lan h-a
-  plug a2 eth0 10.0.1.3/24 nata lan h-a2
-  plug b eth0 10.0.2.2/24 natb lan h-b
+  router nata 10.0.1.1/24 lana "$mode_a"
+  router natb 10.0.2.1/24 lanb "$mode_b"
+  plug a eth0 10.0.1.2/24 lana lan h-a
+  plug a2 eth0 10.0.1.3/24 lana lan h-a2
+  plug b eth0 10.0.2.2/24 lanb lan h-b
   ip -n "$name-a" route add default via 10.0.1.1
   ip -n "$name-a2" route add default via 10.0.1.1
   ip -n "$name-b" route add default via 10.0.2.1
