@@ -27,7 +27,9 @@ pub(crate) enum Effect {
     PeerStopListening,
     /// Close the listener and every direct connection.
     PeerStop,
-    /// Connect to a peer, pinning its certificate to `fingerprint`.
+    /// Connect to a peer from the listening port, pinning its certificate to `fingerprint`
+    /// (a dial-back preamble of a call we placed may come before its TLS bytes, reported as
+    /// [`super::Event::PeerCallback`]).
     PeerDial {
         conn: u64,
         addr: SocketAddr,

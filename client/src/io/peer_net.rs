@@ -475,8 +475,14 @@ fn accept_one(
 ) -> Result<(), String> {
     let deadline = Instant::now() + ctx.timeout;
     let first = punch::peek_first(&sock, deadline).map_err(|e| io_text(&e))?;
-    if first == Some(b'P') {
-        return answer_dial_back(ctx, conn, sock, addr, deadline);
+    match first {
+        Some(b'P') => return answer_dial_back(ctx, conn, sock, addr, deadline),
+        // A TLS handshake record.
+        Some(0x16) => {}
+        _ => {
+            let _ = sock.shutdown(Shutdown::Both);
+            return Err("neither TLS nor a dial-back".into());
+        }
     }
     let (tls, cert) = tls_server(&mut sock, ctx.config.clone(), ctx.timeout, addr)?;
     let listener = ctx.listener;
