@@ -11,7 +11,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::peer_net::{run_connection, tls_server, PeerEvent};
+use super::peer_net::{serve, PeerEvent};
 use super::punch::{self, CALLBACK};
 use super::tls_stream::io_text;
 use super::Report;
@@ -66,17 +66,16 @@ fn run(job: &DialBack, stop: &AtomicBool, events: &Sender<Report>) -> Result<(),
     sock.set_write_timeout(Some(job.timeout))
         .and_then(|()| sock.write_all(format!("{CALLBACK} {}\r\n", job.token).as_bytes()))
         .map_err(|e| io_text(&e))?;
-    let addr = job.remote;
-    let (tls, cert) = tls_server(&mut sock, job.config.clone(), job.timeout, addr)?;
-    let listener = job.listener;
-    run_connection(conn, tls, sock, events, |writer| PeerEvent::Accepted {
-        listener,
+    let config = job.config.clone();
+    serve(
+        job.listener,
         conn,
-        writer,
-        addr,
-        cert,
-    });
-    Ok(())
+        sock,
+        job.remote,
+        config,
+        job.timeout,
+        events,
+    )
 }
 
 /// Dials until connected, stopped, or out of time.

@@ -170,14 +170,7 @@ pub(super) fn dial(
             let tls = sock.and_then(|sock| {
                 tls_client(sock, config, pin.policy(), timeout, &origin.calls, callback)
             });
-            match tls {
-                Ok((tls, sock)) => run_connection(conn, tls, sock, &events, |writer| {
-                    PeerEvent::Connected { conn, writer }
-                }),
-                Err(failure) => {
-                    let _ = events.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
-                }
-            }
+            finish_dial(conn, tls, &events);
         });
     if let Err(e) = spawned {
         let failure = DialFailure::Unreachable(format!("cannot start a thread: {e}"));
@@ -273,6 +266,45 @@ pub(super) fn run_connection(
     {
         read_lines(conn, reader, events);
     }
+}
+
+/// The end of a dial: the open connection and its lines, or why it failed.
+pub(super) fn finish_dial(
+    conn: u64,
+    result: Result<(Connection, TcpStream), DialFailure>,
+    events: &Sender<Report>,
+) {
+    match result {
+        Ok((tls, sock)) => run_connection(conn, tls, sock, events, |writer| PeerEvent::Connected {
+            conn,
+            writer,
+        }),
+        Err(failure) => {
+            let _ = events.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
+        }
+    }
+}
+
+/// A connection of listener `listener` on which we are the TLS server: the handshake, then
+/// `Accepted` and its lines. Why it ended early if the handshake did not complete.
+pub(super) fn serve(
+    listener: u64,
+    conn: u64,
+    mut sock: TcpStream,
+    addr: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+    timeout: Duration,
+    events: &Sender<Report>,
+) -> Result<(), String> {
+    let (tls, cert) = tls_server(&mut sock, config, timeout, addr)?;
+    run_connection(conn, tls, sock, events, |writer| PeerEvent::Accepted {
+        listener,
+        conn,
+        writer,
+        addr,
+        cert,
+    });
+    Ok(())
 }
 
 /// Every line from the peer, then why the connection ended.
@@ -467,12 +499,7 @@ fn accept_loop(sock: &TcpListener, ctx: &Accepting, ids: &ConnIds, stop: &Atomic
 /// An accepted connection: a TLS handshake as the server and then its lines, or, after a
 /// dial-back preamble, the handshake as the client. Why it ended early if the handshake
 /// did not complete.
-fn accept_one(
-    ctx: &Accepting,
-    conn: u64,
-    mut sock: TcpStream,
-    addr: SocketAddr,
-) -> Result<(), String> {
+fn accept_one(ctx: &Accepting, conn: u64, sock: TcpStream, addr: SocketAddr) -> Result<(), String> {
     let deadline = Instant::now() + ctx.timeout;
     let first = punch::peek_first(&sock, deadline).map_err(|e| io_text(&e))?;
     match first {
@@ -484,16 +511,16 @@ fn accept_one(
             return Err("neither TLS nor a dial-back".into());
         }
     }
-    let (tls, cert) = tls_server(&mut sock, ctx.config.clone(), ctx.timeout, addr)?;
-    let listener = ctx.listener;
-    run_connection(conn, tls, sock, &ctx.events, |writer| PeerEvent::Accepted {
-        listener,
+    let config = ctx.config.clone();
+    serve(
+        ctx.listener,
         conn,
-        writer,
+        sock,
         addr,
-        cert,
-    });
-    Ok(())
+        config,
+        ctx.timeout,
+        &ctx.events,
+    )
 }
 
 /// The TLS server handshake on `sock`; the fingerprint of the client's certificate.
@@ -549,19 +576,10 @@ fn answer_dial_back(
         return Ok(());
     }
     let pin = Arc::new(PinnedVerifier::new(PinnedPeer::new(expected)));
-    let events = &ctx.events;
     let result = tls::client_config(&ctx.identity, pin.clone())
         .map_err(|e| DialFailure::Tls(e.to_string()))
         .and_then(|config| tls_client(sock, config, pin.policy(), ctx.timeout, &ctx.calls, drop));
-    match result {
-        Ok((tls, sock)) => run_connection(conn, tls, sock, events, |writer| PeerEvent::Connected {
-            conn,
-            writer,
-        }),
-        Err(failure) => {
-            let _ = events.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
-        }
-    }
+    finish_dial(conn, result, &ctx.events);
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::peer_net::{run_connection, tls_client, tls_server, PeerEvent};
+use super::peer_net::{finish_dial, serve, tls_client, PeerEvent};
 use super::peer_tls::{self as tls, Identity, PinnedPeer, PinnedVerifier};
 use super::punch::PendingCalls;
 use super::tls_stream::io_text;
@@ -79,15 +79,7 @@ fn caller(
             let none = PendingCalls::default();
             tls_client(sock, config, pin.policy(), timeout, &none, drop)
         });
-    match result {
-        Ok((tls, sock)) => run_connection(conn, tls, sock, events, |writer| PeerEvent::Connected {
-            conn,
-            writer,
-        }),
-        Err(failure) => {
-            let _ = events.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
-        }
-    }
+    finish_dial(conn, result, events);
 }
 
 fn callee(
@@ -100,19 +92,11 @@ fn callee(
     events: &Sender<Report>,
 ) {
     let result = (|| -> Result<(), String> {
-        let mut sock = sock.map_err(|e| format!("relay: {}", io_text(&e)))?;
+        let sock = sock.map_err(|e| format!("relay: {}", io_text(&e)))?;
         let handle = sock.try_clone().map_err(|e| io_text(&e))?;
         let _ = events.send(Report::Peer(PeerEvent::Handshaking { conn, sock: handle }));
         let config = tls::server_config(identity).map_err(|e| e.to_string())?;
-        let (tls, cert) = tls_server(&mut sock, config, timeout, relay)?;
-        run_connection(conn, tls, sock, events, |writer| PeerEvent::Accepted {
-            listener,
-            conn,
-            writer,
-            addr: relay,
-            cert,
-        });
-        Ok(())
+        serve(listener, conn, sock, relay, config, timeout, events)
     })();
     if let Err(reason) = result {
         let _ = events.send(Report::Peer(PeerEvent::Closed {

@@ -145,6 +145,19 @@ impl Conn {
         }
     }
 
+    /// A connection from `addr` on which we are the TLS server, in its handshake.
+    fn incoming(addr: SocketAddr, now: Instant) -> Conn {
+        let mut c = Conn::new(
+            Role::Responder,
+            Stage::Handshaking,
+            "",
+            addr.to_string(),
+            now,
+        );
+        c.ip = Some(addr.ip());
+        c
+    }
+
     /// Not (yet) proven to belong to a user: an incoming connection before the welcome.
     fn unauthenticated(&self) -> bool {
         self.role == Role::Responder && self.stage != Stage::Open

@@ -535,14 +535,7 @@ impl Peers {
             }
             seen.push(addr);
             let conn = self.ids.next();
-            let mut c = Conn::new(
-                Role::Responder,
-                Stage::Handshaking,
-                "",
-                addr.to_string(),
-                now,
-            );
-            c.ip = Some(addr.ip());
+            let mut c = Conn::incoming(addr, now);
             c.deadline = Some(now + DIAL_BACK_WINDOW + GREETING_TIMEOUT.min(self.timeout));
             c.call = Some(token.to_string());
             c.via = Via::DialBack;
