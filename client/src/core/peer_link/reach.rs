@@ -274,9 +274,16 @@ impl Peers {
             return Vec::new();
         };
         a.conns.retain(|&c| c != conn);
-        self.conns.remove(&conn);
-        a.direct.push((why, addr));
-        a.last_text = Some(text);
+        let relayed = self
+            .conns
+            .remove(&conn)
+            .is_some_and(|c| c.via == Via::Relayed);
+        if relayed {
+            a.relay = Step::Over(format!("the relayed link failed ({why})"));
+        } else {
+            a.direct.push((why, addr));
+            a.last_text = Some(text);
+        }
         self.attempt_progress(Instant::now())
     }
 
@@ -368,13 +375,15 @@ impl Peers {
         if matches!(a.call, Step::Asked(t) if t <= now) {
             a.call = Step::Over("no answer".into());
         }
-        if matches!(a.relay, Step::Due(t) if t <= now) {
+        // The relay is asked for when its time comes, or at once when nothing else is left.
+        let nothing_else = a.conns.is_empty() && matches!(a.call, Step::Over(_));
+        if matches!(a.relay, Step::Due(t) if t <= now || nothing_else) {
             a.relay = Step::Asked(a.deadline);
             fx.push(Effect::Send(Message::new("PEERRELAY", [a.nick.as_str()])));
         }
         let done = a.conns.is_empty()
             && matches!(a.call, Step::Over(_))
-            && matches!(a.relay, Step::Over(_) | Step::Due(_));
+            && matches!(a.relay, Step::Over(_));
         if done {
             fx.extend(self.attempt_exhausted());
         }

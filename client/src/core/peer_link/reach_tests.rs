@@ -327,3 +327,27 @@ fn hints_are_announced_and_endpoints_parsed() {
     let msg = m(&format!(":s PEER bob 1.2.3.4 5 {FP_B}"));
     assert_eq!(endpoints(&msg, primary), [primary]);
 }
+
+#[test]
+fn with_nothing_else_left_the_relay_is_asked_at_once_and_its_failure_named() {
+    let mut p = caller(true);
+    p.send("bob", "hi");
+    let (conn, _) = dials(&p.on_peer_reply(&m(&format!("{BOB} {FP_B}"))))[0];
+    p.on_dial_failed(conn, &DialFailure::Unreachable("connection refused".into()));
+    let fx = p.on_fail(&m(":srv FAIL PEERCALL RATE_LIMITED bob :slow down"));
+    assert_eq!(server_sends(&fx), ["PEERRELAY bob"]);
+    assert!(shows(&fx).is_empty());
+    let token = "0123456789abcdef0123456789abcdef";
+    let fx = p.on_extension(&m(&format!(":srv PEERRELAY bob {token}")));
+    let Some(Effect::PeerRelay { conn, .. }) = fx.first() else {
+        panic!("{fx:?}")
+    };
+    let fx = p.on_dial_failed(
+        *conn,
+        &DialFailure::Unreachable("relay: connection refused".into()),
+    );
+    assert_eq!(
+        shows(&fx),
+        ["!! cannot reach bob: direct: connection refused (203.0.113.5:5000); hole punching: refused by the server: too many attempts, try again shortly; relay: the relayed link failed (relay: connection refused) (the message was not sent)"]
+    );
+}
