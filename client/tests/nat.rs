@@ -16,6 +16,7 @@ use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 use huddle_testkit::child::{line_channel, ChildGuard};
+use huddle_testkit::wait::wait_for_value;
 use huddle_testkit::{install_test_tools, target_binary, CliClient, Paused, CLI_DEADLINE, PW};
 
 const SERVER_IP: &str = "203.0.113.1";
@@ -135,17 +136,61 @@ impl Server {
 
 /// `huddle` in namespace `host`, registered and logged in as `name`, in #lobby.
 fn client(net: &Net, server: &Server, host: &str, name: &str, extra: &[&str]) -> CliClient {
+    logging_client(net, server, host, name, extra, None)
+}
+
+/// [`client`], with its log (at level info) going to the file `log` when given.
+fn logging_client(
+    net: &Net,
+    server: &Server,
+    host: &str,
+    name: &str,
+    extra: &[&str],
+    log: Option<&Path>,
+) -> CliClient {
     let mut cmd = net.command(host, &target_binary("huddle"));
     cmd.args([SERVER_IP, SERVER_PORT, "--ca"])
         .arg(&server.cert)
         .args(extra);
-    let mut c = CliClient::spawn(name, cmd);
+    let mut c = match log {
+        Some(file) => {
+            cmd.env("RUST_LOG", "huddle=info");
+            let file = std::fs::File::create(file).expect("create the log file");
+            CliClient::spawn_with_stderr(name, cmd, Stdio::from(file))
+        }
+        None => CliClient::spawn(name, cmd),
+    };
     c.send(&format!("register {name} {PW}"));
     c.expect(&format!("-- registered {name}"));
     c.send(&format!("login {name} {PW}"));
     c.expect(&format!("-- logged in as {name}"));
     c.expect("-- joined #lobby");
     c
+}
+
+/// The port `huddle` said it listens on.
+fn listening_port(c: &CliClient) -> u16 {
+    let line = c
+        .seen()
+        .iter()
+        .find_map(|l| l.strip_prefix("-- direct messages: listening on port "))
+        .expect("the listening line");
+    line.split(',').next().unwrap().parse().unwrap()
+}
+
+/// The public port the mapping probe learnt, from the client's log.
+fn mapped_port(log: &Path) -> u16 {
+    let needle = "the server sees our listening port as ";
+    wait_for_value(
+        CLI_DEADLINE,
+        || {
+            let text = std::fs::read_to_string(log).ok()?;
+            let at = text.find(needle)? + needle.len();
+            let addr: std::net::SocketAddr = text[at..].split_whitespace().next()?.parse().ok()?;
+            Some(addr.port())
+        },
+        || format!("no mapping in {}", log.display()),
+    )
 }
 
 /// Sends `text` from `from` to `to` and waits for the delivery line; how it went (the part
@@ -362,4 +407,20 @@ fn a_public_client_is_reached_at_once_and_reaches_a_nated_one_by_dial_back() {
     assert_eq!(how, "direct");
     assert!(took < Duration::from_secs(3), "{took:?}");
     carol.expect("[direct] <bob> to the open internet");
+}
+
+#[test]
+fn the_mapping_probe_learns_the_port_each_nat_gives_the_listener() {
+    if !root() {
+        return;
+    }
+    let net = Net::up("random", "eim");
+    let server = Server::start(&net, &[]);
+    let logs = tempfile::tempdir().unwrap();
+    let (a_log, b_log) = (logs.path().join("alice.log"), logs.path().join("bob.log"));
+    let alice = logging_client(&net, &server, "a", "alice", &[], Some(&a_log));
+    let bob = logging_client(&net, &server, "b", "bob", &[], Some(&b_log));
+    // The endpoint-independent NAT keeps the listening port; the random one picks another.
+    assert_eq!(mapped_port(&b_log), listening_port(&bob));
+    assert_ne!(mapped_port(&a_log), listening_port(&alice));
 }
