@@ -98,7 +98,7 @@ fn announced_raw(server: &TestServer, name: &str, port: u16, fp: &str) -> Client
     let mut raw = raw_user(server, name);
     raw.send(&format!("PEERADDR {port} {fp}"));
     raw.expect_by("the PEER confirmation", |l| {
-        l.ends_with(&format!(" PEER {name} 127.0.0.1 {port} {fp}"))
+        l.contains(&format!(" PEER {name} 127.0.0.1 {port} {fp}"))
     });
     raw
 }
@@ -109,9 +109,10 @@ fn endpoint_of(raw: &mut Client, nick: &str) -> (u16, String) {
     let line = raw.expect_by(&format!("PEER {nick}"), |l| {
         l.contains(&format!(" PEER {nick} 127.0.0.1 "))
     });
+    // `PEER <nick> <ip> <port> <fingerprint> :<endpoints>`
     let words: Vec<&str> = line.split(' ').collect();
-    let n = words.len();
-    (words[n - 2].parse().unwrap(), words[n - 1].to_string())
+    let at = words.iter().position(|w| *w == "PEER").unwrap();
+    (words[at + 3].parse().unwrap(), words[at + 4].to_string())
 }
 
 fn free_port() -> u16 {
