@@ -31,7 +31,7 @@ fn endpoint_of(server: &TestServer, nick: &str) -> (SocketAddr, String) {
     let line = raw.expect_by(&format!("PEER {nick}"), |l| {
         l.contains(&format!(" PEER {nick} 127.0.0.1 "))
     });
-    // `... PEER <nick> <ip> <port> <fingerprint> :<endpoints>`
+    // `PEER <nick> <ip> <port> <fingerprint> :<endpoints>`
     let words: Vec<&str> = line.split(' ').collect();
     let at = words.iter().position(|w| *w == "PEER").unwrap();
     let port: u16 = words[at + 3].parse().unwrap();
