@@ -22,7 +22,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use huddle_protocol::Message;
@@ -530,11 +530,15 @@ impl Peers {
             log::info!("not answering a call from {from}");
             return Vec::new();
         }
+        // Only public addresses: a caller's LAN hints serve callers on our LAN, who reach
+        // our listener directly, and dialing them would let any caller make us connect to
+        // machines on our own network.
         let addrs = msg
             .param(3)
             .unwrap_or("")
             .split(' ')
-            .filter_map(|e| e.parse().ok());
+            .filter_map(|e| e.parse::<SocketAddr>().ok())
+            .filter(|a| public(a.ip()));
         let mut seen: Vec<SocketAddr> = Vec::new();
         let now = Instant::now();
         let mut fx = Vec::new();
@@ -620,6 +624,30 @@ impl Peers {
             .map(|(&id, _)| id)
             .collect();
         siblings.into_iter().map(|id| self.close(id)).collect()
+    }
+}
+
+/// Not a private, shared (carrier-grade NAT), loopback, link-local or unique-local address.
+fn public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(ip) => {
+            let [a, b, ..] = ip.octets();
+            !(ip.is_private()
+                || ip.is_loopback()
+                || ip.is_link_local()
+                || ip.is_unspecified()
+                || ip.is_broadcast()
+                || ip.is_multicast()
+                || (a == 100 && (64..128).contains(&b)))
+        }
+        IpAddr::V6(ip) => {
+            let first = ip.segments()[0];
+            !(ip.is_loopback()
+                || ip.is_unspecified()
+                || ip.is_multicast()
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
     }
 }
 

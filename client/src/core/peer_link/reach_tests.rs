@@ -223,11 +223,13 @@ fn a_dial_that_meets_the_dial_back_is_hole_punched() {
 }
 
 #[test]
-fn answering_a_call_dials_back_to_every_endpoint() {
+fn answering_a_call_dials_back_to_every_public_endpoint() {
     let mut p = caller(false);
     let token = "A".repeat(32);
     let fx = p.on_extension(&m(&format!(
-        ":bob!~bob@host PEERCALL bob {token} {FP_B} :198.51.100.2:5000 10.1.0.2:5000 198.51.100.2:5000"
+        ":bob!~bob@host PEERCALL bob {token} {FP_B} :198.51.100.2:5000 10.1.0.2:5000 \
+         198.51.100.2:5000 [2001:db8::5]:5000 192.168.1.1:80 100.64.0.1:5000 [fd00::1]:5000 \
+         127.0.0.1:5000 172.20.0.1:5000"
     )));
     let backs: Vec<(u64, String)> = fx
         .iter()
@@ -240,8 +242,9 @@ fn answering_a_call_dials_back_to_every_endpoint() {
             _ => None,
         })
         .collect();
+    // Public addresses only, each once.
     assert_eq!(backs.len(), 2);
-    assert_eq!(backs[1].1, "10.1.0.2:5000");
+    assert_eq!(backs[1].1, "[2001:db8::5]:5000");
     let (first, second) = (backs[0].0, backs[1].0);
     // The first gets through; the greeting is checked as on any incoming connection.
     assert!(p
