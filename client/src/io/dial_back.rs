@@ -107,3 +107,110 @@ fn connect(job: &DialBack, stop: &AtomicBool, deadline: Instant) -> Result<TcpSt
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ConnIds;
+    use crate::io::peer_net::Listener;
+    use crate::io::peer_tls::{self, Identity};
+    use crate::io::punch::PendingCalls;
+    use std::sync::mpsc::{self, Receiver};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn next(rx: &Receiver<Report>) -> PeerEvent {
+        match rx.recv_timeout(WAIT) {
+            Ok(Report::Peer(e)) => e,
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => panic!("no peer event: {e}"),
+        }
+    }
+
+    fn token() -> String {
+        "0123456789abcdef0123456789abcdef".into()
+    }
+
+    /// Alice (the caller) listens with a pending call to bob; bob dials back to her.
+    fn call(
+        calls: &PendingCalls,
+        bob: &Identity,
+        stop: Arc<AtomicBool>,
+    ) -> (Listener, Receiver<Report>, Receiver<Report>, Arc<Identity>) {
+        let alice = Arc::new(Identity::generate().unwrap());
+        let (tx, alice_rx) = mpsc::channel();
+        let addr = "127.0.0.1:0".parse().unwrap();
+        let listener =
+            Listener::start(addr, &alice, WAIT, ConnIds::default(), calls.clone(), tx).unwrap();
+        let bob_listener = punch::listen("127.0.0.1:0".parse().unwrap()).unwrap();
+        let (tx, bob_rx) = mpsc::channel();
+        let job = DialBack {
+            conn: 9,
+            listener: 1,
+            local: bob_listener.local_addr().unwrap(),
+            remote: listener.local_addr(),
+            token: token(),
+            config: peer_tls::server_config(bob).unwrap(),
+            timeout: WAIT,
+        };
+        start(job, stop, tx);
+        (listener, alice_rx, bob_rx, alice)
+    }
+
+    #[test]
+    fn a_dial_back_to_the_callers_listener_makes_the_caller_the_tls_client() {
+        let bob = Identity::generate().unwrap();
+        let calls = PendingCalls::default();
+        calls.insert(token(), bob.fingerprint());
+        let stop = Arc::new(AtomicBool::new(false));
+        let (_listener, alice_rx, bob_rx, alice) = call(&calls, &bob, stop);
+        // Alice: the accept, the preamble of her call, then her own TLS client handshake.
+        assert!(matches!(next(&alice_rx), PeerEvent::Incoming { .. }));
+        let conn = match next(&alice_rx) {
+            PeerEvent::Callback {
+                conn,
+                token: t,
+                on_listener: true,
+            } if t == token() => conn,
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(next(&alice_rx), PeerEvent::Connected { conn: c, .. } if c == conn));
+        // Bob: the TLS server, seeing alice's certificate.
+        assert!(matches!(
+            next(&bob_rx),
+            PeerEvent::Handshaking { conn: 9, .. }
+        ));
+        assert!(matches!(
+            next(&bob_rx),
+            PeerEvent::Accepted { conn: 9, cert, .. } if cert == alice.fingerprint()
+        ));
+    }
+
+    #[test]
+    fn a_dial_back_for_a_call_not_placed_is_refused() {
+        let bob = Identity::generate().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (_listener, alice_rx, bob_rx, _) = call(&PendingCalls::default(), &bob, stop);
+        assert!(matches!(next(&alice_rx), PeerEvent::Incoming { .. }));
+        assert!(matches!(
+            next(&alice_rx),
+            PeerEvent::Closed { reason: Some(r), .. } if r.contains("did not place")
+        ));
+        assert!(matches!(
+            next(&bob_rx),
+            PeerEvent::Handshaking { conn: 9, .. }
+        ));
+        assert!(matches!(next(&bob_rx), PeerEvent::Closed { conn: 9, .. }));
+    }
+
+    #[test]
+    fn a_stopped_dial_back_gives_up() {
+        let bob = Identity::generate().unwrap();
+        let stop = Arc::new(AtomicBool::new(true));
+        let (_listener, _alice_rx, bob_rx, _) = call(&PendingCalls::default(), &bob, stop);
+        assert!(matches!(
+            next(&bob_rx),
+            PeerEvent::Closed { conn: 9, reason: Some(r) } if r.contains("answered otherwise")
+        ));
+    }
+}
