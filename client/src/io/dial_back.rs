@@ -213,4 +213,38 @@ mod tests {
             PeerEvent::Closed { conn: 9, reason: Some(r) } if r.contains("answered otherwise")
         ));
     }
+
+    #[test]
+    fn a_preamble_before_the_tls_bytes_on_our_dial_is_reported() {
+        // Bob's end of a simultaneous open: it writes the preamble, then serves TLS.
+        let bob = Identity::generate().unwrap();
+        let config = peer_tls::server_config(&bob).unwrap();
+        let meeting = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = meeting.local_addr().unwrap();
+        let (tx, bob_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let (mut sock, from) = meeting.accept().unwrap();
+            sock.write_all(format!("{CALLBACK} {}\r\n", token()).as_bytes())
+                .unwrap();
+            let _ = crate::io::peer_net::serve(1, 9, sock, from, config, WAIT, &tx);
+        });
+        let alice = Identity::generate().unwrap();
+        let calls = PendingCalls::default();
+        calls.insert(token(), bob.fingerprint());
+        let origin = crate::io::peer_net::Origin { local: None, calls };
+        let (tx, alice_rx) = mpsc::channel();
+        crate::io::peer_net::dial(7, addr, bob.fingerprint(), &alice, WAIT, origin, tx);
+        assert!(matches!(
+            next(&alice_rx),
+            PeerEvent::Callback { conn: 7, token: t, on_listener: false } if t == token()
+        ));
+        assert!(matches!(
+            next(&alice_rx),
+            PeerEvent::Connected { conn: 7, .. }
+        ));
+        assert!(matches!(
+            next(&bob_rx),
+            PeerEvent::Accepted { conn: 9, cert, .. } if cert == alice.fingerprint()
+        ));
+    }
 }
