@@ -7,9 +7,7 @@ use std::time::Instant;
 use huddle_protocol::account::is_valid_name;
 use huddle_protocol::Message;
 
-use super::{
-    peer_send, same, valid_id, DialFailure, Lookup, OutStage, Outgoing, Peers, Role, Stage,
-};
+use super::{peer_send, same, valid_id, DialFailure, Lookup, OutStage, Peers, Role, Stage};
 use crate::core::effect::{error, info, Effect};
 use crate::core::output::Output;
 use crate::core::Fingerprint;
@@ -34,7 +32,7 @@ impl Peers {
         let Some(c) = self.conns.get(&conn) else {
             return Vec::new();
         };
-        if !self.is_connecting(conn) {
+        if !self.in_attempt(conn) {
             self.conns.remove(&conn);
             return Vec::new();
         }
@@ -78,17 +76,6 @@ impl Peers {
             ),
         };
         self.attempt_failed(conn, addr, why, text)
-    }
-
-    /// `conn` is one of the connections tried for the message in progress.
-    fn is_connecting(&self, conn: u64) -> bool {
-        matches!(
-            &self.outgoing,
-            Some(Outgoing {
-                stage: OutStage::Connecting,
-                ..
-            })
-        ) && self.in_attempt(conn)
     }
 
     /// The TLS handshake of an incoming connection is done (admitted by
@@ -139,14 +126,7 @@ impl Peers {
         let (why, text) = if msg.is("PEERWELCOME") {
             c.stage = Stage::Open;
             c.deadline = None;
-            let mut fx = Vec::new();
-            if self.is_connecting(conn) {
-                fx = self.attempt_won(conn);
-                if let Some(mut out) = self.outgoing.take() {
-                    fx.extend(self.transmit(&mut out, conn));
-                    self.outgoing = Some(out);
-                }
-            }
+            let mut fx = self.attempt_won(conn);
             fx.extend(self.cap_links(conn));
             return fx;
         } else if msg.is("ERROR") {
@@ -166,12 +146,12 @@ impl Peers {
                 ),
             )
         };
-        let connecting = self.is_connecting(conn);
-        let mut out = vec![self.close(conn)];
-        if connecting {
+        if self.in_attempt(conn) {
+            let mut out = vec![Effect::PeerClose { conn }];
             out.extend(self.attempt_failed(conn, addr, why, text));
+            return out;
         }
-        out
+        vec![self.close(conn)]
     }
 
     fn on_hello(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
@@ -325,23 +305,22 @@ impl Peers {
 
     /// A peer connection ended.
     pub(crate) fn on_closed(&mut self, conn: u64, reason: Option<&str>) -> Vec<Effect> {
-        let Some(c) = self.conns.remove(&conn) else {
+        let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+        if let (true, Some(c)) = (self.in_attempt(conn), self.conns.get(&conn)) {
+            let text = format!(
+                "{}'s client at {} closed the connection before accepting it{why}; nothing was sent",
+                c.nick, c.addr
+            );
+            let (addr, why) = (c.addr.clone(), format!("closed before accepting{why}"));
+            return self.attempt_failed(conn, addr, why, text);
+        }
+        let Some(_) = self.conns.remove(&conn) else {
             return Vec::new();
         };
         let Some(mut out) = self.outgoing.take() else {
             return Vec::new();
         };
-        let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
         match out.stage {
-            OutStage::Connecting if self.in_attempt(conn) => {
-                let text = format!(
-                    "{}'s client at {} closed the connection before accepting it{why}; nothing was sent",
-                    c.nick, c.addr
-                );
-                self.outgoing = Some(out);
-                let why = format!("closed before accepting{why}");
-                self.attempt_failed(conn, c.addr, why, text)
-            }
             OutStage::Acks { conn: oc, .. } if oc == conn => {
                 if out.reused {
                     // The link may have died while idle: dial afresh, once.
@@ -420,7 +399,7 @@ impl Peers {
             return Vec::new();
         };
         let (stage, role, nick, addr) = (c.stage, c.role, c.nick.clone(), c.addr.clone());
-        let connecting = self.is_connecting(conn);
+        let connecting = self.in_attempt(conn);
         let mut fx = Vec::new();
         match stage {
             Stage::Verifying => {
@@ -450,8 +429,8 @@ impl Peers {
             }
             _ => {}
         }
-        fx.push(self.close(conn));
         if connecting && role == Role::Dialer {
+            fx.push(Effect::PeerClose { conn });
             let (why, text) = match stage {
                 Stage::Greeting => ("no welcome in time".to_string(), format!(
                     "{nick}'s client at {addr} did not accept the direct connection within {} s; nothing was sent",
@@ -462,6 +441,8 @@ impl Peers {
                 )),
             };
             fx.extend(self.attempt_failed(conn, addr, why, text));
+        } else {
+            fx.push(self.close(conn));
         }
         fx
     }

@@ -43,7 +43,7 @@ mod reach;
 mod server_replies;
 mod verify_cache;
 
-use reach::{Nat, Via};
+use reach::{Nat, Purpose, Via};
 use verify_cache::VerifyCache;
 
 /// Default bound on each step: server lookup, TCP connect, TLS handshake, greeting, ack.
@@ -458,14 +458,14 @@ impl Peers {
     /// Gives up the message in progress (Ctrl-C). Open connections stay; the attempt to
     /// reach the peer ends (its connections are closed as they report in).
     pub(crate) fn cancel(&mut self) -> Option<String> {
-        let _ = self.drop_attempt();
+        let _ = self.drop_attempts(Purpose::Message);
         self.outgoing.take().map(|o| o.to)
     }
 
     /// Ends the message in progress with an error (and the attempt to reach the peer).
     fn fail(&mut self, text: String) -> Vec<Effect> {
         self.outgoing = None;
-        let mut fx = self.drop_attempt();
+        let mut fx = self.drop_attempts(Purpose::Message);
         fx.push(error(text));
         fx
     }

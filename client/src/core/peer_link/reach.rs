@@ -49,6 +49,8 @@ pub(super) const MAX_ENDPOINTS: usize = 8;
 pub(super) const MAX_ANSWERING: usize = 4;
 /// Local address hints announced.
 pub(super) const MAX_HINTS: usize = 8;
+/// Attempts under way at once (one per purpose).
+const MAX_ATTEMPTS: usize = 16;
 
 /// How an open link was made, as the delivery line says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,7 +100,8 @@ pub(super) struct Nat {
     pub(super) relay_port: Option<u16>,
     /// Where else our listener can be reached (announced with `PEERADDR`).
     pub(super) hints: Vec<SocketAddr>,
-    pub(super) attempt: Option<Attempt>,
+    /// The attempts under way.
+    attempts: Vec<Attempt>,
     tokens: u64,
 }
 
@@ -128,15 +131,24 @@ impl Nat {
     }
 }
 
+/// What a link is being made for. Each purpose has at most one attempt at a time; the
+/// outcome is handed over in [`Peers::link_ready`] and [`Peers::link_failed`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// The message in progress (`msg`).
+    Message,
+}
+
 /// Reaching one peer.
 #[derive(Debug)]
-pub(super) struct Attempt {
+struct Attempt {
+    purpose: Purpose,
     nick: String,
     fp: Fingerprint,
     endpoints: Vec<SocketAddr>,
     deadline: Instant,
     /// Connections still being tried.
-    pub(super) conns: Vec<u64>,
+    conns: Vec<u64>,
     /// Direct failures: why, and where.
     direct: Vec<(String, String)>,
     /// The full error of the last direct failure, for an attempt that had nothing else.
@@ -144,6 +156,7 @@ pub(super) struct Attempt {
     call: Step,
     token: Option<String>,
     relay: Step,
+    relay_asked: bool,
 }
 
 /// The endpoints of a `PEER` reply: the trailing list, else `<ip>:<port>`; deduplicated.
@@ -199,14 +212,21 @@ impl Peers {
         }
     }
 
-    /// Starts reaching `nick` (as the server spells it) at `endpoints`, pinned to `fp`.
+    /// Starts reaching `nick` (as the server spells it) at `endpoints`, pinned to `fp`, for
+    /// `purpose`: the one way every direct link is made. The outcome comes back through
+    /// [`Peers::link_ready`] or [`Peers::link_failed`].
     pub(super) fn reach(
         &mut self,
         nick: &str,
         endpoints: Vec<SocketAddr>,
         fp: Fingerprint,
+        purpose: Purpose,
     ) -> Vec<Effect> {
-        let mut fx = self.drop_attempt();
+        let mut fx = self.drop_attempts(purpose);
+        if self.nat.attempts.len() >= MAX_ATTEMPTS {
+            let oldest = self.nat.attempts.remove(0);
+            fx.extend(self.end_attempt(oldest));
+        }
         let now = Instant::now();
         let relay = if !self.nat.allow_relay {
             Step::Over("not allowed (start with --allow-relay)".into())
@@ -221,6 +241,7 @@ impl Peers {
             Step::Over("the server does not offer it".into())
         };
         let mut attempt = Attempt {
+            purpose,
             nick: nick.to_string(),
             fp,
             endpoints: endpoints.clone(),
@@ -231,6 +252,7 @@ impl Peers {
             call,
             token: None,
             relay,
+            relay_asked: false,
         };
         for addr in endpoints {
             let conn = self.ids.next();
@@ -244,21 +266,51 @@ impl Peers {
                 fingerprint: fp,
             });
         }
-        self.nat.attempt = Some(attempt);
-        if let Some(o) = &mut self.outgoing {
-            o.to = nick.to_string();
-            o.stage = OutStage::Connecting;
+        self.nat.attempts.push(attempt);
+        if purpose == Purpose::Message {
+            if let Some(o) = &mut self.outgoing {
+                o.to = nick.to_string();
+                o.stage = OutStage::Connecting;
+            }
         }
         fx.extend(self.attempt_progress(now));
         fx
     }
 
-    /// Connection `conn` is one of the attempt's.
-    pub(super) fn in_attempt(&self, conn: u64) -> bool {
+    /// The link for `purpose` is open on `conn` (its greeting completed).
+    fn link_ready(&mut self, purpose: Purpose, conn: u64) -> Vec<Effect> {
+        match purpose {
+            Purpose::Message => {
+                let mut fx = Vec::new();
+                if let Some(mut out) = self.outgoing.take() {
+                    if matches!(out.stage, OutStage::Connecting) {
+                        fx = self.transmit(&mut out, conn);
+                    }
+                    self.outgoing = Some(out);
+                }
+                fx
+            }
+        }
+    }
+
+    /// Nothing reached the peer for `purpose`; `text` says what was tried.
+    fn link_failed(&mut self, purpose: Purpose, text: String) -> Vec<Effect> {
+        match purpose {
+            Purpose::Message => self.fail(text),
+        }
+    }
+
+    /// The attempt that tries connection `conn`.
+    fn attempt_of(&self, conn: u64) -> Option<usize> {
         self.nat
-            .attempt
-            .as_ref()
-            .is_some_and(|a| a.conns.contains(&conn))
+            .attempts
+            .iter()
+            .position(|a| a.conns.contains(&conn))
+    }
+
+    /// Connection `conn` is tried by an attempt to reach a peer.
+    pub(super) fn in_attempt(&self, conn: u64) -> bool {
+        self.attempt_of(conn).is_some()
     }
 
     /// The attempt's connection `conn` (to `addr`) failed before its greeting completed:
@@ -270,14 +322,15 @@ impl Peers {
         why: String,
         text: String,
     ) -> Vec<Effect> {
-        let Some(a) = &mut self.nat.attempt else {
+        let Some(i) = self.attempt_of(conn) else {
             return Vec::new();
         };
-        a.conns.retain(|&c| c != conn);
         let relayed = self
             .conns
             .remove(&conn)
             .is_some_and(|c| c.via == Via::Relayed);
+        let a = &mut self.nat.attempts[i];
+        a.conns.retain(|&c| c != conn);
         if relayed {
             a.relay = Step::Over(format!("the relayed link failed ({why})"));
         } else {
@@ -287,26 +340,22 @@ impl Peers {
         self.attempt_progress(Instant::now())
     }
 
-    /// The attempt's connection `conn` completed its greeting: it wins, the others close.
+    /// The attempt's connection `conn` completed its greeting: it wins, the others close,
+    /// and the link goes to what waited for it.
     pub(super) fn attempt_won(&mut self, conn: u64) -> Vec<Effect> {
-        let Some(a) = self.nat.attempt.take() else {
+        let Some(i) = self.attempt_of(conn) else {
             return Vec::new();
         };
-        let mut fx = Vec::new();
-        for other in a.conns.into_iter().filter(|&c| c != conn) {
-            fx.push(self.close(other));
-        }
-        if let Some(token) = a.token {
-            fx.push(Effect::PeerForgetCallback { token });
-        }
+        let mut a = self.nat.attempts.remove(i);
+        a.conns.retain(|&c| c != conn);
+        let purpose = a.purpose;
+        let mut fx = self.end_attempt(a);
+        fx.extend(self.link_ready(purpose, conn));
         fx
     }
 
-    /// Ends the attempt under way, closing what it still tries.
-    pub(super) fn drop_attempt(&mut self) -> Vec<Effect> {
-        let Some(a) = self.nat.attempt.take() else {
-            return Vec::new();
-        };
+    /// Closes what `a` still tries and forgets its call.
+    fn end_attempt(&mut self, a: Attempt) -> Vec<Effect> {
         let mut fx: Vec<Effect> = a.conns.into_iter().map(|c| self.close(c)).collect();
         if let Some(token) = a.token {
             fx.push(Effect::PeerForgetCallback { token });
@@ -314,26 +363,54 @@ impl Peers {
         fx
     }
 
-    /// When the attempt next has something to do.
+    /// Ends the attempts for `purpose`, closing what they still try.
+    pub(super) fn drop_attempts(&mut self, purpose: Purpose) -> Vec<Effect> {
+        let (gone, kept): (Vec<Attempt>, Vec<Attempt>) = std::mem::take(&mut self.nat.attempts)
+            .into_iter()
+            .partition(|a| a.purpose == purpose);
+        self.nat.attempts = kept;
+        gone.into_iter().flat_map(|a| self.end_attempt(a)).collect()
+    }
+
+    /// When an attempt next has something to do.
     pub(super) fn attempt_deadline(&self) -> Option<Instant> {
-        let a = self.nat.attempt.as_ref()?;
         let step = |s: &Step| match s {
             Step::Due(t) | Step::Asked(t) => Some(*t),
             Step::Over(_) => None,
         };
-        [Some(a.deadline), step(&a.call), step(&a.relay)]
-            .into_iter()
+        self.nat
+            .attempts
+            .iter()
+            .flat_map(|a| [Some(a.deadline), step(&a.call), step(&a.relay)])
             .flatten()
             .min()
     }
 
-    /// Moves the attempt on at `now`: rings the peer, asks for the relay, marks steps that
-    /// ran out, and gives up when nothing is left.
+    /// Moves every attempt on at `now`.
     pub(super) fn attempt_progress(&mut self, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
-        let Some(a) = &mut self.nat.attempt else {
-            return fx;
-        };
+        let mut i = 0;
+        while i < self.nat.attempts.len() {
+            let (step_fx, over) = self.progress_one(i, now);
+            fx.extend(step_fx);
+            match over {
+                Some(text) => {
+                    let a = self.nat.attempts.remove(i);
+                    let purpose = a.purpose;
+                    fx.extend(self.end_attempt(a));
+                    fx.extend(self.link_failed(purpose, text));
+                }
+                None => i += 1,
+            }
+        }
+        fx
+    }
+
+    /// Moves attempt `i` on: rings the peer, asks for the relay, marks steps that ran out.
+    /// The error to show when nothing is left to try.
+    fn progress_one(&mut self, i: usize, now: Instant) -> (Vec<Effect>, Option<String>) {
+        let mut fx = Vec::new();
+        let a = &mut self.nat.attempts[i];
         let mut late = Vec::new();
         if now >= a.deadline {
             if !a.conns.is_empty() {
@@ -355,9 +432,7 @@ impl Peers {
         }
         if call_due {
             let token = self.nat.token();
-            let Some(a) = self.nat.attempt.as_mut() else {
-                return fx;
-            };
+            let a = &mut self.nat.attempts[i];
             a.call = Step::Asked(now + CALL_WINDOW);
             a.token = Some(token.clone());
             fx.push(Effect::PeerExpectCallback {
@@ -369,9 +444,7 @@ impl Peers {
                 [a.nick.as_str(), token.as_str()],
             )));
         }
-        let Some(a) = &mut self.nat.attempt else {
-            return fx;
-        };
+        let a = &mut self.nat.attempts[i];
         if matches!(a.call, Step::Asked(t) if t <= now) {
             a.call = Step::Over("no answer".into());
         }
@@ -379,57 +452,45 @@ impl Peers {
         let nothing_else = a.conns.is_empty() && matches!(a.call, Step::Over(_));
         if matches!(a.relay, Step::Due(t) if t <= now || nothing_else) {
             a.relay = Step::Asked(a.deadline);
+            a.relay_asked = true;
             fx.push(Effect::Send(Message::new("PEERRELAY", [a.nick.as_str()])));
         }
         let done = a.conns.is_empty()
             && matches!(a.call, Step::Over(_))
             && matches!(a.relay, Step::Over(_));
-        if done {
-            fx.extend(self.attempt_exhausted());
-        }
-        fx
-    }
-
-    /// Nothing is left to try: the message fails with what was tried.
-    fn attempt_exhausted(&mut self) -> Vec<Effect> {
-        let Some(a) = &self.nat.attempt else {
-            return Vec::new();
-        };
-        let only_direct = a.direct.len() <= 1
-            && a.endpoints.len() <= 1
-            && a.token.is_none()
-            && !matches!(a.relay, Step::Asked(_));
-        let text = match (&a.last_text, only_direct) {
-            (Some(t), true) => t.clone(),
-            _ => a.summary(),
-        };
-        let mut fx = self.drop_attempt();
-        fx.extend(self.fail(text));
-        fx
+        (fx, done.then(|| a.failure()))
     }
 
     /// The server rang: `PEERCALL <nick> <token> :ringing`.
     pub(super) fn on_call_ringing(&mut self, msg: &Message) -> Vec<Effect> {
-        let ours = self.nat.attempt.as_ref().is_some_and(|a| {
-            msg.param(0).is_some_and(|n| same(n, &a.nick)) && a.token.as_deref() == msg.param(1)
-        });
+        let ours = self
+            .nat
+            .attempts
+            .iter()
+            .any(|a| a.token.is_some() && a.token.as_deref() == msg.param(1));
         if ours {
             log::info!("the server rings {}", msg.param(0).unwrap_or(""));
         }
         Vec::new()
     }
 
-    /// `FAIL PEERCALL|PEERRELAY <code> <nick> :text` for the attempt under way.
+    /// The attempt to `nick` waiting for the server's answer to its call (`relay`: to its
+    /// relay request).
+    fn asking(&self, nick: &str, relay: bool) -> Option<usize> {
+        self.nat.attempts.iter().position(|a| {
+            let step = if relay { &a.relay } else { &a.call };
+            same(nick, &a.nick) && matches!(step, Step::Asked(_))
+        })
+    }
+
+    /// `FAIL PEERCALL|PEERRELAY <code> <nick> :text` for an attempt under way.
     pub(super) fn on_step_refused(&mut self, relay: bool, msg: &Message) -> Vec<Effect> {
         let code = msg.param(1).unwrap_or("");
         let nick = msg.param(2).unwrap_or("");
         let text = msg.params.last().map(String::as_str).unwrap_or("");
-        let Some(a) = &mut self.nat.attempt else {
+        let Some(i) = self.asking(nick, relay) else {
             return Vec::new();
         };
-        if !same(nick, &a.nick) {
-            return Vec::new();
-        }
         let why = match code {
             "NO_SUCH_NICK" => format!("{nick} is not online"),
             "NO_ENDPOINT" => format!("{nick} has no endpoint"),
@@ -438,6 +499,7 @@ impl Peers {
             "LIMIT" => "refused by the server: too many relayed links".into(),
             _ => format!("refused by the server ({code}: {text})"),
         };
+        let a = &mut self.nat.attempts[i];
         let mut fx = Vec::new();
         if relay {
             a.relay = Step::Over(why);
@@ -456,15 +518,13 @@ impl Peers {
         let (Some(nick), Some(token)) = (msg.param(0), msg.param(1)) else {
             return Vec::new();
         };
-        let (Some(port), Some(a)) = (self.nat.relay_port, &mut self.nat.attempt) else {
+        let (Some(port), Some(i)) = (self.nat.relay_port, self.asking(nick, true)) else {
             return Vec::new();
         };
-        if !same(nick, &a.nick) || !matches!(a.relay, Step::Asked(_)) {
-            return Vec::new();
-        }
-        a.relay = Step::Over("the relayed link failed".into());
         let conn = self.ids.next();
         let now = Instant::now();
+        let a = &mut self.nat.attempts[i];
+        a.relay = Step::Over("the relayed link failed".into());
         let mut c = Conn::new(
             Role::Dialer,
             Stage::Dialing,
@@ -489,17 +549,15 @@ impl Peers {
     /// dials (the two dials met), or on our listener (then it becomes one of the attempt's
     /// connections, and we are its TLS client).
     pub(crate) fn on_callback(&mut self, conn: u64, token: &str, on_listener: bool) -> Vec<Effect> {
-        let ours = self
+        let found = self
             .nat
-            .attempt
-            .as_ref()
-            .is_some_and(|a| a.token.as_deref() == Some(token));
-        if !ours {
+            .attempts
+            .iter()
+            .position(|a| a.token.as_deref() == Some(token));
+        let Some(i) = found else {
             return vec![self.close(conn)];
-        }
-        let Some(a) = &mut self.nat.attempt else {
-            return Vec::new();
         };
+        let a = &mut self.nat.attempts[i];
         let Some(c) = self.conns.get_mut(&conn) else {
             return vec![Effect::PeerClose { conn }];
         };
@@ -656,6 +714,19 @@ fn valid_token(token: &str) -> bool {
 }
 
 impl Attempt {
+    /// The error when nothing is left: the whole story of the one thing tried, or what was
+    /// tried and why each failed.
+    fn failure(&self) -> String {
+        let only_direct = self.direct.len() <= 1
+            && self.endpoints.len() <= 1
+            && self.token.is_none()
+            && !self.relay_asked;
+        match (&self.last_text, only_direct) {
+            (Some(t), true) => t.clone(),
+            _ => self.summary(),
+        }
+    }
+
     /// `cannot reach bob: direct: timed out (…); hole punching: no answer; relay: not allowed`.
     fn summary(&self) -> String {
         let mut reasons: Vec<(String, Vec<&str>)> = Vec::new();

@@ -354,3 +354,31 @@ fn with_nothing_else_left_the_relay_is_asked_at_once_and_its_failure_named() {
         ["!! cannot reach bob: direct: connection refused (203.0.113.5:5000); hole punching: refused by the server: too many attempts, try again shortly; relay: the relayed link failed (relay: connection refused) (the message was not sent)"]
     );
 }
+
+#[test]
+fn a_relayed_link_the_peer_refuses_is_named_under_relay() {
+    let mut p = caller(true);
+    p.send("bob", "hi");
+    let (conn, _) = dials(&p.on_peer_reply(&m(&format!("{BOB} {FP_B}"))))[0];
+    p.on_dial_failed(conn, &DialFailure::TimedOut);
+    p.on_fail(&m(":srv FAIL PEERCALL NO_ENDPOINT bob :none"));
+    let token = "0123456789abcdef0123456789abcdef";
+    let fx = p.on_extension(&m(&format!(":srv PEERRELAY bob {token}")));
+    let Some(Effect::PeerRelay { conn, .. }) = fx.first() else {
+        panic!("{fx:?}")
+    };
+    let conn = *conn;
+    p.on_connected(conn);
+    let fx = p.on_line(conn, &m("ERROR :Certificate does not belong to alice"));
+    assert!(fx.contains(&Effect::PeerClose { conn }));
+    assert_eq!(
+        shows(&fx),
+        ["!! cannot reach bob: direct: timed out (203.0.113.5:5000); hole punching: bob has no endpoint; relay: the relayed link failed (refused by the peer: Certificate does not belong to alice) (the message was not sent)"]
+    );
+    // Cancelling (Ctrl-C) a message ends its attempt: late dials are closed.
+    p.send("bob", "again");
+    let (late, _) = dials(&p.on_peer_reply(&m(&format!("{BOB} {FP_B}"))))[0];
+    assert_eq!(p.cancel().as_deref(), Some("bob"));
+    assert_eq!(p.on_connected(late), [Effect::PeerClose { conn: late }]);
+    assert_eq!(p.next_deadline(), None);
+}

@@ -34,7 +34,8 @@ impl Peers {
             Some(Lookup::Send { nick: asked }) if self.is_looking_up(&asked) => match endpoint {
                 Some((spelled, addr, fp)) => {
                     let spelled = spelled.to_string();
-                    self.reach(&spelled, reach::endpoints(msg, addr), fp)
+                    let endpoints = reach::endpoints(msg, addr);
+                    self.reach(&spelled, endpoints, fp, reach::Purpose::Message)
                 }
                 None => self.fail(format!(
                     "the server sent an unusable address for {asked} (the message was not sent)"
