@@ -22,8 +22,9 @@
 //! message; `server_replies` handles the server's answers (`PEER`, `FAIL PEER`),
 //! `connections` what happens on the peer connections and their deadlines, `admission` which
 //! incoming connections and open links are kept when there are too many, and `verify_cache`
-//! how often the server is asked to vouch for a dialer, and `reach` how a peer is reached
-//! across NATs (every endpoint at once, hole punching, the opt-in relay).
+//! how often the server is asked to vouch for a dialer, `reach` how a peer is reached
+//! across NATs (every endpoint at once, hole punching, the opt-in relay), and `answer` how
+//! we answer when the server rings us for someone else's attempt.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -38,6 +39,7 @@ use super::text::{parse_fingerprint, split_text};
 use super::Fingerprint;
 
 mod admission;
+mod answer;
 mod connections;
 mod reach;
 mod server_replies;
