@@ -26,7 +26,7 @@
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use huddle_protocol::Message;
 
@@ -118,15 +118,21 @@ impl Nat {
         }
     }
 
-    /// A fresh call token: 32 hex digits from the process's random hash keys.
+    /// A fresh call token: 32 hex digits from the standard library's randomly keyed hasher
+    /// (seeded by the OS), a counter and the time. It names a call; it is no secret (the
+    /// links it admits are still pinned to the callee's certificate).
     fn token(&mut self) -> String {
         self.tokens += 1;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
         let mut out = String::with_capacity(32);
         for half in 0..2u64 {
             let mut h = RandomState::new().build_hasher();
             h.write_u64(self.tokens);
             h.write_u64(half);
-            h.write_u128(Instant::now().elapsed().as_nanos());
+            h.write_u128(now);
             out.push_str(&format!("{:016x}", h.finish()));
         }
         out
