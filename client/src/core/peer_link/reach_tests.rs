@@ -382,3 +382,14 @@ fn a_relayed_link_the_peer_refuses_is_named_under_relay() {
     assert_eq!(p.on_connected(late), [Effect::PeerClose { conn: late }]);
     assert_eq!(p.next_deadline(), None);
 }
+
+#[test]
+fn call_tokens_are_fresh_and_well_formed() {
+    let mut nat = Nat::default();
+    let (a, b) = (nat.token(), nat.token());
+    assert_ne!(a, b);
+    for t in [a, b] {
+        assert_eq!(t.len(), 32);
+        assert!(t.bytes().all(|c| c.is_ascii_hexdigit()));
+    }
+}
