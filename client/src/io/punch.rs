@@ -76,9 +76,6 @@ fn reusable(addr: &SocketAddr) -> io::Result<Socket> {
     )?;
     sock.set_reuse_address(true)?;
     sock.set_reuse_port(true)?;
-    if addr.is_ipv6() {
-        sock.set_only_v6(true)?;
-    }
     Ok(sock)
 }
 
@@ -87,9 +84,6 @@ fn reusable(addr: &SocketAddr) -> io::Result<Socket> {
 pub(super) fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     sock.set_reuse_address(true)?;
-    if addr.is_ipv6() {
-        sock.set_only_v6(true)?;
-    }
     sock.bind(&SockAddr::from(addr))?;
     sock.set_reuse_port(true)?;
     sock.listen(128)?;
