@@ -2,7 +2,9 @@
 # Install the programs the end-to-end tests drive, if they are missing: the IRC clients of
 # server/tests/interop.rs (WeeChat headless: Debian `weechat-headless`, plus `weechat-plugins`
 # for its fifo plugin; irssi; `script` from util-linux, which runs irssi on a pseudo-terminal)
-# and tmux, the terminal the client's display tests run it in.
+# and tmux, the terminal the client's display tests run it in; for the NAT tests in network
+# namespaces (client/tests/nat.rs, scripts/netns.sh): iproute2 (`ip`), nftables (`nft`) and
+# tcpdump.
 #
 # Quiet and quick when everything is there. Otherwise it runs `apt-get update` once and
 # `apt-get install --no-install-recommends` (as root, or through sudo when that is available).
@@ -16,6 +18,9 @@ compgen -G "/usr/lib/*/weechat/plugins/fifo.so" >/dev/null ||
 command -v irssi >/dev/null || missing+=(irssi)
 command -v script >/dev/null || missing+=(bsdutils)
 command -v tmux >/dev/null || missing+=(tmux)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v nft >/dev/null || missing+=(nftables)
+command -v tcpdump >/dev/null || missing+=(tcpdump)
 ((${#missing[@]} == 0)) && exit 0
 
 die() {

@@ -55,6 +55,12 @@ struct Args {
     #[arg(long, value_name = "N", default_value_t = 0)]
     peer_port: u16,
 
+    /// When no direct connection works, carry direct messages through the server's blind
+    /// relay (if it offers one): end-to-end encrypted, the server sees only ciphertext.
+    /// Also needed to accept a relayed link from others.
+    #[arg(long)]
+    allow_relay: bool,
+
     /// Seconds each step of a direct message may take (server lookup, connect, TLS
     /// handshake, greeting, acknowledgement).
     #[arg(long, value_name = "SECS", default_value_t = 10,
@@ -85,6 +91,7 @@ fn main() -> ExitCode {
         host: args.peer_host,
         port: args.peer_port,
         timeout: Duration::from_secs(args.peer_timeout),
+        allow_relay: args.allow_relay,
     };
     let app = App::new(args.host, args.port, trust, interactive, peer);
     if interactive {

@@ -97,8 +97,9 @@ fn raw_user(server: &TestServer, name: &str) -> Client {
 fn announced_raw(server: &TestServer, name: &str, port: u16, fp: &str) -> Client {
     let mut raw = raw_user(server, name);
     raw.send(&format!("PEERADDR {port} {fp}"));
+    // The reply lists the endpoints after the fingerprint.
     raw.expect_by("the PEER confirmation", |l| {
-        l.ends_with(&format!(" PEER {name} 127.0.0.1 {port} {fp}"))
+        l.contains(&format!(" PEER {name} 127.0.0.1 {port} {fp}"))
     });
     raw
 }
@@ -109,9 +110,10 @@ fn endpoint_of(raw: &mut Client, nick: &str) -> (u16, String) {
     let line = raw.expect_by(&format!("PEER {nick}"), |l| {
         l.contains(&format!(" PEER {nick} 127.0.0.1 "))
     });
+    // `PEER <nick> <ip> <port> <fingerprint> :<endpoints>`
     let words: Vec<&str> = line.split(' ').collect();
-    let n = words.len();
-    (words[n - 2].parse().unwrap(), words[n - 1].to_string())
+    let at = words.iter().position(|w| *w == "PEER").unwrap();
+    (words[at + 3].parse().unwrap(), words[at + 4].to_string())
 }
 
 fn free_port() -> u16 {
@@ -171,9 +173,11 @@ fn impostor_endpoint_is_refused_and_gets_nothing() {
     let got = serve_one(listener, tls_server(&other, &other), drain);
 
     alice.send("msg bob the secret plan");
+    // The impostor is named; alice then rings bob, who never dials back (he is not a
+    // huddle client), and nothing is sent anywhere.
     alice.expect(&format!(
-        "!! refused: the peer at 127.0.0.1:{port} did not prove it is bob (certificate \
-         fingerprint mismatch: it presented {}); nothing was sent",
+        "!! cannot reach bob: direct: refused: the peer did not prove it is bob (certificate \
+         fingerprint mismatch: it presented {}) (127.0.0.1:{port}); hole punching: no answer; relay: not allowed (start with --allow-relay) (the message was not sent)",
         other.fp
     ));
     let (bytes, end) = got
@@ -186,8 +190,8 @@ fn impostor_endpoint_is_refused_and_gets_nothing() {
     let got = serve_one(listener, tls_server(&real, &other), drain);
     alice.send("msg bob the secret plan");
     alice.expect(&format!(
-        "!! refused: the peer at 127.0.0.1:{port} did not prove it is bob (it presented bob's \
-         certificate without signing with its key); nothing was sent"
+        "!! cannot reach bob: direct: refused: the peer did not prove it is bob (it presented \
+         bob's certificate without signing with its key) (127.0.0.1:{port}); hole punching: no answer; relay: not allowed (start with --allow-relay) (the message was not sent)"
     ));
     let (bytes, end) = got
         .recv_timeout(DEADLINE)
@@ -268,9 +272,10 @@ fn failures_are_clear_and_never_hang() {
     // Announced a port where nothing listens.
     let port = free_port();
     let _frank = announced_raw(&server, "frank", port, &Id::new().fp);
+    // frank's client is rung but never dials back (it is not a huddle client).
     alice.send("msg frank hello?");
     alice.expect(&format!(
-        "!! cannot reach frank directly at 127.0.0.1:{port}: connection refused (the message was not sent)"
+        "!! cannot reach frank: direct: connection refused (127.0.0.1:{port}); hole punching: no answer; relay: not allowed (start with --allow-relay) (the message was not sent)"
     ));
 
     // A peer with the right certificate that welcomes alice but never acknowledges.

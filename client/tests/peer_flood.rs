@@ -31,12 +31,13 @@ fn endpoint_of(server: &TestServer, nick: &str) -> (SocketAddr, String) {
     let line = raw.expect_by(&format!("PEER {nick}"), |l| {
         l.contains(&format!(" PEER {nick} 127.0.0.1 "))
     });
+    // `PEER <nick> <ip> <port> <fingerprint> :<endpoints>`
     let words: Vec<&str> = line.split(' ').collect();
-    let n = words.len();
-    let port: u16 = words[n - 2].parse().unwrap();
+    let at = words.iter().position(|w| *w == "PEER").unwrap();
+    let port: u16 = words[at + 3].parse().unwrap();
     (
         SocketAddr::from(([127, 0, 0, 1], port)),
-        words[n - 1].to_string(),
+        words[at + 4].to_string(),
     )
 }
 

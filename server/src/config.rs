@@ -149,6 +149,29 @@ pub struct Args {
     /// and exit.
     #[arg(long)]
     pub hash_password: bool,
+
+    /// Relay direct links between users whose clients cannot reach each other (the bytes
+    /// stay end-to-end encrypted between the clients; off by default).
+    #[arg(long)]
+    pub relay: bool,
+
+    /// Port of the relay's plain TCP listener, on the --bind address (0: a free one,
+    /// announced in ISUPPORT as PEERRELAY=<port>).
+    #[arg(long, value_name = "PORT", default_value_t = 0, requires = "relay")]
+    pub relay_port: u16,
+
+    /// Bandwidth cap of each relayed link, in bytes per second each way.
+    #[arg(long, value_name = "BYTES", default_value_t = 1 << 20, requires = "relay",
+          value_parser = clap::value_parser!(u64).range(1024..=1 << 34))]
+    pub relay_rate: u64,
+}
+
+/// The relay (`--relay`): where it listens and how fast each link may go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayConfig {
+    pub listen: SocketAddr,
+    /// Bytes per second each way, per link.
+    pub rate: u64,
 }
 
 /// Everything the server needs to start, validated.
@@ -177,6 +200,8 @@ pub struct Config {
     pub flood: FloodPolicy,
     pub login_failures: usize,
     pub opers: Option<PathBuf>,
+    /// `None` without `--relay`.
+    pub relay: Option<RelayConfig>,
 }
 
 impl Config {
@@ -236,6 +261,10 @@ impl Config {
             flood,
             login_failures,
             opers: args.opers,
+            relay: args.relay.then_some(RelayConfig {
+                listen: SocketAddr::new(args.bind, args.relay_port),
+                rate: args.relay_rate,
+            }),
         })
     }
 
@@ -345,5 +374,23 @@ mod tests {
         assert_eq!(parse(&[]).unwrap().ip_policy.exempt.len(), 2);
         assert!(parse(&["--exempt-net", "10.0.0.0/99"]).is_err());
         assert_eq!(parse(&[]).unwrap().history, 200);
+    }
+
+    #[test]
+    fn relay_flags() {
+        assert_eq!(parse(&[]).unwrap().relay, None);
+        let c = parse(&["--bind", "127.0.0.1", "--relay"]).unwrap();
+        assert_eq!(
+            c.relay,
+            Some(RelayConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                rate: 1 << 20
+            })
+        );
+        let c = parse(&["--relay", "--relay-port", "7000", "--relay-rate", "65536"]).unwrap();
+        let relay = c.relay.unwrap();
+        assert_eq!((relay.listen.port(), relay.rate), (7000, 65536));
+        assert!(parse(&["--relay-port", "7000"]).is_err(), "needs --relay");
+        assert!(parse(&["--relay", "--relay-rate", "10"]).is_err());
     }
 }

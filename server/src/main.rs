@@ -39,6 +39,10 @@ fn main() -> ExitCode {
         log::warn!("plaintext (no TLS) listener on {plain}");
         let _ = writeln!(stdout, "huddle-server plaintext listener on {plain}");
     }
+    if let Some(relay) = server.relay_addr() {
+        log::info!("relay for direct links listening on {relay} (plain TCP, blind)");
+        let _ = writeln!(stdout, "huddle-server relay listening on {relay}");
+    }
     for line in connect_hint(&hint_config, server.local_addr()) {
         let _ = writeln!(stdout, "{line}");
     }

@@ -1831,12 +1831,14 @@ fn fingerprint_binding() {
     let mut bob = s.registered_user("bob");
     let fp_a = "a1".repeat(32);
     let fp_b = "b2".repeat(32);
+    // The four parameters, then every endpoint: here only the observed address.
     let peer_line = |nick: &str, port: &str, fp: &str| {
         vec![
             nick.to_string(),
             "127.0.0.1".to_string(),
             port.to_string(),
             fp.to_string(),
+            format!("127.0.0.1:{port}"),
         ]
     };
     alice.send(&format!("PEERADDR 4000 {fp_a}"));
@@ -1862,11 +1864,17 @@ fn fingerprint_binding() {
             peer_line("bob", "5000", &fp_b)
         );
     }
-    // No way to announce for someone else: extra parameters do not name a target.
+    // No way to announce for someone else: extra parameters do not name a target (they are
+    // address hints, and `bob` is none).
     alice.send(&format!("PEERADDR 6000 {fp_a} bob"));
     assert_eq!(
-        alice.expect_command("PEER").params,
-        peer_line("alice", "6000", &fp_a)
+        alice.expect_command("FAIL").params[..3],
+        ["PEERADDR", "INVALID_HINT", "bob"]
+    );
+    bob.send("PEER alice");
+    assert_eq!(
+        bob.expect_command("PEER").params,
+        peer_line("alice", "4000", &fp_a)
     );
     bob.send("PEER bob");
     assert_eq!(
@@ -1984,14 +1992,23 @@ fn p2p_pinning() {
     assert!(alice.recv().is("461"));
     bob.send("PEER alice");
     assert_eq!(bob.expect_command("FAIL").param(1), Some("NO_ENDPOINT"));
-    // A valid one is recorded with the address the server sees, not one the client claims.
+    // A valid one is recorded with the address the server sees, not one the client claims:
+    // a claimed address is only ever a hint, listed after the observed one.
     alice.send(&format!("PEERADDR 4000 {good} 203.0.113.7"));
+    assert_eq!(alice.expect_command("FAIL").param(1), Some("INVALID_HINT"));
+    alice.send(&format!("PEERADDR 4000 {good} 203.0.113.7:4000"));
     alice.expect_command("PEER");
     bob.send("PEER alice");
     assert_msg(
         &bob.expect_command("PEER"),
         "PEER",
-        &["alice", "127.0.0.1", "4000", &good],
+        &[
+            "alice",
+            "127.0.0.1",
+            "4000",
+            &good,
+            "127.0.0.1:4000 203.0.113.7:4000",
+        ],
     );
 }
 

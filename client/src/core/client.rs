@@ -48,7 +48,15 @@ impl Client {
             Event::Keepalive(now) => st.on_keepalive(now),
             Event::ServerLine(msg) => st.on_message(&msg),
             Event::ServerClosed(reason) => st.on_closed(reason.as_deref()),
-            Event::Listening(result) => st.on_listening(result),
+            Event::Listening(result, hints) => {
+                st.peers.set_hints(hints);
+                st.on_listening(result)
+            }
+            Event::PeerCallback {
+                conn,
+                token,
+                on_listener,
+            } => st.peers.on_callback(conn, &token, on_listener),
             Event::PeerConnected { conn } => st.on_peer_connected(conn),
             Event::PeerDialFailed { conn, failure } => st.on_peer_dial_failed(conn, &failure),
             Event::PeerIncoming { conn, addr } => st.peers.on_incoming(conn, addr),

@@ -32,7 +32,9 @@ pub(crate) enum Effect {
     PeerStopListening,
     /// Close the listener and every direct connection.
     PeerStop,
-    /// Connect to a peer, pinning its certificate to `fingerprint`.
+    /// Connect to a peer from the listening port, pinning its certificate to `fingerprint`
+    /// (a dial-back preamble of a call we placed may come before its TLS bytes, reported as
+    /// [`super::Event::PeerCallback`]).
     PeerDial {
         conn: u64,
         addr: SocketAddr,
@@ -46,6 +48,36 @@ pub(crate) enum Effect {
     /// Close a direct connection.
     PeerClose {
         conn: u64,
+    },
+    /// We placed the call `token` to the peer with certificate `fingerprint`: accept its
+    /// dial-back preamble (on the listener or a dial) until told to forget it.
+    PeerExpectCallback {
+        token: String,
+        fingerprint: Fingerprint,
+    },
+    PeerForgetCallback {
+        token: String,
+    },
+    /// Answer a call: dial `addr` from the listening port for a few seconds, send the
+    /// preamble `PEERCALLBACK <token>`, then be the TLS server (reported as
+    /// [`super::Event::PeerAccepted`], or `PeerClosed` when nothing connected).
+    PeerDialBack {
+        conn: u64,
+        addr: SocketAddr,
+        token: String,
+    },
+    /// Connect to the server's relay at `port`, present `token`, then run TLS through it:
+    /// as the client pinning `expect`, or as the server when `None`.
+    PeerRelay {
+        conn: u64,
+        port: u16,
+        token: String,
+        expect: Option<Fingerprint>,
+    },
+    /// The mapping probe: from the listening port, a TLS connection to the server that
+    /// sends `PEERMAP <token>`, so the server learns our public address for that port.
+    PeerMapProbe {
+        token: String,
     },
 }
 

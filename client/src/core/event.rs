@@ -33,8 +33,16 @@ pub(crate) enum Event {
     ServerLine(Message),
     /// The server connection is gone (`None`: closed cleanly by the server).
     ServerClosed(Option<String>),
-    /// The direct-message listener started (our port and certificate) or failed.
-    Listening(Result<(u16, Fingerprint), String>),
+    /// The direct-message listener started (our port and certificate) or failed; the
+    /// local endpoints it can also be reached at.
+    Listening(Result<(u16, Fingerprint), String>, Vec<SocketAddr>),
+    /// Connection `conn` began with the dial-back preamble of our call `token`, on the
+    /// listener (then we are its TLS client) or on one of our dials.
+    PeerCallback {
+        conn: u64,
+        token: String,
+        on_listener: bool,
+    },
     /// A dial reached the peer and the TLS handshake with the pinned certificate is done.
     PeerConnected { conn: u64 },
     /// A dial failed; nothing was sent.

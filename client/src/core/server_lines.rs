@@ -70,8 +70,11 @@ fn sasl_failure(server_text: &str) -> String {
 
 /// Whether `msg`'s parameter `i` names one of the direct-message commands.
 fn about_peers(msg: &Message, i: usize) -> bool {
-    msg.param(i)
-        .is_some_and(|c| c.eq_ignore_ascii_case("PEER") || c.eq_ignore_ascii_case("PEERADDR"))
+    msg.param(i).is_some_and(|c| {
+        ["PEER", "PEERADDR", "PEERCALL", "PEERRELAY", "PEERMAP"]
+            .iter()
+            .any(|p| c.eq_ignore_ascii_case(p))
+    })
 }
 
 /// The last parameter, the human-readable text of most replies.
@@ -125,6 +128,15 @@ impl State {
                 let fx = self.peers.on_peer_reply(msg);
                 self.settle();
                 fx
+            }
+            "PEERMAP" | "PEERCALL" | "PEERRELAY" => {
+                let fx = self.peers.on_extension(msg);
+                self.settle();
+                fx
+            }
+            numeric::RPL_ISUPPORT => {
+                self.peers.on_isupport(msg);
+                Vec::new()
             }
             "FAIL" if about_peers(msg, 0) => {
                 let fx = self.peers.on_fail(msg);

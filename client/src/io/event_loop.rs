@@ -66,7 +66,8 @@ impl App {
     ) -> App {
         let (tx, rx) = mpsc::channel();
         let ui = Ui::start(interactive, tx.clone());
-        let state = State::new(peer.timeout);
+        let mut state = State::new(peer.timeout);
+        state.peers.allow_relay(peer.allow_relay);
         let peers = Peers::new(peer, state.peers.conn_ids(), tx.clone());
         App {
             host,
@@ -262,7 +263,8 @@ impl App {
                     .as_ref()
                     .and_then(|l| l.local_addr().ok())
                     .map(|a| a.ip());
-                return Some(Event::Listening(self.peers.listen(local)));
+                let (result, hints) = self.peers.listen(local);
+                return Some(Event::Listening(result, hints));
             }
             Effect::PeerStopListening => self.peers.stop_listening(),
             Effect::PeerStop => self.peers.stop(),
@@ -273,6 +275,33 @@ impl App {
             } => return self.peers.dial(conn, addr, fingerprint),
             Effect::PeerSend { conn, msg } => return self.peers.send(conn, &msg),
             Effect::PeerClose { conn } => self.peers.close(conn),
+            Effect::PeerExpectCallback { token, fingerprint } => {
+                self.peers.expect_callback(token, fingerprint)
+            }
+            Effect::PeerForgetCallback { token } => self.peers.forget_callback(&token),
+            Effect::PeerDialBack { conn, addr, token } => {
+                return self.peers.dial_back(conn, addr, token)
+            }
+            Effect::PeerRelay {
+                conn,
+                port,
+                token,
+                expect,
+            } => {
+                let Some(server) = self.link.as_ref().and_then(|l| l.peer_addr().ok()) else {
+                    let reason = Some("not connected to the server".to_string());
+                    return Some(Event::PeerClosed { conn, reason });
+                };
+                let relay = std::net::SocketAddr::new(server.ip(), port);
+                return self.peers.relay(conn, relay, token, expect);
+            }
+            Effect::PeerMapProbe { token } => {
+                if let Some(link) = &self.link {
+                    if let (Ok(server), Some(cert)) = (link.peer_addr(), link.server_cert()) {
+                        self.peers.map_probe(server, cert, token);
+                    }
+                }
+            }
         }
         None
     }

@@ -9,17 +9,25 @@
 //! - [`server_link`]: TCP, TLS under the chosen trust, and the reader thread for the server.
 //! - [`peer_net`]: the peer listener, dialer and connection threads; [`peer_tls`]: their
 //!   certificates and rustls configurations.
+//! - [`punch`]: sockets sharing the listening port, and the dial-back preamble;
+//!   [`dial_back`]: answering a call; [`relay_link`]: links through the server's relay;
+//!   [`map_probe`]: learning our public mapping; [`hints`]: our local endpoints.
 //! - [`tls_stream`]: the TLS stream both kinds of link use.
 //! - [`terminal`]: reading input and printing outputs.
 //! - [`config_files`]: the client's files on disk, private and written atomically.
 
 pub(crate) mod config_files;
+mod dial_back;
 pub(crate) mod event_loop;
 mod exit_code;
 mod first_contact;
+mod hints;
+mod map_probe;
 mod peer_net;
 mod peer_tls;
 mod peers;
+mod punch;
+mod relay_link;
 mod server_link;
 mod terminal;
 mod tls_stream;

@@ -6,6 +6,12 @@
 //! and then reads lines until the connection ends, over a [`super::tls_stream`] as the
 //! server link does.
 //!
+//! Dials leave from the listener's port (see [`super::punch`]). A connection may start with
+//! the plain preamble `PEERCALLBACK <token>`: the callee of a call we placed dialing back.
+//! On a dial it comes before the peer's TLS bytes (the two dials met in a simultaneous open);
+//! on the listener it comes instead of a ClientHello, and we are then the TLS client. Either
+//! way the token must name a call we placed, and the peer is pinned to that call's callee.
+//!
 //! All protocol decisions are made by the core ([`crate::core::peer_link`]); this module
 //! only moves lines.
 
@@ -16,13 +22,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use huddle_protocol::Message;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, Connection, ServerConnection};
 
 use super::peer_tls::{self as tls, Identity, PinCheck, PinnedPeer, PinnedVerifier, PEER_NAME};
+use super::punch::{self, PendingCalls};
 use super::tls_stream::{self, handshake, io_text, TlsReader, TlsWriter};
 use super::Report;
 use crate::core::{ConnIds, DialFailure, Fingerprint};
@@ -58,6 +65,18 @@ pub(crate) enum PeerEvent {
         addr: SocketAddr,
         cert: Fingerprint,
     },
+    /// Connection `conn` began with the preamble of a dial-back for the call `token`, on
+    /// the listener (we go on as the TLS client) or on one of our dials.
+    Callback {
+        conn: u64,
+        token: String,
+        on_listener: bool,
+    },
+    /// A connection we opened as the TLS server (a dial-back, a relayed link) is in its
+    /// handshake; `sock` shuts it down should the core close it first.
+    Handshaking { conn: u64, sock: TcpStream },
+    /// The server's answer to the mapping probe: our listening port as the server sees it.
+    Mapped(Result<SocketAddr, String>),
     /// One line from an open connection.
     Line { conn: u64, msg: Message },
     /// The connection ended (`None`: closed cleanly by the peer).
@@ -99,6 +118,14 @@ fn is_timeout(e: &io::Error) -> bool {
     )
 }
 
+/// Where dials leave from and which calls a preamble may name.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Origin {
+    /// The listener's address (`None`: any port).
+    pub(super) local: Option<SocketAddr>,
+    pub(super) calls: PendingCalls,
+}
+
 /// Dials `addr` on a new thread, pinning the certificate to `expected`; reports
 /// `Connected` or `DialFailed`, then the connection's lines.
 pub(super) fn dial(
@@ -107,6 +134,7 @@ pub(super) fn dial(
     expected: Fingerprint,
     identity: &Identity,
     timeout: Duration,
+    origin: Origin,
     events: Sender<Report>,
 ) {
     let pin = Arc::new(PinnedVerifier::new(PinnedPeer::new(expected)));
@@ -123,14 +151,26 @@ pub(super) fn dial(
                     return;
                 }
             };
-            match dial_blocking(addr, config, pin.policy(), timeout) {
-                Ok((tls, sock)) => run_connection(conn, tls, sock, &events, |writer| {
-                    PeerEvent::Connected { conn, writer }
-                }),
-                Err(failure) => {
-                    let _ = events.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
+            let sock = punch::connect_from(origin.local, addr, timeout).map_err(|e| {
+                if is_timeout(&e) {
+                    DialFailure::TimedOut
+                } else {
+                    DialFailure::Unreachable(io_text(&e))
                 }
-            }
+            });
+            let callback = |token: String| {
+                let on_listener = false;
+                let event = PeerEvent::Callback {
+                    conn,
+                    token,
+                    on_listener,
+                };
+                let _ = events.send(Report::Peer(event));
+            };
+            let tls = sock.and_then(|sock| {
+                tls_client(sock, config, pin.policy(), timeout, &origin.calls, callback)
+            });
+            finish_dial(conn, tls, &events);
         });
     if let Err(e) = spawned {
         let failure = DialFailure::Unreachable(format!("cannot start a thread: {e}"));
@@ -138,19 +178,17 @@ pub(super) fn dial(
     }
 }
 
-fn dial_blocking(
-    addr: SocketAddr,
+/// The TLS client handshake on a connected socket, pinning the peer. The ClientHello goes
+/// out at once; a `PEERCALLBACK` preamble before the peer's TLS bytes is taken (`callback`
+/// hears its token) if it names a call to the pinned peer, otherwise the dial fails.
+pub(super) fn tls_client(
+    mut sock: TcpStream,
     config: Arc<rustls::ClientConfig>,
     pin: &PinnedPeer,
     timeout: Duration,
+    calls: &PendingCalls,
+    callback: impl FnOnce(String),
 ) -> Result<(Connection, TcpStream), DialFailure> {
-    let mut sock = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
-        if is_timeout(&e) {
-            DialFailure::TimedOut
-        } else {
-            DialFailure::Unreachable(io_text(&e))
-        }
-    })?;
     let setup = |sock: &TcpStream| -> io::Result<()> {
         sock.set_nodelay(true)?;
         sock.set_read_timeout(Some(timeout))?;
@@ -161,7 +199,33 @@ fn dial_blocking(
     let client =
         ClientConnection::new(config, name).map_err(|e| DialFailure::Tls(e.to_string()))?;
     let mut tls = Connection::Client(client);
-    if let Err(e) = handshake(&mut tls, &mut sock, timeout) {
+    let deadline = Instant::now() + timeout;
+    let preamble = (|| -> io::Result<()> {
+        while tls.wants_write() {
+            tls.write_tls(&mut sock)?;
+        }
+        if punch::peek_first(&sock, deadline)? == Some(b'P') {
+            let token = punch::read_callback(&mut sock, deadline)?;
+            if calls.get(&token) != Some(pin.expected()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "a dial-back for a call we did not place",
+                ));
+            }
+            callback(token);
+        }
+        Ok(())
+    })();
+    if let Err(e) = preamble {
+        let _ = sock.shutdown(Shutdown::Both);
+        return Err(if is_timeout(&e) {
+            DialFailure::TimedOut
+        } else {
+            DialFailure::Tls(io_text(&e))
+        });
+    }
+    let left = deadline.saturating_duration_since(Instant::now());
+    if let Err(e) = handshake(&mut tls, &mut sock, left) {
         let _ = sock.shutdown(Shutdown::Both);
         return Err(match (pin.check(), rustls_error(&e)) {
             (Some(PinCheck::Mismatch { seen }), _) => DialFailure::WrongCertificate { seen },
@@ -182,7 +246,7 @@ fn dial_blocking(
 
 /// Reports the open connection (`opened` builds the event around its writer), then reads
 /// lines until it ends. A connection nobody takes is closed when its halves drop.
-fn run_connection(
+pub(super) fn run_connection(
     conn: u64,
     tls: Connection,
     sock: TcpStream,
@@ -202,6 +266,45 @@ fn run_connection(
     {
         read_lines(conn, reader, events);
     }
+}
+
+/// The end of a dial: the open connection and its lines, or why it failed.
+pub(super) fn finish_dial(
+    conn: u64,
+    result: Result<(Connection, TcpStream), DialFailure>,
+    events: &Sender<Report>,
+) {
+    match result {
+        Ok((tls, sock)) => run_connection(conn, tls, sock, events, |writer| PeerEvent::Connected {
+            conn,
+            writer,
+        }),
+        Err(failure) => {
+            let _ = events.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
+        }
+    }
+}
+
+/// A connection of listener `listener` on which we are the TLS server: the handshake, then
+/// `Accepted` and its lines. Why it ended early if the handshake did not complete.
+pub(super) fn serve(
+    listener: u64,
+    conn: u64,
+    mut sock: TcpStream,
+    addr: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+    timeout: Duration,
+    events: &Sender<Report>,
+) -> Result<(), String> {
+    let (tls, cert) = tls_server(&mut sock, config, timeout, addr)?;
+    run_connection(conn, tls, sock, events, |writer| PeerEvent::Accepted {
+        listener,
+        conn,
+        writer,
+        addr,
+        cert,
+    });
+    Ok(())
 }
 
 /// Every line from the peer, then why the connection ended.
@@ -230,27 +333,49 @@ pub(super) struct Listener {
     thread: Option<JoinHandle<()>>,
 }
 
+/// What each accepted connection's thread needs.
+#[derive(Clone)]
+struct Accepting {
+    listener: u64,
+    config: Arc<rustls::ServerConfig>,
+    identity: Arc<Identity>,
+    timeout: Duration,
+    calls: PendingCalls,
+    events: Sender<Report>,
+}
+
 impl Listener {
     /// Listens on `bind` with `identity`'s certificate; accepted connections are reported
-    /// as `PeerEvent::Accepted` once their handshake is done.
+    /// as `PeerEvent::Accepted` once their handshake is done. A connection that starts with
+    /// the preamble of a dial-back for one of `calls` is reported as `PeerEvent::Callback`
+    /// and then `Connected`, with us as the TLS client.
     pub(super) fn start(
         bind: SocketAddr,
-        identity: &Identity,
+        identity: &Arc<Identity>,
         timeout: Duration,
         ids: ConnIds,
+        calls: PendingCalls,
         events: Sender<Report>,
     ) -> Result<Listener, String> {
         let config = tls::server_config(identity).map_err(|e| e.to_string())?;
-        let sock = TcpListener::bind(bind)
-            .map_err(|e| format!("cannot listen on {bind}: {}", io_text(&e)))?;
+        let sock =
+            punch::listen(bind).map_err(|e| format!("cannot listen on {bind}: {}", io_text(&e)))?;
         let local = sock.local_addr().map_err(|e| io_text(&e))?;
         let id = NEXT_LISTENER.fetch_add(1, Ordering::Relaxed);
         let stop = Arc::new(AtomicBool::new(false));
+        let ctx = Accepting {
+            listener: id,
+            config,
+            identity: identity.clone(),
+            timeout,
+            calls,
+            events,
+        };
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
                 .name("huddle-peer-listener".into())
-                .spawn(move || accept_loop(id, &sock, &config, timeout, &ids, &stop, &events))
+                .spawn(move || accept_loop(&sock, &ctx, &ids, &stop))
                 .map_err(|e| format!("cannot start the listener thread: {e}"))?
         };
         Ok(Listener {
@@ -309,15 +434,8 @@ impl Drop for Slot {
     }
 }
 
-fn accept_loop(
-    listener: u64,
-    sock: &TcpListener,
-    config: &Arc<rustls::ServerConfig>,
-    timeout: Duration,
-    ids: &ConnIds,
-    stop: &AtomicBool,
-    events: &Sender<Report>,
-) {
+fn accept_loop(sock: &TcpListener, ctx: &Accepting, ids: &ConnIds, stop: &AtomicBool) {
+    let events = &ctx.events;
     let active = Arc::new(AtomicUsize::new(0));
     let mut errors = 0;
     for stream in sock.incoming() {
@@ -350,7 +468,7 @@ fn accept_loop(
             continue;
         };
         let incoming = PeerEvent::Incoming {
-            listener,
+            listener: ctx.listener,
             conn,
             addr,
             sock: handle,
@@ -358,17 +476,16 @@ fn accept_loop(
         if events.send(Report::Peer(incoming)).is_err() {
             break;
         }
-        let config = config.clone();
-        let thread_events = events.clone();
+        let ctx = ctx.clone();
         let spawned = std::thread::Builder::new()
             .name("huddle-peer".into())
             .spawn(move || {
                 let _slot = slot;
-                let events = thread_events;
-                let failed = accept_one(listener, conn, stream, addr, config, timeout, &events);
-                if let Err(reason) = failed {
+                if let Err(reason) = accept_one(&ctx, conn, stream, addr) {
                     let reason = Some(reason);
-                    let _ = events.send(Report::Peer(PeerEvent::Closed { conn, reason }));
+                    let _ = ctx
+                        .events
+                        .send(Report::Peer(PeerEvent::Closed { conn, reason }));
                 }
             });
         if let Err(e) = spawned {
@@ -379,17 +496,40 @@ fn accept_loop(
     }
 }
 
-/// The TLS handshake of an accepted connection, then its lines. Why it ended early if the
-/// handshake did not complete.
-fn accept_one(
-    listener: u64,
-    conn: u64,
-    mut sock: TcpStream,
-    addr: SocketAddr,
+/// An accepted connection: a TLS handshake as the server and then its lines, or, after a
+/// dial-back preamble, the handshake as the client. Why it ended early if the handshake
+/// did not complete.
+fn accept_one(ctx: &Accepting, conn: u64, sock: TcpStream, addr: SocketAddr) -> Result<(), String> {
+    let deadline = Instant::now() + ctx.timeout;
+    let first = punch::peek_first(&sock, deadline).map_err(|e| io_text(&e))?;
+    match first {
+        Some(b'P') => return answer_dial_back(ctx, conn, sock, addr, deadline),
+        // A TLS handshake record.
+        Some(0x16) => {}
+        _ => {
+            let _ = sock.shutdown(Shutdown::Both);
+            return Err("neither TLS nor a dial-back".into());
+        }
+    }
+    let config = ctx.config.clone();
+    serve(
+        ctx.listener,
+        conn,
+        sock,
+        addr,
+        config,
+        ctx.timeout,
+        &ctx.events,
+    )
+}
+
+/// The TLS server handshake on `sock`; the fingerprint of the client's certificate.
+pub(super) fn tls_server(
+    sock: &mut TcpStream,
     config: Arc<rustls::ServerConfig>,
     timeout: Duration,
-    events: &Sender<Report>,
-) -> Result<(), String> {
+    addr: SocketAddr,
+) -> Result<(Connection, Fingerprint), String> {
     let setup = sock
         .set_nodelay(true)
         .and_then(|()| sock.set_read_timeout(Some(timeout)))
@@ -398,7 +538,7 @@ fn accept_one(
         .map_err(|e| io_text(&e))
         .and_then(|()| ServerConnection::new(config).map_err(|e| e.to_string()))?;
     let mut tls = Connection::Server(server);
-    if let Err(e) = handshake(&mut tls, &mut sock, timeout) {
+    if let Err(e) = handshake(&mut tls, sock, timeout) {
         log::info!("direct connection from {addr} failed in the TLS handshake: {e}");
         let _ = sock.shutdown(Shutdown::Both);
         return Err(format!("TLS handshake failed: {}", io_text(&e)));
@@ -408,13 +548,38 @@ fn accept_one(
         let _ = sock.shutdown(Shutdown::Both);
         return Err("no client certificate".into());
     };
-    run_connection(conn, tls, sock, events, |writer| PeerEvent::Accepted {
-        listener,
+    Ok((tls, cert))
+}
+
+/// A callee dialing back to our listener: the token must name a call we placed; we are the
+/// TLS client, pinned to that callee.
+fn answer_dial_back(
+    ctx: &Accepting,
+    conn: u64,
+    mut sock: TcpStream,
+    addr: SocketAddr,
+    deadline: Instant,
+) -> Result<(), String> {
+    let token = punch::read_callback(&mut sock, deadline).map_err(|e| io_text(&e))?;
+    let Some(expected) = ctx.calls.get(&token) else {
+        log::info!("a dial-back from {addr} named no call of ours");
+        let _ = sock.shutdown(Shutdown::Both);
+        return Err("a dial-back for a call we did not place".into());
+    };
+    let on_listener = true;
+    let event = PeerEvent::Callback {
         conn,
-        writer,
-        addr,
-        cert,
-    });
+        token,
+        on_listener,
+    };
+    if ctx.events.send(Report::Peer(event)).is_err() {
+        return Ok(());
+    }
+    let pin = Arc::new(PinnedVerifier::new(PinnedPeer::new(expected)));
+    let result = tls::client_config(&ctx.identity, pin.clone())
+        .map_err(|e| DialFailure::Tls(e.to_string()))
+        .and_then(|config| tls_client(sock, config, pin.policy(), ctx.timeout, &ctx.calls, drop));
+    finish_dial(conn, result, &ctx.events);
     Ok(())
 }
 
@@ -441,7 +606,9 @@ mod tests {
     fn listen(id: &Identity) -> (Listener, Receiver<Report>) {
         let (tx, rx) = mpsc::channel();
         let addr = "127.0.0.1:0".parse().unwrap();
-        let l = Listener::start(addr, id, WAIT, ConnIds::default(), tx).unwrap();
+        let id = Arc::new(id.clone_for_tests());
+        let calls = PendingCalls::default();
+        let l = Listener::start(addr, &id, WAIT, ConnIds::default(), calls, tx).unwrap();
         (l, rx)
     }
 
@@ -456,6 +623,7 @@ mod tests {
             bob.fingerprint(),
             &alice,
             WAIT,
+            Origin::default(),
             tx,
         );
         let PeerEvent::Connected { conn: 7, writer } = next(&alice_rx) else {
@@ -540,6 +708,7 @@ mod tests {
             bob.fingerprint(),
             &alice,
             WAIT,
+            Origin::default(),
             tx.clone(),
         );
         assert!(matches!(
@@ -552,7 +721,15 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        dial(2, free, bob.fingerprint(), &alice, WAIT, tx);
+        dial(
+            2,
+            free,
+            bob.fingerprint(),
+            &alice,
+            WAIT,
+            Origin::default(),
+            tx,
+        );
         assert!(matches!(
             next(&rx),
             PeerEvent::DialFailed { conn: 2, failure: DialFailure::Unreachable(why) }

@@ -56,6 +56,12 @@ impl Identity {
         ))
     }
 
+    /// The same certificate and key again (tests share one identity between ends).
+    #[cfg(test)]
+    pub(super) fn clone_for_tests(&self) -> Identity {
+        Identity::from_parts(self.cert.clone(), self.key.clone_key())
+    }
+
     fn from_parts(cert: CertificateDer<'static>, key: PrivatePkcs8KeyDer<'static>) -> Identity {
         let fingerprint = fingerprint(cert.as_ref());
         Identity {
@@ -101,6 +107,11 @@ impl PinnedPeer {
             expected,
             check: Mutex::new(None),
         }
+    }
+
+    /// The fingerprint the peer must present.
+    pub(super) fn expected(&self) -> Fingerprint {
+        self.expected
     }
 
     /// The result of the fingerprint comparison, once the certificate arrived.

@@ -1,18 +1,24 @@
-//! The direct-message resources of the event loop: the listener, the session certificate
-//! and the writers of open peer connections, keyed by connection id.
+//! The direct-message resources of the event loop: the listener, the session certificate,
+//! the writers of open peer connections keyed by connection id, the calls we placed, and
+//! the dial-backs, relayed links and mapping probe of NAT traversal.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Duration;
 
 use huddle_protocol::Message;
 
-use super::peer_net::{self, Listener, PeerEvent, PeerWriter};
-use super::peer_tls::Identity;
+use super::dial_back::{self, DialBack};
+use super::peer_net::{self, Listener, Origin, PeerEvent, PeerWriter};
+use super::peer_tls::{self, Identity};
+use super::punch::PendingCalls;
+use super::relay_link::{self, RelayRole};
 use super::tls_stream::io_text;
 use super::Report;
+use super::{hints, map_probe};
 use crate::core::{ConnIds, DialFailure, Event, Fingerprint};
 
 /// Where and how the client accepts direct connections.
@@ -24,6 +30,8 @@ pub(crate) struct PeerOptions {
     pub(crate) port: u16,
     /// Bound on each step: lookup, connect, handshake, greeting, acknowledgement.
     pub(crate) timeout: Duration,
+    /// Use the server's relay when nothing direct works (`--allow-relay`).
+    pub(crate) allow_relay: bool,
 }
 
 /// The peer side of the shell.
@@ -36,6 +44,10 @@ pub(super) struct Peers {
     writers: HashMap<u64, PeerWriter>,
     /// Accepted connections still in their TLS handshake: a handle to shut each down.
     handshaking: HashMap<u64, TcpStream>,
+    /// The calls we placed, whose dial-backs we accept.
+    calls: PendingCalls,
+    /// Dial-backs still retrying: set to stop them.
+    dial_backs: HashMap<u64, Arc<AtomicBool>>,
 }
 
 impl Peers {
@@ -48,6 +60,8 @@ impl Peers {
             identity: None,
             writers: HashMap::new(),
             handshaking: HashMap::new(),
+            calls: PendingCalls::default(),
+            dial_backs: HashMap::new(),
         }
     }
 
@@ -56,8 +70,30 @@ impl Peers {
     pub(super) fn on_report(&mut self, report: PeerEvent) -> Option<Event> {
         Some(match report {
             PeerEvent::Connected { conn, writer } => {
+                self.handshaking.remove(&conn);
                 self.writers.insert(conn, writer);
                 Event::PeerConnected { conn }
+            }
+            PeerEvent::Callback {
+                conn,
+                token,
+                on_listener,
+            } => Event::PeerCallback {
+                conn,
+                token,
+                on_listener,
+            },
+            PeerEvent::Handshaking { conn, sock } => {
+                self.dial_backs.remove(&conn);
+                self.handshaking.insert(conn, sock);
+                return None;
+            }
+            PeerEvent::Mapped(result) => {
+                match result {
+                    Ok(addr) => log::info!("the server sees our listening port as {addr}"),
+                    Err(e) => log::info!("mapping probe failed: {e}"),
+                }
+                return None;
             }
             PeerEvent::DialFailed { conn, failure } => Event::PeerDialFailed { conn, failure },
             PeerEvent::Incoming {
@@ -91,33 +127,46 @@ impl Peers {
             PeerEvent::Line { conn, msg } => Event::PeerLine { conn, msg },
             PeerEvent::Closed { conn, reason } => {
                 self.close(conn);
+                self.dial_backs.remove(&conn);
                 Event::PeerClosed { conn, reason }
             }
         })
     }
 
-    /// Starts the listener with a fresh certificate: our port and fingerprint. Without a
-    /// configured address it listens where the server connection goes out (`local`).
-    pub(super) fn listen(&mut self, local: Option<IpAddr>) -> Result<(u16, Fingerprint), String> {
+    /// Starts the listener with a fresh certificate: our port and fingerprint, and the
+    /// local endpoints to announce as hints. Without a configured address it listens where
+    /// the server connection goes out (`local`).
+    pub(super) fn listen(
+        &mut self,
+        local: Option<IpAddr>,
+    ) -> (Result<(u16, Fingerprint), String>, Vec<SocketAddr>) {
         self.stop();
-        let identity = Arc::new(Identity::generate()?);
+        let identity = match Identity::generate() {
+            Ok(id) => Arc::new(id),
+            Err(e) => return (Err(e), Vec::new()),
+        };
         let ip = self
             .options
             .host
             .or(local)
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        let listener = Listener::start(
+        let listener = match Listener::start(
             SocketAddr::new(ip, self.options.port),
             &identity,
             self.options.timeout,
             self.ids.clone(),
+            self.calls.clone(),
             self.reports.clone(),
-        )?;
+        ) {
+            Ok(l) => l,
+            Err(e) => return (Err(e), Vec::new()),
+        };
         let port = listener.local_addr().port();
+        let hints = hints::gather(listener.local_addr());
         let fp = identity.fingerprint();
         self.listener = Some(listener);
         self.identity = Some(identity);
-        Ok((port, fp))
+        (Ok((port, fp)), hints)
     }
 
     /// Stops accepting direct connections; open ones stay.
@@ -136,6 +185,10 @@ impl Peers {
         for (_, sock) in self.handshaking.drain() {
             let _ = sock.shutdown(Shutdown::Both);
         }
+        for (_, stop) in self.dial_backs.drain() {
+            stop.store(true, Ordering::SeqCst);
+        }
+        self.calls.clear();
         self.identity = None;
     }
 
@@ -151,15 +204,115 @@ impl Peers {
             let failure = DialFailure::Tls("no session certificate".into());
             return Some(Event::PeerDialFailed { conn, failure });
         };
+        let origin = Origin {
+            local: self.listener.as_ref().map(Listener::local_addr),
+            calls: self.calls.clone(),
+        };
         peer_net::dial(
             conn,
             addr,
             fingerprint,
             identity,
             self.options.timeout,
+            origin,
             self.reports.clone(),
         );
         None
+    }
+
+    /// Accepts dial-backs for the call `token` to the peer with `fingerprint`.
+    pub(super) fn expect_callback(&self, token: String, fingerprint: Fingerprint) {
+        self.calls.insert(token, fingerprint);
+    }
+
+    pub(super) fn forget_callback(&self, token: &str) {
+        self.calls.remove(token);
+    }
+
+    /// Answers a call: dials back to `addr` from the listening port (see
+    /// [`super::dial_back`]). Without a listener the failure is the returned event.
+    pub(super) fn dial_back(
+        &mut self,
+        conn: u64,
+        addr: SocketAddr,
+        token: String,
+    ) -> Option<Event> {
+        let (Some(listener), Some(identity)) = (&self.listener, &self.identity) else {
+            let reason = Some("not listening".to_string());
+            return Some(Event::PeerClosed { conn, reason });
+        };
+        let config = match peer_tls::server_config(identity) {
+            Ok(c) => c,
+            Err(e) => {
+                let reason = Some(e.to_string());
+                return Some(Event::PeerClosed { conn, reason });
+            }
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        self.dial_backs.insert(conn, stop.clone());
+        let job = DialBack {
+            conn,
+            listener: listener.id(),
+            local: listener.local_addr(),
+            remote: addr,
+            token,
+            config,
+            timeout: self.options.timeout,
+        };
+        dial_back::start(job, stop, self.reports.clone());
+        None
+    }
+
+    /// Connects `conn` through the relay at `relay` with `token`: as the caller pinning
+    /// `expect`, or as the callee. Without a session the failure is the returned event.
+    pub(super) fn relay(
+        &mut self,
+        conn: u64,
+        relay: SocketAddr,
+        token: String,
+        expect: Option<Fingerprint>,
+    ) -> Option<Event> {
+        let (Some(listener), Some(identity)) = (&self.listener, &self.identity) else {
+            let reason = Some("not listening".to_string());
+            return Some(match expect {
+                Some(_) => Event::PeerDialFailed {
+                    conn,
+                    failure: DialFailure::Tls("no session certificate".into()),
+                },
+                None => Event::PeerClosed { conn, reason },
+            });
+        };
+        let role = match expect {
+            Some(expect) => RelayRole::Caller { expect },
+            None => RelayRole::Callee {
+                listener: listener.id(),
+            },
+        };
+        relay_link::start(
+            conn,
+            relay,
+            token,
+            role,
+            identity.clone(),
+            self.options.timeout,
+            self.reports.clone(),
+        );
+        None
+    }
+
+    /// Runs the mapping probe to `server` (whose certificate is `cert`) with `token`.
+    pub(super) fn map_probe(&self, server: SocketAddr, cert: Fingerprint, token: String) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        map_probe::start(
+            listener.local_addr(),
+            server,
+            cert,
+            token,
+            self.options.timeout,
+            self.reports.clone(),
+        );
     }
 
     /// Sends on connection `conn`; a connection that cannot take it is closed, and that is
@@ -182,6 +335,9 @@ impl Peers {
     }
 
     pub(super) fn close(&mut self, conn: u64) {
+        if let Some(stop) = self.dial_backs.remove(&conn) {
+            stop.store(true, Ordering::SeqCst);
+        }
         if let Some(w) = self.writers.remove(&conn) {
             w.close();
         }

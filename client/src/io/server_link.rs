@@ -131,6 +131,8 @@ impl FirstContact {
 /// A TLS connection to the server with its reader thread.
 pub(super) struct Link {
     id: u64,
+    /// The fingerprint of the certificate the server presented (and the trust accepted).
+    server_cert: Option<Fingerprint>,
     writer: TlsWriter,
     reader: Option<JoinHandle<()>>,
 }
@@ -172,6 +174,10 @@ impl Link {
             return Err(check.handshake_failed(&e, &key));
         }
         let note = check.note(&key);
+        let server_cert = conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| huddle_trust::fingerprint(c.as_ref()));
 
         let (writer, reader) = tls_stream::split(conn, sock).map_err(io_err)?;
         let reader = std::thread::Builder::new()
@@ -181,6 +187,7 @@ impl Link {
         Ok((
             Link {
                 id,
+                server_cert,
                 writer,
                 reader: Some(reader),
             },
@@ -195,6 +202,16 @@ impl Link {
     /// Our end of the connection: the default address for the direct-message listener.
     pub(super) fn local_addr(&self) -> io::Result<SocketAddr> {
         self.writer.local_addr()
+    }
+
+    /// The server's end of the connection: where the mapping probe and the relay go.
+    pub(super) fn peer_addr(&self) -> io::Result<SocketAddr> {
+        self.writer.peer_addr()
+    }
+
+    /// The fingerprint of the server's certificate on this link.
+    pub(super) fn server_cert(&self) -> Option<Fingerprint> {
+        self.server_cert
     }
 
     /// Sends one message.

@@ -144,6 +144,10 @@ impl LoginGuard {
 pub struct Guards {
     pub ip: crate::guards::ip_limits::IpLimits,
     pub logins: LoginGuard,
+    /// How often a user may ring another (`PEERCALL`).
+    pub calls: crate::guards::peer_calls::CallLimiter,
+    /// How often a user may ask for a relay to another (`PEERRELAY`).
+    pub relays: crate::guards::peer_calls::CallLimiter,
 }
 
 impl Guards {
@@ -175,6 +179,8 @@ impl Guards {
                 exempt: Vec::new(),
             }),
             logins: LoginGuard::new(0),
+            calls: crate::guards::peer_calls::CallLimiter::new(),
+            relays: crate::guards::peer_calls::CallLimiter::new(),
         }
     }
 }

@@ -45,6 +45,8 @@ pub struct ServerInfo {
     pub opers: Vec<crate::storage::opers::Oper>,
     /// Key of the guests' address cloaks (see [`crate::irc::cloak`]).
     pub cloak_secret: [u8; crate::irc::cloak::SECRET_LEN],
+    /// The relay's port (`--relay`), announced as `PEERRELAY=<port>`; `None` without a relay.
+    pub relay_port: Option<u16>,
 }
 
 impl ServerInfo {
@@ -63,6 +65,7 @@ impl ServerInfo {
             admin_email: None,
             opers: Vec::new(),
             cloak_secret: [0; crate::irc::cloak::SECRET_LEN],
+            relay_port: None,
         }
     }
 }
@@ -86,7 +89,8 @@ pub trait Deliver {
     /// Queue one serialised line (with `\r\n`) for client `to` (a client that cannot take it
     /// may be closed, with a context from `state`).
     fn send(&mut self, state: &mut HandlerState, to: ClientId, line: &str);
-    /// Close client `id`: `ERROR :<error>` to it, `quit` to its room mates (through
+    /// Close client `id`: `ERROR :<error>` to it (nothing if `error` is empty), `quit` to
+    /// its room mates (through
     /// [`crate::irc::dispatch::disconnect`] with a context from `state`).
     fn close(&mut self, state: &mut HandlerState, id: ClientId, error: &str, quit: &str);
 }

@@ -140,6 +140,7 @@ fn run(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
             ctx.out
                 .close(s.id, format!("Closing link ({reason})"), reason);
         }
+        "PEERMAP" if !s.registered => crate::irc::peer_map::probe(s, &msg, ctx),
         "NICK" if !s.registered => registration::nick(s, &msg, ctx),
         "USER" if !s.registered => registration::user(s, &msg, ctx),
         _ if s.registered => commands::dispatch(s, command, msg, ctx),

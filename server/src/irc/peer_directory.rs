@@ -1,5 +1,7 @@
 //! The peer-to-peer directory: `PEERADDR` announces where a logged-in client accepts direct
-//! TLS connections and which certificate it presents; `PEER <nick>` looks that up.
+//! TLS connections, which certificate it presents and (as hints) where else it may be
+//! reached; `PEER <nick>` looks that up. The answer to `PEERADDR` carries a one-time token
+//! for the mapping probe (see [`crate::irc::peer_map`]).
 //!
 //! The server never carries direct messages; it only vouches for the (address, fingerprint)
 //! pair that the session logged in as `nick` announced. The record dies with the session.
@@ -7,11 +9,13 @@
 use crate::irc::context::{reply, send_raw, Ctx};
 use crate::irc::session::Session;
 use crate::state::chat::Endpoint;
+use crate::state::peer_reach::{endpoints, random_token};
 use huddle_protocol::numeric::ERR_NEEDMOREPARAMS;
 use huddle_protocol::Message;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
-/// `PEERADDR <port> <fingerprint>`
+/// `PEERADDR <port> <fingerprint> [:<hint> ...]`
 pub fn peeraddr(s: &Session, msg: &Message, ctx: &mut Ctx) {
     if s.is_guest() {
         send_raw(
@@ -61,16 +65,46 @@ pub fn peeraddr(s: &Session, msg: &Message, ctx: &mut Ctx) {
         );
         return;
     }
+    let words = msg.params.iter().skip(2).flat_map(|p| p.split(' '));
+    let hints = match crate::irc::peer_hints::parse_hints(words) {
+        Ok(hints) => hints,
+        Err(bad) => {
+            send_raw(
+                s,
+                ctx,
+                "FAIL",
+                [
+                    "PEERADDR",
+                    "INVALID_HINT",
+                    bad.as_str(),
+                    "No usable address hint (ip:port, IPv6 as [addr]:port)",
+                ],
+            );
+            return;
+        }
+    };
     let endpoint = Endpoint {
         ip: s.peer_ip,
         port,
         fingerprint: fingerprint.to_string(),
+        hints,
+        mapping: None,
     };
     if !ctx.chat.set_endpoint(s.id, endpoint.clone()) {
         return;
     }
     let nick = s.target().to_string();
     send_peer_line(s, ctx, &nick, &endpoint);
+    match random_token() {
+        Some(token) => {
+            ctx.chat.probes.issue(s.id, token.clone(), Instant::now());
+            send_raw(s, ctx, "PEERMAP", [token.as_str()]);
+        }
+        None => {
+            ctx.chat.probes.forget(s.id);
+            log::error!("no randomness for a mapping-probe token");
+        }
+    }
 }
 
 /// `PEER <nick>`
@@ -113,10 +147,28 @@ pub fn peer(s: &Session, msg: &Message, ctx: &mut Ctx) {
     }
 }
 
+/// `PEER <nick> <ip> <port> <fingerprint> :<endpoints>`
 fn send_peer_line(s: &Session, ctx: &mut Ctx, nick: &str, endpoint: &Endpoint) {
     let ip = format_ip(endpoint.ip);
     let port = endpoint.port.to_string();
-    send_raw(s, ctx, "PEER", [nick, &ip, &port, &endpoint.fingerprint]);
+    let all = format_endpoints(endpoint);
+    send_raw(
+        s,
+        ctx,
+        "PEER",
+        [nick, &ip, &port, &endpoint.fingerprint, &all],
+    );
+}
+
+/// Every address `endpoint`'s client may be reached at (see [`endpoints`]), space-separated.
+pub fn format_endpoints(endpoint: &Endpoint) -> String {
+    let all: Vec<String> = endpoints(endpoint).into_iter().map(format_addr).collect();
+    all.join(" ")
+}
+
+/// `ip:port`, IPv6 as `[addr]:port`.
+pub fn format_addr(addr: SocketAddr) -> String {
+    format!("{}:{}", format_ip(addr.ip()), addr.port())
 }
 
 /// IPv6 addresses go in brackets so that `::1` never looks like an IRC trailing parameter.
@@ -151,5 +203,10 @@ mod tests {
         assert_eq!(format_ip("127.0.0.1".parse().unwrap()), "127.0.0.1");
         assert_eq!(format_ip("::1".parse().unwrap()), "[::1]");
         assert_eq!(format_ip("::ffff:10.0.0.1".parse().unwrap()), "10.0.0.1");
+        assert_eq!(format_addr("[::1]:5".parse().unwrap()), "[::1]:5");
+        assert_eq!(
+            format_addr("[::ffff:10.0.0.1]:5".parse().unwrap()),
+            "10.0.0.1:5"
+        );
     }
 }

@@ -20,6 +20,9 @@ pub struct Session {
     pub generation: u64,
     /// The client's address as this server sees it (announced for direct messages).
     pub peer_ip: IpAddr,
+    /// The port the connection comes from as this server sees it (0 where unknown): what a
+    /// mapping probe reports (see [`crate::irc::peer_map`]).
+    pub peer_port: u16,
     pub(super) registered: bool,
     pub(super) cap_negotiating: bool,
     pub(super) sasl: Sasl,
@@ -47,6 +50,7 @@ impl Session {
             id,
             generation,
             peer_ip,
+            peer_port: 0,
             registered: false,
             cap_negotiating: false,
             sasl: Sasl::Idle,

@@ -451,9 +451,18 @@ fn peer_endpoints_live_and_die_with_the_session() {
         ]
     );
     w.line(&mut b, &format!("PEERADDR 4000 {fp}"));
-    assert_eq!(w.take(2), vec![format!(":srv PEER bob [::1] 4000 {fp}")]);
+    let announced = w.take(2);
+    assert_eq!(
+        announced[0],
+        format!(":srv PEER bob [::1] 4000 {fp} [::1]:4000")
+    );
+    assert!(announced[1].starts_with(":srv PEERMAP "), "{announced:?}");
+    assert_eq!(announced.len(), 2);
     w.line(&mut a, "PEER BOB");
-    assert_eq!(w.take(1), vec![format!(":srv PEER bob [::1] 4000 {fp}")]);
+    assert_eq!(
+        w.take(1),
+        vec![format!(":srv PEER bob [::1] 4000 {fp} [::1]:4000")]
+    );
     w.line(&mut a, "PEERADDR 0 abc");
     assert!(w.take(1)[0].starts_with(":srv FAIL PEERADDR INVALID_PORT 0 "));
     w.line(&mut a, "PEERADDR 4000 ABC");

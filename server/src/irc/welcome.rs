@@ -23,10 +23,14 @@ pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
         format!("CHATHISTORY={}", crate::limits::CHATHISTORY_MAX),
         format!("MONITOR={}", crate::limits::MONITOR_LIMIT),
         "PEERADDR".to_string(),
+        "PEERCALL".to_string(),
         "PREFIX=(ov)@+".to_string(),
         format!("TOPICLEN={MAX_TOPIC_LEN}"),
         format!("TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},NAMES:{MAX_TARGETS},KICK:{MAX_TARGETS}"),
     ];
+    if let Some(port) = info.relay_port {
+        tokens.push(format!("PEERRELAY={port}"));
+    }
     tokens.extend(crate::irc::rooms::modes::isupport_tokens());
     tokens
 }

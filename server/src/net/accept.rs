@@ -201,7 +201,8 @@ impl Server {
         let clients = &mut self.clients;
         let entry = clients.slab.vacant_entry();
         let id = entry.key();
-        let session = Session::new(id, generation, peer.ip());
+        let mut session = Session::new(id, generation, peer.ip());
+        session.peer_port = peer.port();
         let client = entry.insert(Client::new(conn, session, now, reject, counted_ip, bucket));
         if let Err(e) = client.conn.register(&clients.registry, Token(id)) {
             log::error!("cannot register connection from {peer}: {e}");

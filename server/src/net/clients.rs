@@ -275,7 +275,8 @@ impl Deliver for Clients {
     }
 
     fn close(&mut self, state: &mut HandlerState, id: ClientId, error: &str, quit: &str) {
-        Clients::close(self, state, id, Some(error), quit);
+        let error = (!error.is_empty()).then_some(error);
+        Clients::close(self, state, id, error, quit);
     }
 }
 

@@ -6,6 +6,7 @@ use crate::limits::{CLOSE_LINGER_SECS, FLUSH_AFTER_BYTES, HANDSHAKES_PER_PASS};
 use crate::net::accept::{LISTENER, PLAIN_LISTENER};
 use crate::net::client_io::Readiness;
 use crate::net::clients::{Client, Phase};
+use crate::net::relay::{RELAY_BASE, RELAY_LISTENER};
 use crate::net::server::{Server, ServerError, Storage};
 use crate::net::startup::WAKER;
 use crate::state::chat::ClientId;
@@ -37,6 +38,9 @@ impl Server {
             if let Some(due) = self.state.history_mut().hand_over_due() {
                 timeout = timeout.min(due.saturating_duration_since(Instant::now()));
             }
+            if let Some(due) = self.relay.as_ref().and_then(|r| r.next_resume()) {
+                timeout = timeout.min(due.saturating_duration_since(Instant::now()));
+            }
             if !self.clients.deferred_handshakes.is_empty() || self.listeners.gate.has_more() {
                 timeout = Duration::ZERO;
             }
@@ -53,6 +57,8 @@ impl Server {
                 match event.token() {
                     LISTENER | PLAIN_LISTENER => accept_ready = true,
                     WAKER => {}
+                    RELAY_LISTENER => self.relay_accept(),
+                    Token(id) if id >= RELAY_BASE => self.relay_event(id - RELAY_BASE),
                     Token(id) => {
                         let closed = event.is_read_closed() || event.is_error();
                         let ready = Readiness {
@@ -75,12 +81,16 @@ impl Server {
                 self.request_reload();
             }
             self.process_paced();
+            self.relay_resume();
             let now = Instant::now();
             if now >= next_sweep {
                 self.sweep(now);
                 self.state.guards_mut().ip.prune(now);
                 self.state.guards_mut().logins.prune(now);
+                self.state.guards_mut().calls.prune(now);
+                self.state.guards_mut().relays.prune(now);
                 self.state.expire_history(self.config.history_expire, now);
+                self.relay_sweep(now);
                 next_sweep = now + tick;
             }
             self.flush();
@@ -197,6 +207,7 @@ impl Server {
 
     fn graceful_shutdown(&mut self) {
         log::info!("shutting down");
+        self.relay_shutdown();
         let clients = &mut self.clients;
         let ids: Vec<ClientId> = clients.slab.iter().map(|(id, _)| id).collect();
         for &id in &ids {

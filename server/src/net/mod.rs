@@ -1,6 +1,6 @@
 //! The network layer: the mio event loop and everything that touches a socket. Start-up,
 //! accepting and capacity, client input and output, deadlines, reload and shutdown, the
-//! rustls stream, descriptor limits.
+//! rustls stream, descriptor limits, and the blind relay for direct links.
 //!
 //! May depend on every other layer: it feeds parsed lines to `irc/` and applies the effects
 //! the handlers queued. Nothing outside `net/` touches a socket.
@@ -13,6 +13,8 @@ pub mod connection;
 pub mod descriptors;
 mod lifecycle;
 mod prelogin;
+mod relay;
+mod relay_link;
 pub mod server;
 mod startup;
 pub mod tls_stream;

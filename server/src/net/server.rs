@@ -126,6 +126,8 @@ pub struct Server {
     pub(super) tls: LoadedTls,
     pub(super) control: Control,
     pub(super) config: Config,
+    /// The blind relay, with `--relay`.
+    pub(super) relay: Option<crate::net::relay::Relay>,
 }
 
 impl Server {
@@ -136,6 +138,11 @@ impl Server {
     /// The plaintext listener's address, if `--plain-listener` was given.
     pub fn plain_addr(&self) -> Option<SocketAddr> {
         self.listeners.plain_addr
+    }
+
+    /// The relay's listener address, with `--relay`.
+    pub fn relay_addr(&self) -> Option<SocketAddr> {
+        self.relay.as_ref().map(|r| r.addr)
     }
 
     /// SHA-256 of the server certificate, 64 lowercase hex digits.

@@ -9,6 +9,7 @@ use crate::limits::{MIN_JOB_QUEUE, REJECT_SLOTS};
 use crate::net::accept::Listeners;
 use crate::net::clients::Clients;
 use crate::net::descriptors;
+use crate::net::relay::Relay;
 use crate::net::server::{Control, Server, ServerError, Storage};
 use crate::state::history::History;
 use crate::storage::accounts::AccountStore;
@@ -31,7 +32,12 @@ impl Server {
     /// Opens the data directory, certificate and database, and binds the listener.
     pub fn bind(config: Config) -> Result<Server, ServerError> {
         // First, while this thread may still be the process's only one (see `descriptors`).
-        descriptors::prepare(config.max_clients + REJECT_SLOTS);
+        let relay_fds = if config.relay.is_some() {
+            crate::net::relay::RELAY_DESCRIPTORS
+        } else {
+            0
+        };
+        descriptors::prepare(config.max_clients + REJECT_SLOTS + relay_fds);
         create_private_dir(&config.data_dir)
             .map_err(|e| ServerError::DataDir(config.data_dir.clone(), e))?;
         let files = ServerFiles::of(&config);
@@ -42,6 +48,10 @@ impl Server {
         let poll = Poll::new().map_err(ServerError::Io)?;
         let waker = Arc::new(Waker::new(poll.registry(), WAKER).map_err(ServerError::Io)?);
         let listeners = Listeners::bind(&config, poll.registry())?;
+        let relay = match config.relay {
+            Some(relay) => Some(Relay::bind(relay, poll.registry())?),
+            None => None,
+        };
         let motd = match &config.motd {
             Some(path) => Some(read_motd(path).map_err(|e| ServerError::Motd(path.clone(), e))?),
             None => None,
@@ -73,6 +83,8 @@ impl Server {
         let guards = Guards {
             ip: IpLimits::new(config.ip_policy.clone()),
             logins: LoginGuard::new(config.login_failures),
+            calls: crate::guards::peer_calls::CallLimiter::new(),
+            relays: crate::guards::peer_calls::CallLimiter::new(),
         };
         let (done_tx, completions) = crossbeam_channel::unbounded();
         let workers = WorkerPool::start(
@@ -94,6 +106,7 @@ impl Server {
             admin_email: config.admin_email.clone(),
             opers,
             cloak_secret,
+            relay_port: relay.as_ref().map(|r| r.addr.port()),
         };
         let registry = poll.registry().try_clone().map_err(ServerError::Io)?;
         let mut state = HandlerState::new(info, history, guards);
@@ -118,6 +131,7 @@ impl Server {
                 fatal: None,
             },
             config,
+            relay,
         })
     }
 }

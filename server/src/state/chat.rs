@@ -6,6 +6,8 @@
 use crate::limits::MAX_ROOM_NAME;
 use crate::state::caps::CapSet;
 use crate::state::monitor::Monitors;
+use crate::state::peer_reach::MappingProbes;
+use crate::state::relay_book::RelayBook;
 use crate::state::room_modes::RoomModes;
 use crate::state::whowas::{Gone, WhoWas};
 use rustc_hash::FxHashMap;
@@ -92,6 +94,11 @@ pub struct Endpoint {
     pub port: u16,
     /// SHA-256 of the peer certificate, 64 lowercase hex digits.
     pub fingerprint: String,
+    /// Further addresses the client says it can be reached at (its LAN and IPv6 addresses),
+    /// valid and distinct, at most [`crate::state::peer_reach::MAX_HINTS`].
+    pub hints: Vec<std::net::SocketAddr>,
+    /// The public address and port a mapping probe from the listening port was seen from.
+    pub mapping: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Default)]
@@ -113,6 +120,10 @@ pub struct Chat {
     pub whowas: WhoWas,
     /// MONITOR lists; a user's own list goes when it does.
     pub monitors: Monitors,
+    /// Outstanding mapping-probe tokens; a user's goes when it does.
+    pub probes: MappingProbes,
+    /// Relay tokens granted and relayed links open (see [`RelayBook`]).
+    pub relays: RelayBook,
     /// The most users online at once since the server started (LUSERS).
     max_online: usize,
     /// Last revision handed out for saving a registered room (saves may finish out of
@@ -232,6 +243,18 @@ impl Chat {
         }
     }
 
+    /// Records the public mapping observed for online user `id`'s endpoint. False if it has
+    /// none (it left or never announced one).
+    pub fn set_mapping(&mut self, id: ClientId, mapping: std::net::SocketAddr) -> bool {
+        match self.users.get_mut(&id).and_then(|u| u.endpoint.as_mut()) {
+            Some(endpoint) => {
+                endpoint.mapping = Some(mapping);
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn find_nick(&self, nick: &str) -> Option<ClientId> {
         self.by_nick.get(&fold(nick)).copied()
     }
@@ -286,6 +309,7 @@ impl Chat {
         let user = self.users.remove(&id)?;
         self.by_nick.remove(&fold(&user.nick));
         self.monitors.clear(id);
+        self.probes.forget(id);
         self.whowas.record(Gone::of(&user));
         for key in &user.invited_to {
             if let Some(room) = self.rooms.get_mut(key) {

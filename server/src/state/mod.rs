@@ -13,6 +13,8 @@ pub mod confusables;
 pub mod history;
 pub mod monitor;
 pub mod msgids;
+pub mod peer_reach;
+pub mod relay_book;
 pub mod room_modes;
 pub mod stamp;
 pub mod whowas;

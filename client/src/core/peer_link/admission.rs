@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::{Conn, Peers, Role, Stage};
+use super::{Conn, Peers, Stage};
 use crate::core::effect::Effect;
 
 /// Unauthenticated incoming connections kept per source address.
@@ -67,14 +67,7 @@ impl Peers {
                 c.ip.and_then(|ip| per_addr.get(&ip)) == Some(&most)
             }));
         }
-        let mut c = Conn::new(
-            Role::Responder,
-            Stage::Handshaking,
-            "",
-            addr.to_string(),
-            now,
-        );
-        c.ip = Some(ip);
+        let mut c = Conn::incoming(addr, now);
         c.deadline = Some(now + GREETING_TIMEOUT.min(self.timeout));
         self.conns.insert(conn, c);
         fx
@@ -145,8 +138,8 @@ impl Peers {
     fn outgoing_conn(&self) -> Option<u64> {
         use super::OutStage;
         match self.outgoing.as_ref()?.stage {
-            OutStage::Connecting { conn } | OutStage::Acks { conn, .. } => Some(conn),
-            OutStage::Lookup { .. } => None,
+            OutStage::Acks { conn, .. } => Some(conn),
+            OutStage::Lookup { .. } | OutStage::Connecting => None,
         }
     }
 

@@ -7,9 +7,7 @@ use std::time::Instant;
 use huddle_protocol::account::is_valid_name;
 use huddle_protocol::Message;
 
-use super::{
-    peer_send, same, valid_id, DialFailure, Lookup, OutStage, Outgoing, Peers, Role, Stage,
-};
+use super::{peer_send, same, valid_id, DialFailure, Lookup, OutStage, Peers, Role, Stage};
 use crate::core::effect::{error, info, Effect};
 use crate::core::output::Output;
 use crate::core::Fingerprint;
@@ -31,39 +29,53 @@ impl Peers {
 
     /// A dial failed.
     pub(crate) fn on_dial_failed(&mut self, conn: u64, failure: &DialFailure) -> Vec<Effect> {
-        let Some(c) = self.conns.remove(&conn) else {
+        let Some(c) = self.conns.get(&conn) else {
             return Vec::new();
         };
-        if !self.is_connecting(conn) {
+        if !self.in_attempt(conn) {
+            self.conns.remove(&conn);
             return Vec::new();
         }
-        let (to, addr) = (c.nick, c.addr);
-        let text = match failure {
-            DialFailure::Unreachable(why) => {
-                format!("cannot reach {to} directly at {addr}: {why} (the message was not sent)")
-            }
-            DialFailure::TimedOut => format!(
+        let (to, addr) = (c.nick.clone(), c.addr.clone());
+        let (why, text) = match failure {
+            DialFailure::Unreachable(why) => (
+                why.clone(),
+                format!("cannot reach {to} directly at {addr}: {why} (the message was not sent)"),
+            ),
+            DialFailure::TimedOut => ("timed out".to_string(), format!(
                 "cannot reach {to} directly at {addr}: no answer within {} s (the message was not sent)",
                 self.secs()
+            )),
+            DialFailure::WrongCertificate { seen } => (
+                format!(
+                    "refused: the peer did not prove it is {to} (certificate fingerprint \
+                     mismatch: it presented {})",
+                    huddle_trust::hex(seen)
+                ),
+                format!(
+                    "refused: the peer at {addr} did not prove it is {to} (certificate fingerprint \
+                     mismatch: it presented {}); nothing was sent",
+                    huddle_trust::hex(seen)
+                ),
             ),
-            DialFailure::WrongCertificate { seen } => format!(
-                "refused: the peer at {addr} did not prove it is {to} (certificate fingerprint \
-                 mismatch: it presented {}); nothing was sent",
-                huddle_trust::hex(seen)
+            DialFailure::BadSignature => (
+                format!(
+                    "refused: the peer did not prove it is {to} (it presented {to}'s \
+                     certificate without signing with its key)"
+                ),
+                format!(
+                    "refused: the peer at {addr} did not prove it is {to} (it presented {to}'s \
+                     certificate without signing with its key); nothing was sent"
+                ),
             ),
-            DialFailure::BadSignature => format!(
-                "refused: the peer at {addr} did not prove it is {to} (it presented {to}'s \
-                 certificate without signing with its key); nothing was sent"
-            ),
-            DialFailure::Tls(why) => format!(
-                "secure connection to {to} at {addr} failed: {why} (the message was not sent)"
+            DialFailure::Tls(why) => (
+                format!("TLS failed: {why}"),
+                format!(
+                    "secure connection to {to} at {addr} failed: {why} (the message was not sent)"
+                ),
             ),
         };
-        self.fail(text)
-    }
-
-    fn is_connecting(&self, conn: u64) -> bool {
-        matches!(&self.outgoing, Some(Outgoing { stage: OutStage::Connecting { conn: c }, .. }) if *c == conn)
+        self.attempt_failed(conn, addr, why, text)
     }
 
     /// The TLS handshake of an incoming connection is done (admitted by
@@ -111,35 +123,35 @@ impl Peers {
             return Vec::new();
         };
         let (to, addr) = (c.nick.clone(), c.addr.clone());
-        let text = if msg.is("PEERWELCOME") {
+        let (why, text) = if msg.is("PEERWELCOME") {
             c.stage = Stage::Open;
             c.deadline = None;
-            let mut fx = Vec::new();
-            if self.is_connecting(conn) {
-                if let Some(mut out) = self.outgoing.take() {
-                    fx = self.transmit(&mut out, conn);
-                    self.outgoing = Some(out);
-                }
-            }
+            let mut fx = self.attempt_won(conn);
             fx.extend(self.cap_links(conn));
             return fx;
         } else if msg.is("ERROR") {
             let why = msg.param(0).unwrap_or("no reason given");
-            format!(
-                "{to}'s client at {addr} refused the direct connection: {why}; nothing was sent"
+            (
+                format!("refused by the peer: {why}"),
+                format!(
+                    "{to}'s client at {addr} refused the direct connection: {why}; nothing was sent"
+                ),
             )
         } else {
-            format!(
-                "{to}'s client at {addr} answered {} instead of PEERWELCOME; nothing was sent",
-                msg.command
+            (
+                format!("answered {} instead of PEERWELCOME", msg.command),
+                format!(
+                    "{to}'s client at {addr} answered {} instead of PEERWELCOME; nothing was sent",
+                    msg.command
+                ),
             )
         };
-        let connecting = self.is_connecting(conn);
-        let mut out = vec![self.close(conn)];
-        if connecting {
-            out.extend(self.fail(text));
+        if self.in_attempt(conn) {
+            let mut out = vec![Effect::PeerClose { conn }];
+            out.extend(self.attempt_failed(conn, addr, why, text));
+            return out;
         }
-        out
+        vec![self.close(conn)]
     }
 
     fn on_hello(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
@@ -296,27 +308,29 @@ impl Peers {
         }
         let to = out.to.clone();
         self.outgoing = None;
-        vec![info(format!("delivered to {to} (direct)"))]
+        let via = self.conns.get(&conn).map(|c| c.via).unwrap_or_default();
+        vec![info(format!("delivered to {to} ({})", via.describe()))]
     }
 
     /// A peer connection ended.
     pub(crate) fn on_closed(&mut self, conn: u64, reason: Option<&str>) -> Vec<Effect> {
-        let Some(c) = self.conns.remove(&conn) else {
+        let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
+        if let (true, Some(c)) = (self.in_attempt(conn), self.conns.get(&conn)) {
+            let text = format!(
+                "{}'s client at {} closed the connection before accepting it{why}; nothing was sent",
+                c.nick, c.addr
+            );
+            let (addr, why) = (c.addr.clone(), format!("closed before accepting{why}"));
+            return self.attempt_failed(conn, addr, why, text);
+        }
+        let Some(_) = self.conns.remove(&conn) else {
             return Vec::new();
         };
         self.late.forget(conn);
         let Some(mut out) = self.outgoing.take() else {
             return Vec::new();
         };
-        let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
         match out.stage {
-            OutStage::Connecting { conn: oc } if oc == conn => {
-                let text = format!(
-                    "{}'s client at {} closed the connection before accepting it{why}; nothing was sent",
-                    c.nick, c.addr
-                );
-                self.fail(text)
-            }
             OutStage::Acks { conn: oc, .. } if oc == conn => {
                 if out.reused {
                     // The link may have died while idle: dial afresh, once.
@@ -352,6 +366,7 @@ impl Peers {
         }
         fx.extend(self.idle_expired(now));
         fx.extend(self.outgoing_expired(now));
+        fx.extend(self.attempt_progress(now));
         fx.extend(self.verify_waiting(now));
         fx
     }
@@ -394,7 +409,7 @@ impl Peers {
             return Vec::new();
         };
         let (stage, role, nick, addr) = (c.stage, c.role, c.nick.clone(), c.addr.clone());
-        let connecting = self.is_connecting(conn);
+        let connecting = self.in_attempt(conn);
         let mut fx = Vec::new();
         match stage {
             Stage::Verifying => {
@@ -424,18 +439,20 @@ impl Peers {
             }
             _ => {}
         }
-        fx.push(self.close(conn));
         if connecting && role == Role::Dialer {
-            let text = match stage {
-                Stage::Greeting => format!(
+            fx.push(Effect::PeerClose { conn });
+            let (why, text) = match stage {
+                Stage::Greeting => ("no welcome in time".to_string(), format!(
                     "{nick}'s client at {addr} did not accept the direct connection within {} s; nothing was sent",
                     self.secs()
-                ),
-                _ => format!(
+                )),
+                _ => ("timed out".to_string(), format!(
                     "cannot reach {nick} directly at {addr}: no answer in time (the message was not sent)"
-                ),
+                )),
             };
-            fx.extend(self.fail(text));
+            fx.extend(self.attempt_failed(conn, addr, why, text));
+        } else {
+            fx.push(self.close(conn));
         }
         fx
     }

@@ -22,7 +22,9 @@
 //! message; `server_replies` handles the server's answers (`PEER`, `FAIL PEER`),
 //! `connections` what happens on the peer connections and their deadlines, `admission` which
 //! incoming connections and open links are kept when there are too many, and `verify_cache`
-//! how often the server is asked to vouch for a dialer.
+//! how often the server is asked to vouch for a dialer, `reach` how a peer is reached
+//! across NATs (every endpoint at once, hole punching, the opt-in relay), and `answer` how
+//! we answer when the server rings us for someone else's attempt.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -37,12 +39,15 @@ use super::text::{parse_fingerprint, split_text};
 use super::Fingerprint;
 
 mod admission;
+mod answer;
 mod connections;
 mod delivery;
+mod reach;
 mod server_replies;
 mod verify_cache;
 
 use delivery::{LateAcks, SeenFrames};
+use reach::{Nat, Purpose, Via};
 use verify_cache::VerifyCache;
 
 /// Default bound on each step: server lookup, TCP connect, TLS handshake, greeting, ack.
@@ -120,6 +125,10 @@ struct Conn {
     opened: Instant,
     /// The last line sent or received: idle links are closed.
     last_active: Instant,
+    /// How the link was made.
+    via: Via,
+    /// Made answering the call (or relay request) with this token.
+    call: Option<String>,
 }
 
 impl Conn {
@@ -134,7 +143,22 @@ impl Conn {
             deadline: None,
             opened: now,
             last_active: now,
+            via: Via::Direct,
+            call: None,
         }
+    }
+
+    /// A connection from `addr` on which we are the TLS server, in its handshake.
+    fn incoming(addr: SocketAddr, now: Instant) -> Conn {
+        let mut c = Conn::new(
+            Role::Responder,
+            Stage::Handshaking,
+            "",
+            addr.to_string(),
+            now,
+        );
+        c.ip = Some(addr.ip());
+        c
     }
 
     /// Not (yet) proven to belong to a user: an incoming connection before the welcome.
@@ -168,9 +192,8 @@ enum OutStage {
     Lookup {
         deadline: Instant,
     },
-    Connecting {
-        conn: u64,
-    },
+    /// Reaching the peer (see `reach`).
+    Connecting,
     Acks {
         conn: u64,
         pending: Vec<String>,
@@ -221,6 +244,8 @@ pub(crate) struct Peers {
     seen: SeenFrames,
     /// Messages reported as not acknowledged whose `ACK` may still come.
     late: LateAcks,
+    /// NAT traversal: what the server offers, our hints, the attempt under way.
+    nat: Nat,
 }
 
 impl Default for Peers {
@@ -274,6 +299,7 @@ impl Peers {
             last_frame: 0,
             seen: SeenFrames::default(),
             late: LateAcks::default(),
+            nat: Nat::default(),
         }
     }
 
@@ -281,6 +307,7 @@ impl Peers {
     pub(crate) fn fresh(&self) -> Peers {
         Peers {
             ids: self.ids.clone(),
+            nat: self.nat.fresh(),
             ..Peers::new(self.timeout)
         }
     }
@@ -311,7 +338,7 @@ impl Peers {
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let out = self.outgoing.as_ref().and_then(|o| match o.stage {
             OutStage::Lookup { deadline } | OutStage::Acks { deadline, .. } => Some(deadline),
-            OutStage::Connecting { .. } => None,
+            OutStage::Connecting => None,
         });
         self.conns
             .values()
@@ -323,6 +350,7 @@ impl Peers {
                 Some(self.vouched.next_token())
             })
             .chain(out)
+            .chain(self.attempt_deadline())
             .min()
     }
 
@@ -343,10 +371,11 @@ impl Peers {
             Ok((port, fp)) => {
                 self.announce = Announce::Pending;
                 self.push_lookup(Lookup::Announce);
-                vec![Effect::Send(Message::new(
-                    "PEERADDR",
-                    [port.to_string(), huddle_trust::hex(&fp)],
-                ))]
+                let mut params = vec![port.to_string(), huddle_trust::hex(&fp)];
+                if !self.nat.hints.is_empty() {
+                    params.push(reach::join_endpoints(&self.nat.hints));
+                }
+                vec![Effect::Send(Message::new("PEERADDR", params))]
             }
             Err(e) => {
                 let fx = vec![error(format!("direct messages are unavailable: {e}"))];
@@ -402,7 +431,7 @@ impl Peers {
             to: to.to_string(),
             parts,
             ids,
-            stage: OutStage::Connecting { conn: 0 },
+            stage: OutStage::Connecting,
             reused: false,
         };
         let fx = match open {
@@ -448,15 +477,19 @@ impl Peers {
         fx
     }
 
-    /// Gives up the message in progress (Ctrl-C). Connections stay.
+    /// Gives up the message in progress (Ctrl-C). Open connections stay; the attempt to
+    /// reach the peer ends (its connections are closed as they report in).
     pub(crate) fn cancel(&mut self) -> Option<String> {
+        let _ = self.drop_attempts(Purpose::Message);
         self.outgoing.take().map(|o| o.to)
     }
 
-    /// Ends the message in progress with an error.
+    /// Ends the message in progress with an error (and the attempt to reach the peer).
     fn fail(&mut self, text: String) -> Vec<Effect> {
         self.outgoing = None;
-        vec![error(text)]
+        let mut fx = self.drop_attempts(Purpose::Message);
+        fx.push(error(text));
+        fx
     }
 
     fn close(&mut self, conn: u64) -> Effect {

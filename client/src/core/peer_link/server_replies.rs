@@ -2,17 +2,13 @@
 //! or the one an incoming connection claims), `FAIL PEER`/`FAIL PEERADDR`, and a server
 //! without the extension.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use huddle_protocol::Message;
 
 use super::verify_cache::Vouched;
-use super::{
-    parse_endpoint, peer_send, same, Announce, Conn, Lookup, OutStage, Peers, Role, Stage,
-};
+use super::{parse_endpoint, peer_send, reach, same, Announce, Lookup, OutStage, Peers, Stage};
 use crate::core::effect::{error, info, Effect};
-use crate::core::Fingerprint;
 
 impl Peers {
     /// The server's `PEER <nick> <ip> <port> <fingerprint>`.
@@ -36,7 +32,11 @@ impl Peers {
                     .collect()
             }
             Some(Lookup::Send { nick: asked }) if self.is_looking_up(&asked) => match endpoint {
-                Some((spelled, addr, fp)) => self.dial(spelled, addr, fp),
+                Some((spelled, addr, fp)) => {
+                    let spelled = spelled.to_string();
+                    let endpoints = reach::endpoints(msg, addr);
+                    self.reach(&spelled, endpoints, fp, reach::Purpose::Message)
+                }
                 None => self.fail(format!(
                     "the server sent an unusable address for {asked} (the message was not sent)"
                 )),
@@ -64,26 +64,6 @@ impl Peers {
             Some(o) if same(&o.to, nick) && matches!(o.stage, OutStage::Lookup { .. }))
     }
 
-    /// Dials the recipient of the message in progress at the endpoint the server gave.
-    fn dial(&mut self, spelled: &str, addr: SocketAddr, fingerprint: Fingerprint) -> Vec<Effect> {
-        let conn = self.ids.next();
-        let now = Instant::now();
-        let mut c = Conn::new(Role::Dialer, Stage::Dialing, spelled, addr.to_string(), now);
-        c.cert = Some(fingerprint);
-        // The dial thread bounds connect and handshake; this is a backstop.
-        c.deadline = Some(now + self.timeout * 3);
-        self.conns.insert(conn, c);
-        if let Some(o) = &mut self.outgoing {
-            o.to = spelled.to_string();
-            o.stage = OutStage::Connecting { conn };
-        }
-        vec![Effect::PeerDial {
-            conn,
-            addr,
-            fingerprint,
-        }]
-    }
-
     /// `FAIL PEERADDR`: the server refused our endpoint.
     fn announcement_refused(&mut self, code: &str, text: &str) -> Vec<Effect> {
         if let Some(i) = self
@@ -108,6 +88,13 @@ impl Peers {
         let text = msg.params.last().map(String::as_str).unwrap_or("");
         if same(command, "PEERADDR") {
             return self.announcement_refused(code, text);
+        }
+        if same(command, "PEERCALL") || same(command, "PEERRELAY") {
+            return self.on_step_refused(same(command, "PEERRELAY"), msg);
+        }
+        if same(command, "PEERMAP") {
+            log::info!("the server refused the mapping probe: {code} {text}");
+            return Vec::new();
         }
         let nick = msg.param(2).unwrap_or("");
         match self.take_lookup(nick) {
@@ -145,6 +132,28 @@ impl Peers {
                 log::debug!("unmatched FAIL PEER {code} {nick}");
                 Vec::new()
             }
+        }
+    }
+
+    /// `PEERMAP <token>` (the server's token for the mapping probe), or the extension
+    /// commands `PEERCALL` and `PEERRELAY`: from a user (`nick!ident@host`) they ring us,
+    /// from the server they answer our request.
+    pub(crate) fn on_extension(&mut self, msg: &Message) -> Vec<Effect> {
+        let from_user = msg.source.as_deref().is_some_and(|s| s.contains('!'));
+        match msg.command.to_ascii_uppercase().as_str() {
+            "PEERMAP" => match msg.param(0) {
+                Some(token) if !from_user && self.announce != Announce::Off => {
+                    vec![Effect::PeerMapProbe {
+                        token: token.to_string(),
+                    }]
+                }
+                _ => Vec::new(),
+            },
+            "PEERCALL" if from_user => self.answer_call(msg),
+            "PEERCALL" => self.on_call_ringing(msg),
+            "PEERRELAY" if from_user => self.answer_relay(msg),
+            "PEERRELAY" => self.on_relay_ready(msg),
+            _ => Vec::new(),
         }
     }
 
@@ -205,6 +214,7 @@ impl Peers {
                 c.deadline = None;
                 c.nick = spelled.clone();
                 let mut fx = vec![peer_send(conn, "PEERWELCOME", &[&me, &spelled])];
+                fx.extend(self.call_answered(conn));
                 fx.extend(self.cap_links(conn));
                 return fx;
             }
