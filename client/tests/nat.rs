@@ -162,7 +162,6 @@ fn logging_client(
     };
     c.send(&format!("register {name} {PW}"));
     c.expect(&format!("-- registered {name}"));
-    c.send(&format!("login {name} {PW}"));
     c.expect(&format!("-- logged in as {name}"));
     c.expect("-- joined #lobby");
     c
