@@ -148,7 +148,7 @@ fn direct_messages_go_peer_to_peer_even_with_the_server_paused() {
     }
 
     // The server carries on afterwards.
-    alice.send("who");
+    alice.send("/who");
     alice.expect("-- online (2): alice bob");
     let (status, lines) = alice.finish();
     assert!(status.success());
@@ -293,7 +293,7 @@ fn failures_are_clear_and_never_hang() {
     assert_eq!(dm.as_deref(), Ok("DM 1 :are you there?"));
     assert!(end.is_err(), "alice closed the link: {end:?}");
 
-    alice.send("who");
+    alice.send("/who");
     alice.expect("-- online (4): alice dave erin frank");
     let (status, _) = alice.finish();
     assert!(status.success());

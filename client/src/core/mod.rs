@@ -16,16 +16,20 @@
 
 mod client;
 pub(crate) mod command;
+pub(crate) mod completion;
 mod effect;
 mod event;
 mod input;
+pub(crate) mod input_queue;
 pub(crate) mod output;
 mod peer_link;
 mod room_commands;
+mod roster;
 pub(crate) mod sanitize;
 mod server_lines;
 mod state;
 mod text;
+mod unread;
 mod user_commands;
 
 pub(crate) use client::Client;

@@ -92,6 +92,8 @@ impl State {
     /// We are no longer in `room`: the current room becomes the last one joined.
     pub(super) fn forget_room(&mut self, room: &str) {
         self.rooms.retain(|r| !r.eq_ignore_ascii_case(room));
+        self.unread.clear(room);
+        self.roster.forget(room);
         if self
             .current
             .as_deref()
@@ -114,6 +116,7 @@ impl State {
                     self.forget_room(target);
                     format!("{by} kicked you from {target}")
                 } else {
+                    self.roster.left(target, nick);
                     format!("{by} kicked {nick} from {target}")
                 };
                 with_reason(text, msg.param(2))

@@ -246,6 +246,7 @@ impl State {
             return Vec::new();
         };
         if !self.is_me(nick) {
+            self.roster.joined(room, nick);
             return vec![Effect::Show(Output::Joined {
                 nick: nick.to_string(),
                 room: room.to_string(),
@@ -255,13 +256,12 @@ impl State {
         if !self.rooms.iter().any(|r| r.eq_ignore_ascii_case(room)) {
             self.rooms.push(room.to_string());
         }
-        self.current = Some(room.to_string());
-        let done = match &self.op {
-            Some(Op::Join { room: r }) => r.eq_ignore_ascii_case(room),
-            _ => false,
-        };
-        if done {
-            self.op = None;
+        self.switch_to(room.to_string());
+        if let Some(Op::Join { rooms }) = &mut self.op {
+            rooms.retain(|r| !r.eq_ignore_ascii_case(room));
+            if rooms.is_empty() {
+                self.op = None;
+            }
         }
         self.settle();
         vec![info(format!("joined {room}"))]
@@ -272,6 +272,7 @@ impl State {
             return Vec::new();
         };
         if !self.is_me(nick) {
+            self.roster.left(room, nick);
             return vec![Effect::Show(Output::Left {
                 nick: nick.to_string(),
                 room: room.to_string(),
@@ -282,7 +283,10 @@ impl State {
         vec![info(format!("left {room}"))]
     }
 
-    fn on_quit(&self, msg: &Message) -> Vec<Effect> {
+    fn on_quit(&mut self, msg: &Message) -> Vec<Effect> {
+        if let Some(nick) = source_nick(msg) {
+            self.roster.quit(nick);
+        }
         match source_nick(msg) {
             Some(nick) if !self.is_me(nick) => vec![Effect::Show(Output::Quit {
                 nick: nick.to_string(),
@@ -293,7 +297,7 @@ impl State {
     }
 
     /// `PRIVMSG`/`NOTICE`: to a room (live or replayed history), to us, or from the server.
-    fn on_text(&self, msg: &Message) -> Vec<Effect> {
+    fn on_text(&mut self, msg: &Message) -> Vec<Effect> {
         let notice = msg.is("NOTICE");
         let (Some(target), Some(text)) = (msg.param(0), msg.param(1)) else {
             return Vec::new();
@@ -320,6 +324,13 @@ impl State {
                 time: msg.tag("time").and_then(clock_of).unwrap_or_default(),
             }
         } else if target.starts_with(['#', '&']) {
+            if !self
+                .current
+                .as_deref()
+                .is_some_and(|c| c.eq_ignore_ascii_case(target))
+            {
+                self.unread.note(target);
+            }
             Output::Room {
                 room: target.to_string(),
                 from,
@@ -363,6 +374,9 @@ impl State {
             .names
             .remove(&chan.to_ascii_lowercase())
             .unwrap_or_default();
+        if self.rooms.iter().any(|r| r.eq_ignore_ascii_case(chan)) {
+            self.roster.set(chan, &names);
+        }
         vec![Effect::Show(if chan == "*" {
             Output::Online(names)
         } else {
@@ -411,7 +425,10 @@ impl State {
             ""
         };
         let joining = match &self.op {
-            Some(Op::Join { room }) => msg.params.iter().any(|p| p.eq_ignore_ascii_case(room)),
+            Some(Op::Join { rooms }) => msg
+                .params
+                .iter()
+                .any(|p| rooms.iter().any(|r| p.eq_ignore_ascii_case(r))),
             Some(Op::Login {
                 stage: LoginStage::Lobby,
                 ..
@@ -435,7 +452,12 @@ impl State {
             _ if arg.is_empty() => last.to_string(),
             _ => format!("{arg}: {last}"),
         };
-        if joining || self.op_fails_on_error() {
+        if let (true, Some(Op::Join { rooms })) = (joining, &mut self.op) {
+            rooms.retain(|r| !msg.params.iter().any(|p| p.eq_ignore_ascii_case(r)));
+            if rooms.is_empty() {
+                self.op = None;
+            }
+        } else if joining || self.op_fails_on_error() {
             self.op = None;
         }
         vec![error(text)]

@@ -15,9 +15,12 @@
 
 pub(crate) mod config_files;
 pub(crate) mod event_loop;
+mod history_file;
+mod line_helper;
 mod peer_net;
 mod peer_tls;
 mod peers;
+mod quiet_tty;
 mod server_link;
 mod terminal;
 mod tls_stream;

@@ -1,0 +1,165 @@
+//! The interactive client in a real terminal (tmux): nothing typed or pasted is lost, plain
+//! text goes to the room, waits say what they wait for, Tab completes, the prompt counts
+//! unread messages, and the input history survives a restart without passwords.
+
+use std::path::Path;
+
+use huddle_testkit::{Client, Paused, RunningServer, TestServer, TmuxClient, PW};
+
+/// A raw IRC user `name` in `room`.
+fn watcher(server: &TestServer, name: &str, room: &str) -> Client {
+    let mut w = server.user_with_caps(name, "sasl");
+    w.join(room);
+    w
+}
+
+/// Waits for the PRIVMSG texts `want` to `room`, in this order and nothing else between.
+fn expect_texts(w: &mut Client, room: &str, want: &[String]) {
+    for text in want {
+        let m = w.expect(&format!("PRIVMSG {room} :{text}"), |m| m.is("PRIVMSG"));
+        assert_eq!(
+            (m.param(0), m.param(1)),
+            (Some(room), Some(text.as_str())),
+            "messages out of order or extra"
+        );
+    }
+}
+
+/// `huddle` in tmux, logged in as `name` (an account made with a raw client first).
+fn logged_in(server: &TestServer, name: &str, data: &Path) -> TmuxClient {
+    drop(server.user_with_caps(name, "sasl"));
+    let tmux = TmuxClient::start(server, &[("XDG_DATA_HOME", data)]);
+    tmux.wait_for("huddle>");
+    tmux.type_text(&format!("login {name} {PW}"));
+    tmux.keys(&["Enter"]);
+    tmux.wait_for(&format!("{name} #lobby>"));
+    tmux
+}
+
+#[test]
+fn typed_ahead_and_pasted_lines_all_arrive_once_in_order() {
+    let server = TestServer::start(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let tmux = logged_in(&server, "bob", data.path());
+    let mut w = watcher(&server, "watch", "#lobby");
+
+    // Several lines in one write, as fast typing or an unbracketed paste delivers them.
+    tmux.keys(&["Q1", "Enter", "say Q2", "Enter", "Q3", "Enter"]);
+    tmux.paste("U1\rU2\r", false);
+    expect_texts(
+        &mut w,
+        "#lobby",
+        &["Q1", "Q2", "Q3", "U1", "U2"].map(String::from),
+    );
+
+    // A bracketed paste of three lines: one message per line, no question.
+    tmux.paste("B1\nB2\nB3\n", true);
+    tmux.keys(&["Enter"]);
+    expect_texts(&mut w, "#lobby", &["B1", "B2", "B3"].map(String::from));
+
+    // Ten lines: asked first, then all ten in order.
+    let ten: Vec<String> = (1..=10).map(|i| format!("P{i} pasted")).collect();
+    tmux.paste(&format!("{}\n", ten.join("\n")), true);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("send 10 lines to #lobby? (y/N)");
+    tmux.keys(&["y", "Enter"]);
+    expect_texts(&mut w, "#lobby", &ten);
+    // Declined, nothing goes.
+    tmux.paste(&format!("{}\n", ten.join("\n")), true);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("send 10 lines to #lobby? (y/N)");
+    tmux.keys(&["n", "Enter"]);
+    tmux.wait_for("-- 10 pasted lines not sent");
+    tmux.keys(&["after", "Enter"]);
+    expect_texts(&mut w, "#lobby", &["after".to_string()]);
+    assert!(
+        !tmux.screen().iter().any(|l| l.contains('\u{fffd}')),
+        "{:#?}",
+        tmux.screen()
+    );
+}
+
+#[test]
+fn a_wait_says_what_it_waits_for_and_typing_meanwhile_is_kept() {
+    let server = TestServer::start(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let tmux = logged_in(&server, "bob", data.path());
+    let mut slow = watcher(&server, "watch", "#slow");
+    let mut other = watcher(&server, "other", "#other");
+    {
+        let _paused = Paused::stop(server.pid());
+        tmux.keys(&["/join #slow,#other", "Enter"]);
+        tmux.wait_for("-- waiting for the server to confirm join #slow,#other ...");
+        // Typed during the wait: kept (unseen) until the join is done, then run in order.
+        tmux.keys(&["typed while waiting", "Enter", "/me waves", "Enter"]);
+    }
+    slow.expect("bob's JOIN", |m| m.is("JOIN"));
+    // Both rooms confirmed: the command is over, and the lines typed meanwhile go to the
+    // current room, the last one joined.
+    expect_texts(
+        &mut other,
+        "#other",
+        &["typed while waiting", "\u{1}ACTION waves\u{1}"].map(String::from),
+    );
+    tmux.wait_for("* bob waves");
+    tmux.keys(&["/join #slow", "Enter", "in slow", "Enter"]);
+    expect_texts(&mut slow, "#slow", &["in slow".to_string()]);
+    tmux.wait_for("bob #slow>");
+}
+
+#[test]
+fn tab_completes_and_the_prompt_counts_unread_messages() {
+    let server = TestServer::start(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let mut w = watcher(&server, "watcher", "#lobby");
+    let tmux = logged_in(&server, "bob", data.path());
+    tmux.type_text("wat");
+    tmux.keys(&["Tab"]);
+    tmux.wait_for("bob #lobby> watcher:");
+    tmux.keys(&["hello", "Enter"]);
+    expect_texts(&mut w, "#lobby", &["watcher: hello".to_string()]);
+
+    tmux.type_text("/jo");
+    tmux.keys(&["Tab"]);
+    tmux.keys(&["#dev", "Enter"]);
+    tmux.wait_for("bob #dev>");
+    w.send("PRIVMSG #lobby :one");
+    w.send("PRIVMSG #lobby :two");
+    drop(w.sync());
+    tmux.wait_for("[#lobby] <watcher> two");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("bob #dev [#lobby 2]>");
+    tmux.keys(&["/join #lobby", "Enter"]);
+    tmux.wait_for("bob #lobby>");
+}
+
+#[test]
+fn history_survives_a_restart_without_passwords() {
+    let server = TestServer::start(&[]);
+    let data = tempfile::tempdir().unwrap();
+    {
+        let tmux = logged_in(&server, "bob", data.path());
+        tmux.keys(&["remember me", "Enter"]);
+        tmux.keys(&["/exit", "Enter"]);
+        tmux.wait_screen("the client ended", |s| {
+            !s.iter().any(|l| l.contains("bob #lobby>")) || s.iter().any(|l| l.contains("[exited]"))
+        });
+    }
+    let file = data.path().join("huddle").join("history");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains(PW), "{text}");
+    assert!(
+        text.contains("login bob\n") && text.contains("remember me\n"),
+        "{text}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+
+    let tmux = TmuxClient::start(&server, &[("XDG_DATA_HOME", data.path())]);
+    tmux.wait_for("huddle>");
+    tmux.keys(&["Up"]);
+    tmux.wait_for("huddle> /exit");
+    tmux.keys(&["Up"]);
+    tmux.wait_for("huddle> remember me");
+}
