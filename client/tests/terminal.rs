@@ -25,6 +25,16 @@ fn expect_texts(w: &mut Client, room: &str, want: &[String]) {
     }
 }
 
+/// Whether `line` starts with a `[HH:MM] ` time.
+fn is_stamped(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 8
+        && b[0] == b'['
+        && b[3] == b':'
+        && b[6] == b']'
+        && [1, 2, 4, 5].iter().all(|&i| b[i].is_ascii_digit())
+}
+
 /// `huddle` in tmux, logged in as `name` (an account made with a raw client first).
 fn logged_in(server: &TestServer, name: &str, data: &Path) -> TmuxClient {
     drop(server.user_with_caps(name, "sasl"));
@@ -127,6 +137,9 @@ fn tab_completes_and_the_prompt_counts_unread_messages() {
     w.send("PRIVMSG #lobby :two");
     drop(w.sync());
     tmux.wait_for("[#lobby] <watcher> two");
+    let screen = tmux.screen();
+    let line = screen.iter().find(|l| l.contains("<watcher> two")).unwrap();
+    assert!(is_stamped(line), "{line:?}");
     tmux.keys(&["Enter"]);
     tmux.wait_for("bob #dev [#lobby 2]>");
     tmux.keys(&["/join #lobby", "Enter"]);
@@ -162,4 +175,41 @@ fn history_survives_a_restart_without_passwords() {
     tmux.wait_for("huddle> /exit");
     tmux.keys(&["Up"]);
     tmux.wait_for("huddle> remember me");
+}
+
+#[test]
+fn lines_show_the_local_time_and_mentions_stand_out() {
+    let server = TestServer::start(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let mut w = watcher(&server, "watcher", "#lobby");
+    drop(server.user_with_caps("bob", "sasl"));
+    // Fourteen hours east of UTC, as a POSIX TZ string (no time zone database needed).
+    let tz = Path::new("UTC-14");
+    let tmux = TmuxClient::start(&server, &[("XDG_DATA_HOME", data.path()), ("TZ", tz)]);
+    tmux.wait_for("huddle>");
+    tmux.keys(&[&format!("login bob {PW}"), "Enter"]);
+    tmux.wait_for("bob #lobby>");
+    let before = std::time::SystemTime::now();
+    w.send("PRIVMSG #lobby :bob: are you there?");
+    drop(w.sync());
+    tmux.wait_for("<watcher> bob: are you there?");
+    let after = std::time::SystemTime::now();
+    let clock = |t: std::time::SystemTime| {
+        let secs = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 14 * 3600;
+        format!("[{:02}:{:02}]", secs / 3600 % 24, secs / 60 % 60)
+    };
+    let screen = tmux.screen();
+    let line = screen
+        .iter()
+        .find(|l| l.contains("<watcher> bob: are you there?"))
+        .unwrap();
+    assert!(
+        line.starts_with(&clock(before)) || line.starts_with(&clock(after)),
+        "{line:?} not at {} (UTC+14)",
+        clock(before)
+    );
+    // The mention is bold; the nick has its colour.
+    let raw = tmux.screen_with_escapes();
+    let raw_line = raw.lines().find(|l| l.contains("are you there?")).unwrap();
+    assert!(raw_line.contains("\x1b[1m"), "{raw_line:?}");
 }

@@ -6,7 +6,6 @@ use huddle_protocol::{numeric, Message};
 use super::effect::{error, info, Effect};
 use super::output::Output;
 use super::state::{LoginStage, Op, State, ACCOUNT_TAG, LOBBY, NOT_LOGGED_IN};
-use super::text::clock_of;
 
 /// Bounds on `353` replies collected before their `366`, so a misbehaving server cannot
 /// grow the client's memory without limit.
@@ -321,7 +320,7 @@ impl State {
                 from,
                 text,
                 notice,
-                time: msg.tag("time").and_then(clock_of).unwrap_or_default(),
+                time: msg.tag("time").unwrap_or_default().to_string(),
             }
         } else if target.starts_with(['#', '&']) {
             if !self

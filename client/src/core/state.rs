@@ -290,6 +290,11 @@ impl State {
         self.roster.words(&self.rooms, self.current.as_deref(), me)
     }
 
+    /// Our nick once logged in.
+    pub(crate) fn nick(&self) -> Option<&str> {
+        self.nick.as_deref()
+    }
+
     /// Where plain text goes now.
     pub(crate) fn current_room(&self) -> Option<&str> {
         self.current.as_deref()

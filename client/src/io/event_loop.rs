@@ -134,6 +134,7 @@ impl App {
                 Queued::Eof => InputReply::Eof,
             }));
         }
+        self.ui.set_me(self.client.state.nick());
         let version = self.client.state.completion_version();
         if self.words_version != Some(version) {
             self.words_version = Some(version);

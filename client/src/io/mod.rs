@@ -14,6 +14,7 @@
 //! - [`config_files`]: the client's files on disk, private and written atomically.
 
 pub(crate) mod config_files;
+mod display;
 pub(crate) mod event_loop;
 mod history_file;
 mod line_helper;

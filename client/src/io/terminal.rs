@@ -9,7 +9,8 @@
 //! prompts, one command per stdin line, each event printed on its own line and stdout
 //! flushed after each.
 
-use std::io::{self, BufRead, Write};
+use std::cell::RefCell;
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
@@ -17,6 +18,7 @@ use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{CompletionType, Config, Editor, ExternalPrinter};
 
+use super::display::Display;
 use super::history_file::{self, HistoryFile};
 use super::line_helper::{LineHelper, SharedWords};
 use super::quiet_tty::QuietTty;
@@ -48,6 +50,10 @@ pub(super) struct Ui {
     words: SharedWords,
     /// With the line editor: the terminal kept quiet between reads.
     quiet: Option<QuietTty>,
+    /// With the line editor: times, colours and mentions.
+    display: Option<RefCell<Display>>,
+    /// Our nick, for mentions.
+    me: RefCell<Option<String>>,
 }
 
 type LineEditor = Editor<LineHelper, DefaultHistory>;
@@ -109,6 +115,8 @@ impl Ui {
                         interactive: true,
                         words,
                         quiet: QuietTty::engage(),
+                        display: Some(RefCell::new(Display::new(io::stdout().is_terminal()))),
+                        me: RefCell::new(None),
                     };
                     if let Some(problem) = problem {
                         ui.show(&Output::Error(problem));
@@ -128,6 +136,16 @@ impl Ui {
             interactive,
             words,
             quiet: None,
+            display: None,
+            me: RefCell::new(None),
+        }
+    }
+
+    /// Our nick (for mentions) changed.
+    pub(super) fn set_me(&self, nick: Option<&str>) {
+        let mut me = self.me.borrow_mut();
+        if me.as_deref() != nick {
+            *me = nick.map(str::to_string);
         }
     }
 
@@ -151,9 +169,18 @@ impl Ui {
     }
 
     pub(super) fn show(&self, d: &Output) {
-        let mut text = match terminal_columns() {
-            Some(cols) => fold(&render(d), cols),
+        let text = match &self.display {
+            Some(display) => {
+                let me = self.me.borrow();
+                display
+                    .borrow_mut()
+                    .decorate(d, jiff::Timestamp::now(), me.as_deref())
+            }
             None => render(d),
+        };
+        let mut text = match terminal_columns() {
+            Some(cols) => fold(&text, cols),
+            None => text,
         };
         text.push('\n');
         match &self.out {
