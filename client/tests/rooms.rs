@@ -43,7 +43,7 @@ fn moderating_a_room_from_the_client() {
     alice.expect("* alice sets mode -b carol!*@* on #den");
     alice.send("/invite carol");
     alice.expect("-- invited carol to #den");
-    carol.expect("* alice invites you to #den (join #den)");
+    carol.expect("* alice invites you to #den (/join #den)");
     carol.send("/join #den");
     carol.expect("-- joined #den");
 

@@ -28,7 +28,7 @@ impl State {
         self.require_login()?;
         named
             .or_else(|| self.current.clone())
-            .ok_or_else(|| error("you are not in any room: use join #room"))
+            .ok_or_else(|| error("you are not in any room: use /join #room"))
     }
 
     pub(super) fn room_command(&mut self, cmd: RoomCommand) -> Vec<Effect> {
@@ -132,7 +132,7 @@ impl State {
             _ => {
                 let room = arg.unwrap_or("");
                 if self.is_me(target) {
-                    format!("{by} invites you to {room} (join {room})")
+                    format!("{by} invites you to {room} (/join {room})")
                 } else {
                     format!("{by} invited {target} to {room}")
                 }
@@ -257,7 +257,7 @@ mod tests {
         );
         assert_eq!(
             show(&mut s, ":al!~al@h INVITE me #c"),
-            ["* al invites you to #c (join #c)"]
+            ["* al invites you to #c (/join #c)"]
         );
         assert_eq!(
             show(&mut s, ":al!~al@h KICK #b me :bye"),

@@ -439,7 +439,7 @@ impl State {
             _ if joining => format!("cannot join {arg}: {last}"),
             numeric::ERR_NOSUCHCHANNEL => format!("no such room: {arg}"),
             numeric::ERR_CANNOTSENDTOCHAN => {
-                format!("cannot send to {arg}: you are not in it (join {arg})")
+                format!("cannot send to {arg}: you are not in it (/join {arg})")
             }
             numeric::ERR_NOTONCHANNEL => format!("you are not in {arg}"),
             numeric::ERR_INPUTTOOLONG => "message too long: the server dropped it".to_string(),

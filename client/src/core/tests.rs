@@ -281,7 +281,7 @@ fn server_errors() {
     let fx = st.on_message(&m(":s 404 alice #x :Cannot send to channel"));
     assert_eq!(
         shows(&fx),
-        ["!! cannot send to #x: you are not in it (join #x)"]
+        ["!! cannot send to #x: you are not in it (/join #x)"]
     );
     let fx = st.on_message(&m(":s 401 alice zed :No such nick"));
     assert_eq!(shows(&fx), ["!! no such user: zed"]);

@@ -141,7 +141,7 @@ impl State {
             Err(e) => return vec![e],
         };
         let Some(room) = self.current.clone() else {
-            return vec![error("you are not in any room: use join #room")];
+            return vec![error("you are not in any room: use /join #room")];
         };
         let mut fx = Vec::new();
         let room_for_text = relayed_text_room(self.own_prefix_len(&nick), "PRIVMSG", &room);

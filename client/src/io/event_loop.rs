@@ -96,7 +96,7 @@ impl App {
     pub(crate) fn run(mut self) {
         if self.ui.interactive() {
             self.ui.show(&Output::Info(format!(
-                "huddle {} for {}: type help for commands; register or login to start",
+                "huddle {} for {}: type /help for commands; /register or /login to start",
                 env!("CARGO_PKG_VERSION"),
                 trust::server_key(&self.host, self.port)
             )));
