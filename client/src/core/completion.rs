@@ -29,27 +29,19 @@ pub(crate) fn complete(line: &str, pos: usize, words: &Words) -> (usize, Vec<Str
             && candidate.is_char_boundary(word.len())
             && candidate[..word.len()].eq_ignore_ascii_case(word)
     };
-    let found: Vec<String> = if start == 0 && word.starts_with('/') {
-        COMMAND_WORDS
-            .iter()
+    let pick = |candidates: &mut dyn Iterator<Item = &str>, after: &str| -> Vec<String> {
+        candidates
             .filter(|c| matches(c))
-            .map(|c| format!("{c} "))
+            .map(|c| format!("{c}{after}"))
             .collect()
+    };
+    let found = if start == 0 && word.starts_with('/') {
+        pick(&mut COMMAND_WORDS.iter().copied(), " ")
     } else if word.starts_with('#') {
-        words
-            .rooms
-            .iter()
-            .filter(|r| matches(r))
-            .map(|r| format!("{r} "))
-            .collect()
+        pick(&mut words.rooms.iter().map(String::as_str), " ")
     } else {
         let after = if start == 0 { ": " } else { " " };
-        words
-            .nicks
-            .iter()
-            .filter(|n| matches(n))
-            .map(|n| format!("{n}{after}"))
-            .collect()
+        pick(&mut words.nicks.iter().map(String::as_str), after)
     };
     (start, found)
 }
