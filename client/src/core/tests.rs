@@ -254,6 +254,19 @@ fn joining_several_rooms_waits_for_each() {
 }
 
 #[test]
+fn a_join_without_an_answer_ends_at_its_bound() {
+    let mut st = logged_in();
+    st.on_command(Command::Join(vec!["#a".into(), "#b".into()]));
+    assert_eq!(st.op_wait(), Some(std::time::Duration::from_secs(30)));
+    let fx = st.on_timeout();
+    assert_eq!(
+        shows(&fx),
+        ["!! join failed: no answer from the server within 30 s"]
+    );
+    assert_eq!(st.op, None);
+}
+
+#[test]
 fn other_rooms_count_unread_messages_in_the_prompt() {
     let mut st = logged_in();
     st.on_command(Command::Join(vec!["#dev".into()]));
