@@ -13,6 +13,8 @@
 //! - [`peer_link`]: the direct-message protocol between two clients.
 //! - [`command`]: parsing what the user types; [`output`]: what to show and its text;
 //!   [`sanitize`]: network text made safe to print, and lines folded for a terminal.
+//! - [`input_queue`]: lines typed or pasted, waiting in order for the core to be ready.
+//! - [`completion`] and `roster`: what Tab completes; `unread`: the prompt's unread counts.
 
 mod client;
 pub(crate) mod command;

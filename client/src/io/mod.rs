@@ -10,7 +10,9 @@
 //! - [`peer_net`]: the peer listener, dialer and connection threads; [`peer_tls`]: their
 //!   certificates and rustls configurations.
 //! - [`tls_stream`]: the TLS stream both kinds of link use.
-//! - [`terminal`]: reading input and printing outputs.
+//! - [`terminal`]: reading input and printing outputs; [`display`]: times, colours and
+//!   mentions on a terminal; [`line_helper`]: Tab completion and masked passwords;
+//!   [`history_file`]: input history across runs; [`quiet_tty`]: the terminal between reads.
 //! - [`config_files`]: the client's files on disk, private and written atomically.
 
 pub(crate) mod config_files;
