@@ -1,7 +1,7 @@
 //! The huddle client's room commands end to end: the real server and real client
 //! processes over TLS, driven through the client's plain mode.
 
-use huddle_testkit::{CliClient, TestServer};
+use huddle_testkit::{CliClient, RunningServer, TestServer};
 
 #[test]
 fn moderating_a_room_from_the_client() {
@@ -53,4 +53,32 @@ fn moderating_a_room_from_the_client() {
     bob.send("/part #den see you");
     bob.expect("-- left #den");
     alice.expect("* bob left #den (see you)");
+}
+
+#[test]
+fn joining_several_rooms_returns_and_plain_text_goes_to_the_current_one() {
+    let server = TestServer::start(&[]);
+    let mut w = server.user_with_caps("watch", "sasl");
+    w.join("#b");
+    let mut alice = CliClient::logged_in(&server, "alice", &[]);
+    alice.send("/join #a,#b");
+    alice.send("hello b");
+    alice.send("/me waves");
+    alice.send("/who #b");
+    alice.expect("-- joined #a");
+    alice.expect("-- joined #b");
+    alice.expect("[#b] <alice> hello b");
+    alice.expect("[#b] * alice waves");
+    alice.expect("-- in #b (2): alice watch");
+    w.expect("alice's JOIN", |m| m.is("JOIN"));
+    let m = w.expect("alice's text", |m| m.is("PRIVMSG"));
+    assert_eq!(m.param(1), Some("hello b"));
+    let m = w.expect("alice's action", |m| m.is("PRIVMSG"));
+    assert_eq!(m.param(1), Some("\u{1}ACTION waves\u{1}"));
+    alice.send("part of the plan");
+    alice.expect("[#b] <alice> part of the plan");
+    alice.send("/part");
+    alice.expect("-- left #b");
+    alice.send("/bogus");
+    alice.expect("!! unknown command /bogus: type /help for the list");
 }

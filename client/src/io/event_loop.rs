@@ -118,8 +118,9 @@ impl App {
     }
 
     /// Runs queued input while the core is ready for it, then asks for more input unless
-    /// a request is out: the answer to a question, or the next command line (read ahead
-    /// while a command waits, so that typing is never lost).
+    /// a request is out: the answer to a question, or the next command line (in plain mode
+    /// read ahead while a command waits; with the line editor once it is done, the keys
+    /// typed meanwhile waiting in the terminal).
     fn pump(&mut self) {
         while !self.exit
             && self.client.state.op.is_none()
