@@ -63,18 +63,21 @@ fn typed_ahead_and_pasted_lines_all_arrive_once_in_order() {
     );
 
     // A bracketed paste of three lines: one message per line, no question.
+    tmux.wait_prompt("bob #lobby>");
     tmux.paste("B1\nB2\nB3\n", true);
     tmux.keys(&["Enter"]);
     expect_texts(&mut w, "#lobby", &["B1", "B2", "B3"].map(String::from));
 
     // Ten lines: asked first, then all ten in order.
     let ten: Vec<String> = (1..=10).map(|i| format!("P{i} pasted")).collect();
+    tmux.wait_prompt("bob #lobby>");
     tmux.paste(&format!("{}\n", ten.join("\n")), true);
     tmux.keys(&["Enter"]);
     tmux.wait_for("send 10 lines to #lobby? (y/N)");
     tmux.keys(&["y", "Enter"]);
     expect_texts(&mut w, "#lobby", &ten);
     // Declined, nothing goes.
+    tmux.wait_prompt("bob #lobby>");
     tmux.paste(&format!("{}\n", ten.join("\n")), true);
     tmux.keys(&["Enter"]);
     tmux.wait_for("send 10 lines to #lobby? (y/N)");

@@ -118,6 +118,18 @@ impl TmuxClient {
         });
     }
 
+    /// Waits (bounded) until the last line on the screen is `prompt` with nothing typed
+    /// after it: the line editor is reading (and so has bracketed paste on).
+    pub fn wait_prompt(&self, prompt: &str) {
+        self.wait_screen(&format!("an empty {prompt:?} prompt"), |screen| {
+            screen
+                .iter()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .is_some_and(|l| l.trim_end() == prompt.trim_end())
+        });
+    }
+
     /// Waits (bounded) until `cond` holds for the screen; the panic shows the screen.
     pub fn wait_screen(&self, what: &str, cond: impl Fn(&[String]) -> bool) {
         wait_for_value(
