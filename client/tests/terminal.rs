@@ -216,3 +216,23 @@ fn lines_show_the_local_time_and_mentions_stand_out() {
     let raw_line = raw.lines().find(|l| l.contains("are you there?")).unwrap();
     assert!(raw_line.contains("\x1b[1m"), "{raw_line:?}");
 }
+
+#[test]
+fn a_paste_during_a_wait_is_still_one_paste() {
+    let server = TestServer::start(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let tmux = logged_in(&server, "bob", data.path());
+    let mut w = watcher(&server, "watch", "#x");
+    let ten: Vec<String> = (1..=10).map(|i| format!("L{i}")).collect();
+    {
+        let _paused = Paused::stop(server.pid());
+        tmux.keys(&["/join #x", "Enter"]);
+        tmux.wait_for("-- waiting for the server to confirm join #x ...");
+        tmux.paste(&format!("{}\n", ten.join("\n")), true);
+        tmux.keys(&["Enter"]);
+    }
+    tmux.wait_for("send 10 lines to #x? (y/N)");
+    tmux.keys(&["y", "Enter"]);
+    w.expect("bob's JOIN", |m| m.is("JOIN"));
+    expect_texts(&mut w, "#x", &ten);
+}

@@ -21,7 +21,7 @@ use rustyline::{CompletionType, Config, Editor, ExternalPrinter};
 use super::display::Display;
 use super::history_file::{self, HistoryFile};
 use super::line_helper::{LineHelper, SharedWords};
-use super::quiet_tty::QuietTty;
+use super::quiet_tty::{self, QuietTty};
 use super::Report;
 use crate::core::command;
 use crate::core::completion::Words;
@@ -105,16 +105,21 @@ impl Ui {
                         Ok(h) => (h, None),
                         Err(e) => (None, Some(e)),
                     };
+                    let quiet = QuietTty::engage();
+                    let keep_paste = quiet.is_some() && io::stdout().is_terminal();
+                    if keep_paste {
+                        quiet_tty::keep_bracketed_paste();
+                    }
                     std::thread::Builder::new()
                         .name("huddle-input".into())
-                        .spawn(move || editor_input(editor, history, &req_rx, &events))
+                        .spawn(move || editor_input(editor, keep_paste, history, &req_rx, &events))
                         .ok();
                     let ui = Ui {
                         out,
                         requests: req_tx,
                         interactive: true,
                         words,
-                        quiet: QuietTty::engage(),
+                        quiet,
                         display: Some(RefCell::new(Display::new(io::stdout().is_terminal()))),
                         me: RefCell::new(None),
                     };
@@ -250,6 +255,7 @@ fn spawn_printer(mut printer: impl ExternalPrinter + Send + 'static) -> Out {
 
 fn editor_input(
     mut ed: LineEditor,
+    quiet: bool,
     mut history: Option<HistoryFile>,
     requests: &Receiver<InputRequest>,
     events: &Sender<Report>,
@@ -273,6 +279,9 @@ fn editor_input(
             }
             Err(e) => readline_error(e),
         };
+        if quiet {
+            quiet_tty::keep_bracketed_paste();
+        }
         if let Some(helper) = ed.helper_mut() {
             helper.secret = false;
         }
