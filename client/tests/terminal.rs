@@ -236,3 +236,16 @@ fn a_paste_during_a_wait_is_still_one_paste() {
     w.expect("bob's JOIN", |m| m.is("JOIN"));
     expect_texts(&mut w, "#x", &ten);
 }
+
+#[test]
+fn ctrl_c_stops_a_wait_and_the_prompt_comes_back() {
+    let server = TestServer::start(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let tmux = logged_in(&server, "bob", data.path());
+    let _paused = Paused::stop(server.pid());
+    tmux.keys(&["/join #x", "Enter"]);
+    tmux.wait_for("-- waiting for the server to confirm join #x ...");
+    tmux.keys(&["C-c"]);
+    tmux.wait_for("-- join cancelled");
+    tmux.wait_prompt("bob #lobby>");
+}
