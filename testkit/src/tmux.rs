@@ -143,5 +143,13 @@ impl TmuxClient {
 impl Drop for TmuxClient {
     fn drop(&mut self) {
         self.run(&["kill-server"]);
+        // tmux leaves its socket file behind: $TMUX_TMPDIR (or /tmp)/tmux-UID/NAME.
+        let dir = std::env::var_os("TMUX_TMPDIR").unwrap_or_else(|| "/tmp".into());
+        // SAFETY: getuid(2) cannot fail.
+        let uid = unsafe { libc::getuid() };
+        let socket = Path::new(&dir)
+            .join(format!("tmux-{uid}"))
+            .join(&self.socket);
+        let _ = std::fs::remove_file(socket);
     }
 }
