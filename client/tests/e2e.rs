@@ -29,22 +29,22 @@ fn two_users_chat_in_the_lobby() {
     bob.send("say hi alice");
     alice.expect("[#lobby] <bob> hi alice");
 
-    bob.send("who");
+    bob.send("/who");
     bob.expect("-- online (2): alice bob");
     alice.send("hello");
     let hello = alice.expect_prefix("-- Hello alice!");
     assert!(hello.contains("2 users"), "{hello}");
 
     // Another room: only members get its messages.
-    alice.send("join #rust");
+    alice.send("/join #rust");
     alice.expect("-- joined #rust");
     alice.send("say rust only");
     alice.expect("[#rust] <alice> rust only");
     // The server answers alice's commands in order: once `who` is answered, the message
     // above has been delivered (to nobody else).
-    alice.send("who");
+    alice.send("/who");
     alice.expect_prefix("-- online (2)");
-    bob.send("join rust");
+    bob.send("/join rust");
     bob.expect("-- joined #rust");
     // What was said before bob joined is replayed to him, marked as history.
     let replayed = bob.expect_prefix("[#rust] [history ");
@@ -57,7 +57,7 @@ fn two_users_chat_in_the_lobby() {
     bob.send("logout");
     bob.expect("-- logged out");
     alice.expect_prefix("* bob quit");
-    bob.send("who");
+    bob.send("/who");
     bob.expect("!! not logged in: use login or register");
     bob.send(&format!("login bob {PW}"));
     bob.expect("-- logged in as bob");
@@ -83,12 +83,14 @@ fn two_users_chat_in_the_lobby() {
 fn login_and_registration_errors_are_clear() {
     let server = TestServer::start(&[]);
     let mut c = CliClient::trusting(&server, "errors", &[]);
-    c.send("who");
+    c.send("/who");
     c.expect("!! not logged in: use login or register");
     c.send("say hi");
     c.expect("!! not logged in: use login or register");
+    c.send("/dance");
+    c.expect("!! unknown command /dance: type /help for the list");
     c.send("dance");
-    c.expect_prefix("!! unknown command \"dance\"");
+    c.expect("!! not logged in: use login or register");
 
     // Registering logs in; logout to try the failures.
     c.send(&format!("register carol {PW}"));
@@ -120,7 +122,7 @@ fn login_and_registration_errors_are_clear() {
     c.expect("!! already logged in as carol: logout first");
 
     c.send("help");
-    c.expect_prefix("  register [NAME] [PASSWORD]");
+    c.expect_prefix("  /register [NAME] [PASSWORD]");
     let (status, lines) = c.finish();
     assert!(status.success());
     assert!(lines.iter().all(|l| !l.contains("panicked")), "{lines:?}");
@@ -235,7 +237,7 @@ fn idle_client_answers_pings() {
     // The point of this test is idle time: the server pings after 1 s of silence and drops
     // a client that has not answered 1 s later. Three seconds cover that twice over.
     std::thread::sleep(Duration::from_secs(3));
-    alice.send("who");
+    alice.send("/who");
     alice.expect("-- online (1): alice");
     let (status, lines) = alice.finish();
     assert!(status.success());
@@ -305,7 +307,7 @@ fn long_text_is_split_into_lines_the_server_relays() {
     assert!(got.len() >= 4, "{} pieces", got.len());
     assert_eq!(got.join(" "), text);
     // Nothing was refused: the client's next command is answered normally.
-    alice.send("who");
+    alice.send("/who");
     alice.expect_prefix("-- online (2)");
     assert!(
         !alice.seen().iter().any(|l| l.starts_with("!!")),

@@ -150,7 +150,7 @@ fn direct_messages_go_peer_to_peer_even_with_the_server_paused() {
     }
 
     // The server carries on afterwards.
-    alice.send("who");
+    alice.send("/who");
     alice.expect("-- online (2): alice bob");
     let (status, lines) = alice.finish();
     assert!(status.success());
@@ -296,7 +296,7 @@ fn failures_are_clear_and_never_hang() {
         "!! dave did not acknowledge the message within 2 s; you will be told if it arrives later",
     );
 
-    alice.send("who");
+    alice.send("/who");
     alice.expect("-- online (4): alice dave erin frank");
     let (status, _) = alice.finish();
     assert!(status.success());

@@ -137,7 +137,7 @@ fn a_direct_message_gets_through_while_attackers_hold_every_slot_they_may() {
     for s in slots {
         s.join().unwrap();
     }
-    bob.send("who");
+    bob.send("/who");
     bob.expect_prefix("-- online (");
     let (_, lines) = bob.finish();
     assert!(
@@ -250,7 +250,7 @@ fn dialling_fast_neither_floods_the_server_nor_holds_many_links() {
     }
 
     // bob is still connected, and alice still gets through.
-    bob.send("who");
+    bob.send("/who");
     bob.expect_prefix("-- online (");
     alice.send("msg bob hi after the storm");
     alice.expect("-- delivered to bob (direct)");

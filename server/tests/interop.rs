@@ -272,7 +272,7 @@ fn exchange(server: &TestServer, alice: &mut CliClient, client: &mut dyn IrcClie
 
     // Moderation through the client's own commands, once alice (who made #lobby) has made
     // it a room operator; alice's huddle client shows each change.
-    alice.send(&format!("op {nick}"));
+    alice.send(&format!("/op {nick}"));
     expect_line(
         alice,
         &format!("* alice sets mode +o {nick} on {ROOM}"),
@@ -293,7 +293,7 @@ fn exchange(server: &TestServer, alice: &mut CliClient, client: &mut dyn IrcClie
         || client.diagnostics(),
     );
     // The ban was bob's alone: alice comes back.
-    alice.send(&format!("join {ROOM}"));
+    alice.send(&format!("/join {ROOM}"));
     expect_line(alice, &format!("-- joined {ROOM}"), || client.diagnostics());
 
     // Quit: alice sees it, and the client exits by itself.

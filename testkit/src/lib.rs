@@ -14,6 +14,7 @@
 //! - [`child`]: child processes: locating workspace binaries, waiting for exit, signals.
 //! - [`proc`]: what Linux `/proc` tells about a process (descriptors, memory, CPU, sockets).
 //! - [`wait`]: bounded waits for state that has no reply to wait on.
+//! - [`tmux`]: drives the interactive `huddle` client in a real terminal (tmux).
 //! - [`tools`]: installs the IRC programs some end-to-end tests drive (WeeChat, irssi, tmux).
 //!
 //! Synchronisation rule: nothing here sleeps to wait for the server. Every wait reads until the
@@ -35,6 +36,7 @@ pub mod proc;
 pub mod raw;
 pub mod source;
 pub mod tls;
+pub mod tmux;
 pub mod tools;
 pub mod wait;
 
@@ -52,6 +54,7 @@ pub use proc::{children_of, proc_cpu_time, proc_fd_count, proc_rss_kib, server_h
 pub use raw::{tcp_from, tcp_with_rcvbuf, RawClient};
 pub use source::{connect_from, loopback};
 pub use tls::{client_config_for, client_config_trusting, pem_certs, pinned_config, PeerIdentity};
+pub use tmux::TmuxClient;
 pub use tools::install_test_tools;
 pub use wait::wait_until;
 

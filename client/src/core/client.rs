@@ -34,6 +34,12 @@ impl Client {
         }
     }
 
+    /// Whether the core is asking a question (an account name or password): the next input
+    /// is its answer, never a command.
+    pub(crate) fn asking(&self) -> bool {
+        self.ask.is_some()
+    }
+
     /// Reacts to one event.
     pub(crate) fn handle(&mut self, event: Event) -> Vec<Effect> {
         let st = &mut self.state;
@@ -214,8 +220,8 @@ mod tests {
         assert_eq!(shows(&fx), ["-- cancelled"]);
         assert!(c.handle(Event::Input(InputReply::Interrupted)).is_empty());
         assert_eq!(
-            shows(&line(&mut c, "dance")),
-            ["!! unknown command \"dance\": type help for the list"]
+            shows(&line(&mut c, "/dance")),
+            ["!! unknown command /dance: type /help for the list"]
         );
         assert_eq!(c.handle(Event::Input(InputReply::Eof)), [Effect::Exit]);
     }

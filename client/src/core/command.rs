@@ -1,7 +1,10 @@
 //! What the user types: parsing a line into a [`Command`], and the help text.
 //!
-//! Commands are case-insensitive words; a leading `/` is accepted (`/join #x`) for people used
-//! to IRC clients.
+//! A line that does not start with `/` is text for the current room. Commands start with
+//! `/` (`/join #x`) and are case-insensitive; `//text` sends text that starts with `/`. The
+//! original bare commands keep working without the slash: `help`, `logout`, `hello`/`hi`,
+//! `exit`/`quit` when they are the whole line, and `register`, `login`, `msg`/`message` and
+//! `say` followed by their arguments. Any other line, `part` included, is text.
 
 use std::fmt;
 
@@ -22,9 +25,12 @@ pub(crate) enum Command {
     Hello,
     /// Text to the current room.
     Say(String),
-    /// Always starts with `#`.
-    Join(String),
-    Who,
+    /// An action in the current room (`/me waves`: CTCP ACTION).
+    Me(String),
+    /// One or more rooms, each starting with `#`.
+    Join(Vec<String>),
+    /// Everyone online, or the members of a room.
+    Who(Option<String>),
     /// Room commands (see [`super::room_commands`]).
     Room(RoomCommand),
     /// Direct message to one user, peer to peer (never through the server).
@@ -86,7 +92,7 @@ impl fmt::Display for CommandError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CommandError::Unknown(word) => {
-                write!(f, "unknown command {word:?}: type help for the list")
+                write!(f, "unknown command /{word}: type /help for the list")
             }
             CommandError::Usage(usage) => write!(f, "usage: {usage}"),
         }
@@ -97,28 +103,67 @@ impl std::error::Error for CommandError {}
 
 /// The help text, one command per line.
 pub(super) const HELP: &str = "\
-commands:
-  register [NAME] [PASSWORD]  create an account and log in (asks for what is missing)
-  login [NAME] [PASSWORD]     log in and join #lobby (asks for what is missing)
-  logout                      end the session; you stay in huddle
-  say TEXT                    send TEXT to the current room
-  join #ROOM                  join (or create) a room and make it the current room
-  who                         list the users online
-  part [#ROOM] [REASON]       leave a room (the current one)
-  topic [#ROOM] [TEXT]        show or set a room's topic
-  names [#ROOM]               list the members of a room
-  list [>N] [<N] [#MASK]      list rooms (by user count or name)
-  mode [#ROOM] [MODES...]     show or change room modes, e.g. mode +m or mode +k KEY
-  op NICK, deop NICK          give or take operator status in the current room
-  kick NICK [REASON]          remove someone from the current room
-  ban NICK|MASK, unban MASK   ban by nick, nick!user@host mask or ~a:account
-  invite NICK                 invite someone into the current room
-  hello, hi                   ask the server for a greeting
-  message, msg NAME TEXT      direct message, client to client (never through the server)
-  pm NICK TEXT                private message through the server (for users of other clients)
-  connect HOST [PORT]         connect to another server (logs out of this one)
-  help                        this list
-  exit, quit                  leave huddle (Ctrl-D too)";
+Type text to send it to the current room. Commands:
+  /register [NAME] [PASSWORD]  create an account and log in (asks for what is missing)
+  /login [NAME] [PASSWORD]     log in and join #lobby (asks for what is missing)
+  /logout                      end the session; you stay in huddle
+  /join #ROOM[,#ROOM...]       join (or create) rooms; the last becomes the current room
+  /join #ROOM                  (a room you are in) make it the current room
+  /me ACTION                   say what you do: * alice waves
+  /say TEXT                    send TEXT to the current room (e.g. text starting with /)
+  /who [#ROOM]                 list the users online, or the members of a room
+  /part [#ROOM] [REASON]       leave a room (the current one)
+  /topic [#ROOM] [TEXT]        show or set a room's topic
+  /names [#ROOM]               list the members of a room
+  /list [>N] [<N] [#MASK]      list rooms and how many are in each
+  /mode [#ROOM] [MODES...]     show or change room modes, e.g. /mode +m or /mode +k KEY
+  /op NICK, /deop NICK         give or take operator status in the current room
+  /kick NICK [REASON]          remove someone from the current room
+  /ban NICK|MASK, /unban MASK  ban by nick, nick!user@host mask or ~a:account
+  /invite NICK                 invite someone into the current room
+  /hello, /hi                  ask the server for a greeting
+  /msg, /message NAME TEXT     direct message, client to client (never through the server)
+  /pm NICK TEXT                private message through the server (for users of other clients)
+  /connect HOST [PORT]         connect to another server (logs out of this one)
+  /help                        this list
+  /exit, /quit                 leave huddle (Ctrl-D too)
+Tab completes commands, nicks and rooms; Up and Down recall earlier lines.";
+
+/// Every command word, for completion (with its slash).
+pub(crate) const COMMAND_WORDS: &[&str] = &[
+    "/ban",
+    "/connect",
+    "/deop",
+    "/exit",
+    "/hello",
+    "/help",
+    "/hi",
+    "/invite",
+    "/join",
+    "/kick",
+    "/list",
+    "/login",
+    "/logout",
+    "/me",
+    "/message",
+    "/mode",
+    "/msg",
+    "/names",
+    "/op",
+    "/part",
+    "/pm",
+    "/quit",
+    "/register",
+    "/say",
+    "/topic",
+    "/unban",
+    "/who",
+];
+
+/// Bare words that stay commands when they are the whole line.
+const BARE_ALONE: &[&str] = &["help", "logout", "hello", "hi", "exit", "quit"];
+/// Bare words that stay commands when followed by arguments (or alone).
+const BARE_WITH_ARGS: &[&str] = &["register", "login", "msg", "message", "say"];
 
 /// Splits off the first word.
 fn word(s: &str) -> (&str, &str) {
@@ -136,12 +181,27 @@ fn opt(s: &str) -> Option<String> {
 
 /// Parses one input line. `Ok(None)` for a blank line.
 pub(super) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
-    let line = line.trim();
-    if line.is_empty() {
+    let trimmed = line.trim();
+    if trimmed.is_empty() {
         return Ok(None);
     }
-    let (verb, rest) = word(line);
-    let verb = verb.strip_prefix('/').unwrap_or(verb).to_ascii_lowercase();
+    let (verb, rest) = match trimmed.strip_prefix('/') {
+        Some(text) if text.starts_with('/') => return Ok(Some(Command::Say(text.to_string()))),
+        Some(command) => {
+            let (verb, rest) = word(command);
+            (verb.to_ascii_lowercase(), rest)
+        }
+        None => {
+            let (verb, rest) = word(trimmed);
+            let verb = verb.to_ascii_lowercase();
+            let bare = BARE_WITH_ARGS.contains(&verb.as_str())
+                || (rest.is_empty() && BARE_ALONE.contains(&verb.as_str()));
+            if !bare {
+                return Ok(Some(Command::Say(trimmed.to_string())));
+            }
+            (verb, rest)
+        }
+    };
     let cmd = match verb.as_str() {
         "help" | "?" => Command::Help,
         "register" | "login" => {
@@ -157,20 +217,14 @@ pub(super) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
         "hello" | "hi" => Command::Hello,
         "say" => match opt(rest) {
             Some(text) => Command::Say(text),
-            None => return Err(CommandError::Usage("say TEXT")),
+            None => return Err(CommandError::Usage("/say TEXT")),
         },
-        "join" => {
-            let (room, extra) = word(rest);
-            if room.is_empty() || !extra.is_empty() {
-                return Err(CommandError::Usage("join #ROOM"));
-            }
-            if room.starts_with('#') {
-                Command::Join(room.to_string())
-            } else {
-                Command::Join(format!("#{room}"))
-            }
-        }
-        "who" => Command::Who,
+        "me" => match opt(rest) {
+            Some(text) => Command::Me(text),
+            None => return Err(CommandError::Usage("/me ACTION")),
+        },
+        "join" | "j" => Command::Join(rooms(rest)?),
+        "who" => Command::Who(room_arg(rest).0),
         "part" | "topic" | "names" | "list" | "mode" | "kick" | "ban" | "unban" | "invite"
         | "op" | "deop" => Command::Room(room_command(&verb, rest)?),
         "message" | "msg" => {
@@ -184,12 +238,11 @@ pub(super) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             let (to, text) = word(rest);
             match (opt(to), opt(text)) {
                 (Some(to), Some(text)) => Command::Pm { to, text },
-                _ => return Err(CommandError::Usage("pm NICK TEXT")),
+                _ => return Err(CommandError::Usage("/pm NICK TEXT")),
             }
         }
         "connect" => connect_args(rest)?,
         "exit" | "quit" => Command::Exit,
-        "" => return Err(CommandError::Unknown(line.to_string())),
         _ => return Err(CommandError::Unknown(verb)),
     };
     Ok(Some(cmd))
@@ -197,7 +250,7 @@ pub(super) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
 
 /// `HOST [PORT]` of `connect` (the port defaults to 6697).
 fn connect_args(rest: &str) -> Result<Command, CommandError> {
-    const USAGE: &str = "connect HOST [PORT]";
+    const USAGE: &str = "/connect HOST [PORT]";
     let mut words = rest.split_whitespace();
     let host = words.next().ok_or(CommandError::Usage(USAGE))?;
     let port = match words.next() {
@@ -215,6 +268,40 @@ fn connect_args(rest: &str) -> Result<Command, CommandError> {
         host: host.to_string(),
         port,
     })
+}
+
+/// Most rooms one `/join` takes (the server's `TARGMAX` for JOIN).
+pub(crate) const MAX_JOIN_ROOMS: usize = 10;
+
+/// The rooms of `/join #a,#b` (or `#a #b`); a name without `#` gets one.
+fn rooms(rest: &str) -> Result<Vec<String>, CommandError> {
+    const USAGE: &str = "/join #ROOM[,#ROOM...]";
+    let rooms: Vec<String> = rest
+        .split([',', ' '])
+        .filter(|r| !r.is_empty())
+        .map(|r| {
+            if r.starts_with('#') {
+                r.to_string()
+            } else {
+                format!("#{r}")
+            }
+        })
+        .collect();
+    if rooms.is_empty() || rooms.len() > MAX_JOIN_ROOMS || rooms.iter().any(|r| r == "#") {
+        return Err(CommandError::Usage(USAGE));
+    }
+    Ok(rooms)
+}
+
+/// Whether running `line` will ask questions (a name or password left out): reading ahead
+/// must stop so that the answers go to the questions.
+pub(crate) fn asks_questions(line: &str) -> bool {
+    matches!(
+        parse(line),
+        Ok(Some(
+            Command::Register { password: None, .. } | Command::Login { password: None, .. }
+        ))
+    )
 }
 
 /// `#room` off the front of `rest`, if it starts with one.
@@ -264,18 +351,18 @@ fn room_command(verb: &str, rest: &str) -> Result<RoomCommand, CommandError> {
         "kick" => {
             let (nick, reason) = word(rest);
             if nick.is_empty() {
-                return Err(CommandError::Usage("kick NICK [REASON]"));
+                return Err(CommandError::Usage("/kick NICK [REASON]"));
             }
             RoomCommand::Kick {
                 nick: nick.to_string(),
                 reason: reason.trim().to_string(),
             }
         }
-        "ban" => RoomCommand::Ban(one(rest, "ban NICK|MASK")?),
-        "unban" => RoomCommand::Unban(one(rest, "unban MASK")?),
-        "invite" => RoomCommand::Invite(one(rest, "invite NICK")?),
-        "op" => RoomCommand::Op(one(rest, "op NICK")?),
-        _ => RoomCommand::Deop(one(rest, "deop NICK")?),
+        "ban" => RoomCommand::Ban(one(rest, "/ban NICK|MASK")?),
+        "unban" => RoomCommand::Unban(one(rest, "/unban MASK")?),
+        "invite" => RoomCommand::Invite(one(rest, "/invite NICK")?),
+        "op" => RoomCommand::Op(one(rest, "/op NICK")?),
+        _ => RoomCommand::Deop(one(rest, "/deop NICK")?),
     })
 }
 
@@ -345,7 +432,8 @@ mod tests {
         assert_eq!(p("/help"), Command::Help);
         assert_eq!(p("hello"), Command::Hello);
         assert_eq!(p("hi"), Command::Hello);
-        assert_eq!(p("who"), Command::Who);
+        assert_eq!(p("/who"), Command::Who(None));
+        assert_eq!(p("/WHO #den"), Command::Who(Some("#den".into())));
         assert_eq!(p("logout"), Command::Logout);
         assert_eq!(p("exit"), Command::Exit);
         assert_eq!(p("/quit"), Command::Exit);
@@ -377,13 +465,37 @@ mod tests {
     }
 
     #[test]
+    fn plain_text_goes_to_the_room() {
+        assert_eq!(p("hello there"), Command::Say("hello there".into()));
+        assert_eq!(p("  part of it "), Command::Say("part of it".into()));
+        assert_eq!(p("join #rust"), Command::Say("join #rust".into()));
+        assert_eq!(p("hi everyone"), Command::Say("hi everyone".into()));
+        assert_eq!(p("help me"), Command::Say("help me".into()));
+        assert_eq!(p("exit stage left"), Command::Say("exit stage left".into()));
+        assert_eq!(p("//etc is a dir"), Command::Say("/etc is a dir".into()));
+        assert_eq!(p("/me waves"), Command::Me("waves".into()));
+        assert_eq!(parse("/me"), Err(CommandError::Usage("/me ACTION")));
+    }
+
+    #[test]
     fn say_join_msg() {
         assert_eq!(p("say  hello there "), Command::Say("hello there".into()));
-        assert_eq!(parse("say"), Err(CommandError::Usage("say TEXT")));
-        assert_eq!(p("join #rust"), Command::Join("#rust".into()));
-        assert_eq!(p("join rust"), Command::Join("#rust".into()));
-        assert_eq!(parse("join"), Err(CommandError::Usage("join #ROOM")));
-        assert_eq!(parse("join #a #b"), Err(CommandError::Usage("join #ROOM")));
+        assert_eq!(p("/say /x"), Command::Say("/x".into()));
+        assert_eq!(parse("say"), Err(CommandError::Usage("/say TEXT")));
+        assert_eq!(p("/join #rust"), Command::Join(vec!["#rust".into()]));
+        assert_eq!(p("/join rust"), Command::Join(vec!["#rust".into()]));
+        assert_eq!(
+            p("/join #a,#b"),
+            Command::Join(vec!["#a".into(), "#b".into()])
+        );
+        assert_eq!(
+            p("/join #a, b"),
+            Command::Join(vec!["#a".into(), "#b".into()])
+        );
+        let usage = Err(CommandError::Usage("/join #ROOM[,#ROOM...]"));
+        assert_eq!(parse("/join"), usage);
+        assert_eq!(parse("/join #a,#"), usage);
+        assert_eq!(parse(&format!("/join {}", "#r,".repeat(11))), usage);
         assert_eq!(
             p("msg bob hi there"),
             Command::Message {
@@ -402,12 +514,20 @@ mod tests {
 
     #[test]
     fn unknown() {
-        assert_eq!(parse("dance"), Err(CommandError::Unknown("dance".into())));
-        assert_eq!(parse("/"), Err(CommandError::Unknown("/".into())));
-        assert!(parse("dance")
-            .unwrap_err()
-            .to_string()
-            .contains("type help"));
+        assert_eq!(parse("/dance"), Err(CommandError::Unknown("dance".into())));
+        assert_eq!(parse("/"), Err(CommandError::Unknown(String::new())));
+        assert_eq!(
+            parse("/dance").unwrap_err().to_string(),
+            "unknown command /dance: type /help for the list"
+        );
+    }
+
+    #[test]
+    fn questions_are_foreseen() {
+        assert!(asks_questions("login"));
+        assert!(asks_questions("/register bob"));
+        assert!(!asks_questions("login bob pw"));
+        assert!(!asks_questions("say login"));
     }
 
     #[test]
@@ -427,7 +547,7 @@ mod tests {
 
     #[test]
     fn room_commands() {
-        let r = |s: &str| match p(s) {
+        let r = |s: &str| match p(&format!("/{s}")) {
             Command::Room(c) => c,
             other => panic!("{other:?}"),
         };
@@ -469,10 +589,11 @@ mod tests {
             }
         );
         assert_eq!(
-            parse("kick"),
-            Err(CommandError::Usage("kick NICK [REASON]"))
+            parse("/kick"),
+            Err(CommandError::Usage("/kick NICK [REASON]"))
         );
-        assert_eq!(parse("op a b"), Err(CommandError::Usage("op NICK")));
+        assert_eq!(parse("/op a b"), Err(CommandError::Usage("/op NICK")));
+        assert_eq!(p("part #x"), Command::Say("part #x".into()));
     }
 
     #[test]
@@ -480,9 +601,13 @@ mod tests {
         for c in [
             "register", "login", "logout", "say", "join", "who", "hello", "hi", "message", "msg",
             "help", "exit", "part", "topic", "names", "list", "mode", "op", "deop", "kick", "ban",
-            "unban", "invite",
+            "unban", "invite", "me", "quit",
         ] {
-            assert!(HELP.contains(c), "{c}");
+            assert!(
+                HELP.contains(&format!("/{c} ")) || HELP.contains(&format!("/{c},")),
+                "{c}"
+            );
+            assert!(COMMAND_WORDS.contains(&format!("/{c}").as_str()), "{c}");
         }
     }
 }

@@ -8,7 +8,7 @@ pub(crate) enum InputRequest {
     Command(String),
     /// A visible answer (an account name).
     Text(String),
-    /// A password: no echo on a terminal.
+    /// A password: never echoed (the line editor shows `*` for each character).
     Secret(String),
 }
 

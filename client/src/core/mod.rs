@@ -13,22 +13,28 @@
 //! - [`peer_link`]: the direct-message protocol between two clients.
 //! - [`command`]: parsing what the user types; [`output`]: what to show and its text;
 //!   [`sanitize`]: network text made safe to print, and lines folded for a terminal.
+//! - [`input_queue`]: lines typed or pasted, waiting in order for the core to be ready.
+//! - [`completion`] and `roster`: what Tab completes; `unread`: the prompt's unread counts.
 
 mod backoff;
 mod client;
 pub(crate) mod command;
+pub(crate) mod completion;
 mod effect;
 mod event;
 mod input;
+pub(crate) mod input_queue;
 mod keepalive;
 pub(crate) mod output;
 mod peer_link;
 mod resume;
 mod room_commands;
+mod roster;
 pub(crate) mod sanitize;
 mod server_lines;
 mod state;
 mod text;
+mod unread;
 mod user_commands;
 
 pub(crate) use client::Client;

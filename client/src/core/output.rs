@@ -30,6 +30,7 @@
 //! cursor, recolour your terminal, hide or reorder characters, or start a fake line.
 
 use super::sanitize::clean;
+use super::text::clock_of;
 
 /// Something to show the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +46,8 @@ pub(crate) enum Output {
         text: String,
         notice: bool,
     },
-    /// A room message from before we joined, replayed by the server (time `HH:MM` UTC).
+    /// A room message from before we joined, replayed by the server; `time` is its
+    /// `server-time` tag (`2026-11-25T13:05:09.123Z`), shown as `HH:MM` UTC in plain mode.
     History {
         room: String,
         from: String,
@@ -106,9 +108,12 @@ fn action(text: &str) -> (bool, &str) {
     }
 }
 
-fn message_body(from: &str, text: &str, notice: bool) -> String {
+/// How a nick is written: as it is, or coloured by the terminal.
+pub(crate) type NickStyle<'a> = &'a dyn Fn(&str) -> String;
+
+fn message_body(from: &str, text: &str, notice: bool, nick: NickStyle) -> String {
     let (is_action, body) = action(text);
-    let (from, body) = (clean(from), clean(body));
+    let (from, body) = (nick(&clean(from)), clean(body));
     if notice {
         format!("-{from}- {body}")
     } else if is_action {
@@ -126,6 +131,11 @@ fn sorted(names: &[String]) -> Vec<String> {
 
 /// The text for one output, in the formats listed in the module documentation.
 pub(crate) fn render(d: &Output) -> String {
+    render_with(d, &|n: &str| n.to_string())
+}
+
+/// [`render`] with every sender's nick written by `nick` (already cleaned when it gets it).
+pub(crate) fn render_with(d: &Output, nick: NickStyle) -> String {
     let reason = |r: &Option<String>| match r.as_deref().map(str::trim) {
         Some(r) if !r.is_empty() => format!(" ({})", clean(r)),
         _ => String::new(),
@@ -138,7 +148,11 @@ pub(crate) fn render(d: &Output) -> String {
             from,
             text,
             notice,
-        } => format!("[{}] {}", clean(room), message_body(from, text, *notice)),
+        } => format!(
+            "[{}] {}",
+            clean(room),
+            message_body(from, text, *notice, nick)
+        ),
         Output::History {
             room,
             from,
@@ -148,12 +162,14 @@ pub(crate) fn render(d: &Output) -> String {
         } => format!(
             "[{}] [history {}] {}",
             clean(room),
-            clean(time),
-            message_body(from, text, *notice)
+            clock_of(time).unwrap_or_default(),
+            message_body(from, text, *notice, nick)
         ),
-        Output::Direct { from, text } => format!("[direct] <{}> {}", clean(from), clean(text)),
+        Output::Direct { from, text } => {
+            format!("[direct] <{}> {}", nick(&clean(from)), clean(text))
+        }
         Output::Private { from, text, notice } => {
-            format!("[via server] {}", message_body(from, text, *notice))
+            format!("[via server] {}", message_body(from, text, *notice, nick))
         }
         Output::Sent {
             to,
@@ -164,17 +180,24 @@ pub(crate) fn render(d: &Output) -> String {
             "[{} to {}] {}",
             if *direct { "direct" } else { "via server" },
             clean(to),
-            message_body(from, text, false)
+            message_body(from, text, false, nick)
         ),
-        Output::Joined { nick, room } => format!("* {} joined {}", clean(nick), clean(room)),
+        Output::Joined { nick: who, room } => {
+            format!("* {} joined {}", nick(&clean(who)), clean(room))
+        }
         Output::Left {
-            nick,
+            nick: who,
             room,
             reason: r,
         } => {
-            format!("* {} left {}{}", clean(nick), clean(room), reason(r))
+            format!("* {} left {}{}", nick(&clean(who)), clean(room), reason(r))
         }
-        Output::Quit { nick, reason: r } => format!("* {} quit{}", clean(nick), reason(r)),
+        Output::Quit {
+            nick: who,
+            reason: r,
+        } => {
+            format!("* {} quit{}", nick(&clean(who)), reason(r))
+        }
         Output::Online(names) => {
             format!("-- online ({}): {}", names.len(), sorted(names).join(" "))
         }
@@ -187,6 +210,35 @@ pub(crate) fn render(d: &Output) -> String {
         Output::Event(t) => format!("* {}", clean(t)),
         Output::Text(t) => t.clone(),
     }
+}
+
+impl Output {
+    /// The sender and text of a message from someone, if this is one.
+    pub(crate) fn message(&self) -> Option<(&str, &str)> {
+        match self {
+            Output::Room { from, text, .. }
+            | Output::History { from, text, .. }
+            | Output::Private { from, text, .. }
+            | Output::Direct { from, text } => Some((from, text)),
+            _ => None,
+        }
+    }
+}
+
+/// Whether `text` names `nick` as a word of its own (any case): `bob:`, `hi Bob!`, but not
+/// `bobby`.
+pub(crate) fn mentions(text: &str, nick: &str) -> bool {
+    if nick.is_empty() {
+        return false;
+    }
+    let is_word = |c: char| c.is_alphanumeric() || c == '_' || c == '-';
+    let lower = text.to_lowercase();
+    let nick = nick.to_lowercase();
+    lower.match_indices(&nick).any(|(i, _)| {
+        let before = lower[..i].chars().next_back();
+        let after = lower[i + nick.len()..].chars().next();
+        !before.is_some_and(is_word) && !after.is_some_and(is_word)
+    })
 }
 
 /// The text of every `Show` among a handler's effects, as the terminal would print it.
@@ -312,6 +364,41 @@ mod tests {
             }),
             "-- in #x (2): a b"
         );
+    }
+
+    #[test]
+    fn nicks_can_be_styled_and_history_shows_its_utc_clock() {
+        let upper = |n: &str| format!("{{{}}}", n.to_uppercase());
+        let history = Output::History {
+            room: s("#l"),
+            from: s("bob"),
+            text: s("\x01ACTION waves\x01"),
+            notice: false,
+            time: s("2026-11-25T13:05:09.123Z"),
+        };
+        assert_eq!(render(&history), "[#l] [history 13:05] * bob waves");
+        assert_eq!(
+            render_with(&history, &upper),
+            "[#l] [history 13:05] * {BOB} waves"
+        );
+        let joined = Output::Joined {
+            nick: s("amy"),
+            room: s("#l"),
+        };
+        assert_eq!(render_with(&joined, &upper), "* {AMY} joined #l");
+        assert_eq!(history.message(), Some(("bob", "\x01ACTION waves\x01")));
+        assert_eq!(joined.message(), None);
+    }
+
+    #[test]
+    fn mentions_are_whole_words() {
+        assert!(mentions("bob: lunch?", "bob"));
+        assert!(mentions("thanks, BOB!", "bob"));
+        assert!(mentions("ask bob", "Bob"));
+        assert!(!mentions("bobby tables", "bob"));
+        assert!(!mentions("kebob", "bob"));
+        assert!(!mentions("anything", ""));
+        assert!(mentions("é bob é", "bob"));
     }
 
     #[test]

@@ -443,7 +443,7 @@ mod tests {
         assert_eq!(st.op, None);
         st.on_message(&m(":alice!a@h JOIN #dev"));
         st.on_message(&m("@msgid=m1 :bob!b@h PRIVMSG #dev :one"));
-        st.on_command(Command::Join("#lobby".into()));
+        st.on_command(Command::Join(vec!["#lobby".into()]));
 
         let fx = st.on_closed(Some("connection reset"));
         assert_eq!(

@@ -28,7 +28,7 @@ impl State {
         self.require_login()?;
         named
             .or_else(|| self.current.clone())
-            .ok_or_else(|| error("you are not in any room: use join #room"))
+            .ok_or_else(|| error("you are not in any room: use /join #room"))
     }
 
     pub(super) fn room_command(&mut self, cmd: RoomCommand) -> Vec<Effect> {
@@ -92,6 +92,8 @@ impl State {
     /// We are no longer in `room`: the current room becomes the last one joined.
     pub(super) fn forget_room(&mut self, room: &str) {
         self.rooms.retain(|r| !r.eq_ignore_ascii_case(room));
+        self.unread.clear(room);
+        self.roster.forget(room);
         if self
             .current
             .as_deref()
@@ -114,6 +116,7 @@ impl State {
                     self.forget_room(target);
                     format!("{by} kicked you from {target}")
                 } else {
+                    self.roster.left(target, nick);
                     format!("{by} kicked {nick} from {target}")
                 };
                 with_reason(text, msg.param(2))
@@ -129,7 +132,7 @@ impl State {
             _ => {
                 let room = arg.unwrap_or("");
                 if self.is_me(target) {
-                    format!("{by} invites you to {room} (join {room})")
+                    format!("{by} invites you to {room} (/join {room})")
                 } else {
                     format!("{by} invited {target} to {room}")
                 }
@@ -254,7 +257,7 @@ mod tests {
         );
         assert_eq!(
             show(&mut s, ":al!~al@h INVITE me #c"),
-            ["* al invites you to #c (join #c)"]
+            ["* al invites you to #c (/join #c)"]
         );
         assert_eq!(
             show(&mut s, ":al!~al@h KICK #b me :bye"),

@@ -114,7 +114,19 @@ pub(crate) fn fold(text: &str, cols: usize) -> String {
             out.push('\n');
         }
         let mut used = 0;
-        for c in line.chars() {
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\x1b' {
+                // Our own colour and bold sequences (network text has none left): no width.
+                out.push(c);
+                for e in chars.by_ref() {
+                    out.push(e);
+                    if e != '[' && ('\x40'..='\x7e').contains(&e) {
+                        break;
+                    }
+                }
+                continue;
+            }
             let w = c.width_cjk().unwrap_or(0);
             if used + w > max {
                 out.push('\n');
@@ -177,6 +189,9 @@ mod tests {
         let wide = fold(&"\u{4e2d}".repeat(30), 40);
         assert!(wide.split('\n').all(|l| l.chars().count() <= 19 + 4));
         assert_eq!(fold("a\nb", 40), "a\nb");
+        // Colour sequences take no room.
+        let coloured = format!("\x1b[31m{}\x1b[39m", "x".repeat(9));
+        assert_eq!(fold(&coloured, 10), coloured);
         assert_eq!(fold("short", 3), "short");
     }
 

@@ -7,7 +7,6 @@ use super::effect::{error, info, Effect};
 use super::output::Output;
 use super::resume::Verdict;
 use super::state::{LoginStage, Op, State, ACCOUNT_TAG, LOBBY, NOT_LOGGED_IN};
-use super::text::clock_of;
 
 /// Bounds on `353` replies collected before their `366`, so a misbehaving server cannot
 /// grow the client's memory without limit.
@@ -275,6 +274,7 @@ impl State {
             return Vec::new();
         };
         if !self.is_me(nick) {
+            self.roster.joined(room, nick);
             return vec![Effect::Show(Output::Joined {
                 nick: nick.to_string(),
                 room: room.to_string(),
@@ -284,13 +284,12 @@ impl State {
         if !self.rooms.iter().any(|r| r.eq_ignore_ascii_case(room)) {
             self.rooms.push(room.to_string());
         }
-        self.current = Some(room.to_string());
-        let done = match &self.op {
-            Some(Op::Join { room: r }) => r.eq_ignore_ascii_case(room),
-            _ => false,
-        };
-        if done {
-            self.op = None;
+        self.switch_to(room.to_string());
+        if let Some(Op::Join { rooms }) = &mut self.op {
+            rooms.retain(|r| !r.eq_ignore_ascii_case(room));
+            if rooms.is_empty() {
+                self.op = None;
+            }
         }
         self.settle();
         vec![info(format!("joined {room}"))]
@@ -301,6 +300,7 @@ impl State {
             return Vec::new();
         };
         if !self.is_me(nick) {
+            self.roster.left(room, nick);
             return vec![Effect::Show(Output::Left {
                 nick: nick.to_string(),
                 room: room.to_string(),
@@ -311,7 +311,10 @@ impl State {
         vec![info(format!("left {room}"))]
     }
 
-    fn on_quit(&self, msg: &Message) -> Vec<Effect> {
+    fn on_quit(&mut self, msg: &Message) -> Vec<Effect> {
+        if let Some(nick) = source_nick(msg) {
+            self.roster.quit(nick);
+        }
         match source_nick(msg) {
             Some(nick) if !self.is_me(nick) => vec![Effect::Show(Output::Quit {
                 nick: nick.to_string(),
@@ -352,9 +355,16 @@ impl State {
                 from,
                 text,
                 notice,
-                time: msg.tag("time").and_then(clock_of).unwrap_or_default(),
+                time: msg.tag("time").unwrap_or_default().to_string(),
             }
         } else if target.starts_with(['#', '&']) {
+            if !self
+                .current
+                .as_deref()
+                .is_some_and(|c| c.eq_ignore_ascii_case(target))
+            {
+                self.unread.note(target);
+            }
             Output::Room {
                 room: target.to_string(),
                 from,
@@ -398,6 +408,9 @@ impl State {
             .names
             .remove(&chan.to_ascii_lowercase())
             .unwrap_or_default();
+        if self.rooms.iter().any(|r| r.eq_ignore_ascii_case(chan)) {
+            self.roster.set(chan, &names);
+        }
         vec![Effect::Show(if chan == "*" {
             Output::Online(names)
         } else {
@@ -452,7 +465,10 @@ impl State {
             ""
         };
         let joining = match &self.op {
-            Some(Op::Join { room }) => msg.params.iter().any(|p| p.eq_ignore_ascii_case(room)),
+            Some(Op::Join { rooms }) => msg
+                .params
+                .iter()
+                .any(|p| rooms.iter().any(|r| p.eq_ignore_ascii_case(r))),
             Some(Op::Login {
                 stage: LoginStage::Lobby,
                 ..
@@ -464,7 +480,7 @@ impl State {
             _ if joining => format!("cannot join {arg}: {last}"),
             numeric::ERR_NOSUCHCHANNEL => format!("no such room: {arg}"),
             numeric::ERR_CANNOTSENDTOCHAN => {
-                format!("cannot send to {arg}: you are not in it (join {arg})")
+                format!("cannot send to {arg}: you are not in it (/join {arg})")
             }
             numeric::ERR_NOTONCHANNEL => format!("you are not in {arg}"),
             numeric::ERR_INPUTTOOLONG => "message too long: the server dropped it".to_string(),
@@ -477,7 +493,12 @@ impl State {
             _ => format!("{arg}: {last}"),
         };
         let ends_login = matches!(self.op, Some(Op::Login { .. })) && self.op_fails_on_error();
-        if joining || self.op_fails_on_error() {
+        if let (true, Some(Op::Join { rooms })) = (joining, &mut self.op) {
+            rooms.retain(|r| !msg.params.iter().any(|p| p.eq_ignore_ascii_case(r)));
+            if rooms.is_empty() {
+                self.op = None;
+            }
+        } else if joining || self.op_fails_on_error() {
             self.op = None;
         }
         let mut fx = vec![error(text)];

@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 
 use huddle_protocol::Message;
 
+use super::completion::Words;
 use super::effect::{error, info, Effect};
 use super::keepalive::Keepalive;
 use super::peer_link::{Announce, DialFailure, Peers};
 use super::resume::Resume;
+use super::roster::Roster;
+use super::unread::Unread;
 use super::Fingerprint;
 
 /// The room joined at login.
@@ -54,8 +57,9 @@ pub(crate) enum Op {
         payload: Vec<String>,
         stage: LoginStage,
     },
+    /// `/join`: waiting for the server to confirm (or refuse) each of these rooms.
     Join {
-        room: String,
+        rooms: Vec<String>,
     },
     Logout {
         exit: bool,
@@ -75,6 +79,17 @@ impl Op {
             Op::Logout { exit: false } => "logout",
             Op::Logout { exit: true } => "exit",
             Op::Direct { .. } => "direct message",
+        }
+    }
+
+    /// What the op waits for, for the user told it is still waiting.
+    pub(crate) fn waiting_for(&self) -> String {
+        match self {
+            Op::Register { account, .. } => format!("the server to create the account {account}"),
+            Op::Login { account, .. } => format!("the server to log in {account}"),
+            Op::Join { rooms } => format!("the server to confirm join {}", rooms.join(",")),
+            Op::Logout { .. } => "the server to close the connection".to_string(),
+            Op::Direct { to } => format!("{to}'s client to acknowledge the message"),
         }
     }
 }
@@ -108,6 +123,10 @@ pub(crate) struct State {
     pub(crate) resume: Resume,
     /// When the server was last heard from: a silent connection is checked, then dropped.
     pub(crate) keepalive: Keepalive,
+    /// Messages not yet seen in rooms other than the current one.
+    pub(super) unread: Unread,
+    /// Who is in our rooms, for completion.
+    pub(super) roster: Roster,
 }
 
 impl State {
@@ -292,13 +311,44 @@ impl State {
         }
     }
 
-    /// The prompt for the line editor.
+    /// The prompt for the line editor, with the unread counts of other rooms.
     pub(super) fn prompt(&self) -> String {
+        let unread = self.unread.prompt_part();
         match (&self.nick, &self.current) {
-            (Some(n), Some(r)) => format!("{n} {r}> "),
-            (Some(n), None) => format!("{n}> "),
+            (Some(n), Some(r)) => format!("{n} {r}{unread}> "),
+            (Some(n), None) => format!("{n}{unread}> "),
             _ => "huddle> ".to_string(),
         }
+    }
+
+    /// A number that changes whenever what Tab completes may have.
+    pub(crate) fn completion_version(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.roster.version(), &self.rooms, &self.current).hash(&mut h);
+        h.finish()
+    }
+
+    /// What Tab completes now.
+    pub(crate) fn completion_words(&self) -> Words {
+        let me = self.nick.as_deref().unwrap_or("");
+        self.roster.words(&self.rooms, self.current.as_deref(), me)
+    }
+
+    /// Our nick once logged in.
+    pub(crate) fn nick(&self) -> Option<&str> {
+        self.nick.as_deref()
+    }
+
+    /// Where plain text goes now.
+    pub(crate) fn current_room(&self) -> Option<&str> {
+        self.current.as_deref()
+    }
+
+    /// Makes `room` the current room; its messages count as seen.
+    pub(super) fn switch_to(&mut self, room: String) {
+        self.unread.clear(&room);
+        self.current = Some(room);
     }
 
     /// How long the pending op may wait for its outcome, if one is pending.

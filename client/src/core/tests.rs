@@ -159,9 +159,9 @@ fn commands_need_login() {
     let mut st = State::default();
     for cmd in [
         Command::Say("x".into()),
-        Command::Who,
+        Command::Who(None),
         Command::Hello,
-        Command::Join("#x".into()),
+        Command::Join(vec!["#x".into()]),
         Command::Logout,
     ] {
         let fx = st.on_command(cmd);
@@ -206,7 +206,11 @@ fn chatting() {
 #[test]
 fn who_collects_names() {
     let mut st = logged_in();
-    assert_eq!(sends(&st.on_command(Command::Who)), ["NAMES"]);
+    assert_eq!(sends(&st.on_command(Command::Who(None))), ["NAMES"]);
+    assert_eq!(
+        sends(&st.on_command(Command::Who(Some("#den".into())))),
+        ["NAMES #den"]
+    );
     assert!(st
         .on_message(&m(":s 353 alice * * :carol alice"))
         .is_empty());
@@ -221,7 +225,7 @@ fn who_collects_names() {
 #[test]
 fn joining() {
     let mut st = logged_in();
-    let fx = st.on_command(Command::Join("#rust".into()));
+    let fx = st.on_command(Command::Join(vec!["#rust".into()]));
     assert_eq!(sends(&fx), ["JOIN #rust"]);
     assert!(st.op.is_some());
     let fx = st.on_message(&m(":alice!alice@h JOIN #rust"));
@@ -229,18 +233,72 @@ fn joining() {
     assert_eq!(st.op, None);
     assert_eq!(st.current.as_deref(), Some("#rust"));
     // Switching back to a joined room needs no server round trip.
-    let fx = st.on_command(Command::Join("#LOBBY".into()));
+    let fx = st.on_command(Command::Join(vec!["#LOBBY".into()]));
     assert_eq!(shows(&fx), ["-- now talking in #lobby"]);
     assert!(sends(&fx).is_empty());
     // A refused join ends the wait with a clear error.
-    st.on_command(Command::Join("#bad,name".into()));
-    let fx = st.on_message(&m(":s 479 alice #bad,name :Illegal channel name"));
-    assert_eq!(
-        shows(&fx),
-        ["!! cannot join #bad,name: Illegal channel name"]
-    );
+    st.on_command(Command::Join(vec!["#b@d".into()]));
+    let fx = st.on_message(&m(":s 479 alice #b@d :Illegal channel name"));
+    assert_eq!(shows(&fx), ["!! cannot join #b@d: Illegal channel name"]);
     assert_eq!(st.op, None);
     assert_eq!(st.current.as_deref(), Some(LOBBY));
+}
+
+#[test]
+fn joining_several_rooms_waits_for_each() {
+    let mut st = logged_in();
+    let fx = st.on_command(Command::Join(vec![
+        "#a".into(),
+        "#lobby".into(),
+        "#b".into(),
+    ]));
+    // A room we are in is not joined again (the server would not answer).
+    assert_eq!(sends(&fx), ["JOIN #a,#b"]);
+    assert_eq!(
+        st.op.as_ref().map(Op::waiting_for).as_deref(),
+        Some("the server to confirm join #a,#b")
+    );
+    st.on_message(&m(":alice!alice@h JOIN #a"));
+    assert!(st.op.is_some());
+    let fx = st.on_message(&m(":s 474 alice #b :Cannot join channel (+b)"));
+    assert_eq!(shows(&fx), ["!! cannot join #b: Cannot join channel (+b)"]);
+    assert_eq!(st.op, None);
+    assert_eq!(st.current.as_deref(), Some("#a"));
+}
+
+#[test]
+fn a_join_without_an_answer_ends_at_its_bound() {
+    let mut st = logged_in();
+    st.on_command(Command::Join(vec!["#a".into(), "#b".into()]));
+    assert_eq!(st.op_wait(), Some(std::time::Duration::from_secs(30)));
+    let fx = st.on_timeout();
+    assert_eq!(
+        shows(&fx),
+        ["!! join failed: no answer from the server within 30 s"]
+    );
+    assert_eq!(st.op, None);
+}
+
+#[test]
+fn other_rooms_count_unread_messages_in_the_prompt() {
+    let mut st = logged_in();
+    st.on_command(Command::Join(vec!["#dev".into()]));
+    st.on_message(&m(":alice!alice@h JOIN #dev"));
+    assert_eq!(st.prompt(), "alice #dev> ");
+    st.on_message(&m(":bob!b@h PRIVMSG #lobby :one"));
+    st.on_message(&m(":bob!b@h PRIVMSG #lobby :two"));
+    st.on_message(&m(":bob!b@h PRIVMSG #dev :here"));
+    assert_eq!(st.prompt(), "alice #dev [#lobby 2]> ");
+    st.on_command(Command::Join(vec!["#lobby".into()]));
+    assert_eq!(st.prompt(), "alice #lobby> ");
+}
+
+#[test]
+fn actions_go_to_the_room_as_ctcp() {
+    let mut st = logged_in();
+    let fx = st.on_command(Command::Me("waves".into()));
+    assert_eq!(sends(&fx), ["PRIVMSG #lobby :\x01ACTION waves\x01"]);
+    assert_eq!(shows(&fx), ["[#lobby] * alice waves"]);
 }
 
 #[test]
@@ -249,7 +307,7 @@ fn server_errors() {
     let fx = st.on_message(&m(":s 404 alice #x :Cannot send to channel"));
     assert_eq!(
         shows(&fx),
-        ["!! cannot send to #x: you are not in it (join #x)"]
+        ["!! cannot send to #x: you are not in it (/join #x)"]
     );
     let fx = st.on_message(&m(":s 401 alice zed :No such nick"));
     assert_eq!(shows(&fx), ["!! no such user: zed"]);

@@ -20,8 +20,10 @@ impl State {
             Command::Logout => self.logout(),
             Command::Exit => self.exit(),
             Command::Hello => self.logged_in_send(Message::new("HELLO", Vec::<String>::new())),
-            Command::Who => self.logged_in_send(Message::new("NAMES", Vec::<String>::new())),
-            Command::Join(room) => self.join(room),
+            Command::Who(None) => self.logged_in_send(Message::new("NAMES", Vec::<String>::new())),
+            Command::Who(Some(room)) => self.logged_in_send(Message::new("NAMES", [room])),
+            Command::Join(rooms) => self.join(rooms),
+            Command::Me(action) => self.say(&format!("\x01ACTION {action}\x01")),
             Command::Room(cmd) => self.room_command(cmd),
             Command::Say(text) => self.say(&text),
             Command::Message { to, text } => self.direct_message(to.as_deref(), &text),
@@ -114,19 +116,33 @@ impl State {
         }
     }
 
-    /// Switches to a joined room, or joins it.
-    fn join(&mut self, room: String) -> Vec<Effect> {
+    /// Switches to a joined room, or joins the rooms; the command waits until the server
+    /// has answered for each of them.
+    fn join(&mut self, rooms: Vec<String>) -> Vec<Effect> {
         if let Err(e) = self.require_login() {
             return vec![e];
         }
-        if let Some(r) = self.rooms.iter().find(|r| r.eq_ignore_ascii_case(&room)) {
-            let r = r.clone();
-            let fx = vec![info(format!("now talking in {r}"))];
-            self.current = Some(r);
-            return fx;
+        if let [room] = &rooms[..] {
+            if let Some(r) = self.rooms.iter().find(|r| r.eq_ignore_ascii_case(room)) {
+                let r = r.clone();
+                let fx = vec![info(format!("now talking in {r}"))];
+                self.switch_to(r);
+                return fx;
+            }
         }
-        let fx = vec![Effect::Send(Message::new("JOIN", [room.as_str()]))];
-        self.op = Some(Op::Join { room });
+        let new: Vec<String> = rooms
+            .iter()
+            .filter(|r| !self.rooms.iter().any(|j| j.eq_ignore_ascii_case(r)))
+            .cloned()
+            .collect();
+        if new.is_empty() {
+            return match rooms.last() {
+                Some(last) => self.join(vec![last.clone()]),
+                None => Vec::new(),
+            };
+        }
+        let fx = vec![Effect::Send(Message::new("JOIN", [new.join(",")]))];
+        self.op = Some(Op::Join { rooms: new });
         fx
     }
 
@@ -137,7 +153,7 @@ impl State {
             Err(e) => return vec![e],
         };
         let Some(room) = self.current.clone() else {
-            return vec![error("you are not in any room: use join #room")];
+            return vec![error("you are not in any room: use /join #room")];
         };
         let mut fx = Vec::new();
         let room_for_text = relayed_text_room(self.own_prefix_len(&nick), "PRIVMSG", &room);

@@ -3,13 +3,17 @@
 //! [`Effect`]s the core returns (connect, send, print, listen, dial).
 //!
 //! Commands that wait for the server (register, login, join, logout, exit) leave an op
-//! pending in the core; no new input is read until it completes or times out, so a script's
-//! next command runs only after the previous one is done. `msg` waits the same way, for the
-//! peer's acknowledgement or a clear failure.
+//! pending in the core; `msg` waits the same way, for the peer's acknowledgement or a clear
+//! failure. Nothing typed meanwhile is lost: plain input is read ahead into the
+//! [`InputQueue`], whose lines go to the core one at a time, each once the previous command
+//! is done (so a script's next command runs only after the previous one); on a terminal the
+//! keys wait in the terminal, unechoed, and the line editor reads them once the command is
+//! done, with the prompt that is right then.
+//! An op still waiting after [`SLOW_OP_NOTICE`] says what it waits for.
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use huddle_protocol::Message;
 
@@ -21,8 +25,12 @@ use super::server_link::{FirstContact, Link, NetEvent, TrustNote};
 use super::terminal::Ui;
 use super::tls_stream::io_text;
 use super::Report;
+use crate::core::input_queue::{InputQueue, Notice, Queued};
 use crate::core::{Client, Effect, Event, InputReply, Output, State};
 use crate::trust::{self, Trust};
+
+/// How long an op waits before the user is told what it is waiting for.
+const SLOW_OP_NOTICE: Duration = Duration::from_secs(2);
 
 /// The application: the event loop around the core.
 pub(crate) struct App {
@@ -38,7 +46,14 @@ pub(crate) struct App {
     peers: Peers,
     /// When the pending op gives up.
     deadline: Option<Instant>,
+    /// When to say what the pending op is waiting for.
+    slow_notice: Option<Instant>,
+    /// The version of the completion words the editor has.
+    words_version: Option<u64>,
+    /// A request for input is out at the input thread.
     awaiting_input: bool,
+    /// Lines read but not yet run.
+    queue: InputQueue,
     exit: bool,
     /// The exit status of the program.
     status: u8,
@@ -81,7 +96,10 @@ impl App {
             client: Client::new(state, interactive),
             peers,
             deadline: None,
+            slow_notice: None,
+            words_version: None,
             awaiting_input: false,
+            queue: InputQueue::default(),
             exit: false,
             status: exit_code::OK,
             at_start: true,
@@ -99,7 +117,7 @@ impl App {
     pub(crate) fn run(mut self) -> u8 {
         if self.ui.interactive() {
             self.ui.show(&Output::Info(format!(
-                "huddle {} for {}: type help for commands; register or login to start",
+                "huddle {} for {}: type /help for commands; /register or /login to start",
                 env!("CARGO_PKG_VERSION"),
                 trust::server_key(&self.host, self.port)
             )));
@@ -109,12 +127,9 @@ impl App {
             self.at_start = false;
         }
         while !self.exit {
-            if !self.awaiting_input && self.question.is_some() {
-                self.ui.request(TrustQuestion::request());
-                self.awaiting_input = true;
-            } else if !self.awaiting_input && self.client.state.op.is_none() {
-                self.ui.request(self.client.request());
-                self.awaiting_input = true;
+            self.pump();
+            if self.exit {
+                break;
             }
             match self.next_report() {
                 Ok(report) => self.on_report(report),
@@ -128,11 +143,78 @@ impl App {
         self.status
     }
 
+    /// Runs queued input while the core is ready for it, then asks for more input unless
+    /// a request is out: the answer to a question, or the next command line (in plain mode
+    /// read ahead while a command waits; with the line editor once it is done, the keys
+    /// typed meanwhile waiting in the terminal).
+    fn pump(&mut self) {
+        while !self.exit
+            && self.question.is_none()
+            && self.client.state.op.is_none()
+            && !self.client.asking()
+            && self.queue.question(None).is_none()
+        {
+            let Some(item) = self.queue.pop() else {
+                break;
+            };
+            self.handle(Event::Input(match item {
+                Queued::Line(line) => InputReply::Line(line),
+                Queued::Eof => InputReply::Eof,
+            }));
+        }
+        self.ui.set_me(self.client.state.nick());
+        let version = self.client.state.completion_version();
+        if self.words_version != Some(version) {
+            self.words_version = Some(version);
+            self.ui.set_words(self.client.state.completion_words());
+        }
+        if self.awaiting_input || self.exit {
+            return;
+        }
+        let request = if self.question.is_some() {
+            Some(TrustQuestion::request())
+        } else if self.client.asking() {
+            Some(self.client.request())
+        } else if let Some(question) = self.queue.question(self.client.state.current_room()) {
+            Some(question)
+        } else {
+            let waiting = self.client.state.op.is_some() && self.ui.reads_after_waits();
+            (self.queue.may_read() && !waiting).then(|| self.client.request())
+        };
+        if let Some(request) = request {
+            self.ui.request(request);
+            self.awaiting_input = true;
+        }
+    }
+
+    /// One reply from the input thread: an answer to the core's question goes to it at
+    /// once; anything else joins the queue.
+    fn on_input(&mut self, reply: InputReply) {
+        self.awaiting_input = false;
+        if let Some(question) = self.question.take() {
+            return self.answer_trust(question, &reply);
+        }
+        if self.client.asking() {
+            return self.handle(Event::Input(reply));
+        }
+        let interrupted = reply == InputReply::Interrupted;
+        if let Some(notice) = self.queue.receive(reply) {
+            self.ui.show(&match notice {
+                Notice::Info(t) => Output::Info(t),
+                Notice::Error(t) => Output::Error(t),
+            });
+        }
+        if interrupted && self.client.state.op.is_some() {
+            self.handle(Event::Interrupt);
+        }
+    }
+
     /// Waits for the next report, or until the earliest deadline.
     fn next_report(&self) -> Result<Report, RecvTimeoutError> {
         let wake = self
             .deadline
             .into_iter()
+            .chain(self.slow_notice)
             .chain(self.client.state.peers.next_deadline())
             .chain(self.client.state.resume.due())
             .chain(self.client.state.keepalive.due())
@@ -147,14 +229,7 @@ impl App {
 
     fn on_report(&mut self, report: Report) {
         let event = match report {
-            Report::Input(reply) => {
-                self.awaiting_input = false;
-                if let Some(question) = self.question.take() {
-                    self.answer_trust(question, &reply);
-                    return;
-                }
-                Event::Input(reply)
-            }
+            Report::Input(reply) => return self.on_input(reply),
             Report::Server { link, event } => {
                 if self.link.as_ref().is_none_or(|l| l.id() != link) {
                     return;
@@ -171,7 +246,10 @@ impl App {
                 Some(event) => event,
                 None => return,
             },
-            Report::Interrupt => Event::Interrupt,
+            Report::Interrupt => {
+                self.queue.clear();
+                Event::Interrupt
+            }
         };
         self.handle(event);
     }
@@ -179,6 +257,13 @@ impl App {
     /// The op's deadline or a direct-message deadline passed.
     fn on_deadlines(&mut self) {
         let now = Instant::now();
+        if self.slow_notice.is_some_and(|d| d <= now) {
+            self.slow_notice = None;
+            if let Some(op) = &self.client.state.op {
+                let text = format!("waiting for {} ...", op.waiting_for());
+                self.ui.show(&Output::Info(text));
+            }
+        }
         if self.deadline.is_some_and(|d| d <= now) {
             self.handle(Event::Timeout);
         }
@@ -237,9 +322,14 @@ impl App {
         }
         let state = &self.client.state;
         match state.op_wait() {
-            None => self.deadline = None,
+            None => {
+                self.deadline = None;
+                self.slow_notice = None;
+            }
             Some(wait) if state.op != had_op || self.deadline.is_none() => {
-                self.deadline = Some(Instant::now() + wait);
+                let now = Instant::now();
+                self.deadline = Some(now + wait);
+                self.slow_notice = Some(now + SLOW_OP_NOTICE);
             }
             Some(_) => {}
         }

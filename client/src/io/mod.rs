@@ -13,20 +13,26 @@
 //!   [`dial_back`]: answering a call; [`relay_link`]: links through the server's relay;
 //!   [`map_probe`]: learning our public mapping; [`hints`]: our local endpoints.
 //! - [`tls_stream`]: the TLS stream both kinds of link use.
-//! - [`terminal`]: reading input and printing outputs.
+//! - [`terminal`]: reading input and printing outputs; [`display`]: times, colours and
+//!   mentions on a terminal; [`line_helper`]: Tab completion and masked passwords;
+//!   [`history_file`]: input history across runs; [`quiet_tty`]: the terminal between reads.
 //! - [`config_files`]: the client's files on disk, private and written atomically.
 
 pub(crate) mod config_files;
 mod dial_back;
+mod display;
 pub(crate) mod event_loop;
 mod exit_code;
 mod first_contact;
 mod hints;
+mod history_file;
+mod line_helper;
 mod map_probe;
 mod peer_net;
 mod peer_tls;
 mod peers;
 mod punch;
+mod quiet_tty;
 mod relay_link;
 mod server_link;
 mod terminal;

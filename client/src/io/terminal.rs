@@ -1,20 +1,30 @@
 //! The terminal: reading commands (line editor or plain stdin) and printing outputs in the
 //! formats of [`crate::core::Output`].
 //!
-//! Interactive mode (stdin is a terminal): a rustyline editor with history, prompts, and
-//! incoming events printed through its external printer above the line being typed. Plain
-//! mode (stdin is not a terminal): no prompts, one command per stdin line, each event printed
-//! on its own line and stdout flushed after each.
+//! Interactive mode (stdin is a terminal): a rustyline editor with Tab completion
+//! ([`super::line_helper`]), input history kept across runs ([`super::history_file`]),
+//! prompts, passwords shown as `*`, and incoming events printed through its external printer
+//! above the line being typed. The editor keeps what was typed ahead of a line between
+//! reads, so fast typing and pasting lose nothing. Plain mode (stdin is not a terminal): no
+//! prompts, one command per stdin line, each event printed on its own line and stdout
+//! flushed after each.
 
-use std::io::{self, BufRead, Write};
+use std::cell::RefCell;
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
 use rustyline::error::ReadlineError;
-use rustyline::{DefaultEditor, ExternalPrinter};
+use rustyline::history::DefaultHistory;
+use rustyline::{CompletionType, Config, Editor, ExternalPrinter};
 
+use super::display::Display;
+use super::history_file::{self, HistoryFile};
+use super::line_helper::{LineHelper, SharedWords};
+use super::quiet_tty::{self, QuietTty};
 use super::Report;
 use crate::core::command;
+use crate::core::completion::Words;
 use crate::core::output::render;
 use crate::core::sanitize::fold;
 use crate::core::{InputReply, InputRequest, Output};
@@ -36,6 +46,43 @@ pub(super) struct Ui {
     out: Out,
     requests: Sender<InputRequest>,
     interactive: bool,
+    /// What Tab completes, shared with the editor.
+    words: SharedWords,
+    /// With the line editor: the terminal kept quiet between reads.
+    quiet: Option<QuietTty>,
+    /// With the line editor: times, colours and mentions.
+    display: Option<RefCell<Display>>,
+    /// Our nick, for mentions.
+    me: RefCell<Option<String>>,
+}
+
+type LineEditor = Editor<LineHelper, DefaultHistory>;
+
+fn new_editor(words: SharedWords) -> rustyline::Result<LineEditor> {
+    let config = Config::builder()
+        .completion_type(CompletionType::List)
+        .max_history_size(history_file::MAX_LINES)?
+        .build();
+    let mut editor = LineEditor::with_config(config)?;
+    editor.set_helper(Some(LineHelper {
+        words,
+        secret: false,
+    }));
+    Ok(editor)
+}
+
+/// The history file, its lines loaded into the editor; `None` (after saying why) when it
+/// cannot be used.
+fn open_history(editor: &mut LineEditor) -> Result<Option<HistoryFile>, String> {
+    let Some(path) = history_file::default_path() else {
+        return Ok(None);
+    };
+    let file = HistoryFile::open(path.clone())
+        .map_err(|e| format!("input history not kept ({}): {e}", path.display()))?;
+    for line in file.lines() {
+        let _ = editor.add_history_entry(line.as_str());
+    }
+    Ok(Some(file))
 }
 
 impl Ui {
@@ -43,8 +90,9 @@ impl Ui {
     /// supports one; otherwise plain stdin lines.
     pub(super) fn start(interactive: bool, events: Sender<Report>) -> Ui {
         let (req_tx, req_rx) = mpsc::channel();
+        let words = SharedWords::default();
         if interactive {
-            match DefaultEditor::new() {
+            match new_editor(words.clone()) {
                 Ok(mut editor) => {
                     let out = match editor.create_external_printer() {
                         Ok(printer) => spawn_printer(printer),
@@ -53,15 +101,32 @@ impl Ui {
                             Out::Plain
                         }
                     };
+                    let (history, problem) = match open_history(&mut editor) {
+                        Ok(h) => (h, None),
+                        Err(e) => (None, Some(e)),
+                    };
+                    let quiet = QuietTty::engage();
+                    let keep_paste = quiet.is_some() && io::stdout().is_terminal();
+                    if keep_paste {
+                        quiet_tty::keep_bracketed_paste();
+                    }
                     std::thread::Builder::new()
                         .name("huddle-input".into())
-                        .spawn(move || editor_input(editor, &req_rx, &events))
+                        .spawn(move || editor_input(editor, keep_paste, history, &req_rx, &events))
                         .ok();
-                    return Ui {
+                    let ui = Ui {
                         out,
                         requests: req_tx,
                         interactive: true,
+                        words,
+                        quiet,
+                        display: Some(RefCell::new(Display::new(io::stdout().is_terminal()))),
+                        me: RefCell::new(None),
                     };
+                    if let Some(problem) = problem {
+                        ui.show(&Output::Error(problem));
+                    }
+                    return ui;
                 }
                 Err(e) => log::debug!("no line editor ({e}); reading plain lines"),
             }
@@ -74,6 +139,33 @@ impl Ui {
             out: Out::Plain,
             requests: req_tx,
             interactive,
+            words,
+            quiet: None,
+            display: None,
+            me: RefCell::new(None),
+        }
+    }
+
+    /// Our nick (for mentions) changed.
+    pub(super) fn set_me(&self, nick: Option<&str>) {
+        let mut me = self.me.borrow_mut();
+        if me.as_deref() != nick {
+            *me = nick.map(str::to_string);
+        }
+    }
+
+    /// Whether the next command line is better read once the pending command is done: with
+    /// the line editor, whose prompt shows the state after it. Keys typed meanwhile wait in
+    /// the terminal and are read then.
+    pub(super) fn reads_after_waits(&self) -> bool {
+        self.quiet.is_some()
+    }
+
+    /// Replaces what Tab completes.
+    pub(super) fn set_words(&self, words: Words) {
+        match self.words.lock() {
+            Ok(mut w) => *w = words,
+            Err(poisoned) => *poisoned.into_inner() = words,
         }
     }
 
@@ -82,9 +174,18 @@ impl Ui {
     }
 
     pub(super) fn show(&self, d: &Output) {
-        let mut text = match terminal_columns() {
-            Some(cols) => fold(&render(d), cols),
+        let text = match &self.display {
+            Some(display) => {
+                let me = self.me.borrow();
+                display
+                    .borrow_mut()
+                    .decorate(d, jiff::Timestamp::now(), me.as_deref())
+            }
             None => render(d),
+        };
+        let mut text = match terminal_columns() {
+            Some(cols) => fold(&text, cols),
+            None => text,
         };
         text.push('\n');
         match &self.out {
@@ -112,6 +213,7 @@ impl Ui {
             lines.take();
             let _ = done.recv_timeout(Duration::from_secs(1));
         }
+        self.quiet.take();
     }
 }
 
@@ -151,31 +253,56 @@ fn spawn_printer(mut printer: impl ExternalPrinter + Send + 'static) -> Out {
     }
 }
 
-fn editor_input(mut ed: DefaultEditor, requests: &Receiver<InputRequest>, events: &Sender<Report>) {
+fn editor_input(
+    mut ed: LineEditor,
+    quiet: bool,
+    mut history: Option<HistoryFile>,
+    requests: &Receiver<InputRequest>,
+    events: &Sender<Report>,
+) {
     for req in requests {
-        let reply = match req {
-            InputRequest::Command(prompt) => match ed.readline(&prompt) {
-                Ok(line) => {
-                    if let Some(entry) = command::history_entry(&line) {
-                        let _ = ed.add_history_entry(entry);
-                    }
-                    InputReply::Line(line)
-                }
-                Err(e) => readline_error(e),
-            },
-            InputRequest::Text(prompt) => ed
-                .readline(&prompt)
-                .map_or_else(readline_error, InputReply::Line),
-            InputRequest::Secret(prompt) => match rpassword::prompt_password(prompt) {
-                Ok(p) => InputReply::Line(p),
-                Err(e) => {
-                    log::debug!("password prompt: {e}");
-                    InputReply::Interrupted
-                }
-            },
+        // Only command lines go into the history: never the answers to questions.
+        let (prompt, command, secret) = match req {
+            InputRequest::Command(p) => (p, true, false),
+            InputRequest::Text(p) => (p, false, false),
+            InputRequest::Secret(p) => (p, false, true),
         };
+        if let Some(helper) = ed.helper_mut() {
+            helper.secret = secret;
+        }
+        let reply = match ed.readline(&prompt) {
+            Ok(line) => {
+                if command {
+                    remember(&mut ed, &mut history, &line);
+                }
+                InputReply::Line(line)
+            }
+            Err(e) => readline_error(e),
+        };
+        if quiet {
+            quiet_tty::keep_bracketed_paste();
+        }
+        if let Some(helper) = ed.helper_mut() {
+            helper.secret = false;
+        }
         if events.send(Report::Input(reply)).is_err() {
             return;
+        }
+    }
+}
+
+/// Adds the lines of `input` to the history (in memory and on disk), passwords cut off.
+fn remember(ed: &mut LineEditor, history: &mut Option<HistoryFile>, input: &str) {
+    for line in input.split(['\n', '\r']) {
+        let Some(entry) = command::history_entry(line) else {
+            continue;
+        };
+        let _ = ed.add_history_entry(entry.as_str());
+        if let Some(file) = history {
+            if let Err(e) = file.add(&entry) {
+                log::warn!("input history: {e}; no longer kept");
+                *history = None;
+            }
         }
     }
 }
