@@ -332,7 +332,7 @@ fn peer_that_went_away_is_reported() {
     // Resumed, bob shows the message and acknowledges it: alice hears, late.
     bob.expect("[direct] <alice> are you there?");
     alice.expect("-- delivered to bob (late)");
-    bob.send("who");
+    bob.send("/who");
     bob.expect_prefix("-- online (2)");
     assert_eq!(
         bob.seen()

@@ -44,7 +44,7 @@ fn a_server_restart_is_survived_with_the_missed_messages_shown_once() {
     let mut server = TestServer::start(&[]);
     let port = server.port();
     let mut alice = CliClient::logged_in(&server, "alice", &[]);
-    alice.send("join #dev");
+    alice.send("/join #dev");
     alice.expect("-- joined #dev");
     let mut bob = server.registered_user("bob");
     bob.join("#dev");

@@ -221,7 +221,7 @@ fn a_server_restart_is_survived_without_typing() {
     t.wait_for("huddle>");
     t.type_line(&format!("register alice {PW}"));
     t.wait_for("-- joined #lobby");
-    t.type_line("join #dev");
+    t.type_line("/join #dev");
     t.wait_for("-- joined #dev");
     let mut bob = server.registered_user("bob");
     bob.join("#dev");
@@ -304,7 +304,7 @@ fn a_late_acknowledgement_is_reported_and_the_message_shown_once() {
     }
     t.wait_for("-- delivered to bob (late)");
     bob.expect("[direct] <alice> are you there?");
-    bob.send("who");
+    bob.send("/who");
     bob.expect_prefix("-- online (2)");
     let shown = bob
         .seen()

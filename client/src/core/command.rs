@@ -402,8 +402,8 @@ mod tests {
             }
         );
         assert_eq!(
-            parse("pm carol").unwrap_err(),
-            CommandError::Usage("pm NICK TEXT")
+            parse("/pm carol").unwrap_err(),
+            CommandError::Usage("/pm NICK TEXT")
         );
         assert_eq!(
             p("/connect example.org 7000"),
@@ -413,15 +413,18 @@ mod tests {
             }
         );
         assert_eq!(
-            p("connect example.org"),
+            p("/connect example.org"),
             Command::Connect {
                 host: "example.org".into(),
                 port: 6697
             }
         );
-        for bad in ["connect", "connect h 0", "connect h x", "connect h 1 2"] {
+        for bad in ["/connect", "/connect h 0", "/connect h x", "/connect h 1 2"] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+        // Without the slash these are text for the room.
+        assert_eq!(p("pm carol hi"), Command::Say("pm carol hi".into()));
+        assert_eq!(p("connect h"), Command::Say("connect h".into()));
     }
 
     #[test]

@@ -221,7 +221,7 @@ impl State {
         };
         if to.starts_with(['#', '&']) {
             return vec![error(
-                "pm is for users; say TEXT (or plain text) goes to the current room",
+                "/pm is for users; plain text goes to the current room",
             )];
         }
         if to.eq_ignore_ascii_case(&nick) {
