@@ -5,6 +5,8 @@
 
 use std::fmt;
 
+use super::files::command::{self as file_command, FileCommand};
+
 /// One user command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
@@ -32,6 +34,8 @@ pub(crate) enum Command {
         to: Option<String>,
         text: String,
     },
+    /// Files peer to peer (see [`super::files::command`]).
+    Files(FileCommand),
     Exit,
 }
 
@@ -105,6 +109,11 @@ commands:
   invite NICK                 invite someone into the current room
   hello, hi                   ask the server for a greeting
   message, msg NAME TEXT      direct message, client to client (never through the server)
+  send NAME PATH              offer a file to NAME, client to client (never through the server)
+  accept ID [DIR]             take file offer ID (into DIR, else the download directory)
+  reject ID                   decline file offer ID
+  files                       list file offers and transfers
+  cancel ID                   stop file offer or transfer ID (on either side)
   help                        this list
   exit, quit                  leave huddle (Ctrl-D too)";
 
@@ -168,6 +177,7 @@ pub(super) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
                 text: text.trim().to_string(),
             }
         }
+        v if file_command::VERBS.contains(&v) => Command::Files(file_command::parse(v, rest)?),
         "exit" | "quit" => Command::Exit,
         "" => return Err(CommandError::Unknown(line.to_string())),
         _ => return Err(CommandError::Unknown(verb)),
@@ -406,7 +416,7 @@ mod tests {
         for c in [
             "register", "login", "logout", "say", "join", "who", "hello", "hi", "message", "msg",
             "help", "exit", "part", "topic", "names", "list", "mode", "op", "deop", "kick", "ban",
-            "unban", "invite",
+            "unban", "invite", "send", "accept", "reject", "files", "cancel",
         ] {
             assert!(HELP.contains(c), "{c}");
         }

@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use huddle_protocol::Message;
 
+use super::file_transfer::Transfers;
 pub(crate) use super::peers::PeerOptions;
 use super::peers::Peers;
 use super::server_link::{Link, NetEvent, TrustNote};
@@ -34,6 +35,7 @@ pub(crate) struct App {
     next_link: u64,
     client: Client,
     peers: Peers,
+    transfers: Transfers,
     /// When the pending op gives up.
     deadline: Option<Instant>,
     awaiting_input: bool,
@@ -50,7 +52,11 @@ impl App {
     ) -> App {
         let (tx, rx) = mpsc::channel();
         let ui = Ui::start(interactive, tx.clone());
-        let state = State::new(peer.timeout);
+        let mut state = State::new(peer.timeout);
+        state.peers.files.expiry = peer.offer_expiry;
+        // A stalled transfer ends after this long without a byte.
+        let wait = peer.timeout * 6;
+        let transfers = Transfers::new(peer.download_dir.clone(), wait, tx.clone());
         let peers = Peers::new(peer, state.peers.conn_ids(), tx.clone());
         App {
             host,
@@ -63,6 +69,7 @@ impl App {
             next_link: 1,
             client: Client::new(state, interactive),
             peers,
+            transfers,
             deadline: None,
             awaiting_input: false,
             exit: false,
@@ -94,6 +101,7 @@ impl App {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.transfers.stop();
         self.peers.stop();
         self.close_link();
         self.ui.finish();
@@ -136,6 +144,7 @@ impl App {
                 Some(event) => event,
                 None => return,
             },
+            Report::File(report) => self.transfers.on_report(report),
             Report::Interrupt => Event::Interrupt,
         };
         self.handle(event);
@@ -214,7 +223,10 @@ impl App {
                 return Some(Event::Listening(self.peers.listen(local)));
             }
             Effect::PeerStopListening => self.peers.stop_listening(),
-            Effect::PeerStop => self.peers.stop(),
+            Effect::PeerStop => {
+                self.transfers.stop();
+                self.peers.stop();
+            }
             Effect::PeerDial {
                 conn,
                 addr,
@@ -222,6 +234,31 @@ impl App {
             } => return self.peers.dial(conn, addr, fingerprint),
             Effect::PeerSend { conn, msg } => return self.peers.send(conn, &msg),
             Effect::PeerClose { conn } => self.peers.close(conn),
+            Effect::FileHash { id, path } => self.transfers.hash(id, path),
+            Effect::FilePrepare { id, dir, offer } => {
+                return Some(self.transfers.prepare(id, dir, &offer))
+            }
+            Effect::FileServe { id, conn, offset } => {
+                let started = match self.peers.take_data(conn) {
+                    Some(stream) => self.transfers.serve(id, offset, stream),
+                    None => Err("the data connection is gone".to_string()),
+                };
+                return started.err().map(|why| Event::FileEnded {
+                    id,
+                    result: Err(why),
+                });
+            }
+            Effect::FileReceive { id, conn } => {
+                let started = match self.peers.take_data(conn) {
+                    Some(stream) => self.transfers.receive(id, stream),
+                    None => Err("the data connection is gone".to_string()),
+                };
+                return started.err().map(|why| Event::FileEnded {
+                    id,
+                    result: Err(why),
+                });
+            }
+            Effect::FileAbort { id } => self.transfers.abort(id),
         }
         None
     }

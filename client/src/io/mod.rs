@@ -12,12 +12,15 @@
 //! - [`tls_stream`]: the TLS stream both kinds of link use.
 //! - [`terminal`]: reading input and printing outputs.
 //! - [`config_files`]: the client's files on disk, private and written atomically.
+//! - [`file_transfer`]: files sent peer to peer: hashing, part files, transfer threads.
 
 pub(crate) mod config_files;
 pub(crate) mod event_loop;
+pub(crate) mod file_transfer;
 mod peer_net;
 mod peer_tls;
 mod peers;
+mod progress;
 mod server_link;
 mod terminal;
 mod tls_stream;
@@ -35,6 +38,8 @@ pub(crate) enum Report {
     Server { link: u64, event: NetEvent },
     /// From the direct-message listener and connection threads.
     Peer(PeerEvent),
+    /// From the threads hashing and moving files.
+    File(file_transfer::FileEvent),
     /// Ctrl-C outside the line editor.
     Interrupt,
 }

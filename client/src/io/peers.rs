@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use huddle_protocol::Message;
 
+use super::file_transfer::DataStream;
 use super::peer_net::{self, Listener, PeerEvent, PeerWriter};
 use super::peer_tls::Identity;
-use super::tls_stream::io_text;
+use super::tls_stream::{io_text, TlsReader};
 use super::Report;
 use crate::core::{ConnIds, DialFailure, Event, Fingerprint};
 
@@ -24,6 +25,10 @@ pub(crate) struct PeerOptions {
     pub(crate) port: u16,
     /// Bound on each step: lookup, connect, handshake, greeting, acknowledgement.
     pub(crate) timeout: Duration,
+    /// Where accepted files go unless `/accept` names a directory.
+    pub(crate) download_dir: std::path::PathBuf,
+    /// How long a file offer waits for an answer.
+    pub(crate) offer_expiry: Duration,
 }
 
 /// The peer side of the shell.
@@ -36,6 +41,8 @@ pub(super) struct Peers {
     writers: HashMap<u64, PeerWriter>,
     /// Accepted connections still in their TLS handshake: a handle to shut each down.
     handshaking: HashMap<u64, TcpStream>,
+    /// Readers of connections that stopped at a line starting a file transfer.
+    data: HashMap<u64, TlsReader>,
 }
 
 impl Peers {
@@ -48,6 +55,7 @@ impl Peers {
             identity: None,
             writers: HashMap::new(),
             handshaking: HashMap::new(),
+            data: HashMap::new(),
         }
     }
 
@@ -93,6 +101,13 @@ impl Peers {
                 self.close(conn);
                 Event::PeerClosed { conn, reason }
             }
+            PeerEvent::Handoff { conn, msg, reader } => {
+                if !self.writers.contains_key(&conn) {
+                    return None;
+                }
+                self.data.insert(conn, reader);
+                Event::PeerData { conn, msg }
+            }
         })
     }
 
@@ -136,6 +151,7 @@ impl Peers {
         for (_, sock) in self.handshaking.drain() {
             let _ = sock.shutdown(Shutdown::Both);
         }
+        self.data.clear();
         self.identity = None;
     }
 
@@ -181,7 +197,15 @@ impl Peers {
         })
     }
 
+    /// Both halves of a connection handed over for a file transfer.
+    pub(super) fn take_data(&mut self, conn: u64) -> Option<DataStream> {
+        let reader = self.data.remove(&conn)?;
+        let writer = self.writers.remove(&conn)?;
+        Some(DataStream::new(writer.into_tls(), reader))
+    }
+
     pub(super) fn close(&mut self, conn: u64) {
+        self.data.remove(&conn);
         if let Some(w) = self.writers.remove(&conn) {
             w.close();
         }

@@ -13,9 +13,9 @@ use std::time::Duration;
 use rustyline::error::ReadlineError;
 use rustyline::{DefaultEditor, ExternalPrinter};
 
+use super::progress::Bars;
 use super::Report;
 use crate::core::command;
-use crate::core::output::render;
 use crate::core::sanitize::fold;
 use crate::core::{InputReply, InputRequest, Output};
 
@@ -36,6 +36,7 @@ pub(super) struct Ui {
     out: Out,
     requests: Sender<InputRequest>,
     interactive: bool,
+    bars: Bars,
 }
 
 impl Ui {
@@ -61,6 +62,7 @@ impl Ui {
                         out,
                         requests: req_tx,
                         interactive: true,
+                        bars: Bars::default(),
                     };
                 }
                 Err(e) => log::debug!("no line editor ({e}); reading plain lines"),
@@ -74,6 +76,7 @@ impl Ui {
             out: Out::Plain,
             requests: req_tx,
             interactive,
+            bars: Bars::default(),
         }
     }
 
@@ -82,9 +85,12 @@ impl Ui {
     }
 
     pub(super) fn show(&self, d: &Output) {
+        let Some(line) = self.bars.text(d, self.interactive) else {
+            return;
+        };
         let mut text = match terminal_columns() {
-            Some(cols) => fold(&render(d), cols),
-            None => render(d),
+            Some(cols) => fold(&line, cols),
+            None => line,
         };
         text.push('\n');
         match &self.out {

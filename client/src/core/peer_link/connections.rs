@@ -34,6 +34,9 @@ impl Peers {
         let Some(c) = self.conns.remove(&conn) else {
             return Vec::new();
         };
+        if let Some(id) = c.file {
+            return self.data_dial_failed(id, failure);
+        }
         if !self.is_connecting(conn) {
             return Vec::new();
         }
@@ -88,7 +91,7 @@ impl Peers {
     /// One line from a peer connection.
     pub(crate) fn on_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
         let Some(c) = self.conns.get_mut(&conn) else {
-            return Vec::new();
+            return self.on_data_conn_line(conn, msg);
         };
         c.last_active = Instant::now();
         match c.stage {
@@ -110,6 +113,9 @@ impl Peers {
         let Some(c) = self.conns.get_mut(&conn) else {
             return Vec::new();
         };
+        if let Some(id) = c.file {
+            return self.data_greeting(conn, id, msg);
+        }
         let (to, addr) = (c.nick.clone(), c.addr.clone());
         let text = if msg.is("PEERWELCOME") {
             c.stage = Stage::Open;
@@ -260,6 +266,7 @@ impl Peers {
                 fx.extend(self.on_closed(conn, msg.param(0)));
                 fx
             }
+            cmd if cmd.starts_with("FILE") => self.on_file_line(conn, &from, msg),
             _ => {
                 log::debug!("ignoring {} from {from}", msg.command);
                 Vec::new()
@@ -285,13 +292,19 @@ impl Peers {
         if !pending.is_empty() {
             return Vec::new();
         }
-        let to = out.to.clone();
+        let (to, offer) = (out.to.clone(), out.offer);
         self.outgoing = None;
+        if let Some(id) = offer {
+            return self.offer_delivered(id);
+        }
         vec![info(format!("delivered to {to} (direct)"))]
     }
 
     /// A peer connection ended.
     pub(crate) fn on_closed(&mut self, conn: u64, reason: Option<&str>) -> Vec<Effect> {
+        if let Some(fx) = self.data_closed(conn, reason) {
+            return fx;
+        }
         let Some(c) = self.conns.remove(&conn) else {
             return Vec::new();
         };
@@ -330,13 +343,13 @@ impl Peers {
 
     /// Deadlines that passed by `now`.
     pub(crate) fn tick(&mut self, now: Instant) -> Vec<Effect> {
+        let mut fx = self.files_tick(now);
         let expired: Vec<u64> = self
             .conns
             .iter()
             .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
             .map(|(&id, _)| id)
             .collect();
-        let mut fx = Vec::new();
         for conn in expired {
             fx.extend(self.conn_expired(conn));
         }

@@ -33,11 +33,13 @@ use std::time::{Duration, Instant};
 use huddle_protocol::Message;
 
 use super::effect::{error, Effect};
+use super::files::{self, Files};
 use super::text::{parse_fingerprint, split_text};
 use super::Fingerprint;
 
 mod admission;
 mod connections;
+mod file_link;
 mod server_replies;
 mod verify_cache;
 
@@ -118,6 +120,8 @@ struct Conn {
     /// The last line sent or received: idle links are closed.
     last_active: Instant,
     next_id: u64,
+    /// A data connection dialled to fetch this file (the receiver's number), not a link.
+    file: Option<u64>,
 }
 
 impl Conn {
@@ -133,6 +137,7 @@ impl Conn {
             opened: now,
             last_active: now,
             next_id: 0,
+            file: None,
         }
     }
 
@@ -151,13 +156,15 @@ enum Lookup {
     Send { nick: String },
     /// Whose certificate the incoming connections `conns` claim.
     Verify { conns: Vec<u64>, nick: String },
+    /// Where to fetch file `id` from.
+    Data { nick: String, id: u64 },
 }
 
 impl Lookup {
     fn nick<'a>(&'a self, me: &'a str) -> &'a str {
         match self {
             Lookup::Announce => me,
-            Lookup::Send { nick } | Lookup::Verify { nick, .. } => nick,
+            Lookup::Send { nick } | Lookup::Verify { nick, .. } | Lookup::Data { nick, .. } => nick,
         }
     }
 }
@@ -182,6 +189,8 @@ enum OutStage {
 struct Outgoing {
     to: String,
     parts: Vec<String>,
+    /// A file offer (its number) instead of text.
+    offer: Option<u64>,
     stage: OutStage,
     /// Sent on a connection opened earlier: if that turns out to be dead, dial once more.
     reused: bool,
@@ -212,6 +221,8 @@ pub(crate) struct Peers {
     vouched: VerifyCache,
     /// Incoming connections waiting for a lookup token.
     unverified: Vec<u64>,
+    /// Files offered and received over the links.
+    pub(crate) files: Files,
 }
 
 impl Default for Peers {
@@ -262,6 +273,7 @@ impl Peers {
             outgoing: None,
             vouched: VerifyCache::default(),
             unverified: Vec::new(),
+            files: Files::default(),
         }
     }
 
@@ -269,6 +281,7 @@ impl Peers {
     pub(crate) fn fresh(&self) -> Peers {
         Peers {
             ids: self.ids.clone(),
+            files: self.files.fresh(),
             ..Peers::new(self.timeout)
         }
     }
@@ -292,7 +305,7 @@ impl Peers {
 
     /// A `msg` is waiting for its outcome.
     pub(crate) fn busy(&self) -> bool {
-        self.outgoing.is_some()
+        self.outgoing.is_some() || self.files.hashing()
     }
 
     /// The earliest moment [`Peers::tick`] has something to do.
@@ -311,6 +324,7 @@ impl Peers {
                 Some(self.vouched.next_token())
             })
             .chain(out)
+            .chain(self.files.next_deadline())
             .min()
     }
 
@@ -370,18 +384,25 @@ impl Peers {
             .into_iter()
             .map(str::to_string)
             .collect();
-        let open = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.stage == Stage::Open && same(&c.nick, to))
-            .map(|(&id, _)| id)
-            .max();
-        let mut out = Outgoing {
+        let out = Outgoing {
             to: to.to_string(),
             parts,
+            offer: None,
             stage: OutStage::Connecting { conn: 0 },
             reused: false,
         };
+        self.dispatch(out)
+    }
+
+    /// Sends `out` on an open link to its recipient, or looks the recipient up to dial.
+    fn dispatch(&mut self, mut out: Outgoing) -> Vec<Effect> {
+        let to = out.to.clone();
+        let open = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.stage == Stage::Open && c.file.is_none() && same(&c.nick, &to))
+            .map(|(&id, _)| id)
+            .max();
         let fx = match open {
             Some(conn) => {
                 out.reused = true;
@@ -408,16 +429,24 @@ impl Peers {
 
     /// Sends the parts as `DM` frames on `conn`, which is open.
     fn transmit(&mut self, out: &mut Outgoing, conn: u64) -> Vec<Effect> {
+        let (command, frames) = match out.offer {
+            Some(id) => ("FILEOFFER", vec![self.offer_params(id)]),
+            None => ("DM", out.parts.iter().map(|p| vec![p.clone()]).collect()),
+        };
         let Some(c) = self.conns.get_mut(&conn) else {
             return Vec::new();
         };
         c.last_active = Instant::now();
         let mut fx = Vec::new();
         let mut pending = Vec::new();
-        for part in &out.parts {
+        for frame in frames {
             c.next_id += 1;
             let id = c.next_id.to_string();
-            fx.push(peer_send(conn, "DM", &[&id, part]));
+            let params = std::iter::once(id.clone()).chain(frame);
+            fx.push(Effect::PeerSend {
+                conn,
+                msg: Message::new(command, params),
+            });
             pending.push(id);
         }
         out.stage = OutStage::Acks {
@@ -430,12 +459,22 @@ impl Peers {
 
     /// Gives up the message in progress (Ctrl-C). Connections stay.
     pub(crate) fn cancel(&mut self) -> Option<String> {
-        self.outgoing.take().map(|o| o.to)
+        let out = self.outgoing.take();
+        self.files.sending.retain(|&id, s| {
+            !matches!(s.stage, files::SendStage::Hashing)
+                && out.as_ref().and_then(|o| o.offer) != Some(id)
+        });
+        out.map(|o| o.to)
     }
 
     /// Ends the message in progress with an error.
     fn fail(&mut self, text: String) -> Vec<Effect> {
-        self.outgoing = None;
+        if let Some(id) = self.outgoing.take().and_then(|o| o.offer) {
+            self.files.sending.remove(&id);
+            return vec![error(
+                text.replace("the message was not sent", "the offer was not sent"),
+            )];
+        }
         vec![error(text)]
     }
 

@@ -42,6 +42,7 @@ impl Peers {
                 )),
             },
             Some(Lookup::Send { .. }) => Vec::new(),
+            Some(Lookup::Data { id, .. }) => self.data_endpoint(id, endpoint),
             Some(Lookup::Verify {
                 conns,
                 nick: claimed,
@@ -131,6 +132,9 @@ impl Peers {
                     _ => format!("the server cannot vouch for {claimed} ({text})"),
                 };
                 self.verified_all(&conns, &claimed, Err(why))
+            }
+            Some(Lookup::Data { id, nick }) => {
+                self.data_failed(id, format!("{nick} is not reachable ({text})"))
             }
             Some(Lookup::Announce) | None => {
                 log::debug!("unmatched FAIL PEER {code} {nick}");

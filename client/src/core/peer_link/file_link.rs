@@ -1,0 +1,663 @@
+//! Files over the direct links: offers ride the link like a `DM` (acknowledged), answers and
+//! cancellations are notices on an open link, and the bytes go over a data connection the
+//! receiver dials with the same lookup, pinning and greeting as any direct link. The file
+//! state lives in [`crate::core::files`]; this is where it meets the links.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use huddle_protocol::Message;
+
+use super::{peer_send, same, Conn, DialFailure, Lookup, OutStage, Outgoing, Peers, Role, Stage};
+use crate::core::effect::{error, info, Effect};
+use crate::core::files::names::safe_name;
+use crate::core::files::wire::{parse_id, parse_id_offset, parse_offer, size_text};
+use crate::core::files::{
+    HashedFile, OfferedFile, PreparedFile, Progress, Receiving, RecvStage, SendStage, Sending,
+};
+use crate::core::output::Output;
+use crate::core::Fingerprint;
+
+/// Which end of a transfer a `FILECANCEL` comes from.
+const SENDER: &str = "SENDER";
+const RECEIVER: &str = "RECEIVER";
+
+impl Peers {
+    /// `/send to path`: hash first (the command waits), then offer.
+    pub(crate) fn offer_file(&mut self, to: &str, path: &str) -> Vec<Effect> {
+        if let Some(o) = &self.outgoing {
+            return vec![error(format!(
+                "still sending to {}; wait for it to finish",
+                o.to
+            ))];
+        }
+        if self.files.full() {
+            return vec![error("too many file offers and transfers at once")];
+        }
+        let id = self.files.next_id();
+        self.files.sending.insert(
+            id,
+            Sending {
+                to: to.to_string(),
+                path: path.to_string(),
+                file: None,
+                stage: SendStage::Hashing,
+                progress: Progress::default(),
+            },
+        );
+        vec![Effect::FileHash {
+            id,
+            path: path.to_string(),
+        }]
+    }
+
+    /// The hash of a file to offer is done: the offer goes out as a message does.
+    pub(crate) fn on_file_hashed(
+        &mut self,
+        id: u64,
+        result: Result<HashedFile, String>,
+    ) -> Vec<Effect> {
+        let Some(s) = self.files.sending.get_mut(&id) else {
+            return Vec::new();
+        };
+        if s.stage != SendStage::Hashing {
+            return Vec::new();
+        }
+        let file = match result {
+            Ok(file) => file,
+            Err(why) => {
+                let path = s.path.clone();
+                self.files.sending.remove(&id);
+                return vec![error(format!("cannot send {path}: {why}"))];
+            }
+        };
+        s.file = Some(file);
+        s.stage = SendStage::Offering;
+        let out = Outgoing {
+            to: s.to.clone(),
+            parts: Vec::new(),
+            offer: Some(id),
+            stage: OutStage::Connecting { conn: 0 },
+            reused: false,
+        };
+        self.dispatch(out)
+    }
+
+    /// The parameters of offer `id`'s `FILEOFFER` after the frame number.
+    pub(super) fn offer_params(&self, id: u64) -> Vec<String> {
+        let Some(f) = self.files.sending.get(&id).and_then(|s| s.file.as_ref()) else {
+            return Vec::new();
+        };
+        vec![
+            id.to_string(),
+            f.size.to_string(),
+            f.sha.clone(),
+            self.files.expiry.as_secs().max(1).to_string(),
+            f.name.clone(),
+        ]
+    }
+
+    /// The receiver acknowledged offer `id`.
+    pub(super) fn offer_delivered(&mut self, id: u64) -> Vec<Effect> {
+        let expires = Instant::now() + self.files.expiry;
+        let Some(s) = self.files.sending.get_mut(&id) else {
+            return Vec::new();
+        };
+        s.stage = SendStage::Offered { expires };
+        let (name, size) = s
+            .file
+            .as_ref()
+            .map(|f| (safe_name(&f.name), size_text(f.size)))
+            .unwrap_or_default();
+        vec![info(format!(
+            "offered {name} ({size}) to {} as file {id}: waiting for {} to accept",
+            s.to, s.to
+        ))]
+    }
+
+    /// A line starting with `FILE` on an open link from `from`.
+    pub(super) fn on_file_line(&mut self, conn: u64, from: &str, msg: &Message) -> Vec<Effect> {
+        match msg.command.to_ascii_uppercase().as_str() {
+            "FILEOFFER" => self.on_offer(conn, from, msg),
+            "FILEREJECT" => {
+                let Some(id) = parse_id(msg.param(0)) else {
+                    return Vec::new();
+                };
+                match self.files.sending.get(&id) {
+                    Some(s)
+                        if same(&s.to, from) && matches!(s.stage, SendStage::Offered { .. }) =>
+                    {
+                        let name = sent_name(s);
+                        self.files.sending.remove(&id);
+                        vec![info(format!("{from} rejected file {id} ({name})"))]
+                    }
+                    _ => Vec::new(),
+                }
+            }
+            "FILECANCEL" => {
+                let Some(id) = parse_id(msg.param(0)) else {
+                    return Vec::new();
+                };
+                let side = msg.param(1).unwrap_or("");
+                let why = msg.param(2).map(|r| format!(": {r}")).unwrap_or_default();
+                if side.eq_ignore_ascii_case(RECEIVER) {
+                    match self.files.sending.get(&id) {
+                        Some(s) if same(&s.to, from) => {
+                            let name = sent_name(s);
+                            self.files.sending.remove(&id);
+                            vec![
+                                Effect::FileAbort { id },
+                                info(format!("{from} cancelled file {id} ({name}){why}")),
+                            ]
+                        }
+                        _ => Vec::new(),
+                    }
+                } else if side.eq_ignore_ascii_case(SENDER) {
+                    let Some(local) = self.files.received_from(from, id) else {
+                        return Vec::new();
+                    };
+                    let mut fx = self.drop_receiving(local);
+                    if let Some(r) = self.files.receiving.remove(&local) {
+                        fx.push(info(format!(
+                            "{from} cancelled file {local} ({}){why}",
+                            safe_name(&r.name)
+                        )));
+                    }
+                    fx
+                } else {
+                    Vec::new()
+                }
+            }
+            _ => {
+                log::debug!("ignoring {} from {from}", msg.command);
+                Vec::new()
+            }
+        }
+    }
+
+    fn on_offer(&mut self, conn: u64, from: &str, msg: &Message) -> Vec<Effect> {
+        let Some(offer) = parse_offer(msg) else {
+            log::warn!("malformed FILEOFFER from {from}");
+            return Vec::new();
+        };
+        let ack = peer_send(conn, "ACK", &[&offer.frame]);
+        if self.files.received_from(from, offer.id).is_some() {
+            return vec![ack];
+        }
+        let name = safe_name(&offer.name);
+        if self.files.full() {
+            return vec![
+                ack,
+                peer_send(conn, "FILEREJECT", &[&offer.id.to_string()]),
+                error(format!(
+                    "refused a file offer from {from} ({name}): too many offers and transfers at once"
+                )),
+            ];
+        }
+        let id = self.files.next_id();
+        let expiry = std::time::Duration::from_secs(offer.expiry_secs);
+        let text = format!(
+            "file offer {id} from {from}: {name} ({}, sha256 {}): /accept {id} or /reject {id}",
+            size_text(offer.size),
+            offer.sha
+        );
+        self.files.receiving.insert(
+            id,
+            Receiving {
+                from: from.to_string(),
+                remote: offer.id,
+                name: offer.name,
+                size: offer.size,
+                sha: offer.sha,
+                expiry,
+                dir: None,
+                prepared: None,
+                stage: RecvStage::Offered {
+                    expires: Instant::now() + expiry,
+                },
+                progress: Progress::default(),
+            },
+        );
+        vec![ack, info(text)]
+    }
+
+    /// `/accept id [dir]`.
+    pub(crate) fn accept_file(&mut self, id: u64, dir: Option<String>) -> Vec<Effect> {
+        let Some(r) = self.files.receiving.get_mut(&id) else {
+            return vec![error(format!("no file offer {id} (see /files)"))];
+        };
+        if !matches!(r.stage, RecvStage::Offered { .. }) {
+            return vec![error(format!("file {id} is already being received"))];
+        }
+        r.stage = RecvStage::Preparing;
+        r.dir = dir.clone();
+        vec![Effect::FilePrepare {
+            id,
+            dir,
+            offer: OfferedFile {
+                from: r.from.clone(),
+                remote: r.remote,
+                name: r.name.clone(),
+                size: r.size,
+                sha: r.sha.clone(),
+            },
+        }]
+    }
+
+    /// The directory for offer `id` is checked: ask the server where the sender is.
+    pub(crate) fn on_file_prepared(
+        &mut self,
+        id: u64,
+        result: Result<PreparedFile, String>,
+    ) -> Vec<Effect> {
+        let deadline = Instant::now() + self.timeout;
+        let expiry = self.files.expiry;
+        let Some(r) = self.files.receiving.get_mut(&id) else {
+            return Vec::new();
+        };
+        if r.stage != RecvStage::Preparing {
+            return Vec::new();
+        }
+        let prepared = match result {
+            Ok(p) => p,
+            Err(why) => {
+                // The offer stays: another directory may do.
+                r.stage = RecvStage::Offered {
+                    expires: Instant::now() + r.expiry.min(expiry),
+                };
+                return vec![error(format!("cannot accept file {id}: {why}"))];
+            }
+        };
+        let resume = if prepared.offset > 0 {
+            format!(", resuming at {} bytes", prepared.offset)
+        } else {
+            String::new()
+        };
+        let text = format!(
+            "accepted file {id} from {}: receiving into {}{resume}",
+            r.from, prepared.part
+        );
+        r.progress = Progress::start(r.size, prepared.offset);
+        r.prepared = Some(prepared);
+        r.stage = RecvStage::Lookup { deadline };
+        let nick = r.from.clone();
+        self.push_lookup(Lookup::Data {
+            nick: nick.clone(),
+            id,
+        });
+        vec![info(text), Effect::Send(Message::new("PEER", [nick]))]
+    }
+
+    /// The server's answer about the sender of offer `id`: dial it for the data.
+    pub(super) fn data_endpoint(
+        &mut self,
+        id: u64,
+        endpoint: Option<(&str, SocketAddr, Fingerprint)>,
+    ) -> Vec<Effect> {
+        match self.files.receiving.get(&id) {
+            Some(r) if matches!(r.stage, RecvStage::Lookup { .. }) => {}
+            _ => return Vec::new(),
+        }
+        let Some((spelled, addr, fingerprint)) = endpoint else {
+            return self.data_failed(id, "the server sent no usable address".into());
+        };
+        let conn = self.ids.next();
+        let now = Instant::now();
+        let mut c = Conn::new(Role::Dialer, Stage::Dialing, spelled, addr.to_string(), now);
+        c.deadline = Some(now + self.timeout * 3);
+        c.file = Some(id);
+        self.conns.insert(conn, c);
+        if let Some(r) = self.files.receiving.get_mut(&id) {
+            r.stage = RecvStage::Dialing { conn };
+        }
+        vec![Effect::PeerDial {
+            conn,
+            addr,
+            fingerprint,
+        }]
+    }
+
+    /// Fetching offer `id` failed before any byte came: the offer stays open for another try.
+    pub(super) fn data_failed(&mut self, id: u64, why: String) -> Vec<Effect> {
+        let Some(r) = self.files.receiving.get_mut(&id) else {
+            return Vec::new();
+        };
+        r.stage = RecvStage::Offered {
+            expires: Instant::now() + r.expiry,
+        };
+        let from = r.from.clone();
+        vec![error(format!(
+            "cannot fetch file {id} from {from}: {why}; /accept {id} tries again"
+        ))]
+    }
+
+    /// A data dial failed.
+    pub(super) fn data_dial_failed(&mut self, id: u64, failure: &DialFailure) -> Vec<Effect> {
+        let why = match failure {
+            DialFailure::Unreachable(why) | DialFailure::Tls(why) => why.clone(),
+            DialFailure::TimedOut => "no answer in time".into(),
+            DialFailure::WrongCertificate { .. } | DialFailure::BadSignature => {
+                "the peer did not prove who it is".into()
+            }
+        };
+        self.data_failed(id, why)
+    }
+
+    /// A greeting line on data connection `conn` for offer `id`: on the welcome, ask for
+    /// the bytes; the connection now belongs to the transfer.
+    pub(super) fn data_greeting(&mut self, conn: u64, id: u64, msg: &Message) -> Vec<Effect> {
+        self.conns.remove(&conn);
+        if !msg.is("PEERWELCOME") {
+            let why = msg.param(0).unwrap_or("no welcome").to_string();
+            let mut fx = vec![Effect::PeerClose { conn }];
+            fx.extend(self.data_failed(id, format!("refused: {why}")));
+            return fx;
+        }
+        let Some(r) = self.files.receiving.get_mut(&id) else {
+            return vec![Effect::PeerClose { conn }];
+        };
+        let offset = r.prepared.as_ref().map_or(0, |p| p.offset);
+        r.stage = RecvStage::Receiving { conn };
+        vec![peer_send(
+            conn,
+            "FILEGET",
+            &[&r.remote.to_string(), &offset.to_string()],
+        )]
+    }
+
+    /// A line on a connection that is no longer a link: a data connection before its
+    /// bytes, whose sender refused (`ERROR`).
+    pub(super) fn on_data_conn_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+        let Some(id) = self.files.receiving_on(conn) else {
+            return Vec::new();
+        };
+        let why = msg.param(0).unwrap_or("unexpected line").to_string();
+        let mut fx = vec![Effect::PeerClose { conn }];
+        fx.extend(self.data_failed(id, format!("the sender refused: {why}")));
+        fx
+    }
+
+    /// A data connection ended before its bytes; `None` if `conn` is not one.
+    pub(super) fn data_closed(&mut self, conn: u64, reason: Option<&str>) -> Option<Vec<Effect>> {
+        let id = match self.conns.get(&conn) {
+            Some(c) => c.file?,
+            None => self.files.receiving_on(conn)?,
+        };
+        self.conns.remove(&conn);
+        let why = reason.unwrap_or("the sender closed the connection");
+        Some(self.data_failed(id, why.to_string()))
+    }
+
+    /// A connection stopped reading lines at `FILEGET` (we send) or `FILEDATA` (we receive).
+    pub(crate) fn on_peer_data(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+        if msg.is("FILEGET") {
+            return self.on_get(conn, msg);
+        }
+        let Some(id) = self.files.receiving_on(conn) else {
+            return vec![Effect::PeerClose { conn }];
+        };
+        let wanted = self
+            .files
+            .receiving
+            .get(&id)
+            .map(|r| (r.remote, r.prepared.as_ref().map_or(0, |p| p.offset)));
+        if msg.is("FILEDATA") && parse_id_offset(msg) == wanted {
+            return vec![Effect::FileReceive { id, conn }];
+        }
+        let mut fx = vec![Effect::PeerClose { conn }];
+        fx.extend(self.data_failed(id, "the sender answered something else".into()));
+        fx
+    }
+
+    fn on_get(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+        let refuse = |why: &str| vec![peer_send(conn, "ERROR", &[why]), Effect::PeerClose { conn }];
+        let nick = match self.conns.remove(&conn) {
+            Some(c) if c.stage == Stage::Open => c.nick,
+            _ => return refuse("Not allowed before PEERWELCOME"),
+        };
+        let Some((id, offset)) = parse_id_offset(msg) else {
+            return refuse("Bad FILEGET");
+        };
+        let Some(s) = self.files.sending.get_mut(&id) else {
+            return refuse("No such offer");
+        };
+        let size = s.file.as_ref().map_or(0, |f| f.size);
+        if !same(&s.to, &nick) || !matches!(s.stage, SendStage::Offered { .. }) || offset > size {
+            return refuse("No such offer");
+        }
+        s.stage = SendStage::Sending { conn };
+        s.progress = Progress::start(size, offset);
+        let resume = if offset > 0 {
+            format!(", resuming at {offset} bytes")
+        } else {
+            String::new()
+        };
+        let text = format!("{nick} accepted file {id} ({}){resume}", sent_name(s));
+        vec![info(text), Effect::FileServe { id, conn, offset }]
+    }
+
+    /// How far file `id` got.
+    pub(crate) fn on_file_progress(&mut self, id: u64, done: u64, total: u64) -> Vec<Effect> {
+        if let Some(s) = self.files.sending.get_mut(&id) {
+            let (label, p) = match s.stage {
+                SendStage::Hashing => {
+                    if s.progress.total != total {
+                        s.progress = Progress::start(total, 0);
+                    }
+                    (format!("hashing {}", s.path), &mut s.progress)
+                }
+                SendStage::Sending { .. } => (
+                    format!("file {id} to {} ({})", s.to, sent_name(s)),
+                    &mut s.progress,
+                ),
+                _ => return Vec::new(),
+            };
+            return vec![Effect::Show(p.update(id, &label, done))];
+        }
+        if let Some(r) = self.files.receiving.get_mut(&id) {
+            if matches!(r.stage, RecvStage::Receiving { .. }) {
+                let label = format!("file {id} from {} ({})", r.from, safe_name(&r.name));
+                return vec![Effect::Show(r.progress.update(id, &label, done))];
+            }
+        }
+        Vec::new()
+    }
+
+    /// A transfer ended.
+    pub(crate) fn on_file_ended(&mut self, id: u64, result: Result<String, String>) -> Vec<Effect> {
+        if let Some(s) = self.files.sending.remove(&id) {
+            let name = sent_name(&s);
+            let size = s.file.as_ref().map_or(0, |f| f.size);
+            return match result {
+                Ok(_) => vec![
+                    Effect::Show(Output::Progress {
+                        id,
+                        label: format!("file {id} to {} ({name})", s.to),
+                        done: size,
+                        total: size,
+                        line: false,
+                    }),
+                    info(format!(
+                        "file {id} sent to {}: {name}, {size} bytes, SHA-256 confirmed by {}",
+                        s.to, s.to
+                    )),
+                ],
+                Err(why) => {
+                    let mut fx = self.notice(&s.to, "FILECANCEL", &[&id.to_string(), SENDER, &why]);
+                    fx.push(error(format!(
+                        "file {id} to {} ({name}) failed: {why}",
+                        s.to
+                    )));
+                    fx
+                }
+            };
+        }
+        let Some(r) = self.files.receiving.remove(&id) else {
+            return Vec::new();
+        };
+        let offset = r.prepared.as_ref().map_or(0, |p| p.offset);
+        match result {
+            Ok(path) => vec![
+                Effect::Show(Output::Progress {
+                    id,
+                    label: format!("file {id} from {} ({})", r.from, safe_name(&r.name)),
+                    done: r.size,
+                    total: r.size,
+                    line: false,
+                }),
+                info(format!(
+                    "file {id} from {} saved as {path}: received {} bytes (resumed at {offset}), SHA-256 verified",
+                    r.from,
+                    r.size - offset
+                )),
+            ],
+            Err(why) => vec![error(format!("file {id} from {}: {why}", r.from))],
+        }
+    }
+
+    /// `/reject id`.
+    pub(crate) fn reject_file(&mut self, id: u64) -> Vec<Effect> {
+        match self.files.receiving.get(&id) {
+            Some(r) if matches!(r.stage, RecvStage::Offered { .. }) => {}
+            Some(_) => {
+                return vec![error(format!(
+                    "file {id} is already accepted: /cancel {id}"
+                ))]
+            }
+            None => return vec![error(format!("no file offer {id} (see /files)"))],
+        }
+        let Some(r) = self.files.receiving.remove(&id) else {
+            return Vec::new();
+        };
+        let mut fx = self.notice(&r.from, "FILEREJECT", &[&r.remote.to_string()]);
+        fx.push(info(format!(
+            "rejected file {id} ({}) from {}",
+            safe_name(&r.name),
+            r.from
+        )));
+        fx
+    }
+
+    /// `/cancel id`, on either side.
+    pub(crate) fn cancel_file(&mut self, id: u64) -> Vec<Effect> {
+        if let Some(s) = self.files.sending.remove(&id) {
+            let mut fx = vec![Effect::FileAbort { id }];
+            if s.stage == SendStage::Offering {
+                self.outgoing = None;
+            }
+            if !matches!(s.stage, SendStage::Hashing | SendStage::Offering) {
+                fx.extend(self.notice(&s.to, "FILECANCEL", &[&id.to_string(), SENDER]));
+            }
+            fx.push(info(format!("cancelled file {id} ({})", sent_name(&s))));
+            return fx;
+        }
+        if !self.files.receiving.contains_key(&id) {
+            return vec![error(format!(
+                "no file offer or transfer {id} (see /files)"
+            ))];
+        }
+        let mut fx = self.drop_receiving(id);
+        if let Some(r) = self.files.receiving.remove(&id) {
+            fx.extend(self.notice(&r.from, "FILECANCEL", &[&r.remote.to_string(), RECEIVER]));
+            fx.push(info(format!(
+                "cancelled file {id} ({})",
+                safe_name(&r.name)
+            )));
+        }
+        fx
+    }
+
+    /// Stops what runs for receiving `id` (its data connection, the shell's transfer).
+    fn drop_receiving(&mut self, id: u64) -> Vec<Effect> {
+        let mut fx = vec![Effect::FileAbort { id }];
+        if let Some(r) = self.files.receiving.get(&id) {
+            if let RecvStage::Dialing { conn } | RecvStage::Receiving { conn } = r.stage {
+                self.conns.remove(&conn);
+                fx.push(Effect::PeerClose { conn });
+            }
+        }
+        fx
+    }
+
+    /// Sends a file notice to `nick` on an open link, if there is one.
+    fn notice(&mut self, nick: &str, command: &str, params: &[&str]) -> Vec<Effect> {
+        let open = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.stage == Stage::Open && c.file.is_none() && same(&c.nick, nick))
+            .map(|(&id, _)| id)
+            .max();
+        match open {
+            Some(conn) => vec![peer_send(conn, command, params)],
+            None => {
+                log::info!("no open link to {nick} for {command}");
+                Vec::new()
+            }
+        }
+    }
+
+    /// Offers that lapsed, data lookups and dials overdue.
+    pub(super) fn files_tick(&mut self, now: Instant) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        let lapsed: Vec<u64> = self
+            .files
+            .sending
+            .iter()
+            .filter(|(_, s)| matches!(s.stage, SendStage::Offered { expires } if expires <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in lapsed {
+            if let Some(s) = self.files.sending.remove(&id) {
+                fx.push(info(format!(
+                    "file {id} to {} ({}): the offer expired; {} did not accept it within {} s",
+                    s.to,
+                    sent_name(&s),
+                    s.to,
+                    self.files.expiry.as_secs()
+                )));
+            }
+        }
+        let due: Vec<(u64, bool)> = self
+            .files
+            .receiving
+            .iter()
+            .filter_map(|(&id, r)| match r.stage {
+                RecvStage::Offered { expires } if expires <= now => Some((id, true)),
+                RecvStage::Lookup { deadline } if deadline <= now => Some((id, false)),
+                _ => None,
+            })
+            .collect();
+        for (id, lapsed) in due {
+            if lapsed {
+                if let Some(r) = self.files.receiving.remove(&id) {
+                    fx.push(info(format!(
+                        "file offer {id} from {} ({}) expired",
+                        r.from,
+                        safe_name(&r.name)
+                    )));
+                }
+            } else {
+                fx.extend(
+                    self.data_failed(id, "the server did not say where the sender is".into()),
+                );
+            }
+        }
+        let dials: Vec<(u64, u64)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
+            .filter_map(|(&conn, c)| c.file.map(|id| (conn, id)))
+            .collect();
+        for (conn, id) in dials {
+            fx.push(self.close(conn));
+            fx.extend(self.data_failed(id, "no answer in time".into()));
+        }
+        fx
+    }
+}
+
+fn sent_name(s: &Sending) -> String {
+    s.file
+        .as_ref()
+        .map_or_else(|| s.path.clone(), |f| safe_name(&f.name))
+}
