@@ -158,3 +158,202 @@ fn a_large_file_arrives_while_the_server_is_paused_and_dms_keep_flowing() {
         .count();
     assert!((5..=10).contains(&tenths), "{tenths}: {:?}", p.bob.seen());
 }
+
+#[test]
+fn rejection_and_expiry_are_told_to_both_sides() {
+    let mut p = pair(&["--offer-expiry", "2"]);
+    let path = p.write("note.txt", b"hello");
+    let id = p.offer(&path);
+    p.bob.send(&format!("/reject {id}"));
+    p.bob
+        .expect(&format!("-- rejected file {id} (note.txt) from alice"));
+    p.alice.expect("-- bob rejected file 1 (note.txt)");
+
+    // Unanswered, the next offer lapses on both sides.
+    let id = p.offer(&path);
+    p.bob.send("/files");
+    p.bob.expect_prefix(&format!(
+        "-- file {id} from alice: note.txt (5 bytes): offered"
+    ));
+    p.alice
+        .expect("-- file 2 to bob (note.txt): the offer expired; bob did not accept it within 2 s");
+    p.bob
+        .expect(&format!("-- file offer {id} from alice (note.txt) expired"));
+    p.bob.send(&format!("/accept {id}"));
+    p.bob.expect(&format!("!! no file offer {id} (see /files)"));
+    assert!(!p.dl.path().join("note.txt").exists());
+}
+
+#[test]
+fn either_side_cancels_a_running_transfer_and_the_other_is_told() {
+    let mut p = pair(&[]);
+    let data = random_bytes(100 << 20);
+    let path = p.write("big.bin", &data);
+
+    let part = p.dl.path().join("big.bin.part");
+
+    // The sender cancels once bytes flow; the receiver keeps what came, for a resume.
+    let id = p.offer(&path);
+    p.bob.send(&format!("/accept {id}"));
+    p.bob
+        .expect_prefix(&format!("-- file {id} from alice (big.bin): 10%"));
+    p.alice.send("/cancel 1");
+    p.alice.expect("-- cancelled file 1 (big.bin)");
+    p.bob
+        .expect(&format!("-- alice cancelled file {id} (big.bin)"));
+    assert!(!p.dl.path().join("big.bin").exists() && part.exists());
+
+    // The receiver cancels: the part file goes.
+    let id = p.offer(&path);
+    p.bob.send(&format!("/accept {id}"));
+    p.bob
+        .expect_prefix(&format!("-- file {id} from alice (big.bin): "));
+    p.bob.send(&format!("/cancel {id}"));
+    p.bob.expect(&format!("-- cancelled file {id} (big.bin)"));
+    p.alice.expect("-- bob cancelled file 2 (big.bin)");
+    assert!(!p.dl.path().join("big.bin").exists() && !part.exists());
+
+    // An offer not yet accepted can be withdrawn.
+    let id = p.offer(&path);
+    p.alice.send("/cancel 3");
+    p.alice.expect("-- cancelled file 3 (big.bin)");
+    p.bob
+        .expect(&format!("-- alice cancelled file {id} (big.bin)"));
+}
+
+/// Logs in `name` (registered earlier) with downloads into `dir`.
+fn login_again(server: &TestServer, name: &str, dir: &Path) -> CliClient {
+    let dir = dir.display().to_string();
+    let mut c = CliClient::trusting(server, name, &["--download-dir", &dir]);
+    c.send(&format!("login {name} {}", huddle_testkit::PW));
+    c.expect(&format!("-- logged in as {name}"));
+    c.expect("-- joined #lobby");
+    c
+}
+
+/// The bytes before "bytes (resumed at" and the offset in a completion line.
+fn received_and_resumed(line: &str) -> (u64, u64) {
+    let after = line.split("received ").nth(1).unwrap();
+    let mut words = after.split(' ');
+    let received = words.next().unwrap().parse().unwrap();
+    let resumed = after
+        .split("resumed at ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    (received, resumed)
+}
+
+#[test]
+fn a_transfer_resumes_after_the_receiver_is_killed_and_corruption_is_caught() {
+    let mut p = pair(&[]);
+    let size = 100u64 << 20;
+    let data = random_bytes(size as usize);
+    let path = p.write("big.bin", &data);
+    let part = p.dl.path().join("big.bin.part");
+
+    // Killed at about half way.
+    let id = p.offer(&path);
+    p.bob.send(&format!("/accept {id}"));
+    p.bob
+        .expect_prefix(&format!("-- file {id} from alice (big.bin): 50%"));
+    p.bob.kill();
+    p.alice
+        .expect_prefix("!! file 1 to bob (big.bin) interrupted: ");
+    let kept = fs::metadata(&part).unwrap().len();
+    assert!(kept >= size * 4 / 10 && kept < size, "{kept}");
+    let got = fs::read(&part).unwrap();
+    let first_bad = got.iter().zip(&data).position(|(a, b)| a != b);
+    assert_eq!(first_bad, None, "part file differs (len {})", got.len());
+
+    // Bob comes back; alice sends the same file again; only the rest travels.
+    p.bob = login_again(&p.server, "bob", p.dl.path());
+    let id = p.offer(&path);
+    p.bob.send(&format!("/accept {id}"));
+    p.bob.expect(&format!(
+        "-- accepted file {id} from alice: receiving into {}, resuming at {kept} bytes",
+        part.display()
+    ));
+    let done = p
+        .bob
+        .expect_prefix(&format!("-- file {id} from alice saved as "));
+    assert_eq!(received_and_resumed(&done), (size - kept, kept), "{done}");
+    p.alice.expect_prefix("-- file 2 sent to bob");
+    assert!(fs::read(p.dl.path().join("big.bin")).unwrap() == data);
+    assert!(!part.exists() && !p.dl.path().join("big.bin.part.meta").exists());
+
+    // Again, but the part file is damaged while bob is away: the whole-file hash catches it.
+    fs::remove_file(p.dl.path().join("big.bin")).unwrap();
+    let id = p.offer(&path);
+    p.bob.send(&format!("/accept {id}"));
+    p.bob
+        .expect_prefix(&format!("-- file {id} from alice (big.bin): 50%"));
+    p.bob.kill();
+    p.alice
+        .expect_prefix("!! file 3 to bob (big.bin) interrupted: ");
+    let mut bytes = fs::read(&part).unwrap();
+    bytes[1000] ^= 0xff;
+    fs::write(&part, &bytes).unwrap();
+    p.bob = login_again(&p.server, "bob", p.dl.path());
+    let id = p.offer(&path);
+    p.bob.send(&format!("/accept {id}"));
+    let bad = p
+        .bob
+        .expect_prefix(&format!("!! file {id} from alice: SHA-256 mismatch"));
+    assert!(
+        bad.ends_with("the part file was deleted and nothing was saved"),
+        "{bad}"
+    );
+    p.alice.expect_prefix(
+        "!! file 4 to bob (big.bin) failed: the receiver's check failed: SHA-256 mismatch",
+    );
+    assert!(!part.exists() && !p.dl.path().join("big.bin").exists());
+}
+
+#[test]
+fn refusals_directories_and_unwritable_targets() {
+    let mut p = pair(&[]);
+    // A directory is not offered.
+    let sub = p.src.path().join("folder");
+    fs::create_dir(&sub).unwrap();
+    p.alice.send(&format!("/send bob {}", sub.display()));
+    p.alice.expect(&format!(
+        "!! cannot send {}: it is a directory; only regular files can be sent",
+        sub.display()
+    ));
+    // Offline user: the same errors as for messages.
+    let path = p.write("a.txt", b"abc");
+    p.alice.send(&format!("/send nobody {}", path.display()));
+    p.alice
+        .expect("!! nobody is not online (the offer was not sent)");
+
+    // A directory the receiver cannot write to: the offer stays open for another one.
+    let id = p.offer(&path);
+    let locked = p.dl.path().join("locked");
+    fs::create_dir(&locked).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&locked, fs::Permissions::from_mode(0o500)).unwrap();
+    if fs::write(locked.join("probe"), b"x").is_ok() {
+        // Running as root: permissions do not stop writes; nothing to check here.
+        return;
+    }
+    p.bob.send(&format!("/accept {id} {}", locked.display()));
+    p.bob.expect(&format!(
+        "!! cannot accept file {id}: cannot write to {}: permission denied",
+        locked.display()
+    ));
+    p.bob
+        .send(&format!("/accept {id} {}", p.dl.path().display()));
+    p.bob
+        .expect_prefix(&format!("-- file {id} from alice saved as "));
+    // Never overwrite: the same name again gets a number.
+    let id = p.offer(&path);
+    p.bob.send(&format!("/accept {id}"));
+    let done = p
+        .bob
+        .expect_prefix(&format!("-- file {id} from alice saved as "));
+    assert!(done.contains("a (1).txt"), "{done}");
+    assert_eq!(fs::read(p.dl.path().join("a (1).txt")).unwrap(), b"abc");
+}

@@ -71,6 +71,11 @@ pub(crate) enum Effect {
     FileAbort {
         id: u64,
     },
+    /// Delete the part file of offer `id` and its metadata (a transfer still running
+    /// follows with [`Effect::FileAbort`]).
+    FileDiscard {
+        id: u64,
+    },
 }
 
 pub(super) fn info(s: impl Into<String>) -> Effect {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use huddle_protocol::Message;
 
-use super::files::{HashedFile, PreparedFile};
+use super::files::{Failure, HashedFile, PreparedFile};
 use super::input::InputReply;
 use super::peer_link::DialFailure;
 use super::Fingerprint;
@@ -68,6 +68,6 @@ pub(crate) enum Event {
     /// A transfer ended: the receiver's saved path (empty for the sender), or why it failed.
     FileEnded {
         id: u64,
-        result: Result<String, String>,
+        result: Result<String, Failure>,
     },
 }

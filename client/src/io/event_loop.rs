@@ -245,7 +245,7 @@ impl App {
                 };
                 return started.err().map(|why| Event::FileEnded {
                     id,
-                    result: Err(why),
+                    result: Err(why.into()),
                 });
             }
             Effect::FileReceive { id, conn } => {
@@ -255,10 +255,11 @@ impl App {
                 };
                 return started.err().map(|why| Event::FileEnded {
                     id,
-                    result: Err(why),
+                    result: Err(why.into()),
                 });
             }
             Effect::FileAbort { id } => self.transfers.abort(id),
+            Effect::FileDiscard { id } => self.transfers.discard(id),
         }
         None
     }

@@ -45,6 +45,51 @@ pub(crate) struct OfferedFile {
     pub(crate) sha: String,
 }
 
+/// Why a transfer ended without the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub(crate) why: String,
+    /// The connection broke: asking again continues where it stopped.
+    pub(crate) resumable: bool,
+    /// The other side found it and knows already.
+    pub(crate) peer_knows: bool,
+}
+
+impl Failure {
+    pub(crate) fn resumable(why: String) -> Failure {
+        Failure {
+            why,
+            resumable: true,
+            peer_knows: false,
+        }
+    }
+
+    /// A failure the other side reported.
+    pub(crate) fn reported(why: String) -> Failure {
+        Failure {
+            why,
+            resumable: false,
+            peer_knows: true,
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(why: String) -> Failure {
+        Failure {
+            why,
+            resumable: false,
+            peer_knows: false,
+        }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(why: &str) -> Failure {
+        Failure::from(why.to_string())
+    }
+}
+
 /// Where an accepted file is written: the directory (for messages) and the bytes already in
 /// its part file.
 #[derive(Debug, Clone, PartialEq, Eq)]

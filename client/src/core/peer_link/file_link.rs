@@ -13,7 +13,8 @@ use crate::core::effect::{error, info, Effect};
 use crate::core::files::names::safe_name;
 use crate::core::files::wire::{parse_id, parse_id_offset, parse_offer, size_text};
 use crate::core::files::{
-    HashedFile, OfferedFile, PreparedFile, Progress, Receiving, RecvStage, SendStage, Sending,
+    Failure, HashedFile, OfferedFile, PreparedFile, Progress, Receiving, RecvStage, SendStage,
+    Sending,
 };
 use crate::core::output::Output;
 use crate::core::Fingerprint;
@@ -464,7 +465,28 @@ impl Peers {
     }
 
     /// A transfer ended.
-    pub(crate) fn on_file_ended(&mut self, id: u64, result: Result<String, String>) -> Vec<Effect> {
+    pub(crate) fn on_file_ended(
+        &mut self,
+        id: u64,
+        result: Result<String, Failure>,
+    ) -> Vec<Effect> {
+        let expires = Instant::now() + self.files.expiry;
+        if let Some(s) = self.files.sending.get_mut(&id) {
+            let sending = matches!(s.stage, SendStage::Sending { .. });
+            if let (Err(f), true) = (&result, sending) {
+                if f.resumable {
+                    // The receiver may ask again and continue where it stopped.
+                    s.stage = SendStage::Offered { expires };
+                    return vec![error(format!(
+                        "file {id} to {} ({}) interrupted: {}; it continues if {} accepts it again",
+                        s.to,
+                        sent_name(s),
+                        f.why,
+                        s.to
+                    ))];
+                }
+            }
+        }
         if let Some(s) = self.files.sending.remove(&id) {
             let name = sent_name(&s);
             let size = s.file.as_ref().map_or(0, |f| f.size);
@@ -482,8 +504,14 @@ impl Peers {
                         s.to, s.to
                     )),
                 ],
-                Err(why) => {
-                    let mut fx = self.notice(&s.to, "FILECANCEL", &[&id.to_string(), SENDER, &why]);
+                Err(Failure {
+                    why, peer_knows, ..
+                }) => {
+                    let mut fx = Vec::new();
+                    if !peer_knows {
+                        let id = id.to_string();
+                        fx = self.notice(&s.to, "FILECANCEL", &[&id, SENDER, &why]);
+                    }
                     fx.push(error(format!(
                         "file {id} to {} ({name}) failed: {why}",
                         s.to
@@ -491,6 +519,18 @@ impl Peers {
                     fx
                 }
             };
+        }
+        if let Some(r) = self.files.receiving.get_mut(&id) {
+            if let Some(f) = result.as_ref().err().filter(|f| f.resumable) {
+                // The part file keeps what came; the offer stays open for another try.
+                r.stage = RecvStage::Offered {
+                    expires: Instant::now() + r.expiry,
+                };
+                return vec![error(format!(
+                    "file {id} from {}: {}; /accept {id} continues",
+                    r.from, f.why
+                ))];
+            }
         }
         let Some(r) = self.files.receiving.remove(&id) else {
             return Vec::new();
@@ -511,7 +551,7 @@ impl Peers {
                     r.size - offset
                 )),
             ],
-            Err(why) => vec![error(format!("file {id} from {}: {why}", r.from))],
+            Err(Failure { why, .. }) => vec![error(format!("file {id} from {}: {why}", r.from))],
         }
     }
 
@@ -540,25 +580,31 @@ impl Peers {
 
     /// `/cancel id`, on either side.
     pub(crate) fn cancel_file(&mut self, id: u64) -> Vec<Effect> {
+        // Notices go before the data connection closes, so the other side hears why
+        // before it sees the connection end.
         if let Some(s) = self.files.sending.remove(&id) {
-            let mut fx = vec![Effect::FileAbort { id }];
+            let mut fx = Vec::new();
             if s.stage == SendStage::Offering {
                 self.outgoing = None;
             }
             if !matches!(s.stage, SendStage::Hashing | SendStage::Offering) {
                 fx.extend(self.notice(&s.to, "FILECANCEL", &[&id.to_string(), SENDER]));
             }
+            fx.push(Effect::FileAbort { id });
             fx.push(info(format!("cancelled file {id} ({})", sent_name(&s))));
             return fx;
         }
-        if !self.files.receiving.contains_key(&id) {
+        let Some(r) = self.files.receiving.get(&id) else {
             return vec![error(format!(
                 "no file offer or transfer {id} (see /files)"
             ))];
-        }
-        let mut fx = self.drop_receiving(id);
+        };
+        let (from, remote) = (r.from.clone(), r.remote.to_string());
+        let mut fx = self.notice(&from, "FILECANCEL", &[&remote, RECEIVER]);
+        // The receiver does not want it: what came so far goes too.
+        fx.push(Effect::FileDiscard { id });
+        fx.extend(self.drop_receiving(id));
         if let Some(r) = self.files.receiving.remove(&id) {
-            fx.extend(self.notice(&r.from, "FILECANCEL", &[&r.remote.to_string(), RECEIVER]));
             fx.push(info(format!(
                 "cancelled file {id} ({})",
                 safe_name(&r.name)

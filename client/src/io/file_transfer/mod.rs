@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::Report;
-use crate::core::files::{HashedFile, OfferedFile, PreparedFile};
+use crate::core::files::{Failure, HashedFile, OfferedFile, PreparedFile};
 use crate::core::Event;
 use part_file::PartFile;
 pub(super) use stream::DataStream;
@@ -53,7 +53,7 @@ pub(crate) enum FileEvent {
     },
     Ended {
         id: u64,
-        result: Result<String, String>,
+        result: Result<String, Failure>,
     },
 }
 
@@ -127,7 +127,7 @@ impl Transfers {
                 self.running.insert(id, Running { abort, sock });
             }
             Err(e) => {
-                let result = Err(format!("cannot start a thread: {e}"));
+                let result = Err(format!("cannot start a thread: {e}").into());
                 let _ = self
                     .reports
                     .send(Report::File(FileEvent::Ended { id, result }));
@@ -196,7 +196,8 @@ impl Transfers {
         Ok(())
     }
 
-    /// Stops what runs for `id`; its thread reports nothing more.
+    /// Stops what runs for `id`; its thread reports nothing more. A part file stays on
+    /// disk for a later resume.
     pub(super) fn abort(&mut self, id: u64) {
         if let Some(r) = self.running.remove(&id) {
             r.abort.store(true, Ordering::SeqCst);
@@ -205,6 +206,13 @@ impl Transfers {
             }
         }
         self.forget(id);
+    }
+
+    /// Deletes the part file prepared for `id`, if any.
+    pub(super) fn discard(&mut self, id: u64) {
+        if let Some((_, part)) = self.parts.remove(&id) {
+            part.discard();
+        }
     }
 
     /// Stops every transfer (logout, exit, lost server connection).

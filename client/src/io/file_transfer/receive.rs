@@ -17,6 +17,7 @@ use super::meter::Meter;
 use super::part_file::PartFile;
 use super::stream::DataStream;
 use super::{FileEvent, CHUNK};
+use crate::core::files::Failure;
 use crate::io::tls_stream::io_text;
 use crate::io::Report;
 
@@ -44,7 +45,7 @@ fn receive(
     job: &mut Job,
     abort: &AtomicBool,
     events: &Sender<Report>,
-) -> Result<std::path::PathBuf, String> {
+) -> Result<std::path::PathBuf, Failure> {
     let part = &job.part;
     let (offset, size) = (part.offset, part.size);
     let cannot =
@@ -61,10 +62,10 @@ fn receive(
     file.seek(SeekFrom::Start(offset)).map_err(cannot)?;
     let stream = &mut job.stream;
     let broke = |e: std::io::Error, got: u64| {
-        format!(
-            "interrupted after {got} of {size} bytes ({}); the part file keeps them: when it is sent again, /accept resumes",
+        Failure::resumable(format!(
+            "interrupted after {got} of {size} bytes ({}); the part file keeps them",
             io_text(&e)
-        )
+        ))
     };
     stream
         .set_read_timeout(job.wait)
@@ -119,9 +120,7 @@ fn receive(
             part.sha
         );
         let _ = stream.send_line(&Message::new("FILEBAD", [id.as_str(), why.as_str()]));
-        return Err(format!(
-            "{why}; the part file was deleted and nothing was saved"
-        ));
+        return Err(format!("{why}; the part file was deleted and nothing was saved").into());
     }
     let saved = part
         .finish()

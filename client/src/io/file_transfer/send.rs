@@ -15,6 +15,7 @@ use super::hashing::stamp;
 use super::meter::Meter;
 use super::stream::DataStream;
 use super::{FileEvent, Source, CHUNK};
+use crate::core::files::Failure;
 use crate::io::tls_stream::io_text;
 use crate::io::Report;
 
@@ -42,18 +43,19 @@ pub(super) fn run(mut job: Job, abort: Arc<AtomicBool>, events: Sender<Report>) 
     let _ = events.send(Report::File(FileEvent::Ended { id: job.id, result }));
 }
 
-fn serve(job: &mut Job, abort: &AtomicBool, events: &Sender<Report>) -> Result<(), String> {
+fn serve(job: &mut Job, abort: &AtomicBool, events: &Sender<Report>) -> Result<(), Failure> {
     let (id, offset, size) = (job.id, job.offset, job.source.size);
     let stream = &mut job.stream;
     let unchanged = |src: &Source| stamp(&src.path).is_ok_and(|s| s == (src.size, src.modified));
     if !unchanged(&job.source) {
         let _ = stream.send_line(&Message::new("ERROR", [CHANGED]));
-        return Err(format!("{CHANGED}; offer it again"));
+        return Err(format!("{CHANGED}; offer it again").into());
     }
     let mut file = File::open(&job.source.path).map_err(|e| io_text(&e))?;
     file.seek(SeekFrom::Start(offset))
         .map_err(|e| io_text(&e))?;
-    let broke = |e: std::io::Error| format!("the connection broke ({})", io_text(&e));
+    let broke =
+        |e: std::io::Error| Failure::resumable(format!("the connection broke ({})", io_text(&e)));
     stream
         .send_line(&Message::new(
             "FILEDATA",
@@ -63,10 +65,7 @@ fn serve(job: &mut Job, abort: &AtomicBool, events: &Sender<Report>) -> Result<(
     stream.set_read_timeout(job.wait).map_err(broke)?;
     let ready = stream.read_line().map_err(broke)?;
     if !ready.is("FILEGO") {
-        return Err(format!(
-            "the receiver answered {} instead of FILEGO",
-            ready.command
-        ));
+        return Err(format!("the receiver answered {} instead of FILEGO", ready.command).into());
     }
     let mut buf = vec![0u8; CHUNK];
     let mut sent = offset;
@@ -78,10 +77,10 @@ fn serve(job: &mut Job, abort: &AtomicBool, events: &Sender<Report>) -> Result<(
         }
         let want = usize::try_from(size - sent).map_or(CHUNK, |left| left.min(CHUNK));
         let n = match file.read(&mut buf[..want]) {
-            Ok(0) => return Err(format!("{CHANGED}; the transfer stopped")),
+            Ok(0) => return Err(format!("{CHANGED}; the transfer stopped").into()),
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("cannot read the file: {}", io_text(&e))),
+            Err(e) => return Err(format!("cannot read the file: {}", io_text(&e)).into()),
         };
         stream.send_bytes(&buf[..n]).map_err(broke)?;
         sent += n as u64;
@@ -89,7 +88,7 @@ fn serve(job: &mut Job, abort: &AtomicBool, events: &Sender<Report>) -> Result<(
         if sent - checked >= RECHECK || sent == size {
             checked = sent;
             if !unchanged(&job.source) {
-                return Err(format!("{CHANGED}; the transfer stopped"));
+                return Err(format!("{CHANGED}; the transfer stopped").into());
             }
         }
     }
@@ -99,11 +98,11 @@ fn serve(job: &mut Job, abort: &AtomicBool, events: &Sender<Report>) -> Result<(
     if verdict.is("FILEDONE") {
         Ok(())
     } else if verdict.is("FILEBAD") {
-        Err(format!(
+        Err(Failure::reported(format!(
             "the receiver's check failed: {}",
             verdict.param(1).unwrap_or("no reason given")
-        ))
+        )))
     } else {
-        Err(format!("the receiver answered {}", verdict.command))
+        Err(format!("the receiver answered {}", verdict.command).into())
     }
 }
