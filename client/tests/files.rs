@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use huddle_testkit::{CliClient, Paused, TestServer};
+use huddle_testkit::{CliClient, Paused, RunningServer, TestServer};
 use ring::rand::{SecureRandom, SystemRandom};
 
 fn random_bytes(len: usize) -> Vec<u8> {
@@ -356,4 +356,156 @@ fn refusals_directories_and_unwritable_targets() {
         .expect_prefix(&format!("-- file {id} from alice saved as "));
     assert!(done.contains("a (1).txt"), "{done}");
     assert_eq!(fs::read(p.dl.path().join("a (1).txt")).unwrap(), b"abc");
+}
+
+/// A test-controlled sender: a raw IRC user `mallory` whose announced endpoint is a TLS
+/// listener of this test, and who offers whatever names it likes.
+struct FakeSender {
+    id: huddle_testkit::PeerIdentity,
+    _irc: huddle_testkit::Client,
+    listener: std::net::TcpListener,
+    /// The direct link to bob, greeted and welcomed.
+    link: huddle_testkit::Client,
+}
+
+impl FakeSender {
+    fn start(server: &TestServer) -> FakeSender {
+        let id = huddle_testkit::PeerIdentity::new();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut irc = server.user_with_caps("mallory", "sasl draft/account-registration");
+        irc.send(&format!("PEERADDR {port} {}", id.fp));
+        irc.expect_by("the PEER confirmation", |l| l.contains(" PEER mallory "));
+        irc.send("PEER bob");
+        let line = irc.expect_by("bob's endpoint", |l| l.contains(" PEER bob 127.0.0.1 "));
+        let words: Vec<&str> = line.split(' ').collect();
+        let (bob_port, bob_fp) = (words[words.len() - 2], words[words.len() - 1]);
+        let mut link = huddle_testkit::Client::connect_pinned(
+            bob_port.parse().unwrap(),
+            bob_fp,
+            Some(id.pair()),
+            "mallory's link",
+        );
+        link.send("PEERHELLO mallory bob");
+        link.expect_by("the welcome", |l| l == "PEERWELCOME bob mallory");
+        FakeSender {
+            id,
+            _irc: irc,
+            listener,
+            link,
+        }
+    }
+
+    /// Serves offer `n` (`data`) on the next data connection bob dials.
+    fn serve(&self, n: u64, data: &'static [u8]) -> std::thread::JoinHandle<String> {
+        use rustls::{ServerConfig, ServerConnection, StreamOwned};
+        let config = ServerConfig::builder_with_provider(huddle_trust::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![self.id.cert.clone()], self.id.key())
+            .unwrap();
+        let listener = self.listener.try_clone().unwrap();
+        std::thread::spawn(move || {
+            let (sock, _) = listener.accept().unwrap();
+            let conn = ServerConnection::new(std::sync::Arc::new(config)).unwrap();
+            let mut peer = huddle_testkit::PeerLink::new(StreamOwned::new(conn, sock), "data");
+            peer.expect_by("the greeting", |l| l == "PEERHELLO bob mallory");
+            peer.send("PEERWELCOME mallory bob");
+            peer.expect_by("FILEGET", |l| l == format!("FILEGET {n} 0"));
+            peer.send(&format!("FILEDATA {n} 0"));
+            peer.expect_by("FILEGO", |l| l == "FILEGO");
+            peer.send_raw(data);
+            peer.expect_by("the verdict", |l| l.starts_with("FILE"))
+        })
+    }
+}
+
+#[test]
+fn hostile_names_land_safely_inside_the_target_directory() {
+    let mut p = pair(&[]);
+    let inside = p.dl.path().join("inbox");
+    fs::create_dir(&inside).unwrap();
+    let data: &'static [u8] = b"hello";
+    let sha = sha_hex(data);
+    let mut m = FakeSender::start(&p.server);
+    let long = "y".repeat(300);
+    let cases = [
+        ("../../x", "x".to_string()),
+        ("/etc/passwd", "passwd".to_string()),
+        (".bashrc", "bashrc".to_string()),
+        ("..", "file".to_string()),
+        // A line cannot carry a newline; tabs and terminal escapes are the control
+        // characters that can come.
+        ("a\tb", "a b".to_string()),
+        ("a\u{1b}[2Jb", "a[2Jb".to_string()),
+        (long.as_str(), "y".repeat(200)),
+    ];
+    for (n, (offered, saved)) in (1u64..).zip(cases) {
+        m.link
+            .send(&format!("FILEOFFER {n} {n} 5 {sha} 300 :{offered}"));
+        m.link.expect_by("the ack", |l| l == format!("ACK {n}"));
+        let line = p.bob.expect_prefix("-- file offer ");
+        assert!(
+            line.contains(&format!("from mallory: {saved} (5 bytes")),
+            "{line}"
+        );
+        let id = offer_id(&line);
+        let server = m.serve(n, data);
+        p.bob.send(&format!("/accept {id} {}", inside.display()));
+        let done = p
+            .bob
+            .expect_prefix(&format!("-- file {id} from mallory saved as "));
+        assert_eq!(server.join().unwrap(), format!("FILEDONE {n}"));
+        assert!(
+            done.contains(&inside.join(&saved).display().to_string()),
+            "{done}"
+        );
+        assert_eq!(fs::read(inside.join(&saved)).unwrap(), data);
+    }
+    // Nothing was written outside the chosen directory.
+    let mut outside: Vec<_> = fs::read_dir(p.dl.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    outside.sort();
+    assert_eq!(outside, ["inbox"]);
+}
+
+#[test]
+fn files_need_the_same_proof_of_identity_as_messages() {
+    let p = pair(&[]);
+    let mut m = FakeSender::start(&p.server);
+    drop(m.link);
+    // A connection that has not been welcomed cannot offer or ask for anything.
+    let mut raw = p
+        .server
+        .user_with_caps("watcher", "sasl draft/account-registration");
+    raw.send("PEER bob");
+    let line = raw.expect_by("bob's endpoint", |l| l.contains(" PEER bob 127.0.0.1 "));
+    let words: Vec<&str> = line.split(' ').collect();
+    let (port, fp) = (words[words.len() - 2], words[words.len() - 1]);
+    let sha = sha_hex(b"x");
+    // Claiming to be alice with mallory's certificate: refused before any offer is read.
+    let mut link = huddle_testkit::Client::connect_pinned(
+        port.parse().unwrap(),
+        fp,
+        Some(m.id.pair()),
+        "impostor",
+    );
+    link.send("PEERHELLO alice bob");
+    link.send(&format!("FILEOFFER 1 1 1 {sha} 300 :evil"));
+    link.expect_by("a refusal", |l| l.starts_with("ERROR"));
+    // Asking for data before the welcome.
+    m.link = huddle_testkit::Client::connect_pinned(
+        port.parse().unwrap(),
+        fp,
+        Some(m.id.pair()),
+        "early",
+    );
+    m.link.send("FILEGET 1 0");
+    m.link.expect_by("a refusal", |l| l.starts_with("ERROR"));
+    let (_, lines) = p.bob.finish();
+    assert!(!lines.iter().any(|l| l.contains("file offer")), "{lines:?}");
+    assert_eq!(fs::read_dir(p.dl.path()).unwrap().count(), 0);
 }
