@@ -295,7 +295,7 @@ impl Peers {
         let (to, offer) = (out.to.clone(), out.offer);
         self.outgoing = None;
         if let Some(id) = offer {
-            return self.offer_delivered(id);
+            return self.offer_delivered(id, &to);
         }
         vec![info(format!("delivered to {to} (direct)"))]
     }

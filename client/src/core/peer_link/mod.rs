@@ -39,7 +39,10 @@ use super::Fingerprint;
 
 mod admission;
 mod connections;
+mod file_data;
 mod file_link;
+#[cfg(test)]
+mod file_link_tests;
 mod server_replies;
 mod verify_cache;
 
