@@ -509,3 +509,107 @@ fn files_need_the_same_proof_of_identity_as_messages() {
     assert!(!lines.iter().any(|l| l.contains("file offer")), "{lines:?}");
     assert_eq!(fs::read_dir(p.dl.path()).unwrap().count(), 0);
 }
+
+/// A `tmux` server of this test only (its own socket name), killed when dropped.
+struct Tmux(String);
+
+impl Tmux {
+    fn run(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("tmux")
+            .args(["-L", &self.0, "-f", "/dev/null"])
+            .args(args)
+            .output()
+            .expect("run tmux");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn screen(&self) -> Vec<String> {
+        self.run(&["capture-pane", "-p", "-t", "files"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "files"];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        self.run(&["kill-server"]);
+    }
+}
+
+#[test]
+fn on_a_terminal_progress_bars_leave_the_input_line_alone() {
+    huddle_testkit::install_test_tools("tmux");
+    let server = TestServer::start(&[]);
+    drop(server.user_with_caps("bob", "sasl draft/account-registration"));
+    let (src, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut alice = user(&server, "alice", src.path(), &[]);
+    let tmux = Tmux(format!("huddle-files-test-{}", std::process::id()));
+    let huddle = huddle_testkit::target_binary("huddle");
+    let (port, cert) = (
+        server.port().to_string(),
+        server.cert_path().display().to_string(),
+    );
+    let dir = dl.path().display().to_string();
+    tmux.run(&[
+        "new-session",
+        "-d",
+        "-s",
+        "files",
+        "-x",
+        "150",
+        "-y",
+        "40",
+        "--",
+        &huddle.display().to_string(),
+        "127.0.0.1",
+        &port,
+        "--ca",
+        &cert,
+        "--download-dir",
+        &dir,
+    ]);
+    let limit = huddle_testkit::CLI_DEADLINE;
+    let shows = |text: &str| tmux.screen().iter().any(|l| l.contains(text));
+    huddle_testkit::wait_until("the prompt", limit, || shows("huddle>"));
+    tmux.keys(&[&format!("login bob {}", huddle_testkit::PW), "Enter"]);
+    huddle_testkit::wait_until("the login", limit, || shows("joined #lobby"));
+
+    let data = random_bytes(100 << 20);
+    let path = src.path().join("big.bin");
+    fs::write(&path, &data).unwrap();
+    alice.send(&format!("/send bob {}", path.display()));
+    alice.expect_prefix("-- offered ");
+    huddle_testkit::wait_until("the offer", limit, || shows("file offer 1 from alice"));
+    tmux.keys(&["/accept 1", "Enter"]);
+    huddle_testkit::wait_until("the first bar", limit, || shows("from alice (big.bin) ["));
+    // Ctrl-C at the prompt does not stop the transfer.
+    tmux.keys(&["C-c"]);
+    // Half a line typed while the bars print.
+    tmux.keys(&["-l", "hello wor"]);
+    huddle_testkit::wait_until("the end of the transfer", limit, || shows("saved as"));
+    let screen = tmux.screen();
+    let lines: Vec<&String> = screen.iter().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(
+        lines.last().map(|l| l.trim_end()),
+        Some("bob #lobby> hello wor"),
+        "{screen:#?}"
+    );
+    assert!(
+        lines.iter().any(|l| l
+            .starts_with("-- file 1 from alice (big.bin) [##########----------] 50% ")
+            && l.contains("MiB/s")),
+        "{screen:#?}"
+    );
+    assert!(
+        lines.iter().filter(|l| l.contains("hello wor")).count() == 1,
+        "{screen:#?}"
+    );
+    assert!(fs::read(dl.path().join("big.bin")).unwrap() == data);
+}
