@@ -2,6 +2,8 @@
 //! against the floor of the same rustls configuration (ring provider, TLS 1.3, ECDSA P-256
 //! certificates, client authentication) copying 1 GiB between two threads over loopback TCP
 //! in one process. Also the RSS growth of both clients during the transfer (from /proc).
+//! The transfer includes everything a user waits for after `/accept`: the lookup, dial and
+//! greeting, hashing while receiving, writing, the final fsync and rename.
 //!
 //! Not a criterion bench (one run of each takes seconds): `cargo bench -p huddle-benches
 //! --bench file_transfer` after building the binaries in the same profile
@@ -91,8 +93,13 @@ fn main() {
         .unwrap_or(1024);
     let bytes = mib << 20;
 
-    let src = tempfile::tempdir().unwrap();
-    let dl = tempfile::tempdir().unwrap();
+    // The floor never touches a disk: by default the files live in memory (tmpfs) too, so
+    // the comparison is of the network path; FILE_BENCH_DIR=/some/disk measures with the
+    // receiver's writes and final fsync reaching a disk.
+    let base_dir = std::env::var("FILE_BENCH_DIR").unwrap_or_else(|_| "/dev/shm".into());
+    println!("files in {base_dir}");
+    let src = tempfile::tempdir_in(&base_dir).unwrap();
+    let dl = tempfile::tempdir_in(&base_dir).unwrap();
     let path = src.path().join("big.bin");
     {
         let mut f = File::create(&path).unwrap();
@@ -110,46 +117,55 @@ fn main() {
         f.sync_all().unwrap();
     }
 
+    let rounds: usize = std::env::var("FILE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let server = TestServer::start(&[]);
     let dl_arg = dl.path().display().to_string();
     let mut alice = CliClient::logged_in(&server, "alice", &[]);
     let mut bob = CliClient::logged_in(&server, "bob", &["--download-dir", &dl_arg]);
-    alice.send(&format!("/send bob {}", path.display()));
-    let offer = bob.expect_prefix("-- file offer ");
-    alice.expect_prefix("-- offered ");
-    let id = offer.split(' ').nth(3).unwrap().to_string();
+    // Transfers and floors alternate, so a machine whose speed drifts treats both alike.
+    let (mut transfers, mut floors, mut growth) = (Vec::new(), Vec::new(), [0u64; 2]);
+    for round in 0..rounds {
+        alice.send(&format!("/send bob {}", path.display()));
+        let offer = bob.expect_prefix("-- file offer ");
+        alice.expect_prefix("-- offered ");
+        let id = offer.split(' ').nth(3).unwrap().to_string();
 
-    let base = [proc_rss_kib(alice.pid()), proc_rss_kib(bob.pid())];
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = sample_rss(vec![alice.pid(), bob.pid()], stop.clone());
-    let start = Instant::now();
-    bob.send(&format!("/accept {id}"));
-    let done = bob.expect_by("the saved line", |l| {
-        l.starts_with(&format!("-- file {id} from alice saved as ")) || l.starts_with("!!")
-    });
-    let took = start.elapsed();
-    stop.store(true, Ordering::SeqCst);
-    let peaks = sampler.join().unwrap();
-    assert!(done.contains("SHA-256 verified"), "{done}");
-
-    let floor_took = floor(bytes);
-    let (real, fl) = (mib_per_s(bytes, took), mib_per_s(bytes, floor_took));
+        let base = [proc_rss_kib(alice.pid()), proc_rss_kib(bob.pid())];
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = sample_rss(vec![alice.pid(), bob.pid()], stop.clone());
+        let start = Instant::now();
+        bob.send(&format!("/accept {id}"));
+        let done = bob.expect_by("the saved line", |l| {
+            l.starts_with(&format!("-- file {id} from alice saved as ")) || l.starts_with("!!")
+        });
+        let took = start.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        let peaks = sampler.join().unwrap();
+        assert!(done.contains("SHA-256 verified"), "{done}");
+        for (g, (peak, b)) in growth.iter_mut().zip(peaks.iter().zip(base)) {
+            *g = (*g).max(peak.saturating_sub(b));
+        }
+        std::fs::remove_file(dl.path().join("big.bin")).unwrap();
+        let floor_took = floor(bytes);
+        let (real, fl) = (mib_per_s(bytes, took), mib_per_s(bytes, floor_took));
+        println!(
+            "round {}: transfer {real:.0} MiB/s ({:.2} s), floor {fl:.0} MiB/s ({:.2} s): {:.0}%",
+            round + 1,
+            took.as_secs_f64(),
+            floor_took.as_secs_f64(),
+            100.0 * real / fl
+        );
+        transfers.push(real);
+        floors.push(fl);
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let (real, fl) = (best(&transfers), best(&floors));
+    println!("{mib} MiB, best of {rounds}: transfer {real:.0} MiB/s, floor (rustls, two threads, loopback TCP, one process) {fl:.0} MiB/s: {:.0}% of the floor", 100.0 * real / fl);
     println!(
-        "file transfer: {mib} MiB in {:.2} s: {real:.0} MiB/s",
-        took.as_secs_f64()
-    );
-    println!(
-        "floor (rustls, two threads, loopback TCP, one process): {:.2} s: {fl:.0} MiB/s",
-        floor_took.as_secs_f64()
-    );
-    println!("transfer / floor: {:.0}%", 100.0 * real / fl);
-    println!(
-        "RSS growth during the transfer: sender {} KiB ({} -> {}), receiver {} KiB ({} -> {})",
-        peaks[0].saturating_sub(base[0]),
-        base[0],
-        peaks[0],
-        peaks[1].saturating_sub(base[1]),
-        base[1],
-        peaks[1]
+        "largest RSS growth during a transfer: sender {} KiB, receiver {} KiB",
+        growth[0], growth[1]
     );
 }

@@ -121,13 +121,16 @@ impl TlsWriter {
         self.sock.peer_addr()
     }
 
-    /// Sends raw bytes (a file's), in records of at most 16 KiB so rustls' buffer limit is
-    /// never reached. The socket's write timeout bounds each write.
-    pub(super) fn send_bytes(&self, data: &[u8]) -> io::Result<()> {
+    /// Sends raw bytes (a file's): rustls takes as much as its buffer limit allows, the
+    /// records go out, and so on. The socket's write timeout bounds each write.
+    pub(super) fn send_bytes(&self, mut data: &[u8]) -> io::Result<()> {
         let mut tls = lock(&self.tls);
-        for chunk in data.chunks(16 * 1024) {
-            tls.writer().write_all(chunk)?;
-            flush_tls(&mut tls, &self.sock)?;
+        while !data.is_empty() {
+            let taken = tls.writer().write(data)?;
+            data = &data[taken..];
+            if taken == 0 || data.is_empty() {
+                flush_tls(&mut tls, &self.sock)?;
+            }
         }
         Ok(())
     }

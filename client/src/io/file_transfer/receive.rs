@@ -73,6 +73,7 @@ fn receive(
     stream
         .send_line(&Message::new("FILEGO", Vec::<String>::new()))
         .map_err(|e| broke(e, offset))?;
+    // Plaintext comes a TLS record (16 KiB) at a time: gathered into 256 KiB writes.
     let mut out = BufWriter::with_capacity(CHUNK, file);
     let mut got = offset;
     let mut meter = Meter::new(job.id, size, offset, events.clone());
