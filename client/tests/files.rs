@@ -6,6 +6,7 @@
 //! Everything listens on 127.0.0.1. Nothing sleeps to synchronise (see `huddle_testkit`).
 
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use huddle_testkit::{CliClient, Paused, RunningServer, TestServer};
@@ -612,4 +613,48 @@ fn on_a_terminal_progress_bars_leave_the_input_line_alone() {
         "{screen:#?}"
     );
     assert!(fs::read(dl.path().join("big.bin")).unwrap() == data);
+}
+
+#[test]
+fn a_file_that_changes_during_the_transfer_is_refused_and_transfers_run_side_by_side() {
+    let mut p = pair(&[]);
+    let size = 100usize << 20;
+    let path = p.write("grows.bin", &random_bytes(size));
+    let id = p.offer(&path);
+    p.bob.send(&format!("/accept {id}"));
+    p.bob
+        .expect_prefix(&format!("-- file {id} from alice (grows.bin): 10%"));
+    // The sender's file changes (size and modification time) while it is sent.
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap()
+        .write_all(b"more")
+        .unwrap();
+    let failed = p
+        .alice
+        .expect_prefix("!! file 1 to bob (grows.bin) failed: the file changed on disk");
+    assert!(failed.ends_with("the transfer stopped"), "{failed}");
+    let told = p.bob.expect_prefix(&format!(
+        "-- alice cancelled file {id} (grows.bin): the file changed on disk"
+    ));
+    assert!(!told.is_empty());
+    assert!(!p.dl.path().join("grows.bin").exists());
+
+    // Two transfers at once, each on its own connection.
+    let one = random_bytes(30 << 20);
+    let two = random_bytes(20 << 20);
+    let (a, b) = (p.write("one.bin", &one), p.write("two.bin", &two));
+    let (ida, idb) = (p.offer(&a), p.offer(&b));
+    p.bob.send(&format!("/accept {ida}"));
+    p.bob.send(&format!("/accept {idb}"));
+    let mut saved = 0;
+    while saved < 2 {
+        p.bob.expect_by("a saved line", |l| {
+            l.contains(" from alice saved as ") || l.starts_with("!!")
+        });
+        saved += 1;
+    }
+    assert!(fs::read(p.dl.path().join("one.bin")).unwrap() == one);
+    assert!(fs::read(p.dl.path().join("two.bin")).unwrap() == two);
 }
