@@ -16,10 +16,10 @@ const BAR: u64 = 20;
 /// Transfers whose start is remembered for the rate; the oldest goes beyond this.
 const MAX_TRACKED: usize = 64;
 
-/// When each transfer started and at which byte, for its rate.
+/// When each transfer (or its hashing) started and at which byte, for its rate.
 #[derive(Default)]
 pub(super) struct Bars {
-    started: Mutex<HashMap<u64, (Instant, u64)>>,
+    started: Mutex<HashMap<u64, (Instant, u64, String)>>,
 }
 
 impl Bars {
@@ -38,12 +38,22 @@ impl Bars {
         let now = Instant::now();
         let mut started = self.started.lock().unwrap_or_else(|e| e.into_inner());
         if started.len() >= MAX_TRACKED && !started.contains_key(id) {
-            let oldest = started.iter().min_by_key(|(_, (t, _))| *t).map(|(&k, _)| k);
+            let oldest = started
+                .iter()
+                .min_by_key(|(_, (t, _, _))| *t)
+                .map(|(&k, _)| k);
             if let Some(k) = oldest {
                 started.remove(&k);
             }
         }
-        let (t0, d0) = *started.entry(*id).or_insert((now, *done));
+        // Hashing and sending share a number: a new label starts a new measurement.
+        let entry = started
+            .entry(*id)
+            .or_insert_with(|| (now, *done, label.clone()));
+        if entry.2 != *label {
+            *entry = (now, *done, label.clone());
+        }
+        let (t0, d0) = (entry.0, entry.1);
         let finished = done >= total;
         if finished {
             started.remove(id);

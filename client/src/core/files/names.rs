@@ -6,6 +6,8 @@
 //! common file system accepts once `.part.meta` is added. The result never contains a path
 //! separator, so joining it to a directory stays inside that directory.
 
+use crate::core::sanitize::is_hidden_format;
+
 /// Longest safe name in bytes; leaves room for ` (999)` and `.part.meta` under 255.
 pub(crate) const MAX_NAME_BYTES: usize = 200;
 /// How many `NAME (n)` variants are tried before giving up.
@@ -20,7 +22,7 @@ pub(crate) fn safe_name(offered: &str) -> String {
     let cleaned: String = last
         .chars()
         .map(|c| if c.is_whitespace() { ' ' } else { c })
-        .filter(|&c| !c.is_control() && !invisible(c) && c != ':')
+        .filter(|&c| !c.is_control() && !is_hidden_format(c) && c != ':')
         .collect();
     let trimmed = cleaned.trim().trim_start_matches(['.', ' ']).trim_end();
     let mut name = cut(trimmed, MAX_NAME_BYTES).trim_end().to_string();
@@ -28,12 +30,6 @@ pub(crate) fn safe_name(offered: &str) -> String {
         name = "file".to_string();
     }
     name
-}
-
-/// Characters that change how text looks without showing: bidi controls, zero-width
-/// characters, the byte order mark.
-fn invisible(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{00AD}')
 }
 
 /// The longest prefix of `s` of at most `max` bytes that ends on a character boundary.
