@@ -129,7 +129,10 @@ impl Peers {
                     {
                         let name = sent_name(s);
                         self.files.sending.remove(&id);
-                        vec![info(format!("{from} rejected file {id} ({name})"))]
+                        vec![
+                            Effect::FileAbort { id },
+                            info(format!("{from} rejected file {id} ({name})")),
+                        ]
                     }
                     _ => Vec::new(),
                 }
@@ -421,6 +424,7 @@ impl Peers {
             return Vec::new();
         };
         let mut fx = self.notice(&r.from, "FILEREJECT", &[&r.remote.to_string()]);
+        fx.push(Effect::FileAbort { id });
         fx.push(info(format!(
             "rejected file {id} ({}) from {}",
             safe_name(&r.name),
@@ -505,6 +509,7 @@ impl Peers {
             .collect();
         for id in lapsed {
             if let Some(s) = self.files.sending.remove(&id) {
+                fx.push(Effect::FileAbort { id });
                 fx.push(info(format!(
                     "file {id} to {} ({}): the offer expired; {} did not accept it within {} s",
                     s.to,
@@ -527,6 +532,7 @@ impl Peers {
         for (id, lapsed) in due {
             if lapsed {
                 if let Some(r) = self.files.receiving.remove(&id) {
+                    fx.push(Effect::FileAbort { id });
                     fx.push(info(format!(
                         "file offer {id} from {} ({}) expired",
                         r.from,

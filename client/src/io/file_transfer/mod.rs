@@ -99,7 +99,13 @@ impl Transfers {
             }
             FileEvent::Progress { id, done, total } => Event::FileProgress { id, done, total },
             FileEvent::Ended { id, result } => {
-                self.forget(id);
+                match &result {
+                    // The offer stays open for a resume: keep what it needs.
+                    Err(f) if f.resumable => {
+                        self.running.remove(&id);
+                    }
+                    _ => self.forget(id),
+                }
                 Event::FileEnded { id, result }
             }
         }

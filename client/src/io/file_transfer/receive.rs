@@ -81,8 +81,10 @@ fn receive(
         if abort.load(Ordering::SeqCst) {
             return Err("cancelled".into());
         }
+        let mut overflow = false;
         let mut sink = |data: &[u8]| {
             if data.len() as u64 > size - got {
+                overflow = true;
                 return Err(std::io::Error::other(
                     "the sender sent more than it offered",
                 ));
@@ -93,6 +95,10 @@ fn receive(
             Ok(())
         };
         let open = stream.read_bytes(&mut sink);
+        if overflow {
+            part.discard();
+            return Err("the sender sent more than it offered; the part file was deleted".into());
+        }
         meter.at(got);
         match open {
             Ok(true) => {}
