@@ -658,3 +658,44 @@ fn a_file_that_changes_during_the_transfer_is_refused_and_transfers_run_side_by_
     assert!(fs::read(p.dl.path().join("one.bin")).unwrap() == one);
     assert!(fs::read(p.dl.path().join("two.bin")).unwrap() == two);
 }
+
+#[test]
+fn a_stalled_transfer_resumes_on_the_same_offer_while_both_clients_run() {
+    // Each step is bounded by 2 s, so a transfer without a byte for 12 s is interrupted.
+    let mut p = pair(&["--peer-timeout", "2"]);
+    let size = 100u64 << 20;
+    let data = random_bytes(size as usize);
+    let path = p.write("big.bin", &data);
+    let id = p.offer(&path);
+    p.bob.send(&format!("/accept {id}"));
+    p.bob
+        .expect_prefix(&format!("-- file {id} from alice (big.bin): 10%"));
+    let interrupted = {
+        let _stopped = Paused::stop(p.alice.pid());
+        p.bob
+            .expect_prefix(&format!("!! file {id} from alice: interrupted after "))
+    };
+    assert!(
+        interrupted.ends_with(&format!("; /accept {id} continues")),
+        "{interrupted}"
+    );
+    p.alice
+        .expect_prefix("!! file 1 to bob (big.bin) interrupted: ");
+    p.bob.send(&format!("/accept {id}"));
+    let resumed = p.bob.expect_prefix(&format!(
+        "-- accepted file {id} from alice: receiving into "
+    ));
+    let at: u64 = resumed
+        .rsplit("resuming at ")
+        .next()
+        .and_then(|r| r.strip_suffix(" bytes"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no resume offset in {resumed:?}"));
+    assert!(at >= size / 10, "{resumed}");
+    let done = p
+        .bob
+        .expect_prefix(&format!("-- file {id} from alice saved as "));
+    assert_eq!(received_and_resumed(&done), (size - at, at), "{done}");
+    p.alice.expect_prefix("-- file 1 sent to bob");
+    assert!(fs::read(p.dl.path().join("big.bin")).unwrap() == data);
+}
