@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::effect::{info, Effect};
+use super::effect::Effect;
 use super::event::Event;
 use super::files::command::FileCommand;
 use super::output::Output;
@@ -52,7 +52,10 @@ impl State {
             Event::FilePrepared { id, result } => self.peers.on_file_prepared(id, result),
             Event::FileProgress { id, done, total } => self.peers.on_file_progress(id, done, total),
             Event::FileEnded { id, result } => self.peers.on_file_ended(id, result),
-            _ => vec![info("unexpected event")],
+            other => {
+                log::debug!("not a file event: {other:?}");
+                Vec::new()
+            }
         };
         self.settle();
         fx
