@@ -5,8 +5,9 @@
 //! - [`hashing`]: the sender's SHA-256 of the file, before offering it.
 //! - [`part_file`]: the target directory, `NAME.part` and its metadata, the final rename.
 //! - [`send`] and [`receive`]: the two ends of a transfer; [`stream`]: the data connection.
-//! - [`meter`]: progress reports.
+//! - [`meter`]: progress reports; [`disk_writer`]: the receiver's hashing and writing thread.
 
+mod disk_writer;
 mod hashing;
 mod meter;
 pub(crate) mod part_file;

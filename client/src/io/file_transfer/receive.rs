@@ -3,7 +3,7 @@
 //! if the whole file's SHA-256 is the offered one; a mismatch deletes it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::OpenOptionsExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
@@ -13,6 +13,7 @@ use std::time::Duration;
 use huddle_protocol::Message;
 use ring::digest::{Context, SHA256};
 
+use super::disk_writer::DiskWriter;
 use super::meter::Meter;
 use super::part_file::PartFile;
 use super::stream::DataStream;
@@ -73,8 +74,9 @@ fn receive(
     stream
         .send_line(&Message::new("FILEGO", Vec::<String>::new()))
         .map_err(|e| broke(e, offset))?;
-    // Plaintext comes a TLS record (16 KiB) at a time: gathered into 256 KiB writes.
-    let mut out = BufWriter::with_capacity(CHUNK, file);
+    // Plaintext comes a TLS record (16 KiB) at a time: gathered into 256 KiB chunks that
+    // another thread hashes and writes.
+    let mut out = DiskWriter::start(file, ctx).map_err(cannot)?;
     let mut got = offset;
     let mut meter = Meter::new(job.id, size, offset, events.clone());
     while got < size {
@@ -89,8 +91,7 @@ fn receive(
                     "the sender sent more than it offered",
                 ));
             }
-            ctx.update(data);
-            out.write_all(data)?;
+            out.write(data)?;
             got += data.len() as u64;
             Ok(())
         };
@@ -103,19 +104,19 @@ fn receive(
         match open {
             Ok(true) => {}
             Ok(false) => {
-                let _ = out.flush();
+                let _ = out.finish();
                 return Err(broke(
                     std::io::Error::other("the sender closed the connection"),
                     got,
                 ));
             }
             Err(e) => {
-                let _ = out.flush();
+                let _ = out.finish();
                 return Err(broke(e, got));
             }
         }
     }
-    let file = out.into_inner().map_err(|e| cannot(e.into_error()))?;
+    let (file, ctx) = out.finish().map_err(cannot)?;
     file.sync_all().map_err(cannot)?;
     drop(file);
     let sha = huddle_trust::hex(ctx.finish().as_ref());
