@@ -1,4 +1,5 @@
-//! How transfer progress shows. Without a terminal: the core's line at every tenth. On a
+//! How transfer progress shows. Without a terminal: the core's line at every tenth and one
+//! at the end. On a
 //! terminal: at every tenth and at the end a bar with bytes, rate and time left, printed
 //! through the same printer as every other event, so it lands above the line being typed
 //! and never garbles it.
@@ -59,7 +60,7 @@ impl Bars {
             started.remove(id);
         }
         if !terminal {
-            return line.then(|| render(d));
+            return (*line || finished).then(|| render(d));
         }
         if !line && !finished {
             return None;
@@ -112,6 +113,10 @@ mod tests {
     fn plain_lines_at_tenths_and_bars_on_a_terminal() {
         let bars = Bars::default();
         assert_eq!(bars.text(&p(10, false), false), None);
+        assert_eq!(
+            bars.text(&p(1000, false), false).as_deref(),
+            Some("-- file 1 to bob (x): 100% (1000 of 1000 bytes)")
+        );
         assert_eq!(
             bars.text(&p(100, true), false).as_deref(),
             Some("-- file 1 to bob (x): 10% (100 of 1000 bytes)")
