@@ -235,6 +235,17 @@ impl Files {
         self.sending.len() + self.receiving.len() >= MAX_FILES
     }
 
+    /// Whether an offer or transfer with `nick` is under way.
+    pub(crate) fn involves(&self, nick: &str) -> bool {
+        self.sending
+            .values()
+            .any(|s| s.to.eq_ignore_ascii_case(nick))
+            || self
+                .receiving
+                .values()
+                .any(|r| r.from.eq_ignore_ascii_case(nick))
+    }
+
     /// A `/send` waits for its hash.
     pub(crate) fn hashing(&self) -> bool {
         self.sending.values().any(|s| s.stage == SendStage::Hashing)

@@ -197,3 +197,24 @@ fn offers_expire_on_both_sides() {
     );
     assert!(p.files.sending.is_empty() && p.files.receiving.is_empty());
 }
+
+#[test]
+fn links_to_someone_with_a_file_under_way_are_not_closed_as_idle() {
+    let mut p = alice();
+    let link = open_to_bob(&mut p);
+    offered(&mut p, link);
+    // Past the idle timeout but before the offer lapses (the expiry is configured longer).
+    p.files.expiry = Duration::from_secs(3600);
+    let id = p.files.sending.keys().copied().next().unwrap();
+    if let Some(s) = p.files.sending.get_mut(&id) {
+        s.stage = crate::core::files::SendStage::Offered {
+            expires: Instant::now() + Duration::from_secs(3600),
+        };
+    }
+    let fx = p.tick(Instant::now() + Duration::from_secs(301));
+    assert!(!fx.contains(&Effect::PeerClose { conn: link }), "{fx:?}");
+    // Once the offer is gone, the link idles out as any other.
+    p.cancel_file(id);
+    let fx = p.tick(Instant::now() + Duration::from_secs(301));
+    assert!(fx.contains(&Effect::PeerClose { conn: link }), "{fx:?}");
+}
