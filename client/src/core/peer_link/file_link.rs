@@ -17,6 +17,9 @@ use crate::core::files::{
 };
 use crate::core::output::Output;
 
+/// Offers and transfers from one sender kept at once; more are refused.
+const MAX_OFFERS_PER_SENDER: usize = 16;
+
 /// Which end of a transfer a `FILECANCEL` comes from.
 const SENDER: &str = "SENDER";
 const RECEIVER: &str = "RECEIVER";
@@ -188,7 +191,13 @@ impl Peers {
             return vec![ack];
         }
         let name = safe_name(&offer.name);
-        if self.files.full() {
+        let from_them = self
+            .files
+            .receiving
+            .values()
+            .filter(|r| same(&r.from, from))
+            .count();
+        if self.files.full() || from_them >= MAX_OFFERS_PER_SENDER {
             return vec![
                 ack,
                 peer_send(conn, "FILEREJECT", &[&offer.id.to_string()]),
@@ -198,7 +207,8 @@ impl Peers {
             ];
         }
         let id = self.files.next_id();
-        let expiry = std::time::Duration::from_secs(offer.expiry_secs);
+        // The sender's expiry, but never longer than ours: offers cannot hold slots for long.
+        let expiry = std::time::Duration::from_secs(offer.expiry_secs).min(self.files.expiry);
         let text = format!(
             "file offer {id} from {from}: {name} ({}, sha256 {}): /accept {id} or /reject {id}",
             size_text(offer.size),

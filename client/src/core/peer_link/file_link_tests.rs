@@ -218,3 +218,28 @@ fn links_to_someone_with_a_file_under_way_are_not_closed_as_idle() {
     let fx = p.tick(Instant::now() + Duration::from_secs(301));
     assert!(fx.contains(&Effect::PeerClose { conn: link }), "{fx:?}");
 }
+
+#[test]
+fn one_sender_cannot_fill_every_slot() {
+    let mut p = alice();
+    let link = open_to_bob(&mut p);
+    for n in 1..=16 {
+        let fx = p.on_line(link, &m(&format!("FILEOFFER {n} {n} 5 {SHA} 99999 :f{n}")));
+        assert_eq!(shows(&fx).len(), 1, "{fx:?}");
+    }
+    let fx = p.on_line(link, &m(&format!("FILEOFFER 17 17 5 {SHA} 60 :f17")));
+    assert_eq!(
+        peer_sends(&fx),
+        [
+            (link, "ACK 17".to_string()),
+            (link, "FILEREJECT 17".to_string())
+        ]
+    );
+    assert_eq!(
+        shows(&fx),
+        ["!! refused a file offer from Bob (f17): too many offers and transfers at once"]
+    );
+    // Offers lapse by our expiry even when the sender asks for longer.
+    let fx = p.tick(Instant::now() + Duration::from_secs(301));
+    assert_eq!(shows(&fx).len(), 16);
+}
