@@ -66,6 +66,16 @@ struct Args {
     #[arg(long, value_name = "SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(1..=3600))]
     peer_timeout: u64,
+
+    /// Where accepted files go unless /accept names a directory [default: the user's
+    /// download directory, e.g. ~/Downloads, else the data directory].
+    #[arg(long, value_name = "DIR")]
+    download_dir: Option<PathBuf>,
+
+    /// Seconds a file offer waits for /accept or /reject before it expires.
+    #[arg(long, value_name = "SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    offer_expiry: u64,
 }
 
 fn main() -> ExitCode {
@@ -92,6 +102,11 @@ fn main() -> ExitCode {
         port: args.peer_port,
         timeout: Duration::from_secs(args.peer_timeout),
         allow_relay: args.allow_relay,
+        download_dir: args
+            .download_dir
+            .clone()
+            .unwrap_or_else(io::file_transfer::part_file::default_download_dir),
+        offer_expiry: Duration::from_secs(args.offer_expiry),
     };
     let app = App::new(args.host, args.port, trust, interactive, peer);
     if interactive {

@@ -69,6 +69,11 @@ impl Client {
             Event::PeerAccepted { conn, addr, cert } => st.on_peer_accepted(conn, addr, cert),
             Event::PeerLine { conn, msg } => st.on_peer_line(conn, &msg),
             Event::PeerClosed { conn, reason } => st.on_peer_closed(conn, reason.as_deref()),
+            file @ (Event::PeerData { .. }
+            | Event::FileHashed { .. }
+            | Event::FilePrepared { .. }
+            | Event::FileProgress { .. }
+            | Event::FileEnded { .. }) => st.on_file_event(file),
         }
     }
 

@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+use super::files::command::{self as file_command, FileCommand};
+
 /// One user command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Command {
@@ -48,6 +50,8 @@ pub(crate) enum Command {
         host: String,
         port: u16,
     },
+    /// Files peer to peer (see [`super::files::command`]).
+    Files(FileCommand),
     Exit,
 }
 
@@ -124,6 +128,11 @@ Type text to send it to the current room. Commands:
   /hello, /hi                  ask the server for a greeting
   /msg, /message NAME TEXT     direct message, client to client (never through the server)
   /pm NICK TEXT                private message through the server (for users of other clients)
+  /send NAME PATH              offer a file to NAME, client to client (never through the server)
+  /accept ID [DIR]             take file offer ID (into DIR, else the download directory)
+  /reject ID                   decline file offer ID
+  /files                       list file offers and transfers
+  /cancel ID                   stop file offer or transfer ID (on either side)
   /connect HOST [PORT]         connect to another server (logs out of this one)
   /help                        this list
   /exit, /quit                 leave huddle (Ctrl-D too)
@@ -131,10 +140,13 @@ Tab completes commands, nicks and rooms; Up and Down recall earlier lines.";
 
 /// Every command word, for completion (with its slash).
 pub(crate) const COMMAND_WORDS: &[&str] = &[
+    "/accept",
     "/ban",
+    "/cancel",
     "/connect",
     "/deop",
     "/exit",
+    "/files",
     "/hello",
     "/help",
     "/hi",
@@ -154,7 +166,9 @@ pub(crate) const COMMAND_WORDS: &[&str] = &[
     "/pm",
     "/quit",
     "/register",
+    "/reject",
     "/say",
+    "/send",
     "/topic",
     "/unban",
     "/who",
@@ -242,6 +256,7 @@ pub(super) fn parse(line: &str) -> Result<Option<Command>, CommandError> {
             }
         }
         "connect" => connect_args(rest)?,
+        v if file_command::VERBS.contains(&v) => Command::Files(file_command::parse(v, rest)?),
         "exit" | "quit" => Command::Exit,
         _ => return Err(CommandError::Unknown(verb)),
     };
@@ -604,7 +619,7 @@ mod tests {
         for c in [
             "register", "login", "logout", "say", "join", "who", "hello", "hi", "message", "msg",
             "help", "exit", "part", "topic", "names", "list", "mode", "op", "deop", "kick", "ban",
-            "unban", "invite", "me", "quit",
+            "unban", "invite", "me", "quit", "send", "accept", "reject", "files", "cancel",
         ] {
             assert!(
                 HELP.contains(&format!("/{c} ")) || HELP.contains(&format!("/{c},")),

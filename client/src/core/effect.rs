@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use huddle_protocol::Message;
 
+use super::files::OfferedFile;
 use super::output::Output;
 use super::Fingerprint;
 
@@ -78,6 +79,39 @@ pub(crate) enum Effect {
     /// sends `PEERMAP <token>`, so the server learns our public address for that port.
     PeerMapProbe {
         token: String,
+    },
+    /// Hash the file at `path` for offer `id` (regular files only); report
+    /// [`super::Event::FileHashed`].
+    FileHash {
+        id: u64,
+        path: String,
+    },
+    /// Check the directory (`None`: the download directory), the free space and any part
+    /// file of an earlier try for offer `id`; report [`super::Event::FilePrepared`].
+    FilePrepare {
+        id: u64,
+        dir: Option<String>,
+        offer: OfferedFile,
+    },
+    /// Stream offer `id` from `offset` on data connection `conn`, which asked for it.
+    FileServe {
+        id: u64,
+        conn: u64,
+        offset: u64,
+    },
+    /// Receive offer `id` (as prepared) on data connection `conn`, which announced its bytes.
+    FileReceive {
+        id: u64,
+        conn: u64,
+    },
+    /// Stop whatever runs for file `id` (hashing, streaming, receiving); no report follows.
+    FileAbort {
+        id: u64,
+    },
+    /// Delete the part file of offer `id` and its metadata (a transfer still running
+    /// follows with [`Effect::FileAbort`]).
+    FileDiscard {
+        id: u64,
     },
 }
 

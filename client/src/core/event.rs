@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use huddle_protocol::Message;
 
+use super::files::{Failure, HashedFile, PreparedFile};
 use super::input::InputReply;
 use super::peer_link::DialFailure;
 use super::Fingerprint;
@@ -61,4 +62,24 @@ pub(crate) enum Event {
     PeerLine { conn: u64, msg: Message },
     /// A peer connection ended (`None`: closed cleanly by the peer).
     PeerClosed { conn: u64, reason: Option<String> },
+    /// A peer connection stopped reading lines at `msg` (`FILEGET`, `FILEDATA`): the shell
+    /// holds it for a file transfer, or closes it on [`super::Effect::PeerClose`].
+    PeerData { conn: u64, msg: Message },
+    /// The hash of a file to offer, or why it cannot be sent.
+    FileHashed {
+        id: u64,
+        result: Result<HashedFile, String>,
+    },
+    /// Where an accepted file goes and how much of it is there, or why it cannot be taken.
+    FilePrepared {
+        id: u64,
+        result: Result<PreparedFile, String>,
+    },
+    /// Bytes of file `id` done so far (hashed, sent or received, counted from 0) of `total`.
+    FileProgress { id: u64, done: u64, total: u64 },
+    /// A transfer ended: the receiver's saved path (empty for the sender), or why it failed.
+    FileEnded {
+        id: u64,
+        result: Result<String, Failure>,
+    },
 }

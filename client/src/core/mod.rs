@@ -10,7 +10,8 @@
 //! - [`client`]: the entry point, and the questions for missing credentials.
 //! - `state`: the protocol state and its life cycle; `server_lines` and `user_commands`
 //!   are its handlers for server lines and user commands.
-//! - [`peer_link`]: the direct-message protocol between two clients.
+//! - [`peer_link`]: the direct-message protocol between two clients; [`files`]: files sent
+//!   over it.
 //! - [`command`]: parsing what the user types; [`output`]: what to show and its text;
 //!   [`sanitize`]: network text made safe to print, and lines folded for a terminal.
 //! - [`input_queue`]: lines typed or pasted, waiting in order for the core to be ready.
@@ -22,6 +23,8 @@ pub(crate) mod command;
 pub(crate) mod completion;
 mod effect;
 mod event;
+mod file_commands;
+pub(crate) mod files;
 mod input;
 pub(crate) mod input_queue;
 mod keepalive;

@@ -98,6 +98,15 @@ pub(crate) enum Output {
     Event(String),
     /// Shown verbatim (help text).
     Text(String),
+    /// How far file `id` got (`label` says which file and where); `line`: a new tenth was
+    /// reached, which is shown as a line where there is no progress bar.
+    Progress {
+        id: u64,
+        label: String,
+        done: u64,
+        total: u64,
+        line: bool,
+    },
 }
 
 /// `text` without a CTCP ACTION wrapper, and whether it had one.
@@ -209,6 +218,16 @@ pub(crate) fn render_with(d: &Output, nick: NickStyle) -> String {
         ),
         Output::Event(t) => format!("* {}", clean(t)),
         Output::Text(t) => t.clone(),
+        Output::Progress {
+            label, done, total, ..
+        } => {
+            let pct = if *total == 0 {
+                100
+            } else {
+                u128::from(*done) * 100 / u128::from(*total)
+            };
+            format!("-- {}: {pct}% ({done} of {total} bytes)", clean(label))
+        }
     }
 }
 

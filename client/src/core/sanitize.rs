@@ -22,7 +22,7 @@ use unicode_width::UnicodeWidthChar;
 pub(crate) const MAX_SPACES: usize = 3;
 
 /// Whether `c` is an invisible format character shown as `<U+XXXX>`.
-fn is_hidden_format(c: char) -> bool {
+pub(crate) fn is_hidden_format(c: char) -> bool {
     matches!(c as u32,
         0x00AD | 0x034F | 0x061C | 0x115F | 0x1160 | 0x17B4 | 0x17B5 | 0x180B..=0x180F
         | 0x200B..=0x200F | 0x2028..=0x202E | 0x2060..=0x206F | 0x3164 | 0xFE00..=0xFE0F

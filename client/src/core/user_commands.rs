@@ -29,6 +29,7 @@ impl State {
             Command::Message { to, text } => self.direct_message(to.as_deref(), &text),
             Command::Pm { to, text } => self.private_message(&to, &text),
             Command::Connect { host, port } => self.switch_server(host, port),
+            Command::Files(cmd) => self.file_command(cmd),
         }
     }
 
@@ -172,6 +173,23 @@ impl State {
     /// `message`/`msg`: straight to the other user's client over mutually authenticated
     /// TLS, never through the server. The command waits until the peer acknowledges the
     /// message or it fails.
+    /// Whether `me` can reach `to` directly: another valid user, our endpoint announced.
+    pub(super) fn direct_ready(&self, me: &str, to: &str) -> Result<(), Effect> {
+        if to.eq_ignore_ascii_case(me) {
+            return Err(error("that is you: direct messages go to other users"));
+        }
+        if !is_valid_name(to) {
+            return Err(error(format!("no such user: {to}")));
+        }
+        match self.peers.announce() {
+            Announce::Confirmed => Ok(()),
+            Announce::Unavailable(why) => {
+                Err(error(format!("direct messages are unavailable: {why}")))
+            }
+            Announce::Off | Announce::Pending => Err(error("direct messages are not set up yet")),
+        }
+    }
+
     fn direct_message(&mut self, to: Option<&str>, text: &str) -> Vec<Effect> {
         let me = match self.require_login() {
             Ok(n) => n.to_string(),
@@ -180,20 +198,8 @@ impl State {
         let (Some(to), false) = (to, text.trim().is_empty()) else {
             return vec![error("usage: msg NAME TEXT")];
         };
-        if to.eq_ignore_ascii_case(&me) {
-            return vec![error("that is you: direct messages go to other users")];
-        }
-        if !is_valid_name(to) {
-            return vec![error(format!("no such user: {to}"))];
-        }
-        match self.peers.announce() {
-            Announce::Confirmed => {}
-            Announce::Unavailable(why) => {
-                return vec![error(format!("direct messages are unavailable: {why}"))]
-            }
-            Announce::Off | Announce::Pending => {
-                return vec![error("direct messages are not set up yet")]
-            }
+        if let Err(e) = self.direct_ready(&me, to) {
+            return vec![e];
         }
         let mut fx = self.peers.send(to, text);
         if self.peers.busy() {

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use huddle_protocol::Message;
 
 use super::exit_code;
+use super::file_transfer::Transfers;
 use super::first_contact::{self, TrustQuestion};
 pub(crate) use super::peers::PeerOptions;
 use super::peers::Peers;
@@ -44,6 +45,7 @@ pub(crate) struct App {
     next_link: u64,
     client: Client,
     peers: Peers,
+    transfers: Transfers,
     /// When the pending op gives up.
     deadline: Option<Instant>,
     /// When to say what the pending op is waiting for.
@@ -83,6 +85,10 @@ impl App {
         let ui = Ui::start(interactive, tx.clone());
         let mut state = State::new(peer.timeout);
         state.peers.allow_relay(peer.allow_relay);
+        state.peers.files.expiry = peer.offer_expiry;
+        // A stalled transfer ends after this long without a byte.
+        let wait = peer.timeout * 6;
+        let transfers = Transfers::new(peer.download_dir.clone(), wait, tx.clone());
         let peers = Peers::new(peer, state.peers.conn_ids(), tx.clone());
         App {
             host,
@@ -95,6 +101,7 @@ impl App {
             next_link: 1,
             client: Client::new(state, interactive),
             peers,
+            transfers,
             deadline: None,
             slow_notice: None,
             words_version: None,
@@ -137,6 +144,7 @@ impl App {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.transfers.stop();
         self.peers.stop();
         self.close_link();
         self.ui.finish();
@@ -246,6 +254,7 @@ impl App {
                 Some(event) => event,
                 None => return,
             },
+            Report::File(report) => self.transfers.on_report(report),
             Report::Interrupt => {
                 self.queue.clear();
                 Event::Interrupt
@@ -357,7 +366,10 @@ impl App {
                 return Some(Event::Listening(result, hints));
             }
             Effect::PeerStopListening => self.peers.stop_listening(),
-            Effect::PeerStop => self.peers.stop(),
+            Effect::PeerStop => {
+                self.transfers.stop();
+                self.peers.stop();
+            }
             Effect::PeerDial {
                 conn,
                 addr,
@@ -392,6 +404,32 @@ impl App {
                     }
                 }
             }
+            Effect::FileHash { id, path } => self.transfers.hash(id, path),
+            Effect::FilePrepare { id, dir, offer } => {
+                return Some(self.transfers.prepare(id, dir, &offer))
+            }
+            Effect::FileServe { id, conn, offset } => {
+                let started = match self.peers.take_data(conn) {
+                    Some(stream) => self.transfers.serve(id, offset, stream),
+                    None => Err("the data connection is gone".to_string()),
+                };
+                return started.err().map(|why| Event::FileEnded {
+                    id,
+                    result: Err(why.into()),
+                });
+            }
+            Effect::FileReceive { id, conn } => {
+                let started = match self.peers.take_data(conn) {
+                    Some(stream) => self.transfers.receive(id, stream),
+                    None => Err("the data connection is gone".to_string()),
+                };
+                return started.err().map(|why| Event::FileEnded {
+                    id,
+                    result: Err(why.into()),
+                });
+            }
+            Effect::FileAbort { id } => self.transfers.abort(id),
+            Effect::FileDiscard { id } => self.transfers.discard(id),
         }
         None
     }

@@ -17,12 +17,14 @@
 //!   mentions on a terminal; [`line_helper`]: Tab completion and masked passwords;
 //!   [`history_file`]: input history across runs; [`quiet_tty`]: the terminal between reads.
 //! - [`config_files`]: the client's files on disk, private and written atomically.
+//! - [`file_transfer`]: files sent peer to peer: hashing, part files, transfer threads.
 
 pub(crate) mod config_files;
 mod dial_back;
 mod display;
 pub(crate) mod event_loop;
 mod exit_code;
+pub(crate) mod file_transfer;
 mod first_contact;
 mod hints;
 mod history_file;
@@ -31,6 +33,7 @@ mod map_probe;
 mod peer_net;
 mod peer_tls;
 mod peers;
+mod progress;
 mod punch;
 mod quiet_tty;
 mod relay_link;
@@ -51,6 +54,8 @@ pub(crate) enum Report {
     Server { link: u64, event: NetEvent },
     /// From the direct-message listener and connection threads.
     Peer(PeerEvent),
+    /// From the threads hashing and moving files.
+    File(file_transfer::FileEvent),
     /// Ctrl-C outside the line editor.
     Interrupt,
 }

@@ -81,6 +81,18 @@ pub(crate) enum PeerEvent {
     Line { conn: u64, msg: Message },
     /// The connection ended (`None`: closed cleanly by the peer).
     Closed { conn: u64, reason: Option<String> },
+    /// The connection stopped reading lines at `msg`, which starts a file transfer
+    /// (`FILEGET`, `FILEDATA`): what follows is not lines. The reader is handed over.
+    Handoff {
+        conn: u64,
+        msg: Message,
+        reader: TlsReader,
+    },
+}
+
+/// Lines after which a connection carries a file transfer's bytes rather than lines.
+fn starts_transfer(msg: &Message) -> bool {
+    msg.is("FILEGET") || msg.is("FILEDATA")
 }
 
 /// The sending half of a peer connection.
@@ -104,6 +116,11 @@ impl PeerWriter {
     /// Says goodbye at the TLS level and shuts the socket down; the reader thread ends.
     pub(super) fn close(&self) {
         self.0.close();
+    }
+
+    /// The TLS writer, for a connection that now carries a file transfer.
+    pub(super) fn into_tls(self) -> TlsWriter {
+        self.0
     }
 }
 
@@ -307,10 +324,16 @@ pub(super) fn serve(
     Ok(())
 }
 
-/// Every line from the peer, then why the connection ended.
-fn read_lines(conn: u64, reader: TlsReader, events: &Sender<Report>) {
+/// Every line from the peer, then why the connection ended; or, at a line that starts a
+/// file transfer, the reader itself.
+fn read_lines(conn: u64, mut reader: TlsReader, events: &Sender<Report>) {
     let send = |event| events.send(Report::Peer(event)).is_ok();
+    let mut handoff = None;
     let end = reader.run(huddle_protocol::MAX_LINE_LEN, |line| match line {
+        Ok(msg) if starts_transfer(&msg) => {
+            handoff = Some(msg);
+            false
+        }
         Ok(msg) => {
             log::debug!("peer << {}", msg.command);
             send(PeerEvent::Line { conn, msg })
@@ -320,8 +343,14 @@ fn read_lines(conn: u64, reader: TlsReader, events: &Sender<Report>) {
             true
         }
     });
-    if let Ok(reason) = end {
-        send(PeerEvent::Closed { conn, reason });
+    match (end, handoff) {
+        (Ok(reason), _) => {
+            send(PeerEvent::Closed { conn, reason });
+        }
+        (Err(_), Some(msg)) => {
+            send(PeerEvent::Handoff { conn, msg, reader });
+        }
+        (Err(_), None) => {}
     }
 }
 

@@ -12,11 +12,12 @@ use std::time::Duration;
 use huddle_protocol::Message;
 
 use super::dial_back::{self, DialBack};
+use super::file_transfer::DataStream;
 use super::peer_net::{self, Listener, Origin, PeerEvent, PeerWriter};
 use super::peer_tls::{self, Identity};
 use super::punch::PendingCalls;
 use super::relay_link::{self, RelayRole};
-use super::tls_stream::io_text;
+use super::tls_stream::{io_text, TlsReader};
 use super::Report;
 use super::{hints, map_probe};
 use crate::core::{ConnIds, DialFailure, Event, Fingerprint};
@@ -32,6 +33,10 @@ pub(crate) struct PeerOptions {
     pub(crate) timeout: Duration,
     /// Use the server's relay when nothing direct works (`--allow-relay`).
     pub(crate) allow_relay: bool,
+    /// Where accepted files go unless `/accept` names a directory.
+    pub(crate) download_dir: std::path::PathBuf,
+    /// How long a file offer waits for an answer.
+    pub(crate) offer_expiry: Duration,
 }
 
 /// The peer side of the shell.
@@ -48,6 +53,8 @@ pub(super) struct Peers {
     calls: PendingCalls,
     /// Dial-backs still retrying: set to stop them.
     dial_backs: HashMap<u64, Arc<AtomicBool>>,
+    /// Readers of connections that stopped at a line starting a file transfer.
+    data: HashMap<u64, TlsReader>,
 }
 
 impl Peers {
@@ -62,6 +69,7 @@ impl Peers {
             handshaking: HashMap::new(),
             calls: PendingCalls::default(),
             dial_backs: HashMap::new(),
+            data: HashMap::new(),
         }
     }
 
@@ -130,6 +138,13 @@ impl Peers {
                 self.dial_backs.remove(&conn);
                 Event::PeerClosed { conn, reason }
             }
+            PeerEvent::Handoff { conn, msg, reader } => {
+                if !self.writers.contains_key(&conn) {
+                    return None;
+                }
+                self.data.insert(conn, reader);
+                Event::PeerData { conn, msg }
+            }
         })
     }
 
@@ -189,6 +204,7 @@ impl Peers {
             stop.store(true, Ordering::SeqCst);
         }
         self.calls.clear();
+        self.data.clear();
         self.identity = None;
     }
 
@@ -334,10 +350,18 @@ impl Peers {
         })
     }
 
+    /// Both halves of a connection handed over for a file transfer.
+    pub(super) fn take_data(&mut self, conn: u64) -> Option<DataStream> {
+        let reader = self.data.remove(&conn)?;
+        let writer = self.writers.remove(&conn)?;
+        Some(DataStream::new(writer.into_tls(), reader))
+    }
+
     pub(super) fn close(&mut self, conn: u64) {
         if let Some(stop) = self.dial_backs.remove(&conn) {
             stop.store(true, Ordering::SeqCst);
         }
+        self.data.remove(&conn);
         if let Some(w) = self.writers.remove(&conn) {
             w.close();
         }

@@ -367,7 +367,7 @@ fn log_line(dir: &str, msg: &Message) {
 }
 
 /// The reader thread: every line from the server, then why the connection ended.
-fn read_lines(id: u64, reader: TlsReader, events: &Sender<Report>) {
+fn read_lines(id: u64, mut reader: TlsReader, events: &Sender<Report>) {
     let send = |event| events.send(Report::Server { link: id, event }).is_ok();
     // Server lines carry the sender's prefix and IRCv3 tags on top of a full-length message,
     // so they may be longer than what we may send.

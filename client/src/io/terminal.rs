@@ -21,6 +21,7 @@ use rustyline::{CompletionType, Config, Editor, ExternalPrinter};
 use super::display::Display;
 use super::history_file::{self, HistoryFile};
 use super::line_helper::{LineHelper, SharedWords};
+use super::progress::Bars;
 use super::quiet_tty::{self, QuietTty};
 use super::Report;
 use crate::core::command;
@@ -54,6 +55,8 @@ pub(super) struct Ui {
     display: Option<RefCell<Display>>,
     /// Our nick, for mentions.
     me: RefCell<Option<String>>,
+    /// File transfers' progress, as bars on a terminal.
+    bars: Bars,
 }
 
 type LineEditor = Editor<LineHelper, DefaultHistory>;
@@ -122,6 +125,7 @@ impl Ui {
                         quiet,
                         display: Some(RefCell::new(Display::new(io::stdout().is_terminal()))),
                         me: RefCell::new(None),
+                        bars: Bars::default(),
                     };
                     if let Some(problem) = problem {
                         ui.show(&Output::Error(problem));
@@ -143,6 +147,7 @@ impl Ui {
             quiet: None,
             display: None,
             me: RefCell::new(None),
+            bars: Bars::default(),
         }
     }
 
@@ -174,14 +179,21 @@ impl Ui {
     }
 
     pub(super) fn show(&self, d: &Output) {
-        let text = match &self.display {
-            Some(display) => {
-                let me = self.me.borrow();
-                display
-                    .borrow_mut()
-                    .decorate(d, jiff::Timestamp::now(), me.as_deref())
+        let text = if matches!(d, Output::Progress { .. }) {
+            match self.bars.text(d, self.interactive) {
+                Some(line) => line,
+                None => return,
             }
-            None => render(d),
+        } else {
+            match &self.display {
+                Some(display) => {
+                    let me = self.me.borrow();
+                    display
+                        .borrow_mut()
+                        .decorate(d, jiff::Timestamp::now(), me.as_deref())
+                }
+                None => render(d),
+            }
         };
         let mut text = match terminal_columns() {
             Some(cols) => fold(&text, cols),

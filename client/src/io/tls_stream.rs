@@ -120,6 +120,25 @@ impl TlsWriter {
     pub(super) fn peer_addr(&self) -> io::Result<SocketAddr> {
         self.sock.peer_addr()
     }
+
+    /// Sends raw bytes (a file's): rustls takes as much as its buffer limit allows, the
+    /// records go out, and so on. The socket's write timeout bounds each write.
+    pub(super) fn send_bytes(&self, mut data: &[u8]) -> io::Result<()> {
+        let mut tls = lock(&self.tls);
+        while !data.is_empty() {
+            let taken = tls.writer().write(data)?;
+            data = &data[taken..];
+            if taken == 0 || data.is_empty() {
+                flush_tls(&mut tls, &self.sock)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A handle to the socket, to shut it down from elsewhere (cancelling a transfer).
+    pub(super) fn socket(&self) -> io::Result<TcpStream> {
+        self.sock.try_clone()
+    }
 }
 
 /// The receiver of a reader's lines went away; nobody is told that the stream ended.
@@ -127,9 +146,17 @@ impl TlsWriter {
 pub(super) struct ReceiverGone;
 
 /// The receiving half of a stream.
-pub(super) struct TlsReader {
+pub(crate) struct TlsReader {
     tls: Arc<Mutex<Connection>>,
     sock: TcpStream,
+}
+
+impl std::fmt::Debug for TlsReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsReader")
+            .field("peer", &self.sock.peer_addr().ok())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What one read from the socket yielded, after rustls.
@@ -146,7 +173,7 @@ impl TlsReader {
     /// Returns why the stream ended (`None`: closed cleanly by the other end); the socket is
     /// shut down either way.
     pub(super) fn run(
-        mut self,
+        &mut self,
         max_line: usize,
         mut deliver: impl FnMut(Result<Message, String>) -> bool,
     ) -> Result<Option<String>, ReceiverGone> {
@@ -157,7 +184,10 @@ impl TlsReader {
         // what rustls already holds before blocking on the socket.
         let mut n = 0;
         let reason = loop {
-            let fed = self.feed(&buf[..n], &mut plain, &mut lines);
+            let fed = self.feed(&buf[..n], &mut plain, &mut |data| {
+                lines.feed(data);
+                Ok(())
+            });
             while let Some(line) = lines.next_line() {
                 let parsed = line
                     .map_err(|e| e.to_string())
@@ -183,9 +213,44 @@ impl TlsReader {
         Ok(reason)
     }
 
-    /// Gives rustls what was read, collects the plaintext into `lines`, and sends what
-    /// rustls answers on its own (key updates, alerts).
-    fn feed(&self, mut input: &[u8], plain: &mut [u8], lines: &mut LineReader) -> Fed {
+    /// Reads once from the socket (blocking, up to the socket's read timeout) and hands the
+    /// plaintext it carried to `sink`. `Ok(false)` once the other end has closed.
+    pub(super) fn read_some(
+        &mut self,
+        buf: &mut [u8],
+        plain: &mut [u8],
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> io::Result<bool> {
+        let n = loop {
+            match self.sock.read(buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        };
+        if n == 0 {
+            return Ok(false);
+        }
+        let fed = self.feed(&buf[..n], plain, sink);
+        match fed.failed {
+            Some(why) => Err(io::Error::other(why)),
+            None => Ok(!fed.closed),
+        }
+    }
+
+    /// Sets how long [`TlsReader::read_some`] may wait for the other end.
+    pub(super) fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        self.sock.set_read_timeout(timeout)
+    }
+
+    /// Gives rustls what was read, hands the plaintext to `sink`, and sends what rustls
+    /// answers on its own (key updates, alerts).
+    fn feed(
+        &self,
+        mut input: &[u8],
+        plain: &mut [u8],
+        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    ) -> Fed {
         let mut fed = Fed {
             closed: false,
             failed: None,
@@ -210,7 +275,12 @@ impl TlsReader {
                         fed.closed = true;
                         break;
                     }
-                    Ok(k) => lines.feed(&plain[..k]),
+                    Ok(k) => {
+                        if let Err(e) = sink(&plain[..k]) {
+                            fed.failed = Some(io_text(&e));
+                            break;
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => {
                         fed.failed = Some(io_text(&e));

@@ -143,12 +143,15 @@ impl Peers {
         }
     }
 
-    /// When the next open link falls idle.
+    /// When the next open link falls idle. A link to someone with a file offer or transfer
+    /// under way is kept: its answers and cancellations travel on it.
     pub(super) fn next_idle_deadline(&self) -> Option<Instant> {
         let busy = self.outgoing_conn();
         self.conns
             .iter()
-            .filter(|(&id, c)| c.stage == Stage::Open && Some(id) != busy)
+            .filter(|(&id, c)| {
+                c.stage == Stage::Open && Some(id) != busy && !self.files.involves(&c.nick)
+            })
             .map(|(_, c)| c.last_active + IDLE_TIMEOUT)
             .min()
     }
@@ -160,7 +163,10 @@ impl Peers {
             .conns
             .iter()
             .filter(|(&id, c)| {
-                c.stage == Stage::Open && c.last_active + IDLE_TIMEOUT <= now && Some(id) != busy
+                c.stage == Stage::Open
+                    && c.last_active + IDLE_TIMEOUT <= now
+                    && Some(id) != busy
+                    && !self.files.involves(&c.nick)
             })
             .map(|(&id, _)| id)
             .collect();

@@ -100,7 +100,7 @@ impl Peers {
     /// One line from a peer connection.
     pub(crate) fn on_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
         let Some(c) = self.conns.get_mut(&conn) else {
-            return Vec::new();
+            return self.on_data_conn_line(conn, msg);
         };
         c.last_active = Instant::now();
         match c.stage {
@@ -277,6 +277,7 @@ impl Peers {
                 fx.extend(self.on_closed(conn, msg.param(0)));
                 fx
             }
+            cmd if cmd.starts_with("FILE") => self.on_file_line(conn, &from, msg),
             _ => {
                 log::debug!("ignoring {} from {from}", msg.command);
                 Vec::new()
@@ -306,8 +307,11 @@ impl Peers {
         if !pending.is_empty() {
             return Vec::new();
         }
-        let to = out.to.clone();
+        let (to, offer) = (out.to.clone(), out.offer);
         self.outgoing = None;
+        if let Some(id) = offer {
+            return self.offer_delivered(id, &to);
+        }
         let via = self.conns.get(&conn).map(|c| c.via).unwrap_or_default();
         vec![info(format!("delivered to {to} ({})", via.describe()))]
     }
@@ -322,6 +326,9 @@ impl Peers {
             );
             let (addr, why) = (c.addr.clone(), format!("closed before accepting{why}"));
             return self.attempt_failed(conn, addr, why, text);
+        }
+        if let Some(fx) = self.data_closed(conn, reason) {
+            return fx;
         }
         let Some(_) = self.conns.remove(&conn) else {
             return Vec::new();
@@ -354,13 +361,13 @@ impl Peers {
 
     /// Deadlines that passed by `now`.
     pub(crate) fn tick(&mut self, now: Instant) -> Vec<Effect> {
+        let mut fx = self.files_tick(now);
         let expired: Vec<u64> = self
             .conns
             .iter()
             .filter(|(_, c)| c.deadline.is_some_and(|d| d <= now))
             .map(|(&id, _)| id)
             .collect();
-        let mut fx = Vec::new();
         for conn in expired {
             fx.extend(self.conn_expired(conn));
         }

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use huddle_protocol::Message;
 
 use super::effect::{error, Effect};
+use super::files::{self, Files};
 use super::text::{parse_fingerprint, split_text};
 use super::Fingerprint;
 
@@ -42,6 +43,10 @@ mod admission;
 mod answer;
 mod connections;
 mod delivery;
+mod file_data;
+mod file_link;
+#[cfg(test)]
+mod file_link_tests;
 mod reach;
 mod server_replies;
 mod verify_cache;
@@ -176,13 +181,15 @@ enum Lookup {
     Send { nick: String },
     /// Whose certificate the incoming connections `conns` claim.
     Verify { conns: Vec<u64>, nick: String },
+    /// Where to fetch file `id` from.
+    Data { nick: String, id: u64 },
 }
 
 impl Lookup {
     fn nick<'a>(&'a self, me: &'a str) -> &'a str {
         match self {
             Lookup::Announce => me,
-            Lookup::Send { nick } | Lookup::Verify { nick, .. } => nick,
+            Lookup::Send { nick } | Lookup::Verify { nick, .. } | Lookup::Data { nick, .. } => nick,
         }
     }
 }
@@ -208,6 +215,8 @@ struct Outgoing {
     parts: Vec<String>,
     /// The frame id of each part: the same on every link it is sent on.
     ids: Vec<String>,
+    /// A file offer (its number) instead of text.
+    offer: Option<u64>,
     stage: OutStage,
     /// Sent on a connection opened earlier: if that turns out to be dead, dial once more.
     reused: bool,
@@ -246,6 +255,8 @@ pub(crate) struct Peers {
     late: LateAcks,
     /// NAT traversal: what the server offers, our hints, the attempt under way.
     nat: Nat,
+    /// Files offered and received over the links.
+    pub(crate) files: Files,
 }
 
 impl Default for Peers {
@@ -300,6 +311,7 @@ impl Peers {
             seen: SeenFrames::default(),
             late: LateAcks::default(),
             nat: Nat::default(),
+            files: Files::default(),
         }
     }
 
@@ -308,6 +320,7 @@ impl Peers {
         Peers {
             ids: self.ids.clone(),
             nat: self.nat.fresh(),
+            files: self.files.fresh(),
             ..Peers::new(self.timeout)
         }
     }
@@ -331,7 +344,7 @@ impl Peers {
 
     /// A `msg` is waiting for its outcome.
     pub(crate) fn busy(&self) -> bool {
-        self.outgoing.is_some()
+        self.outgoing.is_some() || self.files.hashing()
     }
 
     /// The earliest moment [`Peers::tick`] has something to do.
@@ -351,6 +364,7 @@ impl Peers {
             })
             .chain(out)
             .chain(self.attempt_deadline())
+            .chain(self.files.next_deadline())
             .min()
     }
 
@@ -411,29 +425,40 @@ impl Peers {
             .into_iter()
             .map(str::to_string)
             .collect();
-        // A link with an overdue acknowledgement is left to it; a new one is dialled.
-        let open = self
-            .conns
-            .iter()
-            .filter(|(&id, c)| {
-                c.stage == Stage::Open && same(&c.nick, to) && !self.late.waits_on(id)
-            })
-            .map(|(&id, _)| id)
-            .max();
-        let ids = parts
-            .iter()
+        let ids = self.frame_ids(parts.len());
+        let out = Outgoing {
+            to: to.to_string(),
+            parts,
+            ids,
+            offer: None,
+            stage: OutStage::Connecting,
+            reused: false,
+        };
+        self.dispatch(out)
+    }
+
+    /// `n` fresh frame ids: a frame keeps its id on every link it is sent on.
+    fn frame_ids(&mut self, n: usize) -> Vec<String> {
+        (0..n)
             .map(|_| {
                 self.last_frame += 1;
                 self.last_frame.to_string()
             })
-            .collect();
-        let mut out = Outgoing {
-            to: to.to_string(),
-            parts,
-            ids,
-            stage: OutStage::Connecting,
-            reused: false,
-        };
+            .collect()
+    }
+
+    /// Sends `out` on an open link to its recipient, or looks the recipient up to dial.
+    /// A link with an overdue acknowledgement is left to it; a new one is dialled.
+    fn dispatch(&mut self, mut out: Outgoing) -> Vec<Effect> {
+        let to = out.to.clone();
+        let open = self
+            .conns
+            .iter()
+            .filter(|(&id, c)| {
+                c.stage == Stage::Open && same(&c.nick, &to) && !self.late.waits_on(id)
+            })
+            .map(|(&id, _)| id)
+            .max();
         let fx = match open {
             Some(conn) => {
                 out.reused = true;
@@ -458,15 +483,24 @@ impl Peers {
         vec![Effect::Send(Message::new("PEER", [out.to.as_str()]))]
     }
 
-    /// Sends the parts as `DM` frames on `conn`, which is open.
+    /// Sends the parts as `DM` frames (or the offer as a `FILEOFFER` frame) on `conn`,
+    /// which is open.
     fn transmit(&mut self, out: &mut Outgoing, conn: u64) -> Vec<Effect> {
+        let (command, frames) = match out.offer {
+            Some(id) => ("FILEOFFER", vec![self.offer_params(id)]),
+            None => ("DM", out.parts.iter().map(|p| vec![p.clone()]).collect()),
+        };
         let Some(c) = self.conns.get_mut(&conn) else {
             return Vec::new();
         };
         c.last_active = Instant::now();
         let mut fx = Vec::new();
-        for (id, part) in out.ids.iter().zip(&out.parts) {
-            fx.push(peer_send(conn, "DM", &[id, part]));
+        for (id, frame) in out.ids.iter().zip(frames) {
+            let params = std::iter::once(id.clone()).chain(frame);
+            fx.push(Effect::PeerSend {
+                conn,
+                msg: Message::new(command, params),
+            });
         }
         let pending = out.ids.clone();
         out.stage = OutStage::Acks {
@@ -481,13 +515,24 @@ impl Peers {
     /// reach the peer ends (its connections are closed as they report in).
     pub(crate) fn cancel(&mut self) -> Option<String> {
         let _ = self.drop_attempts(Purpose::Message);
-        self.outgoing.take().map(|o| o.to)
+        let out = self.outgoing.take();
+        self.files.sending.retain(|&id, s| {
+            !matches!(s.stage, files::SendStage::Hashing)
+                && out.as_ref().and_then(|o| o.offer) != Some(id)
+        });
+        out.map(|o| o.to)
     }
 
     /// Ends the message in progress with an error (and the attempt to reach the peer).
     fn fail(&mut self, text: String) -> Vec<Effect> {
-        self.outgoing = None;
         let mut fx = self.drop_attempts(Purpose::Message);
+        if let Some(id) = self.outgoing.take().and_then(|o| o.offer) {
+            self.files.sending.remove(&id);
+            fx.push(error(
+                text.replace("the message was not sent", "the offer was not sent"),
+            ));
+            return fx;
+        }
         fx.push(error(text));
         fx
     }

@@ -143,8 +143,10 @@ impl Nat {
 /// outcome is handed over in [`Peers::link_ready`] and [`Peers::link_failed`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Purpose {
-    /// The message in progress (`msg`).
+    /// The message in progress (`msg`, or a file offer).
     Message,
+    /// The data connection of the file offer we receive with this number.
+    Data(u64),
 }
 
 /// Reaching one peer.
@@ -299,6 +301,7 @@ impl Peers {
                 }
                 fx
             }
+            Purpose::Data(id) => self.data_link_ready(id, conn),
         }
     }
 
@@ -306,6 +309,7 @@ impl Peers {
     fn link_failed(&mut self, purpose: Purpose, text: String) -> Vec<Effect> {
         match purpose {
             Purpose::Message => self.fail(text),
+            Purpose::Data(id) => self.data_failed(id, text),
         }
     }
 

@@ -42,6 +42,10 @@ impl Peers {
                 )),
             },
             Some(Lookup::Send { .. }) => Vec::new(),
+            Some(Lookup::Data { id, .. }) => self.data_endpoint(
+                id,
+                endpoint.map(|(spelled, addr, fp)| (spelled, reach::endpoints(msg, addr), fp)),
+            ),
             Some(Lookup::Verify {
                 conns,
                 nick: claimed,
@@ -127,6 +131,9 @@ impl Peers {
                     _ => format!("the server cannot vouch for {claimed} ({text})"),
                 };
                 self.verified_all(&conns, &claimed, Err(why))
+            }
+            Some(Lookup::Data { id, nick }) => {
+                self.data_failed(id, format!("{nick} is not reachable ({text})"))
             }
             Some(Lookup::Announce) | None => {
                 log::debug!("unmatched FAIL PEER {code} {nick}");

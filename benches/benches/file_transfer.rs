@@ -1,0 +1,171 @@
+//! Files peer to peer: one 1 GiB transfer between two real `huddle` clients on loopback,
+//! against the floor of the same rustls configuration (ring provider, TLS 1.3, ECDSA P-256
+//! certificates, client authentication) copying 1 GiB between two threads over loopback TCP
+//! in one process. Also the RSS growth of both clients during the transfer (from /proc).
+//! The transfer includes everything a user waits for after `/accept`: the lookup, dial and
+//! greeting, hashing while receiving, writing, the final fsync and rename.
+//!
+//! Not a criterion bench (one run of each takes seconds): `cargo bench -p huddle-benches
+//! --bench file_transfer` after building the binaries in the same profile
+//! (`cargo build --profile bench -p huddle -p huddle-server`). `FILE_BENCH_MIB` changes the
+//! size (default 1024).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use huddle_testkit::proc::proc_rss_kib;
+use huddle_testkit::{pinned_config, CliClient, PeerIdentity, TestServer};
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+
+const CHUNK: usize = 256 * 1024;
+
+fn mib_per_s(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
+}
+
+/// The floor: `bytes` through rustls from one thread to another over loopback TCP.
+fn floor(bytes: u64) -> Duration {
+    let (server_id, client_id) = (PeerIdentity::new(), PeerIdentity::new());
+    let server_config = ServerConfig::builder_with_provider(huddle_trust::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![server_id.cert.clone()], server_id.key())
+        .unwrap();
+    let client_config = pinned_config(&server_id.fp, Some(client_id.pair()));
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let reader = thread::spawn(move || {
+        let (sock, _) = listener.accept().unwrap();
+        sock.set_nodelay(true).unwrap();
+        let conn = ServerConnection::new(Arc::new(server_config)).unwrap();
+        let mut tls = StreamOwned::new(conn, sock);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut got = 0u64;
+        while got < bytes {
+            let n = tls.read(&mut buf).unwrap();
+            assert!(n > 0, "early end");
+            got += n as u64;
+        }
+        Instant::now()
+    });
+    let sock = TcpStream::connect(addr).unwrap();
+    sock.set_nodelay(true).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("huddle-peer").unwrap();
+    let conn = rustls::ClientConnection::new(client_config, name).unwrap();
+    let mut tls = StreamOwned::new(conn, sock);
+    tls.flush().unwrap();
+    let chunk = vec![0x5au8; CHUNK];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < bytes {
+        let n = (bytes - sent).min(CHUNK as u64) as usize;
+        tls.write_all(&chunk[..n]).unwrap();
+        sent += n as u64;
+    }
+    tls.flush().unwrap();
+    reader.join().unwrap() - start
+}
+
+/// Samples the peak RSS of `pids` until `stop`.
+fn sample_rss(pids: Vec<u32>, stop: Arc<AtomicBool>) -> thread::JoinHandle<Vec<u64>> {
+    thread::spawn(move || {
+        let peaks: Vec<AtomicU64> = pids.iter().map(|_| AtomicU64::new(0)).collect();
+        while !stop.load(Ordering::SeqCst) {
+            for (pid, peak) in pids.iter().zip(&peaks) {
+                peak.fetch_max(proc_rss_kib(*pid), Ordering::SeqCst);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        peaks.iter().map(|p| p.load(Ordering::SeqCst)).collect()
+    })
+}
+
+fn main() {
+    let mib: u64 = std::env::var("FILE_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let bytes = mib << 20;
+
+    // The floor never touches a disk: by default the files live in memory (tmpfs) too, so
+    // the comparison is of the network path; FILE_BENCH_DIR=/some/disk measures with the
+    // receiver's writes and final fsync reaching a disk.
+    let base_dir = std::env::var("FILE_BENCH_DIR").unwrap_or_else(|_| "/dev/shm".into());
+    println!("files in {base_dir}");
+    let src = tempfile::tempdir_in(&base_dir).unwrap();
+    let dl = tempfile::tempdir_in(&base_dir).unwrap();
+    let path = src.path().join("big.bin");
+    {
+        let mut f = File::create(&path).unwrap();
+        let mut block = vec![0u8; CHUNK];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for _ in 0..bytes / CHUNK as u64 {
+            for b in block.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b.copy_from_slice(&x.to_le_bytes());
+            }
+            f.write_all(&block).unwrap();
+        }
+        f.sync_all().unwrap();
+    }
+
+    let rounds: usize = std::env::var("FILE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
+    let server = TestServer::start(&[]);
+    let dl_arg = dl.path().display().to_string();
+    let mut alice = CliClient::logged_in(&server, "alice", &[]);
+    let mut bob = CliClient::logged_in(&server, "bob", &["--download-dir", &dl_arg]);
+    // Transfers and floors alternate, so a machine whose speed drifts treats both alike.
+    let (mut transfers, mut floors, mut growth) = (Vec::new(), Vec::new(), [0u64; 2]);
+    for round in 0..rounds {
+        alice.send(&format!("/send bob {}", path.display()));
+        let offer = bob.expect_prefix("-- file offer ");
+        alice.expect_prefix("-- offered ");
+        let id = offer.split(' ').nth(3).unwrap().to_string();
+
+        let base = [proc_rss_kib(alice.pid()), proc_rss_kib(bob.pid())];
+        let stop = Arc::new(AtomicBool::new(false));
+        let sampler = sample_rss(vec![alice.pid(), bob.pid()], stop.clone());
+        let start = Instant::now();
+        bob.send(&format!("/accept {id}"));
+        let done = bob.expect_by("the saved line", |l| {
+            l.starts_with(&format!("-- file {id} from alice saved as ")) || l.starts_with("!!")
+        });
+        let took = start.elapsed();
+        stop.store(true, Ordering::SeqCst);
+        let peaks = sampler.join().unwrap();
+        assert!(done.contains("SHA-256 verified"), "{done}");
+        for (g, (peak, b)) in growth.iter_mut().zip(peaks.iter().zip(base)) {
+            *g = (*g).max(peak.saturating_sub(b));
+        }
+        std::fs::remove_file(dl.path().join("big.bin")).unwrap();
+        let floor_took = floor(bytes);
+        let (real, fl) = (mib_per_s(bytes, took), mib_per_s(bytes, floor_took));
+        println!(
+            "round {}: transfer {real:.0} MiB/s ({:.2} s), floor {fl:.0} MiB/s ({:.2} s): {:.0}%",
+            round + 1,
+            took.as_secs_f64(),
+            floor_took.as_secs_f64(),
+            100.0 * real / fl
+        );
+        transfers.push(real);
+        floors.push(fl);
+    }
+    let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    let (real, fl) = (best(&transfers), best(&floors));
+    println!("{mib} MiB, best of {rounds}: transfer {real:.0} MiB/s, floor (rustls, two threads, loopback TCP, one process) {fl:.0} MiB/s: {:.0}% of the floor", 100.0 * real / fl);
+    println!(
+        "largest RSS growth during a transfer: sender {} KiB, receiver {} KiB",
+        growth[0], growth[1]
+    );
+}

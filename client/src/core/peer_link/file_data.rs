@@ -1,0 +1,137 @@
+//! The data connections of files: the receiver looks the sender up and dials it with the
+//! same pinning and greeting as a direct link, then asks for the bytes from its offset
+//! (`FILEGET`); the sender answers on that connection (`FILEDATA`). From the welcome on the
+//! connection belongs to the transfer, not to the links.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use huddle_protocol::Message;
+
+use super::file_link::sent_name;
+use super::reach::Purpose;
+use super::{peer_send, same, Peers, Stage};
+use crate::core::effect::{error, info, Effect};
+use crate::core::files::wire::parse_id_offset;
+use crate::core::files::{Progress, RecvStage, SendStage};
+use crate::core::Fingerprint;
+
+impl Peers {
+    /// The server's answer about the sender of offer `id`: reach it for the data, the same
+    /// way as a direct link (every endpoint, hole punching, the relay if allowed).
+    pub(super) fn data_endpoint(
+        &mut self,
+        id: u64,
+        endpoint: Option<(&str, Vec<SocketAddr>, Fingerprint)>,
+    ) -> Vec<Effect> {
+        match self.files.receiving.get(&id) {
+            Some(r) if matches!(r.stage, RecvStage::Lookup { .. }) => {}
+            _ => return Vec::new(),
+        }
+        let Some((spelled, endpoints, fingerprint)) = endpoint else {
+            return self.data_failed(id, "the server sent no usable address".into());
+        };
+        if let Some(r) = self.files.receiving.get_mut(&id) {
+            r.stage = RecvStage::Dialing;
+        }
+        self.reach(spelled, endpoints, fingerprint, Purpose::Data(id))
+    }
+
+    /// Fetching offer `id` failed before any byte came: the offer stays open for another try.
+    pub(super) fn data_failed(&mut self, id: u64, why: String) -> Vec<Effect> {
+        let Some(r) = self.files.receiving.get_mut(&id) else {
+            return Vec::new();
+        };
+        r.stage = RecvStage::Offered {
+            expires: Instant::now() + r.expiry,
+        };
+        let from = r.from.clone();
+        vec![error(format!(
+            "cannot fetch file {id} from {from}: {why}; /accept {id} tries again"
+        ))]
+    }
+
+    /// The data connection for offer `id` completed its greeting on `conn`: ask for the
+    /// bytes; the connection now belongs to the transfer, not to the links.
+    pub(super) fn data_link_ready(&mut self, id: u64, conn: u64) -> Vec<Effect> {
+        self.conns.remove(&conn);
+        let Some(r) = self.files.receiving.get_mut(&id) else {
+            return vec![Effect::PeerClose { conn }];
+        };
+        let offset = r.prepared.as_ref().map_or(0, |p| p.offset);
+        r.stage = RecvStage::Receiving { conn };
+        vec![peer_send(
+            conn,
+            "FILEGET",
+            &[&r.remote.to_string(), &offset.to_string()],
+        )]
+    }
+
+    /// A line on a connection that is no longer a link: a data connection before its
+    /// bytes, whose sender refused (`ERROR`).
+    pub(super) fn on_data_conn_line(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+        let Some(id) = self.files.receiving_on(conn) else {
+            return Vec::new();
+        };
+        let why = msg.param(0).unwrap_or("unexpected line").to_string();
+        let mut fx = vec![Effect::PeerClose { conn }];
+        fx.extend(self.data_failed(id, format!("the sender refused: {why}")));
+        fx
+    }
+
+    /// A data connection ended before its bytes; `None` if `conn` is not one.
+    pub(super) fn data_closed(&mut self, conn: u64, reason: Option<&str>) -> Option<Vec<Effect>> {
+        let id = self.files.receiving_on(conn)?;
+        self.conns.remove(&conn);
+        let why = reason.unwrap_or("the sender closed the connection");
+        Some(self.data_failed(id, why.to_string()))
+    }
+
+    /// A connection stopped reading lines at `FILEGET` (we send) or `FILEDATA` (we receive).
+    pub(crate) fn on_peer_data(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+        if msg.is("FILEGET") {
+            return self.on_get(conn, msg);
+        }
+        let Some(id) = self.files.receiving_on(conn) else {
+            return vec![Effect::PeerClose { conn }];
+        };
+        let wanted = self
+            .files
+            .receiving
+            .get(&id)
+            .map(|r| (r.remote, r.prepared.as_ref().map_or(0, |p| p.offset)));
+        if msg.is("FILEDATA") && parse_id_offset(msg) == wanted {
+            return vec![Effect::FileReceive { id, conn }];
+        }
+        let mut fx = vec![Effect::PeerClose { conn }];
+        fx.extend(self.data_failed(id, "the sender answered something else".into()));
+        fx
+    }
+
+    fn on_get(&mut self, conn: u64, msg: &Message) -> Vec<Effect> {
+        let refuse = |why: &str| vec![peer_send(conn, "ERROR", &[why]), Effect::PeerClose { conn }];
+        let nick = match self.conns.remove(&conn) {
+            Some(c) if c.stage == Stage::Open => c.nick,
+            _ => return refuse("Not allowed before PEERWELCOME"),
+        };
+        let Some((id, offset)) = parse_id_offset(msg) else {
+            return refuse("Bad FILEGET");
+        };
+        let Some(s) = self.files.sending.get_mut(&id) else {
+            return refuse("No such offer");
+        };
+        let size = s.file.as_ref().map_or(0, |f| f.size);
+        if !same(&s.to, &nick) || !matches!(s.stage, SendStage::Offered { .. }) || offset > size {
+            return refuse("No such offer");
+        }
+        s.stage = SendStage::Sending { conn };
+        s.progress = Progress::start(size, offset);
+        let resume = if offset > 0 {
+            format!(", resuming at {offset} bytes")
+        } else {
+            String::new()
+        };
+        let text = format!("{nick} accepted file {id} ({}){resume}", sent_name(s));
+        vec![info(text), Effect::FileServe { id, conn, offset }]
+    }
+}
