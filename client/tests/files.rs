@@ -359,6 +359,16 @@ fn refusals_directories_and_unwritable_targets() {
     assert_eq!(fs::read(p.dl.path().join("a (1).txt")).unwrap(), b"abc");
 }
 
+/// The port and fingerprint of a `PEER <nick> <ip> <port> <fp> :<endpoints>` reply.
+fn port_and_fp(line: &str) -> (&str, &str) {
+    let words: Vec<&str> = line.split(' ').collect();
+    let at = words
+        .iter()
+        .position(|w| *w == "PEER")
+        .unwrap_or_else(|| panic!("not a PEER reply: {line}"));
+    (words[at + 3], words[at + 4])
+}
+
 /// A test-controlled sender: a raw IRC user `mallory` whose announced endpoint is a TLS
 /// listener of this test, and who offers whatever names it likes.
 struct FakeSender {
@@ -379,8 +389,7 @@ impl FakeSender {
         irc.expect_by("the PEER confirmation", |l| l.contains(" PEER mallory "));
         irc.send("PEER bob");
         let line = irc.expect_by("bob's endpoint", |l| l.contains(" PEER bob 127.0.0.1 "));
-        let words: Vec<&str> = line.split(' ').collect();
-        let (bob_port, bob_fp) = (words[words.len() - 2], words[words.len() - 1]);
+        let (bob_port, bob_fp) = port_and_fp(&line);
         let mut link = huddle_testkit::Client::connect_pinned(
             bob_port.parse().unwrap(),
             bob_fp,
@@ -484,8 +493,7 @@ fn files_need_the_same_proof_of_identity_as_messages() {
         .user_with_caps("watcher", "sasl draft/account-registration");
     raw.send("PEER bob");
     let line = raw.expect_by("bob's endpoint", |l| l.contains(" PEER bob 127.0.0.1 "));
-    let words: Vec<&str> = line.split(' ').collect();
-    let (port, fp) = (words[words.len() - 2], words[words.len() - 1]);
+    let (port, fp) = port_and_fp(&line);
     let sha = sha_hex(b"x");
     // Claiming to be alice with mallory's certificate: refused before any offer is read.
     let mut link = huddle_testkit::Client::connect_pinned(

@@ -635,8 +635,17 @@ pub(super) mod tests {
         // Nothing else before the welcome.
         assert!(p.busy());
         let fx = p.on_line(conn, &m("PEERWELCOME Bob alice"));
-        assert_eq!(peer_sends(&fx), [(conn, "DM 1 hi".to_string())]);
-        let fx = p.on_line(conn, &m("ACK 1"));
+        // Frame ids count per session: the first message is frame 1.
+        let sent = peer_sends(&fx);
+        let [(on, line)] = &sent[..] else {
+            panic!("one DM expected: {sent:?}")
+        };
+        let id = line
+            .strip_prefix("DM ")
+            .and_then(|rest| rest.strip_suffix(" hi"))
+            .unwrap_or_else(|| panic!("not the DM: {line}"));
+        assert_eq!(*on, conn);
+        let fx = p.on_line(conn, &m(&format!("ACK {id}")));
         assert_eq!(shows(&fx), ["-- delivered to Bob (direct)"]);
         assert!(!p.busy());
         conn
