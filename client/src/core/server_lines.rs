@@ -184,10 +184,15 @@ impl State {
         self.error_shown = true;
         self.resume.server_error(text);
         if self.nick.is_none() && self.op.is_none() {
-            // Connected at start but not logged in: nothing was lost.
-            return vec![info(format!(
+            // Connected at start but not logged in: nothing was lost. The connection is
+            // over, so it is closed now: a register or login typed before the socket's end
+            // is reported then opens a new one instead of writing into this one.
+            let mut fx = vec![info(format!(
                 "disconnected: {text}; register or login connects again"
             ))];
+            fx.extend(self.on_closed(None));
+            fx.push(Effect::Close);
+            return fx;
         }
         vec![error(format!("disconnected: {text}"))]
     }
@@ -522,6 +527,9 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::command::Command;
+    use crate::core::output::shows;
+    use std::time::Duration;
 
     fn m(line: &str) -> Message {
         Message::parse(line).unwrap()
@@ -585,5 +593,23 @@ mod tests {
         assert_eq!(source_nick(&m(":huddle.local NOTICE a :t")), None);
         assert_eq!(source_nick(&m("NOTICE a :t")), None);
         assert_eq!(source_nick(&m(":bob PRIVMSG a :t")), Some("bob"));
+    }
+
+    #[test]
+    fn an_error_before_login_closes_the_link_so_register_connects_anew() {
+        let mut st = State::new(Duration::from_secs(10));
+        st.connected = true;
+        let fx = st.on_message(&m("ERROR :Closing link: login timeout"));
+        assert_eq!(
+            shows(&fx),
+            ["-- disconnected: Closing link: login timeout; register or login connects again"]
+        );
+        assert_eq!(fx.last(), Some(&Effect::Close));
+        assert!(!st.connected);
+        let fx = st.on_command(Command::Register {
+            name: Some("carol".into()),
+            password: Some("correct-horse-1".into()),
+        });
+        assert_eq!(fx.first(), Some(&Effect::Connect));
     }
 }
