@@ -145,7 +145,7 @@ fn the_certificate_question_comes_before_any_password() {
 
     let shown = t.wait_for("first connection to 127.0.0.1:");
     let question = t.wait_for("trust this certificate and connect? (y/N)");
-    assert!(shown < question);
+    assert!(shown < question, "{:#?}", t.screen());
     // The long line is folded, its continuation indented by four spaces.
     let text = t.screen().join("\n").replace("\n    ", "");
     assert!(
