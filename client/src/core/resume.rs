@@ -607,9 +607,9 @@ mod tests {
         );
     }
 
-    /// Logged in and in #dev having seen `m0`, the connection lost and logged in again: the
-    /// join replays are over and the first page of missed messages is asked.
-    fn resumed_in_dev() -> State {
+    /// Logged in and in #dev (having seen `m0` if `seen`), the connection lost and logged in
+    /// again: the join replays are over; returns what was sent to ask the missed messages.
+    fn resume_in_dev(seen: bool) -> (State, Vec<String>) {
         let mut st = State::default();
         st.on_command(Command::Login {
             name: Some("alice".into()),
@@ -617,14 +617,22 @@ mod tests {
         });
         log_in(&mut st);
         st.on_message(&m(":alice!a@h JOIN #dev"));
-        st.on_message(&m("@msgid=m0 :bob!b@h PRIVMSG #dev :zero"));
+        if seen {
+            st.on_message(&m("@msgid=m0 :bob!b@h PRIVMSG #dev :zero"));
+        }
         st.on_closed(None);
         st.on_reconnect(st.resume.due().unwrap());
         log_in(&mut st);
         st.on_message(&m(":alice!a@h JOIN #dev"));
         let fx = st.on_message(&m(":s PONG s :huddle-rejoined"));
+        (st, sends(&fx))
+    }
+
+    /// [`resume_in_dev`] having seen `m0`: the first page is asked after it.
+    fn resumed_in_dev() -> State {
+        let (st, sent) = resume_in_dev(true);
         assert_eq!(
-            sends(&fx),
+            sent,
             [
                 "CHATHISTORY AFTER #dev msgid=m0 100",
                 "PING huddle-replayed"
@@ -702,19 +710,8 @@ mod tests {
         }
         assert_eq!(asked, MAX_PAGES as usize);
         // A full batch of `LATEST *` (nothing seen in the room) is not paged.
-        let mut st = State::default();
-        st.on_command(Command::Login {
-            name: Some("alice".into()),
-            password: Some("secret pw".into()),
-        });
-        log_in(&mut st);
-        st.on_message(&m(":alice!a@h JOIN #dev"));
-        st.on_closed(None);
-        st.on_reconnect(st.resume.due().unwrap());
-        log_in(&mut st);
-        st.on_message(&m(":alice!a@h JOIN #dev"));
-        let fx = st.on_message(&m(":s PONG s :huddle-rejoined"));
-        assert_eq!(sends(&fx)[0], "CHATHISTORY LATEST #dev * 100");
+        let (mut st, sent) = resume_in_dev(false);
+        assert_eq!(sent[0], "CHATHISTORY LATEST #dev * 100");
         page(&mut st, "l1", 0, MISSED_LIMIT);
         let fx = st.on_message(&m(":s PONG s :huddle-replayed"));
         assert!(sends(&fx).is_empty());
