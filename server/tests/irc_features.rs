@@ -1252,6 +1252,49 @@ fn chathistory_after_around_and_between() {
 }
 
 #[test]
+fn chathistory_after_a_message_of_an_earlier_room_counts_from_the_new_one() {
+    let mut s = TestServer::start(&["--allow-guests"]);
+    let mut gina = s.guest("gina");
+    gina.join("#tmp");
+    let mut bob = s.user_with_caps("bob", "batch message-tags server-time");
+    bob.join("#tmp");
+    bob.sync();
+    gina.expect_command("JOIN");
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        gina.send(&format!("PRIVMSG #tmp :old{i}"));
+        let m = bob.recv();
+        assert_user_msg(&m, "gina", "PRIVMSG", "#tmp", &format!("old{i}"));
+        ids.push(m.tag("msgid").unwrap().to_string());
+    }
+    // Nobody owns #tmp: after the restart it is a new room of the same name.
+    s.restart();
+    let mut gina = s.guest("gina");
+    gina.join("#tmp");
+    for i in 1..=2 {
+        gina.send(&format!("PRIVMSG #tmp :new{i}"));
+    }
+    gina.sync();
+    let mut bob = s.logged_in_with_caps("bob", "batch message-tags server-time");
+    bob.join("#tmp");
+    let replay = history_batch(&mut bob, "#tmp");
+    assert_eq!(room_texts(&replay, "#tmp"), ["new1", "new2"]);
+    bob.sync();
+    for limit in [2, 100] {
+        bob.send(&format!("CHATHISTORY AFTER #tmp msgid={} {limit}", ids[0]));
+        let after = history_batch(&mut bob, "#tmp");
+        assert_eq!(
+            room_texts(&after, "#tmp"),
+            ["new1", "new2"],
+            "limit {limit}"
+        );
+    }
+    bob.send(&format!("CHATHISTORY BEFORE #tmp msgid={} 10", ids[2]));
+    assert!(history_batch(&mut bob, "#tmp").is_empty());
+    bob.assert_quiet();
+}
+
+#[test]
 fn chathistory_errors() {
     let s = TestServer::start(&[]);
     let mut bob = s.user_with_caps("bob", "batch draft/chathistory");

@@ -24,14 +24,17 @@ pub fn on_join(s: &Session, room: &str, ctx: &mut Ctx) {
 /// Only what was said in this room since it was created: a room that vanished when empty
 /// and was made again by someone else does not show what its earlier members said.
 fn since_creation(ctx: &Ctx, room: &str, mut entries: Vec<Entry>) -> Vec<Entry> {
-    if let Some(created) = ctx
-        .chat
-        .room(room)
-        .map(|r| crate::clock::unix_millis(r.created))
-    {
+    if let Some(created) = created_ms(ctx, room) {
         entries.retain(|e| e.time_ms >= created);
     }
     entries
+}
+
+/// When the room (as spelled) was created, in milliseconds since the epoch.
+fn created_ms(ctx: &Ctx, room: &str) -> Option<u64> {
+    ctx.chat
+        .room(room)
+        .map(|r| crate::clock::unix_millis(r.created))
 }
 
 fn send_entries(s: &Session, room: &str, entries: &[Entry], ctx: &mut Ctx) {
@@ -163,11 +166,22 @@ pub fn chathistory(s: &Session, msg: &Message, ctx: &mut Ctx) {
         };
         bounds.push(bound);
     }
+    let created = created_ms(ctx, &spelled);
     let history = &mut ctx.history;
     let entries = match (sub.as_str(), bounds.as_slice()) {
         ("LATEST", [b]) => history.latest_after(&key, *b, limit),
         ("BEFORE", [b]) => history.before(&key, *b, limit),
-        ("AFTER", [b]) => history.after(&key, *b, limit),
+        ("AFTER", [b]) => {
+            let entries = history.after(&key, *b, limit);
+            // A reference from before the room was made again: what follows is counted from
+            // its creation, so a client paging forwards is not stopped by a short answer.
+            match created {
+                Some(c) if entries.first().is_some_and(|e| e.time_ms < c) => {
+                    history.after(&key, Bound::Time(c.saturating_sub(1)), limit)
+                }
+                _ => entries,
+            }
+        }
         ("AROUND", [b]) => history.around(&key, *b, limit),
         ("BETWEEN", [from, to]) => history.between(&key, *from, *to, limit),
         _ => Vec::new(),
