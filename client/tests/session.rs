@@ -2,7 +2,9 @@
 //! private messages through the server only on `/pm`, labelled both ways; a server restart
 //! survived without typing, with the rooms rejoined and only the missed messages shown.
 
-use huddle_testkit::{CliClient, Paused, ProcessOptions, RunningServer, TestServer};
+use huddle_testkit::{
+    CliClient, Paused, ProcessOptions, RunningServer, TestServer, NO_RATE_LIMITS,
+};
 
 #[test]
 fn pm_reaches_a_stock_irc_client_and_is_labelled() {
@@ -90,6 +92,50 @@ fn a_server_restart_is_survived_with_the_missed_messages_shown_once() {
             .count();
         assert_eq!(shown, 1, "{text:?} shown {shown} times: {lines:#?}");
     }
+}
+
+#[test]
+fn more_missed_messages_than_one_history_request_all_arrive_once_in_order() {
+    const MISSED: usize = 150;
+    let mut server = TestServer::start(NO_RATE_LIMITS);
+    let port = server.port();
+    let mut alice = CliClient::logged_in(&server, "alice", &[]);
+    alice.send("/join #dev");
+    alice.expect("-- joined #dev");
+    let mut bob = server.registered_user("bob");
+    bob.join("#dev");
+    bob.send("PRIVMSG #dev :seen before");
+    alice.expect("[#dev] <bob> seen before");
+
+    {
+        let _away = Paused::stop(alice.pid());
+        server.terminate();
+        server.start_again_with(ProcessOptions::port(port));
+        let mut bob = server.logged_in("bob");
+        bob.join("#dev");
+        for i in 1..=MISSED {
+            bob.send(&format!("PRIVMSG #dev :missed {i}"));
+        }
+        bob.sync();
+    }
+
+    alice.expect("-- logged in as alice");
+    for i in 1..=MISSED {
+        let line = alice.expect_prefix("[#dev] [history ");
+        assert!(line.ends_with(&format!("] <bob> missed {i}")), "{line}");
+    }
+    alice.expect(&format!(
+        "-- reconnected; rejoined #lobby, #dev; {MISSED} missed messages"
+    ));
+    let (status, lines) = alice.finish();
+    assert!(status.success());
+    for i in 1..=MISSED {
+        let text = format!("<bob> missed {i}");
+        let shown = lines.iter().filter(|l| l.ends_with(&text)).count();
+        assert_eq!(shown, 1, "{text:?} shown {shown} times");
+    }
+    let before = lines.iter().filter(|l| l.ends_with("<bob> seen before"));
+    assert_eq!(before.count(), 1, "{lines:#?}");
 }
 
 #[test]

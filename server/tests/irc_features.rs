@@ -1172,6 +1172,129 @@ fn chathistory_latest_and_before() {
 }
 
 #[test]
+fn chathistory_after_around_and_between() {
+    let s = TestServer::start(&[]);
+    let mut alice = s.registered_user("alice");
+    let mut bob = s.user_with_caps("bob", "batch message-tags server-time");
+    all_join(&mut [&mut alice, &mut bob], "#lobby");
+    let mut ids = Vec::new();
+    for i in 1..=7 {
+        alice.send(&format!("PRIVMSG #lobby :m{i}"));
+        let m = bob.recv();
+        assert_user_msg(&m, "alice", "PRIVMSG", "#lobby", &format!("m{i}"));
+        ids.push(m.tag("msgid").unwrap().to_string());
+    }
+    let mut ask = |args: &str| -> Vec<String> {
+        bob.send(&format!("CHATHISTORY {args}"));
+        room_texts(&history_batch(&mut bob, "#lobby"), "#lobby")
+    };
+    // AFTER: the oldest after the reference, so a client can page forwards.
+    assert_eq!(
+        ask(&format!("AFTER #lobby msgid={} 2", ids[1])),
+        ["m3", "m4"]
+    );
+    assert_eq!(
+        ask(&format!("after #lobby msgid={} 100", ids[4])),
+        ["m6", "m7"]
+    );
+    assert!(ask(&format!("AFTER #lobby msgid={} 5", ids[6])).is_empty());
+    assert!(ask("AFTER #lobby msgid=no-such-id 5").is_empty());
+    assert_eq!(
+        ask("AFTER #lobby timestamp=2000-01-01T00:00:00.000Z 3"),
+        ["m1", "m2", "m3"]
+    );
+    assert!(ask("AFTER #lobby timestamp=2999-01-01T00:00:00.000Z 3").is_empty());
+    // AROUND: the message itself with its neighbours.
+    assert_eq!(
+        ask(&format!("AROUND #lobby msgid={} 3", ids[3])),
+        ["m3", "m4", "m5"]
+    );
+    assert_eq!(
+        ask(&format!("AROUND #lobby msgid={} 3", ids[0])),
+        ["m1", "m2", "m3"]
+    );
+    assert!(ask("AROUND #lobby msgid=no-such-id 3").is_empty());
+    // BETWEEN: both ends excluded, counted from the first, in either direction.
+    assert_eq!(
+        ask(&format!(
+            "BETWEEN #lobby msgid={} msgid={} 100",
+            ids[1], ids[5]
+        )),
+        ["m3", "m4", "m5"]
+    );
+    assert_eq!(
+        ask(&format!(
+            "BETWEEN #lobby msgid={} msgid={} 2",
+            ids[1], ids[5]
+        )),
+        ["m3", "m4"]
+    );
+    assert_eq!(
+        ask(&format!(
+            "BETWEEN #lobby msgid={} msgid={} 2",
+            ids[5], ids[1]
+        )),
+        ["m4", "m5"]
+    );
+    assert_eq!(
+        ask(&format!(
+            "BETWEEN #lobby timestamp=2000-01-01T00:00:00.000Z msgid={} 10",
+            ids[2]
+        )),
+        ["m1", "m2"]
+    );
+    assert!(ask(&format!(
+        "BETWEEN #lobby msgid={} msgid=no-such-id 5",
+        ids[1]
+    ))
+    .is_empty());
+    bob.assert_quiet();
+}
+
+#[test]
+fn chathistory_after_a_message_of_an_earlier_room_counts_from_the_new_one() {
+    let mut s = TestServer::start(&["--allow-guests"]);
+    let mut gina = s.guest("gina");
+    gina.join("#tmp");
+    let mut bob = s.user_with_caps("bob", "batch message-tags server-time");
+    bob.join("#tmp");
+    bob.sync();
+    gina.expect_command("JOIN");
+    let mut ids = Vec::new();
+    for i in 1..=3 {
+        gina.send(&format!("PRIVMSG #tmp :old{i}"));
+        let m = bob.recv();
+        assert_user_msg(&m, "gina", "PRIVMSG", "#tmp", &format!("old{i}"));
+        ids.push(m.tag("msgid").unwrap().to_string());
+    }
+    // Nobody owns #tmp: after the restart it is a new room of the same name.
+    s.restart();
+    let mut gina = s.guest("gina");
+    gina.join("#tmp");
+    for i in 1..=2 {
+        gina.send(&format!("PRIVMSG #tmp :new{i}"));
+    }
+    gina.sync();
+    let mut bob = s.logged_in_with_caps("bob", "batch message-tags server-time");
+    bob.join("#tmp");
+    let replay = history_batch(&mut bob, "#tmp");
+    assert_eq!(room_texts(&replay, "#tmp"), ["new1", "new2"]);
+    bob.sync();
+    for limit in [2, 100] {
+        bob.send(&format!("CHATHISTORY AFTER #tmp msgid={} {limit}", ids[0]));
+        let after = history_batch(&mut bob, "#tmp");
+        assert_eq!(
+            room_texts(&after, "#tmp"),
+            ["new1", "new2"],
+            "limit {limit}"
+        );
+    }
+    bob.send(&format!("CHATHISTORY BEFORE #tmp msgid={} 10", ids[2]));
+    assert!(history_batch(&mut bob, "#tmp").is_empty());
+    bob.assert_quiet();
+}
+
+#[test]
 fn chathistory_errors() {
     let s = TestServer::start(&[]);
     let mut bob = s.user_with_caps("bob", "batch draft/chathistory");
@@ -1202,7 +1325,11 @@ fn chathistory_errors() {
         assert_eq!(m.params[1..], params, "CHATHISTORY {args}: {m}");
     }
     for (args, context) in [
-        ("AROUND #lobby * 5", vec!["AROUND"]),
+        ("FOO #lobby * 5", vec!["FOO"]),
+        ("AROUND #lobby * 5", vec!["AROUND", "*"]),
+        ("AFTER #lobby * 5", vec!["AFTER", "*"]),
+        ("BETWEEN #lobby msgid=a when 5", vec!["BETWEEN", "when"]),
+        ("BETWEEN #lobby * msgid=a 5", vec!["BETWEEN", "*"]),
         ("LATEST #lobby * lots", vec!["LATEST", "lots"]),
         ("BEFORE #lobby * 5", vec!["BEFORE", "*"]),
         (
@@ -1224,6 +1351,8 @@ fn chathistory_errors() {
         );
     }
     let m = chathistory_fail(&mut bob, "LATEST #lobby");
+    assert_eq!(m.param(1), Some("NEED_MORE_PARAMS"), "{m}");
+    let m = chathistory_fail(&mut bob, "BETWEEN #lobby msgid=a 5");
     assert_eq!(m.param(1), Some("NEED_MORE_PARAMS"), "{m}");
     bob.assert_quiet();
 }

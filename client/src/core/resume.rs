@@ -8,11 +8,14 @@
 //! 1. `JOIN` each room, then `PING :huddle-rejoined`. The server answers in order, so every
 //!    history batch for those rooms before the `PONG` is the replay that comes with a JOIN:
 //!    dropped, it repeats what was shown before the drop.
-//! 2. `CHATHISTORY LATEST <room> msgid=<last seen> 100` for each room rejoined (`*` for a room
-//!    where nothing was seen: everything in it is new), then `PING :huddle-replayed`. Lines of
-//!    those batches are shown as history and counted, except our own and those already shown
-//!    live since the reconnection.
-//! 3. At that `PONG`: `-- reconnected; rejoined #a, #b; 3 missed messages`.
+//! 2. `CHATHISTORY AFTER <room> msgid=<last seen> 100` for each room rejoined (`LATEST <room> *`
+//!    for a room where nothing was seen: everything in it is new), then `PING :huddle-replayed`.
+//!    Lines of those batches are shown as history and counted, except our own and those already
+//!    shown live since the reconnection.
+//! 3. At that `PONG`, a room whose `AFTER` batch came back full may have missed more: the next
+//!    page is asked `AFTER` the last message of that batch, with another `PING`, at most
+//!    [`MAX_PAGES`] pages per room. So every missed message is shown once, oldest first.
+//! 4. At the last `PONG`: `-- reconnected; rejoined #a, #b; 3 missed messages`.
 //!
 //! `logout` (or `exit`) during the back-off stops it; an `ERROR` saying another connection
 //! logged in to the account, or a refused login, ends the reconnecting for good.
@@ -32,8 +35,11 @@ const MAX_ROOMS_TRACKED: usize = 256;
 const MAX_LIVE_IDS: usize = 1024;
 /// History batches of one resume step remembered.
 const MAX_BATCHES: usize = 64;
-/// Missed messages asked for per room: the server's `CHATHISTORY` maximum.
-pub(super) const MISSED_LIMIT: usize = 100;
+/// Missed messages asked for per request: the server's `CHATHISTORY` maximum.
+const MISSED_LIMIT: usize = 100;
+/// Requests for missed messages per room and resume: ten pages of [`MISSED_LIMIT`] reach well
+/// past what the server keeps of a room (`--history`, 200 by default).
+const MAX_PAGES: u32 = 10;
 const REJOINED: &str = "huddle-rejoined";
 const REPLAYED: &str = "huddle-replayed";
 
@@ -55,8 +61,24 @@ enum Phase {
     Connecting { plan: Plan },
     /// Logged in; rejoining, join replays dropped until the first `PONG`.
     Rejoining { plan: Plan },
-    /// Missed messages asked for, until the second `PONG`.
-    Replaying { rooms: Vec<String>, missed: usize },
+    /// Missed messages asked for, until a `PONG` after which no page is left to ask.
+    Replaying {
+        rooms: Vec<String>,
+        missed: usize,
+        /// Pages asked so far per room (lowercase) asked `AFTER` a message.
+        pages: HashMap<String, u32>,
+    },
+}
+
+/// A history batch of the current resume step.
+#[derive(Debug)]
+struct StepBatch {
+    id: String,
+    /// The room as the batch names it.
+    room: String,
+    /// Lines in the batch, and the id of the last: where the next page starts.
+    lines: usize,
+    last: Option<String>,
 }
 
 /// How a room message is to be treated while resuming.
@@ -86,7 +108,7 @@ pub(crate) struct Resume {
     live_rooms: HashSet<String>,
     phase: Phase,
     /// The history batches of the current step: join replays or missed messages.
-    batches: Vec<String>,
+    batches: Vec<StepBatch>,
     /// Message ids shown live since the reconnection.
     live: HashSet<String>,
     live_order: VecDeque<String>,
@@ -168,19 +190,29 @@ impl Resume {
             _ => false,
         };
         if ours && self.batches.len() < MAX_BATCHES {
-            self.batches.push(id.to_string());
+            self.batches.push(StepBatch {
+                id: id.to_string(),
+                room: room.to_string(),
+                lines: 0,
+                last: None,
+            });
         }
     }
 
     /// What to do with a message in `room` (`mine`: sent by us), and remember it as seen.
     pub(super) fn verdict(&mut self, msg: &Message, room: &str, mine: bool) -> Verdict {
         let msgid = msg.tag("msgid");
-        let in_step = msg
+        let step = msg
             .tag("batch")
-            .is_some_and(|b| self.batches.iter().any(|x| x == b));
+            .and_then(|b| self.batches.iter().position(|x| x.id == b));
+        let in_step = step.is_some();
         let verdict = match &mut self.phase {
             Phase::Rejoining { .. } if in_step => Verdict::Drop,
             Phase::Replaying { missed, .. } if in_step => {
+                if let Some(batch) = step.and_then(|i| self.batches.get_mut(i)) {
+                    batch.lines += 1;
+                    batch.last = msgid.map(str::to_string);
+                }
                 if mine || msgid.is_some_and(|id| self.live.contains(id)) {
                     Verdict::Drop
                 } else {
@@ -334,7 +366,23 @@ impl State {
         let token = msg.params.last().map(String::as_str);
         match (token, std::mem::take(&mut self.resume.phase)) {
             (Some(REJOINED), Phase::Rejoining { plan }) => self.ask_missed(plan),
-            (Some(REPLAYED), Phase::Replaying { rooms, missed }) => {
+            (
+                Some(REPLAYED),
+                Phase::Replaying {
+                    rooms,
+                    missed,
+                    mut pages,
+                },
+            ) => {
+                let fx = self.ask_next_pages(&mut pages);
+                if !fx.is_empty() {
+                    self.resume.phase = Phase::Replaying {
+                        rooms,
+                        missed,
+                        pages,
+                    };
+                    return fx;
+                }
                 self.resume.batches.clear();
                 self.resume.live.clear();
                 self.resume.live_order.clear();
@@ -359,28 +407,62 @@ impl State {
             self.current = Some(current.clone());
         }
         let rooms = self.rooms.clone();
+        let mut pages = HashMap::new();
         let mut fx = Vec::new();
         for room in &rooms {
-            let after = self
-                .resume
-                .anchors
-                .get(&room.to_ascii_lowercase())
-                .map_or_else(|| "*".to_string(), |id| format!("msgid={id}"));
-            fx.push(Effect::Send(Message::new(
-                "CHATHISTORY",
-                [
-                    "LATEST",
-                    room.as_str(),
-                    after.as_str(),
-                    &MISSED_LIMIT.to_string(),
-                ],
-            )));
+            let key = room.to_ascii_lowercase();
+            fx.push(match self.resume.anchors.get(&key) {
+                Some(id) => {
+                    pages.insert(key, 1);
+                    missed_after(room, id)
+                }
+                None => history_request("LATEST", room, "*"),
+            });
         }
         fx.push(Effect::Send(Message::new("PING", [REPLAYED])));
         self.resume.batches.clear();
-        self.resume.phase = Phase::Replaying { rooms, missed: 0 };
+        self.resume.phase = Phase::Replaying {
+            rooms,
+            missed: 0,
+            pages,
+        };
         fx
     }
+
+    /// The step's `AFTER` batches that came back full: ask the next page of each (at most
+    /// [`MAX_PAGES`] per room), then `PING`. Nothing when no room may have missed more.
+    fn ask_next_pages(&mut self, pages: &mut HashMap<String, u32>) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        for batch in &self.resume.batches {
+            let (true, Some(last)) = (batch.lines >= MISSED_LIMIT, &batch.last) else {
+                continue;
+            };
+            let Some(asked) = pages.get_mut(&batch.room.to_ascii_lowercase()) else {
+                continue;
+            };
+            if *asked < MAX_PAGES {
+                *asked += 1;
+                fx.push(missed_after(&batch.room, last));
+            }
+        }
+        if !fx.is_empty() {
+            fx.push(Effect::Send(Message::new("PING", [REPLAYED])));
+        }
+        self.resume.batches.clear();
+        fx
+    }
+}
+
+/// `CHATHISTORY AFTER <room> msgid=<id> 100`: the missed messages after message `id`.
+fn missed_after(room: &str, id: &str) -> Effect {
+    history_request("AFTER", room, &format!("msgid={id}"))
+}
+
+fn history_request(sub: &str, room: &str, reference: &str) -> Effect {
+    Effect::Send(Message::new(
+        "CHATHISTORY",
+        [sub, room, reference, &MISSED_LIMIT.to_string()],
+    ))
 }
 
 /// `reconnected; rejoined #a, #b; 3 missed messages`
@@ -487,7 +569,7 @@ mod tests {
             sends(&fx),
             [
                 "CHATHISTORY LATEST #lobby * 100",
-                "CHATHISTORY LATEST #dev msgid=m1 100",
+                "CHATHISTORY AFTER #dev msgid=m1 100",
                 "PING huddle-replayed"
             ]
         );
@@ -523,6 +605,116 @@ mod tests {
             st.resume.last_seen.get("#dev").map(String::as_str),
             Some("m3")
         );
+    }
+
+    /// Logged in and in #dev (having seen `m0` if `seen`), the connection lost and logged in
+    /// again: the join replays are over; returns what was sent to ask the missed messages.
+    fn resume_in_dev(seen: bool) -> (State, Vec<String>) {
+        let mut st = State::default();
+        st.on_command(Command::Login {
+            name: Some("alice".into()),
+            password: Some("secret pw".into()),
+        });
+        log_in(&mut st);
+        st.on_message(&m(":alice!a@h JOIN #dev"));
+        if seen {
+            st.on_message(&m("@msgid=m0 :bob!b@h PRIVMSG #dev :zero"));
+        }
+        st.on_closed(None);
+        st.on_reconnect(st.resume.due().unwrap());
+        log_in(&mut st);
+        st.on_message(&m(":alice!a@h JOIN #dev"));
+        let fx = st.on_message(&m(":s PONG s :huddle-rejoined"));
+        (st, sends(&fx))
+    }
+
+    /// [`resume_in_dev`] having seen `m0`: the first page is asked after it.
+    fn resumed_in_dev() -> State {
+        let (st, sent) = resume_in_dev(true);
+        assert_eq!(
+            sent,
+            [
+                "CHATHISTORY AFTER #dev msgid=m0 100",
+                "PING huddle-replayed"
+            ]
+        );
+        st
+    }
+
+    /// A history batch `id` for #dev with messages `from..to` from bob; what it shows.
+    fn page(st: &mut State, id: &str, from: usize, to: usize) -> Vec<String> {
+        st.on_message(&m(&format!(":s BATCH +{id} chathistory #dev")));
+        let mut shown = Vec::new();
+        for i in from..to {
+            let line = format!("@batch={id};msgid=m{i} :bob!b@h PRIVMSG #dev :text {i}");
+            shown.extend(shows(&st.on_message(&m(&line))));
+        }
+        st.on_message(&m(&format!(":s BATCH -{id}")));
+        shown
+    }
+
+    #[test]
+    fn more_missed_messages_than_one_request_are_paged_in_order() {
+        let mut st = resumed_in_dev();
+        let mut shown = page(&mut st, "h1", 1, 101);
+        // Live meanwhile: the page that repeats it leaves it out.
+        shown.extend(shows(
+            &st.on_message(&m("@msgid=m102 :bob!b@h PRIVMSG #dev :text 102")),
+        ));
+        let fx = st.on_message(&m(":s PONG s :huddle-replayed"));
+        assert!(shows(&fx).is_empty(), "no summary yet");
+        assert_eq!(
+            sends(&fx),
+            [
+                "CHATHISTORY AFTER #dev msgid=m100 100",
+                "PING huddle-replayed"
+            ]
+        );
+        shown.extend(page(&mut st, "h2", 101, 103));
+        let fx = st.on_message(&m(":s PONG s :huddle-replayed"));
+        assert!(sends(&fx).is_empty());
+        assert_eq!(
+            shows(&fx),
+            ["-- reconnected; rejoined #dev; 101 missed messages"]
+        );
+        let texts: Vec<String> = shown
+            .iter()
+            .map(|l| l.rsplit("> ").next().unwrap_or_default().to_string())
+            .collect();
+        let mut expected: Vec<String> = (1..=100).map(|i| format!("text {i}")).collect();
+        expected.extend(["text 102".to_string(), "text 101".to_string()]);
+        assert_eq!(texts, expected, "each once; the live one when it came");
+        assert_eq!(
+            st.resume.last_seen.get("#dev").map(String::as_str),
+            Some("m102")
+        );
+    }
+
+    #[test]
+    fn paging_stops_after_the_page_bound() {
+        let mut st = resumed_in_dev();
+        let mut asked = 1;
+        loop {
+            let first = (asked - 1) * MISSED_LIMIT + 1;
+            page(&mut st, &format!("h{asked}"), first, first + MISSED_LIMIT);
+            let fx = st.on_message(&m(":s PONG s :huddle-replayed"));
+            if !sends(&fx).is_empty() {
+                asked += 1;
+                continue;
+            }
+            assert_eq!(
+                shows(&fx),
+                ["-- reconnected; rejoined #dev; 1000 missed messages"]
+            );
+            break;
+        }
+        assert_eq!(asked, MAX_PAGES as usize);
+        // A full batch of `LATEST *` (nothing seen in the room) is not paged.
+        let (mut st, sent) = resume_in_dev(false);
+        assert_eq!(sent[0], "CHATHISTORY LATEST #dev * 100");
+        page(&mut st, "l1", 0, MISSED_LIMIT);
+        let fx = st.on_message(&m(":s PONG s :huddle-replayed"));
+        assert!(sends(&fx).is_empty());
     }
 
     #[test]

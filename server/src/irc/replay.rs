@@ -1,5 +1,5 @@
 //! Sending room history to clients: the replay on JOIN and the `CHATHISTORY` command
-//! (IRCv3 draft/chathistory, subcommands LATEST and BEFORE).
+//! (IRCv3 draft/chathistory: subcommands LATEST, BEFORE, AFTER, AROUND and BETWEEN).
 //!
 //! Replayed lines carry the tags the client negotiated (`server-time`, `message-tags`,
 //! `account-tag`) and, with `batch`, come inside a `chathistory` batch.
@@ -24,14 +24,17 @@ pub fn on_join(s: &Session, room: &str, ctx: &mut Ctx) {
 /// Only what was said in this room since it was created: a room that vanished when empty
 /// and was made again by someone else does not show what its earlier members said.
 fn since_creation(ctx: &Ctx, room: &str, mut entries: Vec<Entry>) -> Vec<Entry> {
-    if let Some(created) = ctx
-        .chat
-        .room(room)
-        .map(|r| crate::clock::unix_millis(r.created))
-    {
+    if let Some(created) = created_ms(ctx, room) {
         entries.retain(|e| e.time_ms >= created);
     }
     entries
+}
+
+/// When the room (as spelled) was created, in milliseconds since the epoch.
+fn created_ms(ctx: &Ctx, room: &str) -> Option<u64> {
+    ctx.chat
+        .room(room)
+        .map(|r| crate::clock::unix_millis(r.created))
 }
 
 fn send_entries(s: &Session, room: &str, entries: &[Entry], ctx: &mut Ctx) {
@@ -83,29 +86,39 @@ fn parse_bound(reference: &str) -> Option<Bound<'_>> {
     reference.strip_prefix("msgid=").map(Bound::MsgId)
 }
 
-/// `CHATHISTORY LATEST <room> <*|timestamp=..|msgid=..> <limit>` and
-/// `CHATHISTORY BEFORE <room> <timestamp=..|msgid=..> <limit>`.
+/// The references (`*` aside) of a `CHATHISTORY` subcommand, before the limit.
+fn references(sub: &str) -> Option<usize> {
+    match sub {
+        "LATEST" | "BEFORE" | "AFTER" | "AROUND" => Some(1),
+        "BETWEEN" => Some(2),
+        _ => None,
+    }
+}
+
+/// `CHATHISTORY LATEST <room> <*|timestamp=..|msgid=..> <limit>`,
+/// `CHATHISTORY BEFORE|AFTER|AROUND <room> <timestamp=..|msgid=..> <limit>` and
+/// `CHATHISTORY BETWEEN <room> <timestamp=..|msgid=..> <timestamp=..|msgid=..> <limit>`.
 pub fn chathistory(s: &Session, msg: &Message, ctx: &mut Ctx) {
-    let (Some(sub), Some(target), Some(reference), Some(limit)) =
-        (msg.param(0), msg.param(1), msg.param(2), msg.param(3))
-    else {
+    let sub = msg.param(0).map(str::to_ascii_uppercase);
+    let wanted = sub.as_deref().and_then(references).unwrap_or(1);
+    let (Some(sub), Some(target), Some(limit)) = (sub, msg.param(1), msg.param(2 + wanted)) else {
         fail(
             s,
             ctx,
             "NEED_MORE_PARAMS",
             &[],
-            "Usage: CHATHISTORY LATEST|BEFORE <room> <reference> <limit>",
+            "Usage: CHATHISTORY LATEST|BEFORE|AFTER|AROUND <room> <reference> <limit>, \
+             or BETWEEN <room> <reference> <reference> <limit>",
         );
         return;
     };
-    let sub = sub.to_ascii_uppercase();
-    if sub != "LATEST" && sub != "BEFORE" {
+    if references(&sub).is_none() {
         fail(
             s,
             ctx,
             "INVALID_PARAMS",
             &[sub.as_str()],
-            "Only LATEST and BEFORE are supported",
+            "Only LATEST, BEFORE, AFTER, AROUND and BETWEEN are supported",
         );
         return;
     }
@@ -133,25 +146,45 @@ pub fn chathistory(s: &Session, msg: &Message, ctx: &mut Ctx) {
     };
     let spelled = room.name.clone();
     let key = fold(&spelled);
-    let entries = match (sub.as_str(), reference) {
-        ("LATEST", "*") => ctx.history.latest(&key, limit),
-        (sub, reference) => {
-            let Some(bound) = parse_bound(reference) else {
-                fail(
-                    s,
-                    ctx,
-                    "INVALID_PARAMS",
-                    &[sub, reference],
-                    "Use *, timestamp=... or msgid=...",
-                );
-                return;
-            };
-            if sub == "LATEST" {
-                ctx.history.latest_after(&key, bound, limit)
+    let first = msg.param(2).unwrap_or_default();
+    if sub == "LATEST" && first == "*" {
+        let entries = ctx.history.latest(&key, limit);
+        let entries = since_creation(ctx, &spelled, entries);
+        send_entries(s, &spelled, &entries, ctx);
+        return;
+    }
+    let mut bounds = Vec::with_capacity(wanted);
+    for reference in msg.params[2..2 + wanted].iter() {
+        let Some(bound) = parse_bound(reference) else {
+            let hint = if sub == "LATEST" {
+                "Use *, timestamp=... or msgid=..."
             } else {
-                ctx.history.before(&key, bound, limit)
+                "Use timestamp=... or msgid=..."
+            };
+            fail(s, ctx, "INVALID_PARAMS", &[sub.as_str(), reference], hint);
+            return;
+        };
+        bounds.push(bound);
+    }
+    let created = created_ms(ctx, &spelled);
+    let history = &mut ctx.history;
+    let entries = match (sub.as_str(), bounds.as_slice()) {
+        ("LATEST", [b]) => history.latest_after(&key, *b, limit),
+        ("BEFORE", [b]) => history.before(&key, *b, limit),
+        ("AFTER", [b]) => {
+            let entries = history.after(&key, *b, limit);
+            // A reference from before the room was made again: what follows is counted from
+            // its creation, so a client paging forwards is not stopped by a short answer.
+            match created {
+                Some(c) if entries.first().is_some_and(|e| e.time_ms < c) => {
+                    history.after(&key, Bound::Time(c.saturating_sub(1)), limit)
+                }
+                _ => entries,
             }
         }
+        ("AROUND", [b]) => history.around(&key, *b, limit),
+        ("BETWEEN", [from, to]) => history.between(&key, *from, *to, limit),
+        _ => Vec::new(),
     };
     let entries = since_creation(ctx, &spelled, entries);
     send_entries(s, &spelled, &entries, ctx);

@@ -11,11 +11,13 @@
 mod entry;
 mod expiry;
 mod pending;
+mod query;
 mod store;
 
 pub use entry::Entry;
 #[cfg(test)]
 use pending::GATHER;
+pub use query::Bound;
 
 use pending::{OpenSegment, Pending};
 use std::collections::{HashMap, VecDeque};
@@ -235,49 +237,46 @@ impl History {
         }
     }
 
-    /// The newest `n` entries of a room, oldest first.
-    pub fn latest(&mut self, room: &str, n: usize) -> Vec<Entry> {
-        let Some(q) = self.room(room, false).map(|log| &log.entries) else {
-            return Vec::new();
-        };
-        q.iter().skip(q.len().saturating_sub(n)).cloned().collect()
+    /// The entries of a room in memory (loaded if need be); `None` if it has no history.
+    fn entries(&mut self, room: &str) -> Option<&VecDeque<Entry>> {
+        self.room(room, false).map(|log| &log.entries)
     }
 
-    /// Up to `n` entries sent before `time_ms` (or before message `msgid`), oldest first.
+    /// The newest `n` entries of a room, oldest first.
+    pub fn latest(&mut self, room: &str, n: usize) -> Vec<Entry> {
+        self.entries(room)
+            .map_or_else(Vec::new, |q| query::latest(q, n))
+    }
+
+    /// Up to `n` entries sent before `bound` (exclusive), the newest of them, oldest first.
     pub fn before(&mut self, room: &str, bound: Bound<'_>, n: usize) -> Vec<Entry> {
-        let Some(q) = self.room(room, false).map(|log| &log.entries) else {
-            return Vec::new();
-        };
-        let end = match bound {
-            Bound::Time(ms) => q.iter().position(|e| e.time_ms >= ms).unwrap_or(q.len()),
-            Bound::MsgId(id) => {
-                let id = entry::escaped(id);
-                match q.iter().position(|e| e.has_msgid(&id)) {
-                    Some(i) => i,
-                    None => return Vec::new(),
-                }
-            }
-        };
-        q.range(end.saturating_sub(n)..end).cloned().collect()
+        self.entries(room)
+            .map_or_else(Vec::new, |q| query::before(q, bound, n))
+    }
+
+    /// Up to `n` entries sent after `bound` (exclusive), the oldest of them, oldest first.
+    pub fn after(&mut self, room: &str, bound: Bound<'_>, n: usize) -> Vec<Entry> {
+        self.entries(room)
+            .map_or_else(Vec::new, |q| query::after(q, bound, n))
     }
 
     /// The newest `n` entries sent after `bound` (exclusive), oldest first.
     pub fn latest_after(&mut self, room: &str, bound: Bound<'_>, n: usize) -> Vec<Entry> {
-        let Some(q) = self.room(room, false).map(|log| &log.entries) else {
-            return Vec::new();
-        };
-        let start = match bound {
-            Bound::Time(ms) => q.iter().position(|e| e.time_ms > ms).unwrap_or(q.len()),
-            Bound::MsgId(id) => {
-                let id = entry::escaped(id);
-                match q.iter().position(|e| e.has_msgid(&id)) {
-                    Some(i) => i + 1,
-                    None => return Vec::new(),
-                }
-            }
-        };
-        let from = start.max(q.len().saturating_sub(n));
-        q.range(from..).cloned().collect()
+        self.entries(room)
+            .map_or_else(Vec::new, |q| query::latest_after(q, bound, n))
+    }
+
+    /// Up to `n` entries around `bound` (the message it names among them), oldest first.
+    pub fn around(&mut self, room: &str, bound: Bound<'_>, n: usize) -> Vec<Entry> {
+        self.entries(room)
+            .map_or_else(Vec::new, |q| query::around(q, bound, n))
+    }
+
+    /// Up to `n` entries strictly between `from` and `to`, counted from `from` (forwards or
+    /// backwards in time), oldest first.
+    pub fn between(&mut self, room: &str, from: Bound<'_>, to: Bound<'_>, n: usize) -> Vec<Entry> {
+        self.entries(room)
+            .map_or_else(Vec::new, |q| query::between(q, from, to, n))
     }
 
     /// When the pending writes are due to be handed over (`None`: nothing pending).
@@ -306,13 +305,6 @@ impl History {
             writer.stop();
         }
     }
-}
-
-/// Where a `CHATHISTORY BEFORE` starts.
-#[derive(Debug, Clone, Copy)]
-pub enum Bound<'a> {
-    Time(u64),
-    MsgId(&'a str),
 }
 
 impl Drop for History {
@@ -382,6 +374,16 @@ pub(super) mod tests {
             ["id4"]
         );
         assert_eq!(h.latest_after("#room", Bound::Time(1003), 5).len(), 1);
+        assert_eq!(ids(h.after("#room", Bound::MsgId("id2"), 1)), ["id3"]);
+        assert_eq!(
+            ids(h.around("#room", Bound::MsgId("id3"), 3)),
+            ["id2", "id3", "id4"]
+        );
+        assert_eq!(
+            ids(h.between("#room", Bound::MsgId("id4"), Bound::MsgId("id2"), 5)),
+            ["id3"]
+        );
+        assert!(h.after("#other", Bound::Time(0), 5).is_empty());
     }
 
     #[test]
