@@ -22,8 +22,9 @@ use crate::trust::Trust;
 
 /// Huddle chat client: secure group chat over TLS.
 ///
-/// Type `help` at the prompt for the commands. When standard input is not a terminal, one
-/// command is read per line and every event is printed on its own line.
+/// Type `/help` at the prompt for the commands; a line without a leading `/` goes to the
+/// current room. When standard input is not a terminal, one command is read per line and
+/// every event is printed on its own line.
 #[derive(Debug, Parser)]
 #[command(name = "huddle", version)]
 struct Args {

@@ -495,13 +495,13 @@ fn msg_usage_and_refusals() {
     let mut st = announced();
     assert_eq!(
         shows(&msg(&mut st, "bob", " ")),
-        ["!! usage: msg NAME TEXT"]
+        ["!! usage: /msg NAME TEXT"]
     );
     let fx = st.on_command(Command::Message {
         to: None,
         text: String::new(),
     });
-    assert_eq!(shows(&fx), ["!! usage: msg NAME TEXT"]);
+    assert_eq!(shows(&fx), ["!! usage: /msg NAME TEXT"]);
     assert_eq!(
         shows(&msg(&mut st, "ALICE", "me")),
         ["!! that is you: direct messages go to other users"]

@@ -35,7 +35,7 @@ impl State {
 
     fn register(&mut self, name: Option<String>, password: Option<String>) -> Vec<Effect> {
         let (Some(account), Some(password)) = (name, password) else {
-            return vec![error("usage: register NAME PASSWORD")];
+            return vec![error("usage: /register NAME PASSWORD")];
         };
         // Logging in by hand replaces a reconnection that waits.
         self.stop_resuming();
@@ -58,7 +58,7 @@ impl State {
             return vec![error(format!("already logged in as {nick}: logout first"))];
         }
         let (Some(account), Some(password)) = (name, password) else {
-            return vec![error("usage: login NAME PASSWORD")];
+            return vec![error("usage: /login NAME PASSWORD")];
         };
         self.stop_resuming();
         let payload = sasl::chunks(&sasl::encode_plain(&account, &password));
@@ -196,7 +196,7 @@ impl State {
             Err(e) => return vec![e],
         };
         let (Some(to), false) = (to, text.trim().is_empty()) else {
-            return vec![error("usage: msg NAME TEXT")];
+            return vec![error("usage: /msg NAME TEXT")];
         };
         if let Err(e) = self.direct_ready(&me, to) {
             return vec![e];
