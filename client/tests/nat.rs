@@ -207,6 +207,34 @@ fn deliver(from: &mut CliClient, to: &str, text: &str) -> (String, Duration) {
     (how.to_string(), started.elapsed())
 }
 
+/// `from` offers a 1 MiB file to `to`, who accepts it into `dir`: it arrives intact.
+fn send_file(
+    (from, from_name): (&mut CliClient, &str),
+    (to, to_name): (&mut CliClient, &str),
+    dir: &Path,
+    name: &str,
+) {
+    let files = tempfile::tempdir().unwrap();
+    let data: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let path = files.path().join(name);
+    std::fs::write(&path, &data).unwrap();
+    from.send(&format!("/send {to_name} {}", path.display()));
+    let offer = to.expect_by("the offer", |l| l.starts_with("-- file offer "));
+    let id = offer
+        .strip_prefix("-- file offer ")
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .to_string();
+    to.send(&format!("/accept {id}"));
+    let done = to.expect_by("the saved file", |l| {
+        l.starts_with(&format!("-- file {id} from {from_name} saved as ")) || l.starts_with("!! ")
+    });
+    assert!(done.ends_with("SHA-256 verified"), "{done}");
+    assert_eq!(std::fs::read(dir.join(name)).unwrap(), data);
+}
+
 /// The TCP connections established in namespace `host`, as `ss` lists them.
 fn established(net: &Net, host: &str) -> String {
     let out = Command::new("ip")
@@ -390,8 +418,11 @@ fn a_public_client_is_reached_at_once_and_reaches_a_nated_one_by_dial_back() {
     }
     let net = Net::up("eim", "eim");
     let server = Server::start(&net, &[]);
-    let mut carol = client(&net, &server, "c", "carol", &[]);
-    let mut alice = client(&net, &server, "a", "alice", &[]);
+    let (carol_dl, alice_dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dl = |d: &tempfile::TempDir| d.path().to_str().unwrap().to_string();
+    let (carol_dir, alice_dir) = (dl(&carol_dl), dl(&alice_dl));
+    let mut carol = client(&net, &server, "c", "carol", &["--download-dir", &carol_dir]);
+    let mut alice = client(&net, &server, "a", "alice", &["--download-dir", &alice_dir]);
     let mut bob = client(&net, &server, "b", "bob", &[]);
 
     // From the public client to one behind a NAT: the call makes alice dial back.
@@ -400,6 +431,21 @@ fn a_public_client_is_reached_at_once_and_reaches_a_nated_one_by_dial_back() {
     assert!(how.starts_with("direct"), "{how}");
     assert!(took < Duration::from_secs(8), "{took:?}");
     alice.expect("[direct] <carol> from the open internet");
+
+    // Files both ways: alice fetches carol's file directly; carol fetches alice's through
+    // the NAT, by the dial-back.
+    send_file(
+        (&mut carol, "carol"),
+        (&mut alice, "alice"),
+        alice_dl.path(),
+        "to-alice.bin",
+    );
+    send_file(
+        (&mut alice, "alice"),
+        (&mut carol, "carol"),
+        carol_dl.path(),
+        "to-carol.bin",
+    );
 
     // From behind a NAT to the public client: direct, at once.
     let (how, took) = deliver(&mut bob, "carol", "to the open internet");

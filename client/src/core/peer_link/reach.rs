@@ -41,6 +41,11 @@ pub(super) const CALL_AFTER: Duration = Duration::from_millis(500);
 /// How long a ringing call may take to produce a link (the callee dials back for
 /// [`DIAL_BACK_WINDOW`]).
 pub(super) const CALL_WINDOW: Duration = Duration::from_secs(7);
+/// A call the server refused as too frequent is placed again after this long (its limits:
+/// one call per pair every 2 s, one per caller every 3 s after a burst).
+pub(super) const CALL_RETRY_AFTER: Duration = Duration::from_millis(3100);
+/// How often one attempt places its call again after such a refusal.
+const CALL_RETRIES: u8 = 3;
 /// Direct attempts and hole punching alone for this long before the relay is asked for.
 pub(super) const RELAY_AFTER: Duration = Duration::from_secs(2);
 /// How long a callee keeps dialing back.
@@ -83,8 +88,10 @@ impl Via {
 /// One of the later steps of an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Step {
-    /// Not yet: due at this moment.
+    /// Not yet: due at this moment (or as soon as every dial has failed).
     Due(Instant),
+    /// Refused for now: placed again at this moment, not before.
+    Retry(Instant),
     /// Asked the server; waiting until this moment.
     Asked(Instant),
     /// Over, or never possible: why, for the error.
@@ -167,6 +174,8 @@ struct Attempt {
     token: Option<String>,
     relay: Step,
     relay_asked: bool,
+    /// Calls placed again after the server refused one as too frequent.
+    call_retries: u8,
 }
 
 /// The endpoints of a `PEER` reply: the trailing list, else `<ip>:<port>`; deduplicated.
@@ -263,6 +272,7 @@ impl Peers {
             token: None,
             relay,
             relay_asked: false,
+            call_retries: 0,
         };
         for addr in endpoints {
             let conn = self.ids.next();
@@ -309,7 +319,10 @@ impl Peers {
     fn link_failed(&mut self, purpose: Purpose, text: String) -> Vec<Effect> {
         match purpose {
             Purpose::Message => self.fail(text),
-            Purpose::Data(id) => self.data_failed(id, text),
+            Purpose::Data(id) => {
+                let why = text.trim_end_matches(" (the message was not sent)");
+                self.data_failed(id, why.to_string())
+            }
         }
     }
 
@@ -388,7 +401,7 @@ impl Peers {
     /// When an attempt next has something to do.
     pub(super) fn attempt_deadline(&self) -> Option<Instant> {
         let step = |s: &Step| match s {
-            Step::Due(t) | Step::Asked(t) => Some(*t),
+            Step::Due(t) | Step::Retry(t) | Step::Asked(t) => Some(*t),
             Step::Over(_) => None,
         };
         self.nat
@@ -438,6 +451,7 @@ impl Peers {
         }
         let call_due = match a.call {
             Step::Due(t) => t <= now || a.conns.is_empty(),
+            Step::Retry(t) => t <= now,
             _ => false,
         };
         for conn in late {
@@ -514,15 +528,25 @@ impl Peers {
         };
         let a = &mut self.nat.attempts[i];
         let mut fx = Vec::new();
+        let now = Instant::now();
         if relay {
             a.relay = Step::Over(why);
         } else {
-            a.call = Step::Over(why);
             if let Some(token) = a.token.clone() {
                 fx.push(Effect::PeerForgetCallback { token });
             }
+            let retry_at = now + CALL_RETRY_AFTER;
+            a.call = if code == "RATE_LIMITED"
+                && a.call_retries < CALL_RETRIES
+                && retry_at + CALL_WINDOW / 2 < a.deadline
+            {
+                a.call_retries += 1;
+                Step::Retry(retry_at)
+            } else {
+                Step::Over(why)
+            };
         }
-        fx.extend(self.attempt_progress(Instant::now()));
+        fx.extend(self.attempt_progress(now));
         fx
     }
 
@@ -636,6 +660,7 @@ impl Attempt {
         let step = |s: &Step| match s {
             Step::Over(why) => why.clone(),
             Step::Due(_) | Step::Asked(_) => "not tried".to_string(),
+            Step::Retry(_) => "refused by the server: too many attempts, try again shortly".into(),
         };
         format!(
             "cannot reach {}: direct: {direct}; hole punching: {}; relay: {} (the message was not sent)",

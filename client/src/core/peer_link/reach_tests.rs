@@ -126,11 +126,46 @@ fn nothing_works_and_the_error_says_what_was_tried() {
     p.send("bob", "hi");
     let (conn, _) = dials(&p.on_peer_reply(&m(&format!("{BOB} {FP_B}"))))[0];
     p.on_dial_failed(conn, &DialFailure::Unreachable("connection refused".into()));
+    let fx = p.on_fail(&m(":srv FAIL PEERCALL NO_ENDPOINT bob :gone"));
+    assert_eq!(
+        shows(&fx),
+        ["!! cannot reach bob: direct: connection refused (203.0.113.5:5000); hole punching: bob has no endpoint; relay: not allowed (start with --allow-relay) (the message was not sent)"]
+    );
+}
+
+#[test]
+fn a_call_refused_as_too_frequent_is_placed_again_while_the_attempt_lasts() {
+    let mut p = caller(false);
+    p.send("bob", "hi");
+    let start = Instant::now();
+    let (conn, _) = dials(&p.on_peer_reply(&m(&format!("{BOB} {FP_B}"))))[0];
+    let fx = p.on_dial_failed(conn, &DialFailure::Unreachable("connection refused".into()));
+    let first = call_token(&fx);
+    // Refused for now: nothing shown, the token forgotten, the call waits.
+    let fx = p.on_fail(&m(":srv FAIL PEERCALL RATE_LIMITED bob :slow down"));
+    assert!(shows(&fx).is_empty(), "{fx:?}");
+    assert!(fx.contains(&Effect::PeerForgetCallback {
+        token: first.clone()
+    }));
+    assert!(server_sends(&p.tick(start + Duration::from_secs(1))).is_empty());
+    // Placed again once the server's limit has passed, with a fresh token.
+    let fx = p.tick(start + CALL_RETRY_AFTER + Duration::from_millis(100));
+    assert_eq!(server_sends(&fx).len(), 1);
+    assert!(server_sends(&fx)[0].starts_with("PEERCALL bob "));
+    assert_ne!(call_token(&fx), first);
+    // Refused every time: after the last retry the error names the refusal.
+    for retry in 1..CALL_RETRIES {
+        let fx = p.on_fail(&m(":srv FAIL PEERCALL RATE_LIMITED bob :slow down"));
+        assert!(shows(&fx).is_empty(), "retry {retry}: {fx:?}");
+        let at = start + (CALL_RETRY_AFTER + Duration::from_millis(100)) * (retry as u32 + 1);
+        assert_eq!(server_sends(&p.tick(at)).len(), 1, "retry {retry}");
+    }
     let fx = p.on_fail(&m(":srv FAIL PEERCALL RATE_LIMITED bob :slow down"));
     assert_eq!(
         shows(&fx),
         ["!! cannot reach bob: direct: connection refused (203.0.113.5:5000); hole punching: refused by the server: too many attempts, try again shortly; relay: not allowed (start with --allow-relay) (the message was not sent)"]
     );
+    assert!(!p.busy());
 }
 
 #[test]
@@ -337,7 +372,7 @@ fn with_nothing_else_left_the_relay_is_asked_at_once_and_its_failure_named() {
     p.send("bob", "hi");
     let (conn, _) = dials(&p.on_peer_reply(&m(&format!("{BOB} {FP_B}"))))[0];
     p.on_dial_failed(conn, &DialFailure::Unreachable("connection refused".into()));
-    let fx = p.on_fail(&m(":srv FAIL PEERCALL RATE_LIMITED bob :slow down"));
+    let fx = p.on_fail(&m(":srv FAIL PEERCALL NO_ENDPOINT bob :gone"));
     assert_eq!(server_sends(&fx), ["PEERRELAY bob"]);
     assert!(shows(&fx).is_empty());
     let token = "0123456789abcdef0123456789abcdef";
@@ -351,7 +386,7 @@ fn with_nothing_else_left_the_relay_is_asked_at_once_and_its_failure_named() {
     );
     assert_eq!(
         shows(&fx),
-        ["!! cannot reach bob: direct: connection refused (203.0.113.5:5000); hole punching: refused by the server: too many attempts, try again shortly; relay: the relayed link failed (relay: connection refused) (the message was not sent)"]
+        ["!! cannot reach bob: direct: connection refused (203.0.113.5:5000); hole punching: bob has no endpoint; relay: the relayed link failed (relay: connection refused) (the message was not sent)"]
     );
 }
 
