@@ -19,7 +19,6 @@ pub(in crate::io) struct DataStream {
     writer: TlsWriter,
     reader: TlsReader,
     net: Vec<u8>,
-    plain: Vec<u8>,
     /// Plaintext read past the last line taken.
     pending: Vec<u8>,
 }
@@ -30,7 +29,6 @@ impl DataStream {
             writer,
             reader,
             net: vec![0; NET_BUF],
-            plain: vec![0; NET_BUF],
             pending: Vec::new(),
         }
     }
@@ -73,12 +71,10 @@ impl DataStream {
                 ));
             }
             let pending = &mut self.pending;
-            let open = self
-                .reader
-                .read_some(&mut self.net, &mut self.plain, &mut |d| {
-                    pending.extend_from_slice(d);
-                    Ok(())
-                })?;
+            let open = self.reader.read_some(&mut self.net, &mut |d| {
+                pending.extend_from_slice(d);
+                Ok(())
+            })?;
             if !open && !self.pending.contains(&b'\n') {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -98,7 +94,7 @@ impl DataStream {
             sink(&pending)?;
             return Ok(true);
         }
-        self.reader.read_some(&mut self.net, &mut self.plain, sink)
+        self.reader.read_some(&mut self.net, sink)
     }
 
     /// Says goodbye at the TLS level and shuts the socket down.
