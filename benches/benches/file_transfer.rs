@@ -1,14 +1,18 @@
 //! Files peer to peer: one 1 GiB transfer between two real `huddle` clients on loopback,
 //! against the floor of the same rustls configuration (ring provider, TLS 1.3, ECDSA P-256
 //! certificates, client authentication) copying 1 GiB between two threads over loopback TCP
-//! in one process. Also the RSS growth of both clients during the transfer (from /proc).
+//! in one process. Also the RSS growth of both clients during the transfer (from /proc), and
+//! the CPU time each side spends per GiB: on a machine with few cores, the transfer's extra
+//! work (hashing, writing the file) competes with the encryption for the same cores.
 //! The transfer includes everything a user waits for after `/accept`: the lookup, dial and
 //! greeting, hashing while receiving, writing, the final fsync and rename.
 //!
 //! Not a criterion bench (one run of each takes seconds): `cargo bench -p huddle-benches
 //! --bench file_transfer` after building the binaries in the same profile
 //! (`cargo build --profile bench -p huddle -p huddle-server`). `FILE_BENCH_MIB` changes the
-//! size (default 1024).
+//! size (default 1024), `FILE_BENCH_ROUNDS` the number of rounds (default 5). The summary
+//! gives the median of the per-round ratios (each transfer against the floor measured right
+//! after it) and the best transfer against the best floor.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -18,8 +22,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use huddle_benches::procstat::{process_cpu, thread_cpu};
 use huddle_testkit::proc::proc_rss_kib;
 use huddle_testkit::{pinned_config, CliClient, PeerIdentity, TestServer};
+use huddle_trust::{AnyCert, Verifier};
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 
 const CHUNK: usize = 256 * 1024;
@@ -28,13 +34,15 @@ fn mib_per_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / d.as_secs_f64()
 }
 
-/// The floor: `bytes` through rustls from one thread to another over loopback TCP.
-fn floor(bytes: u64) -> Duration {
+/// The floor: `bytes` through rustls from one thread to another over loopback TCP, with the
+/// peers' configuration (the client authenticates with its certificate). Returns the time
+/// taken and the CPU time both threads spent copying.
+fn floor(bytes: u64) -> (Duration, Duration) {
     let (server_id, client_id) = (PeerIdentity::new(), PeerIdentity::new());
     let server_config = ServerConfig::builder_with_provider(huddle_trust::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(Verifier::new(AnyCert)))
         .with_single_cert(vec![server_id.cert.clone()], server_id.key())
         .unwrap();
     let client_config = pinned_config(&server_id.fp, Some(client_id.pair()));
@@ -47,12 +55,13 @@ fn floor(bytes: u64) -> Duration {
         let mut tls = StreamOwned::new(conn, sock);
         let mut buf = vec![0u8; 64 * 1024];
         let mut got = 0u64;
+        let cpu = thread_cpu();
         while got < bytes {
             let n = tls.read(&mut buf).unwrap();
             assert!(n > 0, "early end");
             got += n as u64;
         }
-        Instant::now()
+        (Instant::now(), thread_cpu() - cpu)
     });
     let sock = TcpStream::connect(addr).unwrap();
     sock.set_nodelay(true).unwrap();
@@ -61,7 +70,7 @@ fn floor(bytes: u64) -> Duration {
     let mut tls = StreamOwned::new(conn, sock);
     tls.flush().unwrap();
     let chunk = vec![0x5au8; CHUNK];
-    let start = Instant::now();
+    let (start, cpu) = (Instant::now(), thread_cpu());
     let mut sent = 0u64;
     while sent < bytes {
         let n = (bytes - sent).min(CHUNK as u64) as usize;
@@ -69,7 +78,24 @@ fn floor(bytes: u64) -> Duration {
         sent += n as u64;
     }
     tls.flush().unwrap();
-    reader.join().unwrap() - start
+    let cpu = thread_cpu() - cpu;
+    let (end, reader_cpu) = reader.join().unwrap();
+    (end - start, cpu + reader_cpu)
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// User + system CPU time of the client processes.
+fn clients_cpu(pids: &[u32]) -> Duration {
+    pids.iter().filter_map(|p| process_cpu(*p)).sum()
 }
 
 /// Samples the peak RSS of `pids` until `stop`.
@@ -120,13 +146,15 @@ fn main() {
     let rounds: usize = std::env::var("FILE_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(5);
     let server = TestServer::start(&[]);
     let dl_arg = dl.path().display().to_string();
     let mut alice = CliClient::logged_in(&server, "alice", &[]);
     let mut bob = CliClient::logged_in(&server, "bob", &["--download-dir", &dl_arg]);
     // Transfers and floors alternate, so a machine whose speed drifts treats both alike.
     let (mut transfers, mut floors, mut growth) = (Vec::new(), Vec::new(), [0u64; 2]);
+    let (mut ratios, mut cpu_real, mut cpu_floor) = (Vec::new(), Vec::new(), Vec::new());
+    let gib = bytes as f64 / (1u64 << 30) as f64;
     for round in 0..rounds {
         alice.send(&format!("/send bob {}", path.display()));
         let offer = bob.expect_prefix("-- file offer ");
@@ -136,12 +164,14 @@ fn main() {
         let base = [proc_rss_kib(alice.pid()), proc_rss_kib(bob.pid())];
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = sample_rss(vec![alice.pid(), bob.pid()], stop.clone());
+        let cpu_before = clients_cpu(&[alice.pid(), bob.pid()]);
         let start = Instant::now();
         bob.send(&format!("/accept {id}"));
         let done = bob.expect_by("the saved line", |l| {
             l.starts_with(&format!("-- file {id} from alice saved as ")) || l.starts_with("!!")
         });
         let took = start.elapsed();
+        let cpu = clients_cpu(&[alice.pid(), bob.pid()]).saturating_sub(cpu_before);
         stop.store(true, Ordering::SeqCst);
         let peaks = sampler.join().unwrap();
         assert!(done.contains("SHA-256 verified"), "{done}");
@@ -149,10 +179,12 @@ fn main() {
             *g = (*g).max(peak.saturating_sub(b));
         }
         std::fs::remove_file(dl.path().join("big.bin")).unwrap();
-        let floor_took = floor(bytes);
+        let (floor_took, fcpu) = floor(bytes);
         let (real, fl) = (mib_per_s(bytes, took), mib_per_s(bytes, floor_took));
+        let (cr, cf) = (cpu.as_secs_f64() / gib, fcpu.as_secs_f64() / gib);
         println!(
-            "round {}: transfer {real:.0} MiB/s ({:.2} s), floor {fl:.0} MiB/s ({:.2} s): {:.0}%",
+            "round {}: transfer {real:.0} MiB/s ({:.2} s, CPU {cr:.2} s/GiB), floor {fl:.0} MiB/s \
+             ({:.2} s, CPU {cf:.2} s/GiB): {:.0}%",
             round + 1,
             took.as_secs_f64(),
             floor_took.as_secs_f64(),
@@ -160,10 +192,26 @@ fn main() {
         );
         transfers.push(real);
         floors.push(fl);
+        ratios.push(100.0 * real / fl);
+        cpu_real.push(cr);
+        cpu_floor.push(cf);
     }
     let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     let (real, fl) = (best(&transfers), best(&floors));
-    println!("{mib} MiB, best of {rounds}: transfer {real:.0} MiB/s, floor (rustls, two threads, loopback TCP, one process) {fl:.0} MiB/s: {:.0}% of the floor", 100.0 * real / fl);
+    println!(
+        "{mib} MiB, {rounds} rounds: median of the per-round ratios {:.0}% of the floor; best \
+         transfer {real:.0} MiB/s against best floor (rustls, two threads, loopback TCP, one \
+         process) {fl:.0} MiB/s: {:.0}%",
+        median(&ratios),
+        100.0 * real / fl
+    );
+    println!(
+        "median CPU time per GiB: transfer {:.2} s (both clients), floor {:.2} s (both threads); \
+         {} cores",
+        median(&cpu_real),
+        median(&cpu_floor),
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
     println!(
         "largest RSS growth during a transfer: sender {} KiB, receiver {} KiB",
         growth[0], growth[1]

@@ -603,6 +603,20 @@ fn on_a_terminal_progress_bars_leave_the_input_line_alone() {
     // Half a line typed while the bars print.
     tmux.keys(&["-l", "hello wor"]);
     huddle_testkit::wait_until("the end of the transfer", limit, || shows("saved as"));
+    // The keys may reach the client after a fast transfer has ended: wait for their echo on
+    // the input line (a line the client lost never shows).
+    let typed_line_last = || {
+        let screen = tmux.screen();
+        let last = screen.iter().rev().find(|l| !l.trim().is_empty()).cloned();
+        last.is_some_and(|l| l.trim_end() == "bob #lobby> hello wor")
+            .then_some(())
+    };
+    huddle_testkit::wait::wait_for_value(limit, typed_line_last, || {
+        format!(
+            "the typed text is not on the input line: {:#?}",
+            tmux.screen()
+        )
+    });
     let screen = tmux.screen();
     let lines: Vec<&String> = screen.iter().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(

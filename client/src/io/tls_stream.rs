@@ -8,7 +8,7 @@
 //! write the records to the socket while holding it, so records go out in order. No read
 //! timeouts and no polling: closing shuts the socket down, which wakes the reader at once.
 
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -179,12 +179,11 @@ impl TlsReader {
     ) -> Result<Option<String>, ReceiverGone> {
         let mut lines = LineReader::new(max_line);
         let mut buf = vec![0u8; 16 * 1024];
-        let mut plain = vec![0u8; 16 * 1024];
         // The handshake may have read application data along with its last records: take
         // what rustls already holds before blocking on the socket.
         let mut n = 0;
         let reason = loop {
-            let fed = self.feed(&buf[..n], &mut plain, &mut |data| {
+            let fed = self.feed(&buf[..n], &mut |data| {
                 lines.feed(data);
                 Ok(())
             });
@@ -218,7 +217,6 @@ impl TlsReader {
     pub(super) fn read_some(
         &mut self,
         buf: &mut [u8],
-        plain: &mut [u8],
         sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<bool> {
         let n = loop {
@@ -231,7 +229,7 @@ impl TlsReader {
         if n == 0 {
             return Ok(false);
         }
-        let fed = self.feed(&buf[..n], plain, sink);
+        let fed = self.feed(&buf[..n], sink);
         match fed.failed {
             Some(why) => Err(io::Error::other(why)),
             None => Ok(!fed.closed),
@@ -244,13 +242,9 @@ impl TlsReader {
     }
 
     /// Gives rustls what was read, hands the plaintext to `sink`, and sends what rustls
-    /// answers on its own (key updates, alerts).
-    fn feed(
-        &self,
-        mut input: &[u8],
-        plain: &mut [u8],
-        sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
-    ) -> Fed {
+    /// answers on its own (key updates, alerts). The sink sees rustls' own plaintext
+    /// buffers, a record at a time: no copy on the way.
+    fn feed(&self, mut input: &[u8], sink: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> Fed {
         let mut fed = Fed {
             closed: false,
             failed: None,
@@ -270,16 +264,19 @@ impl TlsReader {
                 }
             }
             loop {
-                match tls.reader().read(plain) {
-                    Ok(0) => {
+                let mut reader = tls.reader();
+                match reader.fill_buf() {
+                    Ok([]) => {
                         fed.closed = true;
                         break;
                     }
-                    Ok(k) => {
-                        if let Err(e) = sink(&plain[..k]) {
+                    Ok(data) => {
+                        let k = data.len();
+                        if let Err(e) = sink(data) {
                             fed.failed = Some(io_text(&e));
                             break;
                         }
+                        reader.consume(k);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) => {

@@ -12,8 +12,9 @@ use ring::digest::Context;
 
 use super::CHUNK;
 
-/// Chunks queued for the writer at most.
-const IN_FLIGHT: usize = 4;
+/// Chunks queued for the writer at most (4 MiB): enough slack that the scheduler can run
+/// the reader and the writer in turns on a busy machine without either waiting.
+const IN_FLIGHT: usize = 16;
 
 type Done = io::Result<(File, Context)>;
 
