@@ -7,7 +7,7 @@ use crate::irc::line_limit;
 use crate::irc::outbox::Stamp;
 use crate::irc::session::Session;
 use crate::limits::{MAX_ROOMS_PER_USER, MAX_TARGETS};
-use crate::state::chat::{fold_borrowed, valid_room_name, ClientId, PartError};
+use crate::state::chat::{fold, fold_borrowed, valid_room_name, ClientId, PartError};
 use huddle_protocol::numeric::*;
 use huddle_protocol::Message;
 use std::time::SystemTime;
@@ -144,6 +144,12 @@ fn join(s: &mut Session, msg: &Message, ctx: &mut Ctx) {
         let created = ctx.chat.room(name).is_none();
         if !ctx.chat.join(name, s.id) {
             continue; // already a member: nothing to say
+        }
+        if created {
+            let from = ctx.history.next_seq(&fold(name));
+            if let Some(room) = ctx.chat.room_mut(name) {
+                room.history_from = from;
+            }
         }
         let Some(room) = ctx.chat.room(name) else {
             continue;

@@ -24,8 +24,9 @@ pub fn on_join(s: &Session, room: &str, ctx: &mut Ctx) {
 /// Only what was said in this room since it was created: a room that vanished when empty
 /// and was made again by someone else does not show what its earlier members said.
 fn since_creation(ctx: &Ctx, room: &str, mut entries: Vec<Entry>) -> Vec<Entry> {
-    if let Some(created) = created_ms(ctx, room) {
-        entries.retain(|e| e.time_ms >= created);
+    if let Some(r) = ctx.chat.room(room) {
+        let (created, from) = (crate::clock::unix_millis(r.created), r.history_from);
+        entries.retain(|e| e.time_ms >= created && e.seq >= from);
     }
     entries
 }

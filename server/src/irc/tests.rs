@@ -478,3 +478,35 @@ fn peer_endpoints_live_and_die_with_the_session() {
         vec![":srv FAIL PEER NO_SUCH_NICK bob :No such user online"]
     );
 }
+
+#[test]
+fn a_room_made_again_hides_the_old_rooms_history_even_from_the_same_millisecond() {
+    let mut w = World::new();
+    w.allow_guests();
+    let (mut g, mut h) = (Session::new(1, 1, LOCAL), Session::new(2, 1, LOCAL));
+    for (s, nick) in [(&mut g, "gina"), (&mut h, "hank")] {
+        w.line(s, &format!("NICK {nick}"));
+        w.line(s, "USER u 0 * :U");
+    }
+    w.line(&mut g, "JOIN #g");
+    w.line(&mut g, "PRIVMSG #g :for the first crowd only");
+    w.line(&mut g, "PART #g");
+    w.line(&mut h, "JOIN #g");
+    // As if made in the same millisecond as the old room's last message: the creation
+    // time alone would let that message through.
+    if let Some(room) = w.state.ctx(&w.jobs).chat.room_mut("#g") {
+        room.created = std::time::UNIX_EPOCH;
+    }
+    w.take(2);
+    w.line(&mut h, "CHATHISTORY LATEST #g * 10");
+    let got = w.take(2);
+    assert!(!got.iter().any(|l| l.contains("PRIVMSG")), "{got:?}");
+    // What is said in the new room is kept.
+    w.line(&mut h, "PRIVMSG #g :for the second crowd");
+    w.line(&mut h, "CHATHISTORY LATEST #g * 10");
+    let got = w.take(2);
+    assert!(
+        got.iter().any(|l| l.contains("for the second crowd")),
+        "{got:?}"
+    );
+}

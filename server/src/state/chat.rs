@@ -25,6 +25,10 @@ pub struct Room {
     pub topic: Option<Topic>,
     pub created: SystemTime,
     pub modes: RoomModes,
+    /// History entries numbered below this belong to an earlier room of the same name (set
+    /// when a join makes the room): hidden from this one even when said in the same
+    /// millisecond as its creation.
+    pub history_from: u64,
 }
 
 impl Room {
@@ -36,6 +40,7 @@ impl Room {
             topic: None,
             created,
             modes: RoomModes::fresh(),
+            history_from: 0,
         }
     }
 

@@ -237,6 +237,11 @@ impl History {
         }
     }
 
+    /// The number the room's next entry will get (0 for a room without history).
+    pub fn next_seq(&mut self, room: &str) -> u64 {
+        self.room(room, false).map_or(0, |log| log.next_seq)
+    }
+
     /// The entries of a room in memory (loaded if need be); `None` if it has no history.
     fn entries(&mut self, room: &str) -> Option<&VecDeque<Entry>> {
         self.room(room, false).map(|log| &log.entries)
