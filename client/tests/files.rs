@@ -519,104 +519,43 @@ fn files_need_the_same_proof_of_identity_as_messages() {
     assert_eq!(fs::read_dir(p.dl.path()).unwrap().count(), 0);
 }
 
-/// A `tmux` server of this test only (its own socket name), killed when dropped.
-struct Tmux(String);
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("tmux")
-            .args(["-L", &self.0, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("run tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> Vec<String> {
-        self.run(&["capture-pane", "-p", "-t", "files"])
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "files"];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.run(&["kill-server"]);
-    }
-}
-
 #[test]
 fn on_a_terminal_progress_bars_leave_the_input_line_alone() {
-    huddle_testkit::install_test_tools("tmux");
     let server = TestServer::start(&[]);
     drop(server.user_with_caps("bob", "sasl draft/account-registration"));
     let (src, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut alice = user(&server, "alice", src.path(), &[]);
-    let tmux = Tmux(format!("huddle-files-test-{}", std::process::id()));
-    let huddle = huddle_testkit::target_binary("huddle");
-    let (port, cert) = (
+    let args = [
+        "127.0.0.1".to_string(),
         server.port().to_string(),
+        "--ca".into(),
         server.cert_path().display().to_string(),
-    );
-    let dir = dl.path().display().to_string();
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "files",
-        "-x",
-        "150",
-        "-y",
-        "40",
-        "--",
-        &huddle.display().to_string(),
-        "127.0.0.1",
-        &port,
-        "--ca",
-        &cert,
-        "--download-dir",
-        &dir,
-    ]);
-    let limit = huddle_testkit::CLI_DEADLINE;
-    let shows = |text: &str| tmux.screen().iter().any(|l| l.contains(text));
-    huddle_testkit::wait_until("the prompt", limit, || shows("huddle>"));
+        "--download-dir".into(),
+        dl.path().display().to_string(),
+    ];
+    let tmux = huddle_testkit::TmuxClient::launch(&args, &[], 150);
+    tmux.wait_for("huddle>");
     tmux.keys(&[&format!("login bob {}", huddle_testkit::PW), "Enter"]);
-    huddle_testkit::wait_until("the login", limit, || shows("joined #lobby"));
+    tmux.wait_for("joined #lobby");
 
     let data = random_bytes(100 << 20);
     let path = src.path().join("big.bin");
     fs::write(&path, &data).unwrap();
     alice.send(&format!("/send bob {}", path.display()));
     alice.expect_prefix("-- offered ");
-    huddle_testkit::wait_until("the offer", limit, || shows("file offer 1 from alice"));
+    tmux.wait_for("file offer 1 from alice");
     tmux.keys(&["/accept 1", "Enter"]);
-    huddle_testkit::wait_until("the first bar", limit, || shows("from alice (big.bin) ["));
+    tmux.wait_for("from alice (big.bin) [");
     // Ctrl-C at the prompt does not stop the transfer.
     tmux.keys(&["C-c"]);
     // Half a line typed while the bars print.
     tmux.keys(&["-l", "hello wor"]);
-    huddle_testkit::wait_until("the end of the transfer", limit, || shows("saved as"));
+    tmux.wait_for("saved as");
     // The keys may reach the client after a fast transfer has ended: wait for their echo on
     // the input line (a line the client lost never shows).
-    let typed_line_last = || {
-        let screen = tmux.screen();
-        let last = screen.iter().rev().find(|l| !l.trim().is_empty()).cloned();
-        last.is_some_and(|l| l.trim_end() == "bob #lobby> hello wor")
-            .then_some(())
-    };
-    huddle_testkit::wait::wait_for_value(limit, typed_line_last, || {
-        format!(
-            "the typed text is not on the input line: {:#?}",
-            tmux.screen()
-        )
-    });
+    // The keys may reach the client after a fast transfer has ended: wait for their echo on
+    // the input line (a line the client lost never shows).
+    tmux.wait_prompt("bob #lobby> hello wor");
     let screen = tmux.screen();
     let lines: Vec<&String> = screen.iter().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(

@@ -55,70 +55,21 @@ fn senders_without_an_account_are_marked() {
     );
 }
 
-/// A `tmux` server of this test only (its own socket name), killed when dropped.
-struct Tmux(String);
-
-impl Tmux {
-    fn run(&self, args: &[&str]) -> String {
-        let out = std::process::Command::new("tmux")
-            .args(["-L", &self.0, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("run tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The visual lines of the pane, as the user sees them.
-    fn screen(&self) -> Vec<String> {
-        self.run(&["capture-pane", "-p", "-t", "huddle"])
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        self.run(&["kill-server"]);
-    }
-}
-
 #[test]
 fn on_a_terminal_long_messages_are_folded_with_indented_continuations() {
-    huddle_testkit::install_test_tools("tmux");
     let server = TestServer::start(&[]);
     drop(server.user_with_caps("bob", "sasl"));
-    let tmux = Tmux(format!("huddle-test-{}", std::process::id()));
-    let huddle = huddle_testkit::target_binary("huddle");
-    let port = server.port().to_string();
-    let cert = server.cert_path().display().to_string();
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "huddle",
-        "-x",
-        "40",
-        "-y",
-        "20",
-        "--",
-        &huddle.display().to_string(),
-        "127.0.0.1",
-        &port,
-        "--ca",
-        &cert,
-    ]);
-    let limit = huddle_testkit::CLI_DEADLINE;
-    let shows = |text: &str| tmux.screen().iter().any(|l| l.contains(text));
-    huddle_testkit::wait_until("the prompt", limit, || shows("huddle>"));
-    tmux.run(&[
-        "send-keys",
-        "-t",
-        "huddle",
-        &format!("login bob {}", huddle_testkit::PW),
-        "Enter",
-    ]);
-    huddle_testkit::wait_until("the login", limit, || shows("joined #lobby"));
+    // 40 columns wide.
+    let args = [
+        "127.0.0.1".to_string(),
+        server.port().to_string(),
+        "--ca".into(),
+        server.cert_path().display().to_string(),
+    ];
+    let tmux = huddle_testkit::TmuxClient::launch(&args, &[], 40);
+    tmux.wait_for("huddle>");
+    tmux.type_line(&format!("login bob {}", huddle_testkit::PW));
+    tmux.wait_for("joined #lobby");
 
     let mut mallory = server.user_with_caps("mallory", "sasl");
     mallory.join("#lobby");
@@ -128,7 +79,7 @@ fn on_a_terminal_long_messages_are_folded_with_indented_continuations() {
         "PRIVMSG #lobby :{}[#lobby] <alice> fake",
         "x".repeat(21)
     ));
-    huddle_testkit::wait_until("mallory's message", limit, || shows("fake"));
+    tmux.wait_for("fake");
     let screen = tmux.screen();
     assert!(
         !screen.iter().any(|l| l.starts_with("[#lobby] <alice>")),

@@ -9,127 +9,12 @@
 use std::path::Path;
 use std::process::Command;
 
-use huddle_testkit::{
-    children_of, install_test_tools, target_binary, wait_until, RunningServer, TestServer,
-    CLI_DEADLINE, PW,
-};
+use huddle_testkit::{wait_until, RunningServer, TestServer, TmuxClient, CLI_DEADLINE, PW};
 
-/// A `tmux` server of this test only, with one session `s` running `huddle`; killed when
-/// dropped (with the client in it).
-struct Terminal {
-    socket: String,
-    /// Where the pane's shell writes the client's exit status.
-    status_file: std::path::PathBuf,
-}
-
-impl Terminal {
-    /// Starts `huddle ARGS` in a 120x40 terminal, `known` as its known-servers file.
-    fn start(name: &str, known: &Path, args: &[String]) -> Terminal {
-        install_test_tools("tmux");
-        let t = Terminal {
-            socket: format!("i17s-{name}-{}", std::process::id()),
-            status_file: known.with_file_name(format!("{name}.status")),
-        };
-        let status_file = t.status_file.display().to_string();
-        let huddle = target_binary("huddle").display().to_string();
-        let env = format!("HUDDLE_KNOWN_SERVERS={}", known.display());
-        // Under a shell that waits for it, not as the pane's own process: tmux continues a
-        // pane process that stops, and a test stops the client.
-        let mut cmd = vec![
-            "new-session",
-            "-d",
-            "-s",
-            "s",
-            "-x",
-            "120",
-            "-y",
-            "40",
-            "--",
-            "sh",
-            "-c",
-            "\"$@\"; s=$?; echo $s > \"$0\"; exit $s",
-            &status_file,
-            "env",
-            &env,
-            &huddle,
-        ];
-        cmd.extend(args.iter().map(String::as_str));
-        t.tmux(&cmd);
-        // The screen stays readable after the client exits.
-        t.tmux(&["set-option", "-t", "s", "remain-on-exit", "on"]);
-        t
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "-f", "/dev/null"])
-            .args(args)
-            .output()
-            .expect("run tmux");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn screen(&self) -> Vec<String> {
-        self.tmux(&["capture-pane", "-p", "-S", "-200", "-t", "s"])
-            .lines()
-            .map(str::to_string)
-            .collect()
-    }
-
-    /// Waits until a line of the screen contains `text`; returns its index.
-    fn wait_for(&self, text: &str) -> usize {
-        let mut at = None;
-        wait_until(&format!("{text:?} on the screen"), CLI_DEADLINE, || {
-            at = self.screen().iter().position(|l| l.contains(text));
-            at.is_some()
-        });
-        at.unwrap_or_else(|| panic!("{text:?} not shown:\n{}", self.screen().join("\n")))
-    }
-
-    /// Waits until `n` lines of the screen contain `text`.
-    fn wait_count(&self, text: &str, n: usize) {
-        wait_until(
-            &format!("{n} x {text:?} on the screen"),
-            CLI_DEADLINE,
-            || self.screen().iter().filter(|l| l.contains(text)).count() >= n,
-        );
-    }
-
-    /// Types `text` and Enter.
-    fn type_line(&self, text: &str) {
-        self.tmux(&["send-keys", "-t", "s", "-l", text]);
-        self.tmux(&["send-keys", "-t", "s", "Enter"]);
-    }
-
-    /// The client process (the child of the pane's shell).
-    fn pid(&self) -> u32 {
-        let shell: u32 = self
-            .tmux(&["display-message", "-p", "-t", "s", "#{pane_pid}"])
-            .trim()
-            .parse()
-            .expect("pane pid");
-        let children = children_of(shell);
-        assert_eq!(children.len(), 1, "the shell runs the client: {children:?}");
-        children[0]
-    }
-
-    /// The exit status once the program has ended (the pane's shell writes it to a file).
-    fn exit_status(&self) -> i32 {
-        let mut status = None;
-        wait_until("the client to exit", CLI_DEADLINE, || {
-            status = std::fs::read_to_string(&self.status_file)
-                .ok()
-                .and_then(|s| s.trim().parse::<i32>().ok());
-            status.is_some()
-        });
-        status.unwrap_or(-1)
-    }
-}
-
-impl Drop for Terminal {
-    fn drop(&mut self) {
-        self.tmux(&["kill-server"]);
-    }
+/// `huddle ARGS` in a real terminal, `known` as its known-servers file.
+fn terminal(known: &Path, args: &[String]) -> TmuxClient {
+    let known = known.display().to_string();
+    TmuxClient::launch(args, &[("HUDDLE_KNOWN_SERVERS", known)], 120)
 }
 
 fn server_args(server: &TestServer) -> Vec<String> {
@@ -141,37 +26,37 @@ fn the_certificate_question_comes_before_any_password() {
     let server = TestServer::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let known = tmp.path().join("known_servers");
-    let t = Terminal::start("trust", &known, &server_args(&server));
+    let t = terminal(&known, &server_args(&server));
 
-    let shown = t.wait_for("first connection to 127.0.0.1:");
-    let question = t.wait_for("trust this certificate and connect? (y/N)");
-    assert!(shown < question, "{:#?}", t.screen());
+    let shown = t.line_of("first connection to 127.0.0.1:");
+    let question = t.line_of("trust this certificate and connect? (y/N)");
+    assert!(shown < question, "{:#?}", t.history());
     // The long line is folded, its continuation indented by four spaces.
-    let text = t.screen().join("\n").replace("\n    ", "");
+    let text = t.history().join("\n").replace("\n    ", "");
     assert!(
         text.contains(&format!("fingerprint {}", server.fingerprint())),
         "{text}"
     );
     assert!(!known.exists(), "nothing is pinned before the answer");
     t.type_line("y");
-    t.wait_for("remembered in ");
+    t.line_of("remembered in ");
     assert!(known.exists());
 
     t.type_line("register");
-    t.wait_for("account name:");
+    t.line_of("account name:");
     t.type_line("carol");
-    let prompt = t.wait_for("password:");
-    assert!(question < prompt, "{:#?}", t.screen());
+    let prompt = t.line_of("password:");
+    assert!(question < prompt, "{:#?}", t.history());
     // Checked here, before it is asked again or sent.
     t.type_line("short");
-    t.wait_for("!! the password must be 8 to 256 bytes long (it is 5)");
+    t.line_of("!! the password must be 8 to 256 bytes long (it is 5)");
     t.wait_count("password:", 2);
     t.type_line(PW);
-    t.wait_for("repeat password:");
+    t.line_of("repeat password:");
     t.type_line(PW);
-    t.wait_for("-- registered carol");
-    t.wait_for("-- logged in as carol");
-    t.wait_for("-- joined #lobby");
+    t.line_of("-- registered carol");
+    t.line_of("-- logged in as carol");
+    t.line_of("-- joined #lobby");
 }
 
 #[test]
@@ -179,10 +64,10 @@ fn an_untrusted_certificate_ends_the_client_with_status_4() {
     let server = TestServer::start(&[]);
     let tmp = tempfile::tempdir().unwrap();
     let known = tmp.path().join("known_servers");
-    let t = Terminal::start("refuse", &known, &server_args(&server));
-    t.wait_for("trust this certificate and connect? (y/N)");
+    let t = terminal(&known, &server_args(&server));
+    t.line_of("trust this certificate and connect? (y/N)");
     t.type_line("n");
-    t.wait_for("!! certificate not trusted: disconnected, nothing was sent");
+    t.line_of("!! certificate not trusted: disconnected, nothing was sent");
     assert_eq!(t.exit_status(), 4);
     assert!(!known.exists());
 }
@@ -217,16 +102,16 @@ fn a_server_restart_is_survived_without_typing() {
     let known = tmp.path().join("known_servers");
     let mut args = server_args(&server);
     args.extend(["--ca".into(), server.cert_path().display().to_string()]);
-    let t = Terminal::start("restart", &known, &args);
-    t.wait_for("huddle>");
+    let t = terminal(&known, &args);
+    t.line_of("huddle>");
     t.type_line(&format!("register alice {PW}"));
-    t.wait_for("-- joined #lobby");
+    t.line_of("-- joined #lobby");
     t.type_line("/join #dev");
-    t.wait_for("-- joined #dev");
+    t.line_of("-- joined #dev");
     let mut bob = server.registered_user("bob");
     bob.join("#dev");
     bob.send("PRIVMSG #dev :before the restart");
-    t.wait_for("<bob> before the restart");
+    t.line_of("<bob> before the restart");
 
     // alice's client is stopped while the server restarts and bob talks.
     let pid = t.pid();
@@ -240,8 +125,8 @@ fn a_server_restart_is_survived_without_typing() {
     bob.sync();
     signal(pid, "-CONT");
 
-    t.wait_for("-- reconnected; rejoined #lobby, #dev; 1 missed message");
-    let screen = t.screen();
+    t.line_of("-- reconnected; rejoined #lobby, #dev; 1 missed message");
+    let screen = t.history();
     let count = |text: &str| screen.iter().filter(|l| l.contains(text)).count();
     assert_eq!(count("<bob> before the restart"), 1, "{screen:#?}");
     assert_eq!(count("<bob> said while you were away"), 1, "{screen:#?}");
@@ -260,20 +145,20 @@ fn pm_reaches_a_stock_client_and_is_labelled_on_screen() {
     let tmp = tempfile::tempdir().unwrap();
     let mut args = server_args(&server);
     args.extend(["--ca".into(), server.cert_path().display().to_string()]);
-    let t = Terminal::start("pm", &tmp.path().join("known"), &args);
-    t.wait_for("huddle>");
+    let t = terminal(&tmp.path().join("known"), &args);
+    t.line_of("huddle>");
     t.type_line(&format!("register alice {PW}"));
-    t.wait_for("-- joined #lobby");
+    t.line_of("-- joined #lobby");
     let mut carol = server.user_with_caps("carol", "sasl draft/account-registration");
 
     t.type_line("msg carol are you there?");
-    t.wait_for("/pm carol TEXT sends it through the server");
+    t.line_of("/pm carol TEXT sends it through the server");
     t.type_line("/pm carol lunch at noon?");
-    t.wait_for("[via server to carol] <alice> lunch at noon?");
+    t.line_of("[via server to carol] <alice> lunch at noon?");
     let got = carol.expect_by("alice's message", |l| l.contains(" PRIVMSG carol "));
     assert!(got.ends_with("PRIVMSG carol :lunch at noon?"), "{got}");
     carol.send("PRIVMSG alice :sure");
-    t.wait_for("[via server] <carol> sure");
+    t.line_of("[via server] <carol> sure");
 }
 
 #[test]
@@ -287,22 +172,22 @@ fn a_late_acknowledgement_is_reported_and_the_message_shown_once() {
         "--peer-timeout".into(),
         "1".into(),
     ]);
-    let t = Terminal::start("late", &tmp.path().join("known"), &args);
-    t.wait_for("huddle>");
+    let t = terminal(&tmp.path().join("known"), &args);
+    t.line_of("huddle>");
     t.type_line(&format!("register alice {PW}"));
-    t.wait_for("-- joined #lobby");
+    t.line_of("-- joined #lobby");
     let mut bob = huddle_testkit::CliClient::logged_in(&server, "bob", &[]);
     t.type_line("msg bob hi");
-    t.wait_for("-- delivered to bob (direct)");
+    t.line_of("-- delivered to bob (direct)");
     bob.expect("[direct] <alice> hi");
 
     {
         let _paused = huddle_testkit::Paused::stop(bob.pid());
         t.type_line("msg bob are you there?");
-        t.wait_for("[direct to bob] <alice> are you there?");
-        t.wait_for("!! bob did not acknowledge the message within 1 s");
+        t.line_of("[direct to bob] <alice> are you there?");
+        t.line_of("!! bob did not acknowledge the message within 1 s");
     }
-    t.wait_for("-- delivered to bob (late)");
+    t.line_of("-- delivered to bob (late)");
     bob.expect("[direct] <alice> are you there?");
     bob.send("/who");
     bob.expect_prefix("-- online (2)");

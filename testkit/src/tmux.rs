@@ -17,36 +17,126 @@ static SESSIONS: AtomicU32 = AtomicU32::new(0);
 /// One `huddle` in a tmux pane.
 pub struct TmuxClient {
     socket: String,
+    /// Where the pane's shell writes the client's exit status.
+    status: tempfile::TempDir,
 }
 
 impl TmuxClient {
     /// Starts `huddle 127.0.0.1 PORT --ca CERT` for `server` in a 120x40 pane, with `env`
     /// set (e.g. `XDG_DATA_HOME` for a private history file, `TZ`).
     pub fn start(server: &impl RunningServer, env: &[(&str, &Path)]) -> TmuxClient {
+        let args = [
+            "127.0.0.1".to_string(),
+            server.port().to_string(),
+            "--ca".into(),
+            server.cert_path().display().to_string(),
+        ];
+        let env: Vec<(&str, String)> = env
+            .iter()
+            .map(|(k, v)| (*k, v.display().to_string()))
+            .collect();
+        TmuxClient::launch(&args, &env, 120)
+    }
+
+    /// Starts `huddle ARGS` with `env` in a `width`x40 pane. The client runs under a shell
+    /// that waits for it and records its exit status (tmux would continue a pane process
+    /// that a test stops), and the pane stays readable after the client exits.
+    pub fn launch(args: &[String], env: &[(&str, String)], width: u16) -> TmuxClient {
         crate::install_test_tools("tmux");
         let socket = format!(
             "huddle-tmux-{}-{}",
             std::process::id(),
             SESSIONS.fetch_add(1, Ordering::Relaxed)
         );
-        let tmux = TmuxClient { socket };
-        let mut args: Vec<String> = ["new-session", "-d", "-s", "huddle", "-x", "120", "-y", "40"]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-        for (key, value) in env {
-            args.push("-e".into());
-            args.push(format!("{key}={}", value.display()));
-        }
-        args.push("--".into());
-        args.push(target_binary("huddle").display().to_string());
-        args.push("127.0.0.1".into());
-        args.push(server.port().to_string());
-        args.push("--ca".into());
-        args.push(server.cert_path().display().to_string());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        tmux.run(&args);
+        let status = tempfile::tempdir().expect("a directory for the exit status");
+        let tmux = TmuxClient { socket, status };
+        let status_file = tmux.status_file().display().to_string();
+        let width = width.to_string();
+        let mut cmd: Vec<String> = [
+            "new-session",
+            "-d",
+            "-s",
+            "huddle",
+            "-x",
+            &width,
+            "-y",
+            "40",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        cmd.extend(["--", "sh", "-c", "\"$@\"; s=$?; echo $s > \"$0\"; exit $s"].map(String::from));
+        cmd.push(status_file);
+        cmd.push("env".into());
+        cmd.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+        cmd.push(target_binary("huddle").display().to_string());
+        cmd.extend(args.iter().cloned());
+        let cmd: Vec<&str> = cmd.iter().map(String::as_str).collect();
+        tmux.run(&cmd);
+        tmux.run(&["set-option", "-t", "huddle", "remain-on-exit", "on"]);
         tmux
+    }
+
+    fn status_file(&self) -> std::path::PathBuf {
+        self.status.path().join("status")
+    }
+
+    /// The client process (the child of the pane's shell).
+    pub fn pid(&self) -> u32 {
+        let shell: u32 = self
+            .run(&["display-message", "-p", "-t", "huddle", "#{pane_pid}"])
+            .trim()
+            .parse()
+            .expect("pane pid");
+        let children = crate::children_of(shell);
+        assert_eq!(children.len(), 1, "the shell runs the client: {children:?}");
+        children[0]
+    }
+
+    /// The client's exit status, once it has ended.
+    pub fn exit_status(&self) -> i32 {
+        wait_for_value(
+            CLI_DEADLINE,
+            || {
+                std::fs::read_to_string(self.status_file())
+                    .ok()
+                    .and_then(|s| s.trim().parse::<i32>().ok())
+            },
+            || "the client did not exit".to_string(),
+        )
+    }
+
+    /// Types `text` literally and Enter.
+    pub fn type_line(&self, text: &str) {
+        self.type_text(text);
+        self.keys(&["Enter"]);
+    }
+
+    /// Waits (bounded) until a line of the screen (with 200 lines of scroll-back) contains
+    /// `text`; the index of the first such line.
+    pub fn line_of(&self, text: &str) -> usize {
+        wait_for_value(
+            CLI_DEADLINE,
+            || self.history().iter().position(|l| l.contains(text)),
+            || format!("{text:?} not shown:\n{}", self.history().join("\n")),
+        )
+    }
+
+    /// Waits (bounded) until `n` lines of the screen (with scroll-back) contain `text`.
+    pub fn wait_count(&self, text: &str, n: usize) {
+        wait_for_value(
+            CLI_DEADLINE,
+            || (self.history().iter().filter(|l| l.contains(text)).count() >= n).then_some(()),
+            || format!("not {n} x {text:?}:\n{}", self.history().join("\n")),
+        );
+    }
+
+    /// The pane's lines with 200 lines of scroll-back.
+    pub fn history(&self) -> Vec<String> {
+        self.run(&["capture-pane", "-p", "-S", "-200", "-t", "huddle"])
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// Runs a tmux command on this client's tmux server; its stdout.
