@@ -310,6 +310,38 @@ mod tests {
     }
 
     #[test]
+    fn an_address_backs_off_from_half_its_limit_then_is_locked_out() {
+        let mut l = IpLimits::new(IpPolicy {
+            login_failures: 6,
+            ..policy()
+        });
+        let ip = A.parse().unwrap();
+        let t = Instant::now();
+        for _ in 0..3 {
+            l.login_failed(ip, t);
+        }
+        assert_eq!(l.login_wait(ip, t), None, "half the limit costs nothing");
+        l.login_failed(ip, t);
+        assert_eq!(l.login_wait(ip, t), Some(Duration::from_secs(1)));
+        let t1 = t + Duration::from_secs(1);
+        assert_eq!(l.login_wait(ip, t1), None);
+        l.login_failed(ip, t1);
+        assert_eq!(
+            l.login_wait(ip, t1 + Duration::from_millis(1500)),
+            Some(Duration::from_millis(500))
+        );
+        let t2 = t1 + Duration::from_secs(2);
+        assert_eq!(l.login_wait(ip, t2), None);
+        l.login_failed(ip, t2);
+        // At the limit: refused until the first failure leaves the window.
+        assert_eq!(
+            l.login_wait(ip, t2),
+            Some(FAILURE_WINDOW - Duration::from_secs(3))
+        );
+        assert_eq!(l.login_wait(ip, t + FAILURE_WINDOW), None);
+    }
+
+    #[test]
     fn prune_forgets_idle_addresses() {
         let mut l = IpLimits::new(policy());
         let ip = A.parse().unwrap();

@@ -243,6 +243,37 @@ mod tests {
     }
 
     #[test]
+    fn the_backoff_waits_one_then_two_seconds_then_checks_again() {
+        let mut g = LoginGuard::new(10);
+        let t = Instant::now();
+        for _ in 0..3 {
+            g.failed(ip(A), "erin", t);
+        }
+        let refused = |wait: u64| {
+            Err(Refused {
+                wait: Duration::from_millis(wait),
+            })
+        };
+        assert_eq!(g.check(ip(A), "erin", t), refused(1000));
+        assert_eq!(
+            g.check(ip(A), "erin", t + Duration::from_millis(700)),
+            refused(300)
+        );
+        let t1 = t + Duration::from_secs(1);
+        assert_eq!(g.check(ip(A), "erin", t1), Ok(()));
+        g.failed(ip(A), "erin", t1);
+        assert_eq!(
+            g.check(ip(A), "erin", t1 + Duration::from_millis(1700)),
+            refused(300)
+        );
+        let t2 = t1 + Duration::from_secs(2);
+        assert_eq!(g.check(ip(A), "erin", t2), Ok(()));
+        g.succeeded(ip(A), "erin");
+        g.failed(ip(A), "erin", t2);
+        assert_eq!(g.check(ip(A), "erin", t2), Ok(()), "success starts over");
+    }
+
+    #[test]
     fn success_clears_and_zero_disables() {
         let mut g = LoginGuard::new(1);
         let t = Instant::now();
