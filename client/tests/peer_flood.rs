@@ -96,8 +96,7 @@ fn a_direct_message_gets_through_while_attackers_hold_every_slot_they_may() {
     let (bob_addr, bob_fp) = endpoint_of(&server, "bob");
 
     // Sixteen attacker addresses, four connections each (the per-address limit): twice the
-    // limit of unauthenticated connections in all (and as many as the client used to take
-    // before refusing everyone). Half plain TCP, half TLS with a client certificate; each
+    // limit of unauthenticated connections in all. Half plain TCP, half TLS with a client certificate; each
     // reopened as soon as bob's client closes it.
     let stop = Arc::new(AtomicBool::new(false));
     let closed = Arc::new(AtomicUsize::new(0));
