@@ -485,21 +485,9 @@ mod tests {
     use super::*;
     use crate::core::command::Command;
     use crate::core::output::shows;
+    use crate::core::tests::{m, sends};
 
     const FP: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-
-    fn m(line: &str) -> Message {
-        Message::parse(line).unwrap()
-    }
-
-    fn sends(fx: &[Effect]) -> Vec<String> {
-        fx.iter()
-            .filter_map(|e| match e {
-                Effect::Send(m) => Some(m.to_string()),
-                _ => None,
-            })
-            .collect()
-    }
 
     /// Through login: SASL, welcome, the endpoint announcement; returns what was sent after
     /// the welcome.

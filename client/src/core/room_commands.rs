@@ -176,10 +176,7 @@ impl State {
 mod tests {
     use super::*;
     use crate::core::output::shows;
-
-    fn m(line: &str) -> Message {
-        Message::parse(line).unwrap()
-    }
+    use crate::core::tests::m;
 
     fn me_in(rooms: &[&str]) -> State {
         State {

@@ -529,11 +529,8 @@ mod tests {
     use super::*;
     use crate::core::command::Command;
     use crate::core::output::shows;
+    use crate::core::tests::m;
     use std::time::Duration;
-
-    fn m(line: &str) -> Message {
-        Message::parse(line).unwrap()
-    }
 
     #[test]
     fn login_refusals_for_too_many_attempts_are_not_wrong_passwords() {

@@ -10,11 +10,13 @@ use super::state::{Op, State, LOBBY, NOT_LOGGED_IN};
 use super::text::{clock_of, parse_fingerprint};
 use super::Effect;
 
-fn m(line: &str) -> Message {
+/// A server or peer line, parsed.
+pub(super) fn m(line: &str) -> Message {
     Message::parse(line).unwrap()
 }
 
-fn sends(fx: &[Effect]) -> Vec<String> {
+/// The lines the effects send to the server.
+pub(super) fn sends(fx: &[Effect]) -> Vec<String> {
     fx.iter()
         .filter_map(|e| match e {
             Effect::Send(m) => Some(m.to_string()),
