@@ -176,25 +176,26 @@ impl State {
         }
     }
 
-    /// `ERROR`: the server is closing the connection.
+    /// `ERROR`: the server is closing the connection. It is over from here: closed now and
+    /// handled as lost, so whatever comes next (a login typed at once, a reconnection) opens
+    /// a new connection instead of writing into this one.
     fn on_error(&mut self, text: &str) -> Vec<Effect> {
         if matches!(self.op, Some(Op::Logout { .. })) {
             return Vec::new();
         }
         self.error_shown = true;
         self.resume.server_error(text);
-        if self.nick.is_none() && self.op.is_none() {
-            // Connected at start but not logged in: nothing was lost. The connection is
-            // over, so it is closed now: a register or login typed before the socket's end
-            // is reported then opens a new one instead of writing into this one.
-            let mut fx = vec![info(format!(
+        let mut fx = if self.nick.is_none() && self.op.is_none() {
+            // Connected at start but not logged in: nothing was lost.
+            vec![info(format!(
                 "disconnected: {text}; register or login connects again"
-            ))];
-            fx.extend(self.on_closed(None));
-            fx.push(Effect::Close);
-            return fx;
-        }
-        vec![error(format!("disconnected: {text}"))]
+            ))]
+        } else {
+            vec![error(format!("disconnected: {text}"))]
+        };
+        fx.extend(self.on_closed(None));
+        fx.push(Effect::Close);
+        fx
     }
 
     /// `BATCH +id chathistory ...` opens a history batch, `BATCH -id` closes one.
