@@ -154,6 +154,86 @@ fn a_probe_token_dies_with_the_session() {
 }
 
 #[test]
+fn a_peerprobe_token_reports_a_mapping_without_recording_it() {
+    let s = TestServer::start(&[]);
+    assert!(isupport(&s, "tokens").iter().any(|t| t == "PEERPROBE"));
+    let mut alice = s.registered_user("alice");
+    // Only with an announced endpoint.
+    alice.send("PEERPROBE");
+    assert_reply_params(
+        &alice.expect_command("FAIL"),
+        &[
+            "PEERPROBE",
+            "NO_ENDPOINT",
+            "You have not announced a direct-message endpoint (PEERADDR)",
+        ],
+    );
+    let (_, record) = announce(&mut alice, 4000, &fp('a'), "");
+    let mut recorder = connect_from(&s, loopback(7), "recorder");
+    let recorded = recorder.tcp().local_addr().expect("local address");
+    recorder.send(&format!("PEERMAP {record}"));
+    let (lines, _) = recorder.read_to_close();
+    assert_eq!(lines, [format!(":{N} PEERMAP {recorded}")]);
+
+    alice.send("PEERPROBE");
+    let reply = alice.expect_command("PEERPROBE");
+    let token = reply.param(0).expect("a token").to_string();
+    assert_eq!(token.len(), 32, "{reply}");
+    // Another port (and address) of alice's: reported, not recorded.
+    let mut fresh = connect_from(&s, loopback(8), "fresh");
+    let seen_from = fresh.tcp().local_addr().expect("local address");
+    fresh.send(&format!("PEERMAP {token}"));
+    let (lines, clean) = fresh.read_to_close();
+    assert_eq!(lines, [format!(":{N} PEERMAP {seen_from}")], "no ERROR");
+    assert!(clean, "closed with close_notify");
+    let mut bob = s.registered_user("bob");
+    bob.send("PEER alice");
+    assert_eq!(
+        bob.expect_command("PEER").params[4],
+        format!("{recorded} 127.0.0.1:4000"),
+        "the recorded mapping stays"
+    );
+    // Once only.
+    let mut again = s.connect("again");
+    again.send(&format!("PEERMAP {token}"));
+    let (lines, _) = again.read_to_close();
+    assert!(lines[0].contains("FAIL PEERMAP INVALID_TOKEN"), "{lines:?}");
+
+    // At most 4 outstanding per user: a fifth voids the oldest.
+    let tokens: Vec<String> = (0..5)
+        .map(|_| {
+            alice.send("PEERPROBE");
+            alice.expect_command("PEERPROBE").params[0].clone()
+        })
+        .collect();
+    for (i, token) in tokens.iter().enumerate() {
+        let mut probe = s.connect("bounded");
+        probe.send(&format!("PEERMAP {token}"));
+        let (lines, _) = probe.read_to_close();
+        if i == 0 {
+            assert!(lines[0].contains("FAIL PEERMAP INVALID_TOKEN"), "{lines:?}");
+        } else {
+            assert!(lines[0].starts_with(&format!(":{N} PEERMAP ")), "{lines:?}");
+        }
+    }
+    bob.send("PEER alice");
+    assert_eq!(
+        bob.expect_command("PEER").params[4],
+        format!("{recorded} 127.0.0.1:4000")
+    );
+
+    // Leaving voids them.
+    alice.send("PEERPROBE");
+    let token = alice.expect_command("PEERPROBE").params[0].clone();
+    alice.send("QUIT");
+    alice.expect_closed();
+    let mut late = s.connect("late");
+    late.send(&format!("PEERMAP {token}"));
+    let (lines, _) = late.read_to_close();
+    assert!(lines[0].contains("FAIL PEERMAP INVALID_TOKEN"), "{lines:?}");
+}
+
+#[test]
 fn peercall_rings_the_callee_with_the_callers_endpoints() {
     let s = TestServer::start(&[]);
     let mut alice = s.registered_user("alice");

@@ -46,6 +46,7 @@ pub fn dispatch(s: &mut Session, command: &str, msg: Message, ctx: &mut Ctx) {
         "PEERADDR" => crate::irc::peer_directory::peeraddr(s, msg, ctx),
         "PEER" => crate::irc::peer_directory::peer(s, msg, ctx),
         "PEERCALL" => crate::irc::peer_call::peercall(s, msg, ctx),
+        "PEERPROBE" => crate::irc::peer_map::peerprobe(s, ctx),
         "PEERRELAY" => crate::irc::peer_relay::peerrelay(s, msg, ctx),
         "NICK" => crate::irc::nick_change::nick(s, msg, ctx),
         "WHOWAS" => crate::irc::whowas::whowas(s, msg, ctx),

@@ -24,6 +24,7 @@ pub fn isupport_tokens(info: &ServerInfo) -> Vec<String> {
         format!("MONITOR={}", crate::limits::MONITOR_LIMIT),
         "PEERADDR".to_string(),
         "PEERCALL".to_string(),
+        "PEERPROBE".to_string(),
         "PREFIX=(ov)@+".to_string(),
         format!("TOPICLEN={MAX_TOPIC_LEN}"),
         format!("TARGMAX=JOIN:{MAX_TARGETS},PART:{MAX_TARGETS},PRIVMSG:{MAX_TARGETS},NOTICE:{MAX_TARGETS},NAMES:{MAX_TARGETS},KICK:{MAX_TARGETS}"),

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 pub const MAX_HINTS: usize = 8;
 /// How long a mapping-probe token may be used.
 pub const PROBE_TOKEN_LIFETIME: Duration = Duration::from_secs(30);
+/// `PEERPROBE` tokens one user may hold at once.
+pub const MAX_OBSERVE_TOKENS: usize = 4;
 
 /// `addr` with an IPv4-mapped IPv6 address written as the IPv4 address it is.
 pub fn canonical(addr: SocketAddr) -> SocketAddr {
@@ -52,44 +54,96 @@ pub fn random_token() -> Option<String> {
     Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// What redeeming a probe token does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeKind {
+    /// The token `PEERADDR` was answered with: the address seen becomes the user's public
+    /// mapping.
+    Record,
+    /// A token asked for with `PEERPROBE`: the address seen is only reported back (the
+    /// mapping of some other port of the client, e.g. a fresh one for a hole punch).
+    Observe,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Probe {
     client: ClientId,
     issued: Instant,
+    kind: ProbeKind,
 }
 
-/// Outstanding mapping-probe tokens: at most one per online client (a new one replaces it),
-/// each usable once within [`PROBE_TOKEN_LIFETIME`].
+/// Outstanding mapping-probe tokens: per online client at most one [`ProbeKind::Record`]
+/// token (a new one replaces it) and [`MAX_OBSERVE_TOKENS`] [`ProbeKind::Observe`] ones (a
+/// new one beyond that replaces the oldest), each usable once within
+/// [`PROBE_TOKEN_LIFETIME`].
 #[derive(Debug, Default)]
 pub struct MappingProbes {
     by_token: HashMap<String, Probe>,
-    by_client: FxHashMap<ClientId, String>,
+    /// Each client's tokens, oldest first.
+    by_client: FxHashMap<ClientId, Vec<String>>,
 }
 
 impl MappingProbes {
-    /// `token` now names a probe for `client`; its earlier token is void.
+    /// `token` now names the probe that records `client`'s public mapping; every earlier
+    /// token of `client` is void.
     pub fn issue(&mut self, client: ClientId, token: String, now: Instant) {
         self.forget(client);
+        self.add(client, token, now, ProbeKind::Record);
+    }
+
+    /// `token` now names a probe that only reports what it sees to `client`; beyond
+    /// [`MAX_OBSERVE_TOKENS`] the oldest such token is void.
+    pub fn issue_observe(&mut self, client: ClientId, token: String, now: Instant) {
+        let tokens = self.by_client.get(&client).cloned().unwrap_or_default();
+        let observing: Vec<&String> = tokens
+            .iter()
+            .filter(|t| {
+                self.by_token
+                    .get(*t)
+                    .is_some_and(|p| p.kind == ProbeKind::Observe)
+            })
+            .collect();
+        if observing.len() >= MAX_OBSERVE_TOKENS {
+            let oldest = observing[0].clone();
+            self.void(client, &oldest);
+        }
+        self.add(client, token, now, ProbeKind::Observe);
+    }
+
+    fn add(&mut self, client: ClientId, token: String, issued: Instant, kind: ProbeKind) {
         self.by_token.insert(
             token.clone(),
             Probe {
                 client,
-                issued: now,
+                issued,
+                kind,
             },
         );
-        self.by_client.insert(client, token);
+        self.by_client.entry(client).or_default().push(token);
     }
 
-    /// The client a valid `token` was issued to; the token is used up either way.
-    pub fn redeem(&mut self, token: &str, now: Instant) -> Option<ClientId> {
-        let probe = self.by_token.remove(token)?;
-        self.by_client.remove(&probe.client);
-        (now.duration_since(probe.issued) < PROBE_TOKEN_LIFETIME).then_some(probe.client)
+    fn void(&mut self, client: ClientId, token: &str) {
+        self.by_token.remove(token);
+        if let Some(tokens) = self.by_client.get_mut(&client) {
+            tokens.retain(|t| t != token);
+            if tokens.is_empty() {
+                self.by_client.remove(&client);
+            }
+        }
     }
 
-    /// `client` is gone (or announced again): its token is void.
+    /// The client a valid `token` was issued to and what it is for; the token is used up
+    /// either way.
+    pub fn redeem(&mut self, token: &str, now: Instant) -> Option<(ClientId, ProbeKind)> {
+        let probe = *self.by_token.get(token)?;
+        self.void(probe.client, token);
+        (now.duration_since(probe.issued) < PROBE_TOKEN_LIFETIME)
+            .then_some((probe.client, probe.kind))
+    }
+
+    /// `client` is gone (or announced again): its tokens are void.
     pub fn forget(&mut self, client: ClientId) {
-        if let Some(token) = self.by_client.remove(&client) {
+        for token in self.by_client.remove(&client).unwrap_or_default() {
             self.by_token.remove(&token);
         }
     }
@@ -148,7 +202,10 @@ mod tests {
         let mut p = MappingProbes::default();
         let t0 = Instant::now();
         p.issue(3, "aa".into(), t0);
-        assert_eq!(p.redeem("aa", t0 + Duration::from_secs(1)), Some(3));
+        assert_eq!(
+            p.redeem("aa", t0 + Duration::from_secs(1)),
+            Some((3, ProbeKind::Record))
+        );
         assert_eq!(p.redeem("aa", t0 + Duration::from_secs(1)), None, "used");
         p.issue(3, "bb".into(), t0);
         assert_eq!(p.redeem("bb", t0 + PROBE_TOKEN_LIFETIME), None, "expired");
@@ -166,6 +223,31 @@ mod tests {
         p.forget(4);
         assert_eq!(p.redeem("cc", t0), None);
         assert_eq!(p.outstanding(), 1);
-        assert_eq!(p.redeem("bb", t0), Some(3));
+        assert_eq!(p.redeem("bb", t0), Some((3, ProbeKind::Record)));
+    }
+
+    #[test]
+    fn observe_tokens_are_bounded_per_client_and_leave_the_record_token_alone() {
+        let mut p = MappingProbes::default();
+        let t0 = Instant::now();
+        p.issue(3, "rec".into(), t0);
+        for i in 0..MAX_OBSERVE_TOKENS + 2 {
+            p.issue_observe(3, format!("o{i}"), t0);
+        }
+        p.issue_observe(4, "other".into(), t0);
+        assert_eq!(p.outstanding(), 1 + MAX_OBSERVE_TOKENS + 1);
+        assert_eq!(p.redeem("o0", t0), None, "the oldest went first");
+        assert_eq!(p.redeem("o1", t0), None);
+        assert_eq!(p.redeem("o2", t0), Some((3, ProbeKind::Observe)));
+        assert_eq!(p.redeem("o2", t0), None, "used");
+        assert_eq!(p.redeem("rec", t0), Some((3, ProbeKind::Record)));
+        assert_eq!(p.redeem("o3", t0 + PROBE_TOKEN_LIFETIME), None, "expired");
+        // A new announcement voids every token of the client, leaving: then nothing.
+        p.issue(3, "rec2".into(), t0);
+        assert_eq!(p.redeem("o4", t0), None);
+        p.forget(3);
+        assert_eq!(p.redeem("rec2", t0), None);
+        assert_eq!(p.outstanding(), 1);
+        assert_eq!(p.redeem("other", t0), Some((4, ProbeKind::Observe)));
     }
 }
