@@ -259,8 +259,11 @@ fn behind_two_endpoint_independent_nats_hole_punching_connects_and_the_server_ca
     }
     let net = Net::up("eim", "eim");
     let server = Server::start(&net, &[]);
-    let mut alice = client(&net, &server, "a", "alice", &[]);
-    let mut bob = client(&net, &server, "b", "bob", &[]);
+    let (alice_dl, bob_dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let dl = |d: &tempfile::TempDir| d.path().to_str().unwrap().to_string();
+    let (alice_dir, bob_dir) = (dl(&alice_dl), dl(&bob_dl));
+    let mut alice = client(&net, &server, "a", "alice", &["--download-dir", &alice_dir]);
+    let mut bob = client(&net, &server, "b", "bob", &["--download-dir", &bob_dir]);
 
     let (how, took) = deliver(&mut alice, "bob", "through two NATs");
     eprintln!("alice -> bob through two NATs: {how}, {took:?}");
@@ -273,6 +276,24 @@ fn behind_two_endpoint_independent_nats_hole_punching_connects_and_the_server_ca
         "{}",
         established(&net, "b")
     );
+
+    // Files, both ways, directly (the server has no relay): each data connection is
+    // punched from a fresh port of the receiver, since the link holds the pair of
+    // listening ports.
+    let started = Instant::now();
+    send_file(
+        (&mut alice, "alice"),
+        (&mut bob, "bob"),
+        bob_dl.path(),
+        "through-two-nats.bin",
+    );
+    send_file(
+        (&mut bob, "bob"),
+        (&mut alice, "alice"),
+        alice_dl.path(),
+        "and-back.bin",
+    );
+    eprintln!("two files through two NATs: {:?}", started.elapsed());
 
     // The link is up: the server is not needed any more, either way.
     let _paused = server.pause();

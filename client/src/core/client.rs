@@ -63,6 +63,7 @@ impl Client {
                 token,
                 on_listener,
             } => st.peers.on_callback(conn, &token, on_listener),
+            Event::PeerPunchMapped { call, result } => st.peers.on_punch_mapped(&call, result),
             Event::PeerConnected { conn } => st.on_peer_connected(conn),
             Event::PeerDialFailed { conn, failure } => st.on_peer_dial_failed(conn, &failure),
             Event::PeerIncoming { conn, addr } => st.peers.on_incoming(conn, addr),

@@ -80,6 +80,17 @@ pub(crate) enum Effect {
     PeerMapProbe {
         token: String,
     },
+    /// Punch from a fresh port: bind one (sharable, as the listening port is), learn its
+    /// public mapping with a probe connection to the server that sends `PEERMAP <probe>`
+    /// (reported as [`super::Event::PeerPunchMapped`] with the call token `call`), then dial
+    /// each `(conn, addr)` from it for a few seconds, pinning `fingerprint`, as
+    /// [`Effect::PeerDial`] does (the peer's dial-back preamble for `call` may come first).
+    PeerPunch {
+        call: String,
+        probe: String,
+        dials: Vec<(u64, SocketAddr)>,
+        fingerprint: Fingerprint,
+    },
     /// Hash the file at `path` for offer `id` (regular files only); report
     /// [`super::Event::FileHashed`].
     FileHash {

@@ -44,6 +44,12 @@ pub(crate) enum Event {
         token: String,
         on_listener: bool,
     },
+    /// The fresh port of the punch for call `call` ([`super::Effect::PeerPunch`]): its
+    /// endpoints, the public mapping first, or why it has none (then it dials nothing).
+    PeerPunchMapped {
+        call: String,
+        result: Result<Vec<SocketAddr>, String>,
+    },
     /// A dial reached the peer and the TLS handshake with the pinned certificate is done.
     PeerConnected { conn: u64 },
     /// A dial failed; nothing was sent.

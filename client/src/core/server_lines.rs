@@ -70,9 +70,16 @@ fn sasl_failure(server_text: &str) -> String {
 /// Whether `msg`'s parameter `i` names one of the direct-message commands.
 fn about_peers(msg: &Message, i: usize) -> bool {
     msg.param(i).is_some_and(|c| {
-        ["PEER", "PEERADDR", "PEERCALL", "PEERRELAY", "PEERMAP"]
-            .iter()
-            .any(|p| c.eq_ignore_ascii_case(p))
+        [
+            "PEER",
+            "PEERADDR",
+            "PEERCALL",
+            "PEERRELAY",
+            "PEERMAP",
+            "PEERPROBE",
+        ]
+        .iter()
+        .any(|p| c.eq_ignore_ascii_case(p))
     })
 }
 
@@ -128,7 +135,7 @@ impl State {
                 self.settle();
                 fx
             }
-            "PEERMAP" | "PEERCALL" | "PEERRELAY" => {
+            "PEERMAP" | "PEERCALL" | "PEERRELAY" | "PEERPROBE" => {
                 let fx = self.peers.on_extension(msg);
                 self.settle();
                 fx

@@ -5,8 +5,8 @@
 //! its listener, the caller takes it as its own dial.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,8 +18,6 @@ use super::Report;
 
 /// How long the callee keeps dialing back.
 const WINDOW: Duration = Duration::from_secs(5);
-/// Pause after a dial that failed at once (refused, unreachable) before the next.
-const RETRY: Duration = Duration::from_millis(250);
 
 /// One dial-back: connection `conn` of the listener `listener` to `remote`.
 pub(super) struct DialBack {
@@ -54,7 +52,8 @@ pub(super) fn start(job: DialBack, stop: Arc<AtomicBool>, events: Sender<Report>
 
 fn run(job: &DialBack, stop: &AtomicBool, events: &Sender<Report>) -> Result<(), String> {
     let deadline = Instant::now() + WINDOW;
-    let mut sock = connect(job, stop, deadline)?;
+    let mut sock =
+        punch::connect_until(job.local, job.remote, stop, deadline).map_err(|e| io_text(&e))?;
     let handle = sock.try_clone().map_err(|e| io_text(&e))?;
     let conn = job.conn;
     if events
@@ -76,36 +75,6 @@ fn run(job: &DialBack, stop: &AtomicBool, events: &Sender<Report>) -> Result<(),
         job.timeout,
         events,
     )
-}
-
-/// Dials until connected, stopped, or out of time.
-fn connect(job: &DialBack, stop: &AtomicBool, deadline: Instant) -> Result<TcpStream, String> {
-    let mut last = "no answer".to_string();
-    loop {
-        if stop.load(Ordering::SeqCst) {
-            return Err("the call was answered otherwise".into());
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(last);
-        }
-        let started = Instant::now();
-        match punch::connect_from(Some(job.local), job.remote, left) {
-            Ok(sock) if stop.load(Ordering::SeqCst) => {
-                drop(sock);
-                return Err("the call was answered otherwise".into());
-            }
-            Ok(sock) => return Ok(sock),
-            Err(e) => {
-                last = io_text(&e);
-                if started.elapsed() < RETRY {
-                    std::thread::sleep(
-                        RETRY.min(deadline.saturating_duration_since(Instant::now())),
-                    );
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]

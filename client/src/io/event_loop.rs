@@ -404,6 +404,23 @@ impl App {
                     }
                 }
             }
+            Effect::PeerPunch {
+                call,
+                probe,
+                dials,
+                fingerprint,
+            } => {
+                let link = self.link.as_ref();
+                let server = link.and_then(|l| {
+                    let ip = l.local_addr().ok()?.ip();
+                    Some((ip, l.peer_addr().ok()?, l.server_cert()?))
+                });
+                let Some(server) = server else {
+                    let result = Err("not connected to the server".to_string());
+                    return Some(Event::PeerPunchMapped { call, result });
+                };
+                return self.peers.punch(call, probe, dials, fingerprint, server);
+            }
             Effect::FileHash { id, path } => self.transfers.hash(id, path),
             Effect::FilePrepare { id, dir, offer } => {
                 return Some(self.transfers.prepare(id, dir, &offer))

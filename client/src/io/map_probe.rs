@@ -44,7 +44,9 @@ pub(super) fn start(
     }
 }
 
-fn probe(
+/// The probe from `local` (a port outbound sockets may share): the address and port the
+/// server saw it come from.
+pub(super) fn probe(
     local: SocketAddr,
     server: SocketAddr,
     server_cert: Fingerprint,

@@ -26,6 +26,7 @@ pub(crate) mod event_loop;
 mod exit_code;
 pub(crate) mod file_transfer;
 mod first_contact;
+mod fresh_punch;
 mod hints;
 mod history_file;
 mod line_helper;

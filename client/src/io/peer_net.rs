@@ -77,6 +77,11 @@ pub(crate) enum PeerEvent {
     Handshaking { conn: u64, sock: TcpStream },
     /// The server's answer to the mapping probe: our listening port as the server sees it.
     Mapped(Result<SocketAddr, String>),
+    /// The fresh port of the punch for call `call`: its endpoints, or why it has none.
+    PunchMapped {
+        call: String,
+        result: Result<Vec<SocketAddr>, String>,
+    },
     /// One line from an open connection.
     Line { conn: u64, msg: Message },
     /// The connection ended (`None`: closed cleanly by the peer).
@@ -160,39 +165,51 @@ pub(super) fn dial(
     let spawned = std::thread::Builder::new()
         .name("huddle-peer".into())
         .spawn(move || {
-            let config = match config {
-                Ok(c) => c,
-                Err(e) => {
-                    let failure = DialFailure::Tls(e.to_string());
-                    let _ = events.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
-                    return;
-                }
-            };
-            let sock = punch::connect_from(origin.local, addr, timeout).map_err(|e| {
-                if is_timeout(&e) {
-                    DialFailure::TimedOut
-                } else {
-                    DialFailure::Unreachable(io_text(&e))
-                }
-            });
-            let callback = |token: String| {
-                let on_listener = false;
-                let event = PeerEvent::Callback {
-                    conn,
-                    token,
-                    on_listener,
-                };
-                let _ = events.send(Report::Peer(event));
-            };
-            let tls = sock.and_then(|sock| {
-                tls_client(sock, config, pin.policy(), timeout, &origin.calls, callback)
-            });
-            finish_dial(conn, tls, &events);
+            let sock = punch::connect_from(origin.local, addr, timeout).map_err(connect_failure);
+            dialed(conn, sock, config, &pin, timeout, &origin.calls, &events);
         });
     if let Err(e) = spawned {
         let failure = DialFailure::Unreachable(format!("cannot start a thread: {e}"));
         let _ = report.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
     }
+}
+
+/// Why a TCP connect failed, as a dial reports it.
+pub(super) fn connect_failure(e: io::Error) -> DialFailure {
+    if is_timeout(&e) {
+        DialFailure::TimedOut
+    } else {
+        DialFailure::Unreachable(io_text(&e))
+    }
+}
+
+/// The rest of a dial once its TCP connect is done (or failed): the TLS client handshake
+/// with `config`, pinned by `pin` (a dial-back preamble for one of `calls` may come first,
+/// reported as `Callback`), then `Connected` and the lines, or `DialFailed`.
+pub(super) fn dialed(
+    conn: u64,
+    sock: Result<TcpStream, DialFailure>,
+    config: Result<Arc<rustls::ClientConfig>, rustls::Error>,
+    pin: &PinnedVerifier,
+    timeout: Duration,
+    calls: &PendingCalls,
+    events: &Sender<Report>,
+) {
+    let callback = |token: String| {
+        let on_listener = false;
+        let event = PeerEvent::Callback {
+            conn,
+            token,
+            on_listener,
+        };
+        let _ = events.send(Report::Peer(event));
+    };
+    let tls = config
+        .map_err(|e| DialFailure::Tls(e.to_string()))
+        .and_then(|config| {
+            sock.and_then(|sock| tls_client(sock, config, pin.policy(), timeout, calls, callback))
+        });
+    finish_dial(conn, tls, events);
 }
 
 /// The TLS client handshake on a connected socket, pinning the peer. The ClientHello goes

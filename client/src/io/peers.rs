@@ -13,6 +13,7 @@ use huddle_protocol::Message;
 
 use super::dial_back::{self, DialBack};
 use super::file_transfer::DataStream;
+use super::fresh_punch::{self, Punch};
 use super::peer_net::{self, Listener, Origin, PeerEvent, PeerWriter};
 use super::peer_tls::{self, Identity};
 use super::punch::PendingCalls;
@@ -103,7 +104,11 @@ impl Peers {
                 }
                 return None;
             }
-            PeerEvent::DialFailed { conn, failure } => Event::PeerDialFailed { conn, failure },
+            PeerEvent::PunchMapped { call, result } => Event::PeerPunchMapped { call, result },
+            PeerEvent::DialFailed { conn, failure } => {
+                self.dial_backs.remove(&conn);
+                Event::PeerDialFailed { conn, failure }
+            }
             PeerEvent::Incoming {
                 listener,
                 conn,
@@ -276,6 +281,46 @@ impl Peers {
             timeout: self.options.timeout,
         };
         dial_back::start(job, stop, self.reports.clone());
+        None
+    }
+
+    /// Punches from a fresh port on `local_ip` for the call `call`: its mapping learnt from
+    /// `server` (certificate `cert`) with the probe token `probe`, then the `dials` (see
+    /// [`super::fresh_punch`]). Without a session the failure is the returned event.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn punch(
+        &mut self,
+        call: String,
+        probe: String,
+        dials: Vec<(u64, SocketAddr)>,
+        fingerprint: Fingerprint,
+        (local_ip, server, server_cert): (IpAddr, SocketAddr, Fingerprint),
+    ) -> Option<Event> {
+        let Some(identity) = &self.identity else {
+            let result = Err("no session certificate".to_string());
+            return Some(Event::PeerPunchMapped { call, result });
+        };
+        let dials = dials
+            .into_iter()
+            .map(|(conn, addr)| {
+                let stop = Arc::new(AtomicBool::new(false));
+                self.dial_backs.insert(conn, stop.clone());
+                (conn, addr, stop)
+            })
+            .collect();
+        let job = Punch {
+            call,
+            probe,
+            dials,
+            fingerprint,
+            local_ip,
+            server,
+            server_cert,
+            identity: identity.clone(),
+            calls: self.calls.clone(),
+            timeout: self.options.timeout,
+        };
+        fresh_punch::start(job, self.reports.clone());
         None
     }
 

@@ -10,7 +10,8 @@
 
 use std::collections::HashMap;
 use std::io::{self, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,8 @@ pub(super) const CALLBACK: &str = "PEERCALLBACK";
 
 /// Calls placed at most at once (each names one peer).
 const MAX_CALLS: usize = 16;
+/// Pause after a dial that failed at once (refused, unreachable) before the next.
+const RETRY: Duration = Duration::from_millis(250);
 
 /// The calls this client placed and still waits on: token -> the callee's certificate
 /// fingerprint. The listener and the dial threads look a preamble's token up here, so a
@@ -123,6 +126,59 @@ pub(super) fn connect_from(
         }
         Err(e) => Err(e),
     }
+}
+
+/// Connects to `remote` from `local` again and again until connected, `stop` is set, or
+/// `deadline`: a SYN may be dropped before the other side's NAT has a mapping, and the other
+/// side's socket may not be dialing yet (a reset). Stopped: `Interrupted`.
+pub(super) fn connect_until(
+    local: SocketAddr,
+    remote: SocketAddr,
+    stop: &AtomicBool,
+    deadline: Instant,
+) -> io::Result<TcpStream> {
+    let stopped = || {
+        io::Error::new(
+            io::ErrorKind::Interrupted,
+            "the call was answered otherwise",
+        )
+    };
+    let mut last = io::Error::new(io::ErrorKind::TimedOut, "no answer");
+    loop {
+        if stop.load(Ordering::SeqCst) {
+            return Err(stopped());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(last);
+        }
+        let started = Instant::now();
+        match connect_from(Some(local), remote, left) {
+            Ok(_) if stop.load(Ordering::SeqCst) => return Err(stopped()),
+            Ok(sock) => return Ok(sock),
+            Err(e) => {
+                last = e;
+                if started.elapsed() < RETRY {
+                    std::thread::sleep(
+                        RETRY.min(deadline.saturating_duration_since(Instant::now())),
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// A socket bound to a port of the system's choosing on `ip`, which outbound sockets may
+/// share as they share the listening port: holding it keeps the port ours. Its address.
+pub(super) fn fresh_port(ip: IpAddr) -> io::Result<(Socket, SocketAddr)> {
+    let addr = SocketAddr::new(ip, 0);
+    let sock = reusable(&addr)?;
+    sock.bind(&SockAddr::from(addr))?;
+    let local = sock
+        .local_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::AddrNotAvailable, "not an IP address"))?;
+    Ok((sock, local))
 }
 
 /// The first byte waiting on `sock`, without taking it; `None` at end of stream.

@@ -22,6 +22,13 @@ impl Peers {
         let (Some(from), Some(token)) = (msg.param(0), msg.param(1)) else {
             return Vec::new();
         };
+        self.dial_back(from, token, msg.param(3).unwrap_or(""))
+    }
+
+    /// Answers the call `token` from `from`: dials back to each public one of `endpoints`
+    /// (`ip:port`, space-separated) from our listening port, sends the preamble and is the
+    /// TLS server. Also how the sender of a file answers its receiver's `FILECALL`.
+    pub(super) fn dial_back(&mut self, from: &str, token: &str, endpoints: &str) -> Vec<Effect> {
         if self.me.is_none() || !valid_token(token) || self.answering() >= MAX_ANSWERING {
             log::info!("not answering a call from {from}");
             return Vec::new();
@@ -29,9 +36,7 @@ impl Peers {
         // Only public addresses: a caller's LAN hints serve callers on our LAN, who reach
         // our listener directly, and dialing them would let any caller make us connect to
         // machines on our own network.
-        let addrs = msg
-            .param(3)
-            .unwrap_or("")
+        let addrs = endpoints
             .split(' ')
             .filter_map(|e| e.parse::<SocketAddr>().ok())
             .filter(|a| public(a.ip()));

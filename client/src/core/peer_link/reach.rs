@@ -17,13 +17,16 @@
 //!    was tried.
 //!
 //! On every connection made for a call the caller is the TLS client. The callee side
-//! (answering `PEERCALL` and `PEERRELAY` from the server) is in `answer`.
+//! (answering `PEERCALL` and `PEERRELAY` from the server) is in `answer`. A file's data
+//! connection to a peer we already have a link to is also punched from a fresh port (see
+//! `fresh_punch`): the link holds the four-tuple between the two listening ports.
 //!
 //! Each attempt serves a [`Purpose`] (today the message in progress); the outcome is handed
 //! over in [`Peers::link_ready`] and [`Peers::link_failed`], so whatever else needs a link to
 //! a peer (a file transfer's data connection) adds its purpose there and uses the same path.
 
 use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -107,6 +110,10 @@ pub(super) struct Nat {
     pub(super) calls: bool,
     /// The server's relay port (`PEERRELAY=<port>` in ISUPPORT).
     pub(super) relay_port: Option<u16>,
+    /// The server hands out tokens for probes of other ports (`PEERPROBE` in ISUPPORT).
+    pub(super) probes: bool,
+    /// The attempts whose `PEERPROBE` the server has yet to answer, in the order asked.
+    probing: VecDeque<Purpose>,
     /// Where else our listener can be reached (announced with `PEERADDR`).
     pub(super) hints: Vec<SocketAddr>,
     /// The attempts under way.
@@ -176,6 +183,8 @@ struct Attempt {
     relay_asked: bool,
     /// Calls placed again after the server refused one as too frequent.
     call_retries: u8,
+    /// Punching from a fresh port (a data connection to a peer we have a link to).
+    fresh: fresh_punch::Fresh,
 }
 
 /// The endpoints of a `PEER` reply: the trailing list, else `<ip>:<port>`; deduplicated.
@@ -225,6 +234,8 @@ impl Peers {
             let (key, value) = t.split_once('=').unwrap_or((t, ""));
             if key.eq_ignore_ascii_case("PEERCALL") {
                 self.nat.calls = true;
+            } else if key.eq_ignore_ascii_case("PEERPROBE") {
+                self.nat.probes = true;
             } else if key.eq_ignore_ascii_case("PEERRELAY") {
                 self.nat.relay_port = value.parse().ok().filter(|&p| p != 0);
             }
@@ -273,6 +284,7 @@ impl Peers {
             relay,
             relay_asked: false,
             call_retries: 0,
+            fresh: fresh_punch::Fresh::default(),
         };
         for addr in endpoints {
             let conn = self.ids.next();
@@ -386,6 +398,9 @@ impl Peers {
         if let Some(token) = a.token {
             fx.push(Effect::PeerForgetCallback { token });
         }
+        if let Some(token) = a.fresh.token() {
+            fx.push(Effect::PeerForgetCallback { token });
+        }
         fx
     }
 
@@ -448,6 +463,7 @@ impl Peers {
                     *step = Step::Over("no link in time".into());
                 }
             }
+            a.fresh.time_out();
         }
         let call_due = match a.call {
             Step::Due(t) => t <= now || a.conns.is_empty(),
@@ -470,13 +486,15 @@ impl Peers {
                 "PEERCALL",
                 [a.nick.as_str(), token.as_str()],
             )));
+            fx.extend(self.ask_fresh_port(i));
         }
         let a = &mut self.nat.attempts[i];
         if matches!(a.call, Step::Asked(t) if t <= now) {
             a.call = Step::Over("no answer".into());
         }
         // The relay is asked for when its time comes, or at once when nothing else is left.
-        let nothing_else = a.conns.is_empty() && matches!(a.call, Step::Over(_));
+        let nothing_else =
+            a.conns.is_empty() && matches!(a.call, Step::Over(_)) && !a.fresh.pending();
         if matches!(a.relay, Step::Due(t) if t <= now || nothing_else) {
             a.relay = Step::Asked(a.deadline);
             a.relay_asked = true;
@@ -484,7 +502,8 @@ impl Peers {
         }
         let done = a.conns.is_empty()
             && matches!(a.call, Step::Over(_))
-            && matches!(a.relay, Step::Over(_));
+            && matches!(a.relay, Step::Over(_))
+            && !a.fresh.pending();
         (fx, done.then(|| a.failure()))
     }
 
@@ -587,11 +606,9 @@ impl Peers {
     /// dials (the two dials met), or on our listener (then it becomes one of the attempt's
     /// connections, and we are its TLS client).
     pub(crate) fn on_callback(&mut self, conn: u64, token: &str, on_listener: bool) -> Vec<Effect> {
-        let found = self
-            .nat
-            .attempts
-            .iter()
-            .position(|a| a.token.as_deref() == Some(token));
+        let found = self.nat.attempts.iter().position(|a| {
+            a.token.as_deref() == Some(token) || a.fresh.token().as_deref() == Some(token)
+        });
         let Some(i) = found else {
             return vec![self.close(conn)];
         };
@@ -670,6 +687,9 @@ impl Attempt {
         )
     }
 }
+
+#[path = "fresh_punch.rs"]
+mod fresh_punch;
 
 #[cfg(test)]
 #[path = "reach_tests.rs"]

@@ -96,6 +96,9 @@ impl Peers {
         if same(command, "PEERCALL") || same(command, "PEERRELAY") {
             return self.on_step_refused(same(command, "PEERRELAY"), msg);
         }
+        if same(command, "PEERPROBE") {
+            return self.on_probe_refused(text);
+        }
         if same(command, "PEERMAP") {
             log::info!("the server refused the mapping probe: {code} {text}");
             return Vec::new();
@@ -160,6 +163,7 @@ impl Peers {
             "PEERCALL" => self.on_call_ringing(msg),
             "PEERRELAY" if from_user => self.answer_relay(msg),
             "PEERRELAY" => self.on_relay_ready(msg),
+            "PEERPROBE" if !from_user => self.on_probe_token(msg),
             _ => Vec::new(),
         }
     }

@@ -1,0 +1,148 @@
+//! Punching from a fresh port (the shell's half of `core::peer_link`'s `fresh_punch`): bind
+//! a port of the system's choosing, learn its public mapping with a probe connection to the
+//! server ([`super::map_probe`], with a token that does not touch our announced endpoint),
+//! report it, and dial each of the peer's endpoints from that port for a few seconds while
+//! the peer dials back to it. The dials are TLS clients pinned to the peer, as every dial is;
+//! the peer's dial-back preamble comes before its TLS bytes when the two dials meet.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::AtomicBool;
+use std::sync::mpsc::Sender;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use socket2::Socket;
+
+use super::peer_net::{connect_failure, dialed, PeerEvent};
+use super::peer_tls::{self as tls, Identity, PinnedPeer, PinnedVerifier};
+use super::punch::{self, PendingCalls};
+use super::tls_stream::io_text;
+use super::{map_probe, Report};
+use crate::core::{DialFailure, Fingerprint};
+
+/// How long each dial from the fresh port is retried: the peer dials back for 5 s from the
+/// moment our request reaches it, which is just after the mapping is known.
+const WINDOW: Duration = Duration::from_secs(6);
+
+/// One punch: what `Effect::PeerPunch` asks for and what the shell knows.
+pub(super) struct Punch {
+    /// The call token our request names (the peer's preamble presents it).
+    pub(super) call: String,
+    /// The server's token for the probe connection.
+    pub(super) probe: String,
+    /// Connection ids, the peer's endpoints, and a flag that stops each dial's retries.
+    pub(super) dials: Vec<(u64, SocketAddr, Arc<AtomicBool>)>,
+    pub(super) fingerprint: Fingerprint,
+    /// Our address towards the server: the fresh port is bound on it.
+    pub(super) local_ip: IpAddr,
+    pub(super) server: SocketAddr,
+    pub(super) server_cert: Fingerprint,
+    pub(super) identity: Arc<Identity>,
+    pub(super) calls: PendingCalls,
+    pub(super) timeout: Duration,
+}
+
+/// Runs the punch on threads: `PunchMapped`, then for each dial `Handshaking` once its TCP
+/// connection is made and `Connected` or `DialFailed` as any dial.
+pub(super) fn start(job: Punch, events: Sender<Report>) {
+    let report = events.clone();
+    let call = job.call.clone();
+    let spawned = std::thread::Builder::new()
+        .name("huddle-punch".into())
+        .spawn(move || run(job, &events));
+    if let Err(e) = spawned {
+        let result = Err(format!("cannot start a thread: {e}"));
+        let _ = report.send(Report::Peer(PeerEvent::PunchMapped { call, result }));
+    }
+}
+
+fn run(job: Punch, events: &Sender<Report>) {
+    let mapped = punch::fresh_port(job.local_ip)
+        .map_err(|e| format!("cannot bind a fresh port: {}", io_text(&e)))
+        .and_then(|(holder, local)| {
+            map_probe::probe(local, job.server, job.server_cert, &job.probe, job.timeout)
+                .map(|public| (holder, local, public))
+        });
+    let (holder, local, public) = match mapped {
+        Ok(m) => m,
+        Err(why) => {
+            let result = Err(format!("no public mapping for a fresh port: {why}"));
+            let call = job.call;
+            let _ = events.send(Report::Peer(PeerEvent::PunchMapped { call, result }));
+            return;
+        }
+    };
+    log::info!("the server sees the fresh port {local} as {public}");
+    let mut endpoints = vec![public];
+    if local != public {
+        endpoints.push(local);
+    }
+    let call = job.call.clone();
+    let mapped = PeerEvent::PunchMapped {
+        call,
+        result: Ok(endpoints),
+    };
+    if events.send(Report::Peer(mapped)).is_err() {
+        return;
+    }
+    // Each dial holds the port until its connect is over.
+    let holder = Arc::new(holder);
+    for (conn, remote, stop) in job.dials {
+        let dial = Dial {
+            conn,
+            local,
+            remote,
+            stop,
+            holder: holder.clone(),
+            fingerprint: job.fingerprint,
+            identity: job.identity.clone(),
+            calls: job.calls.clone(),
+            timeout: job.timeout,
+        };
+        let report = events.clone();
+        let spawned = std::thread::Builder::new()
+            .name("huddle-punch".into())
+            .spawn(move || dial.run(&report));
+        if let Err(e) = spawned {
+            let failure = DialFailure::Unreachable(format!("cannot start a thread: {e}"));
+            let _ = events.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
+        }
+    }
+}
+
+/// One dial from the fresh port.
+struct Dial {
+    conn: u64,
+    local: SocketAddr,
+    remote: SocketAddr,
+    stop: Arc<AtomicBool>,
+    holder: Arc<Socket>,
+    fingerprint: Fingerprint,
+    identity: Arc<Identity>,
+    calls: PendingCalls,
+    timeout: Duration,
+}
+
+impl Dial {
+    fn run(self, events: &Sender<Report>) {
+        let conn = self.conn;
+        let deadline = Instant::now() + WINDOW;
+        let sock = punch::connect_until(self.local, self.remote, &self.stop, deadline)
+            .map_err(connect_failure);
+        drop(self.holder);
+        if let Ok(handle) = sock.as_ref().map(|s| s.try_clone()) {
+            match handle {
+                Ok(sock) => {
+                    let event = PeerEvent::Handshaking { conn, sock };
+                    if events.send(Report::Peer(event)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => log::debug!("punch {conn}: {e}"),
+            }
+        }
+        let pin = Arc::new(PinnedVerifier::new(PinnedPeer::new(self.fingerprint)));
+        let config = tls::client_config(&self.identity, pin.clone());
+        dialed(conn, sock, config, &pin, self.timeout, &self.calls, events);
+    }
+}
