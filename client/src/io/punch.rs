@@ -289,6 +289,41 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_port_is_held_and_shared_by_retrying_dials() {
+        let (holder, local) = fresh_port("127.0.0.1".parse().unwrap()).unwrap();
+        assert_ne!(local.port(), 0);
+        // Held: a bind that does not share it fails.
+        let other = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        let err = other.bind(&SockAddr::from(local)).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let stop = AtomicBool::new(false);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let (t1, t2) = (
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+            std::net::TcpListener::bind("127.0.0.1:0").unwrap(),
+        );
+        for t in [&t1, &t2] {
+            let s = connect_until(local, t.local_addr().unwrap(), &stop, deadline).unwrap();
+            assert_eq!(s.local_addr().unwrap(), local);
+            assert_eq!(t.accept().unwrap().1, local);
+        }
+        drop(holder);
+        // Nobody there: retried until the deadline; stopped: at once.
+        let free = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let started = Instant::now();
+        let soon = started + Duration::from_millis(600);
+        let err = connect_until(local, free, &stop, soon).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+        assert!(started.elapsed() >= Duration::from_millis(500), "retried");
+        stop.store(true, Ordering::SeqCst);
+        let err = connect_until(local, free, &stop, deadline).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::Interrupted);
+    }
+
+    #[test]
     fn the_preamble_is_read_without_taking_what_follows() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();

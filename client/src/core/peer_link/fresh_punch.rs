@@ -242,3 +242,7 @@ impl Peers {
         self.dial_back(from, token, msg.param(2).unwrap_or(""))
     }
 }
+
+#[cfg(test)]
+#[path = "fresh_punch_tests.rs"]
+mod tests;

@@ -1,0 +1,261 @@
+//! The fresh-port punch of a data connection: both ends driven without I/O.
+
+use std::time::{Duration, Instant};
+
+use super::super::super::tests::FP_B;
+use super::super::super::tests::{alice, closes, fp, m, open_to_bob, peer_sends, server_sends};
+use super::super::{CALL_AFTER, CALL_WINDOW};
+use super::*;
+use crate::core::files::{HashedFile, PreparedFile};
+use crate::core::output::shows;
+
+const SHA: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+const BOB_AT: &str = "203.0.113.3:5000";
+
+/// Alice, with a link open to Bob, on a server that rings peers and gives probe tokens
+/// when `probes`; the link's id.
+fn linked(probes: bool) -> (Peers, u64) {
+    let mut p = alice();
+    let tokens = if probes {
+        ":srv 005 alice PEERADDR PEERCALL PEERPROBE :are supported"
+    } else {
+        ":srv 005 alice PEERADDR PEERCALL :are supported"
+    };
+    p.on_isupport(&m(tokens));
+    let link = open_to_bob(&mut p);
+    (p, link)
+}
+
+/// Bob offers file 3 over `link`; alice accepts it and looks Bob up: the data attempt dials.
+fn accepted(p: &mut Peers, link: u64) -> Vec<Effect> {
+    p.on_line(link, &m(&format!("FILEOFFER 7 3 5 {SHA} 60 :x.txt")));
+    p.accept_file(1, None);
+    let prepared = PreparedFile {
+        part: "/tmp/in/x.txt.part".into(),
+        offset: 0,
+    };
+    assert_eq!(
+        server_sends(&p.on_file_prepared(1, Ok(prepared))),
+        ["PEER Bob"]
+    );
+    p.on_peer_reply(&m(&format!(":srv PEER Bob 203.0.113.3 5000 {FP_B}")))
+}
+
+fn dial_conns(fx: &[Effect]) -> Vec<u64> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::PeerDial { conn, .. } => Some(*conn),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The call token and dials of the punch effect.
+fn punch(fx: &[Effect]) -> (String, Vec<(u64, SocketAddr)>) {
+    fx.iter()
+        .find_map(|e| match e {
+            Effect::PeerPunch {
+                call,
+                probe,
+                dials,
+                fingerprint,
+            } => {
+                assert_eq!(probe, "0123456789abcdef0123456789abcdef");
+                assert_eq!(*fingerprint, fp(FP_B));
+                Some((call.clone(), dials.clone()))
+            }
+            _ => None,
+        })
+        .expect("a punch")
+}
+
+#[test]
+fn the_receiver_punches_from_a_fresh_port_and_asks_the_sender_to_dial_back() {
+    let (mut p, link) = linked(true);
+    let fx = accepted(&mut p, link);
+    let direct = dial_conns(&fx);
+    assert_eq!(direct.len(), 1);
+    assert!(server_sends(&fx).is_empty());
+
+    // When the peer is rung, a probe token is asked for too.
+    let fx = p.tick(Instant::now() + CALL_AFTER);
+    let sent = server_sends(&fx);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0].starts_with("PEERCALL Bob "), "{sent:?}");
+    assert_eq!(sent[1], "PEERPROBE");
+
+    let fx = p.on_extension(&m(":srv PEERPROBE 0123456789abcdef0123456789abcdef"));
+    let (call, dials) = punch(&fx);
+    assert!(fx.contains(&Effect::PeerExpectCallback {
+        token: call.clone(),
+        fingerprint: fp(FP_B)
+    }));
+    let addrs: Vec<String> = dials.iter().map(|(_, a)| a.to_string()).collect();
+    assert_eq!(addrs, [BOB_AT]);
+    let fresh = dials[0].0;
+
+    // The mapping is known: the request goes over the open link.
+    let mapped = vec![
+        "198.51.100.7:41000".parse().unwrap(),
+        "10.0.2.2:41000".parse().unwrap(),
+    ];
+    let fx = p.on_punch_mapped(&call, Ok(mapped));
+    assert_eq!(
+        peer_sends(&fx),
+        [(
+            link,
+            format!("FILECALL 3 {call} :198.51.100.7:41000 10.0.2.2:41000")
+        )]
+    );
+    // A second report for the same call changes nothing.
+    assert!(p.on_punch_mapped(&call, Err("late".into())).is_empty());
+
+    // The sender's dial-back meets the fresh dial: it becomes the data connection.
+    assert!(p.on_callback(fresh, &call, false).is_empty());
+    let fx = p.on_connected(fresh);
+    assert_eq!(
+        peer_sends(&fx),
+        [(fresh, "PEERHELLO alice Bob".to_string())]
+    );
+    let fx = p.on_line(fresh, &m("PEERWELCOME Bob alice"));
+    assert_eq!(peer_sends(&fx), [(fresh, "FILEGET 3 0".to_string())]);
+    assert_eq!(closes(&fx), direct);
+    assert!(fx.contains(&Effect::PeerForgetCallback {
+        token: call.clone()
+    }));
+    let forgotten = fx
+        .iter()
+        .filter(|e| matches!(e, Effect::PeerForgetCallback { .. }))
+        .count();
+    assert_eq!(forgotten, 2, "the call's token and the punch's: {fx:?}");
+}
+
+#[test]
+fn no_probe_without_a_link_a_server_that_gives_tokens_or_a_file() {
+    // A server without PEERPROBE: only the call.
+    let (mut p, link) = linked(false);
+    accepted(&mut p, link);
+    let fx = p.tick(Instant::now() + CALL_AFTER);
+    let sent = server_sends(&fx);
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(sent[0].starts_with("PEERCALL Bob "));
+
+    // A message, not a data connection: only the call.
+    let mut p = alice();
+    p.on_isupport(&m(
+        ":srv 005 alice PEERADDR PEERCALL PEERPROBE :are supported",
+    ));
+    p.send("bob", "hi");
+    p.on_peer_reply(&m(&format!(":srv PEER Bob 203.0.113.3 5000 {FP_B}")));
+    let fx = p.tick(Instant::now() + CALL_AFTER);
+    assert!(!server_sends(&fx).contains(&"PEERPROBE".to_string()));
+
+    // The link closed before the data attempt: no one to ask for a dial-back.
+    let (mut p, link) = linked(true);
+    p.on_line(link, &m(&format!("FILEOFFER 7 3 5 {SHA} 60 :x.txt")));
+    p.on_closed(link, None);
+    p.accept_file(1, None);
+    let prepared = PreparedFile {
+        part: "/tmp/in/x.txt.part".into(),
+        offset: 0,
+    };
+    p.on_file_prepared(1, Ok(prepared));
+    p.on_peer_reply(&m(&format!(":srv PEER Bob 203.0.113.3 5000 {FP_B}")));
+    let fx = p.tick(Instant::now() + CALL_AFTER);
+    assert!(!server_sends(&fx).contains(&"PEERPROBE".to_string()));
+}
+
+#[test]
+fn a_failed_probe_ends_only_the_punch_and_the_error_names_it() {
+    let (mut p, link) = linked(true);
+    let fx = accepted(&mut p, link);
+    let direct = dial_conns(&fx)[0];
+    let start = Instant::now();
+    p.tick(start + CALL_AFTER);
+    let fx = p.on_extension(&m(":srv PEERPROBE 0123456789abcdef0123456789abcdef"));
+    let (call, dials) = punch(&fx);
+    let fx = p.on_punch_mapped(
+        &call,
+        Err("no public mapping for a fresh port: refused".into()),
+    );
+    assert_eq!(closes(&fx), [dials[0].0]);
+    assert!(peer_sends(&fx).is_empty(), "no request to dial back");
+    assert!(shows(&fx).is_empty(), "the attempt goes on");
+    // The direct dial times out; the call gets no answer: one error.
+    p.on_dial_failed(direct, &crate::core::DialFailure::TimedOut);
+    let fx = p.tick(start + CALL_AFTER + CALL_WINDOW + Duration::from_secs(1));
+    let shown = shows(&fx);
+    assert_eq!(shown.len(), 1, "{shown:?}");
+    assert!(
+        shown[0]
+            .starts_with("!! cannot fetch file 1 from Bob: cannot reach Bob: direct: timed out"),
+        "{shown:?}"
+    );
+
+    // The server refuses the probe: the same.
+    let (mut p, link) = linked(true);
+    accepted(&mut p, link);
+    p.tick(Instant::now() + CALL_AFTER);
+    let fx = p.on_fail(&m(
+        ":srv FAIL PEERPROBE NO_ENDPOINT :You have not announced",
+    ));
+    assert!(fx.is_empty(), "{fx:?}");
+    // A late token for nobody is ignored.
+    assert!(p
+        .on_extension(&m(":srv PEERPROBE 0123456789abcdef0123456789abcdef"))
+        .is_empty());
+}
+
+/// Alice offers hello.txt to Bob over `link`; the offer's number.
+fn offering(p: &mut Peers, link: u64) -> u64 {
+    let Some(Effect::FileHash { id, .. }) = p.offer_file("bob", "/tmp/hello.txt").first().cloned()
+    else {
+        panic!("no hash")
+    };
+    let hashed = HashedFile {
+        name: "hello.txt".into(),
+        size: 5,
+        sha: SHA.into(),
+    };
+    let sent = peer_sends(&p.on_file_hashed(id, Ok(hashed)));
+    let frame = sent[0].1.split(' ').nth(1).unwrap().to_string();
+    p.on_line(link, &m(&format!("ACK {frame}")));
+    id
+}
+
+fn dial_backs(fx: &[Effect]) -> Vec<(SocketAddr, String)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::PeerDialBack { addr, token, .. } => Some((*addr, token.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_sender_dials_back_to_the_public_endpoints_of_an_offer_it_made() {
+    let (mut p, link) = linked(true);
+    let id = offering(&mut p, link);
+    let token = "Z".repeat(32);
+    let fx = p.on_line(
+        link,
+        &m(&format!(
+            "FILECALL {id} {token} :198.51.100.7:41000 10.0.2.2:41000 junk"
+        )),
+    );
+    assert_eq!(
+        dial_backs(&fx),
+        [("198.51.100.7:41000".parse().unwrap(), token.clone())],
+        "only the public endpoint"
+    );
+    // Not an offer of ours, a bad token, nothing to dial: nothing.
+    for line in [
+        format!("FILECALL 99 {token} :198.51.100.7:41000"),
+        format!("FILECALL {id} short :198.51.100.7:41000"),
+        format!("FILECALL {id}"),
+        format!("FILECALL x {token} :198.51.100.7:41000"),
+    ] {
+        let fx = p.on_line(link, &m(&line));
+        assert!(dial_backs(&fx).is_empty(), "{line}: {fx:?}");
+    }
+}
