@@ -107,6 +107,7 @@ impl Peers {
             PeerEvent::PunchMapped { call, result } => Event::PeerPunchMapped { call, result },
             PeerEvent::DialFailed { conn, failure } => {
                 self.dial_backs.remove(&conn);
+                self.handshaking.remove(&conn);
                 Event::PeerDialFailed { conn, failure }
             }
             PeerEvent::Incoming {
