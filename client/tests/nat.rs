@@ -263,7 +263,10 @@ fn behind_two_endpoint_independent_nats_hole_punching_connects_and_the_server_ca
     let dl = |d: &tempfile::TempDir| d.path().to_str().unwrap().to_string();
     let (alice_dir, bob_dir) = (dl(&alice_dl), dl(&bob_dl));
     let mut alice = client(&net, &server, "a", "alice", &["--download-dir", &alice_dir]);
-    let mut bob = client(&net, &server, "b", "bob", &["--download-dir", &bob_dir]);
+    let logs = tempfile::tempdir().unwrap();
+    let bob_log = logs.path().join("bob.log");
+    let bob_args = ["--download-dir", bob_dir.as_str()];
+    let mut bob = logging_client(&net, &server, "b", "bob", &bob_args, Some(&bob_log));
 
     let (how, took) = deliver(&mut alice, "bob", "through two NATs");
     eprintln!("alice -> bob through two NATs: {how}, {took:?}");
@@ -286,6 +289,11 @@ fn behind_two_endpoint_independent_nats_hole_punching_connects_and_the_server_ca
         (&mut bob, "bob"),
         bob_dl.path(),
         "through-two-nats.bin",
+    );
+    let log = std::fs::read_to_string(&bob_log).unwrap();
+    assert!(
+        log.contains("asking alice to dial back to the fresh port at 203.0.113.3:"),
+        "{log}"
     );
     send_file(
         (&mut bob, "bob"),
