@@ -146,3 +146,122 @@ impl Dial {
         dialed(conn, sock, config, &pin, self.timeout, &self.calls, events);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ConnIds;
+    use crate::io::peer_net::Listener;
+    use huddle_testkit::{InProcServer, RunningServer};
+    use rustls::pki_types::pem::PemObject;
+    use std::sync::mpsc::{self, Receiver};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn next(rx: &Receiver<Report>) -> PeerEvent {
+        loop {
+            match rx.recv_timeout(WAIT) {
+                Ok(Report::Peer(PeerEvent::Incoming { .. })) => {}
+                Ok(Report::Peer(e)) => return e,
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(e) => panic!("no peer event: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_fresh_port_is_probed_on_the_real_server_and_dials_leave_from_it() {
+        let server = InProcServer::start(&[]).unwrap();
+        let mut user = server.registered_user("alice");
+        user.send(&format!("PEERADDR 4000 {}", "a".repeat(64)));
+        user.expect_command("PEERMAP");
+        user.send("PEERPROBE");
+        let probe = user.expect_command("PEERPROBE").params[0].clone();
+        let pem = std::fs::read(server.cert_path()).unwrap();
+        let der = rustls::pki_types::CertificateDer::from_pem_slice(&pem).unwrap();
+        let server_cert = huddle_trust::fingerprint(&der);
+        assert_eq!(huddle_trust::hex(&server_cert), server.fingerprint());
+
+        // Bob listens; alice punches to him from a fresh port.
+        let (alice, bob) = (
+            Arc::new(Identity::generate().unwrap()),
+            Arc::new(Identity::generate().unwrap()),
+        );
+        let (tx, bob_rx) = mpsc::channel();
+        let any = "127.0.0.1:0".parse().unwrap();
+        let calls = PendingCalls::default();
+        let listener = Listener::start(any, &bob, WAIT, ConnIds::default(), calls, tx).unwrap();
+        let (tx, alice_rx) = mpsc::channel();
+        let job = Punch {
+            call: "c".repeat(32),
+            probe,
+            dials: vec![(7, listener.local_addr(), Arc::new(AtomicBool::new(false)))],
+            fingerprint: bob.fingerprint(),
+            local_ip: "127.0.0.1".parse().unwrap(),
+            server: server.addr(),
+            server_cert,
+            identity: alice.clone(),
+            calls: PendingCalls::default(),
+            timeout: WAIT,
+        };
+        start(job, tx);
+        let fresh = match next(&alice_rx) {
+            PeerEvent::PunchMapped {
+                call,
+                result: Ok(endpoints),
+            } => {
+                assert_eq!(call, "c".repeat(32));
+                assert_eq!(
+                    endpoints.len(),
+                    1,
+                    "on loopback the mapping is the port itself"
+                );
+                endpoints[0]
+            }
+            other => panic!("{other:?}"),
+        };
+        assert_ne!(fresh.port(), listener.local_addr().port());
+        assert!(matches!(
+            next(&alice_rx),
+            PeerEvent::Handshaking { conn: 7, .. }
+        ));
+        assert!(matches!(
+            next(&alice_rx),
+            PeerEvent::Connected { conn: 7, .. }
+        ));
+        match next(&bob_rx) {
+            PeerEvent::Accepted { addr, cert, .. } => {
+                assert_eq!(addr, fresh, "the dial left from the fresh port");
+                assert_eq!(cert, alice.fingerprint());
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // A token the server never gave: no mapping, so the punch stops there.
+        let (tx, alice_rx) = mpsc::channel();
+        let job = Punch {
+            call: "d".repeat(32),
+            probe: "0123456789abcdef0123456789abcdef".into(),
+            dials: vec![(8, listener.local_addr(), Arc::new(AtomicBool::new(false)))],
+            fingerprint: bob.fingerprint(),
+            local_ip: "127.0.0.1".parse().unwrap(),
+            server: server.addr(),
+            server_cert,
+            identity: alice,
+            calls: PendingCalls::default(),
+            timeout: WAIT,
+        };
+        start(job, tx);
+        match next(&alice_rx) {
+            PeerEvent::PunchMapped {
+                result: Err(why), ..
+            } => {
+                assert!(
+                    why.starts_with("no public mapping for a fresh port: "),
+                    "{why}"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
