@@ -171,6 +171,8 @@ impl App {
             }));
         }
         self.ui.set_me(self.client.state.nick());
+        let files = &self.client.state.peers.files;
+        self.ui.end_bars(|id| files.in_progress(id));
         let version = self.client.state.completion_version();
         if self.words_version != Some(version) {
             self.words_version = Some(version);
