@@ -228,6 +228,7 @@ impl App {
             .chain(self.client.state.peers.next_deadline())
             .chain(self.client.state.resume.due())
             .chain(self.client.state.keepalive.due())
+            .chain(self.ui.bars_due())
             .min();
         match wake {
             Some(d) => self
@@ -268,6 +269,7 @@ impl App {
     /// The op's deadline or a direct-message deadline passed.
     fn on_deadlines(&mut self) {
         let now = Instant::now();
+        self.ui.tick_bars(now);
         if self.slow_notice.is_some_and(|d| d <= now) {
             self.slow_notice = None;
             if let Some(op) = &self.client.state.op {

@@ -206,7 +206,7 @@ impl Ui {
                     }
                     return;
                 }
-                _ => status.on_size(now, size),
+                _ => status.on_size(now, size).or_else(|| status.tick(now, size)),
             };
             if let Some(draw) = draw {
                 self.print(draw);
@@ -246,6 +246,22 @@ impl Ui {
             return;
         }
         if let Some(draw) = status.retain(in_progress, Instant::now(), window_size()) {
+            self.print(draw);
+        }
+    }
+
+    /// When the progress bars are next to be looked at, if they are shown.
+    pub(super) fn bars_due(&self) -> Option<Instant> {
+        self.status.as_ref()?.borrow().due()
+    }
+
+    /// Redraws the progress bars when they are due and show something new.
+    pub(super) fn tick_bars(&self, now: Instant) {
+        let Some(status) = &self.status else {
+            return;
+        };
+        let draw = status.borrow_mut().tick(now, window_size());
+        if let Some(draw) = draw {
             self.print(draw);
         }
     }

@@ -4,8 +4,10 @@
 //!
 //! A bar appears with a transfer's first progress report and goes when its last byte is
 //! reported or when the transfer stops being in progress (failed, cancelled, interrupted).
-//! The area is redrawn at most [`REDRAWS_PER_SECOND`] times a second while bytes move, at
-//! once when a bar comes or goes, and when the terminal's size changed.
+//! The area is redrawn at most [`REDRAWS_PER_SECOND`] times a second while bytes move (a
+//! report that comes sooner is drawn when that time is up), at once when a bar comes or
+//! goes, and every [`REFRESH`] while it is shown, so a stalled transfer says so and a
+//! resized terminal gets its area back; only when what it shows changed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -17,6 +19,8 @@ use crate::core::files::wire::size_text;
 use crate::core::sanitize::clean;
 
 const REDRAWS_PER_SECOND: u32 = 4;
+/// The area is looked at again this often while it is shown.
+const REFRESH: Duration = Duration::from_secs(1);
 /// The rate is measured over this much of the recent past.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// Samples kept per transfer for its rate.
@@ -97,6 +101,10 @@ pub(super) struct TransferBars {
     area: StatusArea,
     /// When the area was last drawn.
     drawn: Option<Instant>,
+    /// The lines last drawn.
+    last: Vec<String>,
+    /// A report came that is not drawn yet.
+    pending: bool,
 }
 
 impl TransferBars {
@@ -131,10 +139,30 @@ impl TransferBars {
                 None => false,
             }
         };
-        let due = self
-            .drawn
-            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1) / REDRAWS_PER_SECOND);
+        self.pending = true;
+        let due = self.drawn.is_none_or(|t| now >= t + min_interval());
         (changed || due || self.resized(size)).then(|| self.redraw(now, size))?
+    }
+
+    /// When the area is next to be looked at, while it is shown.
+    pub(super) fn due(&self) -> Option<Instant> {
+        let drawn = self.drawn.filter(|_| self.area.is_shown())?;
+        Some(
+            drawn
+                + if self.pending {
+                    min_interval()
+                } else {
+                    REFRESH
+                },
+        )
+    }
+
+    /// The bytes that redraw the area when it is [due](TransferBars::due) and shows
+    /// something new.
+    pub(super) fn tick(&mut self, now: Instant, size: Option<Size>) -> Option<String> {
+        self.due()
+            .is_some_and(|due| due <= now)
+            .then(|| self.redraw(now, size))?
     }
 
     /// Drops the bars of transfers no longer in progress; the bytes that redraw the area
@@ -158,6 +186,7 @@ impl TransferBars {
     /// The bytes that remove the area for good, written directly at the end of the program.
     pub(super) fn reset(&mut self, size: Option<Size>) -> Option<String> {
         self.bars.clear();
+        self.last.clear();
         self.area.reset(size)
     }
 
@@ -172,14 +201,18 @@ impl TransferBars {
 
     fn redraw(&mut self, now: Instant, size: Option<Size>) -> Option<String> {
         self.drawn = Some(now);
-        let Some(size) = size else {
+        self.pending = false;
+        let Some(size) = size.filter(|_| !self.bars.is_empty()) else {
+            self.last.clear();
             return self.area.remove();
         };
-        if self.bars.is_empty() {
-            return self.area.remove();
-        }
         let lines = self.lines(now, usize::from(size.cols));
-        Some(self.area.draw(&lines, size))
+        if lines == self.last && self.area.drawn_for() == Some(size) {
+            return None;
+        }
+        let out = self.area.draw(&lines, size);
+        self.last = lines;
+        Some(out)
     }
 
     /// One line per bar; beyond what the area holds, the last row counts the rest.
@@ -203,6 +236,10 @@ impl TransferBars {
         }
         lines
     }
+}
+
+fn min_interval() -> Duration {
+    Duration::from_secs(1) / REDRAWS_PER_SECOND
 }
 
 /// `label [#####-----] 50% 5.0 MiB of 10.0 MiB, 1.0 MiB/s, 5 s left`, fitted into a
@@ -415,6 +452,31 @@ mod tests {
         let done = bars.progress(1, "file 1 to bob (x)", (1000, 1000), soon, bigger);
         assert_eq!(done.as_deref(), Some("\x1b[J\x1b7\x1b[r\x1b8\x1b[A\n"));
         assert_eq!(bars.reset(bigger), None);
+    }
+
+    #[test]
+    fn a_report_too_soon_is_drawn_when_due_and_the_area_is_looked_at_every_second() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let mut bars = TransferBars::default();
+        let size = Some(SIZE);
+        assert_eq!(bars.due(), None);
+        bars.progress(1, "f", (0, 1000), t0, size).unwrap();
+        assert_eq!(bars.due(), Some(ms(1000)));
+        assert_eq!(bars.progress(1, "f", (100, 1000), ms(100), size), None);
+        assert_eq!(bars.due(), Some(ms(250)));
+        assert_eq!(bars.tick(ms(200), size), None);
+        let late = bars.tick(ms(250), size).unwrap();
+        assert!(late.contains(" 10% 100 bytes of 1000 bytes"), "{late:?}");
+        // Nothing new a second later: nothing written; three seconds without a report:
+        // stalled.
+        assert_eq!(bars.due(), Some(ms(1250)));
+        assert_eq!(bars.tick(ms(1250), size), None);
+        let stalled = bars.tick(ms(3250), size).unwrap();
+        assert!(stalled.ends_with(", stalled\x1b8\x1b[A\n"), "{stalled:?}");
+        // Gone with its last bar.
+        bars.retain(|_| false, ms(3300), size).unwrap();
+        assert_eq!(bars.due(), None);
     }
 
     #[test]
