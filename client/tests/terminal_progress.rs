@@ -220,6 +220,26 @@ fn two_transfers_show_two_bars_on_the_receiving_side_and_exiting_removes_them() 
         .unwrap_or_else(|| panic!("no prompt: {screen:#?}"));
     assert!(prompt < ROWS - 2, "{screen:#?}");
 
+    // A smaller terminal: the area follows to its new bottom rows, each bar once.
+    bob.run(&["resize-window", "-t", "huddle", "-y", "30"]);
+    bob.wait_screen("two bars on the two bottom rows of 30", |s| {
+        s.len() == 30
+            && bars.iter().all(|b| {
+                let rows: Vec<usize> = s
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, l)| l.contains(b))
+                    .map(|(i, _)| i)
+                    .collect();
+                rows == [28] || rows == [29]
+            })
+    });
+    let screen = bob.screen();
+    assert!(
+        screen[..28].iter().any(|l| l.starts_with("bob #lobby>")),
+        "{screen:#?}"
+    );
+
     // Leaving with the transfers held: the area goes with the client.
     bob.type_text("/quit");
     bob.keys(&["Enter"]);

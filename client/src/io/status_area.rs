@@ -45,6 +45,8 @@ pub(super) struct Size {
 pub(super) struct StatusArea {
     /// The area's height and the terminal size it was drawn for; `None` when there is none.
     shown: Option<(u16, Size)>,
+    /// An area was drawn at some time.
+    ever: bool,
 }
 
 impl StatusArea {
@@ -81,6 +83,7 @@ impl StatusArea {
         out.push_str("\x1b8");
         out.push_str(BACK_TO_ROW);
         self.shown = Some((height, size));
+        self.ever = true;
         out
     }
 
@@ -93,9 +96,16 @@ impl StatusArea {
 
     /// The bytes that remove the area wherever the cursor is, for the end of the program
     /// (written directly, not through the editor): the whole screen scrolls again and the
-    /// bottom rows of a terminal of `size` are blank. `None` when there is no area.
+    /// bottom rows of a terminal of `size` are blank. After an area that is gone, only the
+    /// scroll region is reset: a draw the editor held back until its next read could have
+    /// set it again after the removal. `None` when there never was an area.
     pub(super) fn reset(&mut self, size: Option<Size>) -> Option<String> {
-        let (height, drawn) = self.shown.take()?;
+        if !std::mem::take(&mut self.ever) {
+            return None;
+        }
+        let Some((height, drawn)) = self.shown.take() else {
+            return Some(WHOLE_SCREEN.to_string());
+        };
         let rows = size.unwrap_or(drawn).rows;
         let mut out = String::from("\x1b7\x1b[r");
         for row in rows.saturating_sub(height) + 1..=rows {
@@ -202,6 +212,11 @@ mod tests {
             area.reset(Some(now)).as_deref(),
             Some("\x1b7\x1b[r\x1b[29;1H\x1b[2K\x1b[30;1H\x1b[2K\x1b8")
         );
+        assert_eq!(area.reset(Some(now)), None);
+        // After an area that went, the scroll region is reset all the same, once.
+        area.draw(&lines(&["a"]), SIZE);
+        area.remove();
+        assert_eq!(area.reset(Some(now)).as_deref(), Some("\x1b7\x1b[r\x1b8"));
         assert_eq!(area.reset(Some(now)), None);
         // An empty list of lines removes the area too.
         area.draw(&lines(&["a"]), SIZE);

@@ -287,8 +287,9 @@ impl Ui {
     /// screen back: the status area's removal goes after what is queued, and once more
     /// directly, in case the line editor never gets to it.
     pub(super) fn finish(&mut self) {
+        let shown = self.status.as_ref().is_some_and(|s| s.borrow().is_shown());
         let reset = self.reset_status();
-        if let Some(reset) = &reset {
+        if let (true, Some(reset)) = (shown, &reset) {
             self.print(reset.clone());
         }
         if let Out::Printer { lines, done } = &mut self.out {
@@ -301,7 +302,7 @@ impl Ui {
         self.quiet.take();
     }
 
-    /// The bytes that remove the status area wherever the cursor is, if it is shown.
+    /// The bytes that remove the status area wherever the cursor is, if there ever was one.
     fn reset_status(&self) -> Option<String> {
         self.status.as_ref()?.borrow_mut().reset(window_size())
     }

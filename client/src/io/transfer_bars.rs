@@ -190,6 +190,11 @@ impl TransferBars {
         self.area.reset(size)
     }
 
+    /// Whether the area is on the screen.
+    pub(super) fn is_shown(&self) -> bool {
+        self.area.is_shown()
+    }
+
     /// Whether no transfer shows a bar.
     pub(super) fn is_empty(&self) -> bool {
         self.bars.is_empty()
@@ -451,7 +456,7 @@ mod tests {
         assert_eq!(bars.retain(|id| id == 1, later, bigger), None);
         let done = bars.progress(1, "file 1 to bob (x)", (1000, 1000), soon, bigger);
         assert_eq!(done.as_deref(), Some("\x1b[J\x1b7\x1b[r\x1b8\x1b[A\n"));
-        assert_eq!(bars.reset(bigger), None);
+        assert_eq!(bars.reset(bigger).as_deref(), Some("\x1b7\x1b[r\x1b8"));
     }
 
     #[test]
