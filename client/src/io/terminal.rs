@@ -6,10 +6,10 @@
 //! prompts, passwords shown as `*`, and incoming events printed through its external printer
 //! above the line being typed. File transfers show progress bars redrawn in place in a status
 //! area at the bottom of the terminal ([`super::transfer_bars`]), drawn through the same
-//! printer and removed when the last transfer ends and at the end of the program. The editor keeps what was typed ahead of a line between
-//! reads, so fast typing and pasting lose nothing. Plain mode (stdin is not a terminal): no
-//! prompts, one command per stdin line, each event printed on its own line and stdout
-//! flushed after each.
+//! printer and removed when the last transfer ends and at the end of the program. The editor
+//! keeps what was typed ahead of a line between reads, so fast typing and pasting lose
+//! nothing. Plain mode (stdin is not a terminal): no prompts, one command per stdin line,
+//! each event printed on its own line and stdout flushed after each.
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, IsTerminal, Write};
