@@ -91,7 +91,13 @@ impl StatusArea {
     /// there is none.
     pub(super) fn remove(&mut self) -> Option<String> {
         self.shown.take()?;
-        Some([ERASE_BELOW, WHOLE_SCREEN, BACK_TO_ROW].concat())
+        Some(StatusArea::removal())
+    }
+
+    /// The bytes of a removal, whether or not an area is shown: below the cursor nothing
+    /// but an area can be, so this only ever removes one.
+    pub(super) fn removal() -> String {
+        [ERASE_BELOW, WHOLE_SCREEN, BACK_TO_ROW].concat()
     }
 
     /// The bytes that remove the area wherever the cursor is, for the end of the program

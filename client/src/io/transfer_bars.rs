@@ -8,6 +8,10 @@
 //! report that comes sooner is drawn when that time is up), at once when a bar comes or
 //! goes, and every [`REFRESH`] while it is shown, so a stalled transfer says so and a
 //! resized terminal gets its area back; only when what it shows changed.
+//!
+//! The line editor holds a printed message back until its next read when a line is entered
+//! just as the message comes, so a draw could reach the terminal after the area's removal:
+//! the removal is written once more a [`REFRESH`] later.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -105,6 +109,8 @@ pub(super) struct TransferBars {
     last: Vec<String>,
     /// A report came that is not drawn yet.
     pending: bool,
+    /// When the area was removed, until its removal is written once more.
+    removed: Option<Instant>,
 }
 
 impl TransferBars {
@@ -146,7 +152,10 @@ impl TransferBars {
 
     /// When the area is next to be looked at, while it is shown.
     pub(super) fn due(&self) -> Option<Instant> {
-        let drawn = self.drawn.filter(|_| self.area.is_shown())?;
+        if !self.area.is_shown() {
+            return self.removed.map(|t| t + REFRESH);
+        }
+        let drawn = self.drawn?;
         Some(
             drawn
                 + if self.pending {
@@ -160,9 +169,13 @@ impl TransferBars {
     /// The bytes that redraw the area when it is [due](TransferBars::due) and shows
     /// something new.
     pub(super) fn tick(&mut self, now: Instant, size: Option<Size>) -> Option<String> {
-        self.due()
-            .is_some_and(|due| due <= now)
-            .then(|| self.redraw(now, size))?
+        if self.due().is_none_or(|due| due > now) {
+            return None;
+        }
+        if self.removed.take().is_some() {
+            return Some(StatusArea::removal());
+        }
+        self.redraw(now, size)
     }
 
     /// Drops the bars of transfers no longer in progress; the bytes that redraw the area
@@ -187,6 +200,7 @@ impl TransferBars {
     pub(super) fn reset(&mut self, size: Option<Size>) -> Option<String> {
         self.bars.clear();
         self.last.clear();
+        self.removed = None;
         self.area.reset(size)
     }
 
@@ -209,13 +223,18 @@ impl TransferBars {
         self.pending = false;
         let Some(size) = size.filter(|_| !self.bars.is_empty()) else {
             self.last.clear();
-            return self.area.remove();
+            let removal = self.area.remove();
+            if removal.is_some() {
+                self.removed = Some(now);
+            }
+            return removal;
         };
         let lines = self.lines(now, usize::from(size.cols));
         if lines == self.last && self.area.drawn_for() == Some(size) {
             return None;
         }
         let out = self.area.draw(&lines, size);
+        self.removed = None;
         self.last = lines;
         Some(out)
     }
@@ -479,8 +498,14 @@ mod tests {
         assert_eq!(bars.tick(ms(1250), size), None);
         let stalled = bars.tick(ms(3250), size).unwrap();
         assert!(stalled.ends_with(", stalled\x1b8\x1b[A\n"), "{stalled:?}");
-        // Gone with its last bar.
+        // Gone with its last bar; the removal is written once more a second later.
         bars.retain(|_| false, ms(3300), size).unwrap();
+        assert_eq!(bars.due(), Some(ms(4300)));
+        assert_eq!(bars.tick(ms(4000), size), None);
+        assert_eq!(
+            bars.tick(ms(4300), size).as_deref(),
+            Some("\x1b[J\x1b7\x1b[r\x1b8\x1b[A\n")
+        );
         assert_eq!(bars.due(), None);
     }
 
