@@ -90,6 +90,14 @@ fn the_senders_bar_stays_at_the_bottom_below_the_prompt_and_messages_until_the_e
     let mut bob = plain_user(&server, "bob", dl.path());
     let mut carol = talker(&server, "carol");
     let path = random_file(src.path(), "big.bin", 100 << 20);
+    // A full screen: the prompt is on the bottom row where the bar will go.
+    for i in 1..=ROWS {
+        carol.send(&format!("PRIVMSG #lobby :before {i}"));
+    }
+    alice.wait_for(&format!("<carol> before {ROWS}"));
+    alice.wait_screen("the prompt on the bottom row", |s| {
+        s.len() == ROWS && s[ROWS - 1].trim_end() == "alice #lobby>"
+    });
 
     alice.type_text(&format!("/send bob {}", path.display()));
     alice.keys(&["Enter"]);
@@ -105,6 +113,19 @@ fn the_senders_bar_stays_at_the_bottom_below_the_prompt_and_messages_until_the_e
     });
     let screen = alice.screen();
     assert!(percent(&screen[ROWS - 1]) < 100, "{screen:#?}");
+    // The screen scrolled up to make room: the prompt and the lines before it are above
+    // the bar, none overwritten.
+    assert_eq!(screen[ROWS - 2].trim_end(), "alice #lobby>", "{screen:#?}");
+    assert!(
+        screen[ROWS - 3].contains("-- bob accepted file 1 (big.bin)"),
+        "{screen:#?}"
+    );
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.contains(&format!("<carol> before {ROWS}"))),
+        "{screen:#?}"
+    );
     assert_eq!(
         screen.iter().filter(|l| l.contains(bar)).count(),
         1,
@@ -155,11 +176,11 @@ fn the_senders_bar_stays_at_the_bottom_below_the_prompt_and_messages_until_the_e
         "{screen:#?}"
     );
 
-    // The whole screen scrolls again: enough messages push the prompt to the bottom row.
-    for i in 1..=ROWS {
-        carol.send(&format!("PRIVMSG #lobby :line {i}"));
+    // The whole screen scrolls again: the next messages push the prompt to the bottom row.
+    for i in 1..=3 {
+        carol.send(&format!("PRIVMSG #lobby :after {i}"));
     }
-    alice.wait_for(&format!("<carol> line {ROWS}"));
+    alice.wait_for("<carol> after 3");
     alice.wait_screen("the prompt on the bottom row", |s| {
         s.len() == ROWS && s[ROWS - 1].trim_end() == "alice #lobby> hello wor"
     });
