@@ -29,7 +29,8 @@ const REFRESH: Duration = Duration::from_secs(1);
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 /// Samples kept per transfer for its rate.
 const MAX_SAMPLES: usize = 32;
-/// Without a report for this long, a transfer shows as stalled.
+/// Without a report for this long, and for three of its recent intervals between reports
+/// (a slow transfer reports seldom), a transfer shows as stalled.
 const STALLED_AFTER: Duration = Duration::from_secs(3);
 /// Bars tracked at most (the client runs no more transfers than this).
 const MAX_BARS: usize = crate::core::files::MAX_FILES;
@@ -78,10 +79,14 @@ impl Bar {
         let (Some(&(t0, d0)), Some(&(t1, d1))) = (self.samples.front(), self.samples.back()) else {
             return Rate::Unknown;
         };
-        if now.duration_since(t1) >= STALLED_AFTER {
+        let span = t1.duration_since(t0);
+        let steps = u32::try_from(self.samples.len() - 1)
+            .unwrap_or(u32::MAX)
+            .max(1);
+        if now.duration_since(t1) >= STALLED_AFTER.max(span / steps * 3) {
             return Rate::Stalled;
         }
-        let secs = t1.duration_since(t0).as_secs_f64();
+        let secs = span.as_secs_f64();
         if secs < 0.05 || d1 <= d0 {
             return Rate::Unknown;
         }
@@ -430,6 +435,13 @@ mod tests {
         let now = t0 + Duration::from_secs(10);
         assert_eq!(bar.rate(now), Rate::PerSecond(2.0 * MIB as f64));
         assert_eq!(bar.rate(now + STALLED_AFTER), Rate::Stalled);
+        // A slow transfer reporting every 5 s is stalled after 15 s without a report.
+        let mut slow = Bar::new("f", 0, 100 * MIB, t0);
+        slow.report(MIB, t0 + Duration::from_secs(5));
+        let last = t0 + Duration::from_secs(5);
+        let rate = Rate::PerSecond(MIB as f64 / 5.0);
+        assert_eq!(slow.rate(last + Duration::from_secs(14)), rate);
+        assert_eq!(slow.rate(last + Duration::from_secs(15)), Rate::Stalled);
         for i in 0..100 {
             bar.report(30 * MIB + i, now);
         }
