@@ -171,6 +171,8 @@ impl App {
             }));
         }
         self.ui.set_me(self.client.state.nick());
+        let files = &self.client.state.peers.files;
+        self.ui.end_bars(|id| files.in_progress(id));
         let version = self.client.state.completion_version();
         if self.words_version != Some(version) {
             self.words_version = Some(version);
@@ -226,6 +228,7 @@ impl App {
             .chain(self.client.state.peers.next_deadline())
             .chain(self.client.state.resume.due())
             .chain(self.client.state.keepalive.due())
+            .chain(self.ui.bars_due())
             .min();
         match wake {
             Some(d) => self
@@ -266,6 +269,7 @@ impl App {
     /// The op's deadline or a direct-message deadline passed.
     fn on_deadlines(&mut self) {
         let now = Instant::now();
+        self.ui.tick_bars(now);
         if self.slow_notice.is_some_and(|d| d <= now) {
             self.slow_notice = None;
             if let Some(op) = &self.client.state.op {

@@ -15,7 +15,8 @@
 //! - [`tls_stream`]: the TLS stream both kinds of link use.
 //! - [`terminal`]: reading input and printing outputs; [`display`]: times, colours and
 //!   mentions on a terminal; [`line_helper`]: Tab completion and masked passwords;
-//!   [`history_file`]: input history across runs; [`quiet_tty`]: the terminal between reads.
+//!   [`history_file`]: input history across runs; [`quiet_tty`]: the terminal between reads;
+//!   [`transfer_bars`]: file transfers' progress bars in the [`status_area`] at the bottom.
 //! - [`config_files`]: the client's files on disk, private and written atomically.
 //! - [`file_transfer`]: files sent peer to peer: hashing, part files, transfer threads.
 
@@ -39,8 +40,10 @@ mod punch;
 mod quiet_tty;
 mod relay_link;
 mod server_link;
+mod status_area;
 mod terminal;
 mod tls_stream;
+mod transfer_bars;
 
 use crate::core::InputReply;
 use peer_net::PeerEvent;

@@ -1,8 +1,7 @@
-//! How transfer progress shows. Without a terminal: the core's line at every tenth and one
-//! at the end. On a
-//! terminal: at every tenth and at the end a bar with bytes, rate and time left, printed
-//! through the same printer as every other event, so it lands above the line being typed
-//! and never garbles it.
+//! Transfer progress as lines, where there is no status area for bars redrawn in place
+//! ([`super::transfer_bars`]). Without a terminal: the core's line at every tenth and one
+//! at the end. On a terminal without the line editor's printer: at every tenth and at the
+//! end a bar line with bytes, rate and time left.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

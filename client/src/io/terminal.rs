@@ -4,15 +4,17 @@
 //! Interactive mode (stdin is a terminal): a rustyline editor with Tab completion
 //! ([`super::line_helper`]), input history kept across runs ([`super::history_file`]),
 //! prompts, passwords shown as `*`, and incoming events printed through its external printer
-//! above the line being typed. The editor keeps what was typed ahead of a line between
-//! reads, so fast typing and pasting lose nothing. Plain mode (stdin is not a terminal): no
-//! prompts, one command per stdin line, each event printed on its own line and stdout
-//! flushed after each.
+//! above the line being typed. File transfers show progress bars redrawn in place in a status
+//! area at the bottom of the terminal ([`super::transfer_bars`]), drawn through the same
+//! printer and removed when the last transfer ends and at the end of the program. The editor
+//! keeps what was typed ahead of a line between reads, so fast typing and pasting lose
+//! nothing. Plain mode (stdin is not a terminal): no prompts, one command per stdin line,
+//! each event printed on its own line and stdout flushed after each.
 
 use std::cell::RefCell;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
@@ -23,6 +25,8 @@ use super::history_file::{self, HistoryFile};
 use super::line_helper::{LineHelper, SharedWords};
 use super::progress::Bars;
 use super::quiet_tty::{self, QuietTty};
+use super::status_area::Size;
+use super::transfer_bars::TransferBars;
 use super::Report;
 use crate::core::command;
 use crate::core::completion::Words;
@@ -55,8 +59,10 @@ pub(super) struct Ui {
     display: Option<RefCell<Display>>,
     /// Our nick, for mentions.
     me: RefCell<Option<String>>,
-    /// File transfers' progress, as bars on a terminal.
+    /// File transfers' progress, as lines where there is no status area.
     bars: Bars,
+    /// With the editor's printer: file transfers' progress bars in the status area.
+    status: Option<RefCell<TransferBars>>,
 }
 
 type LineEditor = Editor<LineHelper, DefaultHistory>;
@@ -117,6 +123,8 @@ impl Ui {
                         .name("huddle-input".into())
                         .spawn(move || editor_input(editor, keep_paste, history, &req_rx, &events))
                         .ok();
+                    let status = matches!(out, Out::Printer { .. })
+                        .then(|| RefCell::new(TransferBars::default()));
                     let ui = Ui {
                         out,
                         requests: req_tx,
@@ -126,6 +134,7 @@ impl Ui {
                         display: Some(RefCell::new(Display::new(io::stdout().is_terminal()))),
                         me: RefCell::new(None),
                         bars: Bars::default(),
+                        status,
                     };
                     if let Some(problem) = problem {
                         ui.show(&Output::Error(problem));
@@ -148,6 +157,7 @@ impl Ui {
             display: None,
             me: RefCell::new(None),
             bars: Bars::default(),
+            status: None,
         }
     }
 
@@ -179,6 +189,29 @@ impl Ui {
     }
 
     pub(super) fn show(&self, d: &Output) {
+        let size = window_size();
+        if let Some(status) = &self.status {
+            let now = Instant::now();
+            let mut status = status.borrow_mut();
+            let draw = match d {
+                Output::Progress {
+                    id,
+                    label,
+                    done,
+                    total,
+                    ..
+                } => {
+                    if let Some(draw) = status.progress(*id, label, (*done, *total), now, size) {
+                        self.print(draw);
+                    }
+                    return;
+                }
+                _ => status.on_size(now, size).or_else(|| status.tick(now, size)),
+            };
+            if let Some(draw) = draw {
+                self.print(draw);
+            }
+        }
         let text = if matches!(d, Output::Progress { .. }) {
             match self.bars.text(d, self.interactive) {
                 Some(line) => line,
@@ -195,17 +228,48 @@ impl Ui {
                 None => render(d),
             }
         };
-        let mut text = match terminal_columns() {
-            Some(cols) => fold(&text, cols),
+        let mut text = match size {
+            Some(size) => fold(&text, usize::from(size.cols)),
             None => text,
         };
         text.push('\n');
+        self.print(text);
+    }
+
+    /// Drops the progress bars of transfers no longer `in_progress`.
+    pub(super) fn end_bars(&self, in_progress: impl Fn(u64) -> bool) {
+        let Some(status) = &self.status else {
+            return;
+        };
+        let mut status = status.borrow_mut();
+        if status.is_empty() {
+            return;
+        }
+        if let Some(draw) = status.retain(in_progress, Instant::now(), window_size()) {
+            self.print(draw);
+        }
+    }
+
+    /// When the progress bars are next to be looked at, if they are shown.
+    pub(super) fn bars_due(&self) -> Option<Instant> {
+        self.status.as_ref()?.borrow().due()
+    }
+
+    /// Redraws the progress bars when they are due and show something new.
+    pub(super) fn tick_bars(&self, now: Instant) {
+        let Some(status) = &self.status else {
+            return;
+        };
+        let draw = status.borrow_mut().tick(now, window_size());
+        if let Some(draw) = draw {
+            self.print(draw);
+        }
+    }
+
+    /// Writes `text` as it is, after what was printed before.
+    fn print(&self, text: String) {
         match &self.out {
-            Out::Plain => {
-                let mut out = io::stdout().lock();
-                // Nothing useful to do when stdout is gone; input still decides when to stop.
-                let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-            }
+            Out::Plain => write_directly(&text),
             Out::Printer { lines, .. } => {
                 if let Some(lines) = lines {
                     let _ = lines.send(text);
@@ -219,19 +283,49 @@ impl Ui {
         let _ = self.requests.send(r);
     }
 
-    /// Lets queued output reach the terminal before the program ends.
+    /// Lets queued output reach the terminal before the program ends, and gives the whole
+    /// screen back: the status area's removal goes after what is queued, and once more
+    /// directly, in case the line editor never gets to it.
     pub(super) fn finish(&mut self) {
+        let shown = self.status.as_ref().is_some_and(|s| s.borrow().is_shown());
+        let reset = self.reset_status();
+        if let (true, Some(reset)) = (shown, &reset) {
+            self.print(reset.clone());
+        }
         if let Out::Printer { lines, done } = &mut self.out {
             lines.take();
             let _ = done.recv_timeout(Duration::from_secs(1));
         }
+        if let Some(reset) = reset {
+            write_directly(&reset);
+        }
         self.quiet.take();
+    }
+
+    /// The bytes that remove the status area wherever the cursor is, if there ever was one.
+    fn reset_status(&self) -> Option<String> {
+        self.status.as_ref()?.borrow_mut().reset(window_size())
     }
 }
 
-/// The width of the terminal on stdout; `None` when stdout is not a terminal (scripts get
+impl Drop for Ui {
+    /// An end without [`Ui::finish`] (a panic) leaves no scroll region behind either.
+    fn drop(&mut self) {
+        if let Some(reset) = self.reset_status() {
+            write_directly(&reset);
+        }
+    }
+}
+
+/// Writes to stdout; nothing useful to do when it is gone (input still decides when to stop).
+fn write_directly(text: &str) {
+    let mut out = io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// The size of the terminal on stdout; `None` when stdout is not a terminal (scripts get
 /// every output on one line).
-fn terminal_columns() -> Option<usize> {
+fn window_size() -> Option<Size> {
     let mut size = libc::winsize {
         ws_row: 0,
         ws_col: 0,
@@ -240,7 +334,10 @@ fn terminal_columns() -> Option<usize> {
     };
     // SAFETY: TIOCGWINSZ on our stdout writes into the winsize struct passed.
     let rc = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut size) };
-    (rc == 0 && size.ws_col > 0).then_some(usize::from(size.ws_col))
+    (rc == 0 && size.ws_col > 0).then_some(Size {
+        rows: size.ws_row,
+        cols: size.ws_col,
+    })
 }
 
 fn spawn_printer(mut printer: impl ExternalPrinter + Send + 'static) -> Out {

@@ -246,6 +246,17 @@ impl Files {
                 .any(|r| r.from.eq_ignore_ascii_case(nick))
     }
 
+    /// Whether file `id` is being hashed or its bytes are moving: what a progress bar shows.
+    pub(crate) fn in_progress(&self, id: u64) -> bool {
+        self.sending
+            .get(&id)
+            .is_some_and(|s| matches!(s.stage, SendStage::Hashing | SendStage::Sending { .. }))
+            || self
+                .receiving
+                .get(&id)
+                .is_some_and(|r| matches!(r.stage, RecvStage::Receiving { .. }))
+    }
+
     /// A `/send` waits for its hash.
     pub(crate) fn hashing(&self) -> bool {
         self.sending.values().any(|s| s.stage == SendStage::Hashing)
