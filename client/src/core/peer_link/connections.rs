@@ -362,6 +362,7 @@ impl Peers {
     /// Deadlines that passed by `now`.
     pub(crate) fn tick(&mut self, now: Instant) -> Vec<Effect> {
         let mut fx = self.files_tick(now);
+        fx.extend(self.notices_tick(now));
         let expired: Vec<u64> = self
             .conns
             .iter()

@@ -1,5 +1,6 @@
 //! Files over the direct links: offers ride the link like a `DM` (acknowledged), answers and
-//! cancellations are notices on an open link, and the bytes go over a data connection the
+//! cancellations are notices (sent on an open link, or on one made for them: `notices`), and
+//! the bytes go over a data connection the
 //! receiver dials with the same lookup, pinning and greeting as any direct link. The file
 //! state lives in [`crate::core::files`]; this is where it meets the links.
 
@@ -8,7 +9,7 @@ use std::time::Instant;
 use huddle_protocol::Message;
 
 use super::reach::Purpose;
-use super::{peer_send, same, Lookup, OutStage, Outgoing, Peers, Stage};
+use super::{peer_send, same, Lookup, OutStage, Outgoing, Peers};
 use crate::core::effect::{error, info, Effect};
 use crate::core::files::names::safe_name;
 use crate::core::files::wire::{parse_id, parse_offer, size_text};
@@ -378,7 +379,8 @@ impl Peers {
                     let mut fx = Vec::new();
                     if !peer_knows {
                         let id = id.to_string();
-                        fx = self.notice(&s.to, "FILECANCEL", &[&id, SENDER, &why]);
+                        let what = format!("that file {id} failed");
+                        fx = self.notice(&s.to, what, "FILECANCEL", &[&id, SENDER, &why]);
                     }
                     fx.push(error(format!(
                         "file {id} to {} ({name}) failed: {why}",
@@ -437,7 +439,8 @@ impl Peers {
         let Some(r) = self.files.receiving.remove(&id) else {
             return Vec::new();
         };
-        let mut fx = self.notice(&r.from, "FILEREJECT", &[&r.remote.to_string()]);
+        let what = format!("that file {id} was rejected");
+        let mut fx = self.notice(&r.from, what, "FILEREJECT", &[&r.remote.to_string()]);
         fx.push(Effect::FileAbort { id });
         fx.push(info(format!(
             "rejected file {id} ({}) from {}",
@@ -457,7 +460,8 @@ impl Peers {
                 self.outgoing = None;
             }
             if !matches!(s.stage, SendStage::Hashing | SendStage::Offering) {
-                fx.extend(self.notice(&s.to, "FILECANCEL", &[&id.to_string(), SENDER]));
+                let what = format!("that file {id} was cancelled");
+                fx.extend(self.notice(&s.to, what, "FILECANCEL", &[&id.to_string(), SENDER]));
             }
             fx.push(Effect::FileAbort { id });
             fx.push(info(format!("cancelled file {id} ({})", sent_name(&s))));
@@ -469,7 +473,8 @@ impl Peers {
             ))];
         };
         let (from, remote) = (r.from.clone(), r.remote.to_string());
-        let mut fx = self.notice(&from, "FILECANCEL", &[&remote, RECEIVER]);
+        let what = format!("that file {id} was cancelled");
+        let mut fx = self.notice(&from, what, "FILECANCEL", &[&remote, RECEIVER]);
         // The receiver does not want it: what came so far goes too.
         fx.push(Effect::FileDiscard { id });
         fx.extend(self.drop_receiving(id));
@@ -496,23 +501,6 @@ impl Peers {
             }
         }
         fx
-    }
-
-    /// Sends a file notice to `nick` on an open link, if there is one.
-    fn notice(&mut self, nick: &str, command: &str, params: &[&str]) -> Vec<Effect> {
-        let open = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.stage == Stage::Open && same(&c.nick, nick))
-            .map(|(&id, _)| id)
-            .max();
-        match open {
-            Some(conn) => vec![peer_send(conn, command, params)],
-            None => {
-                log::info!("no open link to {nick} for {command}");
-                Vec::new()
-            }
-        }
     }
 
     /// Offers that lapsed, data lookups and dials overdue.

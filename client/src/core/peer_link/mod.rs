@@ -47,6 +47,7 @@ mod file_data;
 mod file_link;
 #[cfg(test)]
 mod file_link_tests;
+mod notices;
 mod reach;
 mod server_replies;
 mod verify_cache;
@@ -183,13 +184,18 @@ enum Lookup {
     Verify { conns: Vec<u64>, nick: String },
     /// Where to fetch file `id` from.
     Data { nick: String, id: u64 },
+    /// Where to send the file notices waiting for a link.
+    Notice { nick: String },
 }
 
 impl Lookup {
     fn nick<'a>(&'a self, me: &'a str) -> &'a str {
         match self {
             Lookup::Announce => me,
-            Lookup::Send { nick } | Lookup::Verify { nick, .. } | Lookup::Data { nick, .. } => nick,
+            Lookup::Send { nick }
+            | Lookup::Verify { nick, .. }
+            | Lookup::Data { nick, .. }
+            | Lookup::Notice { nick } => nick,
         }
     }
 }
@@ -257,6 +263,8 @@ pub(crate) struct Peers {
     nat: Nat,
     /// Files offered and received over the links.
     pub(crate) files: Files,
+    /// File notices waiting for a link.
+    notices: notices::Notices,
 }
 
 impl Default for Peers {
@@ -312,6 +320,7 @@ impl Peers {
             late: LateAcks::default(),
             nat: Nat::default(),
             files: Files::default(),
+            notices: notices::Notices::default(),
         }
     }
 
@@ -365,6 +374,7 @@ impl Peers {
             .chain(out)
             .chain(self.attempt_deadline())
             .chain(self.files.next_deadline())
+            .chain(self.notices.next_deadline())
             .min()
     }
 
@@ -450,16 +460,7 @@ impl Peers {
     /// Sends `out` on an open link to its recipient, or looks the recipient up to dial.
     /// A link with an overdue acknowledgement is left to it; a new one is dialled.
     fn dispatch(&mut self, mut out: Outgoing) -> Vec<Effect> {
-        let to = out.to.clone();
-        let open = self
-            .conns
-            .iter()
-            .filter(|(&id, c)| {
-                c.stage == Stage::Open && same(&c.nick, &to) && !self.late.waits_on(id)
-            })
-            .map(|(&id, _)| id)
-            .max();
-        let fx = match open {
+        let fx = match self.usable_link(&out.to) {
             Some(conn) => {
                 out.reused = true;
                 if let Some(c) = self.conns.get(&conn) {
@@ -471,6 +472,17 @@ impl Peers {
         };
         self.outgoing = Some(out);
         fx
+    }
+
+    /// The newest open link to `nick` that is not waiting for an overdue acknowledgement.
+    fn usable_link(&self, nick: &str) -> Option<u64> {
+        self.conns
+            .iter()
+            .filter(|(&id, c)| {
+                c.stage == Stage::Open && same(&c.nick, nick) && !self.late.waits_on(id)
+            })
+            .map(|(&id, _)| id)
+            .max()
     }
 
     fn lookup_for(&mut self, out: &mut Outgoing) -> Vec<Effect> {

@@ -154,6 +154,8 @@ pub(super) enum Purpose {
     Message,
     /// The data connection of the file offer we receive with this number.
     Data(u64),
+    /// The file notices waiting in the queue with this key (see `notices`).
+    Notices(u64),
 }
 
 /// Reaching one peer.
@@ -312,6 +314,7 @@ impl Peers {
                 fx
             }
             Purpose::Data(id) => self.data_link_ready(id, conn),
+            Purpose::Notices(key) => self.notices_link_ready(key, conn),
         }
     }
 
@@ -323,6 +326,7 @@ impl Peers {
                 let why = text.trim_end_matches(" (the message was not sent)");
                 self.data_failed(id, why.to_string())
             }
+            Purpose::Notices(key) => self.notices_link_failed(key, &text),
         }
     }
 
