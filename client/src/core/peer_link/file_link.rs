@@ -214,6 +214,7 @@ impl Peers {
         let id = self.files.next_id();
         // The sender's expiry, but never longer than ours: offers cannot hold slots for long.
         let expiry = std::time::Duration::from_secs(offer.expiry_secs).min(self.files.expiry);
+        let lapses = Instant::now() + expiry;
         let text = format!(
             "file offer {id} from {from}: {name} ({}, sha256 {}): /accept {id} or /reject {id}",
             size_text(offer.size),
@@ -228,11 +229,10 @@ impl Peers {
                 size: offer.size,
                 sha: offer.sha,
                 expiry,
+                lapses,
                 dir: None,
                 prepared: None,
-                stage: RecvStage::Offered {
-                    expires: Instant::now() + expiry,
-                },
+                stage: RecvStage::Offered { expires: lapses },
                 progress: Progress::default(),
             },
         );
@@ -269,7 +269,6 @@ impl Peers {
         result: Result<PreparedFile, String>,
     ) -> Vec<Effect> {
         let deadline = Instant::now() + self.timeout;
-        let expiry = self.files.expiry;
         let Some(r) = self.files.receiving.get_mut(&id) else {
             return Vec::new();
         };
@@ -279,10 +278,8 @@ impl Peers {
         let prepared = match result {
             Ok(p) => p,
             Err(why) => {
-                // The offer stays: another directory may do.
-                r.stage = RecvStage::Offered {
-                    expires: Instant::now() + r.expiry.min(expiry),
-                };
+                // The offer stays, as long as it was going to: another directory may do.
+                r.stage = RecvStage::Offered { expires: r.lapses };
                 return vec![error(format!("cannot accept file {id}: {why}"))];
             }
         };
@@ -392,10 +389,10 @@ impl Peers {
         }
         if let Some(r) = self.files.receiving.get_mut(&id) {
             if let Some(f) = result.as_ref().err().filter(|f| f.resumable) {
-                // The part file keeps what came; the offer stays open for another try.
-                r.stage = RecvStage::Offered {
-                    expires: Instant::now() + r.expiry,
-                };
+                // The part file keeps what came; the offer stays open for another try, as
+                // long as the sender keeps it open (it starts its expiry again now).
+                r.lapses = Instant::now() + r.expiry;
+                r.stage = RecvStage::Offered { expires: r.lapses };
                 return vec![error(format!(
                     "file {id} from {}: {}; /accept {id} continues",
                     r.from, f.why

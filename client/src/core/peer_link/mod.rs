@@ -48,6 +48,8 @@ mod file_link;
 #[cfg(test)]
 mod file_link_tests;
 mod notices;
+#[cfg(test)]
+mod offer_expiry_tests;
 mod reach;
 mod server_replies;
 mod verify_cache;
