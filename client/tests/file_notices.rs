@@ -52,14 +52,6 @@ fn offer_id(line: &str) -> u64 {
         .unwrap_or_else(|| panic!("no offer number in {line:?}"))
 }
 
-/// Alice offers `path` to bob; bob's number for it.
-fn offer(alice: &mut CliClient, bob: &mut CliClient, path: &Path) -> u64 {
-    alice.send(&format!("/send bob {}", path.display()));
-    let line = bob.expect_prefix("-- file offer ");
-    alice.expect_prefix("-- offered ");
-    offer_id(&line)
-}
-
 /// Waits until `client` has closed the sockets of `links` links (it has taken in their end).
 fn wait_links_closed(client: &CliClient, before: usize, links: usize) {
     let pid = client.pid();
@@ -70,16 +62,17 @@ fn wait_links_closed(client: &CliClient, before: usize, links: usize) {
     );
 }
 
-/// Destroys every established TCP connection from or to the ports `a` and `b` on this
-/// machine, as a network failure would; false when `ss` cannot (not root, or no socket
-/// destruction).
+/// Destroys every established TCP connection between 127.0.0.1:`a` and 127.0.0.1:`b` (both
+/// directions), as a network failure would; false when `ss` cannot (not root, or no socket
+/// destruction). Nothing else on the machine is touched.
 fn cut_connections_of(a: u16, b: u16) -> bool {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: cutting a link with `ss -K` needs root");
         return false;
     }
-    let filter = format!("( sport = :{a} or dport = :{a} or sport = :{b} or dport = :{b} )");
+    let (a, b) = (format!("127.0.0.1:{a}"), format!("127.0.0.1:{b}"));
+    let filter = format!("( src {a} and dst {b} ) or ( src {b} and dst {a} )");
     let out = Command::new("ss")
         .args(["-K", "-t", "-n", "state", "established", &filter])
         .output();
@@ -107,41 +100,67 @@ fn cut_connections_of(a: u16, b: u16) -> bool {
     }
 }
 
-/// The two clients and the ports they accept direct connections on.
+/// Alice and bob on one server, with a small file of alice's to offer.
 struct Pair {
+    _server: TestServer,
     alice: CliClient,
     bob: CliClient,
+    /// The ports alice and bob accept direct connections on.
     ports: (u16, u16),
+    src: tempfile::TempDir,
+    /// Bob's download directory.
+    dl: tempfile::TempDir,
 }
 
-/// Cuts the one link between alice and bob (every connection of their listening ports: a
-/// dial leaves from the dialer's) and waits until both clients have taken in its end; false
-/// if it cannot be cut here.
-fn cut_link(p: &Pair) -> bool {
-    let (alice, bob) = (&p.alice, &p.bob);
-    let (a, b) = (proc_fd_count(alice.pid()), proc_fd_count(bob.pid()));
-    if !cut_connections_of(p.ports.0, p.ports.1) {
-        return false;
+impl Pair {
+    fn start() -> Pair {
+        let server = TestServer::start(&[]);
+        let (src, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::write(src.path().join("note.txt"), b"hello").unwrap();
+        let mut alice = user(&server, "alice", src.path());
+        let mut bob = user(&server, "bob", dl.path());
+        let ports = (peer_port(&mut alice), peer_port(&mut bob));
+        Pair {
+            _server: server,
+            alice,
+            bob,
+            ports,
+            src,
+            dl,
+        }
     }
-    wait_links_closed(alice, a, 1);
-    wait_links_closed(bob, b, 1);
-    true
+
+    /// Alice offers note.txt to bob; bob's number for it.
+    fn offer(&mut self) -> u64 {
+        let path = self.src.path().join("note.txt");
+        self.alice.send(&format!("/send bob {}", path.display()));
+        let line = self.bob.expect_prefix("-- file offer ");
+        self.alice.expect_prefix("-- offered ");
+        offer_id(&line)
+    }
+
+    /// Cuts the one link between alice and bob (every connection between their listening
+    /// ports: a dial leaves from the dialer's) and waits until both clients have taken in its end;
+    /// false if it cannot be cut here.
+    fn cut_link(&self) -> bool {
+        let (alice, bob) = (&self.alice, &self.bob);
+        let (a, b) = (proc_fd_count(alice.pid()), proc_fd_count(bob.pid()));
+        if !cut_connections_of(self.ports.0, self.ports.1) {
+            return false;
+        }
+        wait_links_closed(alice, a, 1);
+        wait_links_closed(bob, b, 1);
+        true
+    }
 }
 
 #[test]
 fn answers_and_cancellations_reach_the_other_side_after_the_link_broke() {
-    let server = TestServer::start(&[]);
-    let (src, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut alice = user(&server, "alice", src.path());
-    let mut bob = user(&server, "bob", dl.path());
-    let ports = (peer_port(&mut alice), peer_port(&mut bob));
-    let mut p = Pair { alice, bob, ports };
-    let path = src.path().join("note.txt");
-    fs::write(&path, b"hello").unwrap();
+    let mut p = Pair::start();
 
     // The receiver rejects: bob dials alice for the notice.
-    let id = offer(&mut p.alice, &mut p.bob, &path);
-    if !cut_link(&p) {
+    let id = p.offer();
+    if !p.cut_link() {
         return;
     }
     p.bob.send(&format!("/reject {id}"));
@@ -150,8 +169,8 @@ fn answers_and_cancellations_reach_the_other_side_after_the_link_broke() {
     p.alice.expect("-- bob rejected file 1 (note.txt)");
 
     // The sender withdraws an offer: alice dials bob.
-    let id = offer(&mut p.alice, &mut p.bob, &path);
-    assert!(cut_link(&p));
+    let id = p.offer();
+    assert!(p.cut_link());
     p.alice.send("/cancel 2");
     p.alice.expect("-- cancelled file 2 (note.txt)");
     p.bob
@@ -159,9 +178,9 @@ fn answers_and_cancellations_reach_the_other_side_after_the_link_broke() {
 
     // The receiver cancels an offer it has not accepted, then rejects another: both arrive,
     // in order, over one new link.
-    let first = offer(&mut p.alice, &mut p.bob, &path);
-    let second = offer(&mut p.alice, &mut p.bob, &path);
-    assert!(cut_link(&p));
+    let first = p.offer();
+    let second = p.offer();
+    assert!(p.cut_link());
     p.bob.send(&format!("/cancel {first}"));
     p.bob.send(&format!("/reject {second}"));
     p.bob
@@ -173,24 +192,21 @@ fn answers_and_cancellations_reach_the_other_side_after_the_link_broke() {
         "{:?}",
         p.alice.seen()
     );
-    assert!(!dl.path().join("note.txt").exists());
+    assert!(!p.dl.path().join("note.txt").exists());
 }
 
 #[test]
 fn a_notice_for_a_user_who_left_is_reported_as_not_delivered() {
-    let server = TestServer::start(&[]);
-    let (src, dl) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut alice = user(&server, "alice", src.path());
-    let mut bob = user(&server, "bob", dl.path());
-    let path = src.path().join("note.txt");
-    fs::write(&path, b"hello").unwrap();
-    offer(&mut alice, &mut bob, &path);
-    let before = proc_fd_count(alice.pid());
-    bob.kill();
-    wait_links_closed(&alice, before, 1);
-    alice.send("/cancel 1");
-    alice.expect("-- cancelled file 1 (note.txt)");
-    let line = alice.expect_prefix("!! could not tell bob that file 1 was cancelled: ");
+    let mut p = Pair::start();
+    p.offer();
+    let before = proc_fd_count(p.alice.pid());
+    p.bob.kill();
+    wait_links_closed(&p.alice, before, 1);
+    p.alice.send("/cancel 1");
+    p.alice.expect("-- cancelled file 1 (note.txt)");
+    let line = p
+        .alice
+        .expect_prefix("!! could not tell bob that file 1 was cancelled: ");
     assert!(
         line.ends_with("bob is not online") || line.contains("cannot reach bob"),
         "{line}"
