@@ -196,3 +196,27 @@ fn queues_are_bounded_per_peer_and_in_all() {
     assert_eq!(q.len(), MAX_NOTICES);
     assert_eq!(q.queues[0].notices.len(), MAX_PER_PEER - 1);
 }
+
+#[test]
+fn notices_whose_attempt_makes_room_for_newer_ones_are_reported() {
+    let mut p = alice();
+    for n in 0..=16u16 {
+        let nick = format!("user{n}");
+        let what = format!("that file {n} was cancelled");
+        let fx = p.notice(&nick, what, "FILECANCEL", &["1", "SENDER"]);
+        assert_eq!(server_sends(&fx), [format!("PEER {nick}")]);
+        let fx = p.on_peer_reply(&m(&format!(
+            ":srv PEER {nick} 127.0.0.1 {} {FP_B}",
+            5000 + n
+        )));
+        dial(&fx);
+        if n < 16 {
+            assert!(shows(&fx).is_empty(), "{fx:?}");
+        } else {
+            assert_eq!(
+                shows(&fx),
+                ["!! could not tell user0 that file 0 was cancelled: cannot reach user0: too many attempts to reach users at once"]
+            );
+        }
+    }
+}

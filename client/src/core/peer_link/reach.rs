@@ -245,8 +245,15 @@ impl Peers {
     ) -> Vec<Effect> {
         let mut fx = self.drop_attempts(purpose);
         if self.nat.attempts.len() >= MAX_ATTEMPTS {
+            // The oldest makes room; what it was for hears that it failed.
             let oldest = self.nat.attempts.remove(0);
+            let text = format!(
+                "cannot reach {}: too many attempts to reach users at once (the message was not sent)",
+                oldest.nick
+            );
+            let purpose = oldest.purpose;
             fx.extend(self.end_attempt(oldest));
+            fx.extend(self.link_failed(purpose, text));
         }
         let now = Instant::now();
         let relay = if !self.nat.allow_relay {
