@@ -123,8 +123,9 @@ impl Peers {
         ))]
     }
 
-    /// A line starting with `FILE` on an open link from `from`.
-    pub(super) fn on_file_line(&mut self, conn: u64, from: &str, msg: &Message) -> Vec<Effect> {
+    /// A line starting with `FILE` on an open link from `from` (acknowledged by
+    /// `on_file_line`).
+    pub(super) fn file_line(&mut self, conn: u64, from: &str, msg: &Message) -> Vec<Effect> {
         match msg.command.to_ascii_uppercase().as_str() {
             "FILEOFFER" => self.on_offer(conn, from, msg),
             "FILEREJECT" => {

@@ -47,6 +47,7 @@ mod file_data;
 mod file_link;
 #[cfg(test)]
 mod file_link_tests;
+mod notice_acks;
 mod notices;
 #[cfg(test)]
 mod offer_expiry_tests;
@@ -476,12 +477,16 @@ impl Peers {
         fx
     }
 
-    /// The newest open link to `nick` that is not waiting for an overdue acknowledgement.
+    /// The newest open link to `nick` that is not waiting for an overdue acknowledgement
+    /// (of a message or a file notice).
     fn usable_link(&self, nick: &str) -> Option<u64> {
         self.conns
             .iter()
             .filter(|(&id, c)| {
-                c.stage == Stage::Open && same(&c.nick, nick) && !self.late.waits_on(id)
+                c.stage == Stage::Open
+                    && same(&c.nick, nick)
+                    && !self.late.waits_on(id)
+                    && !self.notices.unconfirmed.suspect(id)
             })
             .map(|(&id, _)| id)
             .max()

@@ -9,7 +9,8 @@
 //! cannot be found or reached, the user is told which notice did not arrive and why.
 //!
 //! Queues are bounded per peer ([`MAX_PER_PEER`]) and in all ([`MAX_NOTICES`]); when one is
-//! full the oldest notice goes, with a log line.
+//! full the oldest notice goes, with a log line. Every notice sent waits for its
+//! acknowledgement (`notice_acks`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use huddle_protocol::Message;
 
+use super::notice_acks::Unconfirmed;
 use super::reach::{Purpose, PLAN_LIMIT};
 use super::{same, Lookup, Peers};
 use crate::core::effect::{error, Effect};
@@ -27,14 +29,17 @@ pub(super) const MAX_PER_PEER: usize = 32;
 /// Notices waiting in all.
 pub(super) const MAX_NOTICES: usize = 256;
 
-/// One notice waiting for a link.
+/// One notice for a peer.
 #[derive(Debug, Clone)]
-struct Notice {
-    msg: Message,
+pub(super) struct Notice {
+    /// The line, without its frame id.
+    pub(super) msg: Message,
     /// What it tells, for the error should it not arrive: "that file 3 was cancelled".
-    what: String,
+    pub(super) what: String,
     /// Order of arrival across every queue: the oldest goes first when all are full.
     seq: u64,
+    /// Already sent once without an acknowledgement.
+    pub(super) resent: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,12 +61,24 @@ struct Queue {
     notices: VecDeque<Notice>,
 }
 
-/// Every peer's queue.
+impl Notice {
+    pub(super) fn new(msg: Message, what: String) -> Notice {
+        Notice {
+            msg,
+            what,
+            seq: 0,
+            resent: false,
+        }
+    }
+}
+
+/// Every peer's queue, and the notices sent that wait for their acknowledgement.
 #[derive(Debug, Default)]
 pub(super) struct Notices {
     queues: Vec<Queue>,
     seq: u64,
     keys: u64,
+    pub(super) unconfirmed: Unconfirmed,
 }
 
 /// A notice dropped to make room, for the log.
@@ -79,15 +96,9 @@ impl Notices {
         self.queues.iter().position(|q| same(&q.nick, nick))
     }
 
-    /// Queues `msg` for `nick`; `Some(true)` when a new queue starts (a lookup is due by
+    /// Queues `notice` for `nick`; true when a new queue starts (a lookup is due by
     /// `deadline`). Also whatever had to go to make room.
-    fn push(
-        &mut self,
-        nick: &str,
-        msg: Message,
-        what: String,
-        deadline: Instant,
-    ) -> (bool, Vec<Dropped>) {
+    fn push(&mut self, nick: &str, mut notice: Notice, deadline: Instant) -> (bool, Vec<Dropped>) {
         let mut dropped = Vec::new();
         let (i, started) = match self.position(nick) {
             Some(i) => (i, false),
@@ -119,11 +130,8 @@ impl Notices {
             }
         }
         self.seq += 1;
-        self.queues[i].notices.push_back(Notice {
-            msg,
-            what,
-            seq: self.seq,
-        });
+        notice.seq = self.seq;
+        self.queues[i].notices.push_back(notice);
         (started, dropped)
     }
 
@@ -146,9 +154,13 @@ impl Notices {
         self.queues.iter().position(|q| q.key == key)
     }
 
-    /// When the next lookup or attempt is overdue.
+    /// When the next lookup, attempt or acknowledgement is overdue.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
-        self.queues.iter().map(|q| q.deadline).min()
+        self.queues
+            .iter()
+            .map(|q| q.deadline)
+            .chain(self.unconfirmed.next_deadline())
+            .min()
     }
 }
 
@@ -169,19 +181,25 @@ impl Peers {
         command: &str,
         params: &[&str],
     ) -> Vec<Effect> {
-        let msg = Message::new(command, params.iter().copied());
+        let notice = Notice::new(Message::new(command, params.iter().copied()), what);
+        self.queue_notice(nick, notice)
+    }
+
+    /// Sends `notice` to `nick` on a usable open link after what waits for `nick`, or queues
+    /// it and starts looking for `nick`.
+    pub(super) fn queue_notice(&mut self, nick: &str, notice: Notice) -> Vec<Effect> {
         if let Some(conn) = self.usable_link(nick) {
             let mut fx = Vec::new();
             if let Some(i) = self.notices.position(nick) {
                 let q = self.notices.take(i);
                 fx.extend(self.drop_attempts(Purpose::Notices(q.key)));
-                fx.extend(send_queue(q, conn));
+                fx.extend(self.send_queue(q, conn));
             }
-            fx.push(Effect::PeerSend { conn, msg });
+            fx.push(self.send_notice(conn, nick, notice));
             return fx;
         }
         let deadline = Instant::now() + self.timeout;
-        let (started, dropped) = self.notices.push(nick, msg, what, deadline);
+        let (started, dropped) = self.notices.push(nick, notice, deadline);
         for d in dropped {
             log::warn!(
                 "too many file notices waiting: dropped the oldest to {}: {}",
@@ -240,7 +258,10 @@ impl Peers {
     /// The link for the notices with `key` is open on `conn`: they go, in order.
     pub(super) fn notices_link_ready(&mut self, key: u64, conn: u64) -> Vec<Effect> {
         match self.notices.by_key(key) {
-            Some(i) => send_queue(self.notices.take(i), conn),
+            Some(i) => {
+                let q = self.notices.take(i);
+                self.send_queue(q, conn)
+            }
             None => Vec::new(),
         }
     }
@@ -253,7 +274,7 @@ impl Peers {
         }
     }
 
-    /// Lookups and attempts for notices that are overdue.
+    /// Lookups, attempts and acknowledgements for notices that are overdue.
     pub(super) fn notices_tick(&mut self, now: Instant) -> Vec<Effect> {
         let mut fx = Vec::new();
         while let Some(i) = self.notices.queues.iter().position(|q| q.deadline <= now) {
@@ -273,20 +294,22 @@ impl Peers {
             };
             fx.extend(undelivered(q, &why));
         }
+        // Last, so that the lookups it starts get their own time.
+        fx.extend(self.unconfirmed_tick(now));
         fx
+    }
+
+    /// The queue's notices, in order, on open link `conn`.
+    fn send_queue(&mut self, q: Queue, conn: u64) -> Vec<Effect> {
+        q.notices
+            .into_iter()
+            .map(|n| self.send_notice(conn, &q.nick, n))
+            .collect()
     }
 }
 
 fn secs(d: Duration) -> u64 {
     d.as_secs().max(1)
-}
-
-/// The queue's notices, in order, on open link `conn`.
-fn send_queue(q: Queue, conn: u64) -> Vec<Effect> {
-    q.notices
-        .into_iter()
-        .map(|n| Effect::PeerSend { conn, msg: n.msg })
-        .collect()
 }
 
 /// One error per notice of `q`, which did not arrive because of `why`.

@@ -54,12 +54,15 @@ fn a_notice_without_a_link_dials_and_goes_once_the_link_is_open() {
         [(conn, "PEERHELLO alice Bob".to_string())]
     );
     let fx = p.on_line(conn, &m("PEERWELCOME Bob alice"));
-    assert_eq!(peer_sends(&fx), [(conn, "FILEREJECT 3".to_string())]);
+    assert_eq!(
+        peer_sends(&fx),
+        [(conn, "@frame=2 FILEREJECT 3".to_string())]
+    );
     assert!(shows(&fx).is_empty());
     // The link stays for what comes next: a message reuses it.
     assert_eq!(
         peer_sends(&p.send("bob", "sorry")),
-        [(conn, "DM 2 sorry".to_string())]
+        [(conn, "DM 3 sorry".to_string())]
     );
 }
 
@@ -83,7 +86,10 @@ fn the_sender_cancels_an_offer_after_the_link_closed() {
     let conn = dial(&p.on_peer_reply(&m(&format!("{BOB_AT} {FP_B}"))));
     p.on_connected(conn);
     let fx = p.on_line(conn, &m("PEERWELCOME Bob alice"));
-    assert_eq!(peer_sends(&fx), [(conn, format!("FILECANCEL {id} SENDER"))]);
+    assert_eq!(
+        peer_sends(&fx),
+        [(conn, format!("@frame=3 FILECANCEL {id} SENDER"))]
+    );
 }
 
 #[test]
@@ -99,9 +105,9 @@ fn notices_to_one_peer_share_one_link_and_keep_their_order() {
     assert_eq!(
         peer_sends(&fx),
         [
-            (conn, "FILEREJECT 4".to_string()),
-            (conn, "FILECANCEL 3 RECEIVER".to_string()),
-            (conn, "FILEREJECT 5".to_string()),
+            (conn, "@frame=2 FILEREJECT 4".to_string()),
+            (conn, "@frame=3 FILECANCEL 3 RECEIVER".to_string()),
+            (conn, "@frame=4 FILEREJECT 5".to_string()),
         ]
     );
 }
@@ -123,8 +129,8 @@ fn queued_notices_go_first_when_a_link_opens_another_way() {
     assert_eq!(
         peer_sends(&fx),
         [
-            (incoming, "FILEREJECT 3".to_string()),
-            (incoming, "FILEREJECT 4".to_string()),
+            (incoming, "@frame=2 FILEREJECT 3".to_string()),
+            (incoming, "@frame=3 FILEREJECT 4".to_string()),
         ]
     );
     assert_eq!(closes(&fx).len(), 1, "{fx:?}");
@@ -174,9 +180,12 @@ fn a_server_that_does_not_answer_is_reported() {
 fn queues_are_bounded_per_peer_and_in_all() {
     let mut q = Notices::default();
     let at = Instant::now();
-    let msg = |n: usize| Message::new("FILECANCEL", [n.to_string(), "SENDER".into()]);
+    let msg = |n: usize| {
+        let line = Message::new("FILECANCEL", [n.to_string(), "SENDER".into()]);
+        Notice::new(line, n.to_string())
+    };
     for n in 0..MAX_PER_PEER + 5 {
-        let (started, dropped) = q.push("bob", msg(n), format!("{n}"), at);
+        let (started, dropped) = q.push("bob", msg(n), at);
         assert_eq!(started, n == 0);
         assert_eq!(dropped.len(), usize::from(n >= MAX_PER_PEER));
     }
@@ -187,10 +196,10 @@ fn queues_are_bounded_per_peer_and_in_all() {
     // Many peers: the oldest notice of all goes, whoever it was for.
     let mut n = 0;
     while q.len() < MAX_NOTICES {
-        q.push(&format!("user{}", n / 8), msg(n), String::new(), at);
+        q.push(&format!("user{}", n / 8), msg(n), at);
         n += 1;
     }
-    let (_, dropped) = q.push("carol", msg(0), String::new(), at);
+    let (_, dropped) = q.push("carol", msg(0), at);
     assert_eq!(dropped.len(), 1);
     assert_eq!(dropped[0].nick, "bob");
     assert_eq!(q.len(), MAX_NOTICES);
@@ -219,4 +228,91 @@ fn notices_whose_attempt_makes_room_for_newer_ones_are_reported() {
             );
         }
     }
+}
+
+/// Alice with offer 1 from bob (his number 3) on an open link; the link.
+fn offer_on_open_link() -> (Peers, u64) {
+    let mut p = alice();
+    let link = open_to_bob(&mut p);
+    p.on_line(link, &m(&format!("FILEOFFER 10 3 5 {SHA} 60 :f3.txt")));
+    (p, link)
+}
+
+/// Alice's notice goes out on a link made for it; that link.
+fn redialled(p: &mut Peers, want: &str) -> u64 {
+    let conn = dial(&p.on_peer_reply(&m(&format!("{BOB_AT} {FP_B}"))));
+    p.on_connected(conn);
+    let fx = p.on_line(conn, &m("PEERWELCOME Bob alice"));
+    assert_eq!(peer_sends(&fx), [(conn, want.to_string())]);
+    conn
+}
+
+#[test]
+fn the_other_side_acknowledges_notices_that_carry_a_frame_id() {
+    let (mut p, link) = offer_on_open_link();
+    let fx = p.on_line(link, &m("@frame=9 FILECANCEL 3 SENDER :gone"));
+    assert_eq!(shows(&fx), ["-- Bob cancelled file 1 (f3.txt): gone"]);
+    assert_eq!(peer_sends(&fx), [(link, "ACK 9".to_string())]);
+    // Without one (or with a bad one) there is nothing to acknowledge.
+    p.on_line(link, &m(&format!("FILEOFFER 11 4 5 {SHA} 60 :f4.txt")));
+    let fx = p.on_line(link, &m("@frame=b@d FILECANCEL 4 SENDER"));
+    assert_eq!(shows(&fx).len(), 1);
+    assert!(peer_sends(&fx).is_empty());
+}
+
+#[test]
+fn an_acknowledged_notice_is_done() {
+    let (mut p, link) = offer_on_open_link();
+    let fx = p.reject_file(1);
+    assert_eq!(
+        peer_sends(&fx),
+        [(link, "@frame=2 FILEREJECT 3".to_string())]
+    );
+    assert!(p.on_line(link, &m("ACK 2")).is_empty());
+    let fx = p.tick(Instant::now() + Duration::from_secs(11));
+    assert!(
+        server_sends(&fx).is_empty() && shows(&fx).is_empty(),
+        "{fx:?}"
+    );
+    // The link stays usable.
+    assert_eq!(
+        peer_sends(&p.send("bob", "ok")),
+        [(link, "DM 3 ok".to_string())]
+    );
+}
+
+#[test]
+fn an_unacknowledged_notice_goes_once_more_on_a_fresh_link() {
+    let (mut p, link) = offer_on_open_link();
+    p.reject_file(1);
+    // No ACK in time: the silent link is passed over and a new one made.
+    let fx = p.tick(Instant::now() + Duration::from_secs(11));
+    assert_eq!(server_sends(&fx), ["PEER Bob"]);
+    assert!(shows(&fx).is_empty(), "{fx:?}");
+    let fresh = redialled(&mut p, "@frame=3 FILEREJECT 3");
+    assert_ne!(fresh, link);
+    // A late ACK on the old link is taken quietly.
+    assert!(p.on_line(link, &m("ACK 2")).is_empty());
+    // Unconfirmed again: the user hears it may not have arrived.
+    let fx = p.tick(Instant::now() + Duration::from_secs(11));
+    assert_eq!(
+        shows(&fx),
+        ["!! could not tell Bob that file 1 was rejected: Bob did not confirm it within 10 s; it may not have arrived"]
+    );
+    assert!(server_sends(&fx).is_empty());
+}
+
+#[test]
+fn a_notice_whose_link_closes_before_its_ack_goes_again() {
+    let (mut p, link) = offer_on_open_link();
+    p.reject_file(1);
+    let fx = p.on_closed(link, Some("connection reset by peer"));
+    assert_eq!(server_sends(&fx), ["PEER Bob"]);
+    let fresh = redialled(&mut p, "@frame=3 FILEREJECT 3");
+    let fx = p.on_closed(fresh, None);
+    assert_eq!(
+        shows(&fx),
+        ["!! could not tell Bob that file 1 was rejected: the link to Bob broke before Bob confirmed it"]
+    );
+    assert_eq!(p.next_deadline(), None);
 }
