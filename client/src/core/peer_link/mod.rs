@@ -24,7 +24,9 @@
 //! incoming connections and open links are kept when there are too many, and `verify_cache`
 //! how often the server is asked to vouch for a dialer, `reach` how a peer is reached
 //! across NATs (every endpoint at once, hole punching, the opt-in relay), and `answer` how
-//! we answer when the server rings us for someone else's attempt.
+//! we answer when the server rings us for someone else's attempt. Files: `file_link` (offers
+//! and answers), `file_data` (data connections), `notices` and `notice_acks` (answers and
+//! cancellations that reach the other side whether or not a link is open).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -266,7 +268,7 @@ pub(crate) struct Peers {
     nat: Nat,
     /// Files offered and received over the links.
     pub(crate) files: Files,
-    /// File notices waiting for a link.
+    /// File notices waiting for a link or for their acknowledgement.
     notices: notices::Notices,
 }
 
