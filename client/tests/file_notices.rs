@@ -1,19 +1,21 @@
-//! End-to-end tests of file notices (reject, cancel) when no direct link is open: real
-//! `huddle` processes and the real `huddle-server` on 127.0.0.1. The link that carried the
-//! offer is cut first, so only a link made for the notice can carry it; offers live for an
-//! hour, so their expiry cannot be what tells the other side.
+//! End-to-end tests of file notices (reject, cancel) when no direct link is open, or when the
+//! open one has gone silent: real `huddle` processes and the real `huddle-server` on
+//! 127.0.0.1. The link that carried the offer is cut first, so only a link made for the notice
+//! can carry it; or the other client is paused (SIGSTOP) so the notice is not acknowledged
+//! and goes again. Offers live for an hour, so their expiry cannot be what tells the other
+//! side.
 //!
 //! Cutting a link as a network failure would (`ss -K`, which destroys the TCP sockets) needs
 //! root and a kernel with socket destruction; without them those tests say so and return.
-//! Nothing sleeps to synchronise: the waits are for lines the clients print, and for /proc
-//! to show that a client has let go of the cut link.
+//! Nothing sleeps to synchronise: the waits are for lines the clients print, for /proc to
+//! show that a client has let go of the cut link, and for lines in a client's log.
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use huddle_testkit::{proc_fd_count, wait_until, CliClient, TestServer};
+use huddle_testkit::{proc_fd_count, wait_until, CliClient, Paused, RunningServer, TestServer, PW};
 
 /// Long enough that no offer lapses during a test.
 const EXPIRY: &str = "3600";
@@ -210,5 +212,92 @@ fn a_notice_for_a_user_who_left_is_reported_as_not_delivered() {
     assert!(
         line.ends_with("bob is not online") || line.contains("cannot reach bob"),
         "{line}"
+    );
+}
+
+/// A logged-in client like [`user`], logging at info level into `log`.
+fn user_with_log(
+    server: &TestServer,
+    name: &str,
+    dir: &Path,
+    log: &Path,
+    extra: &[&str],
+) -> CliClient {
+    let mut cmd = CliClient::command();
+    cmd.args([
+        "127.0.0.1".to_string(),
+        server.port().to_string(),
+        "--ca".into(),
+        server.cert_path().display().to_string(),
+        "--download-dir".into(),
+        dir.display().to_string(),
+        "--offer-expiry".into(),
+        EXPIRY.into(),
+    ]);
+    cmd.args(extra);
+    cmd.env("RUST_LOG", "huddle=info");
+    let file = fs::File::create(log).unwrap();
+    let mut c = CliClient::spawn_with_stderr(name, cmd, Stdio::from(file));
+    c.send(&format!("register {name} {PW}"));
+    c.expect(&format!("-- registered {name}"));
+    c.expect(&format!("-- logged in as {name}"));
+    c.expect("-- joined #lobby");
+    c
+}
+
+/// How many lines of the log at `path` contain `text`.
+fn log_count(path: &Path, text: &str) -> usize {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(text))
+        .count()
+}
+
+#[test]
+fn a_notice_written_to_a_link_that_went_silent_is_sent_again_and_shown_once() {
+    let server = TestServer::start(&[]);
+    let (src, dl, logs) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let log = logs.path().join("alice.log");
+    let mut alice = user_with_log(&server, "alice", src.path(), &log, &["--peer-timeout", "5"]);
+    let mut bob = user(&server, "bob", dl.path());
+    let path = src.path().join("note.txt");
+    fs::write(&path, b"hello").unwrap();
+    alice.send(&format!("/send bob {}", path.display()));
+    let id = offer_id(&bob.expect_prefix("-- file offer "));
+    alice.expect_prefix("-- offered ");
+
+    // Bob stops answering: the cancel goes on the open link and is not acknowledged.
+    let paused = Paused::stop(bob.pid());
+    alice.send("/cancel 1");
+    alice.expect("-- cancelled file 1 (note.txt)");
+    wait_until(
+        "alice sends the unconfirmed notice again",
+        Duration::from_secs(30),
+        || log_count(&log, "sending a file notice to bob again") == 1,
+    );
+    drop(paused);
+    bob.expect(&format!("-- alice cancelled file {id} (note.txt)"));
+    // Both copies are confirmed: the first on the old link, the second on a fresh one.
+    wait_until("bob confirms both copies", Duration::from_secs(30), || {
+        log_count(&log, "bob confirmed file notice") == 2
+    });
+    alice.send("msg bob are we done?");
+    bob.expect("[direct] <alice> are we done?");
+    alice.expect_prefix("-- delivered to bob");
+    let cancelled = bob
+        .seen()
+        .iter()
+        .filter(|l| l.contains("cancelled file"))
+        .count();
+    assert_eq!(cancelled, 1, "{:?}", bob.seen());
+    assert!(
+        !alice.seen().iter().any(|l| l.contains("could not tell")),
+        "{:?}",
+        alice.seen()
     );
 }

@@ -106,7 +106,9 @@ impl Peers {
         let waiting = &mut self.notices.unconfirmed.0;
         match waiting.iter().position(|f| f.conn == conn && f.frame == id) {
             Some(i) => {
-                waiting.remove(i);
+                if let Some(f) = waiting.remove(i) {
+                    log::info!("{} confirmed file notice {}", f.nick, f.frame);
+                }
                 true
             }
             None => false,
