@@ -388,10 +388,13 @@ impl Peers {
         self.me = Some(me.to_string());
     }
 
-    /// Ends the session's direct messaging: listener and every connection go.
+    /// Ends the session's direct messaging: listener and every connection go. File notices
+    /// still waiting are reported as not confirmed.
     pub(crate) fn stop(&mut self) -> Vec<Effect> {
+        let mut fx = self.notices_abandoned();
         *self = self.fresh();
-        vec![Effect::PeerStop]
+        fx.push(Effect::PeerStop);
+        fx
     }
 
     /// The listener is up (our `port` and certificate `fp`) or could not start.

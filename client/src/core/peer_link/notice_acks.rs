@@ -151,6 +151,22 @@ impl Peers {
         fx
     }
 
+    /// The session ends: every notice still waiting for a link or for its acknowledgement
+    /// is reported.
+    pub(super) fn notices_abandoned(&mut self) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        for f in std::mem::take(&mut self.notices.unconfirmed.0) {
+            if !f.overdue {
+                fx.push(error(format!(
+                    "could not tell {} {}: the session ended before {} confirmed it",
+                    f.nick, f.notice.what, f.nick
+                )));
+            }
+        }
+        fx.extend(self.notices.abandon_queued());
+        fx
+    }
+
     /// `notice` to `nick` was not confirmed (`why`): sent once more, or given up.
     fn send_again(&mut self, nick: &str, mut notice: Notice, why: &str) -> Vec<Effect> {
         if notice.resent {

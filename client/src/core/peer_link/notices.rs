@@ -150,6 +150,14 @@ impl Notices {
         self.queues.remove(i)
     }
 
+    /// Every queue is given up: one error per notice.
+    pub(super) fn abandon_queued(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.queues)
+            .into_iter()
+            .flat_map(|q| undelivered(q, "the session ended first"))
+            .collect()
+    }
+
     fn by_key(&self, key: u64) -> Option<usize> {
         self.queues.iter().position(|q| q.key == key)
     }

@@ -316,3 +316,34 @@ fn a_notice_whose_link_closes_before_its_ack_goes_again() {
     );
     assert_eq!(p.next_deadline(), None);
 }
+
+#[test]
+fn notices_still_waiting_when_the_session_ends_are_reported() {
+    let (mut p, link) = offer_on_open_link();
+    p.on_line(link, &m(&format!("FILEOFFER 11 4 5 {SHA} 60 :f4.txt")));
+    p.on_line(link, &m(&format!("FILEOFFER 12 5 5 {SHA} 60 :f5.txt")));
+    // One confirmed, one sent and not yet confirmed.
+    p.reject_file(1);
+    p.on_line(link, &m("ACK 2"));
+    p.reject_file(2);
+    let fx = p.stop();
+    assert_eq!(
+        shows(&fx),
+        ["!! could not tell Bob that file 2 was rejected: the session ended before Bob confirmed it"]
+    );
+    assert_eq!(fx.last(), Some(&Effect::PeerStop));
+
+    // Waiting for a link.
+    let mut p = offers_then_link_gone(&[3, 4]);
+    p.reject_file(1);
+    p.cancel_file(2);
+    let fx = p.stop();
+    assert_eq!(
+        shows(&fx),
+        [
+            "!! could not tell Bob that file 1 was rejected: the session ended first",
+            "!! could not tell Bob that file 2 was cancelled: the session ended first",
+        ]
+    );
+    assert_eq!(p.stop(), [Effect::PeerStop]);
+}
