@@ -144,8 +144,12 @@ pub(crate) struct Receiving {
     pub(crate) name: String,
     pub(crate) size: u64,
     pub(crate) sha: String,
-    /// When an unanswered offer lapses.
+    /// How long an unanswered offer lives.
     pub(crate) expiry: Duration,
+    /// When it lapses unless a transfer is under way: set when the offer comes and renewed
+    /// when a transfer breaks (the sender renews its own then). Never later than the
+    /// sender's, so an offer listed here is one the sender still holds.
+    pub(crate) lapses: Instant,
     pub(crate) dir: Option<String>,
     pub(crate) prepared: Option<PreparedFile>,
     pub(crate) stage: RecvStage,

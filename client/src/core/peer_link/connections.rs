@@ -289,6 +289,9 @@ impl Peers {
     /// `ACK <id>` on `conn`: the message in progress is delivered once every part is; an
     /// overdue one is reported as delivered late.
     fn on_ack(&mut self, conn: u64, id: &str) -> Vec<Effect> {
+        if self.notice_acked(conn, id) {
+            return Vec::new();
+        }
         if let Some(to) = self.late.ack(conn, id) {
             return vec![info(format!("delivered to {to} (late)"))];
         }
@@ -317,8 +320,8 @@ impl Peers {
         vec![info(format!("delivered to {to} ({})", via.describe()))]
     }
 
-    /// A peer connection ended.
-    pub(crate) fn on_closed(&mut self, conn: u64, reason: Option<&str>) -> Vec<Effect> {
+    /// A peer connection ended (see `on_closed` for the file notices on it).
+    pub(super) fn conn_closed(&mut self, conn: u64, reason: Option<&str>) -> Vec<Effect> {
         let why = reason.map(|r| format!(" ({r})")).unwrap_or_default();
         if let (true, Some(c)) = (self.in_attempt(conn), self.conns.get(&conn)) {
             let text = format!(
@@ -363,6 +366,7 @@ impl Peers {
     /// Deadlines that passed by `now`.
     pub(crate) fn tick(&mut self, now: Instant) -> Vec<Effect> {
         let mut fx = self.files_tick(now);
+        fx.extend(self.notices_tick(now));
         let expired: Vec<u64> = self
             .conns
             .iter()

@@ -16,6 +16,9 @@ use crate::core::files::wire::parse_id_offset;
 use crate::core::files::{Progress, RecvStage, SendStage};
 use crate::core::Fingerprint;
 
+/// The sender's refusal of a `FILEGET` for an offer it does not hold (for that user).
+const NO_SUCH_OFFER: &str = "No such offer";
+
 impl Peers {
     /// The server's answer about the sender of offer `id`: reach it for the data, the same
     /// way as a direct link (every endpoint, hole punching, the relay if allowed).
@@ -37,18 +40,40 @@ impl Peers {
         self.reach(spelled, endpoints, fingerprint, Purpose::Data(id))
     }
 
-    /// Fetching offer `id` failed before any byte came: the offer stays open for another try.
+    /// Fetching offer `id` failed before any byte came: the offer stays open for another try
+    /// until it lapses as it would have (the sender's expiry kept running).
     pub(super) fn data_failed(&mut self, id: u64, why: String) -> Vec<Effect> {
         let Some(r) = self.files.receiving.get_mut(&id) else {
             return Vec::new();
         };
-        r.stage = RecvStage::Offered {
-            expires: Instant::now() + r.expiry,
-        };
         let from = r.from.clone();
+        if r.lapses <= Instant::now() {
+            self.files.receiving.remove(&id);
+            return vec![
+                Effect::FileAbort { id },
+                error(format!(
+                    "cannot fetch file {id} from {from}: {why}; the offer has expired"
+                )),
+            ];
+        }
+        r.stage = RecvStage::Offered { expires: r.lapses };
         vec![error(format!(
             "cannot fetch file {id} from {from}: {why}; /accept {id} tries again"
         ))]
+    }
+
+    /// The sender no longer offers `id` (it withdrew it, or it expired there): it goes here too.
+    fn data_withdrawn(&mut self, id: u64) -> Vec<Effect> {
+        let Some(r) = self.files.receiving.remove(&id) else {
+            return Vec::new();
+        };
+        vec![
+            Effect::FileAbort { id },
+            error(format!(
+                "cannot fetch file {id} from {}: {} no longer offers it",
+                r.from, r.from
+            )),
+        ]
     }
 
     /// The data connection for offer `id` completed its greeting on `conn`: ask for the
@@ -75,7 +100,11 @@ impl Peers {
         };
         let why = msg.param(0).unwrap_or("unexpected line").to_string();
         let mut fx = vec![Effect::PeerClose { conn }];
-        fx.extend(self.data_failed(id, format!("the sender refused: {why}")));
+        if msg.is("ERROR") && why == NO_SUCH_OFFER {
+            fx.extend(self.data_withdrawn(id));
+        } else {
+            fx.extend(self.data_failed(id, format!("the sender refused: {why}")));
+        }
         fx
     }
 
@@ -118,11 +147,11 @@ impl Peers {
             return refuse("Bad FILEGET");
         };
         let Some(s) = self.files.sending.get_mut(&id) else {
-            return refuse("No such offer");
+            return refuse(NO_SUCH_OFFER);
         };
         let size = s.file.as_ref().map_or(0, |f| f.size);
         if !same(&s.to, &nick) || !matches!(s.stage, SendStage::Offered { .. }) || offset > size {
-            return refuse("No such offer");
+            return refuse(NO_SUCH_OFFER);
         }
         s.stage = SendStage::Sending { conn };
         s.progress = Progress::start(size, offset);

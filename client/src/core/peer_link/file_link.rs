@@ -1,5 +1,6 @@
 //! Files over the direct links: offers ride the link like a `DM` (acknowledged), answers and
-//! cancellations are notices on an open link, and the bytes go over a data connection the
+//! cancellations are notices (sent on an open link, or on one made for them: `notices`), and
+//! the bytes go over a data connection the
 //! receiver dials with the same lookup, pinning and greeting as any direct link. The file
 //! state lives in [`crate::core::files`]; this is where it meets the links.
 
@@ -8,7 +9,7 @@ use std::time::Instant;
 use huddle_protocol::Message;
 
 use super::reach::Purpose;
-use super::{peer_send, same, Lookup, OutStage, Outgoing, Peers, Stage};
+use super::{peer_send, same, Lookup, OutStage, Outgoing, Peers};
 use crate::core::effect::{error, info, Effect};
 use crate::core::files::names::safe_name;
 use crate::core::files::wire::{parse_id, parse_offer, size_text};
@@ -122,8 +123,9 @@ impl Peers {
         ))]
     }
 
-    /// A line starting with `FILE` on an open link from `from`.
-    pub(super) fn on_file_line(&mut self, conn: u64, from: &str, msg: &Message) -> Vec<Effect> {
+    /// A line starting with `FILE` on an open link from `from` (acknowledged by
+    /// `on_file_line`).
+    pub(super) fn file_line(&mut self, conn: u64, from: &str, msg: &Message) -> Vec<Effect> {
         match msg.command.to_ascii_uppercase().as_str() {
             "FILEOFFER" => self.on_offer(conn, from, msg),
             "FILEREJECT" => {
@@ -213,6 +215,7 @@ impl Peers {
         let id = self.files.next_id();
         // The sender's expiry, but never longer than ours: offers cannot hold slots for long.
         let expiry = std::time::Duration::from_secs(offer.expiry_secs).min(self.files.expiry);
+        let lapses = Instant::now() + expiry;
         let text = format!(
             "file offer {id} from {from}: {name} ({}, sha256 {}): /accept {id} or /reject {id}",
             size_text(offer.size),
@@ -227,11 +230,10 @@ impl Peers {
                 size: offer.size,
                 sha: offer.sha,
                 expiry,
+                lapses,
                 dir: None,
                 prepared: None,
-                stage: RecvStage::Offered {
-                    expires: Instant::now() + expiry,
-                },
+                stage: RecvStage::Offered { expires: lapses },
                 progress: Progress::default(),
             },
         );
@@ -268,7 +270,6 @@ impl Peers {
         result: Result<PreparedFile, String>,
     ) -> Vec<Effect> {
         let deadline = Instant::now() + self.timeout;
-        let expiry = self.files.expiry;
         let Some(r) = self.files.receiving.get_mut(&id) else {
             return Vec::new();
         };
@@ -278,10 +279,8 @@ impl Peers {
         let prepared = match result {
             Ok(p) => p,
             Err(why) => {
-                // The offer stays: another directory may do.
-                r.stage = RecvStage::Offered {
-                    expires: Instant::now() + r.expiry.min(expiry),
-                };
+                // The offer stays, as long as it was going to: another directory may do.
+                r.stage = RecvStage::Offered { expires: r.lapses };
                 return vec![error(format!("cannot accept file {id}: {why}"))];
             }
         };
@@ -378,7 +377,8 @@ impl Peers {
                     let mut fx = Vec::new();
                     if !peer_knows {
                         let id = id.to_string();
-                        fx = self.notice(&s.to, "FILECANCEL", &[&id, SENDER, &why]);
+                        let what = format!("that file {id} failed");
+                        fx = self.notice(&s.to, what, "FILECANCEL", &[&id, SENDER, &why]);
                     }
                     fx.push(error(format!(
                         "file {id} to {} ({name}) failed: {why}",
@@ -390,10 +390,10 @@ impl Peers {
         }
         if let Some(r) = self.files.receiving.get_mut(&id) {
             if let Some(f) = result.as_ref().err().filter(|f| f.resumable) {
-                // The part file keeps what came; the offer stays open for another try.
-                r.stage = RecvStage::Offered {
-                    expires: Instant::now() + r.expiry,
-                };
+                // The part file keeps what came; the offer stays open for another try, as
+                // long as the sender keeps it open (it starts its expiry again now).
+                r.lapses = Instant::now() + r.expiry;
+                r.stage = RecvStage::Offered { expires: r.lapses };
                 return vec![error(format!(
                     "file {id} from {}: {}; /accept {id} continues",
                     r.from, f.why
@@ -437,7 +437,8 @@ impl Peers {
         let Some(r) = self.files.receiving.remove(&id) else {
             return Vec::new();
         };
-        let mut fx = self.notice(&r.from, "FILEREJECT", &[&r.remote.to_string()]);
+        let what = format!("that file {id} was rejected");
+        let mut fx = self.notice(&r.from, what, "FILEREJECT", &[&r.remote.to_string()]);
         fx.push(Effect::FileAbort { id });
         fx.push(info(format!(
             "rejected file {id} ({}) from {}",
@@ -457,7 +458,8 @@ impl Peers {
                 self.outgoing = None;
             }
             if !matches!(s.stage, SendStage::Hashing | SendStage::Offering) {
-                fx.extend(self.notice(&s.to, "FILECANCEL", &[&id.to_string(), SENDER]));
+                let what = format!("that file {id} was cancelled");
+                fx.extend(self.notice(&s.to, what, "FILECANCEL", &[&id.to_string(), SENDER]));
             }
             fx.push(Effect::FileAbort { id });
             fx.push(info(format!("cancelled file {id} ({})", sent_name(&s))));
@@ -469,7 +471,8 @@ impl Peers {
             ))];
         };
         let (from, remote) = (r.from.clone(), r.remote.to_string());
-        let mut fx = self.notice(&from, "FILECANCEL", &[&remote, RECEIVER]);
+        let what = format!("that file {id} was cancelled");
+        let mut fx = self.notice(&from, what, "FILECANCEL", &[&remote, RECEIVER]);
         // The receiver does not want it: what came so far goes too.
         fx.push(Effect::FileDiscard { id });
         fx.extend(self.drop_receiving(id));
@@ -496,23 +499,6 @@ impl Peers {
             }
         }
         fx
-    }
-
-    /// Sends a file notice to `nick` on an open link, if there is one.
-    fn notice(&mut self, nick: &str, command: &str, params: &[&str]) -> Vec<Effect> {
-        let open = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.stage == Stage::Open && same(&c.nick, nick))
-            .map(|(&id, _)| id)
-            .max();
-        match open {
-            Some(conn) => vec![peer_send(conn, command, params)],
-            None => {
-                log::info!("no open link to {nick} for {command}");
-                Vec::new()
-            }
-        }
     }
 
     /// Offers that lapsed, data lookups and dials overdue.

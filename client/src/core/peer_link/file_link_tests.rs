@@ -176,7 +176,10 @@ fn interrupted_transfers_stay_open_and_cancel_reaches_the_other_side() {
     // Our own cancel tells the sender, before the data connection closes.
     p.on_line(link, &m(&format!("FILEOFFER 8 4 5 {SHA} 60 :y.txt")));
     let fx = p.cancel_file(2);
-    assert_eq!(fx[0], peer_send(link, "FILECANCEL", &["4", "RECEIVER"]));
+    assert_eq!(
+        peer_sends(&fx[..1]),
+        [(link, "@frame=2 FILECANCEL 4 RECEIVER".to_string())]
+    );
     assert!(fx.contains(&Effect::FileDiscard { id: 2 }));
 }
 

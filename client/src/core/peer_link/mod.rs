@@ -24,7 +24,9 @@
 //! incoming connections and open links are kept when there are too many, and `verify_cache`
 //! how often the server is asked to vouch for a dialer, `reach` how a peer is reached
 //! across NATs (every endpoint at once, hole punching, the opt-in relay), and `answer` how
-//! we answer when the server rings us for someone else's attempt.
+//! we answer when the server rings us for someone else's attempt. Files: `file_link` (offers
+//! and answers), `file_data` (data connections), `notices` and `notice_acks` (answers and
+//! cancellations that reach the other side whether or not a link is open).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -47,6 +49,10 @@ mod file_data;
 mod file_link;
 #[cfg(test)]
 mod file_link_tests;
+mod notice_acks;
+mod notices;
+#[cfg(test)]
+mod offer_expiry_tests;
 mod reach;
 mod server_replies;
 mod verify_cache;
@@ -183,13 +189,18 @@ enum Lookup {
     Verify { conns: Vec<u64>, nick: String },
     /// Where to fetch file `id` from.
     Data { nick: String, id: u64 },
+    /// Where to send the file notices waiting for a link.
+    Notice { nick: String },
 }
 
 impl Lookup {
     fn nick<'a>(&'a self, me: &'a str) -> &'a str {
         match self {
             Lookup::Announce => me,
-            Lookup::Send { nick } | Lookup::Verify { nick, .. } | Lookup::Data { nick, .. } => nick,
+            Lookup::Send { nick }
+            | Lookup::Verify { nick, .. }
+            | Lookup::Data { nick, .. }
+            | Lookup::Notice { nick } => nick,
         }
     }
 }
@@ -257,6 +268,8 @@ pub(crate) struct Peers {
     nat: Nat,
     /// Files offered and received over the links.
     pub(crate) files: Files,
+    /// File notices waiting for a link or for their acknowledgement.
+    notices: notices::Notices,
 }
 
 impl Default for Peers {
@@ -312,6 +325,7 @@ impl Peers {
             late: LateAcks::default(),
             nat: Nat::default(),
             files: Files::default(),
+            notices: notices::Notices::default(),
         }
     }
 
@@ -365,6 +379,7 @@ impl Peers {
             .chain(out)
             .chain(self.attempt_deadline())
             .chain(self.files.next_deadline())
+            .chain(self.notices.next_deadline())
             .min()
     }
 
@@ -373,10 +388,13 @@ impl Peers {
         self.me = Some(me.to_string());
     }
 
-    /// Ends the session's direct messaging: listener and every connection go.
+    /// Ends the session's direct messaging: listener and every connection go. File notices
+    /// still waiting are reported as not confirmed.
     pub(crate) fn stop(&mut self) -> Vec<Effect> {
+        let mut fx = self.notices_abandoned();
         *self = self.fresh();
-        vec![Effect::PeerStop]
+        fx.push(Effect::PeerStop);
+        fx
     }
 
     /// The listener is up (our `port` and certificate `fp`) or could not start.
@@ -450,16 +468,7 @@ impl Peers {
     /// Sends `out` on an open link to its recipient, or looks the recipient up to dial.
     /// A link with an overdue acknowledgement is left to it; a new one is dialled.
     fn dispatch(&mut self, mut out: Outgoing) -> Vec<Effect> {
-        let to = out.to.clone();
-        let open = self
-            .conns
-            .iter()
-            .filter(|(&id, c)| {
-                c.stage == Stage::Open && same(&c.nick, &to) && !self.late.waits_on(id)
-            })
-            .map(|(&id, _)| id)
-            .max();
-        let fx = match open {
+        let fx = match self.usable_link(&out.to) {
             Some(conn) => {
                 out.reused = true;
                 if let Some(c) = self.conns.get(&conn) {
@@ -471,6 +480,21 @@ impl Peers {
         };
         self.outgoing = Some(out);
         fx
+    }
+
+    /// The newest open link to `nick` that is not waiting for an overdue acknowledgement
+    /// (of a message or a file notice).
+    fn usable_link(&self, nick: &str) -> Option<u64> {
+        self.conns
+            .iter()
+            .filter(|(&id, c)| {
+                c.stage == Stage::Open
+                    && same(&c.nick, nick)
+                    && !self.late.waits_on(id)
+                    && !self.notices.unconfirmed.suspect(id)
+            })
+            .map(|(&id, _)| id)
+            .max()
     }
 
     fn lookup_for(&mut self, out: &mut Outgoing) -> Vec<Effect> {

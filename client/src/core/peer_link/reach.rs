@@ -161,6 +161,8 @@ pub(super) enum Purpose {
     Message,
     /// The data connection of the file offer we receive with this number.
     Data(u64),
+    /// The file notices waiting in the queue with this key (see `notices`).
+    Notices(u64),
 }
 
 /// Reaching one peer.
@@ -254,8 +256,15 @@ impl Peers {
     ) -> Vec<Effect> {
         let mut fx = self.drop_attempts(purpose);
         if self.nat.attempts.len() >= MAX_ATTEMPTS {
+            // The oldest makes room; what it was for hears that it failed.
             let oldest = self.nat.attempts.remove(0);
+            let text = format!(
+                "cannot reach {}: too many attempts to reach users at once (the message was not sent)",
+                oldest.nick
+            );
+            let purpose = oldest.purpose;
             fx.extend(self.end_attempt(oldest));
+            fx.extend(self.link_failed(purpose, text));
         }
         let now = Instant::now();
         let relay = if !self.nat.allow_relay {
@@ -324,6 +333,7 @@ impl Peers {
                 fx
             }
             Purpose::Data(id) => self.data_link_ready(id, conn),
+            Purpose::Notices(key) => self.notices_link_ready(key, conn),
         }
     }
 
@@ -335,6 +345,7 @@ impl Peers {
                 let why = text.trim_end_matches(" (the message was not sent)");
                 self.data_failed(id, why.to_string())
             }
+            Purpose::Notices(key) => self.notices_link_failed(key, &text),
         }
     }
 

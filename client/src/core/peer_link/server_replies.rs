@@ -10,6 +10,15 @@ use super::verify_cache::Vouched;
 use super::{parse_endpoint, peer_send, reach, same, Announce, Lookup, OutStage, Peers, Stage};
 use crate::core::effect::{error, info, Effect};
 
+/// Why the server could not say where `asked` is (`FAIL PEER <code> ... :text`).
+fn not_found(code: &str, asked: &str, text: &str) -> String {
+    match code {
+        "NO_SUCH_NICK" => format!("{asked} is not online"),
+        "NO_ENDPOINT" => format!("{asked} has no direct-message endpoint"),
+        _ => format!("cannot find {asked}: {text}"),
+    }
+}
+
 impl Peers {
     /// The server's `PEER <nick> <ip> <port> <fingerprint>`.
     pub(crate) fn on_peer_reply(&mut self, msg: &Message) -> Vec<Effect> {
@@ -44,6 +53,10 @@ impl Peers {
             Some(Lookup::Send { .. }) => Vec::new(),
             Some(Lookup::Data { id, .. }) => self.data_endpoint(
                 id,
+                endpoint.map(|(spelled, addr, fp)| (spelled, reach::endpoints(msg, addr), fp)),
+            ),
+            Some(Lookup::Notice { nick: asked }) => self.notice_endpoint(
+                &asked,
                 endpoint.map(|(spelled, addr, fp)| (spelled, reach::endpoints(msg, addr), fp)),
             ),
             Some(Lookup::Verify {
@@ -109,11 +122,7 @@ impl Peers {
                 if !self.is_looking_up(&asked) {
                     return Vec::new();
                 }
-                let why = match code {
-                    "NO_SUCH_NICK" => format!("{asked} is not online"),
-                    "NO_ENDPOINT" => format!("{asked} has no direct-message endpoint"),
-                    _ => format!("cannot find {asked}: {text}"),
-                };
+                let why = not_found(code, &asked, text);
                 let mut fx = self.fail(format!("{why} (the message was not sent)"));
                 if code == "NO_ENDPOINT" {
                     // A user of another IRC client: only the server can carry the message.
@@ -137,6 +146,9 @@ impl Peers {
             }
             Some(Lookup::Data { id, nick }) => {
                 self.data_failed(id, format!("{nick} is not reachable ({text})"))
+            }
+            Some(Lookup::Notice { nick: asked }) => {
+                self.notice_lookup_failed(&asked, &not_found(code, &asked, text))
             }
             Some(Lookup::Announce) | None => {
                 log::debug!("unmatched FAIL PEER {code} {nick}");
