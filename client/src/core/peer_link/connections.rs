@@ -209,6 +209,9 @@ impl Peers {
         cert: Option<Fingerprint>,
         now: Instant,
     ) -> Vec<Effect> {
+        if let Some(vouched) = self.vouched_by_link(from, cert) {
+            return self.verified(conn, from, vouched);
+        }
         if let Some(vouched) = self.vouched.get(from, cert, now) {
             // A refusal repeated from the cache was shown when the server gave it: a dialer
             // repeating a false claim does not fill the screen.

@@ -24,7 +24,8 @@
 //! incoming connections and open links are kept when there are too many, and `verify_cache`
 //! how often the server is asked to vouch for a dialer, `reach` how a peer is reached
 //! across NATs (every endpoint at once, hole punching, the opt-in relay), and `answer` how
-//! we answer when the server rings us for someone else's attempt.
+//! we answer when the server rings us for someone else's attempt; `linked_peer` what an
+//! open link proves about its peer, so new connections to it need no server.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -47,6 +48,7 @@ mod file_data;
 mod file_link;
 #[cfg(test)]
 mod file_link_tests;
+mod linked_peer;
 mod reach;
 mod server_replies;
 mod verify_cache;
