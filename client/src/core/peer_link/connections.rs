@@ -280,7 +280,7 @@ impl Peers {
                 fx.extend(self.on_closed(conn, msg.param(0)));
                 fx
             }
-            "FILECALL" => self.on_file_call(&from, msg),
+            "FILECALL" => self.on_file_call(conn, &from, msg),
             cmd if cmd.starts_with("FILE") => self.on_file_line(conn, &from, msg),
             _ => {
                 log::debug!("ignoring {} from {from}", msg.command);

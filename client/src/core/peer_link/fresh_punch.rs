@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use huddle_protocol::Message;
 
+use super::super::answer::public;
 use super::super::{peer_send, same, Conn, Peers, Role, Stage};
 use super::{join_endpoints, Purpose, MAX_ATTEMPTS};
 use crate::core::effect::Effect;
@@ -257,11 +258,14 @@ impl Peers {
         fx
     }
 
-    /// `FILECALL <offer-id> <token> :<endpoints>` on the open link from `from`: the
+    /// `FILECALL <offer-id> <token> :<endpoints>` on the open link `link` from `from`: the
     /// receiver of our offer punches its data connection from a fresh port; we dial back to
-    /// it as when the server rings us.
+    /// it as when the server rings us. Each private endpoint's port is also tried at the
+    /// public address the link comes from (a port-preserving NAT maps the fresh port to it),
+    /// for a receiver that could not learn its public address.
     pub(in crate::core::peer_link) fn on_file_call(
         &mut self,
+        link: u64,
         from: &str,
         msg: &Message,
     ) -> Vec<Effect> {
@@ -278,7 +282,24 @@ impl Peers {
             log::info!("{from} asks for a dial-back for file {id}, which is not on offer to it");
             return Vec::new();
         }
-        self.dial_back(from, token, msg.param(2).unwrap_or(""))
+        let listed = msg.param(2).unwrap_or("");
+        let seen_at = self
+            .conns
+            .get(&link)
+            .and_then(|c| c.addr.parse::<SocketAddr>().ok())
+            .map(|a| a.ip())
+            .filter(|&ip| public(ip));
+        let guessed = listed
+            .split(' ')
+            .filter_map(|e| e.parse::<SocketAddr>().ok())
+            .filter(|a| !public(a.ip()))
+            .filter_map(|a| Some(SocketAddr::new(seen_at?, a.port())));
+        let endpoints: Vec<String> = listed
+            .split(' ')
+            .map(str::to_string)
+            .chain(guessed.map(|a| a.to_string()))
+            .collect();
+        self.dial_back(from, token, &endpoints.join(" "))
     }
 }
 

@@ -399,3 +399,30 @@ fn the_senders_dial_back_is_admitted_on_the_links_word() {
     assert_eq!(server_sends(&fx), ["PEER bob"]);
     assert!(peer_sends(&fx).is_empty());
 }
+
+#[test]
+fn the_sender_also_tries_a_private_endpoints_port_at_the_links_public_address() {
+    let (mut p, link) = linked(true);
+    // The link comes from Bob's router.
+    p.conns.get_mut(&link).unwrap().addr = "203.0.113.3:5000".into();
+    let id = offering(&mut p, link);
+    let token = "Y".repeat(32);
+    // A receiver that knows no public address of its own lists only its fresh port.
+    let fx = p.on_line(link, &m(&format!("FILECALL {id} {token} :10.0.2.2:41000")));
+    assert_eq!(
+        dial_backs(&fx),
+        [("203.0.113.3:41000".parse().unwrap(), token.clone())]
+    );
+    // With the public mapping listed too, it is dialed once.
+    let token = "X".repeat(32);
+    let fx = p.on_line(
+        link,
+        &m(&format!(
+            "FILECALL {id} {token} :203.0.113.3:41001 10.0.2.2:41001"
+        )),
+    );
+    assert_eq!(
+        dial_backs(&fx),
+        [("203.0.113.3:41001".parse().unwrap(), token.clone())]
+    );
+}
