@@ -8,8 +8,10 @@
 //! public address of our listening port (from the mapping probe at announce time) with the
 //! fresh port's own number, as a port-preserving NAT (Linux masquerade, most home routers)
 //! gives it when that port is free outside. A NAT that renumbers ports makes the guess
-//! wrong: the peer's dial-back then misses and only the server's probe would have helped. The dials are TLS clients pinned to the peer, as every dial is;
-//! the peer's dial-back preamble comes before its TLS bytes when the two dials meet.
+//! wrong: the peer's dial-back then misses and only the server's probe would have helped.
+//!
+//! The dials are TLS clients pinned to the peer, as every dial is; the peer's dial-back
+//! preamble comes before its TLS bytes when the two dials meet.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicBool;

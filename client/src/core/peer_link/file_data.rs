@@ -1,8 +1,8 @@
 //! The data connections of files: the receiver reaches the sender (where the open link to it
 //! says it is, else where the server says) with the same pinning and greeting as a direct
-//! link, then asks for the bytes from its offset
-//! (`FILEGET`); the sender answers on that connection (`FILEDATA`). From the welcome on the
-//! connection belongs to the transfer, not to the links.
+//! link, then asks for the bytes from its offset (`FILEGET`); the sender answers on that
+//! connection (`FILEDATA`). From the welcome on the connection belongs to the transfer, not
+//! to the links.
 
 use std::net::SocketAddr;
 use std::time::Instant;
