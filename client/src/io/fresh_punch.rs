@@ -217,12 +217,16 @@ mod tests {
         let any = "127.0.0.1:0".parse().unwrap();
         let calls = PendingCalls::default();
         let listener = Listener::start(any, &bob, WAIT, ConnIds::default(), calls, tx).unwrap();
-        let (tx, alice_rx) = mpsc::channel();
-        let job = Punch {
-            call: "c".repeat(32),
-            probe: Some(probe),
-            public_ip: None,
-            dials: vec![(7, listener.local_addr(), Arc::new(AtomicBool::new(false)))],
+        // Alice's punch as dial `conn` (its call token: the number in 32 digits).
+        let to_bob = |conn: u64, probe: Option<String>, public_ip: Option<IpAddr>| Punch {
+            call: format!("{conn:032}"),
+            probe,
+            public_ip,
+            dials: vec![(
+                conn,
+                listener.local_addr(),
+                Arc::new(AtomicBool::new(false)),
+            )],
             fingerprint: bob.fingerprint(),
             local_ip: "127.0.0.1".parse().unwrap(),
             server: server.addr(),
@@ -231,13 +235,14 @@ mod tests {
             calls: PendingCalls::default(),
             timeout: WAIT,
         };
-        start(job, tx);
+        let (tx, alice_rx) = mpsc::channel();
+        start(to_bob(7, Some(probe), None), tx);
         let fresh = match next(&alice_rx) {
             PeerEvent::PunchMapped {
                 call,
                 result: Ok(endpoints),
             } => {
-                assert_eq!(call, "c".repeat(32));
+                assert_eq!(call, format!("{:032}", 7));
                 assert_eq!(
                     endpoints.len(),
                     1,
@@ -266,20 +271,8 @@ mod tests {
 
         // A token the server never gave: no mapping, so the punch stops there.
         let (tx, alice_rx) = mpsc::channel();
-        let job = Punch {
-            call: "d".repeat(32),
-            probe: Some("0123456789abcdef0123456789abcdef".into()),
-            public_ip: None,
-            dials: vec![(8, listener.local_addr(), Arc::new(AtomicBool::new(false)))],
-            fingerprint: bob.fingerprint(),
-            local_ip: "127.0.0.1".parse().unwrap(),
-            server: server.addr(),
-            server_cert,
-            identity: alice.clone(),
-            calls: PendingCalls::default(),
-            timeout: WAIT,
-        };
-        start(job, tx);
+        let unknown = "0123456789abcdef0123456789abcdef".to_string();
+        start(to_bob(8, Some(unknown), None), tx);
         match next(&alice_rx) {
             PeerEvent::PunchMapped {
                 result: Err(why), ..
@@ -296,20 +289,7 @@ mod tests {
         // our listening port's public address with the fresh port's number; the dial goes
         // ahead.
         let (tx, alice_rx) = mpsc::channel();
-        let job = Punch {
-            call: "e".repeat(32),
-            probe: None,
-            public_ip: Some("192.0.2.9".parse().unwrap()),
-            dials: vec![(9, listener.local_addr(), Arc::new(AtomicBool::new(false)))],
-            fingerprint: bob.fingerprint(),
-            local_ip: "127.0.0.1".parse().unwrap(),
-            server: server.addr(),
-            server_cert,
-            identity: alice.clone(),
-            calls: PendingCalls::default(),
-            timeout: WAIT,
-        };
-        start(job, tx);
+        start(to_bob(9, None, Some("192.0.2.9".parse().unwrap())), tx);
         let fresh = match next(&alice_rx) {
             PeerEvent::PunchMapped {
                 result: Ok(endpoints),

@@ -132,16 +132,7 @@ fn the_receiver_accepts_dials_and_receives() {
     let fx = p.on_file_prepared(1, Ok(prepared));
     // The open link says where Bob is and which certificate is his: no server lookup.
     assert!(server_sends(&fx).is_empty());
-    let Some((conn, addr, pinned)) = fx.iter().find_map(|e| match e {
-        Effect::PeerDial {
-            conn,
-            addr,
-            fingerprint,
-        } => Some((*conn, *addr, *fingerprint)),
-        _ => None,
-    }) else {
-        panic!("no dial: {fx:?}")
-    };
+    let (conn, addr, pinned) = super::tests::dialled(&fx);
     assert_eq!(addr, "127.0.0.1:5000".parse().unwrap());
     assert_eq!(pinned, super::tests::fp(FP_B));
     let fx = p.on_connected(conn);

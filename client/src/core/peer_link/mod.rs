@@ -592,7 +592,7 @@ pub(super) mod tests {
             .collect()
     }
 
-    fn dialled(fx: &[Effect]) -> (u64, SocketAddr, Fingerprint) {
+    pub(super) fn dialled(fx: &[Effect]) -> (u64, SocketAddr, Fingerprint) {
         fx.iter()
             .find_map(|e| match e {
                 Effect::PeerDial {
