@@ -161,6 +161,31 @@ fn a_large_file_arrives_while_the_server_is_paused_and_dms_keep_flowing() {
 }
 
 #[test]
+fn with_a_link_up_a_file_is_offered_accepted_and_fetched_while_the_server_is_paused() {
+    let mut p = pair(&[]);
+    p.alice.send("msg bob link up?");
+    p.bob.expect("[direct] <alice> link up?");
+    p.alice.expect("-- delivered to bob (direct)");
+    let paused = Paused::stop(p.server.pid());
+    // The offer rides the link; bob reaches alice where the link says she is, pinned to the
+    // certificate it proved, and alice admits the data connection on the link's word.
+    let data = random_bytes(256 << 10);
+    let path = p.write("asleep.bin", &data);
+    let id = p.offer(&path);
+    p.bob.send(&format!("/accept {id}"));
+    let done = p.bob.expect_by("the outcome", |l| {
+        l.starts_with(&format!("-- file {id} from alice saved as ")) || l.starts_with("!! ")
+    });
+    assert!(
+        done.ends_with("received 262144 bytes (resumed at 0), SHA-256 verified"),
+        "{done}"
+    );
+    p.alice.expect_prefix("-- file 1 sent to bob");
+    assert!(fs::read(p.dl.path().join("asleep.bin")).unwrap() == data);
+    drop(paused);
+}
+
+#[test]
 fn rejection_and_expiry_are_told_to_both_sides() {
     let mut p = pair(&["--offer-expiry", "2"]);
     let path = p.write("note.txt", b"hello");

@@ -304,13 +304,39 @@ fn behind_two_endpoint_independent_nats_hole_punching_connects_and_the_server_ca
     eprintln!("two files through two NATs: {:?}", started.elapsed());
 
     // The link is up: the server is not needed any more, either way.
-    let _paused = server.pause();
+    let paused = server.pause();
     let (how, _) = deliver(&mut alice, "bob", "server asleep");
     assert!(how.starts_with("direct"), "{how}");
     bob.expect("[direct] <alice> server asleep");
     let (how, _) = deliver(&mut bob, "alice", "still here");
     assert!(how.starts_with("direct"), "{how}");
     alice.expect("[direct] <bob> still here");
+
+    // New files, both ways, with the server still paused: the offer rides the link, the
+    // receiver reaches the sender where the link says it is, punches from a fresh port
+    // whose mapping it guesses (no probe token comes), and the sender admits the data
+    // connection on the link's word.
+    send_file(
+        (&mut alice, "alice"),
+        (&mut bob, "bob"),
+        bob_dl.path(),
+        "server-asleep.bin",
+    );
+    let log = std::fs::read_to_string(&bob_log).unwrap();
+    assert!(
+        log.contains("punching to alice from a fresh port without it"),
+        "{log}"
+    );
+    assert!(log.contains("guessing the fresh port 10.0.2.2:"), "{log}");
+    send_file(
+        (&mut bob, "bob"),
+        (&mut alice, "alice"),
+        alice_dl.path(),
+        "server-still-asleep.bin",
+    );
+    drop(paused);
+    let (how, _) = deliver(&mut alice, "bob", "server awake");
+    assert!(how.starts_with("direct"), "{how}");
 }
 
 #[test]

@@ -82,12 +82,13 @@ pub(crate) enum Effect {
     },
     /// Punch from a fresh port: bind one (sharable, as the listening port is), learn its
     /// public mapping with a probe connection to the server that sends `PEERMAP <probe>`
-    /// (reported as [`super::Event::PeerPunchMapped`] with the call token `call`), then dial
-    /// each `(conn, addr)` from it for a few seconds, pinning `fingerprint`, as
+    /// (without a probe token: guess it, port-preserving, from our listening port's public
+    /// address), report it as [`super::Event::PeerPunchMapped`] with the call token `call`,
+    /// then dial each `(conn, addr)` from it for a few seconds, pinning `fingerprint`, as
     /// [`Effect::PeerDial`] does (the peer's dial-back preamble for `call` may come first).
     PeerPunch {
         call: String,
-        probe: String,
+        probe: Option<String>,
         dials: Vec<(u64, SocketAddr)>,
         fingerprint: Fingerprint,
     },

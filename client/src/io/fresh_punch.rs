@@ -2,8 +2,16 @@
 //! a port of the system's choosing, learn its public mapping with a probe connection to the
 //! server ([`super::map_probe`], with a token that does not touch our announced endpoint),
 //! report it, and dial each of the peer's endpoints from that port for a few seconds while
-//! the peer dials back to it. The dials are TLS clients pinned to the peer, as every dial is;
-//! the peer's dial-back preamble comes before its TLS bytes when the two dials meet.
+//! the peer dials back to it.
+//!
+//! Without a probe token (the server did not answer in time) the mapping is guessed: the
+//! public address of our listening port (from the mapping probe at announce time) with the
+//! fresh port's own number, as a port-preserving NAT (Linux masquerade, most home routers)
+//! gives it when that port is free outside. A NAT that renumbers ports makes the guess
+//! wrong: the peer's dial-back then misses and only the server's probe would have helped.
+//!
+//! The dials are TLS clients pinned to the peer, as every dial is; the peer's dial-back
+//! preamble comes before its TLS bytes when the two dials meet.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::AtomicBool;
@@ -28,8 +36,10 @@ const WINDOW: Duration = Duration::from_secs(6);
 pub(super) struct Punch {
     /// The call token our request names (the peer's preamble presents it).
     pub(super) call: String,
-    /// The server's token for the probe connection.
-    pub(super) probe: String,
+    /// The server's token for the probe connection; `None`: guess the mapping.
+    pub(super) probe: Option<String>,
+    /// Our listening port's public address, for the guess.
+    pub(super) public_ip: Option<IpAddr>,
     /// Connection ids, the peer's endpoints, and a flag that stops each dial's retries.
     pub(super) dials: Vec<(u64, SocketAddr, Arc<AtomicBool>)>,
     pub(super) fingerprint: Fingerprint,
@@ -59,9 +69,20 @@ pub(super) fn start(job: Punch, events: Sender<Report>) {
 fn run(job: Punch, events: &Sender<Report>) {
     let mapped = punch::fresh_port(job.local_ip)
         .map_err(|e| format!("cannot bind a fresh port: {}", io_text(&e)))
-        .and_then(|(holder, local)| {
-            map_probe::probe(local, job.server, job.server_cert, &job.probe, job.timeout)
-                .map(|public| (holder, local, public))
+        .and_then(|(holder, local)| match &job.probe {
+            Some(probe) => map_probe::probe(local, job.server, job.server_cert, probe, job.timeout)
+                .map(|public| {
+                    log::info!("the server sees the fresh port {local} as {public}");
+                    (holder, local, Some(public))
+                }),
+            None => {
+                let guess = job.public_ip.map(|ip| SocketAddr::new(ip, local.port()));
+                match guess {
+                    Some(g) => log::info!("guessing the fresh port {local} is {g} outside"),
+                    None => log::info!("no public address known for the fresh port {local}"),
+                }
+                Ok((holder, local, guess))
+            }
         });
     let (holder, local, public) = match mapped {
         Ok(m) => m,
@@ -72,11 +93,7 @@ fn run(job: Punch, events: &Sender<Report>) {
             return;
         }
     };
-    log::info!("the server sees the fresh port {local} as {public}");
-    let mut endpoints = vec![public];
-    if local != public {
-        endpoints.push(local);
-    }
+    let endpoints = fresh_endpoints(local, public);
     let call = job.call.clone();
     let mapped = PeerEvent::PunchMapped {
         call,
@@ -108,6 +125,15 @@ fn run(job: Punch, events: &Sender<Report>) {
             let _ = events.send(Report::Peer(PeerEvent::DialFailed { conn, failure }));
         }
     }
+}
+
+/// The fresh port's endpoints: its public mapping first (learnt or guessed), then itself.
+fn fresh_endpoints(local: SocketAddr, public: Option<SocketAddr>) -> Vec<SocketAddr> {
+    let mut endpoints: Vec<SocketAddr> = public.into_iter().collect();
+    if public != Some(local) {
+        endpoints.push(local);
+    }
+    endpoints
 }
 
 /// One dial from the fresh port.
@@ -191,11 +217,16 @@ mod tests {
         let any = "127.0.0.1:0".parse().unwrap();
         let calls = PendingCalls::default();
         let listener = Listener::start(any, &bob, WAIT, ConnIds::default(), calls, tx).unwrap();
-        let (tx, alice_rx) = mpsc::channel();
-        let job = Punch {
-            call: "c".repeat(32),
+        // Alice's punch as dial `conn` (its call token: the number in 32 digits).
+        let to_bob = |conn: u64, probe: Option<String>, public_ip: Option<IpAddr>| Punch {
+            call: format!("{conn:032}"),
             probe,
-            dials: vec![(7, listener.local_addr(), Arc::new(AtomicBool::new(false)))],
+            public_ip,
+            dials: vec![(
+                conn,
+                listener.local_addr(),
+                Arc::new(AtomicBool::new(false)),
+            )],
             fingerprint: bob.fingerprint(),
             local_ip: "127.0.0.1".parse().unwrap(),
             server: server.addr(),
@@ -204,13 +235,14 @@ mod tests {
             calls: PendingCalls::default(),
             timeout: WAIT,
         };
-        start(job, tx);
+        let (tx, alice_rx) = mpsc::channel();
+        start(to_bob(7, Some(probe), None), tx);
         let fresh = match next(&alice_rx) {
             PeerEvent::PunchMapped {
                 call,
                 result: Ok(endpoints),
             } => {
-                assert_eq!(call, "c".repeat(32));
+                assert_eq!(call, format!("{:032}", 7));
                 assert_eq!(
                     endpoints.len(),
                     1,
@@ -239,19 +271,8 @@ mod tests {
 
         // A token the server never gave: no mapping, so the punch stops there.
         let (tx, alice_rx) = mpsc::channel();
-        let job = Punch {
-            call: "d".repeat(32),
-            probe: "0123456789abcdef0123456789abcdef".into(),
-            dials: vec![(8, listener.local_addr(), Arc::new(AtomicBool::new(false)))],
-            fingerprint: bob.fingerprint(),
-            local_ip: "127.0.0.1".parse().unwrap(),
-            server: server.addr(),
-            server_cert,
-            identity: alice,
-            calls: PendingCalls::default(),
-            timeout: WAIT,
-        };
-        start(job, tx);
+        let unknown = "0123456789abcdef0123456789abcdef".to_string();
+        start(to_bob(8, Some(unknown), None), tx);
         match next(&alice_rx) {
             PeerEvent::PunchMapped {
                 result: Err(why), ..
@@ -261,6 +282,41 @@ mod tests {
                     "{why}"
                 );
             }
+            other => panic!("{other:?}"),
+        }
+
+        // No probe token (the server did not answer in time): the mapping is guessed from
+        // our listening port's public address with the fresh port's number; the dial goes
+        // ahead.
+        let (tx, alice_rx) = mpsc::channel();
+        start(to_bob(9, None, Some("192.0.2.9".parse().unwrap())), tx);
+        let fresh = match next(&alice_rx) {
+            PeerEvent::PunchMapped {
+                result: Ok(endpoints),
+                ..
+            } => {
+                let port = endpoints[1].port();
+                assert_eq!(
+                    endpoints,
+                    [
+                        SocketAddr::new("192.0.2.9".parse().unwrap(), port),
+                        SocketAddr::new("127.0.0.1".parse().unwrap(), port),
+                    ]
+                );
+                endpoints[1]
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(matches!(
+            next(&alice_rx),
+            PeerEvent::Handshaking { conn: 9, .. }
+        ));
+        assert!(matches!(
+            next(&alice_rx),
+            PeerEvent::Connected { conn: 9, .. }
+        ));
+        match next(&bob_rx) {
+            PeerEvent::Accepted { addr, .. } => assert_eq!(addr, fresh),
             other => panic!("{other:?}"),
         }
     }

@@ -56,6 +56,9 @@ pub(super) struct Peers {
     dial_backs: HashMap<u64, Arc<AtomicBool>>,
     /// Readers of connections that stopped at a line starting a file transfer.
     data: HashMap<u64, TlsReader>,
+    /// The public address of our listening port, as the mapping probe learnt it: a fresh
+    /// port punched without the server's probe is guessed to map to it.
+    public_ip: Option<IpAddr>,
 }
 
 impl Peers {
@@ -71,6 +74,7 @@ impl Peers {
             calls: PendingCalls::default(),
             dial_backs: HashMap::new(),
             data: HashMap::new(),
+            public_ip: None,
         }
     }
 
@@ -99,7 +103,10 @@ impl Peers {
             }
             PeerEvent::Mapped(result) => {
                 match result {
-                    Ok(addr) => log::info!("the server sees our listening port as {addr}"),
+                    Ok(addr) => {
+                        log::info!("the server sees our listening port as {addr}");
+                        self.public_ip = Some(addr.ip());
+                    }
                     Err(e) => log::info!("mapping probe failed: {e}"),
                 }
                 return None;
@@ -212,6 +219,7 @@ impl Peers {
         self.calls.clear();
         self.data.clear();
         self.identity = None;
+        self.public_ip = None;
     }
 
     /// Dials `addr` pinning `fingerprint`; the outcome arrives as a report. Without a session
@@ -286,13 +294,14 @@ impl Peers {
     }
 
     /// Punches from a fresh port on `local_ip` for the call `call`: its mapping learnt from
-    /// `server` (certificate `cert`) with the probe token `probe`, then the `dials` (see
-    /// [`super::fresh_punch`]). Without a session the failure is the returned event.
+    /// `server` (certificate `cert`) with the probe token `probe` (without one: guessed from
+    /// our listening port's public address), then the `dials` (see [`super::fresh_punch`]).
+    /// Without a session the failure is the returned event.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn punch(
         &mut self,
         call: String,
-        probe: String,
+        probe: Option<String>,
         dials: Vec<(u64, SocketAddr)>,
         fingerprint: Fingerprint,
         (local_ip, server, server_cert): (IpAddr, SocketAddr, Fingerprint),
@@ -312,6 +321,7 @@ impl Peers {
         let job = Punch {
             call,
             probe,
+            public_ip: self.public_ip,
             dials,
             fingerprint,
             local_ip,

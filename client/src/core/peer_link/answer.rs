@@ -129,7 +129,7 @@ impl Peers {
 }
 
 /// Not a private, shared (carrier-grade NAT), loopback, link-local or unique-local address.
-fn public(ip: IpAddr) -> bool {
+pub(super) fn public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => {
             let [a, b, ..] = ip.octets();

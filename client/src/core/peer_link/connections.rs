@@ -209,6 +209,9 @@ impl Peers {
         cert: Option<Fingerprint>,
         now: Instant,
     ) -> Vec<Effect> {
+        if let Some(vouched) = self.vouched_by_link(from, cert) {
+            return self.verified(conn, from, vouched);
+        }
         if let Some(vouched) = self.vouched.get(from, cert, now) {
             // A refusal repeated from the cache was shown when the server gave it: a dialer
             // repeating a false claim does not fill the screen.
@@ -277,7 +280,7 @@ impl Peers {
                 fx.extend(self.on_closed(conn, msg.param(0)));
                 fx
             }
-            "FILECALL" => self.on_file_call(&from, msg),
+            "FILECALL" => self.on_file_call(conn, &from, msg),
             cmd if cmd.starts_with("FILE") => self.on_file_line(conn, &from, msg),
             _ => {
                 log::debug!("ignoring {} from {from}", msg.command);

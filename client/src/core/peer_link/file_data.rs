@@ -1,7 +1,8 @@
-//! The data connections of files: the receiver looks the sender up and dials it with the
-//! same pinning and greeting as a direct link, then asks for the bytes from its offset
-//! (`FILEGET`); the sender answers on that connection (`FILEDATA`). From the welcome on the
-//! connection belongs to the transfer, not to the links.
+//! The data connections of files: the receiver reaches the sender (where the open link to it
+//! says it is, else where the server says) with the same pinning and greeting as a direct
+//! link, then asks for the bytes from its offset (`FILEGET`); the sender answers on that
+//! connection (`FILEDATA`). From the welcome on the connection belongs to the transfer, not
+//! to the links.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -9,8 +10,8 @@ use std::time::Instant;
 use huddle_protocol::Message;
 
 use super::file_link::sent_name;
-use super::reach::Purpose;
-use super::{peer_send, same, Peers, Stage};
+use super::reach::{join_endpoints, Purpose};
+use super::{peer_send, same, Lookup, Peers, Stage};
 use crate::core::effect::{error, info, Effect};
 use crate::core::files::wire::parse_id_offset;
 use crate::core::files::{Progress, RecvStage, SendStage};
@@ -20,6 +21,32 @@ use crate::core::Fingerprint;
 const NO_SUCH_OFFER: &str = "No such offer";
 
 impl Peers {
+    /// Starts fetching offer `id` from `nick`: at once over what an open link to it knows
+    /// (its certificate and endpoints; see `linked_peer`), so no server is needed; else the
+    /// server is asked where it is.
+    pub(super) fn fetch_from(&mut self, id: u64, nick: &str) -> Vec<Effect> {
+        match self.linked_peer(nick) {
+            Some(peer) => {
+                log::info!(
+                    "fetching file {id} from {} at what the open link knows: {}",
+                    peer.nick,
+                    join_endpoints(&peer.endpoints)
+                );
+                if let Some(r) = self.files.receiving.get_mut(&id) {
+                    r.stage = RecvStage::Dialing;
+                }
+                self.reach(&peer.nick, peer.endpoints, peer.fp, Purpose::Data(id))
+            }
+            None => {
+                self.push_lookup(Lookup::Data {
+                    nick: nick.to_string(),
+                    id,
+                });
+                vec![Effect::Send(Message::new("PEER", [nick]))]
+            }
+        }
+    }
+
     /// The server's answer about the sender of offer `id`: reach it for the data, the same
     /// way as a direct link (every endpoint, hole punching, the relay if allowed).
     pub(super) fn data_endpoint(

@@ -1,15 +1,15 @@
 //! Files over the direct links: offers ride the link like a `DM` (acknowledged), answers and
 //! cancellations are notices (sent on an open link, or on one made for them: `notices`), and
-//! the bytes go over a data connection the
-//! receiver dials with the same lookup, pinning and greeting as any direct link. The file
-//! state lives in [`crate::core::files`]; this is where it meets the links.
+//! the bytes go over a data connection the receiver dials with the same pinning and greeting
+//! as any direct link. The file state lives in [`crate::core::files`]; this is where it meets
+//! the links.
 
 use std::time::Instant;
 
 use huddle_protocol::Message;
 
 use super::reach::Purpose;
-use super::{peer_send, same, Lookup, OutStage, Outgoing, Peers};
+use super::{peer_send, same, OutStage, Outgoing, Peers};
 use crate::core::effect::{error, info, Effect};
 use crate::core::files::names::safe_name;
 use crate::core::files::wire::{parse_id, parse_offer, size_text};
@@ -297,11 +297,9 @@ impl Peers {
         r.prepared = Some(prepared);
         r.stage = RecvStage::Lookup { deadline };
         let nick = r.from.clone();
-        self.push_lookup(Lookup::Data {
-            nick: nick.clone(),
-            id,
-        });
-        vec![info(text), Effect::Send(Message::new("PEER", [nick]))]
+        let mut fx = vec![info(text)];
+        fx.extend(self.fetch_from(id, &nick));
+        fx
     }
 
     /// How far file `id` got.

@@ -53,8 +53,12 @@ fn the_sender_offers_and_serves_a_verified_data_connection() {
     p.on_incoming(data, addr);
     p.on_accepted(data, addr, super::tests::fp(FP_B));
     let fx = p.on_line(data, &m("PEERHELLO bob alice"));
-    assert_eq!(server_sends(&fx), ["PEER bob"]);
-    p.on_peer_reply(&m(&format!(":srv PEER Bob 127.0.0.1 5000 {FP_B}")));
+    // The open link to Bob holds that certificate: the server need not vouch for it.
+    assert!(server_sends(&fx).is_empty());
+    assert_eq!(
+        peer_sends(&fx),
+        [(data, "PEERWELCOME alice Bob".to_string())]
+    );
     let fx = p.on_peer_data(data, &m(&format!("FILEGET {id} 2")));
     assert_eq!(
         shows(&fx),
@@ -126,11 +130,11 @@ fn the_receiver_accepts_dials_and_receives() {
         offset: 2,
     };
     let fx = p.on_file_prepared(1, Ok(prepared));
-    assert_eq!(server_sends(&fx), ["PEER Bob"]);
-    let fx = p.on_peer_reply(&m(&format!(":srv PEER Bob 127.0.0.1 5000 {FP_B}")));
-    let Some(Effect::PeerDial { conn, .. }) = fx.first().cloned() else {
-        panic!("no dial: {fx:?}")
-    };
+    // The open link says where Bob is and which certificate is his: no server lookup.
+    assert!(server_sends(&fx).is_empty());
+    let (conn, addr, pinned) = super::tests::dialled(&fx);
+    assert_eq!(addr, "127.0.0.1:5000".parse().unwrap());
+    assert_eq!(pinned, super::tests::fp(FP_B));
     let fx = p.on_connected(conn);
     assert_eq!(peer_sends(&fx), [(conn, "PEERHELLO alice Bob".to_string())]);
     let fx = p.on_line(conn, &m("PEERWELCOME Bob alice"));

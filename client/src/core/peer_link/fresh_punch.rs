@@ -10,7 +10,13 @@
 //! 2. the shell binds a fresh port, learns its public mapping with a probe connection to the
 //!    server (`PEERMAP <token>`, which does not touch our announced endpoint), and dials every
 //!    endpoint of the sender from that port for a few seconds
-//!    ([`Effect::PeerPunch`], reported as [`Peers::on_punch_mapped`], then as dials);
+//!    ([`Effect::PeerPunch`], reported as [`Peers::on_punch_mapped`], then as dials).
+//!    When the server has not given a token within [`PROBE_WAIT`] (it may be paused or gone
+//!    while the link stays up), the punch goes ahead without the probe: the shell guesses
+//!    the fresh port's mapping as the public address of our listening port (learnt by the
+//!    mapping probe at announce time) with the fresh port's own number, since Linux
+//!    masquerade and most home routers keep the source port when it is free. A NAT that
+//!    renumbers ports defeats the guess; that needs the server's probe;
 //! 3. over the open link (authenticated both ways) it asks the sender to dial back:
 //!    `FILECALL <offer-id> <token> :<endpoints of the fresh port>`;
 //! 4. the sender dials back from its listening port to those endpoints, sends the preamble
@@ -21,15 +27,19 @@
 //! the rest is closed.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use huddle_protocol::Message;
 
+use super::super::answer::public;
 use super::super::{peer_send, same, Conn, Peers, Role, Stage};
 use super::{join_endpoints, Purpose, MAX_ATTEMPTS};
 use crate::core::effect::Effect;
 use crate::core::files::wire::parse_id;
 use crate::core::files::SendStage;
+
+/// How long the server's probe token is waited for before the punch goes ahead without it.
+pub(super) const PROBE_WAIT: Duration = Duration::from_secs(1);
 
 /// How far the fresh-port punch of one attempt has come.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -37,8 +47,8 @@ enum Progress {
     /// Not asked for (yet): no link to the peer, not a data connection, or before the call.
     #[default]
     Idle,
-    /// `PEERPROBE` sent; waiting for the server's token.
-    Asked,
+    /// `PEERPROBE` sent at this moment; waiting for the server's token.
+    Asked(Instant),
     /// The shell binds the fresh port and learns its mapping.
     Mapping,
     /// `FILECALL` sent; our dials and the peer's dial-backs run.
@@ -65,7 +75,15 @@ impl Fresh {
 
     /// Still to produce connections: the attempt must wait for it.
     pub(super) fn pending(&self) -> bool {
-        matches!(self.progress, Progress::Asked | Progress::Mapping)
+        matches!(self.progress, Progress::Asked(_) | Progress::Mapping)
+    }
+
+    /// When the punch stops waiting for the server's probe token.
+    pub(super) fn due(&self) -> Option<Instant> {
+        match self.progress {
+            Progress::Asked(at) => Some(at + PROBE_WAIT),
+            _ => None,
+        }
     }
 
     pub(super) fn time_out(&mut self) {
@@ -86,7 +104,7 @@ impl Peers {
 
     /// When attempt `i` rings its peer: a data connection to a peer we have a link to also
     /// asks the server for a probe token, if the server gives them.
-    pub(super) fn ask_fresh_port(&mut self, i: usize) -> Vec<Effect> {
+    pub(super) fn ask_fresh_port(&mut self, i: usize, now: Instant) -> Vec<Effect> {
         let a = &self.nat.attempts[i];
         let wanted = matches!(a.purpose, Purpose::Data(_))
             && self.nat.probes
@@ -97,7 +115,7 @@ impl Peers {
             return Vec::new();
         }
         let purpose = a.purpose;
-        self.nat.attempts[i].fresh.progress = Progress::Asked;
+        self.nat.attempts[i].fresh.progress = Progress::Asked(now);
         self.nat.probing.push_back(purpose);
         vec![Effect::Send(Message::new("PEERPROBE", [] as [&str; 0]))]
     }
@@ -108,7 +126,23 @@ impl Peers {
         self.nat
             .attempts
             .iter()
-            .position(|a| a.purpose == purpose && a.fresh.progress == Progress::Asked)
+            .position(|a| a.purpose == purpose && matches!(a.fresh.progress, Progress::Asked(_)))
+    }
+
+    /// At `now`: the punch of attempt `i` whose probe token is overdue goes ahead without
+    /// the probe (the shell guesses the fresh port's mapping). A token that comes later is
+    /// ignored.
+    pub(super) fn fresh_overdue(&mut self, i: usize, now: Instant) -> Vec<Effect> {
+        let a = &self.nat.attempts[i];
+        if a.fresh.due().is_none_or(|due| due > now) {
+            return Vec::new();
+        }
+        log::info!(
+            "no probe token from the server within {} ms: punching to {} from a fresh port without it",
+            PROBE_WAIT.as_millis(),
+            a.nick
+        );
+        self.start_punch(i, None)
     }
 
     /// The server's `PEERPROBE <token>`: the shell binds a fresh port, probes its mapping
@@ -120,6 +154,12 @@ impl Peers {
         let Some(probe) = msg.param(0).filter(|t| !t.is_empty()) else {
             return self.fresh_failed(i, "the server sent no probe token".into());
         };
+        self.start_punch(i, Some(probe.to_string()))
+    }
+
+    /// Attempt `i` punches from a fresh port: its mapping learnt with the probe token
+    /// `probe`, or guessed without one.
+    fn start_punch(&mut self, i: usize, probe: Option<String>) -> Vec<Effect> {
         let call = self.nat.token();
         let now = Instant::now();
         let a = &mut self.nat.attempts[i];
@@ -144,7 +184,7 @@ impl Peers {
             },
             Effect::PeerPunch {
                 call,
-                probe: probe.to_string(),
+                probe,
                 dials,
                 fingerprint: a.fp,
             },
@@ -218,11 +258,14 @@ impl Peers {
         fx
     }
 
-    /// `FILECALL <offer-id> <token> :<endpoints>` on the open link from `from`: the
+    /// `FILECALL <offer-id> <token> :<endpoints>` on the open link `link` from `from`: the
     /// receiver of our offer punches its data connection from a fresh port; we dial back to
-    /// it as when the server rings us.
+    /// it as when the server rings us. Each private endpoint's port is also tried at the
+    /// public address the link comes from (a port-preserving NAT maps the fresh port to it),
+    /// for a receiver that could not learn its public address.
     pub(in crate::core::peer_link) fn on_file_call(
         &mut self,
+        link: u64,
         from: &str,
         msg: &Message,
     ) -> Vec<Effect> {
@@ -239,7 +282,24 @@ impl Peers {
             log::info!("{from} asks for a dial-back for file {id}, which is not on offer to it");
             return Vec::new();
         }
-        self.dial_back(from, token, msg.param(2).unwrap_or(""))
+        let listed = msg.param(2).unwrap_or("");
+        let seen_at = self
+            .conns
+            .get(&link)
+            .and_then(|c| c.addr.parse::<SocketAddr>().ok())
+            .map(|a| a.ip())
+            .filter(|&ip| public(ip));
+        let guessed = listed
+            .split(' ')
+            .filter_map(|e| e.parse::<SocketAddr>().ok())
+            .filter(|a| !public(a.ip()))
+            .filter_map(|a| Some(SocketAddr::new(seen_at?, a.port())));
+        let endpoints: Vec<String> = listed
+            .split(' ')
+            .map(str::to_string)
+            .chain(guessed.map(|a| a.to_string()))
+            .collect();
+        self.dial_back(from, token, &endpoints.join(" "))
     }
 }
 

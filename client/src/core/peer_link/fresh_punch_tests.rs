@@ -8,9 +8,11 @@ use super::super::{CALL_AFTER, CALL_WINDOW};
 use super::*;
 use crate::core::files::{HashedFile, PreparedFile};
 use crate::core::output::shows;
+use crate::core::Fingerprint;
 
 const SHA: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
-const BOB_AT: &str = "203.0.113.3:5000";
+/// Bob's end of the open link.
+const BOB_AT: &str = "127.0.0.1:5000";
 
 /// Alice, with a link open to Bob, on a server that rings peers and gives probe tokens
 /// when `probes`; the link's id.
@@ -26,7 +28,8 @@ fn linked(probes: bool) -> (Peers, u64) {
     (p, link)
 }
 
-/// Bob offers file 3 over `link`; alice accepts it and looks Bob up: the data attempt dials.
+/// Bob offers file 3 over `link`; alice accepts it: the data attempt dials at once where
+/// the open link says Bob is, without asking the server.
 fn accepted(p: &mut Peers, link: u64) -> Vec<Effect> {
     p.on_line(link, &m(&format!("FILEOFFER 7 3 5 {SHA} 60 :x.txt")));
     p.accept_file(1, None);
@@ -34,11 +37,9 @@ fn accepted(p: &mut Peers, link: u64) -> Vec<Effect> {
         part: "/tmp/in/x.txt.part".into(),
         offset: 0,
     };
-    assert_eq!(
-        server_sends(&p.on_file_prepared(1, Ok(prepared))),
-        ["PEER Bob"]
-    );
-    p.on_peer_reply(&m(&format!(":srv PEER Bob 203.0.113.3 5000 {FP_B}")))
+    let fx = p.on_file_prepared(1, Ok(prepared));
+    assert!(server_sends(&fx).is_empty(), "{fx:?}");
+    fx
 }
 
 fn dial_conns(fx: &[Effect]) -> Vec<u64> {
@@ -50,8 +51,15 @@ fn dial_conns(fx: &[Effect]) -> Vec<u64> {
         .collect()
 }
 
-/// The call token and dials of the punch effect.
+const PROBE: &str = "0123456789abcdef0123456789abcdef";
+
+/// The call token and dials of the punch effect, which uses the probe token [`PROBE`].
 fn punch(fx: &[Effect]) -> (String, Vec<(u64, SocketAddr)>) {
+    punch_with(fx, Some(PROBE))
+}
+
+/// The call token and dials of the punch effect, which uses the probe token `want`.
+fn punch_with(fx: &[Effect], want: Option<&str>) -> (String, Vec<(u64, SocketAddr)>) {
     fx.iter()
         .find_map(|e| match e {
             Effect::PeerPunch {
@@ -60,7 +68,7 @@ fn punch(fx: &[Effect]) -> (String, Vec<(u64, SocketAddr)>) {
                 dials,
                 fingerprint,
             } => {
-                assert_eq!(probe, "0123456789abcdef0123456789abcdef");
+                assert_eq!(probe.as_deref(), want);
                 assert_eq!(*fingerprint, fp(FP_B));
                 Some((call.clone(), dials.clone()))
             }
@@ -258,4 +266,163 @@ fn the_sender_dials_back_to_the_public_endpoints_of_an_offer_it_made() {
         let fx = p.on_line(link, &m(&line));
         assert!(dial_backs(&fx).is_empty(), "{line}: {fx:?}");
     }
+}
+
+#[test]
+fn with_the_server_silent_the_open_link_is_enough_for_the_data_connection() {
+    let (mut p, link) = linked(true);
+    // What the server said about Bob earlier (its public mapping and a LAN hint); an older
+    // answer with another certificate is not used.
+    p.on_peer_reply(&m(&format!(
+        ":srv PEER Bob 127.0.0.1 5000 {FP_B} :203.0.113.3:5000 127.0.0.1:5000 10.0.2.2:5000"
+    )));
+    let fx = accepted(&mut p, link);
+    let start = Instant::now();
+    let dialed: Vec<(String, Fingerprint)> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::PeerDial {
+                addr, fingerprint, ..
+            } => Some((addr.to_string(), *fingerprint)),
+            _ => None,
+        })
+        .collect();
+    let b = fp(FP_B);
+    assert_eq!(
+        dialed,
+        [
+            ("127.0.0.1:5000".to_string(), b),
+            ("203.0.113.3:5000".to_string(), b),
+            ("10.0.2.2:5000".to_string(), b)
+        ],
+        "the link's far end first, then what the server listed"
+    );
+
+    // The server is silent: no answer to the call, no probe token.
+    let fx = p.tick(start + CALL_AFTER);
+    let sent = server_sends(&fx);
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert_eq!(sent[1], "PEERPROBE");
+    let due = start + CALL_AFTER + PROBE_WAIT;
+    assert!(p.next_deadline().is_some_and(|d| d <= due));
+    let fx = p.tick(due - Duration::from_millis(1));
+    assert!(!fx.iter().any(|e| matches!(e, Effect::PeerPunch { .. })));
+    // After PROBE_WAIT the punch goes ahead without a probe: the shell guesses the mapping.
+    let fx = p.tick(due);
+    let (call, dials) = punch_with(&fx, None);
+    assert_eq!(dials.len(), 3);
+    assert!(fx.contains(&Effect::PeerExpectCallback {
+        token: call.clone(),
+        fingerprint: b
+    }));
+    assert!(server_sends(&fx).is_empty());
+    // A token that comes after all starts nothing more.
+    assert!(p
+        .on_extension(&m(&format!(":srv PEERPROBE {PROBE}")))
+        .is_empty());
+
+    let guessed = vec![
+        "198.51.100.7:41000".parse().unwrap(),
+        "10.0.1.2:41000".parse().unwrap(),
+    ];
+    let fx = p.on_punch_mapped(&call, Ok(guessed));
+    assert_eq!(
+        peer_sends(&fx),
+        [(
+            link,
+            format!("FILECALL 3 {call} :198.51.100.7:41000 10.0.1.2:41000")
+        )]
+    );
+    let fresh = dials[0].0;
+    assert!(p.on_callback(fresh, &call, false).is_empty());
+    p.on_connected(fresh);
+    let fx = p.on_line(fresh, &m("PEERWELCOME Bob alice"));
+    assert_eq!(peer_sends(&fx), [(fresh, "FILEGET 3 0".to_string())]);
+    assert!(server_sends(&fx).is_empty());
+}
+
+#[test]
+fn without_an_endpoint_from_the_link_the_server_is_asked() {
+    // A link through the relay has no address of Bob's, and nothing was cached for his
+    // certificate: the sender is looked up as before.
+    let (mut p, link) = linked(true);
+    p.conns.get_mut(&link).unwrap().addr = "the relay".into();
+    p.nat.known = Default::default();
+    p.on_line(link, &m(&format!("FILEOFFER 7 3 5 {SHA} 60 :x.txt")));
+    p.accept_file(1, None);
+    let prepared = PreparedFile {
+        part: "/tmp/in/x.txt.part".into(),
+        offset: 0,
+    };
+    let fx = p.on_file_prepared(1, Ok(prepared));
+    assert_eq!(server_sends(&fx), ["PEER Bob"]);
+    let fx = p.on_peer_reply(&m(&format!(":srv PEER Bob 203.0.113.3 5000 {FP_B}")));
+    assert_eq!(dial_conns(&fx).len(), 1);
+}
+
+#[test]
+fn the_senders_dial_back_is_admitted_on_the_links_word() {
+    let (mut p, link) = linked(true);
+    let id = offering(&mut p, link);
+    let token = "Z".repeat(32);
+    let fx = p.on_line(
+        link,
+        &m(&format!("FILECALL {id} {token} :198.51.100.7:41000")),
+    );
+    let Some(back) = fx.iter().find_map(|e| match e {
+        Effect::PeerDialBack { conn, .. } => Some(*conn),
+        _ => None,
+    }) else {
+        panic!("no dial-back: {fx:?}")
+    };
+    let at = "198.51.100.7:41000".parse().unwrap();
+    assert!(p.on_accepted(back, at, fp(FP_B)).is_empty());
+    let fx = p.on_line(back, &m("PEERHELLO bob alice"));
+    assert!(server_sends(&fx).is_empty(), "{fx:?}");
+    assert_eq!(
+        peer_sends(&fx),
+        [(back, "PEERWELCOME alice Bob".to_string())]
+    );
+    let fx = p.on_peer_data(back, &m(&format!("FILEGET {id} 0")));
+    assert!(fx.contains(&Effect::FileServe {
+        id,
+        conn: back,
+        offset: 0
+    }));
+
+    // Another certificate claiming Bob is not the link's: the server is asked.
+    let other = p.conn_ids().next();
+    let addr = "198.51.100.9:6000".parse().unwrap();
+    p.on_incoming(other, addr);
+    p.on_accepted(other, addr, fp(super::super::super::tests::FP_A));
+    let fx = p.on_line(other, &m("PEERHELLO bob alice"));
+    assert_eq!(server_sends(&fx), ["PEER bob"]);
+    assert!(peer_sends(&fx).is_empty());
+}
+
+#[test]
+fn the_sender_also_tries_a_private_endpoints_port_at_the_links_public_address() {
+    let (mut p, link) = linked(true);
+    // The link comes from Bob's router.
+    p.conns.get_mut(&link).unwrap().addr = "203.0.113.3:5000".into();
+    let id = offering(&mut p, link);
+    let token = "Y".repeat(32);
+    // A receiver that knows no public address of its own lists only its fresh port.
+    let fx = p.on_line(link, &m(&format!("FILECALL {id} {token} :10.0.2.2:41000")));
+    assert_eq!(
+        dial_backs(&fx),
+        [("203.0.113.3:41000".parse().unwrap(), token.clone())]
+    );
+    // With the public mapping listed too, it is dialed once.
+    let token = "X".repeat(32);
+    let fx = p.on_line(
+        link,
+        &m(&format!(
+            "FILECALL {id} {token} :203.0.113.3:41001 10.0.2.2:41001"
+        )),
+    );
+    assert_eq!(
+        dial_backs(&fx),
+        [("203.0.113.3:41001".parse().unwrap(), token.clone())]
+    );
 }

@@ -24,9 +24,11 @@
 //! incoming connections and open links are kept when there are too many, and `verify_cache`
 //! how often the server is asked to vouch for a dialer, `reach` how a peer is reached
 //! across NATs (every endpoint at once, hole punching, the opt-in relay), and `answer` how
-//! we answer when the server rings us for someone else's attempt. Files: `file_link` (offers
-//! and answers), `file_data` (data connections), `notices` and `notice_acks` (answers and
-//! cancellations that reach the other side whether or not a link is open).
+//! we answer when the server rings us for someone else's attempt; `linked_peer` what an
+//! open link proves about its peer, so new connections to it need no server. Files:
+//! `file_link` (offers and answers), `file_data` (data connections), `notices` and
+//! `notice_acks` (answers and cancellations that reach the other side whether or not a link
+//! is open).
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -49,6 +51,7 @@ mod file_data;
 mod file_link;
 #[cfg(test)]
 mod file_link_tests;
+mod linked_peer;
 mod notice_acks;
 mod notices;
 #[cfg(test)]
@@ -614,7 +617,7 @@ pub(super) mod tests {
             .collect()
     }
 
-    fn dialled(fx: &[Effect]) -> (u64, SocketAddr, Fingerprint) {
+    pub(super) fn dialled(fx: &[Effect]) -> (u64, SocketAddr, Fingerprint) {
         fx.iter()
             .find_map(|e| match e {
                 Effect::PeerDial {

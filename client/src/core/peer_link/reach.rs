@@ -116,6 +116,8 @@ pub(super) struct Nat {
     probing: VecDeque<Purpose>,
     /// Where else our listener can be reached (announced with `PEERADDR`).
     pub(super) hints: Vec<SocketAddr>,
+    /// The endpoints the server listed for peers lately.
+    pub(super) known: super::linked_peer::KnownEndpoints,
     /// The attempts under way.
     attempts: Vec<Attempt>,
     tokens: u64,
@@ -433,7 +435,10 @@ impl Peers {
         self.nat
             .attempts
             .iter()
-            .flat_map(|a| [Some(a.deadline), step(&a.call), step(&a.relay)])
+            .flat_map(|a| {
+                let fresh = a.fresh.due();
+                [Some(a.deadline), step(&a.call), step(&a.relay), fresh]
+            })
             .flatten()
             .min()
     }
@@ -497,8 +502,9 @@ impl Peers {
                 "PEERCALL",
                 [a.nick.as_str(), token.as_str()],
             )));
-            fx.extend(self.ask_fresh_port(i));
+            fx.extend(self.ask_fresh_port(i, now));
         }
+        fx.extend(self.fresh_overdue(i, now));
         let a = &mut self.nat.attempts[i];
         if matches!(a.call, Step::Asked(t) if t <= now) {
             a.call = Step::Over("no answer".into());

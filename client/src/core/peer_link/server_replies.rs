@@ -26,6 +26,13 @@ impl Peers {
             return Vec::new();
         };
         let endpoint = parse_endpoint(msg);
+        if let Some((spelled, addr, fp)) = endpoint {
+            if !self.me.as_deref().is_some_and(|me| same(me, spelled)) {
+                self.nat
+                    .known
+                    .store(spelled, fp, reach::endpoints(msg, addr));
+            }
+        }
         match self.take_lookup(nick) {
             Some(Lookup::Announce) => {
                 self.announce = Announce::Confirmed;
