@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::tests::{alice, m, open_to_bob, peer_sends, server_sends, FP_B};
+use super::tests::{alice, m, open_to_bob, peer_sends, server_sends};
 use super::*;
 use crate::core::files::{HashedFile, PreparedFile};
 use crate::core::output::shows;
@@ -25,14 +25,10 @@ fn fetching(p: &mut Peers) -> u64 {
         part: "x.txt.part".into(),
         offset: 0,
     };
-    assert_eq!(
-        server_sends(&p.on_file_prepared(1, Ok(prepared))),
-        ["PEER Bob"]
-    );
-    let fx = p.on_peer_reply(&m(&format!(":srv PEER Bob 127.0.0.1 5000 {FP_B}")));
-    let Some(Effect::PeerDial { conn, .. }) = fx.first().cloned() else {
-        panic!("no dial: {fx:?}")
-    };
+    // The open link says where bob is: the dial needs no server lookup.
+    let fx = p.on_file_prepared(1, Ok(prepared));
+    assert!(server_sends(&fx).is_empty());
+    let (conn, _, _) = super::tests::dialled(&fx);
     p.on_connected(conn);
     let fx = p.on_line(conn, &m("PEERWELCOME Bob alice"));
     assert_eq!(peer_sends(&fx), [(conn, "FILEGET 3 0".to_string())]);
