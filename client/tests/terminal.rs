@@ -247,3 +247,20 @@ fn ctrl_c_stops_a_wait_and_the_prompt_comes_back() {
     tmux.wait_for("-- join cancelled");
     tmux.wait_prompt("bob #lobby>");
 }
+
+#[test]
+fn keys_typed_right_after_ctrl_c_are_kept_and_the_interrupted_line_is_not_sent() {
+    let server = TestServer::start(&[]);
+    let data = tempfile::tempdir().unwrap();
+    let tmux = logged_in(&server, "bob", data.path());
+    let mut w = watcher(&server, "watch", "#lobby");
+    tmux.type_text("half a thought");
+    tmux.wait_prompt("bob #lobby> half a thought");
+    {
+        // With the client stopped, Ctrl-C and the next line land in the terminal together
+        // and the client reads them in one go.
+        let _stopped = Paused::stop_descendant(tmux.pid());
+        tmux.keys(&["C-c", "after the interrupt", "Enter"]);
+    }
+    expect_texts(&mut w, "#lobby", &["after the interrupt".to_string()]);
+}

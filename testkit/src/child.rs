@@ -145,6 +145,25 @@ impl Paused {
         }
         Paused(pid)
     }
+
+    /// Stops `pid`, a process of this test that is not its child (e.g. the client in a tmux
+    /// pane), and waits until /proc shows it stopped.
+    pub fn stop_descendant(pid: u32) -> Paused {
+        // SAFETY: kill(2) on a process this test started.
+        assert_eq!(unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) }, 0);
+        let paused = Paused(pid);
+        crate::wait::wait_until(
+            &format!("process {pid} stopped"),
+            crate::REPLY_DEADLINE,
+            || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|stat| Some(stat.rsplit_once(") ")?.1.starts_with('T')))
+                    .unwrap_or(false)
+            },
+        );
+        paused
+    }
 }
 
 impl Drop for Paused {

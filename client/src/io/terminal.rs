@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustyline::error::ReadlineError;
@@ -22,7 +23,7 @@ use rustyline::{CompletionType, Config, Editor, ExternalPrinter};
 
 use super::display::Display;
 use super::history_file::{self, HistoryFile};
-use super::line_helper::{LineHelper, SharedWords};
+use super::line_helper::{self, LineHelper, SharedWords};
 use super::progress::Bars;
 use super::quiet_tty::{self, QuietTty};
 use super::status_area::Size;
@@ -73,9 +74,12 @@ fn new_editor(words: SharedWords) -> rustyline::Result<LineEditor> {
         .max_history_size(history_file::MAX_LINES)?
         .build();
     let mut editor = LineEditor::with_config(config)?;
+    let interrupted = Arc::default();
+    line_helper::bind_interrupt(&mut editor, &interrupted);
     editor.set_helper(Some(LineHelper {
         words,
         secret: false,
+        interrupted,
     }));
     Ok(editor)
 }
@@ -380,6 +384,7 @@ fn editor_input(
             helper.secret = secret;
         }
         let reply = match ed.readline(&prompt) {
+            Ok(_) if ed.helper().is_some_and(LineHelper::take_interrupt) => InputReply::Interrupted,
             Ok(line) => {
                 if command {
                     remember(&mut ed, &mut history, &line);
