@@ -13,6 +13,16 @@
 //! size (default 1024), `FILE_BENCH_ROUNDS` the number of rounds (default 5). The summary
 //! gives the median of the per-round ratios (each transfer against the floor measured right
 //! after it) and the best transfer against the best floor.
+//!
+//! Memory handed back to a VM's host (virtio-balloon free page reporting returns freed
+//! memory a couple of seconds after it is freed) costs a hypervisor fault per page when the
+//! kernel uses it again: writing a new 1 GiB file then takes several times as long as
+//! writing it over pages freed a moment ago, whatever writes it. So that rounds compare the
+//! transfer and not the host's memory, the previous round's received file (before round 1,
+//! a file of the same size) is deleted right before `/accept`: the receiver's page cache
+//! gets pages that were in use a moment ago, as on a machine without a balloon.
+//! `FILE_BENCH_COLD=1` deletes it right after its round instead (the old behaviour: the
+//! receiver writes into memory the host took back).
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -93,9 +103,9 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
-/// User + system CPU time of the client processes.
-fn clients_cpu(pids: &[u32]) -> Duration {
-    pids.iter().filter_map(|p| process_cpu(*p)).sum()
+/// User + system CPU time of each client process.
+fn clients_cpu(pids: &[u32; 2]) -> [Duration; 2] {
+    pids.map(|p| process_cpu(p).unwrap_or_default())
 }
 
 /// Samples the peak RSS of `pids` until `stop`.
@@ -147,6 +157,12 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
+    let cold = std::env::var("FILE_BENCH_COLD").is_ok_and(|v| v == "1");
+    // The file whose pages the next transfer reuses (see the comment at the top).
+    let warm = dl.path().join("warm.bin");
+    if !cold {
+        std::fs::copy(&path, &warm).unwrap();
+    }
     let server = TestServer::start(&[]);
     let dl_arg = dl.path().display().to_string();
     let mut alice = CliClient::logged_in(&server, "alice", &[]);
@@ -154,6 +170,7 @@ fn main() {
     // Transfers and floors alternate, so a machine whose speed drifts treats both alike.
     let (mut transfers, mut floors, mut growth) = (Vec::new(), Vec::new(), [0u64; 2]);
     let (mut ratios, mut cpu_real, mut cpu_floor) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu_sender, mut cpu_receiver) = (Vec::new(), Vec::new());
     let gib = bytes as f64 / (1u64 << 30) as f64;
     for round in 0..rounds {
         alice.send(&format!("/send bob {}", path.display()));
@@ -164,29 +181,43 @@ fn main() {
         let base = [proc_rss_kib(alice.pid()), proc_rss_kib(bob.pid())];
         let stop = Arc::new(AtomicBool::new(false));
         let sampler = sample_rss(vec![alice.pid(), bob.pid()], stop.clone());
-        let cpu_before = clients_cpu(&[alice.pid(), bob.pid()]);
+        if !cold {
+            std::fs::remove_file(&warm).unwrap();
+        }
+        let pids = [alice.pid(), bob.pid()];
+        let cpu_before = clients_cpu(&pids);
         let start = Instant::now();
         bob.send(&format!("/accept {id}"));
         let done = bob.expect_by("the saved line", |l| {
             l.starts_with(&format!("-- file {id} from alice saved as ")) || l.starts_with("!!")
         });
         let took = start.elapsed();
-        let cpu = clients_cpu(&[alice.pid(), bob.pid()]).saturating_sub(cpu_before);
+        let cpu_after = clients_cpu(&pids);
+        let [cpu_s, cpu_r] = [0, 1].map(|i| cpu_after[i].saturating_sub(cpu_before[i]));
+        let cpu = cpu_s + cpu_r;
         stop.store(true, Ordering::SeqCst);
         let peaks = sampler.join().unwrap();
         assert!(done.contains("SHA-256 verified"), "{done}");
         for (g, (peak, b)) in growth.iter_mut().zip(peaks.iter().zip(base)) {
             *g = (*g).max(peak.saturating_sub(b));
         }
-        std::fs::remove_file(dl.path().join("big.bin")).unwrap();
+        let received = dl.path().join("big.bin");
+        if cold {
+            std::fs::remove_file(received).unwrap();
+        } else {
+            std::fs::rename(received, &warm).unwrap();
+        }
         let (floor_took, fcpu) = floor(bytes);
         let (real, fl) = (mib_per_s(bytes, took), mib_per_s(bytes, floor_took));
-        let (cr, cf) = (cpu.as_secs_f64() / gib, fcpu.as_secs_f64() / gib);
+        let per_gib = |d: Duration| d.as_secs_f64() / gib;
+        let (cr, cf) = (per_gib(cpu), per_gib(fcpu));
         println!(
-            "round {}: transfer {real:.0} MiB/s ({:.2} s, CPU {cr:.2} s/GiB), floor {fl:.0} MiB/s \
-             ({:.2} s, CPU {cf:.2} s/GiB): {:.0}%",
+            "round {}: transfer {real:.0} MiB/s ({:.2} s, CPU {cr:.2} s/GiB: sender {:.2}, \
+             receiver {:.2}), floor {fl:.0} MiB/s ({:.2} s, CPU {cf:.2} s/GiB): {:.0}%",
             round + 1,
             took.as_secs_f64(),
+            per_gib(cpu_s),
+            per_gib(cpu_r),
             floor_took.as_secs_f64(),
             100.0 * real / fl
         );
@@ -195,6 +226,8 @@ fn main() {
         ratios.push(100.0 * real / fl);
         cpu_real.push(cr);
         cpu_floor.push(cf);
+        cpu_sender.push(per_gib(cpu_s));
+        cpu_receiver.push(per_gib(cpu_r));
     }
     let best = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
     let (real, fl) = (best(&transfers), best(&floors));
@@ -206,11 +239,18 @@ fn main() {
         100.0 * real / fl
     );
     println!(
-        "median CPU time per GiB: transfer {:.2} s (both clients), floor {:.2} s (both threads); \
-         {} cores",
+        "median CPU time per GiB: transfer {:.2} s (both clients; sender {:.2} s, receiver \
+         {:.2} s), floor {:.2} s (both threads); {} cores; {}",
         median(&cpu_real),
+        median(&cpu_sender),
+        median(&cpu_receiver),
         median(&cpu_floor),
-        thread::available_parallelism().map_or(0, |n| n.get())
+        thread::available_parallelism().map_or(0, |n| n.get()),
+        if cold {
+            "the receiver wrote into memory freed rounds ago (FILE_BENCH_COLD=1)"
+        } else {
+            "the receiver wrote over the pages of the previous round's file"
+        }
     );
     println!(
         "largest RSS growth during a transfer: sender {} KiB, receiver {} KiB",

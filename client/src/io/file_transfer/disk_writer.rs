@@ -1,7 +1,10 @@
-//! The receiver's disk side on a thread of its own: received bytes are gathered into
-//! 256 KiB chunks, and a writer thread hashes and writes them, so decrypting and hashing run
-//! on two cores. A fixed set of chunks goes round between the two threads: memory stays
-//! bounded whatever the file's size.
+//! The receiver's disk side on two threads of its own: received bytes are gathered into
+//! 256 KiB chunks, a hashing thread runs SHA-256 over each and passes it to a writing thread,
+//! which writes it to the part file. Decrypting, hashing and writing are the receiver's
+//! three big costs, each about the same (a third of a second per GiB or more): as three
+//! threads they share the machine's cores in small slices instead of one thread doing two
+//! of them in turn. A fixed set of chunks goes round the three threads: memory stays bounded
+//! whatever the file's size.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -12,44 +15,62 @@ use ring::digest::Context;
 
 use super::CHUNK;
 
-/// Chunks queued for the writer at most (4 MiB): enough slack that the scheduler can run
-/// the reader and the writer in turns on a busy machine without either waiting.
+/// Chunks going round at most (4 MiB): enough slack that the scheduler can run the three
+/// threads in turns on a busy machine without any of them waiting.
 const IN_FLIGHT: usize = 16;
 
 type Done = io::Result<(File, Context)>;
 
 pub(super) struct DiskWriter {
+    /// Full chunks to the hashing thread.
     full: Option<SyncSender<Vec<u8>>>,
+    /// Written chunks back from the writing thread.
     empty: Receiver<Vec<u8>>,
     current: Vec<u8>,
-    thread: Option<JoinHandle<Done>>,
+    hasher: Option<JoinHandle<Context>>,
+    writer: Option<JoinHandle<io::Result<File>>>,
 }
 
 impl DiskWriter {
     /// Appends to `file` (positioned where the bytes go) and goes on hashing with `ctx`.
     pub(super) fn start(file: File, ctx: Context) -> io::Result<DiskWriter> {
         let (full_tx, full_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
+        let (hashed_tx, hashed_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT);
         let (empty_tx, empty_rx) = sync_channel::<Vec<u8>>(IN_FLIGHT + 1);
         for _ in 0..IN_FLIGHT {
             let _ = empty_tx.send(Vec::with_capacity(CHUNK));
         }
-        let thread = std::thread::Builder::new()
+        let writer = std::thread::Builder::new()
             .name("huddle-file-disk".into())
             .spawn(move || {
-                let (mut file, mut ctx) = (file, ctx);
-                for mut chunk in full_rx {
-                    ctx.update(&chunk);
+                let mut file = file;
+                for mut chunk in hashed_rx {
                     file.write_all(&chunk)?;
                     chunk.clear();
                     let _ = empty_tx.send(chunk);
                 }
-                Ok((file, ctx))
+                Ok(file)
+            })?;
+        // If this spawn fails, the writer sees its input close and ends on its own.
+        let hasher = std::thread::Builder::new()
+            .name("huddle-file-hash".into())
+            .spawn(move || {
+                let mut ctx = ctx;
+                for chunk in full_rx {
+                    ctx.update(&chunk);
+                    // The writer stopped (a write failed): stop too.
+                    if hashed_tx.send(chunk).is_err() {
+                        break;
+                    }
+                }
+                ctx
             })?;
         Ok(DiskWriter {
             full: Some(full_tx),
             empty: empty_rx,
             current: Vec::with_capacity(CHUNK),
-            thread: Some(thread),
+            hasher: Some(hasher),
+            writer: Some(writer),
         })
     }
 
@@ -78,10 +99,12 @@ impl DiskWriter {
         }
     }
 
-    /// Why the writer thread stopped early.
+    /// Why the threads stopped early: the writer's error. Both threads end once their input
+    /// closes, so the joins return.
     fn stopped(&mut self) -> io::Error {
         self.full = None;
-        match self.thread.take().map(JoinHandle::join) {
+        let _ = self.hasher.take().map(JoinHandle::join);
+        match self.writer.take().map(JoinHandle::join) {
             Some(Ok(Err(e))) => e,
             _ => io::Error::other("the disk writer stopped"),
         }
@@ -94,9 +117,58 @@ impl DiskWriter {
             self.send(last)?;
         }
         self.full = None;
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(done)) => done,
+        let ctx = self.hasher.take().map(JoinHandle::join);
+        let file = self.writer.take().map(JoinHandle::join);
+        match (file, ctx) {
+            (Some(Ok(Ok(file))), Some(Ok(ctx))) => Ok((file, ctx)),
+            (Some(Ok(Err(e))), _) => Err(e),
             _ => Err(io::Error::other("the disk writer failed")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ring::digest::{digest, SHA256};
+
+    fn bytes(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
+    }
+
+    #[test]
+    fn writes_and_hashes_every_byte_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        let data = bytes(3 * CHUNK + 12_345);
+        let mut out =
+            DiskWriter::start(File::create(&path).unwrap(), Context::new(&SHA256)).unwrap();
+        // Pieces of odd sizes, as TLS records and short reads give them.
+        for piece in data.chunks(16_381) {
+            out.write(piece).unwrap();
+        }
+        let (file, ctx) = out.finish().unwrap();
+        drop(file);
+        assert_eq!(std::fs::read(&path).unwrap(), data);
+        assert_eq!(ctx.finish().as_ref(), digest(&SHA256, &data).as_ref());
+    }
+
+    #[test]
+    fn a_failed_write_is_reported_not_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out");
+        std::fs::write(&path, b"").unwrap();
+        // Opened read-only: every write fails.
+        let mut out = DiskWriter::start(File::open(&path).unwrap(), Context::new(&SHA256)).unwrap();
+        let data = bytes(CHUNK);
+        let mut failed = None;
+        for _ in 0..(IN_FLIGHT + 4) {
+            if let Err(e) = out.write(&data) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let e = failed.expect("a write error once the chunks are used up");
+        assert_eq!(e.raw_os_error(), Some(libc::EBADF), "{e}");
     }
 }

@@ -5,7 +5,7 @@
 //! - [`hashing`]: the sender's SHA-256 of the file, before offering it.
 //! - [`part_file`]: the target directory, `NAME.part` and its metadata, the final rename.
 //! - [`send`] and [`receive`]: the two ends of a transfer; [`stream`]: the data connection.
-//! - [`meter`]: progress reports; [`disk_writer`]: the receiver's hashing and writing thread.
+//! - [`meter`]: progress reports; [`disk_writer`]: the receiver's hashing and writing threads.
 
 mod disk_writer;
 mod hashing;

@@ -75,7 +75,7 @@ fn receive(
         .send_line(&Message::new("FILEGO", Vec::<String>::new()))
         .map_err(|e| broke(e, offset))?;
     // Plaintext comes a TLS record (16 KiB) at a time: gathered into 256 KiB chunks that
-    // another thread hashes and writes.
+    // one thread hashes and another writes.
     let mut out = DiskWriter::start(file, ctx).map_err(cannot)?;
     let mut got = offset;
     let mut meter = Meter::new(job.id, size, offset, events.clone());
