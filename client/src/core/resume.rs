@@ -150,7 +150,7 @@ impl Resume {
     }
 
     /// Connecting or logging in again.
-    pub(super) fn connecting(&self) -> bool {
+    pub(crate) fn connecting(&self) -> bool {
         matches!(self.phase, Phase::Connecting { .. })
     }
 
@@ -288,20 +288,31 @@ impl State {
         vec![info(format!("reconnecting in {secs} s (logout stops it)"))]
     }
 
-    /// The back-off is over: connect and log in again.
+    /// The back-off is over: connect, and log in again once connected
+    /// ([`State::resume_login`]). Nothing waits for the connection meanwhile: commands run,
+    /// those that need the server saying it is reconnecting.
     pub(super) fn on_reconnect(&mut self, now: Instant) -> Vec<Effect> {
         let due = self.resume.due().is_some_and(|at| at <= now);
-        let Some((account, password)) = self.resume.credentials.clone() else {
-            return Vec::new();
-        };
-        if !due {
+        if !due || self.resume.credentials.is_none() {
             return Vec::new();
         }
         let Phase::Waiting { plan, .. } = std::mem::take(&mut self.resume.phase) else {
             return Vec::new();
         };
         self.resume.phase = Phase::Connecting { plan };
-        self.login(Some(account), Some(password))
+        vec![Effect::Connect]
+    }
+
+    /// Connected again while resuming, before the login: log in with the session's
+    /// credentials (nothing when the login is already under way).
+    pub(super) fn resume_login(&mut self) -> Vec<Effect> {
+        if !self.resume.connecting() || self.op.is_some() {
+            return Vec::new();
+        }
+        let Some((account, password)) = self.resume.credentials.clone() else {
+            return Vec::new();
+        };
+        self.start_login(account, &password)
     }
 
     /// A connection attempt failed (the user was told why): try again later.
@@ -327,9 +338,10 @@ impl State {
         vec![info("stopped reconnecting: log in again")]
     }
 
-    /// Stops a waiting resume (`logout`); true if there was one.
+    /// Stops a resume waiting for its next attempt or for its connection (`logout`, a
+    /// login by hand); true if there was one.
     pub(super) fn stop_resuming(&mut self) -> bool {
-        let waiting = self.resume.waiting();
+        let waiting = self.resume.waiting() || (self.resume.connecting() && self.op.is_none());
         if waiting {
             self.resume = Resume::default();
         }
@@ -486,6 +498,7 @@ mod tests {
     use crate::core::command::Command;
     use crate::core::output::shows;
     use crate::core::tests::{m, sends};
+    use crate::core::Output;
 
     const FP: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -528,9 +541,15 @@ mod tests {
         assert!(st
             .on_reconnect(at - std::time::Duration::from_millis(1))
             .is_empty());
-        let fx = st.on_reconnect(at);
-        assert_eq!(fx[0], Effect::Connect);
-        assert_eq!(sends(&fx), ["AUTHENTICATE PLAIN"]);
+        assert_eq!(st.on_reconnect(at), [Effect::Connect]);
+        assert_eq!(st.op, None, "nothing waits for the connection");
+        // Once connected, the login starts after the capability requests.
+        let fx = st.on_connected();
+        assert_eq!(
+            sends(&fx).last().map(String::as_str),
+            Some("AUTHENTICATE PLAIN")
+        );
+        assert!(matches!(st.op, Some(crate::core::state::Op::Login { .. })));
 
         // Logged in again: every room rejoined, then the marker for the end of the replays.
         assert_eq!(
@@ -761,6 +780,69 @@ mod tests {
     }
 
     #[test]
+    fn commands_run_while_the_reconnection_connects() {
+        let mut st = State::default();
+        st.on_command(Command::Login {
+            name: Some("alice".into()),
+            password: Some("secret pw".into()),
+        });
+        log_in(&mut st);
+        st.on_message(&m(":alice!a@h JOIN #lobby"));
+        st.on_closed(None);
+        assert_eq!(st.on_reconnect(st.resume.due().unwrap()), [Effect::Connect]);
+        assert!(st.resume.connecting() && st.op.is_none());
+        // Local commands answer; those that need the server say why they cannot.
+        let help = st.on_command(Command::Help);
+        assert!(matches!(&help[..], [Effect::Show(Output::Text(_))]));
+        assert_eq!(
+            shows(&st.on_command(Command::Say("anyone?".into()))),
+            ["!! not connected: reconnecting to the server (logout stops it)"]
+        );
+        // A failed connection backs off and tries again.
+        assert_eq!(
+            shows(&st.on_connect_failed()),
+            ["-- reconnecting in 2 s (logout stops it)"]
+        );
+        st.on_reconnect(st.resume.due().unwrap());
+        // `logout` gives up the connection being opened.
+        assert_eq!(
+            st.on_command(Command::Logout),
+            [Effect::Close, info("stopped reconnecting")]
+        );
+        assert!(!st.resume.connecting() && st.resume.due().is_none());
+        // A connection that comes up all the same logs nobody in.
+        assert!(sends(&st.on_connected())
+            .iter()
+            .all(|s| !s.starts_with("AUTHENTICATE")));
+        assert_eq!(st.op, None);
+
+        // A login typed while the reconnection connects replaces it.
+        let mut st = State::default();
+        st.on_command(Command::Login {
+            name: Some("alice".into()),
+            password: Some("secret pw".into()),
+        });
+        log_in(&mut st);
+        st.on_message(&m(":alice!a@h JOIN #lobby"));
+        st.on_closed(None);
+        st.on_reconnect(st.resume.due().unwrap());
+        let fx = st.on_command(Command::Login {
+            name: Some("alice".into()),
+            password: Some("secret pw".into()),
+        });
+        assert_eq!(fx[0], Effect::Connect);
+        assert!(!st.resume.connecting());
+        let fx = st.on_connected();
+        let auth = sends(&fx);
+        let auth = auth.iter().filter(|s| s.starts_with("AUTHENTICATE"));
+        assert_eq!(
+            auth.count(),
+            0,
+            "the typed login sends its own, after the connect"
+        );
+    }
+
+    #[test]
     fn a_refused_login_or_a_logout_ends_resuming() {
         let mut st = State::default();
         st.on_command(Command::Login {
@@ -791,6 +873,7 @@ mod tests {
         st.resume.logged_in();
         st.on_closed(None);
         st.on_reconnect(st.resume.due().unwrap());
+        st.on_connected();
         assert_eq!(
             shows(&st.on_interrupt()),
             [

@@ -181,7 +181,7 @@ impl State {
             ..State::with_peers(self.peers.fresh())
         };
         self.keepalive.heard(Instant::now());
-        vec![
+        let mut fx = vec![
             Effect::Send(Message::new("CAP", ["LS", "302"])),
             Effect::Send(Message::new(
                 "CAP",
@@ -191,7 +191,9 @@ impl State {
             Effect::Send(Message::new("CAP", ["REQ", ACCOUNT_TAG])),
             // Message ids: where to resume the rooms' history after a reconnection.
             Effect::Send(Message::new("CAP", ["REQ", "message-tags"])),
-        ]
+        ];
+        fx.extend(self.resume_login());
+        fx
     }
 
     /// The connection could not be opened; the command that needed it is over (a

@@ -61,18 +61,22 @@ impl State {
             return vec![error("usage: /login NAME PASSWORD")];
         };
         self.stop_resuming();
-        let payload = sasl::chunks(&sasl::encode_plain(&account, &password));
-        self.resume.logging_in(&account, &password);
+        let mut fx = vec![Effect::Connect];
+        fx.extend(self.start_login(account, &password));
+        fx
+    }
+
+    /// Starts a SASL login on the connection (once it is up); the op waits for it.
+    pub(super) fn start_login(&mut self, account: String, password: &str) -> Vec<Effect> {
+        let payload = sasl::chunks(&sasl::encode_plain(&account, password));
+        self.resume.logging_in(&account, password);
         self.account = Some(account.clone());
         self.op = Some(Op::Login {
             account,
             payload,
             stage: LoginStage::Plus,
         });
-        vec![
-            Effect::Connect,
-            Effect::Send(Message::new("AUTHENTICATE", ["PLAIN"])),
-        ]
+        vec![Effect::Send(Message::new("AUTHENTICATE", ["PLAIN"]))]
     }
 
     /// Ends the session: direct messaging stops, and the server is asked to close the
@@ -86,7 +90,8 @@ impl State {
 
     fn logout(&mut self) -> Vec<Effect> {
         if self.stop_resuming() {
-            return vec![info("stopped reconnecting")];
+            // Gives up a connection being opened, if any.
+            return vec![Effect::Close, info("stopped reconnecting")];
         }
         if self.nick.is_some() {
             self.quit("logout", false)

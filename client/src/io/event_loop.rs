@@ -10,6 +10,11 @@
 //! keys wait in the terminal, unechoed, and the line editor reads them once the command is
 //! done, with the prompt that is right then.
 //! An op still waiting after [`SLOW_OP_NOTICE`] says what it waits for.
+//!
+//! The connection to the server is opened on a thread of its own ([`connector`]): one
+//! attempt at a time, the effects that were to follow it kept until it is up. Meanwhile
+//! the loop carries on: direct messages, file transfers and, while a lost session is being
+//! resumed, the commands typed (`exit` ends the program at once).
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -17,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use huddle_protocol::Message;
 
+use super::connector::{self, Outcome};
 use super::exit_code;
 use super::file_transfer::Transfers;
 use super::first_contact::{self, TrustQuestion};
@@ -63,6 +69,14 @@ pub(crate) struct App {
     at_start: bool,
     /// A first-seen certificate waiting for the user's trust.
     question: Option<TrustQuestion>,
+    /// The connection attempt under way.
+    connecting: Option<Attempt>,
+}
+
+/// A connection attempt under way, with the effects that follow it once it is up.
+struct Attempt {
+    id: u64,
+    rest: VecDeque<Effect>,
 }
 
 /// How an attempt to connect went.
@@ -111,6 +125,7 @@ impl App {
             status: exit_code::OK,
             at_start: true,
             question: None,
+            connecting: None,
         }
     }
 
@@ -130,9 +145,6 @@ impl App {
             )));
         }
         self.apply(vec![Effect::Connect]);
-        if self.question.is_none() {
-            self.at_start = false;
-        }
         while !self.exit {
             self.pump();
             if self.exit {
@@ -189,7 +201,10 @@ impl App {
             Some(question)
         } else {
             let waiting = self.client.state.op.is_some() && self.ui.reads_after_waits();
-            (self.queue.may_read() && !waiting).then(|| self.client.request())
+            // A connection the user asked for is awaited as a command is (its outcome
+            // may be a question); resuming a lost session is not.
+            let opening = self.connecting.is_some() && !self.client.state.resume.connecting();
+            (self.queue.may_read() && !waiting && !opening).then(|| self.client.request())
         };
         if let Some(request) = request {
             self.ui.request(request);
@@ -241,6 +256,7 @@ impl App {
     fn on_report(&mut self, report: Report) {
         let event = match report {
             Report::Input(reply) => return self.on_input(reply),
+            Report::Connected(outcome) => return self.on_connected(outcome),
             Report::Server { link, event } => {
                 if self.link.as_ref().is_none_or(|l| l.id() != link) {
                     return;
@@ -311,20 +327,15 @@ impl App {
         while let Some(effect) = queue.pop_front() {
             let follow = match effect {
                 Effect::Connect if self.link.is_some() => None,
-                Effect::Connect => match self.connect() {
-                    Connected::Up => Some(Event::ServerConnected),
-                    Connected::Asking(contact) => {
-                        self.question = Some(TrustQuestion {
-                            contact,
-                            rest: std::mem::take(&mut queue),
-                        });
-                        break;
+                Effect::Connect => {
+                    // What follows waits for the connection (the one under way, if any).
+                    let rest = std::mem::take(&mut queue);
+                    match &mut self.connecting {
+                        Some(attempt) => attempt.rest.extend(rest),
+                        None => self.start_connect(rest),
                     }
-                    Connected::Failed => {
-                        self.handle(Event::ConnectFailed);
-                        break;
-                    }
-                },
+                    break;
+                }
                 effect => self.carry_out(effect),
             };
             if let Some(event) = follow {
@@ -334,7 +345,8 @@ impl App {
             }
         }
         let state = &self.client.state;
-        match state.op_wait() {
+        // An op waits for the server from when the connection is up.
+        match state.op_wait().filter(|_| self.connecting.is_none()) {
             None => {
                 self.deadline = None;
                 self.slow_notice = None;
@@ -354,7 +366,10 @@ impl App {
             Effect::Connect => return None,
             Effect::Send(msg) => self.send(&msg),
             Effect::Show(output) => self.ui.show(&output),
-            Effect::Close => self.close_link(),
+            Effect::Close => {
+                self.connecting = None;
+                self.close_link();
+            }
             Effect::Server { host, port } => {
                 self.host = host;
                 self.port = port;
@@ -473,13 +488,54 @@ impl App {
         }
     }
 
-    /// Opens the connection to the server, telling the user why when it fails. A fatal
-    /// failure ends the program.
-    fn connect(&mut self) -> Connected {
+    /// Starts an attempt to connect; `rest` runs once it is up.
+    fn start_connect(&mut self, rest: VecDeque<Effect>) {
         let id = self.next_link;
         self.next_link += 1;
-        match Link::connect(&self.host, self.port, &self.trust, id, self.tx.clone()) {
+        self.connecting = Some(Attempt { id, rest });
+        connector::start(&self.host, self.port, &self.trust, id, self.tx.clone());
+    }
+
+    /// The outcome of a connection attempt: the loop goes on from it as it would have
+    /// right after connecting. The outcome of an attempt given up (a newer one, `logout`)
+    /// is dropped, which closes its link.
+    fn on_connected(&mut self, outcome: Outcome) {
+        if self
+            .connecting
+            .as_ref()
+            .is_none_or(|a| a.id != outcome.attempt)
+        {
+            return;
+        }
+        let Some(attempt) = self.connecting.take() else {
+            return;
+        };
+        let connected = self.connect(outcome);
+        match connected {
+            Connected::Up => {
+                let mut fx = self.client.handle(Event::ServerConnected);
+                fx.extend(attempt.rest);
+                self.apply(fx);
+            }
+            Connected::Asking(contact) => {
+                self.question = Some(TrustQuestion {
+                    contact,
+                    rest: attempt.rest,
+                });
+            }
+            Connected::Failed => self.handle(Event::ConnectFailed),
+        }
+        if self.question.is_none() {
+            self.at_start = false;
+        }
+    }
+
+    /// Takes the link an attempt opened, telling the user why when it failed. A fatal
+    /// failure ends the program.
+    fn connect(&mut self, outcome: Outcome) -> Connected {
+        match outcome.result {
             Ok((link, note)) => {
+                self.close_link();
                 self.link = Some(link);
                 match note {
                     TrustNote::Trusted => Connected::Up,

@@ -6,7 +6,8 @@
 //! decision is made here.
 //!
 //! - [`event_loop`]: the application thread.
-//! - [`server_link`]: TCP, TLS under the chosen trust, and the reader thread for the server.
+//! - [`server_link`]: TCP, TLS under the chosen trust, and the reader thread for the server;
+//!   [`connector`]: opening it on a thread of its own, off the event loop.
 //! - [`peer_net`]: the peer listener, dialer and connection threads; [`peer_tls`]: their
 //!   certificates and rustls configurations.
 //! - [`punch`]: sockets sharing the listening port, and the dial-back preamble;
@@ -21,6 +22,7 @@
 //! - [`file_transfer`]: files sent peer to peer: hashing, part files, transfer threads.
 
 pub(crate) mod config_files;
+mod connector;
 mod dial_back;
 mod display;
 pub(crate) mod event_loop;
@@ -54,6 +56,8 @@ use server_link::NetEvent;
 pub(crate) enum Report {
     /// The answer to an input request.
     Input(InputReply),
+    /// How an attempt to connect to the server ended.
+    Connected(connector::Outcome),
     /// From the reader thread of server link `link`.
     Server { link: u64, event: NetEvent },
     /// From the direct-message listener and connection threads.
