@@ -73,10 +73,12 @@ pub(crate) struct App {
     connecting: Option<Attempt>,
 }
 
-/// A connection attempt under way, with the effects that follow it once it is up.
+/// A connection attempt under way, with the effects that follow it once it is up. Dropping
+/// it gives the attempt up.
 struct Attempt {
     id: u64,
     rest: VecDeque<Effect>,
+    _pending: connector::Pending,
 }
 
 /// How an attempt to connect went.
@@ -201,10 +203,8 @@ impl App {
             Some(question)
         } else {
             let waiting = self.client.state.op.is_some() && self.ui.reads_after_waits();
-            // A connection the user asked for is awaited as a command is (its outcome
-            // may be a question); resuming a lost session is not.
-            let opening = self.connecting.is_some() && !self.client.state.resume.connecting();
-            (self.queue.may_read() && !waiting && !opening).then(|| self.client.request())
+            (self.queue.may_read() && !waiting && !self.awaited_connect())
+                .then(|| self.client.request())
         };
         if let Some(request) = request {
             self.ui.request(request);
@@ -274,6 +274,7 @@ impl App {
                 None => return,
             },
             Report::File(report) => self.transfers.on_report(report),
+            Report::Interrupt if self.awaited_connect() => return self.cancel_connect(),
             Report::Interrupt => {
                 self.queue.clear();
                 Event::Interrupt
@@ -488,12 +489,37 @@ impl App {
         }
     }
 
+    /// A connection the user waits for is being opened: the one made at start, `/connect`,
+    /// a login. It is awaited as a command is (its outcome may be a question); resuming a
+    /// lost session is not.
+    fn awaited_connect(&self) -> bool {
+        self.connecting.is_some() && !self.client.state.resume.connecting()
+    }
+
+    /// Ctrl-C while a connection the user waits for is being opened: it is given up (its
+    /// outcome dropped when it comes), which ends the program if it was the one made at
+    /// start.
+    fn cancel_connect(&mut self) {
+        self.connecting = None;
+        self.queue.clear();
+        self.ui
+            .show(&Output::Error("connecting cancelled".to_string()));
+        if self.at_start {
+            self.fatal(exit_code::CANNOT_CONNECT);
+        }
+        self.handle(Event::ConnectFailed);
+    }
+
     /// Starts an attempt to connect; `rest` runs once it is up.
     fn start_connect(&mut self, rest: VecDeque<Effect>) {
         let id = self.next_link;
         self.next_link += 1;
-        self.connecting = Some(Attempt { id, rest });
-        connector::start(&self.host, self.port, &self.trust, id, self.tx.clone());
+        let pending = connector::start(&self.host, self.port, &self.trust, id, self.tx.clone());
+        self.connecting = Some(Attempt {
+            id,
+            rest,
+            _pending: pending,
+        });
     }
 
     /// The outcome of a connection attempt: the loop goes on from it as it would have

@@ -139,13 +139,15 @@ pub(super) struct Link {
 
 impl Link {
     /// Connects, completes the TLS handshake under `trust`, and starts the reader thread,
-    /// which sends `Report::Server { link: id, .. }` to `events`.
+    /// which sends `Report::Server { link: id, .. }` to `events`. `dialed` sees the socket
+    /// once the TCP connection is made, before the handshake.
     pub(super) fn connect(
         host: &str,
         port: u16,
         trust: &Trust,
         id: u64,
         events: Sender<Report>,
+        dialed: &dyn Fn(&TcpStream),
     ) -> Result<(Link, TrustNote), ConnectError> {
         let name = host.trim_start_matches('[').trim_end_matches(']');
         let server_name = ServerName::try_from(name.to_string())
@@ -163,6 +165,7 @@ impl Link {
         );
 
         let mut sock = dial(name, port)?;
+        dialed(&sock);
         let io_err = |err: io::Error| ConnectError::Connect {
             addr: key.clone(),
             err,
