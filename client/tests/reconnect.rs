@@ -1,21 +1,25 @@
-//! Reconnecting without freezing: while the connection of a reconnection hangs (its TLS
-//! handshake never answered), the client still runs what is typed and `exit` ends it at
-//! once. The real `huddle-server` and `huddle` binaries over TLS on 127.0.0.1; every wait
-//! reads the client's output or a socket, none sleeps.
+//! Connecting without freezing: while the connection of a reconnection hangs (its TLS
+//! handshake never answered), the client still runs what is typed, `exit` ends it at once
+//! and `logout` closes the attempt; Ctrl-C gives up a hanging connection at start. The real
+//! `huddle-server` and `huddle` binaries over TLS on 127.0.0.1; every wait reads the
+//! client's output, its screen or a socket, none sleeps.
 
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use huddle_testkit::{CliClient, RunningServer, TestServer, CLI_DEADLINE};
+use huddle_testkit::{CliClient, RunningServer, TestServer, TmuxClient, CLI_DEADLINE};
 
 /// How long the client waits for a TLS handshake before it gives the connection up.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Takes `port` and accepts one connection there, never answering it; the accepted socket
+/// Takes `port` (0: any free one) and accepts one connection there, never answering it; the accepted socket
 /// is sent back (and so kept open) once the client has connected.
 fn silent_listener(port: u16) -> mpsc::Receiver<TcpStream> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).expect("take the server's port");
+    silent_listener_on(TcpListener::bind(("127.0.0.1", port)).expect("take the server's port"))
+}
+
+fn silent_listener_on(listener: TcpListener) -> mpsc::Receiver<TcpStream> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         if let Ok((sock, _)) = listener.accept() {
@@ -91,4 +95,29 @@ fn logout_gives_up_a_hanging_reconnection() {
     alice.expect("!! not logged in: use login or register");
     let (status, _) = alice.finish();
     assert!(status.success());
+}
+
+#[test]
+fn ctrl_c_gives_up_a_hanging_connection_at_start() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = listener.local_addr().expect("its address").port();
+    let accepted = silent_listener_on(listener);
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let known = tmp.path().join("known_servers").display().to_string();
+    let args = ["127.0.0.1".to_string(), port.to_string()];
+    let t = TmuxClient::launch(&args, &[("HUDDLE_KNOWN_SERVERS", known)], 120);
+    let _hung = accepted
+        .recv_timeout(CLI_DEADLINE)
+        .expect("the client connects to the port");
+
+    t.keys(&["C-c"]);
+    t.line_of("!! connecting cancelled");
+    assert_eq!(t.exit_status(), 3, "{:#?}", t.history());
+    assert!(
+        !t.history()
+            .iter()
+            .any(|l| l.contains("secure connection to")),
+        "it did not wait for the handshake: {:#?}",
+        t.history()
+    );
 }

@@ -40,7 +40,8 @@ impl TmuxClient {
 
     /// Starts `huddle ARGS` with `env` in a `width`x40 pane. The client runs under a shell
     /// that waits for it and records its exit status (tmux would continue a pane process
-    /// that a test stops), and the pane stays readable after the client exits.
+    /// that a test stops; a Ctrl-C does not end the shell), and the pane stays readable
+    /// after the client exits.
     pub fn launch(args: &[String], env: &[(&str, String)], width: u16) -> TmuxClient {
         crate::install_test_tools("tmux");
         let socket = format!(
@@ -65,7 +66,10 @@ impl TmuxClient {
         .iter()
         .map(|a| a.to_string())
         .collect();
-        cmd.extend(["--", "sh", "-c", "\"$@\"; s=$?; echo $s > \"$0\"; exit $s"].map(String::from));
+        // The shell outlives a Ctrl-C that reaches it too (the terminal in cooked mode sends
+        // SIGINT to the whole process group), so the client's own handling of it is seen.
+        let script = "trap : INT; \"$@\"; s=$?; echo $s > \"$0\"; exit $s";
+        cmd.extend(["--", "sh", "-c", script].map(String::from));
         cmd.push(status_file);
         cmd.push("env".into());
         cmd.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
