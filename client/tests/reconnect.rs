@@ -29,8 +29,9 @@ fn silent_listener_on(listener: TcpListener) -> mpsc::Receiver<TcpStream> {
     rx
 }
 
-#[test]
-fn the_client_stays_usable_while_a_reconnection_hangs() {
+/// alice logged in, then the server gone and a silent listener in its place: returns her
+/// client once its reconnection has connected there, with the accepted socket.
+fn hanging_reconnection() -> (CliClient, TcpStream) {
     let mut server = TestServer::start(&[]);
     let port = server.port();
     let mut alice = CliClient::logged_in(&server, "alice", &[]);
@@ -38,9 +39,15 @@ fn the_client_stays_usable_while_a_reconnection_hangs() {
     let accepted = silent_listener(port);
     alice.expect("!! disconnected: Server shutting down");
     alice.expect_prefix("-- reconnecting in ");
-    let _hung = accepted
+    let hung = accepted
         .recv_timeout(CLI_DEADLINE)
         .expect("the client reconnects to the port");
+    (alice, hung)
+}
+
+#[test]
+fn the_client_stays_usable_while_a_reconnection_hangs() {
+    let (mut alice, _hung) = hanging_reconnection();
     let hung_since = Instant::now();
 
     // The handshake hangs; a local command answers meanwhile, one needing the server says
@@ -64,15 +71,7 @@ fn the_client_stays_usable_while_a_reconnection_hangs() {
 
 #[test]
 fn logout_gives_up_a_hanging_reconnection() {
-    let mut server = TestServer::start(&[]);
-    let port = server.port();
-    let mut alice = CliClient::logged_in(&server, "alice", &[]);
-    server.terminate();
-    let accepted = silent_listener(port);
-    alice.expect_prefix("-- reconnecting in ");
-    let mut hung = accepted
-        .recv_timeout(CLI_DEADLINE)
-        .expect("the client reconnects to the port");
+    let (mut alice, mut hung) = hanging_reconnection();
     let hung_since = Instant::now();
 
     alice.send("logout");
