@@ -12,8 +12,8 @@ use super::Fingerprint;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Effect {
     /// Open a connection unless one is open, then report [`super::Event::ServerConnected`]
-    /// (the core answers with capability negotiation). If that fails, the rest of the
-    /// effects are dropped and [`super::Event::ConnectFailed`] is reported.
+    /// (the core answers with capability negotiation); the rest of the effects wait for
+    /// that. If it fails, they are dropped and [`super::Event::ConnectFailed`] is reported.
     Connect,
     Send(Message),
     Show(Output),

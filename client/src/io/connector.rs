@@ -100,3 +100,40 @@ pub(super) fn start(
     }
     Pending { slot }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// Generous: the handshake it ends would otherwise wait 10 s.
+    const WAIT: Duration = Duration::from_secs(8);
+
+    #[test]
+    fn giving_up_an_attempt_ends_its_hanging_handshake() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let trust = Trust::Tofu {
+            file: dir.path().join("known_servers"),
+        };
+        // A listener that accepts and never answers: the handshake hangs.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
+        let port = listener.local_addr().expect("its address").port();
+        let (tx, rx) = mpsc::channel();
+        let pending = start("127.0.0.1", port, &trust, 7, tx);
+        let (_accepted, _) = listener.accept().expect("the attempt connects");
+
+        drop(pending);
+        match rx.recv_timeout(WAIT) {
+            Ok(Report::Connected(Outcome { attempt, result })) => {
+                assert_eq!(attempt, 7);
+                assert!(
+                    result.is_err(),
+                    "a shut-down socket cannot finish the handshake"
+                );
+            }
+            other => panic!("no outcome after giving up: {other:?}"),
+        }
+    }
+}

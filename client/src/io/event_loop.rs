@@ -320,8 +320,9 @@ impl App {
     }
 
     /// Carries out effects in order, then updates the deadline of the pending op. Effects
-    /// that report back (connect, listener start, failed sends) run the core's follow-ups
-    /// at once, before the rest.
+    /// that report back at once (listener start, failed sends) run the core's follow-ups
+    /// before the rest; `Connect` starts an attempt (unless one is under way or a link is
+    /// open) and the rest waits for its outcome.
     fn apply(&mut self, effects: Vec<Effect>) {
         let had_op = self.client.state.op.clone();
         let mut queue = VecDeque::from(effects);
@@ -526,14 +527,7 @@ impl App {
     /// right after connecting. The outcome of an attempt given up (a newer one, `logout`)
     /// is dropped, which closes its link.
     fn on_connected(&mut self, outcome: Outcome) {
-        if self
-            .connecting
-            .as_ref()
-            .is_none_or(|a| a.id != outcome.attempt)
-        {
-            return;
-        }
-        let Some(attempt) = self.connecting.take() else {
+        let Some(attempt) = self.connecting.take_if(|a| a.id == outcome.attempt) else {
             return;
         };
         let connected = self.connect(outcome);
