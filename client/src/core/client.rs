@@ -42,6 +42,12 @@ impl Client {
 
     /// Reacts to one event.
     pub(crate) fn handle(&mut self, event: Event) -> Vec<Effect> {
+        let mut fx = self.react(event);
+        fx.extend(self.state.release_kept_peers());
+        fx
+    }
+
+    fn react(&mut self, event: Event) -> Vec<Effect> {
         let st = &mut self.state;
         match event {
             Event::Input(reply) => self.on_input(reply),

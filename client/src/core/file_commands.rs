@@ -12,8 +12,8 @@ use super::state::{Op, State};
 impl State {
     /// `/send`, `/accept`, `/reject`, `/files`, `/cancel`.
     pub(super) fn file_command(&mut self, cmd: FileCommand) -> Vec<Effect> {
-        let me = match self.require_login() {
-            Ok(n) => n.to_string(),
+        let me = match self.direct_sender() {
+            Ok(n) => n,
             Err(e) => return vec![e],
         };
         match cmd {
@@ -22,7 +22,7 @@ impl State {
                     return vec![e];
                 }
                 let fx = self.peers.offer_file(&to, &path);
-                if self.peers.busy() {
+                if self.peers.busy() && self.connected {
                     self.op = Some(Op::Direct { to });
                 }
                 fx

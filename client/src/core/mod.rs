@@ -53,4 +53,6 @@ pub(crate) use text::parse_fingerprint;
 pub(crate) use huddle_trust::Fingerprint;
 
 #[cfg(test)]
+mod server_loss_tests;
+#[cfg(test)]
 mod tests;

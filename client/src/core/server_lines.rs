@@ -269,8 +269,17 @@ impl State {
         let mut fx = vec![info(format!("logged in as {nick}"))];
         // The listener first, so that PEERADDR goes out before JOIN and the login ends
         // with both answered.
-        self.peers.login(nick);
-        fx.push(Effect::PeerListen);
+        match self.peers.server_back(nick) {
+            Some(announce) => fx.extend(announce),
+            None => {
+                // Kept for another account (or without a listener): start afresh.
+                if self.peers.server_away() {
+                    fx.extend(self.peers.stop());
+                }
+                self.peers.login(nick);
+                fx.push(Effect::PeerListen);
+            }
+        }
         match self.rejoin() {
             Some(joins) => fx.extend(joins),
             None => fx.push(Effect::Send(Message::new("JOIN", [LOBBY]))),

@@ -178,7 +178,11 @@ impl State {
             op: self.op.take(),
             account: self.account.take(),
             resume: std::mem::take(&mut self.resume),
-            ..State::with_peers(self.peers.fresh())
+            ..State::with_peers(if self.peers.server_away() {
+                std::mem::take(&mut self.peers)
+            } else {
+                self.peers.fresh()
+            })
         };
         self.keepalive.heard(Instant::now());
         let mut fx = vec![
@@ -223,15 +227,40 @@ impl State {
         }
     }
 
-    /// The connection is gone; a session is resumed after a back-off.
+    /// The connection is gone; a session is resumed after a back-off. While it is, the
+    /// peer side stays (see `peer_link::server_loss`); otherwise it stops.
     pub(super) fn on_closed(&mut self, reason: Option<&str>) -> Vec<Effect> {
-        let mut fx = self.peers.stop();
         let op = self.op.take();
         let logging_out = matches!(op, Some(Op::Logout { .. }));
+        let resume = std::mem::take(&mut self.resume);
+        let (rooms, current) = (std::mem::take(&mut self.rooms), self.current.take());
+        let was_logged_in = self.nick.is_some();
+        let error_shown = self.error_shown;
+        let fresh = self.peers.fresh();
+        let mut peers = std::mem::replace(&mut self.peers, fresh);
+        self.reset();
+        let mut resume_fx = Vec::new();
+        if !logging_out {
+            self.resume = resume;
+            resume_fx = self.resume_after_loss(was_logged_in, rooms, current);
+        }
+        let keep = self.resume.waiting() && peers.me().is_some();
+        let mut fx = if keep { Vec::new() } else { peers.stop() };
+        let mut peer_fx = if keep {
+            peers.server_lost()
+        } else {
+            Vec::new()
+        };
+        let still_sending = keep && peers.busy();
         match op {
             Some(Op::Logout { exit: true }) => fx.push(Effect::Exit),
             Some(Op::Logout { exit: false }) => fx.push(info("logged out")),
-            _ if self.error_shown => {}
+            _ if error_shown => {}
+            Some(Op::Direct { to }) if still_sending => fx.push(error(format!(
+                "connection to the server lost{}; the direct message to {to} still waits for \
+                 its acknowledgement over the open link",
+                reason.map(|r| format!(": {r}")).unwrap_or_default()
+            ))),
             Some(op) => fx.push(error(format!(
                 "{} failed: the server closed the connection{}",
                 op.what(),
@@ -242,15 +271,32 @@ impl State {
                 None => "the server closed the connection".to_string(),
             })),
         }
-        let resume = std::mem::take(&mut self.resume);
-        let (rooms, current) = (std::mem::take(&mut self.rooms), self.current.take());
-        let was_logged_in = self.nick.is_some();
-        self.reset();
-        if !logging_out {
-            self.resume = resume;
-            fx.extend(self.resume_after_loss(was_logged_in, rooms, current));
+        if keep {
+            self.peers = peers;
         }
+        fx.append(&mut peer_fx);
+        fx.extend(resume_fx);
         fx
+    }
+
+    /// The peer side kept through a lost connection stops once the session is not resumed
+    /// any more (logout, a refused login, a login by hand).
+    pub(super) fn release_kept_peers(&mut self) -> Vec<Effect> {
+        if self.peers.server_away() && !self.resume.waiting() && !self.resume.connecting() {
+            self.peers.stop()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The name direct messages go out under: the logged-in nick, or while the server
+    /// connection is lost with the peer side kept, the name of that session.
+    pub(super) fn direct_sender(&self) -> Result<String, Effect> {
+        match (self.nick.as_deref(), self.peers.me()) {
+            (Some(nick), _) => Ok(nick.to_string()),
+            (None, Some(me)) if self.peers.server_away() => Ok(me.to_string()),
+            _ => self.require_login().map(str::to_string),
+        }
     }
 
     /// The pending op got no answer in time.
@@ -391,7 +437,7 @@ impl State {
         addr: SocketAddr,
         cert: Fingerprint,
     ) -> Vec<Effect> {
-        if self.nick.is_none() {
+        if self.nick.is_none() && !self.peers.server_away() {
             return vec![Effect::PeerClose { conn }];
         }
         self.peers.on_accepted(conn, addr, cert)

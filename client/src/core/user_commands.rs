@@ -196,8 +196,8 @@ impl State {
     }
 
     fn direct_message(&mut self, to: Option<&str>, text: &str) -> Vec<Effect> {
-        let me = match self.require_login() {
-            Ok(n) => n.to_string(),
+        let me = match self.direct_sender() {
+            Ok(n) => n,
             Err(e) => return vec![e],
         };
         let (Some(to), false) = (to, text.trim().is_empty()) else {
@@ -208,7 +208,11 @@ impl State {
         }
         let mut fx = self.peers.send(to, text);
         if self.peers.busy() {
-            self.op = Some(Op::Direct { to: to.to_string() });
+            // Without the server the outcome is shown when it comes; the command does not
+            // wait (the reconnection's login must not wait behind it).
+            if self.connected {
+                self.op = Some(Op::Direct { to: to.to_string() });
+            }
             // Our own line first, then the outcome.
             fx.insert(
                 0,

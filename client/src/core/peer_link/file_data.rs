@@ -37,6 +37,13 @@ impl Peers {
                 }
                 self.reach(&peer.nick, peer.endpoints, peer.fp, Purpose::Data(id))
             }
+            None if self.server_away => {
+                let why = format!(
+                    "{} and there is no open direct link to {nick}",
+                    super::server_loss::SERVER_LOST
+                );
+                self.data_failed(id, why)
+            }
             None => {
                 self.push_lookup(Lookup::Data {
                     nick: nick.to_string(),

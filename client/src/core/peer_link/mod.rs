@@ -57,6 +57,9 @@ mod notices;
 #[cfg(test)]
 mod offer_expiry_tests;
 mod reach;
+mod server_loss;
+#[cfg(test)]
+mod server_loss_tests;
 mod server_replies;
 mod verify_cache;
 
@@ -273,6 +276,10 @@ pub(crate) struct Peers {
     pub(crate) files: Files,
     /// File notices waiting for a link or for their acknowledgement.
     notices: notices::Notices,
+    /// Our listener's port and certificate, once it is up.
+    endpoint: Option<(u16, Fingerprint)>,
+    /// The server connection is lost and this state is kept for the reconnection.
+    server_away: bool,
 }
 
 impl Default for Peers {
@@ -329,6 +336,8 @@ impl Peers {
             nat: Nat::default(),
             files: Files::default(),
             notices: notices::Notices::default(),
+            endpoint: None,
+            server_away: false,
         }
     }
 
@@ -403,15 +412,7 @@ impl Peers {
     /// The listener is up (our `port` and certificate `fp`) or could not start.
     pub(crate) fn listening(&mut self, result: Result<(u16, Fingerprint), String>) -> Vec<Effect> {
         match result {
-            Ok((port, fp)) => {
-                self.announce = Announce::Pending;
-                self.push_lookup(Lookup::Announce);
-                let mut params = vec![port.to_string(), huddle_trust::hex(&fp)];
-                if !self.nat.hints.is_empty() {
-                    params.push(reach::join_endpoints(&self.nat.hints));
-                }
-                vec![Effect::Send(Message::new("PEERADDR", params))]
-            }
+            Ok((port, fp)) => self.announce_endpoint(port, fp),
             Err(e) => {
                 let fx = vec![error(format!("direct messages are unavailable: {e}"))];
                 self.announce = Announce::Unavailable(e);
@@ -478,6 +479,13 @@ impl Peers {
                     out.to = c.nick.clone();
                 }
                 self.transmit(&mut out, conn)
+            }
+            None if self.server_away => {
+                let fx = vec![self.unreachable_while_away(&out.to)];
+                if let Some(id) = out.offer {
+                    self.files.sending.remove(&id);
+                }
+                return fx;
             }
             None => self.lookup_for(&mut out),
         };

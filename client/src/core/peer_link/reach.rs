@@ -426,6 +426,19 @@ impl Peers {
         gone.into_iter().flat_map(|a| self.end_attempt(a)).collect()
     }
 
+    /// Ends every attempt to reach a peer because `why` (the server they may wait on is
+    /// gone); each purpose is told as for any failed attempt.
+    pub(super) fn fail_attempts(&mut self, why: &str) -> Vec<Effect> {
+        let mut fx = Vec::new();
+        for a in std::mem::take(&mut self.nat.attempts) {
+            let (purpose, nick) = (a.purpose, a.nick.clone());
+            fx.extend(self.end_attempt(a));
+            let text = format!("cannot reach {nick}: {why} (the message was not sent)");
+            fx.extend(self.link_failed(purpose, text));
+        }
+        fx
+    }
+
     /// When an attempt next has something to do.
     pub(super) fn attempt_deadline(&self) -> Option<Instant> {
         let step = |s: &Step| match s {
