@@ -1,7 +1,8 @@
 //! Surviving a lost server connection: when the link to the server drops during a session
 //! (server restart, network), the client reconnects with back-off ([`super::backoff`]), logs in
 //! again with the credentials it holds in memory for this run only, announces its direct
-//! message endpoint as at login, rejoins every room it was in and replays only what it missed.
+//! message endpoint again (the same one: links and transfers stay through the loss, see
+//! `peer_link::server_loss`), rejoins every room it was in and replays only what it missed.
 //!
 //! The steps after the new login:
 //!

@@ -25,7 +25,8 @@
 //! how often the server is asked to vouch for a dialer, `reach` how a peer is reached
 //! across NATs (every endpoint at once, hole punching, the opt-in relay), and `answer` how
 //! we answer when the server rings us for someone else's attempt; `linked_peer` what an
-//! open link proves about its peer, so new connections to it need no server. Files:
+//! open link proves about its peer, so new connections to it need no server;
+//! `server_loss` what is kept and what fails while the server connection is lost. Files:
 //! `file_link` (offers and answers), `file_data` (data connections), `notices` and
 //! `notice_acks` (answers and cancellations that reach the other side whether or not a link
 //! is open).
@@ -481,7 +482,7 @@ impl Peers {
                 self.transmit(&mut out, conn)
             }
             None if self.server_away => {
-                let fx = vec![self.unreachable_while_away(&out.to)];
+                let fx = vec![self.unreachable_while_away(&out.to, out.offer.is_some())];
                 if let Some(id) = out.offer {
                     self.files.sending.remove(&id);
                 }

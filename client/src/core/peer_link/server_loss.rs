@@ -85,11 +85,12 @@ impl Peers {
         vec![Effect::Send(Message::new("PEERADDR", params))]
     }
 
-    /// A message to `to`, who has no open link, while the server is away.
-    pub(super) fn unreachable_while_away(&self, to: &str) -> Effect {
+    /// A message (or file offer) to `to`, who has no open link, while the server is away.
+    pub(super) fn unreachable_while_away(&self, to: &str, offer: bool) -> Effect {
+        let what = if offer { "offer" } else { "message" };
         error(format!(
             "cannot send to {to}: {SERVER_LOST} and there is no open direct link to {to} \
-             (the message was not sent)"
+             (the {what} was not sent)"
         ))
     }
 }
