@@ -24,7 +24,16 @@ fn offer_id(line: &str) -> u64 {
         .unwrap_or_else(|| panic!("no offer number in {line:?}"))
 }
 
-const LISTENING: &str = "-- direct messages: listening on port ";
+/// The line in which `client` said where it listens for direct messages, and with which
+/// certificate.
+fn endpoint(client: &CliClient) -> String {
+    client
+        .seen()
+        .iter()
+        .find(|l| l.starts_with("-- direct messages: listening on port "))
+        .cloned()
+        .expect("the endpoint announced at login")
+}
 
 #[test]
 fn a_killed_server_leaves_links_and_transfers_running_and_endpoints_unchanged() {
@@ -37,18 +46,7 @@ fn a_killed_server_leaves_links_and_transfers_running_and_endpoints_unchanged() 
     };
     let mut alice = user("alice", src.path());
     let mut bob = user("bob", dl.path());
-    let alice_endpoint = alice
-        .seen()
-        .iter()
-        .find(|l| l.starts_with(LISTENING))
-        .cloned()
-        .expect("alice's endpoint");
-    let bob_endpoint = bob
-        .seen()
-        .iter()
-        .find(|l| l.starts_with(LISTENING))
-        .cloned()
-        .expect("bob's endpoint");
+    let (alice_endpoint, bob_endpoint) = (endpoint(&alice), endpoint(&bob));
 
     let data = random_bytes(256 << 20);
     let path = src.path().join("big.bin");
