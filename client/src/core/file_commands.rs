@@ -22,7 +22,7 @@ impl State {
                     return vec![e];
                 }
                 let fx = self.peers.offer_file(&to, &path);
-                if self.peers.busy() && self.connected {
+                if self.peers.busy() && self.nick.is_some() {
                     self.op = Some(Op::Direct { to });
                 }
                 fx

@@ -188,3 +188,16 @@ fn a_refused_login_on_reconnection_stops_the_peer_side() {
     fx.extend(st.release_kept_peers());
     assert!(fx.contains(&Effect::PeerStop), "{fx:?}");
 }
+
+#[test]
+fn a_message_over_the_link_during_the_reconnection_login_leaves_the_login_waiting() {
+    let mut st = alice();
+    let conn = link_to_bob(&mut st);
+    lose_server(&mut st);
+    st.on_reconnect(st.resume.due().unwrap());
+    st.on_connected();
+    assert!(matches!(st.op, Some(super::state::Op::Login { .. })));
+    let fx = msg(&mut st, "bob", "logging in again");
+    assert_eq!(peer_lines(&fx), [(conn, "DM 2 :logging in again".to_string())]);
+    assert!(matches!(st.op, Some(super::state::Op::Login { .. })));
+}

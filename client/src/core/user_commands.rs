@@ -208,9 +208,9 @@ impl State {
         }
         let mut fx = self.peers.send(to, text);
         if self.peers.busy() {
-            // Without the server the outcome is shown when it comes; the command does not
-            // wait (the reconnection's login must not wait behind it).
-            if self.connected {
+            // Without a login the outcome is shown when it comes; the command does not wait
+            // (nor replace the login of a reconnection).
+            if self.nick.is_some() {
                 self.op = Some(Op::Direct { to: to.to_string() });
             }
             // Our own line first, then the outcome.
