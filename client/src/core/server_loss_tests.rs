@@ -198,6 +198,9 @@ fn a_message_over_the_link_during_the_reconnection_login_leaves_the_login_waitin
     st.on_connected();
     assert!(matches!(st.op, Some(super::state::Op::Login { .. })));
     let fx = msg(&mut st, "bob", "logging in again");
-    assert_eq!(peer_lines(&fx), [(conn, "DM 2 :logging in again".to_string())]);
+    assert_eq!(
+        peer_lines(&fx),
+        [(conn, "DM 2 :logging in again".to_string())]
+    );
     assert!(matches!(st.op, Some(super::state::Op::Login { .. })));
 }
