@@ -204,3 +204,18 @@ fn a_message_over_the_link_during_the_reconnection_login_leaves_the_login_waitin
     );
     assert!(matches!(st.op, Some(super::state::Op::Login { .. })));
 }
+
+#[test]
+fn connecting_to_another_server_during_the_reconnection_stops_the_peer_side() {
+    let mut st = alice();
+    link_to_bob(&mut st);
+    lose_server(&mut st);
+    let fx = st.on_command(Command::Connect {
+        host: "elsewhere.example".into(),
+        port: 6697,
+    });
+    assert!(fx.contains(&Effect::PeerStop), "{fx:?}");
+    assert!(!st.peers.server_away());
+    let fx = msg(&mut st, "bob", "x");
+    assert!(peer_lines(&fx).is_empty());
+}
