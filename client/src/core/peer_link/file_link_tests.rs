@@ -2,20 +2,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::tests::{alice, m, open_to_bob, peer_sends, server_sends, FP_B};
+use super::tests::{alice, hello_hashed, m, open_to_bob, peer_sends, server_sends, FP_B};
 use super::*;
-use crate::core::files::{Failure, HashedFile, PreparedFile};
+use crate::core::files::{Failure, PreparedFile};
 use crate::core::output::shows;
 
-const SHA: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
-
-fn hashed() -> HashedFile {
-    HashedFile {
-        name: "hello.txt".into(),
-        size: 5,
-        sha: SHA.into(),
-    }
-}
+use super::tests::HELLO_SHA as SHA;
 
 /// Alice offers hello.txt to bob over an open link; the offer's number.
 fn offered(p: &mut Peers, conn: u64) -> u64 {
@@ -25,7 +17,7 @@ fn offered(p: &mut Peers, conn: u64) -> u64 {
     };
     assert_eq!(path, "/tmp/hello.txt");
     assert!(p.busy(), "the command waits for the hash");
-    let fx = p.on_file_hashed(id, Ok(hashed()));
+    let fx = p.on_file_hashed(id, Ok(hello_hashed()));
     assert_eq!(
         peer_sends(&fx),
         [(conn, format!("FILEOFFER 2 {id} 5 {SHA} 300 hello.txt"))]

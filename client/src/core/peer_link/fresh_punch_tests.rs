@@ -2,15 +2,16 @@
 
 use std::time::{Duration, Instant};
 
-use super::super::super::tests::FP_B;
-use super::super::super::tests::{alice, closes, fp, m, open_to_bob, peer_sends, server_sends};
+use super::super::super::tests::{
+    alice, closes, fp, m, offer_hello, open_to_bob, peer_sends, server_sends, FP_B,
+    HELLO_SHA as SHA,
+};
 use super::super::{CALL_AFTER, CALL_WINDOW};
 use super::*;
-use crate::core::files::{HashedFile, PreparedFile};
+use crate::core::files::PreparedFile;
 use crate::core::output::shows;
 use crate::core::Fingerprint;
 
-const SHA: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 /// Bob's end of the open link.
 const BOB_AT: &str = "127.0.0.1:5000";
 
@@ -214,23 +215,6 @@ fn a_failed_probe_ends_only_the_punch_and_the_error_names_it() {
         .is_empty());
 }
 
-/// Alice offers hello.txt to Bob over `link`; the offer's number.
-fn offering(p: &mut Peers, link: u64) -> u64 {
-    let Some(Effect::FileHash { id, .. }) = p.offer_file("bob", "/tmp/hello.txt").first().cloned()
-    else {
-        panic!("no hash")
-    };
-    let hashed = HashedFile {
-        name: "hello.txt".into(),
-        size: 5,
-        sha: SHA.into(),
-    };
-    let sent = peer_sends(&p.on_file_hashed(id, Ok(hashed)));
-    let frame = sent[0].1.split(' ').nth(1).unwrap().to_string();
-    p.on_line(link, &m(&format!("ACK {frame}")));
-    id
-}
-
 fn dial_backs(fx: &[Effect]) -> Vec<(SocketAddr, String)> {
     fx.iter()
         .filter_map(|e| match e {
@@ -243,7 +227,7 @@ fn dial_backs(fx: &[Effect]) -> Vec<(SocketAddr, String)> {
 #[test]
 fn the_sender_dials_back_to_the_public_endpoints_of_an_offer_it_made() {
     let (mut p, link) = linked(true);
-    let id = offering(&mut p, link);
+    let id = offer_hello(&mut p, link);
     let token = "Z".repeat(32);
     let fx = p.on_line(
         link,
@@ -363,7 +347,7 @@ fn without_an_endpoint_from_the_link_the_server_is_asked() {
 #[test]
 fn the_senders_dial_back_is_admitted_on_the_links_word() {
     let (mut p, link) = linked(true);
-    let id = offering(&mut p, link);
+    let id = offer_hello(&mut p, link);
     let token = "Z".repeat(32);
     let fx = p.on_line(
         link,
@@ -405,7 +389,7 @@ fn the_sender_also_tries_a_private_endpoints_port_at_the_links_public_address() 
     let (mut p, link) = linked(true);
     // The link comes from Bob's router.
     p.conns.get_mut(&link).unwrap().addr = "203.0.113.3:5000".into();
-    let id = offering(&mut p, link);
+    let id = offer_hello(&mut p, link);
     let token = "Y".repeat(32);
     // A receiver that knows no public address of its own lists only its fresh port.
     let fx = p.on_line(link, &m(&format!("FILECALL {id} {token} :10.0.2.2:41000")));

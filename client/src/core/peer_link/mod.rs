@@ -657,6 +657,31 @@ pub(super) mod tests {
         p
     }
 
+    /// The SHA-256 of `hello.txt` (the five bytes `hello`).
+    pub(super) const HELLO_SHA: &str =
+        "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    /// What hashing `/tmp/hello.txt` finds.
+    pub(super) fn hello_hashed() -> crate::core::files::HashedFile {
+        crate::core::files::HashedFile {
+            name: "hello.txt".into(),
+            size: 5,
+            sha: HELLO_SHA.into(),
+        }
+    }
+
+    /// alice offers hello.txt to bob over `link`, hashed and acknowledged; the offer's number.
+    pub(super) fn offer_hello(p: &mut Peers, link: u64) -> u64 {
+        let fx = p.offer_file("bob", "/tmp/hello.txt");
+        let Some(Effect::FileHash { id, .. }) = fx.first().cloned() else {
+            panic!("no hash: {fx:?}")
+        };
+        let sent = peer_sends(&p.on_file_hashed(id, Ok(hello_hashed())));
+        let frame = sent[0].1.split(' ').nth(1).unwrap().to_string();
+        p.on_line(link, &m(&format!("ACK {frame}")));
+        id
+    }
+
     /// alice sends "hi" to bob over a new connection; returns its id.
     pub(super) fn open_to_bob(p: &mut Peers) -> u64 {
         let fx = p.send("bob", "hi");

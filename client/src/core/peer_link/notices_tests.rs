@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::super::tests::{alice, closes, m, open_to_bob, peer_sends, server_sends, FP_B};
+use super::super::tests::{
+    alice, closes, m, offer_hello, open_to_bob, peer_sends, server_sends, FP_B, HELLO_SHA as SHA,
+};
 use super::*;
 use crate::core::output::shows;
 use crate::core::DialFailure;
-
-const SHA: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
 /// Alice with offers `remotes` from bob (her numbers 1, 2, ...), whose link then broke.
 fn offers_then_link_gone(remotes: &[u64]) -> Peers {
@@ -70,15 +70,7 @@ fn a_notice_without_a_link_dials_and_goes_once_the_link_is_open() {
 fn the_sender_cancels_an_offer_after_the_link_closed() {
     let mut p = alice();
     let link = open_to_bob(&mut p);
-    p.offer_file("bob", "/tmp/hello.txt");
-    let id = *p.files.sending.keys().next().unwrap();
-    let hashed = crate::core::files::HashedFile {
-        name: "hello.txt".into(),
-        size: 5,
-        sha: SHA.into(),
-    };
-    p.on_file_hashed(id, Ok(hashed));
-    p.on_line(link, &m("ACK 2"));
+    let id = offer_hello(&mut p, link);
     p.on_closed(link, None);
     let fx = p.cancel_file(id);
     assert_eq!(shows(&fx), [format!("-- cancelled file {id} (hello.txt)")]);

@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::tests::{alice, m, open_to_bob, peer_sends, server_sends};
+use super::tests::{alice, m, offer_hello, open_to_bob, peer_sends, server_sends};
 use super::*;
-use crate::core::files::{HashedFile, PreparedFile};
+use crate::core::files::PreparedFile;
 use crate::core::output::shows;
 
-const SHA: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+use super::tests::HELLO_SHA as SHA;
 
 /// Alice with offer 1 from bob (his number 3, offered for 60 s).
 fn offered_by_bob() -> (Peers, u64) {
@@ -39,15 +39,7 @@ fn fetching(p: &mut Peers) -> u64 {
 fn offers_expire_on_both_sides_after_the_link_closed() {
     let (mut p, link) = offered_by_bob();
     // Alice offers bob a file on the same link.
-    p.offer_file("bob", "/tmp/hello.txt");
-    let id = *p.files.sending.keys().next().unwrap();
-    let hashed = HashedFile {
-        name: "hello.txt".into(),
-        size: 5,
-        sha: SHA.into(),
-    };
-    p.on_file_hashed(id, Ok(hashed));
-    p.on_line(link, &m("ACK 2"));
+    let id = offer_hello(&mut p, link);
     assert!(p
         .on_closed(link, Some("connection reset by peer"))
         .is_empty());

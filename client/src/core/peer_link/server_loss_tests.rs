@@ -2,12 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use super::tests::{alice, fp, m, open_to_bob, peer_sends, server_sends, FP_A, FP_B};
+use super::tests::{alice, fp, m, offer_hello, open_to_bob, peer_sends, server_sends, FP_A, FP_B};
 use super::*;
-use crate::core::files::HashedFile;
 use crate::core::output::shows;
-
-const SHA: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
 /// A connection from `cert` that said `PEERHELLO bob alice`; the effects of the hello.
 fn hello_from(p: &mut Peers, cert: &str) -> (u64, Vec<Effect>) {
@@ -22,17 +19,7 @@ fn hello_from(p: &mut Peers, cert: &str) -> (u64, Vec<Effect>) {
 fn a_transfer_being_served_goes_on_without_the_server() {
     let mut p = alice();
     let link = open_to_bob(&mut p);
-    let fx = p.offer_file("bob", "/tmp/hello.txt");
-    let Some(Effect::FileHash { id, .. }) = fx.first().cloned() else {
-        panic!("no hash: {fx:?}")
-    };
-    let hashed = HashedFile {
-        name: "hello.txt".into(),
-        size: 5,
-        sha: SHA.into(),
-    };
-    p.on_file_hashed(id, Ok(hashed));
-    p.on_line(link, &m("ACK 2"));
+    let id = offer_hello(&mut p, link);
     let (data, _) = hello_from(&mut p, FP_B);
     let fx = p.on_peer_data(data, &m(&format!("FILEGET {id} 0")));
     assert!(fx.contains(&Effect::FileServe {
