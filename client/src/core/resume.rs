@@ -519,13 +519,27 @@ mod tests {
         sends(&fx)
     }
 
-    #[test]
-    fn a_lost_session_is_resumed_with_only_the_missed_messages() {
+    /// alice's `login` typed, before the connection.
+    fn logging_in() -> State {
         let mut st = State::default();
         st.on_command(Command::Login {
             name: Some("alice".into()),
             password: Some("secret pw".into()),
         });
+        st
+    }
+
+    /// alice logged in and in #lobby.
+    fn in_lobby() -> State {
+        let mut st = logging_in();
+        log_in(&mut st);
+        st.on_message(&m(":alice!a@h JOIN #lobby"));
+        st
+    }
+
+    #[test]
+    fn a_lost_session_is_resumed_with_only_the_missed_messages() {
+        let mut st = logging_in();
         assert_eq!(log_in(&mut st), ["JOIN #lobby"]);
         st.on_message(&m(":alice!a@h JOIN #lobby"));
         assert_eq!(st.op, None);
@@ -628,11 +642,7 @@ mod tests {
     /// Logged in and in #dev (having seen `m0` if `seen`), the connection lost and logged in
     /// again: the join replays are over; returns what was sent to ask the missed messages.
     fn resume_in_dev(seen: bool) -> (State, Vec<String>) {
-        let mut st = State::default();
-        st.on_command(Command::Login {
-            name: Some("alice".into()),
-            password: Some("secret pw".into()),
-        });
+        let mut st = logging_in();
         log_in(&mut st);
         st.on_message(&m(":alice!a@h JOIN #dev"));
         if seen {
@@ -737,13 +747,7 @@ mod tests {
 
     #[test]
     fn failed_attempts_back_off_and_logout_stops_them() {
-        let mut st = State::default();
-        st.on_command(Command::Login {
-            name: Some("alice".into()),
-            password: Some("secret pw".into()),
-        });
-        log_in(&mut st);
-        st.on_message(&m(":alice!a@h JOIN #lobby"));
+        let mut st = in_lobby();
         st.on_closed(None);
         let at = st.resume.due().unwrap();
         st.on_reconnect(at);
@@ -792,13 +796,7 @@ mod tests {
 
     #[test]
     fn commands_run_while_the_reconnection_connects() {
-        let mut st = State::default();
-        st.on_command(Command::Login {
-            name: Some("alice".into()),
-            password: Some("secret pw".into()),
-        });
-        log_in(&mut st);
-        st.on_message(&m(":alice!a@h JOIN #lobby"));
+        let mut st = in_lobby();
         st.on_closed(None);
         assert_eq!(st.on_reconnect(st.resume.due().unwrap()), [Effect::Connect]);
         assert!(st.resume.connecting() && st.op.is_none());
@@ -828,13 +826,7 @@ mod tests {
         assert_eq!(st.op, None);
 
         // A login typed while the reconnection connects replaces it.
-        let mut st = State::default();
-        st.on_command(Command::Login {
-            name: Some("alice".into()),
-            password: Some("secret pw".into()),
-        });
-        log_in(&mut st);
-        st.on_message(&m(":alice!a@h JOIN #lobby"));
+        let mut st = in_lobby();
         st.on_closed(None);
         st.on_reconnect(st.resume.due().unwrap());
         let fx = st.on_command(Command::Login {
@@ -855,13 +847,7 @@ mod tests {
 
     #[test]
     fn a_refused_login_or_a_logout_ends_resuming() {
-        let mut st = State::default();
-        st.on_command(Command::Login {
-            name: Some("alice".into()),
-            password: Some("secret pw".into()),
-        });
-        log_in(&mut st);
-        st.on_message(&m(":alice!a@h JOIN #lobby"));
+        let mut st = in_lobby();
         st.on_closed(None);
         st.on_reconnect(st.resume.due().unwrap());
         st.on_connected();
@@ -895,13 +881,7 @@ mod tests {
         assert!(!st.resume.connecting() && st.resume.due().is_none());
 
         // A logout is not a loss.
-        let mut st = State::default();
-        st.on_command(Command::Login {
-            name: Some("alice".into()),
-            password: Some("secret pw".into()),
-        });
-        log_in(&mut st);
-        st.on_message(&m(":alice!a@h JOIN #lobby"));
+        let mut st = in_lobby();
         st.on_command(Command::Logout);
         st.on_closed(None);
         assert_eq!(st.resume.due(), None);
